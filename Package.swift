@@ -1,0 +1,117 @@
+// swift-tools-version:6.0
+//
+// Layers, bottom to top (each a target; a layer only depends on the ones below it):
+//   CNGHTTP2, CProtobufC      system libraries (pkg-config, Debian -dev packages)
+//   CH2Shim                   C: sockets, epoll loop, nghttp2 sessions, gRPC framing
+//   GeneratedCProtos          protoc-c output for Protos/ (generated, committed)
+//   H2RPC                     Swift RPC core: status, metadata, deadlines, server, client, transports
+//   H2RPCProtobuf             bridge from generated value types to protobuf-c encode/decode
+//   GeneratedProtos           Swift messages, service protocols, client stubs (generated, committed)
+//   H2RPCHealth, Interop      standard services on the core
+//   LabGalleryCore            the domain (no RPC, no generated types)
+//   LabGalleryServer          wiring + executable `labgallery-server`
+//   Clients/labgallery        operator CLI
+import PackageDescription
+
+let strictSwift: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
+
+let package = Package(
+    name: "LabGallery",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "H2RPC", targets: ["H2RPC", "H2RPCProtobuf"]),
+        .library(name: "LabGalleryProtos", targets: ["GeneratedProtos"]),
+        .executable(name: "interop-server", targets: ["InteropServer"]),
+        .executable(name: "interop-client", targets: ["InteropClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // MARK: C layer
+        .systemLibrary(
+            name: "CNGHTTP2",
+            pkgConfig: "libnghttp2",
+            providers: [.apt(["libnghttp2-dev"])]
+        ),
+        .systemLibrary(
+            name: "CProtobufC",
+            pkgConfig: "libprotobuf-c",
+            providers: [.apt(["libprotobuf-c-dev"])]
+        ),
+        .target(
+            name: "CH2Shim",
+            dependencies: ["CNGHTTP2"]
+        ),
+        .target(
+            name: "GeneratedCProtos",
+            dependencies: ["CProtobufC"]
+        ),
+
+        // MARK: RPC core
+        .target(
+            name: "H2RPC",
+            dependencies: ["CH2Shim"],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "H2RPCProtobuf",
+            dependencies: ["H2RPC", "CProtobufC"],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "GeneratedProtos",
+            dependencies: ["H2RPC", "H2RPCProtobuf", "GeneratedCProtos", "CProtobufC"],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "H2RPCHealth",
+            dependencies: ["H2RPC", "GeneratedProtos"],
+            swiftSettings: strictSwift
+        ),
+
+        // MARK: gRPC interop
+        .target(
+            name: "Interop",
+            dependencies: ["H2RPC", "GeneratedProtos"],
+            swiftSettings: strictSwift
+        ),
+        .executableTarget(
+            name: "InteropServer",
+            dependencies: ["Interop", "H2RPCHealth", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strictSwift
+        ),
+        .executableTarget(
+            name: "InteropClient",
+            dependencies: ["Interop", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strictSwift
+        ),
+
+        // MARK: Domain
+        .target(
+            name: "LabGalleryCore",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSwift
+        ),
+
+        // MARK: Tests
+        .testTarget(
+            name: "H2RPCTests",
+            dependencies: ["H2RPC", "H2RPCHealth", "GeneratedProtos", "Interop", "CH2Shim"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "LabGalleryCoreTests",
+            dependencies: ["LabGalleryCore"],
+            swiftSettings: strictSwift
+        ),
+    ]
+)

@@ -1,0 +1,217 @@
+/*
+ * h2shim — the narrow C API between libnghttp2 and the Swift RPC core (H2RPC).
+ *
+ * One h2_loop = one epoll event loop on its own thread. The loop thread owns every
+ * socket and every nghttp2 session (server and client connections alike). Other
+ * threads never touch a session: they post operations (h2_send, h2_reset, ...) into a
+ * mutex-protected queue and wake the loop through an eventfd (one wake-up per burst).
+ * All callbacks run on the loop thread and must not block.
+ *
+ * gRPC message framing (1-byte flag + 4-byte big-endian length) is done here: the
+ * application receives whole messages and sends whole messages.
+ *
+ * Flow control reflects what the application consumed: automatic window updates are
+ * off. Bytes of a complete message count as consumed only when the application says so
+ * (the return value of on_message, or h2_consume later). Bytes of a partial message are
+ * consumed as they are buffered (bounded by max_recv_message). Bytes of a stream the
+ * application no longer reads (after an error or reset) are consumed at once.
+ *
+ * No global state. Every handle is a 64-bit token that is never reused during the
+ * life of a loop, so an operation that arrives after its stream or connection is gone
+ * is dropped safely.
+ */
+#ifndef H2SHIM_H
+#define H2SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct h2_loop h2_loop;
+
+/** A stream or connection token; 0 means none. Never reused within one loop. */
+typedef uint64_t h2_id;
+
+/** One header field. Not NUL-terminated. */
+typedef struct h2_nv {
+    const uint8_t *name;
+    size_t namelen;
+    const uint8_t *value;
+    size_t valuelen;
+} h2_nv;
+
+/* flags of on_headers */
+#define H2_HEADERS_END_STREAM 0x1 /* the peer half-closed with this HEADERS frame */
+#define H2_HEADERS_TRAILERS 0x2   /* a second HEADERS block (trailers) */
+
+/* kinds of on_stream_error: the inbound message stream is broken; no more on_message
+ * calls follow for this stream (its remaining inbound bytes are discarded). */
+#define H2_STREAM_ERR_TOO_LARGE 1 /* detail = declared message length */
+#define H2_STREAM_ERR_TRUNCATED 2 /* END_STREAM in the middle of a message; detail = bytes buffered */
+
+/* events of on_conn (client connections) */
+#define H2_CONN_CONNECTED 1 /* TCP connected, HTTP/2 preface sent */
+#define H2_CONN_FAILED 2    /* connect failed; detail = errno; the connection is gone */
+#define H2_CONN_GOAWAY 3    /* peer sent GOAWAY; detail = last stream id; open no new streams */
+#define H2_CONN_CLOSED 4    /* connection closed (detail = errno or 0); the token is dead */
+
+/* on_close codes above the HTTP/2 error code range */
+#define H2_CLOSE_CONN_LOST 0x1000  /* the connection dropped (or failed) under the stream */
+#define H2_CLOSE_SHUTDOWN 0x1001   /* the loop stopped with the stream still open */
+#define H2_CLOSE_REFUSED 0x1002    /* a client stream could not be opened (conn dead, GOAWAY, nghttp2 refused) */
+
+/* flags of h2_send */
+#define H2_SEND_END 0x1        /* end the stream after what this call sends */
+#define H2_SEND_COMPRESSED 0x2 /* set the compressed flag of the message */
+
+typedef struct h2_callbacks {
+    /** Passed back to every callback. */
+    void *ctx;
+
+    /**
+     * Server: a new request's header block is complete. `stream` and `conn` are its
+     * tokens. Returns the application's pointer for the stream (passed to every later
+     * callback of this stream), or NULL to have the shim reset it (REFUSED_STREAM).
+     */
+    void *(*on_request)(void *ctx, h2_id conn, h2_id stream, const h2_nv *nv, size_t nvlen, int flags);
+
+    /**
+     * Client: response headers, or trailers (H2_HEADERS_TRAILERS). A Trailers-Only
+     * response arrives as one block with H2_HEADERS_END_STREAM and without the TRAILERS flag.
+     */
+    void (*on_headers)(void *ctx, void *user, const h2_nv *nv, size_t nvlen, int flags);
+
+    /**
+     * One complete inbound message. `data` is valid only during the call. Returns how
+     * many of `len` + 5 bytes the application consumed now (0 or len + 5); the rest must be
+     * released later with h2_consume, or the peer's window stays closed.
+     */
+    size_t (*on_message)(void *ctx, void *user, int compressed, const uint8_t *data, size_t len);
+
+    /** The peer half-closed the stream (END_STREAM on DATA; or on HEADERS for server streams). */
+    void (*on_end)(void *ctx, void *user);
+
+    /** The inbound message stream is broken (see H2_STREAM_ERR_*). */
+    void (*on_stream_error)(void *ctx, void *user, int kind, size_t detail);
+
+    /**
+     * `bytes` of queued outbound message data (prefix included) were handed to the
+     * socket: the application may lower its count of in-flight bytes.
+     */
+    void (*on_drain)(void *ctx, void *user, size_t bytes);
+
+    /**
+     * The stream is gone: closed by either side (`code` = HTTP/2 error code, 0 =
+     * NO_ERROR), or H2_CLOSE_*. Called exactly once for every stream that had a user
+     * pointer; the application releases it here. No callback for this stream follows.
+     */
+    void (*on_close)(void *ctx, void *user, uint32_t code);
+
+    /** Client connection events (H2_CONN_*). */
+    void (*on_conn)(void *ctx, h2_id conn, int event, int detail);
+} h2_callbacks;
+
+typedef struct h2_config {
+    /** Largest inbound message (payload bytes); larger → H2_STREAM_ERR_TOO_LARGE. Default 4 MiB. */
+    size_t max_recv_message;
+    /** SETTINGS_MAX_CONCURRENT_STREAMS advertised by server sessions; excess → REFUSED_STREAM. Default 1000. */
+    uint32_t max_concurrent_streams;
+    /** SETTINGS_INITIAL_WINDOW_SIZE (per stream). Default 1 MiB. */
+    uint32_t initial_window;
+    /** Connection-level receive window. Default 16 MiB. */
+    uint32_t connection_window;
+    /** SETTINGS_MAX_FRAME_SIZE advertised. Default 16384. */
+    uint32_t max_frame_size;
+    /** 1 = send TCP keepalive-style HTTP/2 PINGs? Reserved, 0. */
+    uint32_t reserved;
+} h2_config;
+
+/** Fills `cfg` with the defaults. */
+void h2_config_init(h2_config *cfg);
+
+/** Creates a loop (not yet running). `cb` is copied. Returns NULL on failure (errno set). */
+h2_loop *h2_loop_create(const h2_config *cfg, const h2_callbacks *cb);
+
+/**
+ * Listens on host:port (IPv4 or IPv6 literal, or a name resolved with getaddrinfo;
+ * NULL = "::" dual-stack). port 0 picks a free port. Writes the bound port to
+ * *bound_port. Returns 0, or -errno. May be called before or after h2_loop_start.
+ */
+int h2_listen(h2_loop *loop, const char *host, uint16_t port, uint16_t *bound_port);
+
+/** Starts the loop thread. Returns 0 or -errno. */
+int h2_loop_start(h2_loop *loop);
+
+/**
+ * Graceful shutdown, step 1: stop accepting, send GOAWAY (last stream id = the last
+ * one processed) on every server connection. Streams already open continue.
+ */
+void h2_loop_goaway(h2_loop *loop);
+
+/**
+ * Stops the loop thread and closes every connection. on_close(H2_CLOSE_SHUTDOWN) is
+ * called for every stream still open (on the calling thread, after the loop thread has
+ * exited). Safe to call more than once.
+ */
+void h2_loop_stop(h2_loop *loop);
+
+/** Frees the loop (stops it first if needed). */
+void h2_loop_destroy(h2_loop *loop);
+
+/**
+ * Opens a client connection (h2c, prior knowledge) to host:port. Asynchronous: returns
+ * the connection token at once; on_conn reports CONNECTED or FAILED. Streams may be
+ * opened on it right away (they start once connected). Returns 0 if it cannot even
+ * start (errno set).
+ */
+h2_id h2_connect(h2_loop *loop, const char *host, uint16_t port);
+
+/** Closes a client or server connection at once; its open streams get on_close(H2_CLOSE_CONN_LOST). */
+void h2_conn_close(h2_loop *loop, h2_id conn);
+
+/**
+ * Opens a client stream on `conn` with request headers (pseudo-headers first). `user`
+ * is the application's pointer for the stream's callbacks; on_close is guaranteed for it
+ * (H2_CLOSE_REFUSED if the stream cannot be opened). Returns the stream token.
+ */
+h2_id h2_open_stream(h2_loop *loop, h2_id conn, void *user, const h2_nv *headers, size_t nheaders);
+
+/**
+ * Sends on a stream, in this order, each part optional: a header block (`headers`,
+ * response headers on a server stream; with H2_SEND_END and no message, a Trailers-Only
+ * response), one message (`msg` with `has_msg`=1; a zero-length message is valid),
+ * trailers (server streams; implies end). H2_SEND_END without trailers on a client
+ * stream half-closes it. Everything is copied; returns at once. Returns 0, or -1 if the
+ * loop is stopped.
+ */
+int h2_send(h2_loop *loop, h2_id stream,
+            const h2_nv *headers, size_t nheaders,
+            int has_msg, const uint8_t *msg, size_t msglen,
+            const h2_nv *trailers, size_t ntrailers,
+            int flags);
+
+/** Resets a stream with the HTTP/2 error code (e.g. 0x8 CANCEL). */
+void h2_reset(h2_loop *loop, h2_id stream, uint32_t error_code);
+
+/** The application consumed `bytes` inbound bytes of this stream: reopen the windows. */
+void h2_consume(h2_loop *loop, h2_id stream, size_t bytes);
+
+/** Counters, read without locking (approximate while the loop runs). */
+typedef struct h2_stats {
+    uint64_t connections;       /* open connections */
+    uint64_t streams;           /* open streams with application state */
+    uint64_t inbound_buffered;  /* bytes held in stream receive buffers */
+    uint64_t outbound_buffered; /* bytes queued in stream send buffers */
+    uint64_t streams_total;     /* streams ever opened */
+} h2_stats;
+
+void h2_loop_stats(h2_loop *loop, h2_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

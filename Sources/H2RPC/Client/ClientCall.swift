@@ -1,0 +1,248 @@
+import Synchronization
+
+/// The transport-facing state of one client call. The transport reports what arrives;
+/// `ClientCall` reads it.
+public final class ClientCallEvents: Sendable {
+    private struct State {
+        var outbound: (any ClientStreamOutbound)? = nil
+        var headers: Metadata? = nil
+        var status: (Status, Metadata)? = nil
+        var headerWaiters: [CheckedContinuation<Metadata, Never>] = []
+        var statusWaiters: [CheckedContinuation<(Status, Metadata), Never>] = []
+        var sendClosed = false
+        var timer: Task<Void, Never>? = nil
+    }
+    private let state = Mutex(State())
+    let inbound: InboundQueue
+    let flow = OutboundFlow()
+
+    init() {
+        let box = OutboundBox()
+        inbound = InboundQueue(onConsume: { n in box.value?.consume(n) })
+        outboundBox = box
+    }
+    private let outboundBox: OutboundBox
+
+    func attach(_ outbound: any ClientStreamOutbound) {
+        outboundBox.set(outbound)
+        state.withLock { $0.outbound = outbound }
+    }
+
+    var outbound: (any ClientStreamOutbound)? { outboundBox.value }
+
+    // MARK: transport events
+
+    /// Response headers arrived.
+    public func receiveHeaders(_ metadata: Metadata) {
+        let waiters = state.withLock { s -> [CheckedContinuation<Metadata, Never>] in
+            if s.headers == nil { s.headers = metadata }
+            defer { s.headerWaiters.removeAll() }
+            return s.headerWaiters
+        }
+        for w in waiters { w.resume(returning: metadata) }
+    }
+
+    /// A response message arrived.
+    public func receiveMessage(_ bytes: [UInt8]) {
+        inbound.push(bytes)
+    }
+
+    /// The call ended with `status` (trailers, Trailers-Only, reset, connection loss, local
+    /// deadline or cancellation). Only the first status counts.
+    public func receiveStatus(_ status: Status, trailers: Metadata) {
+        typealias Woken = (headers: [CheckedContinuation<Metadata, Never>],
+                           status: [CheckedContinuation<(Status, Metadata), Never>],
+                           timer: Task<Void, Never>?)
+        let result = state.withLock { s -> Woken? in
+            guard s.status == nil else { return nil }
+            s.status = (status, trailers)
+            if s.headers == nil { s.headers = [:] }
+            defer { s.headerWaiters.removeAll(); s.statusWaiters.removeAll() }
+            return (s.headerWaiters, s.statusWaiters, s.timer)
+        }
+        guard let result else { return }
+        result.timer?.cancel()
+        let error = RPCError(status.code == .ok ? .cancelled : status.code, status.message, metadata: trailers)
+        flow.close(error)
+        inbound.finish()
+        for w in result.headers { w.resume(returning: [:]) }
+        for w in result.status { w.resume(returning: (status, trailers)) }
+    }
+
+    /// `bytes` of queued request data went out.
+    public func drained(_ bytes: Int) { flow.drained(bytes) }
+
+    // MARK: call side
+
+    func startTimer(_ timeout: Duration) {
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            guard !Task.isCancelled, let self else { return }
+            self.outbound?.cancel()
+            self.receiveStatus(Status(code: .deadlineExceeded, message: "the call did not complete within its timeout of \(timeout)"), trailers: [:])
+        }
+        let done = state.withLock { s -> Bool in
+            s.timer = timer
+            return s.status != nil
+        }
+        if done { timer.cancel() }
+    }
+
+    var isFinished: Bool { state.withLock { $0.status != nil } }
+
+    func cancel(_ message: String = "the call was cancelled by the client") {
+        guard !isFinished else { return }
+        outbound?.cancel()
+        receiveStatus(Status(code: .cancelled, message: message), trailers: [:])
+    }
+
+    func send(_ bytes: [UInt8]) async throws {
+        if let (status, trailers) = state.withLock({ $0.status }) {
+            throw RPCError(status.code == .ok ? .failedPrecondition : status.code,
+                           status.code == .ok ? "the call already ended" : status.message, metadata: trailers)
+        }
+        try await flow.reserve(bytes.count + 5)
+        let closed = state.withLock { $0.sendClosed }
+        if closed { throw RPCError(.failedPrecondition, "send after finish: the request stream is already closed") }
+        outbound?.send(message: bytes, end: false)
+    }
+
+    func finishSending() {
+        let first = state.withLock { s -> Bool in
+            defer { s.sendClosed = true }
+            return !s.sendClosed && s.status == nil
+        }
+        if first { outbound?.send(message: nil, end: true) }
+    }
+
+    func headers() async -> Metadata {
+        if let h = state.withLock({ $0.headers }) { return h }
+        return await withCheckedContinuation { c in
+            let h = state.withLock { s -> Metadata? in
+                if let h = s.headers { return h }
+                s.headerWaiters.append(c)
+                return nil
+            }
+            if let h { c.resume(returning: h) }
+        }
+    }
+
+    func status() async -> (Status, Metadata) {
+        if let s = state.withLock({ $0.status }) { return s }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { c in
+                let st = state.withLock { s -> (Status, Metadata)? in
+                    if let st = s.status { return st }
+                    s.statusWaiters.append(c)
+                    return nil
+                }
+                if let st { c.resume(returning: st) }
+            }
+        } onCancel: {
+            self.cancel()
+        }
+    }
+
+    func nextMessage() async throws -> [UInt8]? {
+        do {
+            if let bytes = try await inbound.next() { return bytes }
+        } catch is CancellationError {
+            cancel()
+            throw RPCError(.cancelled, "the task waiting for a response was cancelled")
+        }
+        return nil
+    }
+}
+
+/// Holds the outbound half once the transport opened it (read from the consume path).
+private final class OutboundBox: Sendable {
+    private let storage = Mutex<(any ClientStreamOutbound)?>(nil)
+    func set(_ value: any ClientStreamOutbound) { storage.withLock { $0 = value } }
+    var value: (any ClientStreamOutbound)? { storage.withLock { $0 } }
+}
+
+/// One client call, of any shape.
+///
+/// Send requests with `send` and `finish`; read responses by iterating the call (an
+/// `AsyncSequence` that throws an `RPCError` if the call ends with a status other than
+/// OK), or with `response()` for a single one. Cancelling the task that reads cancels the
+/// call; so does dropping the last reference to an unfinished call.
+public final class ClientCall<Request: RPCMessage, Response: RPCMessage>: AsyncSequence, Sendable {
+    public typealias Element = Response
+    let events: ClientCallEvents
+
+    init(events: ClientCallEvents) {
+        self.events = events
+    }
+
+    deinit {
+        events.cancel("the call was dropped before it finished")
+    }
+
+    /// Sends one request message; waits while the server is not reading fast enough.
+    public func send(_ message: Request) async throws {
+        let bytes: [UInt8]
+        do { bytes = try message.serializedBytes() } catch {
+            throw RPCError(.internal, "could not encode the request message \(Request.self): \(error)")
+        }
+        try await events.send(bytes)
+    }
+
+    /// Half-closes the request stream: no more requests.
+    public func finish() {
+        events.finishSending()
+    }
+
+    /// Cancels the call (RST_STREAM CANCEL); readers get CANCELLED.
+    public func cancel() {
+        events.cancel()
+    }
+
+    /// The response headers (empty for a Trailers-Only response).
+    public func initialMetadata() async -> Metadata {
+        await events.headers()
+    }
+
+    /// The final status and trailers; waits for the call to end.
+    public func status() async -> (status: Status, trailers: Metadata) {
+        await events.status()
+    }
+
+    /// Reads the single response of a unary or client-streaming call.
+    public func response() async throws -> Response {
+        guard let first = try await events.nextMessage() else {
+            try await throwStatusIfFailed()
+            throw RPCError(.internal, "the server ended the call with OK but sent no response message")
+        }
+        let message = try decode(first)
+        let (status, trailers) = await events.status()
+        guard status.code == .ok else { throw RPCError(status.code, status.message, metadata: trailers) }
+        return message
+    }
+
+    private func throwStatusIfFailed() async throws {
+        let (status, trailers) = await events.status()
+        if status.code != .ok { throw RPCError(status.code, status.message, metadata: trailers) }
+    }
+
+    private func decode(_ bytes: [UInt8]) throws -> Response {
+        do {
+            return try bytes.withUnsafeBytes { try Response(serializedBytes: $0) }
+        } catch {
+            cancel()
+            throw RPCError(.internal, "could not decode the response message as \(Response.self): \(error)")
+        }
+    }
+
+    /// Iterates the response messages.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let call: ClientCall
+        public mutating func next() async throws -> Response? {
+            if let bytes = try await call.events.nextMessage() { return try call.decode(bytes) }
+            try await call.throwStatusIfFailed()
+            return nil
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(call: self) }
+}

@@ -1,0 +1,204 @@
+/// gRPC metadata: an ordered multimap of lower-case keys to values.
+///
+/// Keys ending in `-bin` carry binary values, sent base64-encoded without padding; both
+/// padded and unpadded base64 are accepted on receipt. Other values are ASCII strings.
+public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequence {
+    /// A metadata value.
+    public enum Value: Sendable, Hashable, CustomStringConvertible {
+        /// A printable ASCII value.
+        case string(String)
+        /// A binary value (only under keys ending in `-bin`).
+        case binary([UInt8])
+
+        public var description: String {
+            switch self {
+            case .string(let s): return s
+            case .binary(let b): return Base64.encode(b, padded: false)
+            }
+        }
+    }
+
+    /// One key/value pair.
+    public struct Entry: Sendable, Hashable {
+        /// The key, lower-case.
+        public var key: String
+        /// The value.
+        public var value: Value
+    }
+
+    private var entries: [Entry]
+
+    /// Creates empty metadata.
+    public init() { entries = [] }
+
+    /// Creates metadata from string pairs.
+    public init(dictionaryLiteral elements: (String, Value)...) {
+        entries = []
+        for (key, value) in elements { add(key, value) }
+    }
+
+    /// Adds a string value under `key`.
+    public mutating func add(_ key: String, _ value: String) {
+        entries.append(Entry(key: key.lowercased(), value: .string(value)))
+    }
+
+    /// Adds a binary value under `key` (which should end in `-bin`).
+    public mutating func add(_ key: String, binary value: [UInt8]) {
+        entries.append(Entry(key: key.lowercased(), value: .binary(value)))
+    }
+
+    /// Adds a value under `key`.
+    public mutating func add(_ key: String, _ value: Value) {
+        entries.append(Entry(key: key.lowercased(), value: value))
+    }
+
+    /// Replaces every value of `key` with `value`.
+    public mutating func replace(_ key: String, _ value: String) {
+        let k = key.lowercased()
+        entries.removeAll { $0.key == k }
+        entries.append(Entry(key: k, value: .string(value)))
+    }
+
+    /// Removes every value of `key`.
+    public mutating func removeAll(_ key: String) {
+        let k = key.lowercased()
+        entries.removeAll { $0.key == k }
+    }
+
+    /// All values of `key`, in order.
+    public subscript(_ key: String) -> [Value] {
+        let k = key.lowercased()
+        return entries.filter { $0.key == k }.map(\.value)
+    }
+
+    /// The first string value of `key`.
+    public func first(_ key: String) -> String? {
+        let k = key.lowercased()
+        for e in entries where e.key == k {
+            if case .string(let s) = e.value { return s }
+        }
+        return nil
+    }
+
+    /// The first binary value of `key`.
+    public func firstBinary(_ key: String) -> [UInt8]? {
+        let k = key.lowercased()
+        for e in entries where e.key == k {
+            if case .binary(let b) = e.value { return b }
+        }
+        return nil
+    }
+
+    /// The number of entries.
+    public var count: Int { entries.count }
+    /// Whether there are no entries.
+    public var isEmpty: Bool { entries.isEmpty }
+
+    public func makeIterator() -> IndexingIterator<[Entry]> { entries.makeIterator() }
+
+    /// Appends every entry of `other`.
+    public mutating func append(contentsOf other: Metadata) {
+        entries.append(contentsOf: other.entries)
+    }
+
+    /// Builds an entry from a received header; `-bin` values are base64-decoded.
+    /// Returns nil for a `-bin` value that is not valid base64.
+    static func wireEntry(key: String, value: UnsafeBufferPointer<UInt8>) -> Entry? {
+        if key.hasSuffix("-bin") {
+            // Several values may arrive joined by commas.
+            var out: [UInt8] = []
+            for part in value.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: true) {
+                let trimmed = part.drop(while: { $0 == UInt8(ascii: " ") })
+                guard let bytes = Base64.decode(trimmed) else { return nil }
+                out.append(contentsOf: bytes)
+            }
+            return Entry(key: key, value: .binary(out))
+        }
+        return Entry(key: key, value: .string(String(decoding: value, as: UTF8.self)))
+    }
+
+    /// The wire form of an entry's value.
+    static func wireValue(_ value: Value) -> String {
+        switch value {
+        case .string(let s): return s
+        case .binary(let b): return Base64.encode(b, padded: false)
+        }
+    }
+
+    /// Header names the transport owns; they are never surfaced as, or sent from, user metadata.
+    static func isReserved(_ key: String) -> Bool {
+        if key.hasPrefix(":") { return true }
+        switch key {
+        case "content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
+             "grpc-status", "grpc-message", "grpc-status-details-bin", "content-length",
+             "connection", "transfer-encoding", "host", "keep-alive", "upgrade", "proxy-connection":
+            return true
+        default:
+            return false
+        }
+    }
+}
+
+/// Base64 (RFC 4648 standard alphabet) for `-bin` metadata.
+public enum Base64 {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+    private static let reverse: [UInt8] = {
+        var table = [UInt8](repeating: 0xFF, count: 256)
+        for (i, c) in alphabet.enumerated() { table[Int(c)] = UInt8(i) }
+        // Accept the URL-safe alphabet too: some peers send it.
+        table[Int(UInt8(ascii: "-"))] = 62
+        table[Int(UInt8(ascii: "_"))] = 63
+        return table
+    }()
+
+    /// Encodes `bytes`; gRPC sends `-bin` values without padding.
+    public static func encode(_ bytes: [UInt8], padded: Bool) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var i = 0
+        while i + 3 <= bytes.count {
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
+            out.append(alphabet[Int(n >> 18 & 63)])
+            out.append(alphabet[Int(n >> 12 & 63)])
+            out.append(alphabet[Int(n >> 6 & 63)])
+            out.append(alphabet[Int(n & 63)])
+            i += 3
+        }
+        let rest = bytes.count - i
+        if rest == 1 {
+            let n = UInt32(bytes[i]) << 16
+            out.append(alphabet[Int(n >> 18 & 63)])
+            out.append(alphabet[Int(n >> 12 & 63)])
+            if padded { out.append(contentsOf: [UInt8(ascii: "="), UInt8(ascii: "=")]) }
+        } else if rest == 2 {
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
+            out.append(alphabet[Int(n >> 18 & 63)])
+            out.append(alphabet[Int(n >> 12 & 63)])
+            out.append(alphabet[Int(n >> 6 & 63)])
+            if padded { out.append(UInt8(ascii: "=")) }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Decodes padded or unpadded base64; nil if malformed.
+    public static func decode<Bytes: Collection<UInt8>>(_ input: Bytes) -> [UInt8]? {
+        var chars = Array(input)
+        while let last = chars.last, last == UInt8(ascii: "=") { chars.removeLast() }
+        if chars.count % 4 == 1 { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(chars.count * 3 / 4)
+        var acc: UInt32 = 0
+        var bits = 0
+        for c in chars {
+            let v = reverse[Int(c)]
+            if v == 0xFF { return nil }
+            acc = acc << 6 | UInt32(v)
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(truncatingIfNeeded: acc >> UInt32(bits)))
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,182 @@
+import Synchronization
+
+/// Outbound back-pressure for one stream: writers wait while more than `highWater`
+/// bytes are queued in the transport, and resume when it drains below `lowWater`.
+/// This bounds the memory a slow reader can pin to roughly `highWater` + one message.
+final class OutboundFlow: Sendable {
+    static let highWater = 256 * 1024
+    static let lowWater = 64 * 1024
+
+    private struct State {
+        var inFlight = 0
+        var closed: RPCError? = nil
+        var waiters: [(id: Int, continuation: CheckedContinuation<Void, any Error>)] = []
+        var nextWaiter = 0
+    }
+    private let state = Mutex(State())
+
+    /// Counts `bytes` as queued, first waiting while the queue is above the high-water mark.
+    func reserve(_ bytes: Int) async throws {
+        enum Decision { case go, wait, closed(RPCError) }
+        let decision: Decision = state.withLock { s in
+            if let err = s.closed { return .closed(err) }
+            if s.inFlight <= OutboundFlow.highWater { s.inFlight += bytes; return .go }
+            return .wait
+        }
+        switch decision {
+        case .go: return
+        case .closed(let err): throw err
+        case .wait:
+            let id = state.withLock { s -> Int in s.nextWaiter += 1; return s.nextWaiter }
+            try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+                    let immediate: (any Error)?? = state.withLock { s in
+                        if let err = s.closed { return .some(err) }
+                        if Task.isCancelled { return .some(CancellationError()) }
+                        if s.inFlight <= OutboundFlow.lowWater { return .some(nil) }
+                        s.waiters.append((id, c))
+                        return .none
+                    }
+                    if let immediate {
+                        if let err = immediate { c.resume(throwing: err) } else { c.resume() }
+                    }
+                }
+            } onCancel: {
+                let c = state.withLock { s -> CheckedContinuation<Void, any Error>? in
+                    guard let i = s.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                    return s.waiters.remove(at: i).continuation
+                }
+                c?.resume(throwing: CancellationError())
+            }
+            state.withLock { $0.inFlight += bytes }
+        }
+    }
+
+    /// The transport handed `bytes` to the socket.
+    func drained(_ bytes: Int) {
+        let ready = state.withLock { s -> [CheckedContinuation<Void, any Error>] in
+            s.inFlight = max(0, s.inFlight - bytes)
+            guard s.inFlight <= OutboundFlow.lowWater, !s.waiters.isEmpty else { return [] }
+            defer { s.waiters.removeAll() }
+            return s.waiters.map(\.continuation)
+        }
+        for c in ready { c.resume() }
+    }
+
+    /// The stream ended: wake every writer with `error`.
+    func close(_ error: RPCError) {
+        let waiting = state.withLock { s -> [CheckedContinuation<Void, any Error>] in
+            if s.closed == nil { s.closed = error }
+            defer { s.waiters.removeAll() }
+            return s.waiters.map(\.continuation)
+        }
+        for c in waiting { c.resume(throwing: error) }
+    }
+}
+
+/// Inbound messages of one stream, fed by the transport and read by one consumer.
+/// Each message taken releases its bytes to the transport (`onConsume`), which reopens
+/// the peer's flow-control window: a slow reader slows the sender.
+final class InboundQueue: Sendable {
+    private struct State {
+        var messages: [[UInt8]] = []
+        var head = 0
+        var ended = false
+        var error: RPCError? = nil
+        var waiter: CheckedContinuation<[UInt8]?, any Error>? = nil
+    }
+    private let state = Mutex(State())
+    private let onConsume: @Sendable (Int) -> Void
+
+    init(onConsume: @escaping @Sendable (Int) -> Void) {
+        self.onConsume = onConsume
+    }
+
+    /// Transport: one message arrived.
+    func push(_ message: [UInt8]) {
+        let waiter = state.withLock { s -> CheckedContinuation<[UInt8]?, any Error>? in
+            if let w = s.waiter { s.waiter = nil; return w }
+            s.messages.append(message)
+            return nil
+        }
+        if let waiter {
+            onConsume(message.count + 5)
+            waiter.resume(returning: message)
+        }
+    }
+
+    /// Transport: the peer half-closed.
+    func finish() {
+        let waiter = state.withLock { s -> CheckedContinuation<[UInt8]?, any Error>? in
+            s.ended = true
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    /// Transport or call: the stream failed; the reader gets `error` at once (the call is over).
+    func fail(_ error: RPCError) {
+        let waiter = state.withLock { s -> CheckedContinuation<[UInt8]?, any Error>? in
+            if s.error == nil { s.error = error }
+            s.messages.removeAll()
+            s.head = 0
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume(throwing: error)
+    }
+
+    /// The next message, or nil once the peer half-closed.
+    func next() async throws -> [UInt8]? {
+        enum Step { case message([UInt8]), end, failed(RPCError), wait }
+        let step: Step = state.withLock { s in
+            if let e = s.error { return .failed(e) }
+            if s.head < s.messages.count {
+                let m = s.messages[s.head]
+                s.head += 1
+                if s.head == s.messages.count { s.messages.removeAll(keepingCapacity: true); s.head = 0 }
+                return .message(m)
+            }
+            return s.ended ? .end : .wait
+        }
+        switch step {
+        case .message(let m):
+            onConsume(m.count + 5)
+            return m
+        case .end: return nil
+        case .failed(let e): throw e
+        case .wait:
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt8]?, any Error>) in
+                    enum Now { case resume([UInt8]?), fail(any Error), parked }
+                    let now: Now = state.withLock { s in
+                        if let e = s.error { return .fail(e) }
+                        if Task.isCancelled { return .fail(CancellationError()) }
+                        if s.head < s.messages.count {
+                            let m = s.messages[s.head]
+                            s.head += 1
+                            return .resume(m)
+                        }
+                        if s.ended { return .resume(nil) }
+                        s.waiter = c
+                        return .parked
+                    }
+                    switch now {
+                    case .resume(let m):
+                        if let m { onConsume(m.count + 5) }
+                        c.resume(returning: m)
+                    case .fail(let e): c.resume(throwing: e)
+                    case .parked: break
+                    }
+                }
+            } onCancel: {
+                let w = state.withLock { s -> CheckedContinuation<[UInt8]?, any Error>? in
+                    defer { s.waiter = nil }
+                    return s.waiter
+                }
+                w?.resume(throwing: CancellationError())
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+/// A registry of methods: generated service protocols register their handlers here.
+public struct RPCRouter: Sendable {
+    var routes: [String: Route] = [:]
+
+    /// Creates an empty router.
+    public init() {}
+
+    /// The paths of every registered method.
+    public var methods: [MethodDescriptor] { routes.values.map(\.descriptor) }
+
+    /// Registers a unary method.
+    public mutating func registerUnary<Request: RPCMessage, Response: RPCMessage>(
+        _ descriptor: MethodDescriptor,
+        handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
+    ) {
+        routes[descriptor.path] = Route(descriptor: descriptor, kind: .unary, handler: .unary { bytes, context in
+            let request = try decodeRequest(Request.self, bytes)
+            let response = try await handler(request, context)
+            return try encodeResponse(response)
+        })
+    }
+
+    /// Registers a server-streaming method.
+    public mutating func registerServerStreaming<Request: RPCMessage, Response: RPCMessage>(
+        _ descriptor: MethodDescriptor,
+        handler: @escaping @Sendable (Request, ResponseWriter<Response>, ServerContext) async throws -> Void
+    ) {
+        routes[descriptor.path] = Route(descriptor: descriptor, kind: .serverStreaming, handler: .streaming { call in
+            let request = try decodeRequest(Request.self, call.singleRequest())
+            try await handler(request, ResponseWriter(call: call), call.context)
+        })
+    }
+
+    /// Registers a client-streaming method.
+    public mutating func registerClientStreaming<Request: RPCMessage, Response: RPCMessage>(
+        _ descriptor: MethodDescriptor,
+        handler: @escaping @Sendable (RequestStream<Request>, ServerContext) async throws -> Response
+    ) {
+        routes[descriptor.path] = Route(descriptor: descriptor, kind: .clientStreaming, handler: .streaming { call in
+            let response = try await handler(RequestStream(call.inbound), call.context)
+            try await ResponseWriter<Response>(call: call).write(response)
+        })
+    }
+
+    /// Registers a bidirectional-streaming method.
+    public mutating func registerBidirectionalStreaming<Request: RPCMessage, Response: RPCMessage>(
+        _ descriptor: MethodDescriptor,
+        handler: @escaping @Sendable (RequestStream<Request>, ResponseWriter<Response>, ServerContext) async throws -> Void
+    ) {
+        routes[descriptor.path] = Route(descriptor: descriptor, kind: .bidirectionalStreaming, handler: .streaming { call in
+            try await handler(RequestStream(call.inbound), ResponseWriter(call: call), call.context)
+        })
+    }
+}
+
+/// A service that can put its methods in a router. Generated service protocols conform.
+public protocol RegistrableRPCService: Sendable {
+    /// Registers every method of the service.
+    func registerMethods(with router: inout RPCRouter)
+}
+
+struct Route: Sendable {
+    enum Handler: Sendable {
+        /// Request bytes in, response bytes out: the hot path, no streams involved.
+        case unary(@Sendable ([UInt8], ServerContext) async throws -> [UInt8])
+        case streaming(@Sendable (ServerCall) async throws -> Void)
+    }
+    let descriptor: MethodDescriptor
+    let kind: RPCKind
+    let handler: Handler
+}
+
+@inline(__always)
+func decodeRequest<M: RPCMessage>(_ type: M.Type, _ bytes: [UInt8]) throws -> M {
+    do {
+        return try bytes.withUnsafeBytes { try M(serializedBytes: $0) }
+    } catch {
+        throw RPCError(.internal, "could not decode the request message as \(M.self): \(error)")
+    }
+}
+
+@inline(__always)
+func encodeResponse<M: RPCMessage>(_ message: M) throws -> [UInt8] {
+    do {
+        return try message.serializedBytes()
+    } catch {
+        throw RPCError(.internal, "could not encode the response message \(M.self): \(error)")
+    }
+}

@@ -1,0 +1,105 @@
+import Synchronization
+
+/// A gRPC server: routes calls from its transport to the registered services.
+///
+/// ```swift
+/// let server = RPCServer(transport: try H2ServerTransport(host: "127.0.0.1", port: 0),
+///                        services: [MyService()])
+/// try server.start()
+/// // ...
+/// await server.shutdown(gracePeriod: .seconds(5))
+/// ```
+public final class RPCServer: Sendable {
+    private let transport: any ServerTransport
+    private let dispatcher: ServerDispatcher
+
+    /// Creates a server with the services it serves and the interceptors every call runs through
+    /// (outermost first).
+    public init(transport: any ServerTransport, services: [any RegistrableRPCService],
+                interceptors: [any ServerInterceptor] = []) {
+        var router = RPCRouter()
+        for service in services { service.registerMethods(with: &router) }
+        self.transport = transport
+        self.dispatcher = ServerDispatcher(router: router, interceptors: interceptors)
+    }
+
+    /// Starts accepting calls.
+    public func start() throws {
+        try transport.start(acceptor: dispatcher)
+    }
+
+    /// The number of calls in progress.
+    public var activeCalls: Int { dispatcher.active.load(ordering: .relaxed) }
+
+    /// Graceful shutdown: stop accepting (GOAWAY), let calls in flight finish for up to
+    /// `gracePeriod`, then close every connection (cancelling what is left).
+    public func shutdown(gracePeriod: Duration = .seconds(10)) async {
+        transport.beginGracefulShutdown()
+        let deadline = ContinuousClock.now + gracePeriod
+        while dispatcher.active.load(ordering: .relaxed) > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        transport.stop()
+    }
+}
+
+/// Validates each request's head, finds its route and creates the call.
+final class ServerDispatcher: ServerCallAcceptor {
+    let routes: [String: Route]
+    let interceptors: [any ServerInterceptor]
+    let active = Atomic<Int>(0)
+
+    init(router: RPCRouter, interceptors: [any ServerInterceptor]) {
+        self.routes = router.routes
+        self.interceptors = interceptors
+    }
+
+    func accept(_ head: RequestHead, outbound: any ServerStreamOutbound) -> ServerCall? {
+        func reject(_ error: RPCError, _ extra: Metadata = [:]) -> ServerCall? {
+            var trailers = extra
+            trailers.append(contentsOf: error.metadata)
+            outbound.sendTrailersOnly(status: error.status, trailers: trailers)
+            return nil
+        }
+        guard let route = routes[head.path] else {
+            return reject(RPCError(.unimplemented, "unknown method \(head.path)"))
+        }
+        guard head.hasTE else {
+            return reject(RPCError(.internal, "the request lacks the 'te: trailers' header that gRPC over HTTP/2 requires"))
+        }
+        var deadline: ContinuousClock.Instant? = nil
+        switch head.timeout {
+        case .none: break
+        case .valid(let timeout): deadline = .now + timeout
+        case .malformed(let raw):
+            return reject(RPCError(.internal, "malformed grpc-timeout '\(raw)': expected 1-8 digits and a unit of H, M, S, m, u or n"))
+        }
+        if let encoding = head.encoding {
+            var accept = Metadata()
+            accept.add("grpc-accept-encoding", "identity")
+            return reject(RPCError(.unimplemented, "grpc-encoding '\(encoding)' is not supported; this server accepts identity"), accept)
+        }
+        let context = ServerContext(descriptor: route.descriptor, metadata: head.metadata, deadline: deadline, peer: head.peer)
+        active.add(1, ordering: .relaxed)
+        let call = ServerCall(context: context, route: route, outbound: outbound, dispatcher: self)
+        if route.kind.streamsRequests { call.start() }
+        return call
+    }
+
+    func callEnded() {
+        active.subtract(1, ordering: .relaxed)
+    }
+
+    /// Runs `body` inside every interceptor.
+    func intercept(_ context: ServerContext, _ body: @escaping () async throws -> Void) async throws {
+        if interceptors.isEmpty { return try await body() }
+        try await chain(0, context, body)
+    }
+
+    private func chain(_ index: Int, _ context: ServerContext, _ body: @escaping () async throws -> Void) async throws {
+        if index == interceptors.count { return try await body() }
+        try await interceptors[index].intercept(context: context) {
+            try await self.chain(index + 1, context, body)
+        }
+    }
+}

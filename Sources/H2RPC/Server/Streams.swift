@@ -1,0 +1,35 @@
+/// The request messages of a client- or bidirectional-streaming call.
+///
+/// Iterate it once. Taking a message reopens the client's flow-control window, so a
+/// handler that reads slowly slows the client down instead of buffering without bound.
+public struct RequestStream<Message: RPCMessage>: AsyncSequence, Sendable {
+    public typealias Element = Message
+    let queue: InboundQueue
+
+    init(_ queue: InboundQueue) { self.queue = queue }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let queue: InboundQueue
+        public mutating func next() async throws -> Message? {
+            guard let bytes = try await queue.next() else { return nil }
+            return try decodeRequest(Message.self, bytes)
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(queue: queue) }
+}
+
+/// Writes the response messages of a server- or bidirectional-streaming call.
+///
+/// `write` suspends while the client is not reading fast enough (HTTP/2 flow control),
+/// so memory per stream stays bounded.
+public struct ResponseWriter<Message: RPCMessage>: Sendable {
+    let call: ServerCall
+
+    init(call: ServerCall) { self.call = call }
+
+    /// Sends one message; throws if the call is already over (cancelled, deadline, reset).
+    public func write(_ message: Message) async throws {
+        try await call.writeMessage(try encodeResponse(message))
+    }
+}

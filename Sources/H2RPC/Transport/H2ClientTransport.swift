@@ -1,0 +1,181 @@
+import CH2Shim
+import Synchronization
+
+/// The HTTP/2 client transport on libnghttp2: one connection to one server, shared by
+/// concurrent calls, re-established on the next call after it drops.
+public final class H2ClientTransport: ClientTransport {
+    private let loop: H2Loop
+    private let host: String
+    private let port: UInt16
+    private let authority: String
+    private let side: ClientSide
+
+    /// Creates a transport to `host:port`; connects lazily, on the first call.
+    public init(host: String, port: Int, configuration: H2Configuration = H2Configuration()) throws {
+        guard let p = UInt16(exactly: port) else {
+            throw RPCError(.invalidArgument, "port \(port) is out of range 0-65535")
+        }
+        self.loop = try H2Loop(config: configuration)
+        self.host = host
+        self.port = p
+        self.authority = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        self.side = ClientSide(maxReceive: configuration.maxReceiveMessageSize)
+        loop.setDelegate(side)
+        try loop.start()
+    }
+
+    private func connection() -> h2_id {
+        side.connection.withLock { conn in
+            if conn != 0 { return conn }
+            conn = h2_connect(loop.raw, host, port)
+            return conn
+        }
+    }
+
+    public func openStream(_ head: ClientRequestHead, events: ClientCallEvents) -> any ClientStreamOutbound {
+        var block = HeaderBlock(capacity: 256)
+        block.add(":method", "POST")
+        block.add(":scheme", "http")
+        block.add(":path", head.method.path)
+        block.add(":authority", authority)
+        block.add("content-type", "application/grpc")
+        block.add("te", "trailers")
+        block.add("user-agent", "h2rpc-swift/1.0")
+        if let timeout = head.timeout { block.add("grpc-timeout", GRPCTimeout.format(timeout)) }
+        block.add(metadata: head.metadata)
+        let conn = connection()
+        if conn == 0 {
+            events.receiveStatus(Status(code: .unavailable, message: "could not connect to \(authority)"), trailers: [:])
+            return H2ClientOutbound(handle: nil)
+        }
+        let user = H2ClientStreamUser(events: events, loop: loop, maxReceive: side.maxReceive, authority: authority)
+        let retained = Unmanaged.passRetained(user as H2StreamUser).toOpaque()
+        let id = block.withNV { nv, n in h2_open_stream(loop.raw, conn, retained, nv, n) }
+        user.id.store(id, ordering: .releasing)
+        let handle = H2StreamHandle(loop: loop, id: id)
+        return H2ClientOutbound(handle: handle)
+    }
+
+    public func close() {
+        let conn = side.connection.withLock { c -> h2_id in defer { c = 0 }; return c }
+        if conn != 0 { h2_conn_close(loop.raw, conn) }
+    }
+
+    deinit {
+        loop.stop()
+    }
+}
+
+private final class ClientSide: H2LoopDelegate, Sendable {
+    let connection = Mutex<h2_id>(0)
+    let maxReceive: Int
+
+    init(maxReceive: Int) { self.maxReceive = maxReceive }
+
+    func onRequest(conn: h2_id, stream: h2_id, _ nv: UnsafePointer<h2_nv>?, _ count: Int, flags: Int32) -> H2StreamUser? {
+        nil
+    }
+
+    func onConnection(_ conn: h2_id, event: Int32, detail: Int32) {
+        switch event {
+        case Int32(H2_CONN_FAILED), Int32(H2_CONN_GOAWAY), Int32(H2_CONN_CLOSED):
+            // The next call opens a fresh connection.
+            connection.withLock { if $0 == conn { $0 = 0 } }
+        default:
+            break
+        }
+    }
+}
+
+/// Loop-thread state of one client stream.
+private final class H2ClientStreamUser: H2StreamUser {
+    let events: ClientCallEvents
+    let maxReceive: Int
+    let authority: String
+    let loop: H2Loop
+    /// The stream token, stored right after `h2_open_stream` returns it.
+    let id = Atomic<UInt64>(0)
+
+    init(events: ClientCallEvents, loop: H2Loop, maxReceive: Int, authority: String) {
+        self.events = events
+        self.loop = loop
+        self.maxReceive = maxReceive
+        self.authority = authority
+    }
+
+    var handle: H2StreamHandle? {
+        let v = id.load(ordering: .acquiring)
+        return v == 0 ? nil : H2StreamHandle(loop: loop, id: v)
+    }
+
+    override func onHeaders(_ nv: UnsafePointer<h2_nv>?, _ count: Int, flags: Int32) {
+        let parsed = parseStatus(nv, count)
+        let ended = flags & Int32(H2_HEADERS_END_STREAM) != 0
+        if flags & Int32(H2_HEADERS_TRAILERS) == 0 {
+            if let http = parsed.httpStatus, http != 200 {
+                let status = parsed.status ?? Status(code: statusForHTTP(http), message: "the server answered with HTTP status \(http)")
+                events.receiveStatus(status, trailers: parsed.trailers)
+                if !ended { handle?.reset() }
+                return
+            }
+            if ended {
+                // Trailers-Only.
+                events.receiveStatus(parsed.status ?? Status(code: .internal, message: "the response ended without grpc-status"), trailers: parsed.trailers)
+            } else {
+                events.receiveHeaders(parsed.trailers)
+            }
+            return
+        }
+        events.receiveStatus(parsed.status ?? Status(code: .internal, message: "the response trailers lack grpc-status"), trailers: parsed.trailers)
+    }
+
+    override func onMessage(compressed: Bool, _ data: UnsafeBufferPointer<UInt8>) -> Int {
+        if compressed {
+            events.receiveStatus(Status(code: .internal, message: "a response message has the compressed flag set but no grpc-encoding was negotiated"), trailers: [:])
+            handle?.reset()
+            return data.count + 5
+        }
+        events.receiveMessage(Array(data))
+        return 0
+    }
+
+    override func onStreamError(kind: Int32, detail: Int) {
+        if kind == H2_STREAM_ERR_TOO_LARGE {
+            events.receiveStatus(Status(code: .resourceExhausted, message: "a response message of \(detail) bytes exceeds this client's limit of \(maxReceive) bytes"), trailers: [:])
+        } else {
+            events.receiveStatus(Status(code: .internal, message: "the response stream ended inside a message"), trailers: [:])
+        }
+        handle?.reset()
+    }
+
+    override func onDrain(_ bytes: Int) { events.drained(bytes) }
+
+    override func onEnd() {}
+
+    override func onClose(code: UInt32) {
+        let status: Status
+        switch code {
+        case 0: status = Status(code: .internal, message: "the stream closed without a status")
+        case 0x7, UInt32(H2_CLOSE_REFUSED): status = Status(code: .unavailable, message: "\(authority) refused the stream; retry later")
+        case 0x8: status = Status(code: .cancelled, message: "the stream was cancelled")
+        case 0xb: status = Status(code: .resourceExhausted, message: "\(authority) asked to calm down (ENHANCE_YOUR_CALM)")
+        case UInt32(H2_CLOSE_CONN_LOST): status = Status(code: .unavailable, message: "the connection to \(authority) was lost or could not be established")
+        case UInt32(H2_CLOSE_SHUTDOWN): status = Status(code: .unavailable, message: "the client transport was shut down")
+        default: status = Status(code: .internal, message: "the stream was reset with HTTP/2 error code \(code)")
+        }
+        events.receiveStatus(status, trailers: [:])
+    }
+}
+
+/// The outbound half of a client stream.
+struct H2ClientOutbound: ClientStreamOutbound {
+    let handle: H2StreamHandle?
+
+    func send(message: [UInt8]?, end: Bool) {
+        handle?.send(headers: nil, message: message, trailers: nil, end: end)
+    }
+
+    func cancel() { handle?.reset() }
+
+    func consume(_ bytes: Int) { handle?.consume(bytes) }
+}

@@ -1,0 +1,151 @@
+import CH2Shim
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Per-stream state of the nghttp2 transports, owned by the loop thread: the shim holds a
+/// retained pointer to it (the stream's `user`) and releases it in `on_close`.
+class H2StreamUser {
+    func onHeaders(_ nv: UnsafePointer<h2_nv>?, _ count: Int, flags: Int32) {}
+    func onMessage(compressed: Bool, _ data: UnsafeBufferPointer<UInt8>) -> Int { data.count + 5 }
+    func onEnd() {}
+    func onStreamError(kind: Int32, detail: Int) {}
+    func onDrain(_ bytes: Int) {}
+    func onClose(code: UInt32) {}
+}
+
+/// What a loop's owner handles beyond per-stream events.
+protocol H2LoopDelegate: AnyObject {
+    /// Server: a new request. Returns the stream's user object, or nil to refuse it.
+    func onRequest(conn: h2_id, stream: h2_id, _ nv: UnsafePointer<h2_nv>?, _ count: Int, flags: Int32) -> H2StreamUser?
+    /// Client connection events.
+    func onConnection(_ conn: h2_id, event: Int32, detail: Int32)
+}
+
+/// One shim event loop (its own thread, owning every socket and nghttp2 session).
+///
+/// `@unchecked Sendable`: the only state is the C loop pointer, and the shim's posting
+/// functions (`h2_send`, `h2_reset`, `h2_consume`, `h2_open_stream`, `h2_connect`,
+/// `h2_conn_close`, `h2_loop_goaway`) are documented thread-safe (mutex + eventfd).
+/// Creation, start, stop and destroy are ordered by the owning transport.
+final class H2Loop: @unchecked Sendable {
+    let raw: OpaquePointer
+    private let stopped = Atomic<Bool>(false)
+    private let delegateBox: DelegateBox
+
+    final class DelegateBox {
+        weak var delegate: (any H2LoopDelegate)?
+    }
+
+    init(config: H2Configuration) throws {
+        var cfg = h2_config()
+        h2_config_init(&cfg)
+        cfg.max_recv_message = config.maxReceiveMessageSize
+        cfg.max_concurrent_streams = config.maxConcurrentStreams
+        let box = DelegateBox()
+        var cb = h2_callbacks()
+        cb.ctx = Unmanaged.passUnretained(box).toOpaque()
+        cb.on_request = { ctx, conn, stream, nv, count, flags in
+            let box = Unmanaged<DelegateBox>.fromOpaque(ctx!).takeUnretainedValue()
+            guard let user = box.delegate?.onRequest(conn: conn, stream: stream, nv, count, flags: flags) else { return nil }
+            return Unmanaged.passRetained(user).toOpaque()
+        }
+        cb.on_headers = { _, user, nv, count, flags in
+            H2Loop.user(user).onHeaders(nv, count, flags: flags)
+        }
+        cb.on_message = { _, user, compressed, data, len in
+            H2Loop.user(user).onMessage(compressed: compressed != 0, UnsafeBufferPointer(start: data, count: len))
+        }
+        cb.on_end = { _, user in H2Loop.user(user).onEnd() }
+        cb.on_stream_error = { _, user, kind, detail in H2Loop.user(user).onStreamError(kind: kind, detail: detail) }
+        cb.on_drain = { _, user, bytes in H2Loop.user(user).onDrain(bytes) }
+        cb.on_close = { _, user, code in
+            guard let user else { return }
+            let u = Unmanaged<H2StreamUser>.fromOpaque(user)
+            u.takeUnretainedValue().onClose(code: code)
+            u.release()
+        }
+        cb.on_conn = { ctx, conn, event, detail in
+            let box = Unmanaged<DelegateBox>.fromOpaque(ctx!).takeUnretainedValue()
+            box.delegate?.onConnection(conn, event: event, detail: detail)
+        }
+        guard let loop = h2_loop_create(&cfg, &cb) else {
+            throw RPCError(.internal, "could not create the HTTP/2 event loop (errno \(errno))")
+        }
+        raw = loop
+        delegateBox = box
+    }
+
+    @inline(__always)
+    private static func user(_ p: UnsafeMutableRawPointer?) -> H2StreamUser {
+        Unmanaged<H2StreamUser>.fromOpaque(p!).takeUnretainedValue()
+    }
+
+    func setDelegate(_ delegate: any H2LoopDelegate) {
+        delegateBox.delegate = delegate
+    }
+
+    func start() throws {
+        let rc = h2_loop_start(raw)
+        if rc != 0 { throw RPCError(.internal, "could not start the HTTP/2 event loop (errno \(-rc))") }
+    }
+
+    /// Stops the thread; every open stream gets `on_close` (releasing its user object).
+    func stop() {
+        if stopped.exchange(true, ordering: .acquiringAndReleasing) { return }
+        h2_loop_stop(raw)
+    }
+
+    deinit {
+        h2_loop_stop(raw)
+        h2_loop_destroy(raw)
+    }
+
+    func stats() -> h2_stats {
+        var s = h2_stats()
+        h2_loop_stats(raw, &s)
+        return s
+    }
+}
+
+/// Settings shared by the nghttp2 server and client transports.
+public struct H2Configuration: Sendable {
+    /// Largest message accepted, in bytes (default 4 MiB); larger → RESOURCE_EXHAUSTED.
+    public var maxReceiveMessageSize: Int
+    /// SETTINGS_MAX_CONCURRENT_STREAMS a server advertises (default 1000); excess streams are refused.
+    public var maxConcurrentStreams: UInt32
+
+    /// Creates a configuration.
+    public init(maxReceiveMessageSize: Int = 4 * 1024 * 1024, maxConcurrentStreams: UInt32 = 1000) {
+        self.maxReceiveMessageSize = maxReceiveMessageSize
+        self.maxConcurrentStreams = maxConcurrentStreams
+    }
+}
+
+/// A stream handle for posting to the loop (any thread).
+struct H2StreamHandle: Sendable {
+    let loop: H2Loop
+    let id: h2_id
+
+    func send(headers: HeaderBlock?, message: [UInt8]?, trailers: HeaderBlock?, end: Bool) {
+        let flags: Int32 = end ? Int32(H2_SEND_END) : 0
+        let h = headers ?? HeaderBlock(capacity: 0)
+        let t = trailers ?? HeaderBlock(capacity: 0)
+        h.withNV { hp, hn in
+            t.withNV { tp, tn in
+                if let message {
+                    message.withUnsafeBufferPointer { m in
+                        _ = h2_send(loop.raw, id, hp, hn, 1, m.baseAddress, m.count, tp, tn, flags)
+                    }
+                } else {
+                    _ = h2_send(loop.raw, id, hp, hn, 0, nil, 0, tp, tn, flags)
+                }
+            }
+        }
+    }
+
+    func reset(code: UInt32 = 0x8) { h2_reset(loop.raw, id, code) }
+
+    func consume(_ bytes: Int) { h2_consume(loop.raw, id, bytes) }
+}

@@ -1,0 +1,230 @@
+import CH2Shim
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The HTTP/2 server transport on libnghttp2 (h2c, prior knowledge).
+///
+/// One shim event loop thread owns every connection; request events reach the server's
+/// dispatcher on that thread, handlers run as Swift tasks, and responses are posted back.
+public final class H2ServerTransport: ServerTransport {
+    private let loop: H2Loop
+    private let host: String
+    private let requestedPort: UInt16
+    private let port = Atomic<UInt16>(0)
+    private let handler: Mutex<ServerSide?> = Mutex(nil)
+    private let configuration: H2Configuration
+
+    /// Creates a transport that will listen on `host:port` (port 0 picks a free port).
+    public init(host: String = "127.0.0.1", port: UInt16, configuration: H2Configuration = H2Configuration()) throws {
+        self.loop = try H2Loop(config: configuration)
+        self.host = host
+        self.requestedPort = port
+        self.configuration = configuration
+    }
+
+    /// The port actually bound (after `start`).
+    public var boundPort: Int { Int(port.load(ordering: .relaxed)) }
+
+    public func start(acceptor: any ServerCallAcceptor) throws {
+        let side = ServerSide(loop: loop, acceptor: acceptor, maxReceive: configuration.maxReceiveMessageSize)
+        handler.withLock { $0 = side }
+        loop.setDelegate(side)
+        var bound: UInt16 = 0
+        let rc = h2_listen(loop.raw, host, requestedPort, &bound)
+        if rc != 0 {
+            throw RPCError(.unavailable, "could not listen on \(host):\(requestedPort): \(String(cString: strerror(-rc)))")
+        }
+        port.store(bound, ordering: .relaxed)
+        try loop.start()
+    }
+
+    public func beginGracefulShutdown() {
+        h2_loop_goaway(loop.raw)
+    }
+
+    public func stop() {
+        loop.stop()
+    }
+
+    /// Connection and stream counters of the event loop (for tests and diagnostics).
+    public var statistics: (connections: Int, streams: Int, inboundBuffered: Int, outboundBuffered: Int) {
+        let s = loop.stats()
+        return (Int(s.connections), Int(s.streams), Int(s.inbound_buffered), Int(s.outbound_buffered))
+    }
+}
+
+/// Loop-thread side of the server transport: turns shim events into calls.
+private final class ServerSide: H2LoopDelegate, Sendable {
+    let loop: H2Loop
+    let acceptor: any ServerCallAcceptor
+    let maxReceive: Int
+
+    init(loop: H2Loop, acceptor: any ServerCallAcceptor, maxReceive: Int) {
+        self.loop = loop
+        self.acceptor = acceptor
+        self.maxReceive = maxReceive
+    }
+
+    func onConnection(_ conn: h2_id, event: Int32, detail: Int32) {}
+
+    func onRequest(conn: h2_id, stream: h2_id, _ nv: UnsafePointer<h2_nv>?, _ count: Int, flags: Int32) -> H2StreamUser? {
+        let handle = H2StreamHandle(loop: loop, id: stream)
+        var path = ""
+        var isPost = false
+        var contentTypeOK = false
+        var contentType = ""
+        var hasTE = false
+        var timeout = RequestHead.Timeout.none
+        var encoding: String? = nil
+        var metadata = Metadata()
+        forEachHeader(nv, count) { h in
+            guard let first = h.name.first else { return }
+            if first == UInt8(ascii: ":") {
+                if h.nameIs(":path") { path = h.valueString }
+                else if h.nameIs(":method") { isPost = h.valueIs("POST") }
+                return
+            }
+            switch h.name.count {
+            case 2 where h.nameIs("te"):
+                hasTE = h.valueIs("trailers")
+            case 12 where h.nameIs("content-type"):
+                contentTypeOK = isGRPCContentType(h.value)
+                if !contentTypeOK { contentType = h.valueString }
+            case 12 where h.nameIs("grpc-timeout"):
+                timeout = GRPCTimeout.parse(h.value).map { .valid($0) } ?? .malformed(h.valueString)
+            case 13 where h.nameIs("grpc-encoding"):
+                if !h.valueIs("identity") { encoding = h.valueString }
+            default:
+                let key = h.nameString
+                if Metadata.isReserved(key) { return }
+                if let entry = Metadata.wireEntry(key: key, value: h.value) {
+                    metadata.add(entry.key, entry.value)
+                }
+            }
+        }
+        let user = H2ServerStreamUser(handle: handle, maxReceive: maxReceive)
+        if !isPost || !contentTypeOK {
+            // Not a gRPC request: answer at the HTTP level.
+            var block = HeaderBlock()
+            if !isPost {
+                block.add(":status", "405")
+            } else {
+                block.add(":status", "415")
+                block.add("content-type", "application/grpc")
+                block.add("grpc-status", "3")
+                block.add("grpc-message", PercentEncoding.encode(
+                    "invalid gRPC request content-type '\(contentType)': expected application/grpc"))
+            }
+            handle.send(headers: block, message: nil, trailers: nil, end: true)
+            return user
+        }
+        let head = RequestHead(path: path, metadata: metadata, timeout: timeout, encoding: encoding,
+                               hasTE: hasTE, peer: "h2c:conn-\(conn)")
+        user.call = acceptor.accept(head, outbound: H2ServerOutbound(handle: handle))
+        if flags & Int32(H2_HEADERS_END_STREAM) != 0 { user.call?.receiveEnd() }
+        return user
+    }
+}
+
+@inline(__always)
+private func isGRPCContentType(_ v: UnsafeBufferPointer<UInt8>) -> Bool {
+    // application/grpc, application/grpc+proto, application/grpc;charset=...
+    let prefix: StaticString = "application/grpc"
+    guard v.count >= prefix.utf8CodeUnitCount,
+          memcmp(v.baseAddress!, prefix.utf8Start, prefix.utf8CodeUnitCount) == 0 else { return false }
+    if v.count == prefix.utf8CodeUnitCount { return true }
+    let next = v[prefix.utf8CodeUnitCount]
+    return next == UInt8(ascii: "+") || next == UInt8(ascii: ";")
+}
+
+/// Loop-thread state of one server stream.
+private final class H2ServerStreamUser: H2StreamUser {
+    let handle: H2StreamHandle
+    let maxReceive: Int
+    var call: ServerCall?
+
+    init(handle: H2StreamHandle, maxReceive: Int) {
+        self.handle = handle
+        self.maxReceive = maxReceive
+    }
+
+    override func onMessage(compressed: Bool, _ data: UnsafeBufferPointer<UInt8>) -> Int {
+        guard let call else { return data.count + 5 }
+        if compressed {
+            call.receiveError(RPCError(.internal, "a request message has the compressed flag set but the call declared no grpc-encoding"))
+            self.call = nil
+            return data.count + 5
+        }
+        call.receive(Array(data))
+        return call.consumesOnReceipt ? data.count + 5 : 0
+    }
+
+    override func onEnd() { call?.receiveEnd() }
+
+    override func onStreamError(kind: Int32, detail: Int) {
+        guard let call else { return }
+        if kind == H2_STREAM_ERR_TOO_LARGE {
+            call.receiveError(RPCError(.resourceExhausted, "a request message of \(detail) bytes exceeds this server's limit of \(maxReceive) bytes"))
+        } else {
+            call.receiveError(RPCError(.internal, "the request stream ended inside a message (\(detail) bytes of a length-prefixed message received)"))
+        }
+        self.call = nil
+    }
+
+    override func onDrain(_ bytes: Int) { call?.drained(bytes) }
+
+    override func onClose(code: UInt32) {
+        call?.closed(cancelled: code != 0)
+        call = nil
+    }
+}
+
+/// The outbound half of a server stream: posts to the loop.
+struct H2ServerOutbound: ServerStreamOutbound {
+    let handle: H2StreamHandle
+
+    func send(headers: Metadata?, message: [UInt8]?, status: Status?, trailers: Metadata) {
+        var h: HeaderBlock? = nil
+        if let headers {
+            var block = HeaderBlock()
+            block.add(":status", "200")
+            block.add("content-type", "application/grpc")
+            block.add(metadata: headers)
+            h = block
+        }
+        var t: HeaderBlock? = nil
+        if let status {
+            var block = HeaderBlock()
+            addStatus(&block, status)
+            block.add(metadata: trailers)
+            t = block
+        }
+        handle.send(headers: h, message: message, trailers: t, end: status != nil)
+    }
+
+    func sendTrailersOnly(status: Status, trailers: Metadata) {
+        var block = HeaderBlock()
+        block.add(":status", "200")
+        block.add("content-type", "application/grpc")
+        addStatus(&block, status)
+        block.add(metadata: trailers)
+        handle.send(headers: block, message: nil, trailers: nil, end: true)
+    }
+
+    func reset() { handle.reset() }
+
+    func consume(_ bytes: Int) { handle.consume(bytes) }
+}
+
+@inline(__always)
+private func addStatus(_ block: inout HeaderBlock, _ status: Status) {
+    switch status.code {
+    case .ok: block.add("grpc-status", "0")
+    default: block.add("grpc-status", String(status.code.rawValue))
+    }
+    if !status.message.isEmpty {
+        block.add("grpc-message", PercentEncoding.encode(status.message))
+    }
+}
