@@ -4,11 +4,14 @@
 /// padded and unpadded base64 are accepted on receipt. Other values are ASCII strings.
 public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequence {
     /// A metadata value.
-    public enum Value: Sendable, Hashable, CustomStringConvertible {
+    public enum Value: Sendable, Hashable, CustomStringConvertible, ExpressibleByStringLiteral {
         /// A printable ASCII value.
         case string(String)
         /// A binary value (only under keys ending in `-bin`).
         case binary([UInt8])
+
+        /// A string value from a literal.
+        public init(stringLiteral value: String) { self = .string(value) }
 
         public var description: String {
             switch self {
@@ -31,7 +34,7 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
     /// Creates empty metadata.
     public init() { entries = [] }
 
-    /// Creates metadata from string pairs.
+    /// Creates metadata from string pairs: `["x-request-id": "42"]`.
     public init(dictionaryLiteral elements: (String, Value)...) {
         entries = []
         for (key, value) in elements { add(key, value) }

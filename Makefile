@@ -1,0 +1,58 @@
+# Entry points: `make run`, `make test`, `make generate`, `make bench`.
+# `run` and `test` install the system and Python packages they need when missing.
+
+SWIFT ?= swift
+PYTHON ?= python3
+PORT ?= 50051
+
+APT_PACKAGES := libnghttp2-dev libprotobuf-c-dev libsqlite3-dev pkg-config \
+                protobuf-c-compiler protobuf-compiler libprotobuf-dev \
+                nghttp2-client nghttp2-server tmux
+PY_PACKAGES := grpcio==1.85.1 grpcio-tools==1.85.1 protobuf pytest
+
+.PHONY: deps pydeps build build-release run test test-swift test-interop generate check-generated bench clean
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+pydeps:
+	@$(PYTHON) -c "import grpc, grpc_tools, pytest" 2>/dev/null || $(PYTHON) -m pip install -q $(PY_PACKAGES)
+
+build: deps
+	$(SWIFT) build
+
+build-release: deps
+	$(SWIFT) build -c release
+
+# Starts the interop server on $(PORT) (the gallery server replaces it once it lands).
+run: build-release
+	$(SWIFT) run -c release interop-server --port $(PORT)
+
+# Every test: Swift unit and end-to-end tests, then interop both ways against Python grpcio.
+test: deps pydeps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+	$(SWIFT) build -c release --product interop-server
+	$(SWIFT) build -c release --product interop-client
+	$(PYTHON) -m pytest -q Tests/Interop
+
+# Regenerates protobuf-c C code and the Swift layer from Protos/.
+generate: deps pydeps
+	Tools/generate.sh
+
+# Fails when the committed generated code differs from what Protos/ produce.
+check-generated: deps pydeps
+	Tools/check-generated.sh
+
+bench: deps pydeps
+	Benchmarks/run.sh
+
+clean:
+	rm -rf .build

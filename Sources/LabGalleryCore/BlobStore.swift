@@ -1,0 +1,207 @@
+import Crypto
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Where everything lives under the data directory:
+///
+/// ```
+/// <data-dir>/labgallery.sqlite                                   database (+ -wal, -shm)
+/// <data-dir>/admin.token                                         first-start admin token (0600)
+/// <data-dir>/regions/<region>/tmp/<random>.part                  uploads / copies in progress
+/// <data-dir>/regions/<region>/blobs/<gallery>/<image>.<random>.blob   image bytes (home region)
+/// <data-dir>/labs/tmp/<random>.part                              template copies in progress
+/// <data-dir>/labs/<account>/<lab>.<random>.template              a lab's private template copy
+/// ```
+///
+/// Final file names carry a random suffix so that two racing writers of the same name never
+/// overwrite each other's file; the database row records the exact path. A file that no row
+/// references is garbage (a crash between rename and commit) and startup recovery deletes it.
+public struct DataLayout: Sendable, Equatable {
+    /// The data directory.
+    public let root: URL
+    /// Creates a layout rooted at `root`.
+    public init(root: URL) { self.root = root.standardizedFileURL }
+
+    /// `<data-dir>/labgallery.sqlite`.
+    public var databaseURL: URL { root.appendingPathComponent("labgallery.sqlite") }
+    /// `<data-dir>/admin.token`.
+    public var adminTokenURL: URL { root.appendingPathComponent("admin.token") }
+    /// `<data-dir>/regions`.
+    public var regionsURL: URL { root.appendingPathComponent("regions") }
+    /// `<data-dir>/labs`.
+    public var labsURL: URL { root.appendingPathComponent("labs") }
+
+    /// Temp directory of a region's blob store.
+    public func tempDirectory(region: String) -> URL { regionsURL.appendingPathComponent(region).appendingPathComponent("tmp") }
+    /// Blob directory of a region.
+    public func blobDirectory(region: String) -> URL { regionsURL.appendingPathComponent(region).appendingPathComponent("blobs") }
+    /// Temp directory for lab template copies.
+    public var labTempDirectory: URL { labsURL.appendingPathComponent("tmp") }
+
+    /// A fresh relative path for an image blob in `region`.
+    func newImageBlobPath(region: String, image: ImageName) -> String {
+        "regions/\(region)/blobs/\(image.gallery.id)/\(image.id).\(randomSuffix()).blob"
+    }
+
+    /// A fresh relative path for a lab template copy.
+    func newLabTemplatePath(lab: LabName) -> String {
+        "labs/\(lab.labAccount.id)/\(lab.id).\(randomSuffix()).template"
+    }
+
+    /// Absolute URL of a path relative to the data directory.
+    func url(_ relativePath: String) -> URL { root.appendingPathComponent(relativePath) }
+
+    private func randomSuffix() -> String {
+        var rng = SystemRandomNumberGenerator()
+        return Data((0..<8).map { _ in UInt8.random(in: .min ... .max, using: &rng) }).hexString
+    }
+}
+
+/// A temporary file being written: bytes go straight to disk (never buffered whole in memory)
+/// and through an incremental SHA-256. `commit` makes the file durable under its final name;
+/// `discard` removes it. Owned by one upload/copy at a time (an upload keeps it inside its `Mutex`).
+///
+/// `@unchecked Sendable` because swift-crypto's `SHA256` is not marked Sendable on Linux. Safe:
+/// `fd`, `tempURL`, `size` are plain values, and `SHA256` is a copy-on-write value (its BoringSSL
+/// context lives in a private class that `update` replaces by a copy unless uniquely referenced,
+/// and `finalize` only reads) — the same argument that makes `Array` Sendable. Without it, region
+/// isolation rejects writing caller-provided buffers into the mutex-protected writer.
+struct BlobWriter: @unchecked Sendable {
+    private(set) var fd: Int32
+    let tempURL: URL
+    private(set) var hasher = SHA256()
+    private(set) var size: Int64 = 0
+
+    /// Creates `<dir>/<random>.part` exclusively (mode 0600), creating `dir` if needed.
+    init(in dir: URL) throws(LabGalleryError) {
+        try FileOps.createDirectory(dir)
+        var rng = SystemRandomNumberGenerator()
+        let name = Data((0..<16).map { _ in UInt8.random(in: .min ... .max, using: &rng) }).hexString + ".part"
+        tempURL = dir.appendingPathComponent(name)
+        fd = open(tempURL.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileOps.error("create \(tempURL.path)") }
+    }
+
+    /// Appends bytes (retrying short writes and EINTR) and feeds the hash.
+    mutating func write(_ bytes: UnsafeRawBufferPointer) throws(LabGalleryError) {
+        guard !bytes.isEmpty, let base = bytes.baseAddress else { return }
+        var offset = 0
+        while offset < bytes.count {
+            let n = Glibc_write(fd, base + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileOps.error("write \(tempURL.path)")
+            }
+            offset += n
+        }
+        hasher.update(bufferPointer: bytes)
+        size += Int64(bytes.count)
+    }
+
+    /// Lowercase hex SHA-256 of everything written so far.
+    var sha256: String { Data(hasher.finalize()).hexString }
+
+    /// fsync + close the temp file, rename it to `layout.url(relativePath)` (creating parent
+    /// directories) and fsync the parent directory so the rename itself is durable.
+    mutating func commit(to finalURL: URL) throws(LabGalleryError) {
+        guard fsync(fd) == 0 else { let e = FileOps.error("fsync \(tempURL.path)"); discard(); throw e }
+        close(fd); fd = -1
+        do throws(LabGalleryError) {
+            let parent = finalURL.deletingLastPathComponent()
+            try FileOps.createDirectory(parent)
+            guard rename(tempURL.path, finalURL.path) == 0 else { throw FileOps.error("rename to \(finalURL.path)") }
+            try FileOps.fsyncDirectory(parent)
+        } catch {
+            unlink(tempURL.path)
+            throw error
+        }
+    }
+
+    /// Closes and removes the temp file (idempotent).
+    mutating func discard() {
+        if fd >= 0 { close(fd); fd = -1 }
+        unlink(tempURL.path)
+    }
+}
+
+// `write` is shadowed by the `mutating func write` above inside BlobWriter.
+@inline(__always)
+private func Glibc_write(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int) -> Int {
+    write(fd, buf, count)
+}
+
+/// Small POSIX helpers with errors mapped to ``LabGalleryError/internal(message:)``.
+enum FileOps {
+    static func error(_ what: String) -> LabGalleryError {
+        .internal(message: "\(what) failed: \(String(cString: strerror(errno)))")
+    }
+
+    static func createDirectory(_ url: URL) throws(LabGalleryError) {
+        do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
+            throw .internal(message: "cannot create directory \(url.path): \(error)")
+        }
+    }
+
+    static func fsyncDirectory(_ url: URL) throws(LabGalleryError) {
+        let dfd = open(url.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dfd >= 0 else { throw error("open directory \(url.path)") }
+        defer { close(dfd) }
+        guard fsync(dfd) == 0 else { throw error("fsync directory \(url.path)") }
+    }
+
+    /// Removes a file, ignoring "does not exist" (used after commits; recovery catches leftovers).
+    static func removeQuietly(_ url: URL) { unlink(url.path) }
+
+    /// Streams `source` into a new ``BlobWriter`` in `tempDir` (1 MiB at a time) and returns it
+    /// uncommitted, with size and hash computed.
+    static func copy(_ source: URL, into tempDir: URL) throws(LabGalleryError) -> BlobWriter {
+        let sfd = open(source.path, O_RDONLY | O_CLOEXEC)
+        guard sfd >= 0 else { throw error("open \(source.path)") }
+        defer { close(sfd) }
+        var writer = try BlobWriter(in: tempDir)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let n = read(sfd, buffer.baseAddress, buffer.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                let e = error("read \(source.path)"); writer.discard(); throw e
+            }
+            if n == 0 { break }
+            do { try writer.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) } catch { writer.discard(); throw error }
+        }
+        return writer
+    }
+
+    /// Regular files under `dir`, recursively, as paths relative to `root` (empty if `dir` is missing).
+    static func files(under dir: URL, relativeTo root: URL) -> [String] {
+        guard let e = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: [.isRegularFileKey]) else { return [] }
+        // Resolve symlinks on both sides (e.g. macOS /var → /private/var) so prefixes match.
+        let rootPath = root.resolvingSymlinksInPath().path + "/"
+        var out: [String] = []
+        for case let url as URL in e {
+            guard (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true else { continue }
+            let p = url.resolvingSymlinksInPath().path
+            if p.hasPrefix(rootPath) { out.append(String(p.dropFirst(rootPath.count))) }
+        }
+        return out
+    }
+
+    /// Writes `contents` to a new file with mode 0600 (replacing a stale one), fsynced.
+    static func writeSecretFile(_ url: URL, contents: String) throws(LabGalleryError) {
+        unlink(url.path)
+        let fd = open(url.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileOps.error("create \(url.path)") }
+        defer { close(fd) }
+        let bytes = Array(contents.utf8)
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard n == bytes.count, fsync(fd) == 0 else { throw FileOps.error("write \(url.path)") }
+        try FileOps.fsyncDirectory(url.deletingLastPathComponent())
+    }
+}

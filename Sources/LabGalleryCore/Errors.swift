@@ -1,0 +1,86 @@
+/// The one error type of the domain core.
+///
+/// Each case maps 1:1 to a gRPC status code (see ``code``), and each carries a message
+/// written for a human operator: it names the field, resource or rule involved and,
+/// where there is one, what to do about it. The server layer forwards ``message``
+/// verbatim as `grpc-message`.
+public enum LabGalleryError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A resource does not exist (`NOT_FOUND`). `resource` is its name, e.g. `galleries/g1`.
+    case notFound(resource: String, message: String)
+    /// A resource with this name already exists (`ALREADY_EXISTS`).
+    case alreadyExists(resource: String, message: String)
+    /// A request field is malformed or missing (`INVALID_ARGUMENT`). `field` is the request field name.
+    case invalidArgument(field: String, message: String)
+    /// A domain rule forbids the operation in the current state (`FAILED_PRECONDITION`).
+    case failedPrecondition(message: String)
+    /// The caller (or the `lab-services` identity) lacks the role needed (`PERMISSION_DENIED`).
+    case permissionDenied(message: String)
+    /// The caller could not be identified (`UNAUTHENTICATED`).
+    case unauthenticated(message: String)
+    /// An unexpected failure: I/O, database, corruption (`INTERNAL`).
+    case `internal`(message: String)
+
+    /// gRPC status codes used by the core (numeric values are gRPC's).
+    public enum Code: Int, Sendable, Equatable {
+        /// `NOT_FOUND` (5).
+        case notFound = 5
+        /// `ALREADY_EXISTS` (6).
+        case alreadyExists = 6
+        /// `INVALID_ARGUMENT` (3).
+        case invalidArgument = 3
+        /// `FAILED_PRECONDITION` (9).
+        case failedPrecondition = 9
+        /// `PERMISSION_DENIED` (7).
+        case permissionDenied = 7
+        /// `UNAUTHENTICATED` (16).
+        case unauthenticated = 16
+        /// `INTERNAL` (13).
+        case `internal` = 13
+    }
+
+    /// The gRPC status code this error maps to.
+    public var code: Code {
+        switch self {
+        case .notFound: .notFound
+        case .alreadyExists: .alreadyExists
+        case .invalidArgument: .invalidArgument
+        case .failedPrecondition: .failedPrecondition
+        case .permissionDenied: .permissionDenied
+        case .unauthenticated: .unauthenticated
+        case .internal: .internal
+        }
+    }
+
+    /// The human-actionable message (suitable for `grpc-message`).
+    public var message: String {
+        switch self {
+        case .notFound(_, let m), .alreadyExists(_, let m), .invalidArgument(_, let m),
+             .failedPrecondition(let m), .permissionDenied(let m), .unauthenticated(let m),
+             .internal(let m):
+            m
+        }
+    }
+
+    /// `"<CODE>: <message>"`, for logs.
+    public var description: String { "\(code): \(message)" }
+
+    // MARK: - Convenience constructors (internal)
+
+    static func notFound(_ resource: String) -> LabGalleryError {
+        .notFound(resource: resource, message: "\(resource) not found")
+    }
+
+    static func alreadyExists(_ resource: String) -> LabGalleryError {
+        .alreadyExists(resource: resource, message: "\(resource) already exists; choose another id or delete it first")
+    }
+
+    static func invalid(_ field: String, _ message: String) -> LabGalleryError {
+        .invalidArgument(field: field, message: "\(field): \(message)")
+    }
+
+    /// Wraps any non-domain error (GRDB, POSIX, …) as `.internal`.
+    static func wrap(_ error: any Error, _ context: String) -> LabGalleryError {
+        if let e = error as? LabGalleryError { return e }
+        return .internal(message: "\(context): \(error)")
+    }
+}

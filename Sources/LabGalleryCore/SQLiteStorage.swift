@@ -1,0 +1,390 @@
+import Foundation
+import GRDB
+
+/// The embedded ``Storage``: one SQLite file opened as a GRDB `DatabasePool` in WAL mode,
+/// with schema migrations (`DatabaseMigrator`) applied on open.
+public final class SQLiteStorage: Storage {
+    /// The underlying pool (exposed for diagnostics and tests).
+    public let pool: DatabasePool
+
+    /// Opens (creating if needed) the database at `path` and migrates it to the current schema.
+    public init(path: String) throws {
+        var config = Configuration()
+        config.foreignKeysEnabled = true
+        // Another process (e.g. `labgallery-server token create`) may briefly hold the write lock.
+        config.busyMode = .timeout(10)
+        pool = try DatabasePool(path: path, configuration: config)
+        try Self.migrator.migrate(pool)
+    }
+
+    /// Runs `body` in a read transaction (a WAL snapshot).
+    public func read<T>(_ body: (any StorageTransaction) throws -> T) throws -> T {
+        try pool.read { db in try body(SQLiteTransaction(db: db)) }
+    }
+
+    /// Runs `body` in a write transaction (`BEGIN IMMEDIATE`; one writer at a time).
+    public func write<T>(_ body: (any StorageTransaction) throws -> T) throws -> T {
+        try pool.write { db in try body(SQLiteTransaction(db: db)) }
+    }
+
+    /// `PRAGMA journal_mode` ("wal" for a pool).
+    public func journalMode() throws -> String {
+        try pool.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "" }
+    }
+
+    /// `PRAGMA integrity_check` result ("ok" when healthy).
+    public func integrityCheck() throws -> String {
+        try pool.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "" }
+    }
+
+    /// The schema, one migration per released change. Never edit a shipped migration; add a new one.
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE gallery (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    displayName TEXT NOT NULL,
+                    region TEXT NOT NULL,
+                    geography TEXT NOT NULL
+                );
+                CREATE TABLE labAccount (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    displayName TEXT NOT NULL,
+                    region TEXT NOT NULL,
+                    attachedGalleryId TEXT REFERENCES gallery(id) ON DELETE RESTRICT
+                );
+                CREATE INDEX labAccount_attached ON labAccount(attachedGalleryId);
+                CREATE TABLE roleAssignment (
+                    galleryId TEXT NOT NULL REFERENCES gallery(id) ON DELETE CASCADE,
+                    principal TEXT NOT NULL,
+                    role TEXT NOT NULL,
+                    PRIMARY KEY (galleryId, principal, role)
+                );
+                CREATE TABLE image (
+                    galleryId TEXT NOT NULL REFERENCES gallery(id) ON DELETE CASCADE,
+                    id TEXT NOT NULL,
+                    displayName TEXT NOT NULL,
+                    osType TEXT NOT NULL,
+                    osState TEXT NOT NULL,
+                    source TEXT NOT NULL,
+                    sourceLab TEXT,
+                    sizeBytes INTEGER NOT NULL,
+                    sha256 TEXT NOT NULL,
+                    region TEXT NOT NULL,
+                    author TEXT NOT NULL,
+                    blobPath TEXT NOT NULL UNIQUE,
+                    PRIMARY KEY (galleryId, id)
+                );
+                CREATE TABLE replication (
+                    galleryId TEXT NOT NULL,
+                    imageId TEXT NOT NULL,
+                    region TEXT NOT NULL,
+                    state TEXT NOT NULL,
+                    bytesCopied INTEGER NOT NULL,
+                    bytesTotal INTEGER NOT NULL,
+                    error TEXT,
+                    attempts INTEGER NOT NULL,
+                    blobPath TEXT,  -- replica file, set by the replication engine (later)
+                    PRIMARY KEY (galleryId, imageId, region),
+                    FOREIGN KEY (galleryId, imageId) REFERENCES image(galleryId, id) ON DELETE CASCADE
+                );
+                CREATE TABLE imageDisabled (
+                    labAccountId TEXT NOT NULL REFERENCES labAccount(id) ON DELETE CASCADE,
+                    galleryId TEXT NOT NULL,
+                    imageId TEXT NOT NULL,
+                    PRIMARY KEY (labAccountId, galleryId, imageId),
+                    FOREIGN KEY (galleryId, imageId) REFERENCES image(galleryId, id) ON DELETE CASCADE
+                );
+                CREATE INDEX imageDisabled_image ON imageDisabled(galleryId, imageId);
+                CREATE TABLE lab (
+                    labAccountId TEXT NOT NULL REFERENCES labAccount(id) ON DELETE RESTRICT,
+                    id TEXT NOT NULL,
+                    displayName TEXT NOT NULL,
+                    templateGalleryId TEXT NOT NULL,
+                    templateImageId TEXT NOT NULL,
+                    templateOsType TEXT NOT NULL,
+                    templatePath TEXT NOT NULL UNIQUE,
+                    PRIMARY KEY (labAccountId, id),
+                    FOREIGN KEY (templateGalleryId, templateImageId) REFERENCES image(galleryId, id) ON DELETE RESTRICT
+                );
+                CREATE INDEX lab_template ON lab(templateGalleryId, templateImageId);
+                CREATE TABLE token (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    secretHash TEXT NOT NULL UNIQUE,
+                    principal TEXT NOT NULL,
+                    role TEXT NOT NULL,
+                    createdAt DATETIME NOT NULL,
+                    revoked BOOLEAN NOT NULL DEFAULT 0
+                );
+                """)
+        }
+        return m
+    }
+}
+
+/// ``StorageTransaction`` over one GRDB `Database` connection, valid only inside the
+/// `read`/`write` closure that created it (it is not Sendable and never escapes).
+struct SQLiteTransaction: StorageTransaction {
+    let db: Database
+
+    // MARK: Lab accounts
+
+    private func labAccount(_ row: Row) -> LabAccount {
+        let gallery: String? = row["attachedGalleryId"]
+        return LabAccount(name: LabAccountName(id: row["id"]).description, displayName: row["displayName"],
+                          region: row["region"], attachedGallery: gallery.map { GalleryName(id: $0).description })
+    }
+
+    func labAccount(_ name: LabAccountName) throws -> LabAccount? {
+        try Row.fetchOne(db, sql: "SELECT * FROM labAccount WHERE id = ?", arguments: [name.id]).map(labAccount)
+    }
+
+    func labAccounts(after: String?, limit: Int?) throws -> [LabAccount] {
+        try Row.fetchAll(db, sql: "SELECT * FROM labAccount WHERE id > ? ORDER BY id LIMIT ?",
+                         arguments: [after ?? "", limit ?? -1]).map(labAccount)
+    }
+
+    func insertLabAccount(_ account: LabAccount) throws {
+        let name = try LabAccountName(parsing: account.name, field: "name")
+        let gallery = try account.attachedGallery.map { try GalleryName(parsing: $0, field: "attached_gallery").id }
+        try db.execute(sql: "INSERT INTO labAccount (id, displayName, region, attachedGalleryId) VALUES (?, ?, ?, ?)",
+                       arguments: [name.id, account.displayName, account.region, gallery])
+    }
+
+    func setAttachedGallery(_ gallery: GalleryName?, of account: LabAccountName) throws {
+        try db.execute(sql: "UPDATE labAccount SET attachedGalleryId = ? WHERE id = ?", arguments: [gallery?.id, account.id])
+    }
+
+    func deleteLabAccount(_ name: LabAccountName) throws {
+        try db.execute(sql: "DELETE FROM labAccount WHERE id = ?", arguments: [name.id])
+    }
+
+    func countLabAccounts(attachedTo gallery: GalleryName) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM labAccount WHERE attachedGalleryId = ?", arguments: [gallery.id]) ?? 0
+    }
+
+    // MARK: Galleries
+
+    private func gallery(_ row: Row) -> Gallery {
+        Gallery(name: GalleryName(id: row["id"]).description, displayName: row["displayName"],
+                region: row["region"], geography: row["geography"])
+    }
+
+    func gallery(_ name: GalleryName) throws -> Gallery? {
+        try Row.fetchOne(db, sql: "SELECT * FROM gallery WHERE id = ?", arguments: [name.id]).map(gallery)
+    }
+
+    func galleries(after: String?, limit: Int?) throws -> [Gallery] {
+        try Row.fetchAll(db, sql: "SELECT * FROM gallery WHERE id > ? ORDER BY id LIMIT ?",
+                         arguments: [after ?? "", limit ?? -1]).map(gallery)
+    }
+
+    func insertGallery(_ gallery: Gallery) throws {
+        let name = try GalleryName(parsing: gallery.name, field: "name")
+        try db.execute(sql: "INSERT INTO gallery (id, displayName, region, geography) VALUES (?, ?, ?, ?)",
+                       arguments: [name.id, gallery.displayName, gallery.region, gallery.geography])
+    }
+
+    func deleteGallery(_ name: GalleryName) throws {
+        // Overrides and replication rows reference images; delete them explicitly before the cascade.
+        try db.execute(sql: "DELETE FROM imageDisabled WHERE galleryId = ?", arguments: [name.id])
+        try db.execute(sql: "DELETE FROM replication WHERE galleryId = ?", arguments: [name.id])
+        try db.execute(sql: "DELETE FROM gallery WHERE id = ?", arguments: [name.id])
+    }
+
+    // MARK: Role assignments
+
+    func roleAssignments(on gallery: GalleryName) throws -> [RoleAssignment] {
+        try Row.fetchAll(db, sql: "SELECT principal, role FROM roleAssignment WHERE galleryId = ? ORDER BY principal, role",
+                         arguments: [gallery.id]).map { RoleAssignment(principal: $0["principal"], role: $0["role"]) }
+    }
+
+    func grant(_ assignment: RoleAssignment, on gallery: GalleryName) throws {
+        try db.execute(sql: "INSERT OR IGNORE INTO roleAssignment (galleryId, principal, role) VALUES (?, ?, ?)",
+                       arguments: [gallery.id, assignment.principal, assignment.role])
+    }
+
+    func revoke(_ assignment: RoleAssignment, on gallery: GalleryName) throws {
+        try db.execute(sql: "DELETE FROM roleAssignment WHERE galleryId = ? AND principal = ? AND role = ?",
+                       arguments: [gallery.id, assignment.principal, assignment.role])
+    }
+
+    // MARK: Images
+
+    private func storedImage(_ row: Row) throws -> StoredImage {
+        let name = ImageName(gallery: GalleryName(id: row["galleryId"]), id: row["id"])
+        guard let osType = OSType(rawValue: row["osType"]), let osState = OSState(rawValue: row["osState"]),
+              let source = ImageSource(rawValue: row["source"]) else {
+            throw LabGalleryError.internal(message: "corrupt image row \(name): unknown enum value")
+        }
+        let image = Image(name: name.description, displayName: row["displayName"], osType: osType, osState: osState,
+                          source: source, sourceLab: row["sourceLab"], sizeBytes: row["sizeBytes"], sha256: row["sha256"],
+                          region: row["region"], author: row["author"])
+        return StoredImage(image: image, blobPath: row["blobPath"])
+    }
+
+    func image(_ name: ImageName) throws -> StoredImage? {
+        try Row.fetchOne(db, sql: "SELECT * FROM image WHERE galleryId = ? AND id = ?", arguments: [name.gallery.id, name.id])
+            .map(storedImage)
+    }
+
+    func images(in gallery: GalleryName, after: String?, limit: Int?) throws -> [StoredImage] {
+        try Row.fetchAll(db, sql: "SELECT * FROM image WHERE galleryId = ? AND id > ? ORDER BY id LIMIT ?",
+                         arguments: [gallery.id, after ?? "", limit ?? -1]).map(storedImage)
+    }
+
+    func insertImage(_ stored: StoredImage) throws {
+        let i = stored.image
+        let name = try ImageName(parsing: i.name, field: "name")
+        try db.execute(sql: """
+            INSERT INTO image (galleryId, id, displayName, osType, osState, source, sourceLab, sizeBytes, sha256, region, author, blobPath)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [name.gallery.id, name.id, i.displayName, i.osType.rawValue, i.osState.rawValue, i.source.rawValue,
+                             i.sourceLab, i.sizeBytes, i.sha256, i.region, i.author, stored.blobPath])
+    }
+
+    func deleteImage(_ name: ImageName) throws {
+        let args: StatementArguments = [name.gallery.id, name.id]
+        try db.execute(sql: "DELETE FROM imageDisabled WHERE galleryId = ? AND imageId = ?", arguments: args)
+        try db.execute(sql: "DELETE FROM replication WHERE galleryId = ? AND imageId = ?", arguments: args)
+        try db.execute(sql: "DELETE FROM image WHERE galleryId = ? AND id = ?", arguments: args)
+    }
+
+    // MARK: Replication
+
+    func insertReplications(_ records: [RegionReplication], for image: ImageName) throws {
+        for r in records {
+            try db.execute(sql: """
+                INSERT INTO replication (galleryId, imageId, region, state, bytesCopied, bytesTotal, error, attempts)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [image.gallery.id, image.id, r.region, r.state.rawValue, r.bytesCopied, r.bytesTotal, r.error, r.attempts])
+        }
+    }
+
+    func replications(of image: ImageName) throws -> [RegionReplication] {
+        try Row.fetchAll(db, sql: "SELECT * FROM replication WHERE galleryId = ? AND imageId = ? ORDER BY region",
+                         arguments: [image.gallery.id, image.id]).map { row in
+            guard let state = ReplicationState(rawValue: row["state"]) else {
+                throw LabGalleryError.internal(message: "corrupt replication row of \(image): unknown state")
+            }
+            return RegionReplication(region: row["region"], state: state, bytesCopied: row["bytesCopied"],
+                                     bytesTotal: row["bytesTotal"], error: row["error"], attempts: row["attempts"])
+        }
+    }
+
+    // MARK: Enablement
+
+    func disabledImages(for account: LabAccountName) throws -> Set<ImageName> {
+        Set(try Row.fetchAll(db, sql: "SELECT galleryId, imageId FROM imageDisabled WHERE labAccountId = ?", arguments: [account.id])
+            .map { ImageName(gallery: GalleryName(id: $0["galleryId"]), id: $0["imageId"]) })
+    }
+
+    func setImageDisabled(_ disabled: Bool, image: ImageName, for account: LabAccountName) throws {
+        let args: StatementArguments = [account.id, image.gallery.id, image.id]
+        if disabled {
+            try db.execute(sql: "INSERT OR IGNORE INTO imageDisabled (labAccountId, galleryId, imageId) VALUES (?, ?, ?)", arguments: args)
+        } else {
+            try db.execute(sql: "DELETE FROM imageDisabled WHERE labAccountId = ? AND galleryId = ? AND imageId = ?", arguments: args)
+        }
+    }
+
+    func clearImageOverrides(for account: LabAccountName) throws {
+        try db.execute(sql: "DELETE FROM imageDisabled WHERE labAccountId = ?", arguments: [account.id])
+    }
+
+    // MARK: Labs
+
+    private func storedLab(_ row: Row) throws -> StoredLab {
+        let name = LabName(labAccount: LabAccountName(id: row["labAccountId"]), id: row["id"])
+        let template = ImageName(gallery: GalleryName(id: row["templateGalleryId"]), id: row["templateImageId"])
+        guard let osType = OSType(rawValue: row["templateOsType"]) else {
+            throw LabGalleryError.internal(message: "corrupt lab row \(name): unknown OS type")
+        }
+        return StoredLab(lab: Lab(name: name.description, displayName: row["displayName"], templateImage: template.description),
+                         templatePath: row["templatePath"], templateOSType: osType)
+    }
+
+    func lab(_ name: LabName) throws -> StoredLab? {
+        try Row.fetchOne(db, sql: "SELECT * FROM lab WHERE labAccountId = ? AND id = ?", arguments: [name.labAccount.id, name.id])
+            .map(storedLab)
+    }
+
+    func labs(in account: LabAccountName, after: String?, limit: Int?) throws -> [StoredLab] {
+        try Row.fetchAll(db, sql: "SELECT * FROM lab WHERE labAccountId = ? AND id > ? ORDER BY id LIMIT ?",
+                         arguments: [account.id, after ?? "", limit ?? -1]).map(storedLab)
+    }
+
+    func insertLab(_ stored: StoredLab) throws {
+        let name = try LabName(parsing: stored.lab.name, field: "name")
+        let template = try ImageName(parsing: stored.lab.templateImage, field: "template_image")
+        try db.execute(sql: """
+            INSERT INTO lab (labAccountId, id, displayName, templateGalleryId, templateImageId, templateOsType, templatePath)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [name.labAccount.id, name.id, stored.lab.displayName, template.gallery.id, template.id,
+                             stored.templateOSType.rawValue, stored.templatePath])
+    }
+
+    func deleteLab(_ name: LabName) throws {
+        try db.execute(sql: "DELETE FROM lab WHERE labAccountId = ? AND id = ?", arguments: [name.labAccount.id, name.id])
+    }
+
+    func countLabs(in account: LabAccountName) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM lab WHERE labAccountId = ?", arguments: [account.id]) ?? 0
+    }
+
+    private func labNames(_ rows: [Row]) -> [String] {
+        rows.map { LabName(labAccount: LabAccountName(id: $0["labAccountId"]), id: $0["id"]).description }
+    }
+
+    func labs(usingTemplate image: ImageName) throws -> [String] {
+        labNames(try Row.fetchAll(db, sql: "SELECT labAccountId, id FROM lab WHERE templateGalleryId = ? AND templateImageId = ? ORDER BY labAccountId, id",
+                                  arguments: [image.gallery.id, image.id]))
+    }
+
+    func labs(usingTemplatesIn gallery: GalleryName) throws -> [String] {
+        labNames(try Row.fetchAll(db, sql: "SELECT labAccountId, id FROM lab WHERE templateGalleryId = ? ORDER BY labAccountId, id",
+                                  arguments: [gallery.id]))
+    }
+
+    // MARK: Files
+
+    func referencedFilePaths() throws -> Set<String> {
+        Set(try String.fetchAll(db, sql: """
+            SELECT blobPath FROM image
+            UNION SELECT blobPath FROM replication WHERE blobPath IS NOT NULL
+            UNION SELECT templatePath FROM lab
+            """))
+    }
+
+    // MARK: Tokens
+
+    private func tokenInfo(_ row: Row) throws -> TokenInfo {
+        guard let role = Role(rawValue: row["role"]) else {
+            throw LabGalleryError.internal(message: "corrupt token row \(row["id"] as String): unknown role")
+        }
+        return TokenInfo(id: row["id"], principal: row["principal"], role: role, createdAt: row["createdAt"], revoked: row["revoked"])
+    }
+
+    func insertToken(_ token: TokenInfo, secretHash: String) throws {
+        try db.execute(sql: "INSERT INTO token (id, secretHash, principal, role, createdAt, revoked) VALUES (?, ?, ?, ?, ?, ?)",
+                       arguments: [token.id, secretHash, token.principal, token.role.rawValue, token.createdAt, token.revoked])
+    }
+
+    func token(secretHash: String) throws -> TokenInfo? {
+        try Row.fetchOne(db, sql: "SELECT * FROM token WHERE secretHash = ?", arguments: [secretHash]).map(tokenInfo)
+    }
+
+    func tokens() throws -> [TokenInfo] {
+        try Row.fetchAll(db, sql: "SELECT * FROM token ORDER BY rowid").map(tokenInfo)
+    }
+
+    func revokeToken(id: String) throws -> Bool {
+        try db.execute(sql: "UPDATE token SET revoked = 1 WHERE id = ?", arguments: [id])
+        return db.changesCount > 0
+    }
+
+    func countTokens() throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM token") ?? 0
+    }
+}

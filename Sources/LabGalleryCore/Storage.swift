@@ -1,0 +1,134 @@
+import Foundation
+
+/// Persistence behind the use cases. The use cases talk only to this protocol, so a PostgreSQL
+/// implementation can follow without touching them (``SQLiteStorage`` is the embedded default).
+///
+/// The protocol is transaction-shaped: every use case runs its reads and writes inside one
+/// ``write(_:)`` (or ``read(_:)``) call, which commits when `body` returns and rolls back when it throws.
+/// Implementations must give `write` serializable semantics relative to other writes (SQLite: one writer;
+/// PostgreSQL: `SERIALIZABLE` or explicit row locks), because use cases check-then-write inside `body`.
+public protocol Storage: Sendable {
+    /// Runs `body` in a read-only transaction seeing one consistent snapshot.
+    func read<T>(_ body: (any StorageTransaction) throws -> T) throws -> T
+    /// Runs `body` in a read-write transaction; commits if it returns, rolls back if it throws
+    /// (rethrowing the error unchanged).
+    func write<T>(_ body: (any StorageTransaction) throws -> T) throws -> T
+}
+
+/// An image row: the public ``Image`` plus where its bytes live.
+public struct StoredImage: Hashable, Sendable {
+    /// The image.
+    public var image: Image
+    /// Path of the blob relative to the data directory.
+    public var blobPath: String
+    /// Memberwise initializer.
+    public init(image: Image, blobPath: String) { self.image = image; self.blobPath = blobPath }
+}
+
+/// A lab row: the public ``Lab`` plus its private template copy.
+public struct StoredLab: Hashable, Sendable {
+    /// The lab.
+    public var lab: Lab
+    /// Path of the lab's template copy relative to the data directory.
+    public var templatePath: String
+    /// OS type of the template (copied from the template image, used when saving it back).
+    public var templateOSType: OSType
+    /// Memberwise initializer.
+    public init(lab: Lab, templatePath: String, templateOSType: OSType) {
+        self.lab = lab; self.templatePath = templatePath; self.templateOSType = templateOSType
+    }
+}
+
+/// The operations a use case can perform inside one transaction. Keys are typed names;
+/// list calls return rows in ascending id order, starting strictly after `after`, at most `limit` rows
+/// (`nil` limit = all). Deletes cascade to dependent rows as documented per method.
+public protocol StorageTransaction {
+    // MARK: Lab accounts
+    /// The account, or `nil`.
+    func labAccount(_ name: LabAccountName) throws -> LabAccount?
+    /// Accounts ordered by id.
+    func labAccounts(after: String?, limit: Int?) throws -> [LabAccount]
+    /// Inserts a new account (its `attachedGallery` must exist).
+    func insertLabAccount(_ account: LabAccount) throws
+    /// Sets or clears the attached gallery.
+    func setAttachedGallery(_ gallery: GalleryName?, of account: LabAccountName) throws
+    /// Deletes the account and its image overrides (not its labs: callers refuse while it has labs).
+    func deleteLabAccount(_ name: LabAccountName) throws
+    /// Number of accounts with `gallery` attached.
+    func countLabAccounts(attachedTo gallery: GalleryName) throws -> Int
+
+    // MARK: Galleries
+    /// The gallery, or `nil`.
+    func gallery(_ name: GalleryName) throws -> Gallery?
+    /// Galleries ordered by id.
+    func galleries(after: String?, limit: Int?) throws -> [Gallery]
+    /// Inserts a new gallery.
+    func insertGallery(_ gallery: Gallery) throws
+    /// Deletes the gallery with its role assignments, images, their replication records and overrides.
+    func deleteGallery(_ name: GalleryName) throws
+
+    // MARK: Role assignments
+    /// Role assignments on `gallery`, ordered by principal then role.
+    func roleAssignments(on gallery: GalleryName) throws -> [RoleAssignment]
+    /// Adds an assignment (no-op if present).
+    func grant(_ assignment: RoleAssignment, on gallery: GalleryName) throws
+    /// Removes an assignment (no-op if absent).
+    func revoke(_ assignment: RoleAssignment, on gallery: GalleryName) throws
+
+    // MARK: Images
+    /// The image row, or `nil`.
+    func image(_ name: ImageName) throws -> StoredImage?
+    /// Images of `gallery` ordered by id.
+    func images(in gallery: GalleryName, after: String?, limit: Int?) throws -> [StoredImage]
+    /// Inserts a new image row.
+    func insertImage(_ image: StoredImage) throws
+    /// Deletes the image with its replication records and overrides.
+    func deleteImage(_ name: ImageName) throws
+
+    // MARK: Replication
+    /// Inserts replication records for `image`.
+    func insertReplications(_ records: [RegionReplication], for image: ImageName) throws
+    /// Replication records of `image`, ordered by region.
+    func replications(of image: ImageName) throws -> [RegionReplication]
+
+    // MARK: Per-account image enablement (only disabled images are stored)
+    /// Images disabled for `account`.
+    func disabledImages(for account: LabAccountName) throws -> Set<ImageName>
+    /// Marks `image` disabled (`true`) or enabled (`false`, the default) for `account`.
+    func setImageDisabled(_ disabled: Bool, image: ImageName, for account: LabAccountName) throws
+    /// Removes every override of `account` (all images back to enabled).
+    func clearImageOverrides(for account: LabAccountName) throws
+
+    // MARK: Labs
+    /// The lab row, or `nil`.
+    func lab(_ name: LabName) throws -> StoredLab?
+    /// Labs of `account` ordered by id.
+    func labs(in account: LabAccountName, after: String?, limit: Int?) throws -> [StoredLab]
+    /// Inserts a new lab.
+    func insertLab(_ lab: StoredLab) throws
+    /// Deletes the lab row.
+    func deleteLab(_ name: LabName) throws
+    /// Number of labs in `account`.
+    func countLabs(in account: LabAccountName) throws -> Int
+    /// Names of labs whose template was created from `image`.
+    func labs(usingTemplate image: ImageName) throws -> [String]
+    /// Names of labs whose template was created from any image of `gallery`.
+    func labs(usingTemplatesIn gallery: GalleryName) throws -> [String]
+
+    // MARK: Files
+    /// Every file path (relative to the data directory) referenced by a row: image blobs, replica
+    /// blobs, lab templates. Startup recovery deletes files not in this set.
+    func referencedFilePaths() throws -> Set<String>
+
+    // MARK: Tokens
+    /// Inserts a token record with the SHA-256 (hex) of its secret.
+    func insertToken(_ token: TokenInfo, secretHash: String) throws
+    /// The token whose secret hashes to `secretHash`, or `nil`.
+    func token(secretHash: String) throws -> TokenInfo?
+    /// All tokens in creation (insertion) order.
+    func tokens() throws -> [TokenInfo]
+    /// Marks the token revoked; returns `false` if there is no such id.
+    func revokeToken(id: String) throws -> Bool
+    /// Number of token records (revoked included).
+    func countTokens() throws -> Int
+}
