@@ -1,0 +1,111 @@
+/* Socket helpers: listen (IPv4/IPv6/dual stack), resolve, non-blocking connect. */
+#define _GNU_SOURCE
+#include "h2_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+void h2_net_tune(int fd)
+{
+    int one = 1;
+    /* Best effort: a socket that refuses TCP_NODELAY (e.g. not TCP) still works. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static int gai_to_errno(int rc)
+{
+    if (rc == EAI_SYSTEM) return errno ? errno : EIO;
+    if (rc == EAI_MEMORY) return ENOMEM;
+    if (rc == EAI_NONAME || rc == EAI_NODATA) return ENOENT;
+    return EHOSTUNREACH;
+}
+
+static int listen_one(const struct addrinfo *ai, int dual, uint16_t *bound_port)
+{
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1, zero = 0;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) goto fail;
+    if (ai->ai_family == AF_INET6 && dual &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) != 0)
+        goto fail;
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) goto fail;
+    if (listen(fd, 4096) != 0) goto fail;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) goto fail;
+    if (bound_port)
+        *bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                     : ((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+fail:;
+    int e = errno;
+    close(fd);
+    return -e;
+}
+
+int h2_net_listen(const char *host, uint16_t port, uint16_t *bound_port)
+{
+    int dual = (host == NULL || strcmp(host, "::") == 0);
+    char ps[8];
+    snprintf(ps, sizeof ps, "%u", (unsigned)port);
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int rc = getaddrinfo(host ? host : "::", ps, &hints, &res);
+    if (rc != 0) return -gai_to_errno(rc);
+    int fd = -EADDRNOTAVAIL;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = listen_one(ai, dual, bound_port);
+        if (fd >= 0) break;
+    }
+    freeaddrinfo(res);
+    if (fd < 0 && host == NULL && (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL))
+        return h2_net_listen("0.0.0.0", port, bound_port); /* host without IPv6 */
+    return fd;
+}
+
+int h2_net_resolve(const char *host, uint16_t port, struct sockaddr_storage *out, socklen_t *outlen)
+{
+    char ps[8];
+    snprintf(ps, sizeof ps, "%u", (unsigned)port);
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    int rc = getaddrinfo(host, ps, &hints, &res);
+    if (rc != 0) return -gai_to_errno(rc);
+    if (!res || res->ai_addrlen > sizeof *out) {
+        if (res) freeaddrinfo(res);
+        return -ENOENT;
+    }
+    memcpy(out, res->ai_addr, res->ai_addrlen);
+    *outlen = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+int h2_net_connect(const struct sockaddr *sa, socklen_t salen, int *done)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    h2_net_tune(fd);
+    *done = 0;
+    if (connect(fd, sa, salen) == 0) {
+        *done = 1;
+        return fd;
+    }
+    if (errno == EINPROGRESS) return fd;
+    int e = errno;
+    close(fd);
+    return -e;
+}
