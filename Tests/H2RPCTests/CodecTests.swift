@@ -1,0 +1,247 @@
+import Foundation
+import GeneratedProtos
+import H2RPC
+import Testing
+
+/// The generated messages (Protos/h2rpc/fixture/fixture.proto) bridged to protobuf-c:
+/// round trips, defaults, unknown enum values, invalid input, and wire compatibility with
+/// Python's protobuf implementation.
+@Suite struct CodecTests {
+    typealias Envelope = H2rpc_Fixture_Envelope
+    typealias Scalars = H2rpc_Fixture_Scalars
+    typealias Item = H2rpc_Fixture_Item
+
+    static let scalars = Scalars(
+        i32: -123_456, i64: Int64.min, u32: UInt32.max, u64: UInt64.max,
+        s32: -7, s64: -9_000_000_000, f32: 0xDEAD_BEEF, f64: 0x0123_4567_89AB_CDEF,
+        sf32: Int32.min, sf64: -1, flag: true, real32: 1.5, real64: -2.25,
+        text: "héllo, wörld ✓", data: [0, 1, 2, 255, 0], color: .green,
+        rI32: [1, -2, Int32.max], rI64: [Int64.max, -3], rU32: [0, 7], rU64: [UInt64.max, 1],
+        rS32: [-1, 1], rS64: [-5, 5], rF32: [9], rF64: [10, 11], rSf32: [-12], rSf64: [13, -14],
+        rFlag: [true, false, true], rReal32: [0.5, -0.25], rReal64: [1e100, -0.0],
+        rText: ["", "a", "ünïcode"], rData: [[], [1], [2, 3]], rColor: [.red, .blue, .unspecified]
+    )
+
+    static let envelope = Envelope(
+        header: .init(id: "h-1", kind: .complexThing, trace: .init(span: 42)),
+        scalars: scalars,
+        items: [Item(name: "x", count: 1), Item(), Item(name: "z", count: -3)],
+        headers: [.init(id: "a"), .init(kind: .simple)],
+        body: .item(Item(name: "in-oneof", count: 9)),
+        maybeText: "", maybeInt: 0, maybeFlag: false, maybeColor: .unspecified, maybeData: [],
+        nothing: Google_Protobuf_Empty()
+    )
+
+    private func roundTrip<M: RPCMessage & Equatable>(_ message: M) throws -> M {
+        let bytes = try message.serializedBytes()
+        return try bytes.withUnsafeBytes { try M(serializedBytes: $0) }
+    }
+
+    @Test func everyScalarKindRoundTrips() throws {
+        #expect(try roundTrip(Self.scalars) == Self.scalars)
+    }
+
+    @Test func nestedRepeatedOneofAndOptionalRoundTrip() throws {
+        let decoded = try roundTrip(Self.envelope)
+        #expect(decoded == Self.envelope)
+        // proto3 `optional` keeps presence even for default values.
+        #expect(decoded.maybeText == "")
+        #expect(decoded.maybeInt == 0)
+        #expect(decoded.maybeFlag == false)
+        #expect(decoded.maybeColor == .unspecified)
+        #expect(decoded.maybeData == [])
+        #expect(decoded.nothing != nil)
+    }
+
+    @Test(arguments: [
+        Envelope.OneOf_Body.item(Item(name: "i", count: 2)),
+        .item(Item()),
+        .note("a note"),
+        .note(""),
+        .blob([9, 8, 7]),
+        .blob([]),
+        .bodyKind(.simple),
+        .bodyKind(.unspecified),
+        .number(-1),
+        .number(0),
+        .trace(.init(span: UInt64.max)),
+    ])
+    func everyOneofMemberRoundTrips(body: Envelope.OneOf_Body) throws {
+        let message = Envelope(body: body)
+        #expect(try roundTrip(message).body == body)
+    }
+
+    @Test func emptyAndDefaultMessages() throws {
+        #expect(Envelope().serializedBytes() == [])
+        #expect(Scalars().serializedBytes() == [])
+        #expect(H2rpc_Fixture_Nothing().serializedBytes() == [])
+        #expect(Google_Protobuf_Empty().serializedBytes() == [])
+        // An empty buffer (nil base address) is a valid empty message.
+        let empty = try Envelope(serializedBytes: UnsafeRawBufferPointer(start: nil, count: 0))
+        #expect(empty == Envelope())
+        #expect(empty.header == nil)
+        #expect(empty.body == nil)
+        #expect(empty.maybeText == nil)
+        #expect(empty.items.isEmpty)
+        let scalars = try [UInt8]().withUnsafeBytes { try Scalars(serializedBytes: $0) }
+        #expect(scalars.text == "" && scalars.data == [] && scalars.color == .unspecified && scalars.i64 == 0 && !scalars.flag)
+        // Explicit defaults are not written (proto3 implicit presence).
+        #expect(Scalars(i32: 0, text: "", data: [], color: .unspecified).serializedBytes() == [])
+    }
+
+    @Test func knownEncoding() throws {
+        #expect(Item(name: "a", count: 1).serializedBytes() == [0x0A, 0x01, 0x61, 0x10, 0x01])
+        let item = try [UInt8]([0x10, 0x96, 0x01, 0x0A, 0x02, 0x68, 0x69]).withUnsafeBytes { try Item(serializedBytes: $0) }
+        #expect(item == Item(name: "hi", count: 150))
+    }
+
+    @Test func unknownEnumValuesArePreserved() throws {
+        let message = Scalars(color: .UNRECOGNIZED(42), rColor: [.UNRECOGNIZED(-7), .red])
+        let decoded = try roundTrip(message)
+        #expect(decoded.color == .UNRECOGNIZED(42))
+        #expect(decoded.rColor == [.UNRECOGNIZED(-7), .red])
+        #expect(H2rpc_Fixture_Color(rawValue: 3) == .blue)
+        #expect(H2rpc_Fixture_Color(rawValue: 99).rawValue == 99)
+        #expect(H2rpc_Fixture_Color.allCases == [.unspecified, .red, .green, .blue])
+        #expect(Envelope.Kind() == .unspecified)
+    }
+
+    @Test(arguments: [
+        [0xFF, 0xFF, 0xFF] as [UInt8],               // bad tag varint
+        [0x0A, 0x05, 0x61],                            // length beyond the end
+        [0x12, 0x03, 0xFF, 0xFF, 0xFF],                // sub-message with a bad tag
+        [0x0B],                                        // start-group wire type
+    ])
+    func garbageThrows(bytes: [UInt8]) {
+        #expect(throws: (any Error).self) {
+            try bytes.withUnsafeBytes { try Envelope(serializedBytes: $0) }
+        }
+    }
+
+    @Test func largeBytesField() throws {
+        let big = [UInt8]((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        let message = Envelope(body: .blob(big), maybeData: big)
+        #expect(try roundTrip(message) == message)
+    }
+
+    @Test func serviceRegistersEveryMethod() {
+        var router = RPCRouter()
+        FixtureService().registerMethods(with: &router)
+        #expect(Set(router.methods.map(\.path)) == [
+            "/h2rpc.fixture.FixtureService/Echo", "/h2rpc.fixture.FixtureService/Delete",
+            "/h2rpc.fixture.FixtureService/List", "/h2rpc.fixture.FixtureService/Upload",
+            "/h2rpc.fixture.FixtureService/Chat",
+        ])
+        #expect(H2rpc_Fixture_FixtureService.descriptorName == "h2rpc.fixture.FixtureService")
+        #expect(H2rpc_Fixture_FixtureService.Method.echo.path == "/h2rpc.fixture.FixtureService/Echo")
+        #expect(Grpc_Testing_TestService.Method.unaryCall == MethodDescriptor(service: "grpc.testing.TestService", method: "UnaryCall"))
+        #expect(Grpc_Health_V1_HealthCheckResponse.ServingStatus.serviceUnknown.rawValue == 3)
+    }
+
+    /// Encodes in Swift, decodes in Python (and the reverse): both sides build the same
+    /// message and compare. Fails (not skips) when python3 or its protobuf package is missing.
+    @Test func wireCompatibleWithPythonProtobuf() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("h2rpc-codec-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: tmp) }
+
+        try run(["python3", "-m", "grpc_tools.protoc", "-I", root.appendingPathComponent("Protos").path,
+                 "--python_out=\(tmp.path)", "h2rpc/fixture/fixture.proto"])
+        let fromSwift = tmp.appendingPathComponent("from-swift.bin")
+        let fromPython = tmp.appendingPathComponent("from-python.bin")
+        try Data(Self.envelope.serializedBytes()).write(to: fromSwift)
+        let script = tmp.appendingPathComponent("check.py")
+        try Self.pythonScript.write(to: script, atomically: true, encoding: .utf8)
+        try run(["python3", script.path, tmp.path, fromSwift.path, fromPython.path])
+
+        let pythonBytes = [UInt8](try Data(contentsOf: fromPython))
+        let decoded = try pythonBytes.withUnsafeBytes { try Envelope(serializedBytes: $0) }
+        #expect(decoded == Self.envelope)
+    }
+
+    private func run(_ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        let stderr = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(arguments.joined(separator: " ")) failed: \(String(decoding: stderr, as: UTF8.self))")
+        if process.terminationStatus != 0 { throw CancellationError() }
+    }
+
+    static let pythonScript = #"""
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    from h2rpc.fixture import fixture_pb2 as f
+    from google.protobuf import empty_pb2
+
+    E = f.Envelope
+    s = f.Scalars(
+        i32=-123456, i64=-(2**63), u32=2**32 - 1, u64=2**64 - 1,
+        s32=-7, s64=-9000000000, f32=0xDEADBEEF, f64=0x0123456789ABCDEF,
+        sf32=-(2**31), sf64=-1, flag=True, real32=1.5, real64=-2.25,
+        text="héllo, wörld ✓", data=bytes([0, 1, 2, 255, 0]), color=f.COLOR_GREEN,
+        r_i32=[1, -2, 2**31 - 1], r_i64=[2**63 - 1, -3], r_u32=[0, 7], r_u64=[2**64 - 1, 1],
+        r_s32=[-1, 1], r_s64=[-5, 5], r_f32=[9], r_f64=[10, 11], r_sf32=[-12], r_sf64=[13, -14],
+        r_flag=[True, False, True], r_real32=[0.5, -0.25], r_real64=[1e100, -0.0],
+        r_text=["", "a", "ünïcode"], r_data=[b"", b"\x01", b"\x02\x03"],
+        r_color=[f.COLOR_RED, f.BLUE, f.COLOR_UNSPECIFIED],
+    )
+    expected = E(
+        header=E.Header(id="h-1", kind=E.KIND_COMPLEX_THING, trace=E.Header.Trace(span=42)),
+        scalars=s,
+        items=[f.Item(name="x", count=1), f.Item(), f.Item(name="z", count=-3)],
+        headers=[E.Header(id="a"), E.Header(kind=E.KIND_SIMPLE)],
+        item=f.Item(name="in-oneof", count=9),
+        maybe_text="", maybe_int=0, maybe_flag=False, maybe_color=f.COLOR_UNSPECIFIED, maybe_data=b"",
+        nothing=empty_pb2.Empty(),
+    )
+    got = E()
+    with open(sys.argv[2], "rb") as fh:
+        got.ParseFromString(fh.read())
+    if got != expected:
+        sys.exit("Swift-encoded message differs:\n--- got\n%s\n--- expected\n%s" % (got, expected))
+    for name in ["maybe_text", "maybe_int", "maybe_flag", "maybe_color", "maybe_data", "header", "nothing"]:
+        if not got.HasField(name):
+            sys.exit("presence of %s lost" % name)
+    if got.WhichOneof("body") != "item":
+        sys.exit("oneof member lost: %s" % got.WhichOneof("body"))
+    with open(sys.argv[3], "wb") as fh:
+        fh.write(expected.SerializeToString())
+    """#
+}
+
+/// Compile-time check of the generated service protocol and client shapes.
+struct FixtureService: H2rpc_Fixture_FixtureService.ServiceProtocol {
+    func echo(request: H2rpc_Fixture_Envelope, context: ServerContext) async throws -> H2rpc_Fixture_Envelope { request }
+    func delete(request: H2rpc_Fixture_Item, context: ServerContext) async throws -> Google_Protobuf_Empty { .init() }
+    func list(request: H2rpc_Fixture_Item, response: ResponseWriter<H2rpc_Fixture_Item>, context: ServerContext) async throws {
+        try await response.write(request)
+    }
+    func upload(requests: RequestStream<H2rpc_Fixture_Item>, context: ServerContext) async throws -> H2rpc_Fixture_Envelope {
+        var items: [H2rpc_Fixture_Item] = []
+        for try await item in requests { items.append(item) }
+        return .init(items: items)
+    }
+    func chat(requests: RequestStream<H2rpc_Fixture_Envelope>, response: ResponseWriter<H2rpc_Fixture_Envelope>, context: ServerContext) async throws {
+        for try await message in requests { try await response.write(message) }
+    }
+}
+
+/// Never called: type-checks every client stub shape.
+func fixtureClientShapes(_ client: H2rpc_Fixture_FixtureService.Client) async throws {
+    let _: H2rpc_Fixture_Envelope = try await client.echo(.init(), metadata: ["k": .string("v")], options: .init(timeout: .seconds(1)))
+    let _: Google_Protobuf_Empty = try await client.delete(.init())
+    let list: ClientCall<H2rpc_Fixture_Item, H2rpc_Fixture_Item> = try await client.list(.init())
+    for try await _ in list {}
+    let upload = client.upload()
+    try await upload.send(.init(name: "a"))
+    upload.finish()
+    let _: H2rpc_Fixture_Envelope = try await upload.response()
+    let chat: ClientCall<H2rpc_Fixture_Envelope, H2rpc_Fixture_Envelope> = client.chat(metadata: [:])
+    chat.finish()
+}
