@@ -78,8 +78,10 @@ public final class ClientCallEvents: Sendable {
         let timer = Task { [weak self] in
             try? await Task.sleep(for: timeout)
             guard !Task.isCancelled, let self else { return }
-            self.outbound?.cancel()
+            // Record the status before resetting the stream: the reset's own close event
+            // (CANCELLED) must not win the race to be the call's first status.
             self.receiveStatus(Status(code: .deadlineExceeded, message: "the call did not complete within its timeout of \(timeout)"), trailers: [:])
+            self.outbound?.cancel()
         }
         let done = state.withLock { s -> Bool in
             s.timer = timer
@@ -92,8 +94,9 @@ public final class ClientCallEvents: Sendable {
 
     func cancel(_ message: String = "the call was cancelled by the client") {
         guard !isFinished else { return }
-        outbound?.cancel()
+        // Status first, as in `startTimer`: the reset's close event must not replace the message.
         receiveStatus(Status(code: .cancelled, message: message), trailers: [:])
+        outbound?.cancel()
     }
 
     func send(_ bytes: [UInt8]) async throws {

@@ -1,0 +1,87 @@
+import ArgumentParser
+import Dispatch
+import H2RPC
+import H2RPCHealth
+import Interop
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `interop-server`: serves `grpc.testing.TestService` for grpc's interop clients, and the
+/// standard health service (`grpc.health.v1.Health`, with `grpc.testing.TestService` SERVING).
+@main
+struct InteropServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "interop-server",
+        abstract: "Serves grpc.testing.TestService (the gRPC interop test server) over h2c.")
+
+    @Option(name: .customLong("port"), help: "The port to listen on (0 picks a free one).")
+    var port: UInt16 = 0
+
+    @Option(name: .customLong("host"), help: "The address to listen on; by default every interface (IPv6 dual stack, else IPv4).")
+    var host: String?
+
+    @Option(name: .customLong("use_tls"), help: "Must be false: this server speaks h2c only.")
+    var useTLS: Bool = false
+
+    @Argument(parsing: .allUnrecognized, help: .hidden)
+    var ignored: [String] = []
+
+    func validate() throws {
+        if useTLS { throw ValidationError("--use_tls=true is not supported: this server speaks h2c (plaintext HTTP/2) only") }
+    }
+
+    func run() async throws {
+        if !ignored.isEmpty {
+            StandardError.write("interop-server: ignoring unsupported arguments: \(ignored.joined(separator: " "))\n")
+        }
+        // Ignore the default dispositions first so the dispatch sources receive the signals.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let (signals, continuation) = AsyncStream<Int32>.makeStream()
+        let sources = [SIGINT, SIGTERM].map { number in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { continuation.yield(number) }
+            source.resume()
+            return source
+        }
+
+        let health = HealthService()
+        health.setStatus(.serving, for: InteropTestService.serviceName)
+        let (server, transport) = try startServer(health: health)
+        print("listening on port \(transport.boundPort)")
+        fflush(nil)
+
+        var iterator = signals.makeAsyncIterator()
+        let received = await iterator.next() ?? SIGTERM
+        StandardError.write("interop-server: signal \(received), shutting down\n")
+        health.shutdown()  // NOT_SERVING, and ends health watches so they do not hold the shutdown up
+        await server.shutdown(gracePeriod: .seconds(5))
+        sources.forEach { $0.cancel() }
+    }
+
+    /// Starts the server on the requested host, or on `::` falling back to `0.0.0.0`.
+    private func startServer(health: HealthService) throws -> (RPCServer, H2ServerTransport) {
+        let hosts = host.map { [$0] } ?? ["::", "0.0.0.0"]
+        var lastError: (any Error)?
+        for candidate in hosts {
+            do {
+                let transport = try H2ServerTransport(host: candidate, port: port)
+                let server = RPCServer(transport: transport, services: [InteropTestService(), health])
+                try server.start()
+                return (server, transport)
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError ?? ValidationError("no address to listen on")
+    }
+}
+
+/// Writes diagnostics to standard error.
+enum StandardError {
+    static func write(_ text: String) {
+        var bytes = Array(text.utf8)
+        bytes.withUnsafeMutableBytes { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+}
