@@ -7,8 +7,8 @@ PORT ?= 50051
 
 APT_PACKAGES := libnghttp2-dev libprotobuf-c-dev libsqlite3-dev pkg-config \
                 protobuf-c-compiler protobuf-compiler libprotobuf-dev \
-                nghttp2-client nghttp2-server tmux
-PY_PACKAGES := grpcio==1.85.1 grpcio-tools==1.85.1 protobuf pytest
+                nghttp2-client nghttp2-server valgrind tmux
+PY_PACKAGES := grpcio==1.85.1 grpcio-tools==1.85.1 protobuf pytest h2
 
 .PHONY: deps pydeps build build-release run test test-swift test-interop generate check-generated bench clean
 
@@ -23,7 +23,7 @@ deps:
 	fi
 
 pydeps:
-	@$(PYTHON) -c "import grpc, grpc_tools, pytest" 2>/dev/null || $(PYTHON) -m pip install -q $(PY_PACKAGES)
+	@$(PYTHON) -c "import grpc, grpc_tools, pytest, h2" 2>/dev/null || $(PYTHON) -m pip install -q $(PY_PACKAGES)
 
 build: deps
 	$(SWIFT) build
@@ -35,13 +35,15 @@ build-release: deps
 run: build-release
 	$(SWIFT) run -c release interop-server --port $(PORT)
 
-# Every test: Swift unit and end-to-end tests, then interop both ways against Python grpcio.
+# Every test: the C shim (under valgrind, and against grpcio), Swift unit and end-to-end
+# tests, interop both ways against Python grpcio, and raw HTTP/2 bad-input tests.
 test: deps pydeps
+	Tests/CH2ShimCTests/run_tests.sh
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	$(SWIFT) build -c release --product interop-server
 	$(SWIFT) build -c release --product interop-client
-	$(PYTHON) -m pytest -q Tests/Interop
+	$(PYTHON) -m pytest -q Tests/Interop Tests/Wire
 
 # Regenerates protobuf-c C code and the Swift layer from Protos/.
 generate: deps pydeps

@@ -27,10 +27,10 @@ public enum Grpc_Testing_TestService {
         public static let fullDuplexCall = MethodDescriptor(service: descriptorName, method: "FullDuplexCall")
         /// `/grpc.testing.TestService/HalfDuplexCall`.
         public static let halfDuplexCall = MethodDescriptor(service: descriptorName, method: "HalfDuplexCall")
-        /// `/grpc.testing.TestService/UnimplementedMethod`.
-        public static let unimplementedMethod = MethodDescriptor(service: descriptorName, method: "UnimplementedMethod")
+        /// `/grpc.testing.TestService/UnimplementedCall`.
+        public static let unimplementedCall = MethodDescriptor(service: descriptorName, method: "UnimplementedCall")
         /// Every method of the service.
-        public static let all: [MethodDescriptor] = [emptyCall, unaryCall, streamingOutputCall, streamingInputCall, fullDuplexCall, halfDuplexCall, unimplementedMethod]
+        public static let all: [MethodDescriptor] = [emptyCall, unaryCall, streamingOutputCall, streamingInputCall, fullDuplexCall, halfDuplexCall, unimplementedCall]
     }
 
     /// Implement this to serve `grpc.testing.TestService`; register with `registerMethods(with:)`.
@@ -48,7 +48,7 @@ public enum Grpc_Testing_TestService {
         /// Requests are buffered, then answered in order once the client half-closes.
         func halfDuplexCall(requests: RequestStream<Grpc_Testing_StreamingOutputCallRequest>, response: ResponseWriter<Grpc_Testing_StreamingOutputCallResponse>, context: ServerContext) async throws
         /// Not implemented by test servers: clients check UNIMPLEMENTED.
-        func unimplementedMethod(request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_Empty
+        func unimplementedCall(request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_Empty
     }
 
     /// A typed client for `grpc.testing.TestService`.
@@ -92,8 +92,8 @@ public enum Grpc_Testing_TestService {
         }
 
         /// Not implemented by test servers: clients check UNIMPLEMENTED.
-        public func unimplementedMethod(_ request: Grpc_Testing_Empty, metadata: Metadata = [:], options: CallOptions = .defaults) async throws -> Grpc_Testing_Empty {
-            try await wrapped.unary(Method.unimplementedMethod, request: request, metadata: metadata, options: options, responseType: Grpc_Testing_Empty.self).message
+        public func unimplementedCall(_ request: Grpc_Testing_Empty, metadata: Metadata = [:], options: CallOptions = .defaults) async throws -> Grpc_Testing_Empty {
+            try await wrapped.unary(Method.unimplementedCall, request: request, metadata: metadata, options: options, responseType: Grpc_Testing_Empty.self).message
         }
     }
 }
@@ -119,8 +119,8 @@ extension Grpc_Testing_TestService.ServiceProtocol {
         router.registerBidirectionalStreaming(Grpc_Testing_TestService.Method.halfDuplexCall) { (requests: RequestStream<Grpc_Testing_StreamingOutputCallRequest>, response: ResponseWriter<Grpc_Testing_StreamingOutputCallResponse>, context: ServerContext) async throws in
             try await self.halfDuplexCall(requests: requests, response: response, context: context)
         }
-        router.registerUnary(Grpc_Testing_TestService.Method.unimplementedMethod) { (request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_Empty in
-            try await self.unimplementedMethod(request: request, context: context)
+        router.registerUnary(Grpc_Testing_TestService.Method.unimplementedCall) { (request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_Empty in
+            try await self.unimplementedCall(request: request, context: context)
         }
     }
 }

@@ -87,8 +87,8 @@ public struct InteropTestService: Grpc_Testing_TestService.ServiceProtocol {
     }
 
     /// Not implemented, by definition: always UNIMPLEMENTED.
-    public func unimplementedMethod(request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_Empty {
-        throw RPCError(.unimplemented, "grpc.testing.TestService/UnimplementedMethod is not implemented, by design")
+    public func unimplementedCall(request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_Empty {
+        throw RPCError(.unimplemented, "grpc.testing.TestService/UnimplementedCall is not implemented, by design")
     }
 
     // MARK: features

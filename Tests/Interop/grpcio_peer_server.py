@@ -89,7 +89,7 @@ def make_servicer(stubs):
                 echo_status(request, context)
                 yield from responses_for(request, context)
 
-        def UnimplementedMethod(self, request, context):
+        def UnimplementedCall(self, request, context):
             context.abort(grpc.StatusCode.UNIMPLEMENTED, "not implemented, by design")
 
     return TestService

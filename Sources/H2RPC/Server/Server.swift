@@ -55,10 +55,8 @@ final class ServerDispatcher: ServerCallAcceptor {
     }
 
     func accept(_ head: RequestHead, outbound: any ServerStreamOutbound) -> ServerCall? {
-        func reject(_ error: RPCError, _ extra: Metadata = [:]) -> ServerCall? {
-            var trailers = extra
-            trailers.append(contentsOf: error.metadata)
-            outbound.sendTrailersOnly(status: error.status, trailers: trailers)
+        func reject(_ error: RPCError) -> ServerCall? {
+            outbound.sendTrailersOnly(status: error.status, trailers: error.metadata)
             return nil
         }
         guard let route = routes[head.path] else {
@@ -75,9 +73,8 @@ final class ServerDispatcher: ServerCallAcceptor {
             return reject(RPCError(.internal, "malformed grpc-timeout '\(raw)': expected 1-8 digits and a unit of H, M, S, m, u or n"))
         }
         if let encoding = head.encoding {
-            var accept = Metadata()
-            accept.add("grpc-accept-encoding", "identity")
-            return reject(RPCError(.unimplemented, "grpc-encoding '\(encoding)' is not supported; this server accepts identity"), accept)
+            // The transport announces grpc-accept-encoding on every response.
+            return reject(RPCError(.unimplemented, "grpc-encoding '\(encoding)' is not supported; this server accepts identity"))
         }
         let context = ServerContext(descriptor: route.descriptor, metadata: head.metadata, deadline: deadline, peer: head.peer)
         active.add(1, ordering: .relaxed)

@@ -191,6 +191,7 @@ struct H2ServerOutbound: ServerStreamOutbound {
             var block = HeaderBlock()
             block.add(":status", "200")
             block.add("content-type", "application/grpc")
+            block.add("grpc-accept-encoding", "identity")
             block.add(metadata: headers)
             h = block
         }
@@ -208,6 +209,7 @@ struct H2ServerOutbound: ServerStreamOutbound {
         var block = HeaderBlock()
         block.add(":status", "200")
         block.add("content-type", "application/grpc")
+        block.add("grpc-accept-encoding", "identity")
         addStatus(&block, status)
         block.add(metadata: trailers)
         handle.send(headers: block, message: nil, trailers: nil, end: true)

@@ -15,7 +15,7 @@ static const ProtobufCMethodDescriptor grpc__testing__test_service__method_descr
   { "StreamingInputCall", &grpc__testing__streaming_input_call_request__descriptor, &grpc__testing__streaming_input_call_response__descriptor },
   { "FullDuplexCall", &grpc__testing__streaming_output_call_request__descriptor, &grpc__testing__streaming_output_call_response__descriptor },
   { "HalfDuplexCall", &grpc__testing__streaming_output_call_request__descriptor, &grpc__testing__streaming_output_call_response__descriptor },
-  { "UnimplementedMethod", &grpc__testing__empty__descriptor, &grpc__testing__empty__descriptor },
+  { "UnimplementedCall", &grpc__testing__empty__descriptor, &grpc__testing__empty__descriptor },
 };
 const unsigned grpc__testing__test_service__method_indices_by_name[] = {
   0,        /* EmptyCall */
@@ -24,7 +24,7 @@ const unsigned grpc__testing__test_service__method_indices_by_name[] = {
   3,        /* StreamingInputCall */
   2,        /* StreamingOutputCall */
   1,        /* UnaryCall */
-  6         /* UnimplementedMethod */
+  6         /* UnimplementedCall */
 };
 const ProtobufCServiceDescriptor grpc__testing__test_service__descriptor =
 {
@@ -85,10 +85,10 @@ void grpc__testing__test_service__half_duplex_call(ProtobufCService *service,
   assert(service->descriptor == &grpc__testing__test_service__descriptor);
   service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
-void grpc__testing__test_service__unimplemented_method(ProtobufCService *service,
-                                                       const Grpc__Testing__Empty *input,
-                                                       Grpc__Testing__Empty_Closure closure,
-                                                       void *closure_data)
+void grpc__testing__test_service__unimplemented_call(ProtobufCService *service,
+                                                     const Grpc__Testing__Empty *input,
+                                                     Grpc__Testing__Empty_Closure closure,
+                                                     void *closure_data)
 {
   assert(service->descriptor == &grpc__testing__test_service__descriptor);
   service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);

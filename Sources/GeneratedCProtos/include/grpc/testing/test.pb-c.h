@@ -57,10 +57,10 @@ struct Grpc__Testing__TestService_Service
                            const Grpc__Testing__StreamingOutputCallRequest *input,
                            Grpc__Testing__StreamingOutputCallResponse_Closure closure,
                            void *closure_data);
-  void (*unimplemented_method)(Grpc__Testing__TestService_Service *service,
-                               const Grpc__Testing__Empty *input,
-                               Grpc__Testing__Empty_Closure closure,
-                               void *closure_data);
+  void (*unimplemented_call)(Grpc__Testing__TestService_Service *service,
+                             const Grpc__Testing__Empty *input,
+                             Grpc__Testing__Empty_Closure closure,
+                             void *closure_data);
 };
 typedef void (*Grpc__Testing__TestService_ServiceDestroy)(Grpc__Testing__TestService_Service *);
 void grpc__testing__test_service__init (Grpc__Testing__TestService_Service *service,
@@ -75,7 +75,7 @@ void grpc__testing__test_service__init (Grpc__Testing__TestService_Service *serv
       function_prefix__ ## streaming_input_call,\
       function_prefix__ ## full_duplex_call,\
       function_prefix__ ## half_duplex_call,\
-      function_prefix__ ## unimplemented_method  }
+      function_prefix__ ## unimplemented_call  }
 void grpc__testing__test_service__empty_call(ProtobufCService *service,
                                              const Grpc__Testing__Empty *input,
                                              Grpc__Testing__Empty_Closure closure,
@@ -100,10 +100,10 @@ void grpc__testing__test_service__half_duplex_call(ProtobufCService *service,
                                                    const Grpc__Testing__StreamingOutputCallRequest *input,
                                                    Grpc__Testing__StreamingOutputCallResponse_Closure closure,
                                                    void *closure_data);
-void grpc__testing__test_service__unimplemented_method(ProtobufCService *service,
-                                                       const Grpc__Testing__Empty *input,
-                                                       Grpc__Testing__Empty_Closure closure,
-                                                       void *closure_data);
+void grpc__testing__test_service__unimplemented_call(ProtobufCService *service,
+                                                     const Grpc__Testing__Empty *input,
+                                                     Grpc__Testing__Empty_Closure closure,
+                                                     void *closure_data);
 typedef struct Grpc__Testing__UnimplementedService_Service Grpc__Testing__UnimplementedService_Service;
 struct Grpc__Testing__UnimplementedService_Service
 {
