@@ -25,6 +25,8 @@ let package = Package(
         .library(name: "LabGalleryProtos", targets: ["GeneratedProtos"]),
         .executable(name: "interop-server", targets: ["InteropServer"]),
         .executable(name: "interop-client", targets: ["InteropClient"]),
+        .executable(name: "labgallery-server", targets: ["LabGalleryServerApp"]),
+        .executable(name: "h2rpc-bench", targets: ["H2RPCBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -92,6 +94,13 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        .executableTarget(
+            name: "H2RPCBench",
+            dependencies: ["H2RPC", "GeneratedProtos", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/H2RPCBench",
+            swiftSettings: strictSwift
+        ),
+
         // MARK: Domain
         .target(
             name: "LabGalleryCore",
@@ -102,10 +111,33 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        .target(
+            name: "LabGalleryServer",
+            dependencies: [
+                "LabGalleryCore", "H2RPC", "H2RPCHealth", "GeneratedProtos",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .executableTarget(
+            name: "LabGalleryServerApp",
+            dependencies: [
+                "LabGalleryServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+
         // MARK: Tests
         .testTarget(
             name: "H2RPCTests",
             dependencies: ["H2RPC", "H2RPCHealth", "GeneratedProtos", "Interop", "CH2Shim"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "LabGalleryServerTests",
+            dependencies: ["LabGalleryServer", "H2RPC", "GeneratedProtos", "LabGalleryCore"],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -638,8 +638,12 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
         return 0;
     case NGHTTP2_RST_STREAM:
         if (!c->is_client) {
-            /* Rapid-reset guard (CVE-2023-44487): a fixed one-second window is enough to
-             * stop a flood of open+cancel; legitimate clients cancel far less often. */
+            /* Rapid-reset guard (CVE-2023-44487): count only streams cancelled before any
+             * response was submitted (the open+cancel flood); a client cancelling calls
+             * that are already streaming responses is legitimate and not counted. A fixed
+             * one-second window is enough to stop the flood. */
+            h2_stream *rst = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+            if (rst == NULL || rst->resp_sent) return 0;
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
             if (ts.tv_sec != c->rst_sec) {
@@ -1271,6 +1275,11 @@ h2_loop *h2_loop_create(const h2_config *cfg, const h2_callbacks *cb)
     nghttp2_session_callbacks_set_on_frame_not_send_callback(L->scb, on_frame_not_send);
     if (nghttp2_option_new(&L->opt) != 0) { e = ENOMEM; goto fail; }
     nghttp2_option_set_no_auto_window_update(L->opt, 1);
+    /* nghttp2's own reset limiter (burst 1000, then 33/s) counts every RST_STREAM, so a
+     * client cancelling calls that are already streaming trips it. The shim's guard (see
+     * on_frame_recv) counts only streams reset before any response; keep nghttp2's as a
+     * loose backstop. */
+    nghttp2_option_set_stream_reset_rate_limit(L->opt, 100000, 100000);
     return L;
 fail:
     if (L->scb) nghttp2_session_callbacks_del(L->scb);

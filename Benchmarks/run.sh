@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# H2RPC benchmarks (release build), side by side in one run:
+#   1. unary: h2load -c 8 -m 32 against our interop-server's UnaryCall, a grpcio Python
+#      server's UnaryCall, and nghttpd serving a static file of the same response size
+#      (the ceiling for anything on nghttp2); each checked for grpc-status 0 with nghttp.
+#   2. server streaming: h2rpc-bench (our client) against our server, 1 KiB messages.
+#   3. 10,000 calls cancelled mid-stream, then idle: server RSS before/after.
+# Prints a table; BENCH_OUT=FILE also writes it there (markdown).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+CLIENTS=${CLIENTS:-8}
+STREAMS=${STREAMS:-32}
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+rss_kib() { awk '/VmRSS/ {print $2}' /proc/"$1"/status; }
+
+swift build -c release --product interop-server >/dev/null
+swift build -c release --product h2rpc-bench >/dev/null
+BIN=.build/release
+
+# SimpleRequest{response_size: 16} framed (5-byte prefix): 16-byte payload responses.
+printf '\x00\x00\x00\x00\x02\x10\x10' > "$WORK/request.bin"
+# The same response our server sends: prefix + SimpleResponse{payload{body: 16 zero bytes}}.
+mkdir -p "$WORK/www"
+python3 - "$WORK/www/unary" <<'PY'
+import sys
+body = b"\x0a\x12\x12\x10" + b"\x00" * 16
+open(sys.argv[1], "wb").write(bytes([0]) + len(body).to_bytes(4, "big") + body)
+PY
+
+OURS=$(free_port); GRPCIO=$(free_port); NGHTTPD=$(free_port)
+$BIN/interop-server --port "$OURS" >"$WORK/ours.log" 2>&1 & PIDS+=($!); OURS_PID=$!
+python3 Tests/Interop/grpcio_peer_server.py --port "$GRPCIO" >"$WORK/grpcio.log" 2>&1 & PIDS+=($!)
+nghttpd --no-tls -d "$WORK/www" "$NGHTTPD" >/dev/null 2>&1 & PIDS+=($!)
+wait_port "$OURS"; wait_port "$GRPCIO"; wait_port "$NGHTTPD"
+
+check_grpc_ok() { # h2load reads only :status; check the grpc-status trailer with a real request.
+  nghttp -v -d "$WORK/request.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
+    "http://127.0.0.1:$1/grpc.testing.TestService/UnaryCall" 2>&1 | grep -q 'grpc-status: 0' \
+    || { echo "server on $1 did not answer grpc-status 0" >&2; exit 1; }
+}
+check_grpc_ok "$OURS"; check_grpc_ok "$GRPCIO"
+
+# h2load: prints "req/s p50_ms p99_ms ok total"
+load() { # name url [extra args]
+  local log="$WORK/$1.h2load.log" out="$WORK/$1.out"
+  shift
+  h2load -D "$DURATION" --warm-up-time=2 -c "$CLIENTS" -m "$STREAMS" --log-file="$log" "$@" >"$out" 2>&1
+  local rps ok total
+  rps=$(awk '/finished in/ {for (i=1;i<=NF;i++) if ($i ~ /req\/s/) print $(i-1)}' "$out" | tr -d ',')
+  ok=$(awk '/status codes:/ {print $3}' "$out")
+  total=$(awk '/^requests:/ {print $2}' "$out")
+  python3 - "$log" "$rps" "$ok" "$total" <<'PY'
+import sys
+times = sorted(int(l.split()[2]) for l in open(sys.argv[1]) if l.strip())  # microseconds
+p = lambda q: times[min(len(times) - 1, int(q * len(times)))] / 1000
+print(f"{float(sys.argv[2]):.0f} {p(0.5):.2f} {p(0.99):.2f} {sys.argv[3]} {sys.argv[4]}")
+PY
+}
+GRPC_ARGS=(-d "$WORK/request.bin" -H 'content-type: application/grpc' -H 'te: trailers')
+read -r R_OURS P50_OURS P99_OURS OK_OURS N_OURS < <(load ours "http://127.0.0.1:$OURS/grpc.testing.TestService/UnaryCall" "${GRPC_ARGS[@]}")
+read -r R_PY P50_PY P99_PY OK_PY N_PY < <(load grpcio "http://127.0.0.1:$GRPCIO/grpc.testing.TestService/UnaryCall" "${GRPC_ARGS[@]}")
+read -r R_NG P50_NG P99_NG OK_NG N_NG < <(load nghttpd "http://127.0.0.1:$NGHTTPD/unary")
+
+# Server streaming, our client against our server.
+STREAM_LINE=$($BIN/h2rpc-bench stream --port "$OURS" --messages "${STREAM_MESSAGES:-2000000}" --size 1024 --streams 4)
+MSGS=$(sed -n 's/.*msgs_per_sec=\([0-9]*\).*/\1/p' <<<"$STREAM_LINE")
+
+# Cancellation: RSS after 10,000 mid-stream cancels, once idle.
+sleep 1; RSS_BEFORE=$(rss_kib "$OURS_PID")
+$BIN/h2rpc-bench cancel --port "$OURS" --calls 10000 --concurrency 100 >/dev/null
+sleep 3; RSS_AFTER=$(rss_kib "$OURS_PID")
+
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+TABLE=$(cat <<EOT
+Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(swift --version 2>/dev/null | head -1)
+Unary, h2load -D ${DURATION}s -c $CLIENTS -m $STREAMS, 16-byte payload, load generator on the same cores.
+
+| server | req/s | p50 ms | p99 ms | 2xx / requests | ratio vs nghttpd | ratio vs grpcio |
+|---|---|---|---|---|---|---|
+| H2RPC interop-server (UnaryCall) | $R_OURS | $P50_OURS | $P99_OURS | $OK_OURS / $N_OURS | $(ratio "$R_OURS" "$R_NG") | $(ratio "$R_OURS" "$R_PY") |
+| grpcio Python server (UnaryCall) | $R_PY | $P50_PY | $P99_PY | $OK_PY / $N_PY | $(ratio "$R_PY" "$R_NG") | 1.00 |
+| nghttpd static file, same size | $R_NG | $P50_NG | $P99_NG | $OK_NG / $N_NG | 1.00 | $(ratio "$R_NG" "$R_PY") |
+
+Server streaming (h2rpc-bench → interop-server, 1 KiB messages, 4 streams): $MSGS messages/s
+10,000 calls cancelled mid-stream: server RSS $RSS_BEFORE KiB before, $RSS_AFTER KiB after ($(python3 -c "print(f'{($RSS_AFTER-$RSS_BEFORE)*100/$RSS_BEFORE:+.1f}')")%)
+EOT
+)
+echo "$TABLE"
+if [ -n "${BENCH_OUT:-}" ]; then echo "$TABLE" > "$BENCH_OUT"; fi
