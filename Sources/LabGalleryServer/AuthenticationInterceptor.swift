@@ -1,0 +1,48 @@
+import H2RPC
+import Foundation
+import GeneratedProtos
+import LabGalleryCore
+import Logging
+
+/// Requires `authorization: Bearer <token>` on every call except the health service,
+/// resolves the token through the core, and binds the ``Caller`` for the handler.
+///
+/// Role checks are not made here: each use case of the core checks the role it needs.
+public struct AuthenticationInterceptor: ServerInterceptor {
+    /// Services callable without a token (load balancers and orchestrators probe health anonymously).
+    public static let publicServices: Set<String> = [Grpc_Health_V1_Health.descriptorName]
+
+    private let core: LabGalleryService
+    private let logger: Logger
+
+    /// Creates the interceptor over the core that owns the tokens; rejections are logged to `logger`.
+    public init(core: LabGalleryService, logger: Logger) { self.core = core; self.logger = logger }
+
+    /// Authenticates the call, then runs the handler with ``Caller/principal`` bound.
+    public func intercept(context: ServerContext, next: () async throws -> Void) async throws {
+        if Self.publicServices.contains(context.descriptor.service) { return try await next() }
+        let principal: Principal
+        do {
+            principal = try core.authenticate(token: try Self.bearerToken(in: context.metadata))
+        } catch {
+            // Never log the header itself: it may hold a valid token with a typo around it.
+            logger.info("call rejected", metadata: ["method": "\(context.descriptor.path)", "peer": "\(context.peer)",
+                                                    "status": "UNAUTHENTICATED"])
+            throw error
+        }
+        try await Caller.$principal.withValue(principal) { try await next() }
+    }
+
+    /// The token of an `authorization: Bearer <token>` header (scheme case-insensitive),
+    /// or UNAUTHENTICATED saying what to send.
+    static func bearerToken(in metadata: Metadata) throws -> String {
+        guard let header = metadata.first("authorization") else {
+            throw RPCError(.unauthenticated, "missing authorization metadata; send `authorization: Bearer <token>` (the first admin token is in <data-dir>/admin.token; create others with `labgallery-server token create`)")
+        }
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw RPCError(.unauthenticated, "malformed authorization metadata; expected `Bearer <token>`")
+        }
+        return parts[1].trimmingCharacters(in: .whitespaces)
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import GeneratedProtos
+import H2RPC
+import H2RPCHealth
+import LabGalleryCore
+import Logging
+
+/// The gallery API server: the core, its services, authentication, health, on an HTTP/2 listener.
+///
+/// `init` prepares the data directory (open and migrate the database, startup file recovery,
+/// first-start admin token); ``start()`` listens; ``shutdown()`` drains and closes the database.
+public final class GalleryServer: Sendable {
+    /// The domain core the services run on.
+    public let core: LabGalleryService
+    /// The configuration the server was created with.
+    public let configuration: ServerConfiguration
+    private let transport: H2ServerTransport
+    private let server: RPCServer
+    private let health: HealthService
+    private let logger: Logger
+
+    /// The gallery services, in registration order (their names are reported SERVING by health).
+    static let serviceNames = [
+        Labgallery_V1_LabAccountService.descriptorName, Labgallery_V1_GalleryService.descriptorName,
+        Labgallery_V1_ImageService.descriptorName, Labgallery_V1_LabService.descriptorName,
+        Labgallery_V1_ReplicationService.descriptorName, Labgallery_V1_BillingService.descriptorName,
+    ]
+
+    /// Opens the data directory and builds the server (not listening yet).
+    ///
+    /// Runs startup recovery (interrupted uploads and copies, orphan blobs) and, on first start,
+    /// writes `<data-dir>/admin.token` (mode 0600); the log names the file, never the token.
+    /// `logger` nil: no logging (for embedding and tests).
+    public init(configuration: ServerConfiguration, logger: Logger? = nil) throws {
+        let logger = logger ?? Logger(label: "labgallery-server", factory: { _ in SwiftLogNoOpLogHandler() })
+        self.configuration = configuration
+        self.logger = logger
+        let core = try LabGalleryService.open(dataDirectory: configuration.dataDirectory,
+                                              configuration: try configuration.coreConfiguration())
+        self.core = core
+        let recovery = try core.recoverFiles()
+        if !recovery.removedTempFiles.isEmpty || !recovery.removedOrphanFiles.isEmpty {
+            logger.notice("startup recovery removed files", metadata: [
+                "temp_files": "\(recovery.removedTempFiles.count)",
+                "orphan_files": "\(recovery.removedOrphanFiles.count)",
+            ])
+        }
+        let bootstrap = try core.bootstrapAdminToken()
+        if bootstrap.created {
+            logger.notice("admin token written to \(bootstrap.path.path)", metadata: ["mode": "0600"])
+        }
+        health = HealthService()
+        for name in Self.serviceNames { health.setStatus(.serving, for: name) }
+        transport = try H2ServerTransport(host: configuration.host, port: configuration.port,
+                                          configuration: H2Configuration(maxReceiveMessageSize: configuration.maxReceiveMessageSize))
+        server = RPCServer(
+            transport: transport,
+            services: [
+                LabAccountService(core: core), GalleryService(core: core), ImageService(core: core),
+                LabService(core: core), ReplicationService(core: core), BillingService(), health,
+            ],
+            interceptors: [AuthenticationInterceptor(core: core, logger: logger), CallLogInterceptor(logger: logger)])
+    }
+
+    /// Starts listening; returns the bound port (the real one when configured with port 0).
+    @discardableResult
+    public func start() throws -> Int {
+        try server.start()
+        return transport.boundPort
+    }
+
+    /// The port bound by ``start()``.
+    public var boundPort: Int { transport.boundPort }
+
+    /// Graceful shutdown: health reports NOT_SERVING (ending health watches), new calls are refused
+    /// (GOAWAY), calls in flight get the grace period, then the database is closed.
+    public func shutdown() async {
+        health.shutdown()
+        await server.shutdown(gracePeriod: configuration.shutdownGracePeriod)
+        if let sqlite = core.storage as? SQLiteStorage {
+            do { try sqlite.pool.close() } catch {
+                logger.error("closing the database failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+import Foundation
+import LabGalleryCore
+
+/// Everything `labgallery-server` is configured with (its command-line flags).
+public struct ServerConfiguration: Sendable {
+    /// Address to listen on (default loopback).
+    public var host: String
+    /// Port to listen on; 0 picks a free one (see ``GalleryServer/boundPort``).
+    public var port: UInt16
+    /// Data directory: database, region blob stores, `admin.token`.
+    public var dataDirectory: URL
+    /// Largest request message accepted, in bytes; larger is RESOURCE_EXHAUSTED.
+    public var maxReceiveMessageSize: Int
+    /// Which images may be lab templates.
+    public var templateImages: TemplateImagePolicy
+    /// A JSON region catalog replacing the built-in one, or `nil` for the built-in catalog.
+    public var regionsFile: URL?
+    /// How long calls in flight may run on shutdown before they are cancelled.
+    public var shutdownGracePeriod: Duration
+
+    /// Default request message size limit: 4 MiB, gRPC's default.
+    public static let defaultMaxReceiveMessageSize = 4 * 1024 * 1024
+
+    /// Creates a configuration; defaults match the command line's.
+    public init(host: String = "127.0.0.1", port: UInt16 = 50051,
+                dataDirectory: URL = URL(fileURLWithPath: "labgallery-data"),
+                maxReceiveMessageSize: Int = ServerConfiguration.defaultMaxReceiveMessageSize,
+                templateImages: TemplateImagePolicy = .any, regionsFile: URL? = nil,
+                shutdownGracePeriod: Duration = .seconds(10)) {
+        self.host = host; self.port = port; self.dataDirectory = dataDirectory
+        self.maxReceiveMessageSize = maxReceiveMessageSize; self.templateImages = templateImages
+        self.regionsFile = regionsFile; self.shutdownGracePeriod = shutdownGracePeriod
+    }
+
+    /// The core's settings: the region catalog (loaded from ``regionsFile`` if set) and the template policy.
+    public func coreConfiguration() throws(LabGalleryError) -> LabGalleryConfiguration {
+        let catalog = try regionsFile.map { (url) throws(LabGalleryError) in try RegionCatalog(contentsOf: url) } ?? .builtIn
+        return LabGalleryConfiguration(regionCatalog: catalog, templateImages: templateImages)
+    }
+}

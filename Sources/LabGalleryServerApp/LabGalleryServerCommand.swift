@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import LabGalleryCore
+import LabGalleryServer
+import Logging
+
+/// `labgallery-server`: serves the gallery API (default command) and manages API tokens.
+@main
+struct LabGalleryServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "labgallery-server",
+        abstract: "Serves the LabGallery API over gRPC (HTTP/2) and manages its API tokens.",
+        subcommands: [Serve.self, TokenCommand.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// The data directory option shared by every command.
+struct DataDirectoryOption: ParsableArguments {
+    @Option(name: .customLong("data-dir"), help: "Data directory: database, image blobs, admin.token.")
+    var path: String = "./labgallery-data"
+
+    var url: URL { URL(fileURLWithPath: path) }
+}
+
+/// Log lines go to stderr, `key=value` metadata; stdout is kept for machine-readable output.
+enum Logs {
+    static func bootstrap(level: Logger.Level) {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+extension TemplateImagePolicy: ExpressibleByArgument {
+    public init?(argument: String) {
+        switch argument {
+        case "any": self = .any
+        case "generalized-only": self = .generalizedOnly
+        default: return nil
+        }
+    }
+
+    public static var allValueStrings: [String] { ["any", "generalized-only"] }
+}
+
+extension Role: ExpressibleByArgument {}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

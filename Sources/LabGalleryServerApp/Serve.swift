@@ -1,0 +1,87 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import LabGalleryCore
+import LabGalleryServer
+import Logging
+
+/// `labgallery-server [serve]`: runs the server until SIGINT or SIGTERM.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the gallery API (the default command).",
+        discussion: """
+            The first line on stdout is `listening on HOST:PORT` (the bound port, also with --port 0). \
+            On first start the server writes an admin token to <data-dir>/admin.token (mode 0600). \
+            SIGINT or SIGTERM drains calls in flight, closes the database and exits 0.
+            """
+    )
+
+    @Option(help: "Address to listen on.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0 picks a free port).")
+    var port: UInt16 = 50051
+
+    @OptionGroup var dataDir: DataDirectoryOption
+
+    @Option(help: "Largest request message accepted, in bytes (larger is RESOURCE_EXHAUSTED).")
+    var maxMessageSize: Int = ServerConfiguration.defaultMaxReceiveMessageSize
+
+    @Option(help: "Which images may be lab templates: any, or generalized-only (the older rule).")
+    var templateImages: TemplateImagePolicy = .any
+
+    @Option(help: "JSON region catalog {\"geographies\": {\"Name\": [\"region\", ...]}} replacing the built-in one.")
+    var regionsFile: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func validate() throws {
+        guard maxMessageSize > 0 else { throw ValidationError("--max-message-size must be positive") }
+    }
+
+    func run() async throws {
+        Logs.bootstrap(level: logLevel)
+        let logger = Logger(label: "labgallery-server")
+        let configuration = ServerConfiguration(
+            host: host, port: port, dataDirectory: dataDir.url, maxReceiveMessageSize: maxMessageSize,
+            templateImages: templateImages, regionsFile: regionsFile.map { URL(fileURLWithPath: $0) })
+
+        // Ignore the default actions first so a signal arriving during startup is not fatal;
+        // the dispatch sources below then deliver them as events.
+        let (signals, delivered) = AsyncStream.makeStream(of: Int32.self)
+        var sources: [any DispatchSourceSignal] = []
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { delivered.yield(sig) }
+            source.resume()
+            sources.append(source)
+        }
+
+        let server: GalleryServer
+        let port: Int
+        do {
+            server = try GalleryServer(configuration: configuration, logger: logger)
+            port = try server.start()
+        } catch {
+            logger.critical("cannot start", metadata: ["error": "\(error)", "data_dir": "\(dataDir.path)"])
+            throw ExitCode.failure
+        }
+        // The first stdout line is the contract scripts and tests wait for.
+        print("listening on \(host):\(port)")
+        fflush(nil)
+        logger.notice("listening on \(host):\(port)", metadata: [
+            "data_dir": "\(configuration.dataDirectory.path)",
+            "max_message_size": "\(maxMessageSize)",
+            "template_images": "\(templateImages == .any ? "any" : "generalized-only")",
+        ])
+
+        var received: Int32 = 0
+        for await sig in signals { received = sig; break }
+        logger.notice("shutting down", metadata: ["signal": "\(received == SIGINT ? "SIGINT" : "SIGTERM")"])
+        await server.shutdown()
+        sources.forEach { $0.cancel() }
+        logger.notice("stopped")
+    }
+}

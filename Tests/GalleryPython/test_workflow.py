@@ -1,0 +1,164 @@
+"""The main gallery workflow driven from Python grpcio, with stubs generated from Protos/ alone.
+
+Proves a client in another language can use the API with nothing but the .proto files.
+Needs the server binary: `swift build --product labgallery-server` (debug) or
+`swift build -c release --product labgallery-server`; the more recently built one is used.
+Run with ``python3 -m pytest -q Tests/GalleryPython``.
+"""
+
+import hashlib
+import importlib
+import os
+import pathlib
+import select
+import signal
+import subprocess
+import sys
+
+import grpc
+import grpc_tools
+import pytest
+from grpc_tools import protoc
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+PROTOS = REPO_ROOT / "Protos"
+
+
+def _server_binary() -> pathlib.Path:
+    """The most recently built of the release and debug binaries (a stale one would test old code)."""
+    built = [p for p in (REPO_ROOT / ".build" / c / "labgallery-server" for c in ("release", "debug"))
+             if os.access(p, os.X_OK)]
+    if built:
+        return max(built, key=lambda p: p.stat().st_mtime)
+    pytest.fail("labgallery-server is not built; run `swift build --product labgallery-server` "
+                f"in {REPO_ROOT}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    """Generated modules, keyed by proto file stem (galleries, images, ...)."""
+    out = tmp_path_factory.mktemp("stubs")
+    sources = sorted(str(p.relative_to(PROTOS)) for p in (PROTOS / "labgallery" / "v1").glob("*.proto"))
+    bundled = pathlib.Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/empty.proto
+    rc = protoc.main(["grpc_tools.protoc", f"-I{PROTOS}", f"-I{bundled}",
+                      f"--python_out={out}", f"--grpc_python_out={out}", *sources])
+    assert rc == 0, f"protoc failed on {sources}"
+    sys.path.insert(0, str(out))
+    try:
+        modules = {}
+        for source in sources:
+            stem = pathlib.Path(source).stem
+            modules[stem] = importlib.import_module(f"labgallery.v1.{stem}_pb2")
+            modules[stem + "_grpc"] = importlib.import_module(f"labgallery.v1.{stem}_pb2_grpc")
+        yield modules
+    finally:
+        sys.path.remove(str(out))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """labgallery-server on a free port (port 0, read back) with a fresh data dir; yields (port, admin token)."""
+    data_dir = tmp_path_factory.mktemp("gallery") / "data"
+    log_path = data_dir.parent / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([str(_server_binary()), "--port", "0", "--data-dir", str(data_dir)],
+                                   stdout=subprocess.PIPE, stderr=log)
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], 30)
+        line = process.stdout.readline().decode().strip() if ready else ""
+        if not line.startswith("listening on 127.0.0.1:"):
+            pytest.fail(f"server did not report listening: {line!r}; log: {log_path.read_text()!r}", pytrace=False)
+        port = int(line.rsplit(":", 1)[1])
+        token = (data_dir / "admin.token").read_text().strip()
+        yield port, token
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                assert process.wait(timeout=20) == 0, "SIGTERM should drain and exit 0"
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
+        assert token not in log_path.read_text(), "the admin token must never be logged"
+
+
+def test_main_workflow(api, server):
+    port, token = server
+    auth = [("authorization", f"Bearer {token}")]
+    resources, galleries, accounts, images, labs = (
+        api["resources"], api["galleries"], api["lab_accounts"], api["images"], api["labs"])
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        gallery_stub = api["galleries_grpc"].GalleryServiceStub(channel)
+        account_stub = api["lab_accounts_grpc"].LabAccountServiceStub(channel)
+        image_stub = api["images_grpc"].ImageServiceStub(channel)
+        lab_stub = api["labs_grpc"].LabServiceStub(channel)
+
+        # No token: UNAUTHENTICATED.
+        with pytest.raises(grpc.RpcError) as err:
+            gallery_stub.ListGalleries(galleries.ListGalleriesRequest())
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+        # A gallery, and a lab account attached to it.
+        gallery = gallery_stub.CreateGallery(galleries.CreateGalleryRequest(
+            gallery_id="py-gallery", gallery=resources.Gallery(display_name="Python gallery", region="westeurope")),
+            metadata=auth)
+        assert gallery.name == "galleries/py-gallery" and gallery.geography == "Europe"
+        account = account_stub.CreateLabAccount(accounts.CreateLabAccountRequest(
+            lab_account_id="py-account", lab_account=resources.LabAccount(display_name="Python", region="westeurope"),
+            attach_gallery=gallery.name), metadata=auth)
+        assert account.attached_gallery == gallery.name
+
+        # A second attach is refused, saying to detach first.
+        gallery_stub.CreateGallery(galleries.CreateGalleryRequest(
+            gallery_id="py-other", gallery=resources.Gallery(region="westeurope")), metadata=auth)
+        with pytest.raises(grpc.RpcError) as err:
+            gallery_stub.AttachGallery(galleries.AttachGalleryRequest(
+                lab_account=account.name, gallery="galleries/py-other"), metadata=auth)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "detach" in err.value.details()
+
+        # Two images, uploaded by client streaming: header first, then chunks.
+        def upload(image_id, data, os_state):
+            header = images.UploadImageRequest.Header(
+                gallery=gallery.name, image_id=image_id, display_name=image_id, os_type=resources.LINUX,
+                os_state=os_state, sha256=hashlib.sha256(data).hexdigest())
+            chunks = [images.UploadImageRequest(chunk=data[i:i + 16384]) for i in range(0, len(data), 16384)]
+            return image_stub.UploadImage(iter([images.UploadImageRequest(header=header)] + chunks), metadata=auth)
+
+        base_bytes = os.urandom(100_000)
+        base = upload("base", base_bytes, resources.GENERALIZED)
+        assert base.size_bytes == len(base_bytes) and base.sha256 == hashlib.sha256(base_bytes).hexdigest()
+        assert base.source == resources.UPLOADED
+        hidden = upload("hidden", os.urandom(5000), resources.GENERALIZED)
+
+        # The account sees both, enabled by default; disable one.
+        listed = image_stub.ListLabAccountImages(images.ListLabAccountImagesRequest(lab_account=account.name), metadata=auth)
+        assert {(i.image.name, i.enabled) for i in listed.images} == {(base.name, True), (hidden.name, True)}
+        image_stub.SetImagesEnabled(images.SetImagesEnabledRequest(
+            lab_account=account.name, images=[hidden.name], enabled=False), metadata=auth)
+
+        # A lab from the disabled image is refused; from the enabled one it is created.
+        with pytest.raises(grpc.RpcError) as err:
+            lab_stub.CreateLab(labs.CreateLabRequest(lab_account=account.name, lab_id="refused",
+                                                     lab=resources.Lab(template_image=hidden.name)), metadata=auth)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and hidden.name in err.value.details()
+        lab = lab_stub.CreateLab(labs.CreateLabRequest(lab_account=account.name, lab_id="py-lab",
+                                                       lab=resources.Lab(display_name="Lab", template_image=base.name)),
+                                 metadata=auth)
+        assert lab.name == "labAccounts/py-account/labs/py-lab"
+
+        # Saving the lab's template gives a specialized image of the same bytes.
+        saved = image_stub.SaveLabTemplateImage(images.SaveLabTemplateImageRequest(
+            lab=lab.name, image_id="saved", display_name="Saved"), metadata=auth)
+        assert saved.os_state == resources.SPECIALIZED and saved.source == resources.SAVED_FROM_LAB
+        assert saved.source_lab == lab.name and saved.sha256 == base.sha256
+
+        # Detach needs confirm.
+        with pytest.raises(grpc.RpcError) as err:
+            gallery_stub.DetachGallery(galleries.DetachGalleryRequest(lab_account=account.name), metadata=auth)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "confirm" in err.value.details()
+        detached = gallery_stub.DetachGallery(galleries.DetachGalleryRequest(lab_account=account.name, confirm=True),
+                                              metadata=auth)
+        assert detached.attached_gallery == ""
+        roles = gallery_stub.ListRoleAssignments(galleries.ListRoleAssignmentsRequest(gallery=gallery.name), metadata=auth)
+        assert list(roles.role_assignments) == []
