@@ -40,6 +40,7 @@ enum {
     OP_CLOSE_CONN,
     OP_GOAWAY,
     OP_LISTEN,
+    OP_RUN,
 };
 
 /* One posted operation: a single allocation holding the header/trailer arrays, their
@@ -62,6 +63,8 @@ typedef struct h2_op {
     size_t msgoff; /* bytes already handed to nghttp2 */
     struct sockaddr_storage addr;
     socklen_t addrlen;
+    h2_run_fn run; /* OP_RUN: run(run_ctx, user, on_loop) */
+    void *run_ctx;
 } h2_op;
 
 typedef struct h2_conn h2_conn;
@@ -248,7 +251,9 @@ static int op_post(h2_loop *L, h2_op *op)
     L->qtail = op;
     if (!L->wake_pending) {
         L->wake_pending = true;
-        wake = true;
+        /* The loop drains its queue before it sleeps: posting from the loop thread itself
+         * (a handler run inline) needs no eventfd write. */
+        wake = !(L->started && pthread_equal(pthread_self(), L->thread));
     }
     pthread_mutex_unlock(&L->qlock);
     if (wake) {
@@ -259,6 +264,14 @@ static int op_post(h2_loop *L, h2_op *op)
         /* EAGAIN means the counter is saturated: the loop is awake anyway. */
     }
     return 0;
+}
+
+static bool queue_nonempty(h2_loop *L)
+{
+    pthread_mutex_lock(&L->qlock);
+    bool nonempty = L->qhead != NULL;
+    pthread_mutex_unlock(&L->qlock);
+    return nonempty;
 }
 
 static h2_op *op_take_all(h2_loop *L)
@@ -1164,6 +1177,7 @@ static void run_ops(h2_loop *L)
         }
         case OP_GOAWAY: do_goaway(L); break;
         case OP_LISTEN: do_listen(L, op); break;
+        case OP_RUN: op->run(op->run_ctx, op->user, 1); break;
         }
         if (!kept) free(op);
         op = next;
@@ -1178,6 +1192,7 @@ static void drop_ops(h2_loop *L, h2_op *op)
         if (op->type == OP_OPEN && L->cb.on_close) L->cb.on_close(L->cb.ctx, op->user, H2_CLOSE_SHUTDOWN);
         if (op->type == OP_CONNECT && L->cb.on_conn) L->cb.on_conn(L->cb.ctx, op->id, H2_CONN_FAILED, ECANCELED);
         if (op->type == OP_LISTEN) close((int)op->arg);
+        if (op->type == OP_RUN) op->run(op->run_ctx, op->user, 0);
         free(op);
         op = next;
     }
@@ -1189,8 +1204,9 @@ static void *loop_main(void *arg)
 {
     h2_loop *L = arg;
     struct epoll_event evs[H2_MAX_EVENTS];
+    int timeout = -1;
     while (!atomic_load_explicit(&L->stop_flag, memory_order_acquire)) {
-        int n = epoll_wait(L->epfd, evs, H2_MAX_EVENTS, -1);
+        int n = epoll_wait(L->epfd, evs, H2_MAX_EVENTS, timeout);
         if (n < 0) {
             if (errno == EINTR) continue;
             break;
@@ -1209,6 +1225,9 @@ static void *loop_main(void *arg)
                 conn_event(evs[i].data.ptr, evs[i].events);
             }
         }
+        /* Ops posted from this thread (inline handlers answering, jobs scheduling
+         * jobs) run now, so one flush carries them; bounded so sockets are not starved. */
+        for (int round = 0; round < 8 && queue_nonempty(L); round++) run_ops(L);
         while (L->dirty) {
             h2_conn *c = L->dirty;
             L->dirty = c->dirty_next;
@@ -1220,6 +1239,9 @@ static void *loop_main(void *arg)
             L->dead = c->dead_next;
             conn_free(c);
         }
+        /* Checked last: flushing runs callbacks (on_drain) that may post from this thread,
+         * and such posts do not write the eventfd. */
+        timeout = queue_nonempty(L) ? 0 : -1;
     }
     return NULL;
 }
@@ -1453,4 +1475,24 @@ void h2_loop_stats(h2_loop *L, h2_stats *out)
     out->inbound_buffered = atomic_load_explicit(&L->st.inbound, memory_order_relaxed);
     out->outbound_buffered = atomic_load_explicit(&L->st.outbound, memory_order_relaxed);
     out->streams_total = atomic_load_explicit(&L->st.streams_total, memory_order_relaxed);
+}
+
+int h2_loop_run(h2_loop *loop, h2_run_fn fn, void *ctx, void *arg)
+{
+    h2_op *op = calloc(1, sizeof *op);
+    if (!op) return -1;
+    op->type = OP_RUN;
+    op->run = fn;
+    op->run_ctx = ctx;
+    op->user = arg;
+    if (op_post(loop, op) != 0) {
+        free(op);
+        return -1;
+    }
+    return 0;
+}
+
+int h2_loop_is_current(h2_loop *loop)
+{
+    return loop->started && pthread_equal(pthread_self(), loop->thread);
 }

@@ -21,6 +21,9 @@ struct InteropServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("host"), help: "The address to listen on; by default every interface (IPv6 dual stack, else IPv4).")
     var host: String?
 
+    @Option(name: .customLong("executor"), help: "Where handlers run: 'loop' (the event-loop thread; these handlers never block) or 'global' (Swift's global executor).")
+    var executor: String = "loop"
+
     @Option(name: .customLong("use_tls"), help: "Must be false: this server speaks h2c only.")
     var useTLS: Bool = false
 
@@ -66,7 +69,8 @@ struct InteropServerCommand: AsyncParsableCommand {
         var lastError: (any Error)?
         for candidate in hosts {
             do {
-                let transport = try H2ServerTransport(host: candidate, port: port)
+                let configuration = H2Configuration(runHandlersOnEventLoop: executor != "global")
+                let transport = try H2ServerTransport(host: candidate, port: port, configuration: configuration)
                 let server = RPCServer(transport: transport, services: [InteropTestService(), health])
                 try server.start()
                 return (server, transport)

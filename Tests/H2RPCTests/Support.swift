@@ -17,7 +17,9 @@ struct Blob: RPCMessage, Equatable {
 }
 
 enum TransportKind: String, CaseIterable, CustomTestStringConvertible {
-    case inProcess, http2
+    /// In-process transport; HTTP/2 with handlers on the global executor; HTTP/2 with
+    /// handlers on the event-loop thread.
+    case inProcess, http2, http2OnLoop
     var testDescription: String { rawValue }
 }
 
@@ -39,8 +41,10 @@ struct Harness {
             client = RPCClient(transport: pair.client, interceptors: clientInterceptors)
             serverTransport = pair.server
             port = 0
-        case .http2:
-            let transport = try H2ServerTransport(host: "127.0.0.1", port: 0, configuration: configuration)
+        case .http2, .http2OnLoop:
+            var serverConfiguration = configuration
+            serverConfiguration.runHandlersOnEventLoop = kind == .http2OnLoop
+            let transport = try H2ServerTransport(host: "127.0.0.1", port: 0, configuration: serverConfiguration)
             server = RPCServer(transport: transport, services: services, interceptors: interceptors)
             try server.start()
             port = transport.boundPort

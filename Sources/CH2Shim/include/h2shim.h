@@ -199,6 +199,21 @@ void h2_reset(h2_loop *loop, h2_id stream, uint32_t error_code);
 /** The application consumed `bytes` inbound bytes of this stream: reopen the windows. */
 void h2_consume(h2_loop *loop, h2_id stream, size_t bytes);
 
+/** A function run on the loop thread (on_loop = 1), or, if the loop stopped before it
+ * ran, on the thread calling h2_loop_stop (on_loop = 0: hand the work elsewhere). */
+typedef void (*h2_run_fn)(void *ctx, void *arg, int on_loop);
+
+/**
+ * Runs fn(ctx, arg, 1) on the loop thread, in order with the other posted operations
+ * (this is how Swift tasks are executed on the loop: a task executor). Thread-safe; from
+ * the loop thread itself it costs no wake-up. Returns 0, or -1 if the loop is stopped
+ * (fn is then not called).
+ */
+int h2_loop_run(h2_loop *loop, h2_run_fn fn, void *ctx, void *arg);
+
+/** 1 if the calling thread is the loop's thread. */
+int h2_loop_is_current(h2_loop *loop);
+
 /** Counters, read without locking (approximate while the loop runs). */
 typedef struct h2_stats {
     uint64_t connections;       /* open connections */

@@ -43,4 +43,6 @@ public enum RPCKind: Sendable, Hashable {
 
     /// Whether the handler starts before the request stream ended.
     var streamsRequests: Bool { self == .clientStreaming || self == .bidirectionalStreaming }
+    /// Whether the handler may write more than one response.
+    var streamsResponses: Bool { self == .serverStreaming || self == .bidirectionalStreaming }
 }

@@ -55,6 +55,11 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
         entries.append(Entry(key: key.lowercased(), value: value))
     }
 
+    /// Adds an entry read off the wire (HTTP/2 field names are already lower-case).
+    mutating func append(_ entry: Entry) {
+        entries.append(entry)
+    }
+
     /// Replaces every value of `key` with `value`.
     public mutating func replace(_ key: String, _ value: String) {
         let k = key.lowercased()

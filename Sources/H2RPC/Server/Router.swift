@@ -37,7 +37,7 @@ public struct RPCRouter: Sendable {
         handler: @escaping @Sendable (RequestStream<Request>, ServerContext) async throws -> Response
     ) {
         routes[descriptor.path] = Route(descriptor: descriptor, kind: .clientStreaming, handler: .streaming { call in
-            let response = try await handler(RequestStream(call.inbound), call.context)
+            let response = try await handler(RequestStream(call.requests), call.context)
             try await ResponseWriter<Response>(call: call).write(response)
         })
     }
@@ -48,7 +48,7 @@ public struct RPCRouter: Sendable {
         handler: @escaping @Sendable (RequestStream<Request>, ResponseWriter<Response>, ServerContext) async throws -> Void
     ) {
         routes[descriptor.path] = Route(descriptor: descriptor, kind: .bidirectionalStreaming, handler: .streaming { call in
-            try await handler(RequestStream(call.inbound), ResponseWriter(call: call), call.context)
+            try await handler(RequestStream(call.requests), ResponseWriter(call: call), call.context)
         })
     }
 }

@@ -20,7 +20,7 @@ public final class RPCServer: Sendable {
         var router = RPCRouter()
         for service in services { service.registerMethods(with: &router) }
         self.transport = transport
-        self.dispatcher = ServerDispatcher(router: router, interceptors: interceptors)
+        self.dispatcher = ServerDispatcher(router: router, interceptors: interceptors, executor: transport.handlerExecutor)
     }
 
     /// Starts accepting calls.
@@ -48,10 +48,13 @@ final class ServerDispatcher: ServerCallAcceptor {
     let routes: [String: Route]
     let interceptors: [any ServerInterceptor]
     let active = Atomic<Int>(0)
+    /// Where handler tasks run (nil: the global executor).
+    let executor: (any TaskExecutor)?
 
-    init(router: RPCRouter, interceptors: [any ServerInterceptor]) {
+    init(router: RPCRouter, interceptors: [any ServerInterceptor], executor: (any TaskExecutor)?) {
         self.routes = router.routes
         self.interceptors = interceptors
+        self.executor = executor
     }
 
     func accept(_ head: RequestHead, outbound: any ServerStreamOutbound) -> ServerCall? {

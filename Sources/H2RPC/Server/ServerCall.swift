@@ -9,8 +9,10 @@ public final class ServerCall: Sendable {
     let context: ServerContext
     let route: Route
     let outbound: any ServerStreamOutbound
-    let inbound: InboundQueue
-    let flow = OutboundFlow()
+    /// Request stream: only for client- and bidirectional-streaming calls.
+    let inbound: InboundQueue?
+    /// Response back-pressure: only for server- and bidirectional-streaming calls.
+    let flow: OutboundFlow?
     private let dispatcher: ServerDispatcher
     private let state = Mutex(State())
 
@@ -30,7 +32,10 @@ public final class ServerCall: Sendable {
         self.route = route
         self.outbound = outbound
         self.dispatcher = dispatcher
-        self.inbound = InboundQueue(onConsume: { [outbound] n in outbound.consume(n) })
+        // Unary paths allocate neither (one request message is taken whole; one response
+        // message needs no back-pressure).
+        self.inbound = route.kind.streamsRequests ? InboundQueue(onConsume: { [outbound] n in outbound.consume(n) }) : nil
+        self.flow = route.kind.streamsResponses ? OutboundFlow() : nil
     }
 
     /// Whether the transport should count a message as consumed at once (unary requests
@@ -42,7 +47,7 @@ public final class ServerCall: Sendable {
     /// One request message arrived.
     public func receive(_ message: [UInt8]) {
         if route.kind.streamsRequests {
-            inbound.push(message)
+            inbound?.push(message)
             return
         }
         let duplicate = state.withLock { s -> Bool in
@@ -58,7 +63,7 @@ public final class ServerCall: Sendable {
     /// The client half-closed.
     public func receiveEnd() {
         if route.kind.streamsRequests {
-            inbound.finish()
+            inbound?.finish()
         } else {
             let ok = state.withLock { $0.received == 1 && !$0.finished }
             if ok {
@@ -71,13 +76,13 @@ public final class ServerCall: Sendable {
 
     /// The inbound message stream is broken (oversized or truncated message, bad flag).
     public func receiveError(_ error: RPCError) {
-        inbound.fail(error)
+        inbound?.fail(error)
         fail(error)
     }
 
     /// `bytes` of queued response data went out.
     public func drained(_ bytes: Int) {
-        flow.drained(bytes)
+        flow?.drained(bytes)
     }
 
     /// The stream closed. `cancelled`: before the call finished (RST_STREAM, connection lost).
@@ -88,8 +93,8 @@ public final class ServerCall: Sendable {
         }
         timer?.cancel()
         let error = RPCError(.cancelled, "the client cancelled the call")
-        inbound.fail(error)
-        flow.close(error)
+        inbound?.fail(error)
+        flow?.close(error)
         if cancelled { task?.cancel() }
         endIfNeverStarted()
     }
@@ -126,7 +131,7 @@ public final class ServerCall: Sendable {
             }
             state.withLock { $0.deadlineTask = timer }
         }
-        let task = Task { await self.run() }
+        let task = Task(executorPreference: dispatcher.executor) { await self.run() }
         let alreadyDone = state.withLock { s -> Bool in
             s.task = task
             return s.finished
@@ -162,8 +167,8 @@ public final class ServerCall: Sendable {
     func fail(_ error: RPCError) {
         let task = state.withLock { $0.task }
         finish(message: nil, error: error)
-        inbound.fail(error)
-        flow.close(error)
+        inbound?.fail(error)
+        flow?.close(error)
         task?.cancel()
         endIfNeverStarted()
     }
@@ -191,17 +196,20 @@ public final class ServerCall: Sendable {
         } else {
             outbound.send(headers: headersWereSent ? nil : response.initial, message: message, status: status, trailers: trailers)
         }
-        flow.close(RPCError(.cancelled, "the call is over"))
+        flow?.close(RPCError(.cancelled, "the call is over"))
     }
 
     // MARK: handler side
+
+    /// The request stream of a streaming-request call.
+    var requests: InboundQueue { inbound! }
 
     func singleRequest() throws -> [UInt8] {
         state.withLock { $0.single } ?? []
     }
 
     func writeMessage(_ bytes: [UInt8]) async throws {
-        try await flow.reserve(bytes.count + 5)
+        try await flow?.reserve(bytes.count + 5)
         let first: Bool? = state.withLock { s in
             if s.finished { return nil }
             defer { s.headersSent = true }

@@ -60,4 +60,11 @@ public protocol ServerTransport: Sendable {
     func beginGracefulShutdown()
     /// Closes every connection; calls still open are cancelled.
     func stop()
+    /// Where handler tasks run; nil = Swift's global executor.
+    var handlerExecutor: (any TaskExecutor)? { get }
+}
+
+extension ServerTransport {
+    /// Handlers run on Swift's global executor unless a transport says otherwise.
+    public var handlerExecutor: (any TaskExecutor)? { nil }
 }

@@ -115,11 +115,16 @@ public struct H2Configuration: Sendable {
     public var maxReceiveMessageSize: Int
     /// SETTINGS_MAX_CONCURRENT_STREAMS a server advertises (default 1000); excess streams are refused.
     public var maxConcurrentStreams: UInt32
+    /// Server: run handler tasks on the event-loop thread (no thread hop per call). Only for
+    /// services whose handlers never block a thread; default false (Swift's global executor).
+    public var runHandlersOnEventLoop: Bool
 
     /// Creates a configuration.
-    public init(maxReceiveMessageSize: Int = 4 * 1024 * 1024, maxConcurrentStreams: UInt32 = 1000) {
+    public init(maxReceiveMessageSize: Int = 4 * 1024 * 1024, maxConcurrentStreams: UInt32 = 1000,
+                runHandlersOnEventLoop: Bool = false) {
         self.maxReceiveMessageSize = maxReceiveMessageSize
         self.maxConcurrentStreams = maxConcurrentStreams
+        self.runHandlersOnEventLoop = runHandlersOnEventLoop
     }
 }
 
@@ -148,4 +153,33 @@ struct H2StreamHandle: Sendable {
     func reset(code: UInt32 = 0x8) { h2_reset(loop.raw, id, code) }
 
     func consume(_ bytes: Int) { h2_consume(loop.raw, id, bytes) }
+}
+
+/// Runs Swift jobs on a loop's thread: handlers scheduled here answer without a thread hop
+/// (request events, the handler and the response write share one thread and one flush).
+///
+/// Only for handlers that never block the thread (no synchronous file or database I/O):
+/// while a job runs, the loop serves no socket.
+final class H2LoopExecutor: TaskExecutor, @unchecked Sendable {
+    // @unchecked: the only state is the immutable loop reference; `h2_loop_run` is thread-safe.
+    let loop: H2Loop
+
+    init(loop: H2Loop) { self.loop = loop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        let ctx = Unmanaged.passUnretained(self).toOpaque()
+        let arg = unsafeBitCast(unowned, to: UnsafeMutableRawPointer.self)
+        let rc = h2_loop_run(loop.raw, { ctx, arg, onLoop in
+            let executor = Unmanaged<H2LoopExecutor>.fromOpaque(ctx!).takeUnretainedValue()
+            let job = unsafeBitCast(arg!, to: UnownedJob.self)
+            if onLoop != 0 {
+                job.runSynchronously(on: executor.asUnownedTaskExecutor())
+            } else {
+                // The loop stopped first: let the global executor finish the job.
+                globalConcurrentExecutor.enqueue(job)
+            }
+        }, ctx, arg)
+        if rc != 0 { globalConcurrentExecutor.enqueue(unowned) }
+    }
 }

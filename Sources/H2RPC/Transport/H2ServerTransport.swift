@@ -15,6 +15,7 @@ public final class H2ServerTransport: ServerTransport {
     private let port = Atomic<UInt16>(0)
     private let handler: Mutex<ServerSide?> = Mutex(nil)
     private let configuration: H2Configuration
+    private let loopExecutor: H2LoopExecutor?
 
     /// Creates a transport that will listen on `host:port` (port 0 picks a free port).
     public init(host: String = "127.0.0.1", port: UInt16, configuration: H2Configuration = H2Configuration()) throws {
@@ -22,7 +23,10 @@ public final class H2ServerTransport: ServerTransport {
         self.host = host
         self.requestedPort = port
         self.configuration = configuration
+        self.loopExecutor = configuration.runHandlersOnEventLoop ? H2LoopExecutor(loop: loop) : nil
     }
+
+    public var handlerExecutor: (any TaskExecutor)? { loopExecutor }
 
     /// The port actually bound (after `start`).
     public var boundPort: Int { Int(port.load(ordering: .relaxed)) }
@@ -100,7 +104,7 @@ private final class ServerSide: H2LoopDelegate, Sendable {
                 let key = h.nameString
                 if Metadata.isReserved(key) { return }
                 if let entry = Metadata.wireEntry(key: key, value: h.value) {
-                    metadata.add(entry.key, entry.value)
+                    metadata.append(entry)
                 }
             }
         }
@@ -186,6 +190,15 @@ struct H2ServerOutbound: ServerStreamOutbound {
     let handle: H2StreamHandle
 
     func send(headers: Metadata?, message: [UInt8]?, status: Status?, trailers: Metadata) {
+        if let message, headers?.isEmpty ?? false, status?.code == .ok, status?.message.isEmpty ?? false, trailers.isEmpty {
+            // The common unary success: prebuilt header blocks, nothing to build per call.
+            let h = StaticBlocks.responseHeaders, t = StaticBlocks.okTrailers
+            message.withUnsafeBufferPointer { m in
+                _ = h2_send(handle.loop.raw, handle.id, h.baseAddress, h.count, 1, m.baseAddress, m.count,
+                            t.baseAddress, t.count, Int32(H2_SEND_END))
+            }
+            return
+        }
         var h: HeaderBlock? = nil
         if let headers {
             var block = HeaderBlock()

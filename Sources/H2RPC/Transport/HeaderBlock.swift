@@ -112,7 +112,7 @@ func parseStatus(_ nv: UnsafePointer<h2_nv>?, _ count: Int) -> (status: Status?,
         } else if let first = h.name.first, first != UInt8(ascii: ":") {
             let key = h.nameString
             if !Metadata.isReserved(key), let entry = Metadata.wireEntry(key: key, value: h.value) {
-                trailers.add(entry.key, entry.value)
+                trailers.append(entry)
             }
         }
     }
@@ -129,5 +129,25 @@ func statusForHTTP(_ http: Int) -> Status.Code {
     case 404: return .unimplemented
     case 429, 502, 503, 504: return .unavailable
     default: return .unknown
+    }
+}
+
+/// Header blocks every successful unary response repeats, built once.
+enum StaticBlocks {
+    /// `:status 200`, `content-type`, `grpc-accept-encoding`.
+    nonisolated(unsafe) static let responseHeaders = make([(":status", "200"), ("content-type", "application/grpc"),
+                                                           ("grpc-accept-encoding", "identity")])
+    /// `grpc-status 0`.
+    nonisolated(unsafe) static let okTrailers = make([("grpc-status", "0")])
+    // nonisolated(unsafe): written once by the lazy initializer (thread-safe), then only
+    // read; the bytes are StaticString storage, immortal and immutable.
+
+    private static func make(_ fields: [(StaticString, StaticString)]) -> UnsafeBufferPointer<h2_nv> {
+        let nv = UnsafeMutableBufferPointer<h2_nv>.allocate(capacity: fields.count)
+        for (i, f) in fields.enumerated() {
+            nv[i] = h2_nv(name: f.0.utf8Start, namelen: f.0.utf8CodeUnitCount,
+                          value: f.1.utf8Start, valuelen: f.1.utf8CodeUnitCount)
+        }
+        return UnsafeBufferPointer(nv)
     }
 }
