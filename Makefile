@@ -10,7 +10,7 @@ APT_PACKAGES := libnghttp2-dev libprotobuf-c-dev libsqlite3-dev pkg-config \
                 nghttp2-client nghttp2-server valgrind tmux
 PY_PACKAGES := grpcio==1.85.1 grpcio-tools==1.85.1 protobuf pytest h2
 
-.PHONY: deps pydeps build build-release run test test-swift test-interop generate check-generated bench clean
+.PHONY: deps pydeps build build-release run run-interop test test-swift test-interop generate check-generated bench clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -31,9 +31,15 @@ build: deps
 build-release: deps
 	$(SWIFT) build -c release
 
-# Starts the interop server on $(PORT) (the gallery server replaces it once it lands).
+DATA_DIR ?= ./labgallery-data
+
+# Starts the gallery server on 127.0.0.1:$(PORT) with its data in $(DATA_DIR).
 run: build-release
-	$(SWIFT) run -c release interop-server --port $(PORT)
+	.build/release/labgallery-server --port $(PORT) --data-dir $(DATA_DIR)
+
+# Starts the gRPC interop server on $(PORT).
+run-interop: build-release
+	.build/release/interop-server --port $(PORT)
 
 # Every test: the C shim (under valgrind, and against grpcio), Swift unit and end-to-end
 # tests, interop both ways against Python grpcio, and raw HTTP/2 bad-input tests.
@@ -43,7 +49,7 @@ test: deps pydeps
 	$(SWIFT) test --skip-build
 	$(SWIFT) build -c release --product interop-server
 	$(SWIFT) build -c release --product interop-client
-	$(PYTHON) -m pytest -q Tests/Interop Tests/Wire
+	$(PYTHON) -m pytest -q Tests/Interop Tests/Wire Tests/GalleryPython
 
 # Regenerates protobuf-c C code and the Swift layer from Protos/.
 generate: deps pydeps

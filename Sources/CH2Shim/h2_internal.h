@@ -26,7 +26,7 @@ void *h2_map_del(h2_map *m, uint64_t key);          /* returns the removed value
 
 /* ---- h2_net.c: socket helpers ---- */
 /* Creates a bound, listening, non-blocking socket. Returns fd or -errno; *port = bound port. */
-int h2_net_listen(const char *host, uint16_t port, uint16_t *bound_port);
+int h2_net_listen(const char *host, uint16_t port, int reuse_port, uint16_t *bound_port);
 /* Resolves host:port (first result). Returns 0 or -errno (EAI errors map to -EHOSTUNREACH/-ENOENT). */
 int h2_net_resolve(const char *host, uint16_t port, struct sockaddr_storage *out, socklen_t *outlen);
 /* Non-blocking connect. Returns fd (connect in progress or done) or -errno. *done = 1 if connected at once. */

@@ -26,12 +26,14 @@ static int gai_to_errno(int rc)
     return EHOSTUNREACH;
 }
 
-static int listen_one(const struct addrinfo *ai, int dual, uint16_t *bound_port)
+static int listen_one(const struct addrinfo *ai, int dual, int reuse_port, uint16_t *bound_port)
 {
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     int one = 1, zero = 0;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) goto fail;
+    /* Several loops of one server listen on the same port; the kernel spreads connections. */
+    if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) goto fail;
     if (ai->ai_family == AF_INET6 && dual &&
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) != 0)
         goto fail;
@@ -50,7 +52,7 @@ fail:;
     return -e;
 }
 
-int h2_net_listen(const char *host, uint16_t port, uint16_t *bound_port)
+int h2_net_listen(const char *host, uint16_t port, int reuse_port, uint16_t *bound_port)
 {
     int dual = (host == NULL || strcmp(host, "::") == 0);
     char ps[8];
@@ -64,12 +66,12 @@ int h2_net_listen(const char *host, uint16_t port, uint16_t *bound_port)
     if (rc != 0) return -gai_to_errno(rc);
     int fd = -EADDRNOTAVAIL;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = listen_one(ai, dual, bound_port);
+        fd = listen_one(ai, dual, reuse_port, bound_port);
         if (fd >= 0) break;
     }
     freeaddrinfo(res);
     if (fd < 0 && host == NULL && (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL))
-        return h2_net_listen("0.0.0.0", port, bound_port); /* host without IPv6 */
+        return h2_net_listen("0.0.0.0", port, reuse_port, bound_port); /* host without IPv6 */
     return fd;
 }
 

@@ -1316,7 +1316,7 @@ fail:
 
 int h2_listen(h2_loop *loop, const char *host, uint16_t port, uint16_t *bound_port)
 {
-    int fd = h2_net_listen(host, port, bound_port);
+    int fd = h2_net_listen(host, port, (int)loop->cfg.reuse_port, bound_port);
     if (fd < 0) return fd;
     h2_op *op = op_new(OP_LISTEN, 0, NULL, 0, 0, NULL, 0, 0, NULL, 0);
     if (!op) {

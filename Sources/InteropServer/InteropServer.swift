@@ -24,6 +24,12 @@ struct InteropServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("executor"), help: "Where handlers run: 'loop' (the event-loop thread; these handlers never block) or 'global' (Swift's global executor).")
     var executor: String = "loop"
 
+    @Option(name: .customLong("max_concurrent_streams"), help: "SETTINGS_MAX_CONCURRENT_STREAMS per connection; excess streams are refused.")
+    var maxConcurrentStreams: UInt32 = 1000
+
+    @Option(name: .customLong("event_loops"), help: "Event-loop threads sharing the port (default: one per core).")
+    var eventLoops: Int = ProcessInfoCores.count
+
     @Option(name: .customLong("use_tls"), help: "Must be false: this server speaks h2c only.")
     var useTLS: Bool = false
 
@@ -69,7 +75,8 @@ struct InteropServerCommand: AsyncParsableCommand {
         var lastError: (any Error)?
         for candidate in hosts {
             do {
-                let configuration = H2Configuration(runHandlersOnEventLoop: executor != "global")
+                let configuration = H2Configuration(maxConcurrentStreams: maxConcurrentStreams,
+                                                    runHandlersOnEventLoop: executor != "global", eventLoops: eventLoops)
                 let transport = try H2ServerTransport(host: candidate, port: port, configuration: configuration)
                 let server = RPCServer(transport: transport, services: [InteropTestService(), health])
                 try server.start()
@@ -88,4 +95,9 @@ enum StandardError {
         var bytes = Array(text.utf8)
         bytes.withUnsafeMutableBytes { _ = Glibc.write(2, $0.baseAddress, $0.count) }
     }
+}
+
+/// The number of online CPU cores.
+enum ProcessInfoCores {
+    static var count: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 }

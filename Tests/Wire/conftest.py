@@ -21,9 +21,19 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server():
     """Yields (port, pid) of a running interop-server; stops it by PID afterwards."""
+    yield from run_server()
+
+
+@pytest.fixture(scope="module")
+def small_server():
+    """An interop-server allowing 2 concurrent streams per connection."""
+    yield from run_server("--max_concurrent_streams", "2")
+
+
+def run_server(*extra):
     assert SERVER.exists(), f"{SERVER} is missing: run `swift build -c release --product interop-server` first"
     port = free_port()
-    proc = subprocess.Popen([str(SERVER), "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([str(SERVER), "--port", str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 20
     while time.time() < deadline:
         try:

@@ -277,3 +277,37 @@ def test_client_that_never_reads_keeps_server_memory_bounded(server):
     # worst), not by the 16 GB asked for.
     assert after - before < 400 * 1024, f"RSS grew by {after - before} KiB"
     assert_healthy(port)
+
+
+def test_streams_over_the_concurrency_limit_are_refused(small_server):
+    port, _ = small_server
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    # Open 6 slow streams before reading the server's SETTINGS (so h2 does not hold them back).
+    slow = frame(b"\x12\x06\x08\x01\x10\xa0\x8d\x06" * 1)  # response_parameters{size:1, interval_us:100000}
+    sids = []
+    for _ in range(6):
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":path", STREAM_OUT),
+                                (":authority", "localhost"), ("content-type", "application/grpc"), ("te", "trailers")])
+        conn.send_data(sid, slow, end_stream=True)
+        sids.append(sid)
+    sock.sendall(conn.data_to_send())
+    refused, finished = set(), set()
+    deadline = time.time() + 10
+    while len(refused) + len(finished) < len(sids) and time.time() < deadline:
+        data = sock.recv(65536)
+        if not data:
+            break
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.StreamReset):
+                assert ev.error_code == 7, f"stream {ev.stream_id} reset with {ev.error_code}"
+                refused.add(ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded):
+                finished.add(ev.stream_id)
+            elif isinstance(ev, h2.events.DataReceived):
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        sock.sendall(conn.data_to_send())
+    sock.close()
+    assert len(finished) == 2 and len(refused) == 4, (finished, refused)

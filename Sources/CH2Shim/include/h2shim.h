@@ -125,8 +125,8 @@ typedef struct h2_config {
     uint32_t connection_window;
     /** SETTINGS_MAX_FRAME_SIZE advertised. Default 16384. */
     uint32_t max_frame_size;
-    /** 1 = send TCP keepalive-style HTTP/2 PINGs? Reserved, 0. */
-    uint32_t reserved;
+    /** 1 = listen with SO_REUSEPORT, so several loops can serve one port. Default 0. */
+    uint32_t reuse_port;
 } h2_config;
 
 /** Fills `cfg` with the defaults. */

@@ -42,17 +42,17 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
 
     /// Adds a string value under `key`.
     public mutating func add(_ key: String, _ value: String) {
-        entries.append(Entry(key: key.lowercased(), value: .string(value)))
+        entries.append(Entry(key: Metadata.normalized(key), value: .string(value)))
     }
 
     /// Adds a binary value under `key` (which should end in `-bin`).
     public mutating func add(_ key: String, binary value: [UInt8]) {
-        entries.append(Entry(key: key.lowercased(), value: .binary(value)))
+        entries.append(Entry(key: Metadata.normalized(key), value: .binary(value)))
     }
 
     /// Adds a value under `key`.
     public mutating func add(_ key: String, _ value: Value) {
-        entries.append(Entry(key: key.lowercased(), value: value))
+        entries.append(Entry(key: Metadata.normalized(key), value: value))
     }
 
     /// Adds an entry read off the wire (HTTP/2 field names are already lower-case).
@@ -73,15 +73,21 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
         entries.removeAll { $0.key == k }
     }
 
+    /// `key` in lower case; most keys already are, and then no new string is made.
+    @inline(__always)
+    private static func normalized(_ key: String) -> String {
+        key.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) ? key.lowercased() : key
+    }
+
     /// All values of `key`, in order.
     public subscript(_ key: String) -> [Value] {
-        let k = key.lowercased()
+        let k = Metadata.normalized(key)
         return entries.filter { $0.key == k }.map(\.value)
     }
 
     /// The first string value of `key`.
     public func first(_ key: String) -> String? {
-        let k = key.lowercased()
+        let k = Metadata.normalized(key)
         for e in entries where e.key == k {
             if case .string(let s) = e.value { return s }
         }
@@ -90,7 +96,7 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
 
     /// The first binary value of `key`.
     public func firstBinary(_ key: String) -> [UInt8]? {
-        let k = key.lowercased()
+        let k = Metadata.normalized(key)
         for e in entries where e.key == k {
             if case .binary(let b) = e.value { return b }
         }

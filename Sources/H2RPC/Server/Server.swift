@@ -20,7 +20,7 @@ public final class RPCServer: Sendable {
         var router = RPCRouter()
         for service in services { service.registerMethods(with: &router) }
         self.transport = transport
-        self.dispatcher = ServerDispatcher(router: router, interceptors: interceptors, executor: transport.handlerExecutor)
+        self.dispatcher = ServerDispatcher(router: router, interceptors: interceptors)
     }
 
     /// Starts accepting calls.
@@ -48,13 +48,10 @@ final class ServerDispatcher: ServerCallAcceptor {
     let routes: [String: Route]
     let interceptors: [any ServerInterceptor]
     let active = Atomic<Int>(0)
-    /// Where handler tasks run (nil: the global executor).
-    let executor: (any TaskExecutor)?
 
-    init(router: RPCRouter, interceptors: [any ServerInterceptor], executor: (any TaskExecutor)?) {
+    init(router: RPCRouter, interceptors: [any ServerInterceptor]) {
         self.routes = router.routes
         self.interceptors = interceptors
-        self.executor = executor
     }
 
     func accept(_ head: RequestHead, outbound: any ServerStreamOutbound) -> ServerCall? {
@@ -81,7 +78,7 @@ final class ServerDispatcher: ServerCallAcceptor {
         }
         let context = ServerContext(descriptor: route.descriptor, metadata: head.metadata, deadline: deadline, peer: head.peer)
         active.add(1, ordering: .relaxed)
-        let call = ServerCall(context: context, route: route, outbound: outbound, dispatcher: self)
+        let call = ServerCall(context: context, route: route, outbound: outbound, dispatcher: self, executor: head.executor)
         if route.kind.streamsRequests { call.start() }
         return call
     }

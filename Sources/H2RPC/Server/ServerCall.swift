@@ -14,6 +14,7 @@ public final class ServerCall: Sendable {
     /// Response back-pressure: only for server- and bidirectional-streaming calls.
     let flow: OutboundFlow?
     private let dispatcher: ServerDispatcher
+    private let executor: (any TaskExecutor)?
     private let state = Mutex(State())
 
     private struct State {
@@ -27,7 +28,9 @@ public final class ServerCall: Sendable {
         var deadlineTask: Task<Void, Never>? = nil
     }
 
-    init(context: ServerContext, route: Route, outbound: any ServerStreamOutbound, dispatcher: ServerDispatcher) {
+    init(context: ServerContext, route: Route, outbound: any ServerStreamOutbound, dispatcher: ServerDispatcher,
+         executor: (any TaskExecutor)?) {
+        self.executor = executor
         self.context = context
         self.route = route
         self.outbound = outbound
@@ -131,7 +134,7 @@ public final class ServerCall: Sendable {
             }
             state.withLock { $0.deadlineTask = timer }
         }
-        let task = Task(executorPreference: dispatcher.executor) { await self.run() }
+        let task = Task(executorPreference: executor) { await self.run() }
         let alreadyDone = state.withLock { s -> Bool in
             s.task = task
             return s.finished

@@ -19,6 +19,8 @@ public struct RequestHead: Sendable {
     public var hasTE: Bool
     /// The peer, e.g. `ipv4:127.0.0.1:5555`.
     public var peer: String
+    /// Where the call's handler runs; nil = Swift's global executor.
+    public var executor: (any TaskExecutor)? = nil
 
     /// Creates a request head.
     public init(path: String, metadata: Metadata, timeout: Timeout = .none, encoding: String? = nil,
@@ -60,11 +62,4 @@ public protocol ServerTransport: Sendable {
     func beginGracefulShutdown()
     /// Closes every connection; calls still open are cancelled.
     func stop()
-    /// Where handler tasks run; nil = Swift's global executor.
-    var handlerExecutor: (any TaskExecutor)? { get }
-}
-
-extension ServerTransport {
-    /// Handlers run on Swift's global executor unless a transport says otherwise.
-    public var handlerExecutor: (any TaskExecutor)? { nil }
 }

@@ -38,11 +38,12 @@ final class H2Loop: @unchecked Sendable {
         weak var delegate: (any H2LoopDelegate)?
     }
 
-    init(config: H2Configuration) throws {
+    init(config: H2Configuration, reusePort: Bool = false) throws {
         var cfg = h2_config()
         h2_config_init(&cfg)
         cfg.max_recv_message = config.maxReceiveMessageSize
         cfg.max_concurrent_streams = config.maxConcurrentStreams
+        cfg.reuse_port = reusePort ? 1 : 0
         let box = DelegateBox()
         var cb = h2_callbacks()
         cb.ctx = Unmanaged.passUnretained(box).toOpaque()
@@ -118,13 +119,17 @@ public struct H2Configuration: Sendable {
     /// Server: run handler tasks on the event-loop thread (no thread hop per call). Only for
     /// services whose handlers never block a thread; default false (Swift's global executor).
     public var runHandlersOnEventLoop: Bool
+    /// Server: event-loop threads sharing the port (default 1). With handlers on the loops,
+    /// one per core serves without thread hops.
+    public var eventLoops: Int
 
     /// Creates a configuration.
     public init(maxReceiveMessageSize: Int = 4 * 1024 * 1024, maxConcurrentStreams: UInt32 = 1000,
-                runHandlersOnEventLoop: Bool = false) {
+                runHandlersOnEventLoop: Bool = false, eventLoops: Int = 1) {
         self.maxReceiveMessageSize = maxReceiveMessageSize
         self.maxConcurrentStreams = maxConcurrentStreams
         self.runHandlersOnEventLoop = runHandlersOnEventLoop
+        self.eventLoops = eventLoops
     }
 }
 

@@ -6,67 +6,83 @@ import Glibc
 
 /// The HTTP/2 server transport on libnghttp2 (h2c, prior knowledge).
 ///
-/// One shim event loop thread owns every connection; request events reach the server's
-/// dispatcher on that thread, handlers run as Swift tasks, and responses are posted back.
+/// Each shim event loop is one thread that owns its connections; with several loops they
+/// share the port (SO_REUSEPORT) and the kernel spreads connections across them. Request
+/// events reach the dispatcher on the loop thread; handlers run as Swift tasks, on that
+/// loop's thread when `runHandlersOnEventLoop` is set, and responses are posted back.
 public final class H2ServerTransport: ServerTransport {
-    private let loop: H2Loop
+    private let loops: [H2Loop]
+    private let executors: [H2LoopExecutor?]
     private let host: String
     private let requestedPort: UInt16
     private let port = Atomic<UInt16>(0)
-    private let handler: Mutex<ServerSide?> = Mutex(nil)
+    private let sides: Mutex<[ServerSide]> = Mutex([])
     private let configuration: H2Configuration
-    private let loopExecutor: H2LoopExecutor?
 
     /// Creates a transport that will listen on `host:port` (port 0 picks a free port).
     public init(host: String = "127.0.0.1", port: UInt16, configuration: H2Configuration = H2Configuration()) throws {
-        self.loop = try H2Loop(config: configuration)
+        let count = max(1, configuration.eventLoops)
+        var loops: [H2Loop] = []
+        for _ in 0..<count { loops.append(try H2Loop(config: configuration, reusePort: count > 1)) }
+        self.loops = loops
+        self.executors = loops.map { configuration.runHandlersOnEventLoop ? H2LoopExecutor(loop: $0) : nil }
         self.host = host
         self.requestedPort = port
         self.configuration = configuration
-        self.loopExecutor = configuration.runHandlersOnEventLoop ? H2LoopExecutor(loop: loop) : nil
     }
-
-    public var handlerExecutor: (any TaskExecutor)? { loopExecutor }
 
     /// The port actually bound (after `start`).
     public var boundPort: Int { Int(port.load(ordering: .relaxed)) }
 
     public func start(acceptor: any ServerCallAcceptor) throws {
-        let side = ServerSide(loop: loop, acceptor: acceptor, maxReceive: configuration.maxReceiveMessageSize)
-        handler.withLock { $0 = side }
-        loop.setDelegate(side)
-        var bound: UInt16 = 0
-        let rc = h2_listen(loop.raw, host, requestedPort, &bound)
-        if rc != 0 {
-            throw RPCError(.unavailable, "could not listen on \(host):\(requestedPort): \(String(cString: strerror(-rc)))")
+        var listenPort = requestedPort
+        for (loop, executor) in zip(loops, executors) {
+            let side = ServerSide(loop: loop, executor: executor, acceptor: acceptor, maxReceive: configuration.maxReceiveMessageSize)
+            sides.withLock { $0.append(side) }
+            loop.setDelegate(side)
+            var bound: UInt16 = 0
+            let rc = h2_listen(loop.raw, host, listenPort, &bound)
+            if rc != 0 {
+                stop()
+                throw RPCError(.unavailable, "could not listen on \(host):\(listenPort): \(String(cString: strerror(-rc)))")
+            }
+            // Port 0 resolves once; the other loops join the port the first one got.
+            listenPort = bound
+            port.store(bound, ordering: .relaxed)
+            try loop.start()
         }
-        port.store(bound, ordering: .relaxed)
-        try loop.start()
     }
 
     public func beginGracefulShutdown() {
-        h2_loop_goaway(loop.raw)
+        for loop in loops { h2_loop_goaway(loop.raw) }
     }
 
     public func stop() {
-        loop.stop()
+        for loop in loops { loop.stop() }
     }
 
-    /// Connection and stream counters of the event loop (for tests and diagnostics).
+    /// Connection and stream counters of the event loops (for tests and diagnostics).
     public var statistics: (connections: Int, streams: Int, inboundBuffered: Int, outboundBuffered: Int) {
-        let s = loop.stats()
-        return (Int(s.connections), Int(s.streams), Int(s.inbound_buffered), Int(s.outbound_buffered))
+        var total = (0, 0, 0, 0)
+        for loop in loops {
+            let s = loop.stats()
+            total.0 += Int(s.connections); total.1 += Int(s.streams)
+            total.2 += Int(s.inbound_buffered); total.3 += Int(s.outbound_buffered)
+        }
+        return total
     }
 }
 
 /// Loop-thread side of the server transport: turns shim events into calls.
 private final class ServerSide: H2LoopDelegate, Sendable {
     let loop: H2Loop
+    let executor: H2LoopExecutor?
     let acceptor: any ServerCallAcceptor
     let maxReceive: Int
 
-    init(loop: H2Loop, acceptor: any ServerCallAcceptor, maxReceive: Int) {
+    init(loop: H2Loop, executor: H2LoopExecutor?, acceptor: any ServerCallAcceptor, maxReceive: Int) {
         self.loop = loop
+        self.executor = executor
         self.acceptor = acceptor
         self.maxReceive = maxReceive
     }
@@ -124,8 +140,9 @@ private final class ServerSide: H2LoopDelegate, Sendable {
             handle.send(headers: block, message: nil, trailers: nil, end: true)
             return user
         }
-        let head = RequestHead(path: path, metadata: metadata, timeout: timeout, encoding: encoding,
+        var head = RequestHead(path: path, metadata: metadata, timeout: timeout, encoding: encoding,
                                hasTE: hasTE, peer: "h2c:conn-\(conn)")
+        head.executor = executor
         user.call = acceptor.accept(head, outbound: H2ServerOutbound(handle: handle))
         if flags & Int32(H2_HEADERS_END_STREAM) != 0 { user.call?.receiveEnd() }
         return user
