@@ -27,6 +27,9 @@ let package = Package(
         .executable(name: "interop-client", targets: ["InteropClient"]),
         .executable(name: "labgallery-server", targets: ["LabGalleryServerApp"]),
         .executable(name: "h2rpc-bench", targets: ["H2RPCBench"]),
+        .executable(name: "labgallery-bench", targets: ["LabGalleryBench"]),
+        .library(name: "LabGalleryClient", targets: ["LabGalleryClient"]),
+        .executable(name: "labgallery", targets: ["LabGalleryCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -129,6 +132,25 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        // MARK: Clients
+        .target(
+            name: "LabGalleryClient",
+            dependencies: ["H2RPC", "GeneratedProtos"],
+            swiftSettings: strictSwift
+        ),
+        .executableTarget(
+            name: "LabGalleryCLI",
+            dependencies: ["LabGalleryClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Clients/labgallery",
+            swiftSettings: strictSwift
+        ),
+        .executableTarget(
+            name: "LabGalleryBench",
+            dependencies: ["H2RPC", "GeneratedProtos", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/LabGalleryBench",
+            swiftSettings: strictSwift
+        ),
+
         // MARK: Tests
         .testTarget(
             name: "H2RPCTests",
@@ -138,6 +160,11 @@ let package = Package(
         .testTarget(
             name: "LabGalleryServerTests",
             dependencies: ["LabGalleryServer", "H2RPC", "GeneratedProtos", "LabGalleryCore"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "LabGalleryClientTests",
+            dependencies: ["LabGalleryClient", "LabGalleryServer", "LabGalleryCore", "H2RPC", "GeneratedProtos"],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -1,0 +1,1 @@
+// placeholder: the client library lands with its issue
