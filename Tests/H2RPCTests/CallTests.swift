@@ -196,4 +196,38 @@ import Synchronization
         #expect(try await h.client.unary(TestService.echo, request: Blob("ok"), responseType: Blob.self).message.text == "ok")
         await h.stop()
     }
+
+    @Test(arguments: TransportKind.allCases)
+    func gracefulShutdownDrainsCallsInFlightAndRefusesNewOnes(kind: TransportKind) async throws {
+        let probe = Probe()
+        let h = try Harness(kind, services: [TestService(probe: probe)])
+        let inFlight = Task { try await h.client.unary(TestService.nap, request: Blob("late"), responseType: Blob.self) }
+        #expect(await probe.wait { $0.startedCount == 1 })
+        let start = ContinuousClock.now
+        await h.server.shutdown(gracePeriod: .seconds(10))
+        // The call in flight finished normally, and shutdown did not wait out the grace period.
+        #expect(try await inFlight.value.message.text == "late")
+        #expect(ContinuousClock.now - start < .seconds(5))
+        await #expect {
+            _ = try await h.client.unary(TestService.echo, request: Blob("new"), responseType: Blob.self)
+        } throws: { ($0 as? RPCError)?.code == .unavailable }
+        h.client.close()
+    }
+
+    @Test(arguments: TransportKind.allCases)
+    func shutdownCancelsWhatOutlivesTheGracePeriod(kind: TransportKind) async throws {
+        let probe = Probe()
+        let h = try Harness(kind, services: [TestService(probe: probe)])
+        let stuck = Task { try await h.client.unary(TestService.sleep, request: Blob(), responseType: Blob.self) }
+        #expect(await probe.wait { $0.startedCount == 1 })
+        let start = ContinuousClock.now
+        await h.server.shutdown(gracePeriod: .milliseconds(200))
+        #expect(ContinuousClock.now - start < .seconds(3))
+        #expect(await probe.wait { $0.cancelledCount == 1 })
+        await #expect { _ = try await stuck.value } throws: { error in
+            let code = (error as? RPCError)?.code
+            return code == .unavailable || code == .cancelled
+        }
+        h.client.close()
+    }
 }

@@ -69,6 +69,7 @@ struct TestService: RegistrableRPCService {
     static let join = MethodDescriptor(service: "test.Test", method: "Join")
     static let chat = MethodDescriptor(service: "test.Test", method: "Chat")
     static let flood = MethodDescriptor(service: "test.Test", method: "Flood")
+    static let nap = MethodDescriptor(service: "test.Test", method: "Nap")
 
     let probe: Probe
 
@@ -96,6 +97,11 @@ struct TestService: RegistrableRPCService {
                 probe.cancelled()
                 throw error
             }
+            return request
+        }
+        router.registerUnary(Self.nap) { (request: Blob, _: ServerContext) -> Blob in
+            probe.started()
+            try await Task.sleep(for: .milliseconds(300))
             return request
         }
         router.registerServerStreaming(Self.split) { (request: Blob, writer: ResponseWriter<Blob>, _: ServerContext) in

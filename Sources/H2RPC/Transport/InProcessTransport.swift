@@ -26,6 +26,8 @@ public struct InProcessTransport: Sendable {
     public final class Server: ServerTransport {
         fileprivate let acceptor = Mutex<(any ServerCallAcceptor)?>(nil)
         fileprivate let accepting = Atomic<Bool>(false)
+        /// Calls in flight, so `stop` can end them as a closed connection would.
+        fileprivate let open = Mutex<[ObjectIdentifier: Link]>([:])
 
         public func start(acceptor: any ServerCallAcceptor) throws {
             self.acceptor.withLock { $0 = acceptor }
@@ -39,6 +41,14 @@ public struct InProcessTransport: Sendable {
         public func stop() {
             accepting.store(false, ordering: .releasing)
             acceptor.withLock { $0 = nil }
+            let links = open.withLock { links -> [Link] in
+                defer { links.removeAll() }
+                return Array(links.values)
+            }
+            for link in links {
+                link.events.receiveStatus(Status(code: .unavailable, message: "the in-process server stopped"), trailers: [:])
+                link.close(cancelled: true)
+            }
         }
     }
 
@@ -53,7 +63,8 @@ public struct InProcessTransport: Sendable {
                 events.receiveStatus(Status(code: .unavailable, message: "the in-process server is not serving"), trailers: [:])
                 return Outbound(link: nil)
             }
-            let link = Link(events: events)
+            let link = Link(events: events, server: server)
+            server.open.withLock { $0[ObjectIdentifier(link)] = link }
             let request = RequestHead(path: head.method.path, metadata: head.metadata,
                                       timeout: head.timeout.map { .valid($0) } ?? .none, peer: "in-process")
             let call = acceptor.accept(request, outbound: ServerOutbound(link: link))
@@ -69,14 +80,19 @@ public struct InProcessTransport: Sendable {
         let events: ClientCallEvents
         let call = Mutex<ServerCall?>(nil)
         let closed = Atomic<Bool>(false)
+        weak let server: Server?
 
-        init(events: ClientCallEvents) { self.events = events }
+        init(events: ClientCallEvents, server: Server) {
+            self.events = events
+            self.server = server
+        }
 
         var serverCall: ServerCall? { call.withLock { $0 } }
 
         /// Ends the stream once; tells the server side whether it was cut short.
         func close(cancelled: Bool) {
             if closed.exchange(true, ordering: .acquiringAndReleasing) { return }
+            _ = server?.open.withLock { $0.removeValue(forKey: ObjectIdentifier(self)) }
             serverCall?.closed(cancelled: cancelled)
         }
     }
