@@ -34,18 +34,21 @@ body = b"\x0a\x12\x12\x10" + b"\x00" * 16
 open(sys.argv[1], "wb").write(bytes([0]) + len(body).to_bytes(4, "big") + body)
 PY
 
-OURS=$(free_port); GRPCIO=$(free_port); NGHTTPD=$(free_port)
+OURS=$(free_port); OURS_GLOBAL=$(free_port); GRPCIO=$(free_port); NGHTTPD=$(free_port)
+# Default: handlers on the event loops (one per core). The second server runs handlers on
+# Swift's global executor, as the gallery server does (its handlers block on SQLite).
 $BIN/interop-server --port "$OURS" >"$WORK/ours.log" 2>&1 & PIDS+=($!); OURS_PID=$!
+$BIN/interop-server --port "$OURS_GLOBAL" --executor global --event_loops 1 >"$WORK/ours-global.log" 2>&1 & PIDS+=($!)
 python3 Tests/Interop/grpcio_peer_server.py --port "$GRPCIO" >"$WORK/grpcio.log" 2>&1 & PIDS+=($!)
 nghttpd --no-tls -d "$WORK/www" "$NGHTTPD" >/dev/null 2>&1 & PIDS+=($!)
-wait_port "$OURS"; wait_port "$GRPCIO"; wait_port "$NGHTTPD"
+wait_port "$OURS"; wait_port "$OURS_GLOBAL"; wait_port "$GRPCIO"; wait_port "$NGHTTPD"
 
 check_grpc_ok() { # h2load reads only :status; check the grpc-status trailer with a real request.
   nghttp -v -d "$WORK/request.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
     "http://127.0.0.1:$1/grpc.testing.TestService/UnaryCall" 2>&1 | grep -q 'grpc-status: 0' \
     || { echo "server on $1 did not answer grpc-status 0" >&2; exit 1; }
 }
-check_grpc_ok "$OURS"; check_grpc_ok "$GRPCIO"
+check_grpc_ok "$OURS"; check_grpc_ok "$OURS_GLOBAL"; check_grpc_ok "$GRPCIO"
 
 # h2load: prints "req/s p50_ms p99_ms ok total"
 load() { # name url [extra args]
@@ -65,6 +68,7 @@ PY
 }
 GRPC_ARGS=(-d "$WORK/request.bin" -H 'content-type: application/grpc' -H 'te: trailers')
 read -r R_OURS P50_OURS P99_OURS OK_OURS N_OURS < <(load ours "http://127.0.0.1:$OURS/grpc.testing.TestService/UnaryCall" "${GRPC_ARGS[@]}")
+read -r R_OG P50_OG P99_OG OK_OG N_OG < <(load ours-global "http://127.0.0.1:$OURS_GLOBAL/grpc.testing.TestService/UnaryCall" "${GRPC_ARGS[@]}")
 read -r R_PY P50_PY P99_PY OK_PY N_PY < <(load grpcio "http://127.0.0.1:$GRPCIO/grpc.testing.TestService/UnaryCall" "${GRPC_ARGS[@]}")
 read -r R_NG P50_NG P99_NG OK_NG N_NG < <(load nghttpd "http://127.0.0.1:$NGHTTPD/unary")
 
@@ -84,7 +88,8 @@ Unary, h2load -D ${DURATION}s -c $CLIENTS -m $STREAMS, 16-byte payload, load gen
 
 | server | req/s | p50 ms | p99 ms | 2xx / requests | ratio vs nghttpd | ratio vs grpcio |
 |---|---|---|---|---|---|---|
-| H2RPC interop-server (UnaryCall) | $R_OURS | $P50_OURS | $P99_OURS | $OK_OURS / $N_OURS | $(ratio "$R_OURS" "$R_NG") | $(ratio "$R_OURS" "$R_PY") |
+| H2RPC interop-server (UnaryCall), handlers on $(nproc) event loops | $R_OURS | $P50_OURS | $P99_OURS | $OK_OURS / $N_OURS | $(ratio "$R_OURS" "$R_NG") | $(ratio "$R_OURS" "$R_PY") |
+| H2RPC interop-server (UnaryCall), 1 loop, handlers on the global executor | $R_OG | $P50_OG | $P99_OG | $OK_OG / $N_OG | $(ratio "$R_OG" "$R_NG") | $(ratio "$R_OG" "$R_PY") |
 | grpcio Python server (UnaryCall) | $R_PY | $P50_PY | $P99_PY | $OK_PY / $N_PY | $(ratio "$R_PY" "$R_NG") | 1.00 |
 | nghttpd static file, same size | $R_NG | $P50_NG | $P99_NG | $OK_NG / $N_NG | 1.00 | $(ratio "$R_NG" "$R_PY") |
 
