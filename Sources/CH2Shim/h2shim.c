@@ -713,6 +713,20 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t code, void 
     return 0;
 }
 
+/* A server that has sent its whole response (END_STREAM) while the client is still
+ * sending asks it to stop with RST_STREAM(NO_ERROR) (RFC 9113 8.1): the rest of the
+ * request would only be discarded, and the stream would stay open until it ended. */
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    h2_conn *c = ud;
+    if (c->is_client || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
+    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
+    h2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (!st || st->in_ended) return 0;
+    int rv = nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
+    return nghttp2_is_fatal(rv) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+}
+
 /* A request HEADERS that never left (GOAWAY, stream ids exhausted, reset before open):
  * nghttp2 opened no stream, so on_stream_close will not come. Rare: a list scan is fine. */
 static int on_frame_not_send(nghttp2_session *s, const nghttp2_frame *f, int err, void *ud)
@@ -1295,6 +1309,7 @@ h2_loop *h2_loop_create(const h2_config *cfg, const h2_callbacks *cb)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(L->scb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(L->scb, on_stream_close);
     nghttp2_session_callbacks_set_on_frame_not_send_callback(L->scb, on_frame_not_send);
+    nghttp2_session_callbacks_set_on_frame_send_callback(L->scb, on_frame_send);
     if (nghttp2_option_new(&L->opt) != 0) { e = ENOMEM; goto fail; }
     nghttp2_option_set_no_auto_window_update(L->opt, 1);
     /* nghttp2's own reset limiter (burst 1000, then 33/s) counts every RST_STREAM, so a

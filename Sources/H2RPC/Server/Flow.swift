@@ -94,14 +94,22 @@ final class InboundQueue: Sendable {
 
     /// Transport: one message arrived.
     func push(_ message: [UInt8]) {
-        let waiter = state.withLock { s -> CheckedContinuation<[UInt8]?, any Error>? in
-            if let w = s.waiter { s.waiter = nil; return w }
+        enum Outcome { case handed(CheckedContinuation<[UInt8]?, any Error>), queued, dropped }
+        let outcome = state.withLock { s -> Outcome in
+            if s.error != nil { return .dropped }
+            if let w = s.waiter { s.waiter = nil; return .handed(w) }
             s.messages.append(message)
-            return nil
+            return .queued
         }
-        if let waiter {
+        switch outcome {
+        case .handed(let waiter):
             onConsume(message.count + 5)
             waiter.resume(returning: message)
+        case .dropped:
+            // Nobody will read it: release its window at once instead of holding it.
+            onConsume(message.count + 5)
+        case .queued:
+            break
         }
     }
 
