@@ -61,6 +61,7 @@ check-generated: deps pydeps
 
 bench: deps pydeps
 	Benchmarks/run.sh
+	Benchmarks/replication.sh
 
 clean:
 	rm -rf .build

@@ -35,6 +35,7 @@ extension LabGalleryService {
     public func deleteGallery(name: String, caller: Principal) throws(LabGalleryError) {
         try require(.admin, for: caller)
         let n = try GalleryName(parsing: name, field: "name")
+        var deleted: [ImageName] = []
         let blobs: [String] = try write { tx in
             _ = try requireGallery(n, tx)
             let attached = try tx.countLabAccounts(attachedTo: n)
@@ -45,10 +46,17 @@ extension LabGalleryService {
             guard labs.isEmpty else {
                 throw LabGalleryError.failedPrecondition(message: "images of \(n) are templates of \(labs.joined(separator: ", ")); delete those labs first")
             }
-            let blobs = try tx.images(in: n, after: nil, limit: nil).map(\.blobPath)
+            let images = try tx.images(in: n, after: nil, limit: nil)
+            var blobs = images.map(\.blobPath)
+            for i in images {
+                blobs += try tx.replicationRows(of: try ImageName(parsing: i.image.name, field: "name")).flatMap(\.files)
+            }
+            deleted = try images.map { try ImageName(parsing: $0.image.name, field: "name") }
             try tx.deleteGallery(n)
             return blobs
         }
+        // Cancel replication jobs before removing their files.
+        for i in deleted { replicationHooks.imageDeleted(i) }
         // After commit: a crash here leaves orphans that startup recovery removes.
         for b in blobs { FileOps.removeQuietly(layout.url(b)) }
     }

@@ -61,16 +61,20 @@ extension LabGalleryService {
     public func deleteImage(name: String, caller: Principal) throws(LabGalleryError) {
         try require(.admin, for: caller)
         let n = try ImageName(parsing: name, field: "name")
-        let blob: String = try write { tx in
+        let (blob, replicaFiles): (String, [String]) = try write { tx in
             let image = try requireImage(n, tx)
             let labs = try tx.labs(usingTemplate: n)
             guard labs.isEmpty else {
                 throw LabGalleryError.failedPrecondition(message: "\(n) is the template image of \(labs.joined(separator: ", ")); delete those labs first")
             }
+            let replicaFiles = try tx.replicationRows(of: n).flatMap(\.files)
             try tx.deleteImage(n)
-            return image.blobPath
+            return (image.blobPath, replicaFiles)
         }
+        // Cancel the image's jobs first so none writes a replica after its files are removed.
+        replicationHooks.imageDeleted(n)
         FileOps.removeQuietly(layout.url(blob))
+        for f in replicaFiles { FileOps.removeQuietly(layout.url(f)) }
     }
 
     /// ListLabAccountImages (reader): the images of the account's attached gallery (empty when none

@@ -37,6 +37,8 @@ public final class LabGalleryService: Sendable {
     public let storage: any Storage
     /// Settings.
     public let configuration: LabGalleryConfiguration
+    /// Where image creation and deletion are reported to the replication engine (if one runs).
+    public let replicationHooks = ReplicationHooks()
 
     /// The region catalog in use.
     public var catalog: RegionCatalog { configuration.regionCatalog }
@@ -79,6 +81,10 @@ public final class LabGalleryService: Sendable {
         var candidates: [String] = []
         for region in regions.sorted() {
             candidates += FileOps.files(under: layout.blobDirectory(region: region), relativeTo: layout.root)
+        }
+        for region in regions.sorted() {
+            // Partial replicas: kept while a replication row references them (the job resumes from them).
+            candidates += FileOps.files(under: layout.partialDirectory(region: region), relativeTo: layout.root)
         }
         candidates += FileOps.files(under: layout.labsURL, relativeTo: layout.root)
         let orphans = candidates.filter { !referenced.contains($0) && !$0.hasPrefix("labs/tmp/") }.sorted()
@@ -149,7 +155,7 @@ public final class LabGalleryService: Sendable {
         let url = layout.url(relative)
         try writer.commit(to: url)
         do {
-            return try write { tx in
+            let stored = try write { tx in
                 let gallery = try requireGallery(name.gallery, tx)
                 guard gallery.region == image.region else {
                     throw LabGalleryError.failedPrecondition(message: "\(gallery.name) was re-created in another region while \(name) was being written; retry")
@@ -163,6 +169,8 @@ public final class LabGalleryService: Sendable {
                 try tx.insertReplications(replicas, for: name)
                 return image
             }
+            replicationHooks.imageStored(name)
+            return stored
         } catch {
             FileOps.removeQuietly(url)
             throw error

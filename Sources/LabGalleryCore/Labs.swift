@@ -15,7 +15,8 @@ extension LabGalleryService {
         let policy = configuration.templateImages
 
         /// Checks every rule; run before the copy (fail fast) and again in the inserting transaction.
-        func check(_ tx: any StorageTransaction) throws -> StoredImage {
+        /// Returns the image and the path of its bytes in the account's region.
+        func check(_ tx: any StorageTransaction) throws -> (StoredImage, String) {
             let account = try requireLabAccount(a, tx)
             if try tx.lab(name) != nil { throw LabGalleryError.alreadyExists(name.description) }
             let attached = try requireAttachedGallery(account)
@@ -29,24 +30,45 @@ extension LabGalleryService {
             if policy == .generalizedOnly, image.image.osState == .specialized {
                 throw LabGalleryError.failedPrecondition(message: "template image \(imageName) is SPECIALIZED and this server accepts only GENERALIZED template images; pick a generalized image")
             }
-            return image
+            return (image, try availableCopy(of: image, name: imageName, in: account.region, tx))
         }
 
-        let image = try read(check)
-        var writer = try FileOps.copy(layout.url(image.blobPath), into: layout.labTempDirectory)
+        let (_, source) = try read(check)
+        // Copy from the bytes in the account's region (the home blob or the COMPLETED replica there).
+        var writer = try FileOps.copy(layout.url(source), into: layout.labTempDirectory)
         let relative = layout.newLabTemplatePath(lab: name)
         let url = layout.url(relative)
         try writer.commit(to: url)
         let lab = Lab(name: name.description, displayName: displayName, templateImage: imageName.description)
         do {
             return try write { tx in
-                let current = try check(tx)
+                let (current, _) = try check(tx)
                 try tx.insertLab(StoredLab(lab: lab, templatePath: relative, templateOSType: current.image.osType))
                 return lab
             }
         } catch {
             FileOps.removeQuietly(url)
             throw error
+        }
+    }
+
+    /// The path of `image`'s bytes in `region`: its home blob, or its COMPLETED replica there;
+    /// otherwise FAILED_PRECONDITION saying whether replication there is in progress or failed.
+    func availableCopy(of image: StoredImage, name: ImageName, in region: String, _ tx: any StorageTransaction) throws -> String {
+        if image.image.region == region { return image.blobPath }
+        let row = try tx.replicationRows(of: name).first { $0.record.region == region }
+        guard let row else {
+            throw LabGalleryError.failedPrecondition(message: "template image \(name) is stored in \(image.image.region) and never replicates to the lab account's region \(region) (another geography); use a gallery in the account's geography")
+        }
+        let r = row.record
+        switch r.state {
+        case .completed:
+            if let blob = row.blobPath { return blob }
+            throw LabGalleryError.internal(message: "replica of \(name) in \(region) is COMPLETED but has no file")
+        case .failed:
+            throw LabGalleryError.failedPrecondition(message: "template image \(name) is not available in the lab account's region \(region): replication to \(region) failed (\(r.error ?? "unknown error")); call RetryReplication for \(name), then create the lab again")
+        case .pending, .replicating:
+            throw LabGalleryError.failedPrecondition(message: "template image \(name) is not available in the lab account's region \(region) yet: replication to \(region) is still in progress (\(r.state.rawValue), \(r.progressPercent)%); wait for it (WatchReplication) and create the lab again")
         }
     }
 

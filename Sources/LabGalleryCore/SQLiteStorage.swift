@@ -119,6 +119,10 @@ public final class SQLiteStorage: Storage {
                 );
                 """)
         }
+        // Replication engine: the partial replica file a job resumes from (kept across restarts).
+        m.registerMigration("v2") { db in
+            try db.execute(sql: "ALTER TABLE replication ADD COLUMN partialPath TEXT")
+        }
         return m
     }
 }
@@ -353,6 +357,7 @@ struct SQLiteTransaction: StorageTransaction {
         Set(try String.fetchAll(db, sql: """
             SELECT blobPath FROM image
             UNION SELECT blobPath FROM replication WHERE blobPath IS NOT NULL
+            UNION SELECT partialPath FROM replication WHERE partialPath IS NOT NULL
             UNION SELECT templatePath FROM lab
             """))
     }

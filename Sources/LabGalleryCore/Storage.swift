@@ -90,6 +90,13 @@ public protocol StorageTransaction {
     func insertReplications(_ records: [RegionReplication], for image: ImageName) throws
     /// Replication records of `image`, ordered by region.
     func replications(of image: ImageName) throws -> [RegionReplication]
+    /// Replication rows of `image` with their files, ordered by region (the replication engine's view).
+    func replicationRows(of image: ImageName) throws -> [ReplicationRow]
+    /// Every replication row of every image, ordered by gallery, image, region (engine startup).
+    func allReplicationRows() throws -> [ReplicationRow]
+    /// Writes state, progress, error, attempts and files of an existing row; `false` if the row is gone
+    /// (its image was deleted meanwhile).
+    func updateReplication(_ row: ReplicationRow) throws -> Bool
 
     // MARK: Per-account image enablement (only disabled images are stored)
     /// Images disabled for `account`.

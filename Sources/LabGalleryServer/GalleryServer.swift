@@ -14,6 +14,8 @@ public final class GalleryServer: Sendable {
     public let core: LabGalleryService
     /// The configuration the server was created with.
     public let configuration: ServerConfiguration
+    /// The replication engine (started by `init`, stopped by ``shutdown()``).
+    public let replication: ReplicationEngine
     private let transport: H2ServerTransport
     private let server: RPCServer
     private let health: HealthService
@@ -45,6 +47,8 @@ public final class GalleryServer: Sendable {
                 "orphan_files": "\(recovery.removedOrphanFiles.count)",
             ])
         }
+        let replication = ReplicationEngine(service: core, configuration: configuration.replication)
+        self.replication = replication
         let bootstrap = try core.bootstrapAdminToken()
         if bootstrap.created {
             logger.notice("admin token written to \(bootstrap.path.path)", metadata: ["mode": "0600"])
@@ -57,7 +61,8 @@ public final class GalleryServer: Sendable {
             transport: transport,
             services: [
                 LabAccountService(core: core), GalleryService(core: core), ImageService(core: core),
-                LabService(core: core), ReplicationService(core: core), BillingService(), health,
+                LabService(core: core), ReplicationService(engine: replication),
+                BillingService(core: core, priceSheet: configuration.priceSheet), health,
             ],
             interceptors: [AuthenticationInterceptor(core: core, logger: logger), CallLogInterceptor(logger: logger)])
     }
@@ -65,6 +70,8 @@ public final class GalleryServer: Sendable {
     /// Starts listening; returns the bound port (the real one when configured with port 0).
     @discardableResult
     public func start() throws -> Int {
+        // After init's file recovery (which keeps the partial replicas jobs reference): resume every job.
+        try replication.start()
         try server.start()
         return transport.boundPort
     }
@@ -72,11 +79,15 @@ public final class GalleryServer: Sendable {
     /// The port bound by ``start()``.
     public var boundPort: Int { transport.boundPort }
 
-    /// Graceful shutdown: health reports NOT_SERVING (ending health watches), new calls are refused
-    /// (GOAWAY), calls in flight get the grace period, then the database is closed.
+    /// Graceful shutdown: health reports NOT_SERVING (ending health watches), replication watch
+    /// streams end with UNAVAILABLE (clients reconnect elsewhere or later), new calls are refused
+    /// (GOAWAY), calls in flight get the grace period, replication jobs stop at their last durable
+    /// offset (they resume on the next start), then the database is closed.
     public func shutdown() async {
         health.shutdown()
+        replication.closeWatchers()
         await server.shutdown(gracePeriod: configuration.shutdownGracePeriod)
+        await replication.stop()
         if let sqlite = core.storage as? SQLiteStorage {
             do { try sqlite.pool.close() } catch {
                 logger.error("closing the database failed", metadata: ["error": "\(error)"])

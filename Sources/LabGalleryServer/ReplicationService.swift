@@ -2,38 +2,48 @@ import GeneratedProtos
 import H2RPC
 import LabGalleryCore
 
-/// `labgallery.v1.ReplicationService`: the status is served from the durable replication records;
-/// streaming and retries arrive with the replication engine.
+/// `labgallery.v1.ReplicationService` on the replication engine.
+///
+/// Watch streams read from a per-call mailbox that keeps only the latest status per image, so a slow
+/// client (whose `write` suspends under HTTP/2 flow control) sees progress coalesced and never slows
+/// replication or grows server memory. Client cancellation and deadlines cancel the handler's task,
+/// which ends the wait; server shutdown ends every stream with UNAVAILABLE.
 public struct ReplicationService: Labgallery_V1_ReplicationService.ServiceProtocol {
-    private let core: LabGalleryService
+    private let engine: ReplicationEngine
 
-    /// Creates the service over the core.
-    public init(core: LabGalleryService) { self.core = core }
+    /// Creates the service over the engine.
+    public init(engine: ReplicationEngine) { self.engine = engine }
 
-    /// GetReplicationStatus: one entry per other region of the gallery's geography.
+    /// GetReplicationStatus: one entry per other region of the gallery's geography (live progress).
     public func getReplicationStatus(request: Labgallery_V1_GetReplicationStatusRequest, context: ServerContext) async throws -> Labgallery_V1_ReplicationStatus {
-        Mapping.replicationStatus(try core.replicationStatus(image: request.image, caller: try Caller.current()))
+        Mapping.replicationStatus(try engine.status(image: request.image, caller: try Caller.current()))
     }
 
-    /// WatchReplication: UNIMPLEMENTED until the replication engine lands.
+    /// WatchReplication: the full state at once, then one per change; ends OK after a COMPLETED or FAILED state.
     public func watchReplication(request: Labgallery_V1_WatchReplicationRequest, response: ResponseWriter<Labgallery_V1_ReplicationStatus>, context: ServerContext) async throws {
-        _ = try Caller.current()
-        throw Self.notYet("WatchReplication")
+        let watch = try engine.watch(image: request.image, caller: try Caller.current())
+        try await Self.pump(watch, to: response)
     }
 
-    /// WatchGalleryReplication: UNIMPLEMENTED until the replication engine lands.
+    /// WatchGalleryReplication: every image's state, then every change, until the client cancels.
     public func watchGalleryReplication(request: Labgallery_V1_WatchGalleryReplicationRequest, response: ResponseWriter<Labgallery_V1_ReplicationStatus>, context: ServerContext) async throws {
-        _ = try Caller.current()
-        throw Self.notYet("WatchGalleryReplication")
+        let watch = try engine.watchGallery(gallery: request.gallery, caller: try Caller.current())
+        try await Self.pump(watch, to: response)
     }
 
-    /// RetryReplication: UNIMPLEMENTED until the replication engine lands.
+    /// RetryReplication: re-queues failed regions (all of them when `regions` is empty).
     public func retryReplication(request: Labgallery_V1_RetryReplicationRequest, context: ServerContext) async throws -> Labgallery_V1_ReplicationStatus {
-        _ = try Caller.current()
-        throw Self.notYet("RetryReplication")
+        Mapping.replicationStatus(try engine.retry(image: request.image, regions: request.regions, caller: try Caller.current()))
     }
 
-    static func notYet(_ method: String) -> RPCError {
-        RPCError(.unimplemented, "\(method) is not available yet: replication streaming lands with the replication engine; use GetReplicationStatus meanwhile")
+    static func pump(_ watch: ReplicationWatch, to response: ResponseWriter<Labgallery_V1_ReplicationStatus>) async throws {
+        defer { watch.close() }
+        do {
+            while let status = try await watch.next() {
+                try await response.write(Mapping.replicationStatus(status))
+            }
+        } catch ReplicationWatchError.shutdown {
+            throw RPCError(.unavailable, "the server is shutting down; reconnect and watch again (every message is the full state, nothing is lost)")
+        }
     }
 }

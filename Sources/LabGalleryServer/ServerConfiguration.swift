@@ -17,6 +17,10 @@ public struct ServerConfiguration: Sendable {
     public var regionsFile: URL?
     /// How long calls in flight may run on shutdown before they are cancelled.
     public var shutdownGracePeriod: Duration
+    /// Replication engine settings: concurrency, retries, WAN model and injected faults.
+    public var replication: ReplicationConfiguration
+    /// Prices of the cost report (GetGalleryCost).
+    public var priceSheet: PriceSheet
 
     /// Default request message size limit: 4 MiB, gRPC's default.
     public static let defaultMaxReceiveMessageSize = 4 * 1024 * 1024
@@ -26,10 +30,12 @@ public struct ServerConfiguration: Sendable {
                 dataDirectory: URL = URL(fileURLWithPath: "labgallery-data"),
                 maxReceiveMessageSize: Int = ServerConfiguration.defaultMaxReceiveMessageSize,
                 templateImages: TemplateImagePolicy = .any, regionsFile: URL? = nil,
-                shutdownGracePeriod: Duration = .seconds(10)) {
+                shutdownGracePeriod: Duration = .seconds(10), replication: ReplicationConfiguration = .init(),
+                priceSheet: PriceSheet = .default) {
         self.host = host; self.port = port; self.dataDirectory = dataDirectory
         self.maxReceiveMessageSize = maxReceiveMessageSize; self.templateImages = templateImages
         self.regionsFile = regionsFile; self.shutdownGracePeriod = shutdownGracePeriod
+        self.replication = replication; self.priceSheet = priceSheet
     }
 
     /// The core's settings: the region catalog (loaded from ``regionsFile`` if set) and the template policy.

@@ -33,19 +33,45 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "JSON region catalog {\"geographies\": {\"Name\": [\"region\", ...]}} replacing the built-in one.")
     var regionsFile: String?
 
+    @Option(help: "JSON replication config: concurrency, maxAttempts, backoff, WAN model (per-region bandwidthMiBps/latencyMs) and injected faults (see README).")
+    var replicationConfig: String?
+
+    @Option(help: "At most this many replication jobs at once (overrides the replication config).")
+    var replicationConcurrency: Int?
+
+    @Option(help: "Simulated WAN (bandwidth and latency per region): on or off (off copies at disk speed; overrides the replication config).")
+    var wanModel: String?
+
+    @Option(help: "JSON price sheet for GetGalleryCost: {\"currency\", \"storagePerGiBMonth\", \"egressPerGiB\", \"regions\"} (decimal strings).")
+    var priceSheet: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
     func validate() throws {
         guard maxMessageSize > 0 else { throw ValidationError("--max-message-size must be positive") }
+        if let n = replicationConcurrency, n < 1 { throw ValidationError("--replication-concurrency must be at least 1") }
+        if let w = wanModel, w != "on", w != "off" { throw ValidationError("--wan-model must be on or off") }
     }
 
     func run() async throws {
         Logs.bootstrap(level: logLevel)
         let logger = Logger(label: "labgallery-server")
+        var replication = ReplicationConfiguration()
+        var prices = PriceSheet.default
+        do {
+            if let path = replicationConfig { replication = try ReplicationConfiguration(contentsOf: URL(fileURLWithPath: path)) }
+            if let path = priceSheet { prices = try PriceSheet(contentsOf: URL(fileURLWithPath: path)) }
+        } catch {
+            logger.critical("bad configuration file", metadata: ["error": "\(error.message)"])
+            throw ExitCode.failure
+        }
+        if let n = replicationConcurrency { replication.concurrency = n }
+        if let w = wanModel { replication.wanModel = w == "on" }
         let configuration = ServerConfiguration(
             host: host, port: port, dataDirectory: dataDir.url, maxReceiveMessageSize: maxMessageSize,
-            templateImages: templateImages, regionsFile: regionsFile.map { URL(fileURLWithPath: $0) })
+            templateImages: templateImages, regionsFile: regionsFile.map { URL(fileURLWithPath: $0) },
+            replication: replication, priceSheet: prices)
 
         // Ignore the default actions first so a signal arriving during startup is not fatal;
         // the dispatch sources below then deliver them as events.
@@ -75,6 +101,8 @@ struct Serve: AsyncParsableCommand {
             "data_dir": "\(configuration.dataDirectory.path)",
             "max_message_size": "\(maxMessageSize)",
             "template_images": "\(templateImages == .any ? "any" : "generalized-only")",
+            "replication_concurrency": "\(replication.concurrency)",
+            "wan_model": "\(replication.wanModel ? "on" : "off")",
         ])
 
         var received: Int32 = 0

@@ -57,7 +57,7 @@ import Testing
             }
             _ = try await educator.labs.createLab(.init(labAccount: "labAccounts/a", labId: "l", lab: .init(templateImage: "galleries/g/images/img")))
             _ = try await admin.labs.createLab(.init(labAccount: "labAccounts/a", labId: "l2", lab: .init(templateImage: "galleries/g/images/img")))
-            #expect(s.files(under: "regions").count == 1, "the refused upload stored nothing")
+            #expect(s.files(under: "regions/eastus").count == 1, "the refused upload stored nothing")
         }
     }
 }
