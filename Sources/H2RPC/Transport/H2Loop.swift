@@ -44,6 +44,8 @@ final class H2Loop: @unchecked Sendable {
         cfg.max_recv_message = config.maxReceiveMessageSize
         cfg.max_concurrent_streams = config.maxConcurrentStreams
         cfg.reuse_port = reusePort ? 1 : 0
+        cfg.initial_window = config.streamWindowSize
+        cfg.connection_window = max(config.connectionWindowSize, config.streamWindowSize)
         let box = DelegateBox()
         var cb = h2_callbacks()
         cb.ctx = Unmanaged.passUnretained(box).toOpaque()
@@ -122,14 +124,23 @@ public struct H2Configuration: Sendable {
     /// Server: event-loop threads sharing the port (default 1). With handlers on the loops,
     /// one per core serves without thread hops.
     public var eventLoops: Int
+    /// Receive window per stream (SETTINGS_INITIAL_WINDOW_SIZE): how much a peer may send
+    /// ahead of what the application consumed. Default 4 MiB, so 1 MiB messages stream
+    /// without a round trip each.
+    public var streamWindowSize: UInt32
+    /// Receive window per connection: bounds what one connection can make us buffer. Default 16 MiB.
+    public var connectionWindowSize: UInt32
 
     /// Creates a configuration.
     public init(maxReceiveMessageSize: Int = 4 * 1024 * 1024, maxConcurrentStreams: UInt32 = 1000,
-                runHandlersOnEventLoop: Bool = false, eventLoops: Int = 1) {
+                runHandlersOnEventLoop: Bool = false, eventLoops: Int = 1,
+                streamWindowSize: UInt32 = 4 << 20, connectionWindowSize: UInt32 = 16 << 20) {
         self.maxReceiveMessageSize = maxReceiveMessageSize
         self.maxConcurrentStreams = maxConcurrentStreams
         self.runHandlersOnEventLoop = runHandlersOnEventLoop
         self.eventLoops = eventLoops
+        self.streamWindowSize = streamWindowSize
+        self.connectionWindowSize = connectionWindowSize
     }
 }
 
