@@ -1,2 +1,145 @@
-// placeholder: the CLI lands with its issue
-@main struct LabGalleryCLI { static func main() { print("labgallery: not yet implemented") } }
+import ArgumentParser
+import Foundation
+import LabGalleryClient
+
+/// `labgallery`: the operator CLI of a LabGallery server.
+@main
+struct LabGalleryCLI: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "labgallery",
+        abstract: "Operate a LabGallery server: lab accounts, galleries, images, labs, replication, cost.",
+        discussion: """
+            Connection: --endpoint host:port (or LABGALLERY_ENDPOINT, default 127.0.0.1:50051) and \
+            --token (or LABGALLERY_TOKEN, falling back to ./labgallery-data/admin.token). TLS is not \
+            available (the transport speaks h2c only).
+
+            Names: ids or full resource names. A gallery is `shared` or `galleries/shared`, a lab \
+            account `school` or `labAccounts/school`; an image `galleries/G/images/I`, `G/I`, or `I` \
+            when the command knows the gallery (--gallery, or the attached gallery of --lab-account); \
+            a lab `labAccounts/A/labs/L`, `A/L`, or `L` with --lab-account A.
+
+            Exit codes: 0 success; 1 local failure (unreadable file, bad flag value); 2 replication \
+            ended FAILED; 3 not confirmed (declined, or no terminal and no --yes); 10+N the server \
+            answered gRPC status N (13 INVALID_ARGUMENT, 15 NOT_FOUND, 16 ALREADY_EXISTS, \
+            17 PERMISSION_DENIED, 19 FAILED_PRECONDITION, 22 UNIMPLEMENTED, 24 UNAVAILABLE, \
+            26 UNAUTHENTICATED, …); 64 usage error.
+            """,
+        subcommands: [LabAccountCommand.self, GalleryCommand.self, ImageCommand.self, LabCommand.self,
+                      ReplicationCommand.self, CostCommand.self]
+    )
+
+    /// Parses, runs, and maps failures to the documented exit codes.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as LabGalleryClientError {
+            Console.err("error: \(error.code): \(error.message)\n")
+            Self.exit(withError: ExitCode(ExitCodes.status(error.code)))
+        } catch let error as CLIError {
+            Console.err("error: \(error.message)\n")
+            Self.exit(withError: ExitCode(error.exitCode))
+        } catch {
+            Self.exit(withError: error)  // help, --version, completion scripts, usage errors (64)
+        }
+    }
+}
+
+/// The exit codes (documented in the root command's help and README).
+enum ExitCodes {
+    static let localFailure: Int32 = 1
+    static let replicationFailed: Int32 = 2
+    static let notConfirmed: Int32 = 3
+    /// 10 + the gRPC status code, so every status has its own code.
+    static func status(_ code: LabGalleryClientError.Code) -> Int32 { 10 + Int32(code.rawValue) }
+}
+
+/// A failure of the CLI itself (not a server status).
+struct CLIError: Error {
+    var message: String
+    var exitCode: Int32 = ExitCodes.localFailure
+}
+
+/// How to reach the server (every command that talks to one includes these).
+struct ConnectionOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Server address host:port (env LABGALLERY_ENDPOINT; default 127.0.0.1:50051).", valueName: "host:port"))
+    var endpoint: String?
+
+    @Option(help: "Bearer token (env LABGALLERY_TOKEN; default: ./labgallery-data/admin.token if present).")
+    var token: String?
+
+    @Flag(help: "Use TLS. Not available: the transport speaks h2c only, so this is an error.")
+    var tls = false
+
+    @Option(help: ArgumentHelp("Deadline of each call in seconds (streams and uploads have none).", valueName: "seconds"))
+    var timeout: Double = 30
+
+    /// The client, from flags, then the environment, then the local defaults.
+    func client() throws -> LabGalleryClient {
+        let env = ProcessInfo.processInfo.environment
+        let endpoint = self.endpoint ?? env["LABGALLERY_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1:50051"
+        let (host, port) = try LabGalleryClient.parseEndpoint(endpoint)
+        var token = self.token ?? env["LABGALLERY_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        if token == nil, let local = try? String(contentsOfFile: "labgallery-data/admin.token", encoding: .utf8) {
+            token = local.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard timeout > 0 else { throw CLIError(message: "--timeout must be positive") }
+        return try LabGalleryClient(configuration: .init(host: host, port: port, token: token, useTLS: tls,
+                                                         defaultTimeout: .milliseconds(Int(timeout * 1000))))
+    }
+}
+
+/// `--output table|json`.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, json
+}
+
+struct OutputOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "table (for people) or json (stable, snake_case keys as in the proto).")
+    var output: OutputFormat = .table
+}
+
+/// Unbuffered writes to stdout/stderr (one path for both results and live redraws).
+enum Console {
+    static func out(_ s: String) { FileHandle.standardOutput.write(Data(s.utf8)) }
+    static func err(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }
+    static var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
+    static var stderrIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
+    static var stdinIsTerminal: Bool { isatty(STDIN_FILENO) == 1 }
+}
+
+// MARK: - Name resolution
+
+enum Names {
+    /// An image reference: full name or `G/I` as is; a bare id within `gallery`.
+    static func image(_ ref: String, gallery: String?) throws -> String {
+        if ref.contains("/") { return ResourceName.image(ref) }
+        guard let gallery else {
+            throw CLIError(message: "image \"\(ref)\": give galleries/G/images/\(ref), G/\(ref), or --gallery G", exitCode: 64)
+        }
+        return "\(ResourceName.gallery(gallery))/images/\(ref)"
+    }
+
+    /// An image reference where bare ids mean the lab account's attached gallery.
+    static func image(_ ref: String, labAccount: String, client: LabGalleryClient) async throws -> String {
+        if ref.contains("/") { return ResourceName.image(ref) }
+        let account = try await client.getLabAccount(labAccount)
+        guard let gallery = account.attachedGallery else {
+            throw CLIError(message: "image \"\(ref)\": \(account.name) has no attached gallery; give the full image name", exitCode: 64)
+        }
+        return "\(gallery)/images/\(ref)"
+    }
+
+    /// A lab reference: full name or `A/L` as is; a bare id within `labAccount`.
+    static func lab(_ ref: String, labAccount: String?) throws -> String {
+        if ref.contains("/") { return ResourceName.lab(ref) }
+        guard let labAccount else {
+            throw CLIError(message: "lab \"\(ref)\": give labAccounts/A/labs/\(ref), A/\(ref), or --lab-account A", exitCode: 64)
+        }
+        return "\(ResourceName.labAccount(labAccount))/labs/\(ref)"
+    }
+}

@@ -126,12 +126,17 @@ import Synchronization
         // Ask for 100,000 messages of 1 KiB (100 MB) and read none of them.
         let call = try await h.client.serverStreaming(TestService.flood, request: Blob([100]), responseType: Blob.self)
         #expect(await probe.wait { $0.startedCount == 1 })
-        try await Task.sleep(for: .milliseconds(500))
-        let stalled = probe.written
-        try await Task.sleep(for: .milliseconds(300))
-        // The writer is parked: windows (~1 MiB stream + socket buffers) and the 256 KiB
-        // high-water mark bound what could be written.
-        #expect(probe.written == stalled)
+        // Wait until the writer parks: no progress across 300 ms (up to 10 s on a busy machine).
+        var stalled = -1
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            let before = probe.written
+            try await Task.sleep(for: .milliseconds(300))
+            if probe.written == before { stalled = before; break }
+        }
+        // Parked well short of the 100,000 asked for: the windows (4 MiB stream + socket
+        // buffers) and the 256 KiB high-water mark bound what could be written.
+        #expect(stalled > 0)
         #expect(stalled < 20_000)
         var read = 0
         for try await _ in call {

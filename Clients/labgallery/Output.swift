@@ -1,0 +1,108 @@
+import Foundation
+import LabGalleryClient
+
+/// Renders results as a table (people) or JSON (scripts).
+enum Output {
+    /// Prints `value` as pretty, key-sorted JSON, or the table `table` builds.
+    static func emit<T: Encodable>(_ value: T, _ format: OutputFormat, table: () -> String) throws {
+        switch format {
+        case .json: Console.out(try json(value, pretty: true) + "\n")
+        case .table: Console.out(table())
+        }
+    }
+
+    /// JSON with sorted keys and unescaped slashes (resource names stay readable).
+    static func json<T: Encodable>(_ value: T, pretty: Bool) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    /// Columns padded to their widest cell.
+    static func table(_ headers: [String], _ rows: [[String]]) -> String {
+        var widths = headers.map(\.count)
+        for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, c in i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ") + "\n"
+        }
+        return line(headers) + rows.map(line).joined()
+    }
+
+    /// `key: value` lines, keys aligned.
+    static func fields(_ pairs: [(String, String)]) -> String {
+        let width = pairs.map(\.0.count).max() ?? 0
+        return pairs.map { "\($0.0.padding(toLength: width, withPad: " ", startingAt: 0))  \($0.1)\n" }.joined()
+    }
+
+    static func bytes(_ n: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(n)
+        var unit = 0
+        while value >= 1024, unit < units.count - 1 { value /= 1024; unit += 1 }
+        return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
+    }
+
+    static func rate(_ bytesPerSecond: Double) -> String { bytes(Int64(bytesPerSecond)) + "/s" }
+
+    static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite, seconds >= 0 else { return "--" }
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? "\(s / 3600)h\(s % 3600 / 60)m" : s >= 60 ? "\(s / 60)m\(s % 60)s" : "\(s)s"
+    }
+}
+
+// MARK: - Per-type tables
+
+extension LabAccount {
+    var fields: [(String, String)] {
+        [("name", name), ("display name", displayName), ("region", region), ("attached gallery", attachedGallery ?? "-")]
+    }
+    var row: [String] { [name, region, attachedGallery ?? "-", displayName] }
+    static let headers = ["NAME", "REGION", "ATTACHED GALLERY", "DISPLAY NAME"]
+}
+
+extension Gallery {
+    var fields: [(String, String)] { [("name", name), ("display name", displayName), ("region", region), ("geography", geography)] }
+    var row: [String] { [name, region, geography, displayName] }
+    static let headers = ["NAME", "REGION", "GEOGRAPHY", "DISPLAY NAME"]
+}
+
+extension Image {
+    var fields: [(String, String)] {
+        [("name", name), ("display name", displayName), ("os type", osType.rawValue), ("os state", osState.rawValue),
+         ("source", source.rawValue), ("source lab", sourceLab ?? "-"), ("size", "\(Output.bytes(sizeBytes)) (\(sizeBytes) bytes)"),
+         ("sha256", sha256), ("region", region), ("author", author)]
+    }
+    var row: [String] { [name, osType.rawValue, osState.rawValue, source.rawValue, Output.bytes(sizeBytes)] }
+    static let headers = ["NAME", "OS TYPE", "OS STATE", "SOURCE", "SIZE"]
+}
+
+extension Lab {
+    var fields: [(String, String)] { [("name", name), ("display name", displayName), ("template image", templateImage)] }
+    var row: [String] { [name, templateImage, displayName] }
+    static let headers = ["NAME", "TEMPLATE IMAGE", "DISPLAY NAME"]
+}
+
+extension ReplicationStatus {
+    var table: String {
+        "image: \(image)\nstate: \(aggregatedState.rawValue)\n"
+            + Output.table(["REGION", "STATE", "PROGRESS", "COPIED", "ATTEMPTS", "ERROR"], regions.map {
+                [$0.region, $0.state.rawValue, String(format: "%.1f%%", $0.progressPercent),
+                 "\(Output.bytes($0.bytesCopied))/\(Output.bytes($0.bytesTotal))", "\($0.attempts)", $0.error ?? ""]
+            })
+    }
+}
+
+// MARK: - JSON envelopes of list commands (shaped like the proto List responses)
+
+struct LabAccountList: Encodable { let labAccounts: [LabAccount]; enum CodingKeys: String, CodingKey { case labAccounts = "lab_accounts" } }
+struct GalleryList: Encodable { let galleries: [Gallery] }
+struct ImageList: Encodable { let images: [Image] }
+struct LabAccountImageList: Encodable { let images: [LabAccountImage] }
+struct LabList: Encodable { let labs: [Lab] }
+struct RoleAssignmentList: Encodable {
+    let roleAssignments: [RoleAssignment]
+    enum CodingKeys: String, CodingKey { case roleAssignments = "role_assignments" }
+}
+struct Deleted: Encodable { let deleted: String }

@@ -1,0 +1,424 @@
+import Foundation
+import GeneratedProtos
+import H2RPC
+
+/// A typed client of one LabGallery server.
+///
+/// One object per server: every call shares one HTTP/2 connection (h2c), which is opened on the
+/// first call and re-established on the next call after it drops. Authenticates every call
+/// with the bearer token. Methods take and return the library's own value types
+/// (``Gallery``, ``Image``, ``ReplicationStatus``…), accept short names (see ``ResourceName``)
+/// and throw only ``LabGalleryClientError``.
+///
+/// - Deadlines: every unary method takes `timeout` (nil: ``Configuration/defaultTimeout``);
+///   it bounds the whole method, retries included.
+/// - Cancellation: cancelling the calling task cancels the call (RST_STREAM); the method throws
+///   `cancelled`.
+/// - Retries: reads (Get/List, and re-opening a dropped watch stream) are retried on
+///   `UNAVAILABLE` per ``RetryPolicy``; writes are never retried (a write that may have been
+///   applied surfaces its `UNAVAILABLE` to the caller).
+///
+/// ```swift
+/// let client = try LabGalleryClient(endpoint: "127.0.0.1:50051", token: token)
+/// let gallery = try await client.createGallery(id: "shared", displayName: "Shared", region: "westus2")
+/// for try await status in client.watchReplication(image: "shared/ubuntu") { print(status.aggregatedState) }
+/// ```
+public final class LabGalleryClient: Sendable {
+    /// How reads are retried on `UNAVAILABLE`: exponential backoff with jitter, capped.
+    public struct RetryPolicy: Sendable, Hashable {
+        /// Attempts in all, the first included (1 disables retries).
+        public var maxAttempts: Int
+        /// The wait before the first retry.
+        public var initialBackoff: Duration
+        /// The longest wait between attempts.
+        public var maxBackoff: Duration
+
+        /// Creates a policy.
+        public init(maxAttempts: Int = 5, initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(2)) {
+            self.maxAttempts = max(1, maxAttempts)
+            self.initialBackoff = initialBackoff
+            self.maxBackoff = maxBackoff
+        }
+
+        /// The default: 5 attempts, 100 ms doubling up to 2 s.
+        public static let `default` = RetryPolicy()
+    }
+
+    /// Where and how to connect.
+    public struct Configuration: Sendable {
+        /// The server's host name or address.
+        public var host: String
+        /// The server's port.
+        public var port: Int
+        /// The bearer token sent as `authorization: Bearer <token>` (nil: none; only health works then).
+        public var token: String?
+        /// TLS. Not available: H2RPC's transport speaks h2c (HTTP/2 over cleartext) only, so
+        /// `true` makes the initializer throw `unimplemented`.
+        public var useTLS: Bool
+        /// The deadline of unary calls that pass no `timeout` (nil: none). Streams have none by default.
+        public var defaultTimeout: Duration?
+        /// How reads are retried.
+        public var retryPolicy: RetryPolicy
+
+        /// Creates a configuration.
+        public init(host: String = "127.0.0.1", port: Int = 50051, token: String?, useTLS: Bool = false,
+                    defaultTimeout: Duration? = .seconds(30), retryPolicy: RetryPolicy = .default) {
+            self.host = host; self.port = port; self.token = token; self.useTLS = useTLS
+            self.defaultTimeout = defaultTimeout; self.retryPolicy = retryPolicy
+        }
+    }
+
+    /// The configuration the client was created with.
+    public let configuration: Configuration
+    let rpc: RPCClient
+
+    /// Creates a client; it connects lazily, on the first call.
+    public init(configuration: Configuration) throws(LabGalleryClientError) {
+        guard !configuration.useTLS else {
+            throw LabGalleryClientError(.unimplemented, "TLS is not available: the H2RPC transport speaks h2c (cleartext HTTP/2) only")
+        }
+        self.configuration = configuration
+        let transport: H2ClientTransport
+        do { transport = try H2ClientTransport(host: configuration.host, port: configuration.port) } catch {
+            throw LabGalleryClientError(error)
+        }
+        rpc = RPCClient(transport: transport, interceptors: configuration.token.map { [BearerToken(token: $0)] } ?? [])
+    }
+
+    /// Creates a client of `host:port` with `token`.
+    public convenience init(host: String = "127.0.0.1", port: Int = 50051, token: String?) throws(LabGalleryClientError) {
+        try self.init(configuration: Configuration(host: host, port: port, token: token))
+    }
+
+    /// Creates a client of `endpoint` (`host:port`, `[v6-address]:port`, or `host` for port 50051).
+    public convenience init(endpoint: String, token: String?) throws(LabGalleryClientError) {
+        let (host, port) = try Self.parseEndpoint(endpoint)
+        try self.init(configuration: Configuration(host: host, port: port, token: token))
+    }
+
+    /// Splits `host:port` (port 50051 when omitted); throws `invalidArgument` when malformed.
+    public static func parseEndpoint(_ endpoint: String) throws(LabGalleryClientError) -> (host: String, port: Int) {
+        var host = endpoint
+        var port = 50051
+        if endpoint.hasPrefix("[") {  // [::1]:50051
+            guard let close = endpoint.firstIndex(of: "]") else {
+                throw LabGalleryClientError(.invalidArgument, "endpoint \"\(endpoint)\": missing \"]\"")
+            }
+            host = String(endpoint[endpoint.index(after: endpoint.startIndex)..<close])
+            let rest = endpoint[endpoint.index(after: close)...]
+            if !rest.isEmpty {
+                guard rest.hasPrefix(":"), let p = Int(rest.dropFirst()) else {
+                    throw LabGalleryClientError(.invalidArgument, "endpoint \"\(endpoint)\": expected [host]:port")
+                }
+                port = p
+            }
+        } else if let colon = endpoint.lastIndex(of: ":") {
+            host = String(endpoint[..<colon])
+            guard let p = Int(endpoint[endpoint.index(after: colon)...]) else {
+                throw LabGalleryClientError(.invalidArgument, "endpoint \"\(endpoint)\": the port is not a number (expected host:port)")
+            }
+            port = p
+        }
+        guard !host.isEmpty, (1...65535).contains(port) else {
+            throw LabGalleryClientError(.invalidArgument, "endpoint \"\(endpoint)\": expected host:port with a port in 1-65535")
+        }
+        return (host, port)
+    }
+
+    /// Closes the connection; calls in flight end with `unavailable`. Later calls reconnect.
+    public func close() { rpc.close() }
+
+    // MARK: - Lab accounts
+
+    /// How `createLabAccount` gets its gallery.
+    public enum GallerySetup: Sendable, Hashable {
+        /// Create `galleries/{id}` in the account's region and attach it.
+        case createNew(id: String, displayName: String = "")
+        /// Attach an existing gallery (`galleries/{id}` or `{id}`).
+        case attach(String)
+    }
+
+    /// `CreateLabAccount`: creates `labAccounts/{id}` in `region`, optionally with a gallery.
+    public func createLabAccount(id: String, displayName: String = "", region: String, gallery: GallerySetup? = nil,
+                                 timeout: Duration? = nil) async throws(LabGalleryClientError) -> LabAccount {
+        var request = Labgallery_V1_CreateLabAccountRequest(labAccountId: id, labAccount: .init(displayName: displayName, region: region))
+        switch gallery {
+        case .createNew(let gid, let name)?: request.gallery = .createGallery(.init(galleryId: gid, displayName: name))
+        case .attach(let name)?: request.gallery = .attachGallery(ResourceName.gallery(name))
+        case nil: break
+        }
+        return LabAccount(try await write(timeout) { try await self.labAccounts.createLabAccount(request, options: $0) })
+    }
+
+    /// `GetLabAccount`.
+    public func getLabAccount(_ name: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> LabAccount {
+        let request = Labgallery_V1_GetLabAccountRequest(name: ResourceName.labAccount(name))
+        return LabAccount(try await read(timeout) { try await self.labAccounts.getLabAccount(request, options: $0) })
+    }
+
+    /// `ListLabAccounts`: one page.
+    public func listLabAccounts(pageSize: Int = 0, pageToken: String? = nil,
+                                timeout: Duration? = nil) async throws(LabGalleryClientError) -> Page<LabAccount> {
+        let request = Labgallery_V1_ListLabAccountsRequest(pageSize: Int32(clamping: pageSize), pageToken: pageToken ?? "")
+        let r = try await read(timeout) { try await self.labAccounts.listLabAccounts(request, options: $0) }
+        return Page(items: r.labAccounts.map(LabAccount.init), nextPageToken: nonEmpty(r.nextPageToken))
+    }
+
+    /// Every lab account (follows `next_page_token`; each page is a retried read).
+    public func allLabAccounts(timeout: Duration? = nil) async throws(LabGalleryClientError) -> [LabAccount] {
+        try await collect { (token) async throws(LabGalleryClientError) in try await self.listLabAccounts(pageToken: token, timeout: timeout) }
+    }
+
+    /// `DeleteLabAccount`.
+    public func deleteLabAccount(_ name: String, timeout: Duration? = nil) async throws(LabGalleryClientError) {
+        let request = Labgallery_V1_DeleteLabAccountRequest(name: ResourceName.labAccount(name))
+        _ = try await write(timeout) { try await self.labAccounts.deleteLabAccount(request, options: $0) }
+    }
+
+    // MARK: - Galleries
+
+    /// `CreateGallery`: creates `galleries/{id}` in `region`, outside any lab account.
+    public func createGallery(id: String, displayName: String = "", region: String,
+                              timeout: Duration? = nil) async throws(LabGalleryClientError) -> Gallery {
+        let request = Labgallery_V1_CreateGalleryRequest(galleryId: id, gallery: .init(displayName: displayName, region: region))
+        return Gallery(try await write(timeout) { try await self.galleries.createGallery(request, options: $0) })
+    }
+
+    /// `GetGallery`.
+    public func getGallery(_ name: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> Gallery {
+        let request = Labgallery_V1_GetGalleryRequest(name: ResourceName.gallery(name))
+        return Gallery(try await read(timeout) { try await self.galleries.getGallery(request, options: $0) })
+    }
+
+    /// `ListGalleries`: one page.
+    public func listGalleries(pageSize: Int = 0, pageToken: String? = nil,
+                              timeout: Duration? = nil) async throws(LabGalleryClientError) -> Page<Gallery> {
+        let request = Labgallery_V1_ListGalleriesRequest(pageSize: Int32(clamping: pageSize), pageToken: pageToken ?? "")
+        let r = try await read(timeout) { try await self.galleries.listGalleries(request, options: $0) }
+        return Page(items: r.galleries.map(Gallery.init), nextPageToken: nonEmpty(r.nextPageToken))
+    }
+
+    /// Every gallery (follows `next_page_token`).
+    public func allGalleries(timeout: Duration? = nil) async throws(LabGalleryClientError) -> [Gallery] {
+        try await collect { (token) async throws(LabGalleryClientError) in try await self.listGalleries(pageToken: token, timeout: timeout) }
+    }
+
+    /// `DeleteGallery` (refused while attached to a lab account).
+    public func deleteGallery(_ name: String, timeout: Duration? = nil) async throws(LabGalleryClientError) {
+        let request = Labgallery_V1_DeleteGalleryRequest(name: ResourceName.gallery(name))
+        _ = try await write(timeout) { try await self.galleries.deleteGallery(request, options: $0) }
+    }
+
+    /// `AttachGallery`: attaches `gallery` to `labAccount` (FAILED_PRECONDITION if one is attached).
+    public func attachGallery(_ gallery: String, to labAccount: String,
+                              timeout: Duration? = nil) async throws(LabGalleryClientError) -> LabAccount {
+        let request = Labgallery_V1_AttachGalleryRequest(labAccount: ResourceName.labAccount(labAccount), gallery: ResourceName.gallery(gallery))
+        return LabAccount(try await write(timeout) { try await self.galleries.attachGallery(request, options: $0) })
+    }
+
+    /// `DetachGallery`: the server refuses (INVALID_ARGUMENT) unless `confirm` is true.
+    public func detachGallery(from labAccount: String, confirm: Bool,
+                              timeout: Duration? = nil) async throws(LabGalleryClientError) -> LabAccount {
+        let request = Labgallery_V1_DetachGalleryRequest(labAccount: ResourceName.labAccount(labAccount), confirm: confirm)
+        return LabAccount(try await write(timeout) { try await self.galleries.detachGallery(request, options: $0) })
+    }
+
+    /// `ListRoleAssignments` of a gallery.
+    public func listRoleAssignments(gallery: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> [RoleAssignment] {
+        let request = Labgallery_V1_ListRoleAssignmentsRequest(gallery: ResourceName.gallery(gallery))
+        return try await read(timeout) { try await self.galleries.listRoleAssignments(request, options: $0) }.roleAssignments.map(RoleAssignment.init)
+    }
+
+    // MARK: - Images (uploads are in Upload.swift)
+
+    /// `GetImage`.
+    public func getImage(_ name: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> Image {
+        let request = Labgallery_V1_GetImageRequest(name: ResourceName.image(name))
+        return Image(try await read(timeout) { try await self.images.getImage(request, options: $0) })
+    }
+
+    /// `ListImages` of a gallery: one page.
+    public func listImages(gallery: String, pageSize: Int = 0, pageToken: String? = nil,
+                           timeout: Duration? = nil) async throws(LabGalleryClientError) -> Page<Image> {
+        let request = Labgallery_V1_ListImagesRequest(gallery: ResourceName.gallery(gallery), pageSize: Int32(clamping: pageSize),
+                                                      pageToken: pageToken ?? "")
+        let r = try await read(timeout) { try await self.images.listImages(request, options: $0) }
+        return Page(items: r.images.map(Image.init), nextPageToken: nonEmpty(r.nextPageToken))
+    }
+
+    /// Every image of a gallery (follows `next_page_token`).
+    public func allImages(gallery: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> [Image] {
+        try await collect { (token) async throws(LabGalleryClientError) in try await self.listImages(gallery: gallery, pageToken: token, timeout: timeout) }
+    }
+
+    /// `DeleteImage` (refused while a lab uses it as its template).
+    public func deleteImage(_ name: String, timeout: Duration? = nil) async throws(LabGalleryClientError) {
+        let request = Labgallery_V1_DeleteImageRequest(name: ResourceName.image(name))
+        _ = try await write(timeout) { try await self.images.deleteImage(request, options: $0) }
+    }
+
+    /// `ListLabAccountImages`: the images of the account's attached gallery, with whether each is enabled.
+    public func listLabAccountImages(labAccount: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> [LabAccountImage] {
+        let request = Labgallery_V1_ListLabAccountImagesRequest(labAccount: ResourceName.labAccount(labAccount))
+        return try await read(timeout) { try await self.images.listLabAccountImages(request, options: $0) }.images.map(LabAccountImage.init)
+    }
+
+    /// `SetImagesEnabled`: enables or disables `images` for `labAccount`, all or nothing.
+    public func setImagesEnabled(_ images: [String], enabled: Bool, labAccount: String,
+                                 timeout: Duration? = nil) async throws(LabGalleryClientError) -> [LabAccountImage] {
+        let request = Labgallery_V1_SetImagesEnabledRequest(labAccount: ResourceName.labAccount(labAccount),
+                                                            images: images.map(ResourceName.image), enabled: enabled)
+        return try await write(timeout) { try await self.images.setImagesEnabled(request, options: $0) }.images.map(LabAccountImage.init)
+    }
+
+    /// `SaveLabTemplateImage`: saves the lab's template as a SPECIALIZED image in the account's attached gallery.
+    public func saveLabTemplateImage(lab: String, imageID: String, displayName: String = "",
+                                     timeout: Duration? = nil) async throws(LabGalleryClientError) -> Image {
+        let request = Labgallery_V1_SaveLabTemplateImageRequest(lab: ResourceName.lab(lab), imageId: imageID, displayName: displayName)
+        return Image(try await write(timeout) { try await self.images.saveLabTemplateImage(request, options: $0) })
+    }
+
+    // MARK: - Labs
+
+    /// `CreateLab`: `templateImage` must be in the attached gallery and enabled for the account.
+    public func createLab(labAccount: String, id: String, displayName: String = "", templateImage: String,
+                          timeout: Duration? = nil) async throws(LabGalleryClientError) -> Lab {
+        let request = Labgallery_V1_CreateLabRequest(labAccount: ResourceName.labAccount(labAccount), labId: id,
+                                                     lab: .init(displayName: displayName, templateImage: ResourceName.image(templateImage)))
+        return Lab(try await write(timeout) { try await self.labs.createLab(request, options: $0) })
+    }
+
+    /// `GetLab`.
+    public func getLab(_ name: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> Lab {
+        let request = Labgallery_V1_GetLabRequest(name: ResourceName.lab(name))
+        return Lab(try await read(timeout) { try await self.labs.getLab(request, options: $0) })
+    }
+
+    /// `ListLabs` of a lab account: one page.
+    public func listLabs(labAccount: String, pageSize: Int = 0, pageToken: String? = nil,
+                         timeout: Duration? = nil) async throws(LabGalleryClientError) -> Page<Lab> {
+        let request = Labgallery_V1_ListLabsRequest(labAccount: ResourceName.labAccount(labAccount), pageSize: Int32(clamping: pageSize),
+                                                    pageToken: pageToken ?? "")
+        let r = try await read(timeout) { try await self.labs.listLabs(request, options: $0) }
+        return Page(items: r.labs.map(Lab.init), nextPageToken: nonEmpty(r.nextPageToken))
+    }
+
+    /// Every lab of a lab account (follows `next_page_token`).
+    public func allLabs(labAccount: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> [Lab] {
+        try await collect { (token) async throws(LabGalleryClientError) in try await self.listLabs(labAccount: labAccount, pageToken: token, timeout: timeout) }
+    }
+
+    /// `DeleteLab`.
+    public func deleteLab(_ name: String, timeout: Duration? = nil) async throws(LabGalleryClientError) {
+        let request = Labgallery_V1_DeleteLabRequest(name: ResourceName.lab(name))
+        _ = try await write(timeout) { try await self.labs.deleteLab(request, options: $0) }
+    }
+
+    // MARK: - Replication (watch streams are in Watch.swift) and billing
+
+    /// `GetReplicationStatus`.
+    public func getReplicationStatus(image: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> ReplicationStatus {
+        let request = Labgallery_V1_GetReplicationStatusRequest(image: ResourceName.image(image))
+        return ReplicationStatus(try await read(timeout) { try await self.replication.getReplicationStatus(request, options: $0) })
+    }
+
+    /// `RetryReplication`: restarts the failed copies of `image` (`regions` empty: every failed region).
+    public func retryReplication(image: String, regions: [String] = [],
+                                 timeout: Duration? = nil) async throws(LabGalleryClientError) -> ReplicationStatus {
+        let request = Labgallery_V1_RetryReplicationRequest(image: ResourceName.image(image), regions: regions)
+        return ReplicationStatus(try await write(timeout) { try await self.replication.retryReplication(request, options: $0) })
+    }
+
+    /// `GetGalleryCost`: one priced line per image replica.
+    public func getGalleryCost(gallery: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> GalleryCost {
+        let request = Labgallery_V1_GetGalleryCostRequest(gallery: ResourceName.gallery(gallery))
+        return GalleryCost(try await read(timeout) { try await self.billing.getGalleryCost(request, options: $0) })
+    }
+
+    // MARK: - Plumbing
+
+    var labAccounts: Labgallery_V1_LabAccountService.Client { .init(wrapping: rpc) }
+    var galleries: Labgallery_V1_GalleryService.Client { .init(wrapping: rpc) }
+    var images: Labgallery_V1_ImageService.Client { .init(wrapping: rpc) }
+    var labs: Labgallery_V1_LabService.Client { .init(wrapping: rpc) }
+    var replication: Labgallery_V1_ReplicationService.Client { .init(wrapping: rpc) }
+    var billing: Labgallery_V1_BillingService.Client { .init(wrapping: rpc) }
+
+    /// A write: one attempt, never retried (it may have been applied even when the reply was lost).
+    func write<T: Sendable>(_ timeout: Duration?, _ call: (CallOptions) async throws -> T) async throws(LabGalleryClientError) -> T {
+        do {
+            return try await call(CallOptions(timeout: timeout ?? configuration.defaultTimeout))
+        } catch {
+            throw LabGalleryClientError(error)
+        }
+    }
+
+    /// An idempotent read: retried on UNAVAILABLE per the retry policy, all attempts within one deadline.
+    func read<T: Sendable>(_ timeout: Duration?, _ call: (CallOptions) async throws -> T) async throws(LabGalleryClientError) -> T {
+        let deadline = (timeout ?? configuration.defaultTimeout).map { ContinuousClock.now + $0 }
+        var backoff = Backoff(configuration.retryPolicy)
+        while true {
+            let remaining = deadline.map { $0 - ContinuousClock.now }
+            if let remaining, remaining <= .zero {
+                throw LabGalleryClientError(.deadlineExceeded, "the call did not complete within its timeout (after \(backoff.attempt) attempts)")
+            }
+            do {
+                return try await call(CallOptions(timeout: remaining))
+            } catch {
+                let e = LabGalleryClientError(error)
+                guard e.code == .unavailable, let wait = backoff.next(), !Task.isCancelled else { throw e }
+                if let remaining, wait >= remaining { throw e }
+                do { try await Task.sleep(for: wait) } catch { throw LabGalleryClientError(.cancelled, "the task was cancelled while waiting to retry: \(e.message)") }
+            }
+        }
+    }
+
+    /// Follows `next_page_token` until the last page.
+    func collect<T: Sendable>(_ page: (String?) async throws(LabGalleryClientError) -> Page<T>) async throws(LabGalleryClientError) -> [T] {
+        var items: [T] = []
+        var token: String? = nil
+        repeat {
+            let p = try await page(token)
+            items += p.items
+            token = p.nextPageToken
+        } while token != nil
+        return items
+    }
+}
+
+/// Capped exponential backoff with jitter (half to full of the current step).
+struct Backoff {
+    let policy: LabGalleryClient.RetryPolicy
+    private(set) var attempt = 1
+    private var step: Duration
+
+    init(_ policy: LabGalleryClient.RetryPolicy) {
+        self.policy = policy
+        self.step = policy.initialBackoff
+    }
+
+    /// The wait before the next attempt, or nil when the attempts are used up.
+    mutating func next() -> Duration? {
+        guard attempt < policy.maxAttempts else { return nil }
+        attempt += 1
+        let wait = step * Double.random(in: 0.5...1.0)
+        step = min(step * 2, policy.maxBackoff)
+        return wait
+    }
+
+    /// Starts over (a watch stream delivered a message: the connection works again).
+    mutating func reset() {
+        attempt = 1
+        step = policy.initialBackoff
+    }
+}
+
+/// Adds `authorization: Bearer <token>` to every call.
+struct BearerToken: ClientInterceptor {
+    let token: String
+    func prepare(_ head: inout ClientRequestHead) throws {
+        head.metadata.replace("authorization", "Bearer \(token)")
+    }
+}
+
+func nonEmpty(_ s: String) -> String? { s.isEmpty ? nil : s }

@@ -1,1 +1,0 @@
-// placeholder: the client library lands with its issue

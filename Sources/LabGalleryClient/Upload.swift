@@ -1,0 +1,93 @@
+import Foundation
+import GeneratedProtos
+import H2RPC
+
+extension LabGalleryClient {
+    /// The largest chunk sent in one message (the server's default receive limit is 4 MiB).
+    static let maxChunk = 1 << 20
+
+    /// `UploadImage` from a file: streams its bytes after the header, reporting progress.
+    ///
+    /// - Parameters:
+    ///   - chunkSize: bytes per message (at most 1 MiB).
+    ///   - timeout: a deadline for the whole upload; nil for none (uploads can be long).
+    ///   - progress: called after each chunk is handed to the connection (flow control paces it,
+    ///     so the count follows what the server has taken).
+    /// - Throws: `invalidArgument` when the file cannot be read; the server's status otherwise
+    ///   (a wrong `sha256` is `invalidArgument` and stores nothing). Never retried.
+    public func uploadImage(_ upload: ImageUpload, from fileURL: URL, chunkSize: Int = 256 * 1024, timeout: Duration? = nil,
+                            progress: (@Sendable (UploadProgress) -> Void)? = nil) async throws(LabGalleryClientError) -> Image {
+        let handle: FileHandle
+        let size: Int64
+        do {
+            handle = try FileHandle(forReadingFrom: fileURL)
+            size = Int64(try handle.seekToEnd())
+            try handle.seek(toOffset: 0)
+        } catch {
+            throw LabGalleryClientError(.invalidArgument, "cannot read \(fileURL.path): \(error.localizedDescription)")
+        }
+        defer { try? handle.close() }
+        return try await uploadImage(upload, chunks: FileChunks(handle: handle, chunkSize: min(max(chunkSize, 1), Self.maxChunk)),
+                                     totalBytes: size, timeout: timeout, progress: progress)
+    }
+
+    /// `UploadImage` from any `AsyncSequence` of byte chunks (chunks above 1 MiB are split).
+    ///
+    /// If `chunks` throws, the call is cancelled (the server stores nothing) and the error is
+    /// rethrown as a ``LabGalleryClientError``. `totalBytes` only feeds `progress`.
+    public func uploadImage<Chunks: AsyncSequence>(
+        _ upload: ImageUpload, chunks: Chunks, totalBytes: Int64? = nil, timeout: Duration? = nil,
+        progress: (@Sendable (UploadProgress) -> Void)? = nil
+    ) async throws(LabGalleryClientError) -> Image where Chunks.Element == [UInt8] {
+        let header = Labgallery_V1_UploadImageRequest.Header(
+            gallery: ResourceName.gallery(upload.gallery), imageId: upload.imageID, displayName: upload.displayName,
+            osType: upload.osType.proto, osState: upload.osState.proto, sha256: upload.sha256 ?? "")
+        let call = images.uploadImage(options: CallOptions(timeout: timeout))
+        var sent: Int64 = 0
+        do {
+            try await call.send(.init(data: .header(header)))
+            progress?(UploadProgress(bytesSent: 0, totalBytes: totalBytes))
+            for try await chunk in chunks {
+                var offset = 0
+                while offset < chunk.count {
+                    let end = min(offset + Self.maxChunk, chunk.count)
+                    try await call.send(.init(data: .chunk(Array(chunk[offset..<end]))))
+                    sent += Int64(end - offset)
+                    offset = end
+                    progress?(UploadProgress(bytesSent: sent, totalBytes: totalBytes))
+                }
+            }
+        } catch let error as RPCError {
+            // The call ended early (the server refused, or the deadline passed): its status,
+            // read below, is the real reason.
+            _ = error
+        } catch {
+            call.cancel()
+            throw LabGalleryClientError(error)
+        }
+        call.finish()
+        do {
+            return Image(try await call.response())
+        } catch {
+            throw LabGalleryClientError(error)
+        }
+    }
+}
+
+/// A file's bytes as an async sequence of chunks.
+struct FileChunks: AsyncSequence {
+    typealias Element = [UInt8]
+    let handle: FileHandle
+    let chunkSize: Int
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let handle: FileHandle
+        let chunkSize: Int
+        mutating func next() async throws -> [UInt8]? {
+            guard let data = try handle.read(upToCount: chunkSize), !data.isEmpty else { return nil }
+            return [UInt8](data)
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(handle: handle, chunkSize: chunkSize) }
+}

@@ -1,0 +1,108 @@
+import GeneratedProtos
+import H2RPC
+
+extension LabGalleryClient {
+    /// `WatchReplication`: the image's full status at once, then one per change; the sequence
+    /// ends when the aggregated state is COMPLETED or FAILED.
+    ///
+    /// ```swift
+    /// for try await status in client.watchReplication(image: "shared/ubuntu") { … }
+    /// ```
+    /// The call opens on the first iteration. A dropped connection (`UNAVAILABLE`) re-opens the
+    /// watch per the retry policy — every message is a complete status, so nothing is lost.
+    /// Cancelling the iterating task (or leaving the loop) cancels the call.
+    public func watchReplication(image: String) -> ReplicationWatch {
+        ReplicationWatch(client: self, target: .image(ResourceName.image(image)))
+    }
+
+    /// `WatchGalleryReplication`: the current status of every image of the gallery, then every
+    /// change, until the iterating task is cancelled. Re-opened after a drop like ``watchReplication(image:)``.
+    public func watchGalleryReplication(gallery: String) -> ReplicationWatch {
+        ReplicationWatch(client: self, target: .gallery(ResourceName.gallery(gallery)))
+    }
+}
+
+/// A replication watch: an `AsyncSequence` of ``ReplicationStatus`` that throws ``LabGalleryClientError``.
+public struct ReplicationWatch: AsyncSequence, Sendable {
+    /// Each message is a complete status of one image.
+    public typealias Element = ReplicationStatus
+    /// The one error type of the library.
+    public typealias Failure = LabGalleryClientError
+
+    enum Target: Sendable {
+        case image(String)
+        case gallery(String)
+    }
+
+    let client: LabGalleryClient
+    let target: Target
+
+    /// Iterates the statuses; not shared between tasks.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        /// A complete status of one image.
+        public typealias Element = ReplicationStatus
+        /// The one error type of the library.
+        public typealias Failure = LabGalleryClientError
+
+        let client: LabGalleryClient
+        let target: Target
+        private var stream: (any StatusStream)? = nil
+        private var backoff: Backoff
+        private var finished = false
+
+        init(client: LabGalleryClient, target: Target) {
+            self.client = client
+            self.target = target
+            self.backoff = Backoff(client.configuration.retryPolicy)
+        }
+
+        /// The next status; nil when the watch ended (an image watch at COMPLETED or FAILED).
+        public mutating func next() async throws(LabGalleryClientError) -> ReplicationStatus? {
+            guard !finished else { return nil }
+            while true {
+                do {
+                    if stream == nil { stream = try await open() }
+                    if let message = try await stream?.nextStatus() {
+                        backoff.reset()  // the connection works: later drops get a fresh budget
+                        return ReplicationStatus(message)
+                    }
+                    finished = true
+                    stream = nil
+                    return nil
+                } catch {
+                    stream = nil  // drops the call, which cancels it if still open
+                    let e = LabGalleryClientError(error)
+                    guard e.code == .unavailable, let wait = backoff.next(), !Task.isCancelled else {
+                        finished = true
+                        throw e
+                    }
+                    do { try await Task.sleep(for: wait) } catch {
+                        finished = true
+                        throw LabGalleryClientError(.cancelled, "the task was cancelled while waiting to re-open the watch: \(e.message)")
+                    }
+                }
+            }
+        }
+
+        private func open() async throws -> any StatusStream {
+            switch target {
+            case .image(let image):
+                try await client.replication.watchReplication(.init(image: image)).makeAsyncIterator()
+            case .gallery(let gallery):
+                try await client.replication.watchGalleryReplication(.init(gallery: gallery)).makeAsyncIterator()
+            }
+        }
+    }
+
+    /// Starts iterating (the call opens on the first `next()`).
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(client: client, target: target) }
+}
+
+/// A server stream of replication statuses, whatever its request type.
+protocol StatusStream {
+    mutating func nextStatus() async throws -> Labgallery_V1_ReplicationStatus?
+}
+
+extension ClientCall.AsyncIterator: StatusStream where Response == Labgallery_V1_ReplicationStatus {
+    mutating func nextStatus() async throws -> Labgallery_V1_ReplicationStatus? { try await next() }
+}
