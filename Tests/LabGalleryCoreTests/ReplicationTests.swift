@@ -51,8 +51,9 @@ func sha256(of url: URL) throws -> String {
 
 @Suite(.serialized) struct ReplicationEngineTests {
     @Test func pendingReplicatingCompletedWithVerifiedReplicas() async throws {
-        // Slow enough that the reader sees progress even when the test machine is loaded.
-        let x = try ReplicationFixture(fastReplication(bandwidth: 256 * 1024))
+        // Slow enough (~4.7 s) that the reader sees progress even when a loaded test machine
+        // keeps the watcher's task waiting for a thread for a second or two.
+        let x = try ReplicationFixture(fastReplication(bandwidth: 128 * 1024))
         let bytes = (0..<600_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         let image = try x.f.upload("galleries/g", "img", bytes: bytes, chunk: 100_000)
         let seen = try await x.watchAll(image.name)
