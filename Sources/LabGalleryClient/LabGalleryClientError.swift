@@ -6,46 +6,8 @@ import H2RPC
 /// Local failures use the same type with the code that fits (an unreadable upload file is
 /// `invalidArgument`, a cancelled task `cancelled`, an unreachable server `unavailable`).
 public struct LabGalleryClientError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// The gRPC status codes (0–16), named as in grpc's `statuscodes.md`.
-    public enum Code: Int, Sendable, Hashable, CaseIterable, CustomStringConvertible {
-        /// `OK` (never carried by an error; listed for completeness).
-        case ok = 0
-        /// `CANCELLED`.
-        case cancelled = 1
-        /// `UNKNOWN`.
-        case unknown = 2
-        /// `INVALID_ARGUMENT`: the message names the field.
-        case invalidArgument = 3
-        /// `DEADLINE_EXCEEDED`.
-        case deadlineExceeded = 4
-        /// `NOT_FOUND`.
-        case notFound = 5
-        /// `ALREADY_EXISTS`.
-        case alreadyExists = 6
-        /// `PERMISSION_DENIED`.
-        case permissionDenied = 7
-        /// `RESOURCE_EXHAUSTED`.
-        case resourceExhausted = 8
-        /// `FAILED_PRECONDITION`: a domain rule; the message says what to do.
-        case failedPrecondition = 9
-        /// `ABORTED`.
-        case aborted = 10
-        /// `OUT_OF_RANGE`.
-        case outOfRange = 11
-        /// `UNIMPLEMENTED`.
-        case unimplemented = 12
-        /// `INTERNAL`.
-        case `internal` = 13
-        /// `UNAVAILABLE`: the server could not be reached (reads are retried on it).
-        case unavailable = 14
-        /// `DATA_LOSS`.
-        case dataLoss = 15
-        /// `UNAUTHENTICATED`: no or a bad bearer token.
-        case unauthenticated = 16
-
-        /// The canonical upper-case name, e.g. `FAILED_PRECONDITION`.
-        public var description: String { Status.Code(wireValue: rawValue).description }
-    }
+    /// The gRPC status codes (0–16): H2RPC's own, so a code never needs translating.
+    public typealias Code = Status.Code
 
     /// The status code.
     public var code: Code
@@ -72,7 +34,7 @@ public struct LabGalleryClientError: Error, Sendable, Hashable, CustomStringConv
         case let e as RPCError:
             var metadata: [String: [String]] = [:]
             for entry in e.metadata { metadata[entry.key, default: []].append(entry.value.description) }
-            self.init(Code(rawValue: e.code.rawValue) ?? .unknown, e.message, metadata: metadata)
+            self.init(e.code, e.message, metadata: metadata)
         case is CancellationError:
             self.init(.cancelled, "the task was cancelled")
         default:
