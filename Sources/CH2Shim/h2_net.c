@@ -52,18 +52,26 @@ fail:;
     return -e;
 }
 
-int h2_net_listen(const char *host, uint16_t port, int reuse_port, uint16_t *bound_port)
+/* getaddrinfo for TCP on a numeric port; returns 0 or -errno. */
+static int lookup(const char *host, uint16_t port, int flags, struct addrinfo **res)
 {
-    int dual = (host == NULL || strcmp(host, "::") == 0);
     char ps[8];
     snprintf(ps, sizeof ps, "%u", (unsigned)port);
-    struct addrinfo hints, *res = NULL;
+    struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    int rc = getaddrinfo(host ? host : "::", ps, &hints, &res);
-    if (rc != 0) return -gai_to_errno(rc);
+    hints.ai_flags = flags | AI_NUMERICSERV;
+    int rc = getaddrinfo(host, ps, &hints, res);
+    return rc == 0 ? 0 : -gai_to_errno(rc);
+}
+
+int h2_net_listen(const char *host, uint16_t port, int reuse_port, uint16_t *bound_port)
+{
+    int dual = (host == NULL || strcmp(host, "::") == 0);
+    struct addrinfo *res = NULL;
+    int rc = lookup(host ? host : "::", port, AI_PASSIVE, &res);
+    if (rc != 0) return rc;
     int fd = -EADDRNOTAVAIL;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         fd = listen_one(ai, dual, reuse_port, bound_port);
@@ -77,15 +85,9 @@ int h2_net_listen(const char *host, uint16_t port, int reuse_port, uint16_t *bou
 
 int h2_net_resolve(const char *host, uint16_t port, struct sockaddr_storage *out, socklen_t *outlen)
 {
-    char ps[8];
-    snprintf(ps, sizeof ps, "%u", (unsigned)port);
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    int rc = getaddrinfo(host, ps, &hints, &res);
-    if (rc != 0) return -gai_to_errno(rc);
+    struct addrinfo *res = NULL;
+    int rc = lookup(host, port, 0, &res);
+    if (rc != 0) return rc;
     if (!res || res->ai_addrlen > sizeof *out) {
         if (res) freeaddrinfo(res);
         return -ENOENT;

@@ -177,6 +177,21 @@ static size_t nv_bytes(const h2_nv *nv, size_t n)
 }
 
 /* One allocation: op + nv arrays (aligned first) + strings + framed message. */
+/* Copies n fields into `out`, their bytes packed from `s`; returns the end of the bytes. */
+static uint8_t *nv_copy(nghttp2_nv *out, const h2_nv *in, size_t n, uint8_t *s)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[i].name = s; out[i].namelen = in[i].namelen;
+        if (in[i].namelen) memcpy(s, in[i].name, in[i].namelen);
+        s += in[i].namelen;
+        out[i].value = s; out[i].valuelen = in[i].valuelen;
+        if (in[i].valuelen) memcpy(s, in[i].value, in[i].valuelen);
+        s += in[i].valuelen;
+        out[i].flags = NGHTTP2_NV_FLAG_NONE;
+    }
+    return s;
+}
+
 static h2_op *op_new(int type, h2_id id, const h2_nv *h, size_t nh, int has_msg, const uint8_t *msg,
                      size_t msglen, int compressed, const h2_nv *t, size_t nt)
 {
@@ -198,24 +213,8 @@ static h2_op *op_new(int type, h2_id id, const h2_nv *h, size_t nh, int has_msg,
     nghttp2_nv *ha = (nghttp2_nv *)p;
     nghttp2_nv *ta = (nghttp2_nv *)(p + nh * sizeof(nghttp2_nv));
     uint8_t *s = p + (nh + nt) * sizeof(nghttp2_nv);
-    for (size_t i = 0; i < nh; i++) {
-        ha[i].name = s; ha[i].namelen = h[i].namelen;
-        if (h[i].namelen) memcpy(s, h[i].name, h[i].namelen);
-        s += h[i].namelen;
-        ha[i].value = s; ha[i].valuelen = h[i].valuelen;
-        if (h[i].valuelen) memcpy(s, h[i].value, h[i].valuelen);
-        s += h[i].valuelen;
-        ha[i].flags = NGHTTP2_NV_FLAG_NONE;
-    }
-    for (size_t i = 0; i < nt; i++) {
-        ta[i].name = s; ta[i].namelen = t[i].namelen;
-        if (t[i].namelen) memcpy(s, t[i].name, t[i].namelen);
-        s += t[i].namelen;
-        ta[i].value = s; ta[i].valuelen = t[i].valuelen;
-        if (t[i].valuelen) memcpy(s, t[i].value, t[i].valuelen);
-        s += t[i].valuelen;
-        ta[i].flags = NGHTTP2_NV_FLAG_NONE;
-    }
+    s = nv_copy(ha, h, nh, s);
+    s = nv_copy(ta, t, nt, s);
     op->hdrs = nh ? ha : NULL;
     op->nhdrs = nh;
     op->trls = nt ? ta : NULL;

@@ -42,12 +42,12 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
 
     /// Adds a string value under `key`.
     public mutating func add(_ key: String, _ value: String) {
-        entries.append(Entry(key: Metadata.normalized(key), value: .string(value)))
+        add(key, .string(value))
     }
 
     /// Adds a binary value under `key` (which should end in `-bin`).
     public mutating func add(_ key: String, binary value: [UInt8]) {
-        entries.append(Entry(key: Metadata.normalized(key), value: .binary(value)))
+        add(key, .binary(value))
     }
 
     /// Adds a value under `key`.
@@ -62,14 +62,14 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
 
     /// Replaces every value of `key` with `value`.
     public mutating func replace(_ key: String, _ value: String) {
-        let k = key.lowercased()
+        let k = Metadata.normalized(key)
         entries.removeAll { $0.key == k }
         entries.append(Entry(key: k, value: .string(value)))
     }
 
     /// Removes every value of `key`.
     public mutating func removeAll(_ key: String) {
-        let k = key.lowercased()
+        let k = Metadata.normalized(key)
         entries.removeAll { $0.key == k }
     }
 

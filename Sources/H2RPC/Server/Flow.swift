@@ -84,6 +84,18 @@ final class InboundQueue: Sendable {
         var ended = false
         var error: RPCError? = nil
         var waiter: CheckedContinuation<[UInt8]?, any Error>? = nil
+
+        enum Step { case message([UInt8]), end, failed(RPCError), empty }
+
+        /// What a reader gets now; a message taken leaves the queue (compacted when drained).
+        mutating func take() -> Step {
+            if let e = error { return .failed(e) }
+            guard head < messages.count else { return ended ? .end : .empty }
+            let m = messages[head]
+            head += 1
+            if head == messages.count { messages.removeAll(keepingCapacity: true); head = 0 }
+            return .message(m)
+        }
     }
     private let state = Mutex(State())
     private let onConsume: @Sendable (Int) -> Void
@@ -137,45 +149,29 @@ final class InboundQueue: Sendable {
 
     /// The next message, or nil once the peer half-closed.
     func next() async throws -> [UInt8]? {
-        enum Step { case message([UInt8]), end, failed(RPCError), wait }
-        let step: Step = state.withLock { s in
-            if let e = s.error { return .failed(e) }
-            if s.head < s.messages.count {
-                let m = s.messages[s.head]
-                s.head += 1
-                if s.head == s.messages.count { s.messages.removeAll(keepingCapacity: true); s.head = 0 }
-                return .message(m)
-            }
-            return s.ended ? .end : .wait
-        }
-        switch step {
+        switch state.withLock({ $0.take() }) {
         case .message(let m):
             onConsume(m.count + 5)
             return m
         case .end: return nil
         case .failed(let e): throw e
-        case .wait:
+        case .empty:
             return try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt8]?, any Error>) in
-                    enum Now { case resume([UInt8]?), fail(any Error), parked }
-                    let now: Now = state.withLock { s in
-                        if let e = s.error { return .fail(e) }
-                        if Task.isCancelled { return .fail(CancellationError()) }
-                        if s.head < s.messages.count {
-                            let m = s.messages[s.head]
-                            s.head += 1
-                            return .resume(m)
-                        }
-                        if s.ended { return .resume(nil) }
-                        s.waiter = c
-                        return .parked
+                    if Task.isCancelled { return c.resume(throwing: CancellationError()) }
+                    // Checked again under the lock that parks the reader, so no push is missed.
+                    let step = state.withLock { s -> State.Step? in
+                        let step = s.take()
+                        if case .empty = step { s.waiter = c; return nil }
+                        return step
                     }
-                    switch now {
-                    case .resume(let m):
-                        if let m { onConsume(m.count + 5) }
+                    switch step {
+                    case .message(let m)?:
+                        onConsume(m.count + 5)
                         c.resume(returning: m)
-                    case .fail(let e): c.resume(throwing: e)
-                    case .parked: break
+                    case .end?: c.resume(returning: nil)
+                    case .failed(let e)?: c.resume(throwing: e)
+                    case .empty?, nil: break
                     }
                 }
             } onCancel: {

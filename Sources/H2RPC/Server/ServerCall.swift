@@ -43,14 +43,14 @@ public final class ServerCall: Sendable {
 
     /// Whether the transport should count a message as consumed at once (unary requests
     /// are taken by the call immediately; streamed ones when the handler reads them).
-    public var consumesOnReceipt: Bool { !route.kind.streamsRequests }
+    public var consumesOnReceipt: Bool { inbound == nil }
 
     // MARK: transport events
 
     /// One request message arrived.
     public func receive(_ message: [UInt8]) {
-        if route.kind.streamsRequests {
-            inbound?.push(message)
+        if let inbound {
+            inbound.push(message)
             return
         }
         let duplicate = state.withLock { s -> Bool in
@@ -65,8 +65,8 @@ public final class ServerCall: Sendable {
 
     /// The client half-closed.
     public func receiveEnd() {
-        if route.kind.streamsRequests {
-            inbound?.finish()
+        if let inbound {
+            inbound.finish()
         } else {
             let ok = state.withLock { $0.received == 1 && !$0.finished }
             if ok {
@@ -79,7 +79,6 @@ public final class ServerCall: Sendable {
 
     /// The inbound message stream is broken (oversized or truncated message, bad flag).
     public func receiveError(_ error: RPCError) {
-        inbound?.fail(error)
         fail(error)
     }
 
@@ -147,7 +146,7 @@ public final class ServerCall: Sendable {
             try await dispatcher.intercept(context) {
                 switch self.route.handler {
                 case .unary(let handler):
-                    let request = self.state.withLock { $0.single } ?? []
+                    let request = self.singleRequest()
                     let response = try await handler(request, self.context)
                     self.finish(message: response, error: nil)
                 case .streaming(let handler):
@@ -207,7 +206,7 @@ public final class ServerCall: Sendable {
     /// The request stream of a streaming-request call.
     var requests: InboundQueue { inbound! }
 
-    func singleRequest() throws -> [UInt8] {
+    func singleRequest() -> [UInt8] {
         state.withLock { $0.single } ?? []
     }
 

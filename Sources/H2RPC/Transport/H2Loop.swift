@@ -150,19 +150,27 @@ struct H2StreamHandle: Sendable {
     let id: h2_id
 
     func send(headers: HeaderBlock?, message: [UInt8]?, trailers: HeaderBlock?, end: Bool) {
-        let flags: Int32 = end ? Int32(H2_SEND_END) : 0
         let h = headers ?? HeaderBlock(capacity: 0)
         let t = trailers ?? HeaderBlock(capacity: 0)
         h.withNV { hp, hn in
             t.withNV { tp, tn in
-                if let message {
-                    message.withUnsafeBufferPointer { m in
-                        _ = h2_send(loop.raw, id, hp, hn, 1, m.baseAddress, m.count, tp, tn, flags)
-                    }
-                } else {
-                    _ = h2_send(loop.raw, id, hp, hn, 0, nil, 0, tp, tn, flags)
-                }
+                send(headers: UnsafeBufferPointer(start: hp, count: hn), message: message,
+                     trailers: UnsafeBufferPointer(start: tp, count: tn), end: end)
             }
+        }
+    }
+
+    /// Sends field arrays the caller keeps alive for the call (the shim copies them).
+    func send(headers: UnsafeBufferPointer<h2_nv>, message: [UInt8]?, trailers: UnsafeBufferPointer<h2_nv>, end: Bool) {
+        let flags: Int32 = end ? Int32(H2_SEND_END) : 0
+        if let message {
+            message.withUnsafeBufferPointer { m in
+                _ = h2_send(loop.raw, id, headers.baseAddress, headers.count, 1, m.baseAddress, m.count,
+                            trailers.baseAddress, trailers.count, flags)
+            }
+        } else {
+            _ = h2_send(loop.raw, id, headers.baseAddress, headers.count, 0, nil, 0,
+                        trailers.baseAddress, trailers.count, flags)
         }
     }
 

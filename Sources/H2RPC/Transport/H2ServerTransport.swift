@@ -209,19 +209,12 @@ struct H2ServerOutbound: ServerStreamOutbound {
     func send(headers: Metadata?, message: [UInt8]?, status: Status?, trailers: Metadata) {
         if let message, headers?.isEmpty ?? false, status?.code == .ok, status?.message.isEmpty ?? false, trailers.isEmpty {
             // The common unary success: prebuilt header blocks, nothing to build per call.
-            let h = StaticBlocks.responseHeaders, t = StaticBlocks.okTrailers
-            message.withUnsafeBufferPointer { m in
-                _ = h2_send(handle.loop.raw, handle.id, h.baseAddress, h.count, 1, m.baseAddress, m.count,
-                            t.baseAddress, t.count, Int32(H2_SEND_END))
-            }
+            handle.send(headers: StaticBlocks.responseHeaders, message: message, trailers: StaticBlocks.okTrailers, end: true)
             return
         }
         var h: HeaderBlock? = nil
         if let headers {
-            var block = HeaderBlock()
-            block.add(":status", "200")
-            block.add("content-type", "application/grpc")
-            block.add("grpc-accept-encoding", "identity")
+            var block = HeaderBlock.responseHeaders()
             block.add(metadata: headers)
             h = block
         }
@@ -236,10 +229,7 @@ struct H2ServerOutbound: ServerStreamOutbound {
     }
 
     func sendTrailersOnly(status: Status, trailers: Metadata) {
-        var block = HeaderBlock()
-        block.add(":status", "200")
-        block.add("content-type", "application/grpc")
-        block.add("grpc-accept-encoding", "identity")
+        var block = HeaderBlock.responseHeaders()
         addStatus(&block, status)
         block.add(metadata: trailers)
         handle.send(headers: block, message: nil, trailers: nil, end: true)

@@ -132,11 +132,24 @@ func statusForHTTP(_ http: Int) -> Status.Code {
     }
 }
 
+/// The fields that open every gRPC response header block.
+private let responseFields: [(StaticString, StaticString)] = [
+    (":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", "identity"),
+]
+
+extension HeaderBlock {
+    /// A response header block holding the standard fields; custom metadata follows.
+    static func responseHeaders() -> HeaderBlock {
+        var block = HeaderBlock()
+        for (name, value) in responseFields { block.add(name, value) }
+        return block
+    }
+}
+
 /// Header blocks every successful unary response repeats, built once.
 enum StaticBlocks {
-    /// `:status 200`, `content-type`, `grpc-accept-encoding`.
-    nonisolated(unsafe) static let responseHeaders = make([(":status", "200"), ("content-type", "application/grpc"),
-                                                           ("grpc-accept-encoding", "identity")])
+    /// The standard response fields (see `HeaderBlock.responseHeaders`).
+    nonisolated(unsafe) static let responseHeaders = make(responseFields)
     /// `grpc-status 0`.
     nonisolated(unsafe) static let okTrailers = make([("grpc-status", "0")])
     // nonisolated(unsafe): written once by the lazy initializer (thread-safe), then only
