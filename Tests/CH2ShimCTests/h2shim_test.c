@@ -103,8 +103,19 @@ static ts *ts_new(int client)
     return t;
 }
 
+static int p_all_closed(void *a)
+{
+    (void)a;
+    for (ts *t = W.streams; t; t = t->next)
+        if (!t->closed) return 0;
+    return 1;
+}
+
+/* Frees every tracked stream. Server-side streams may close on the loop thread after the
+ * client side has seen its own close, so wait for all of them before freeing. */
 static void world_reset(void)
 {
+    CHECK(wait_for(p_all_closed, NULL));
     lock();
     while (W.streams) {
         ts *t = W.streams;
