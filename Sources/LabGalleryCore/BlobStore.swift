@@ -64,19 +64,15 @@ public struct DataLayout: Sendable, Equatable {
 }
 
 /// A temporary file being written: bytes go straight to disk (never buffered whole in memory)
-/// and through an incremental SHA-256. `commit` makes the file durable under its final name;
-/// `discard` removes it. Owned by one upload/copy at a time (an upload keeps it inside its `Mutex`).
-///
-/// `@unchecked Sendable` because swift-crypto's `SHA256` is not marked Sendable on Linux. Safe:
-/// `fd`, `tempURL`, `size` are plain values, and `SHA256` is a copy-on-write value (its BoringSSL
-/// context lives in a private class that `update` replaces by a copy unless uniquely referenced,
-/// and `finalize` only reads) — the same argument that makes `Array` Sendable. Without it, region
-/// isolation rejects writing caller-provided buffers into the mutex-protected writer.
-struct BlobWriter: @unchecked Sendable {
+/// and through a SHA-256 computed on its own thread (``HashPipeline``); writeback to the disk
+/// starts as data arrives, so the final fsync has little left to do. `commit` makes the file
+/// durable under its final name; `discard` removes it. Owned by one upload/copy at a time.
+struct BlobWriter: Sendable {
     private(set) var fd: Int32
     let tempURL: URL
-    private(set) var hasher = SHA256()
+    private let hash = HashPipeline()
     private(set) var size: Int64 = 0
+    private var writeback = FileOps.Writeback()
 
     /// Creates `<dir>/<random>.part` exclusively (mode 0600), creating `dir` if needed.
     init(in dir: URL) throws(LabGalleryError) {
@@ -88,24 +84,23 @@ struct BlobWriter: @unchecked Sendable {
         guard fd >= 0 else { throw FileOps.error("create \(tempURL.path)") }
     }
 
-    /// Appends bytes (retrying short writes and EINTR) and feeds the hash.
+    /// Appends bytes and feeds the hash (which runs while the bytes are being written).
     mutating func write(_ bytes: UnsafeRawBufferPointer) throws(LabGalleryError) {
-        guard !bytes.isEmpty, let base = bytes.baseAddress else { return }
-        var offset = 0
-        while offset < bytes.count {
-            let n = Glibc_write(fd, base + offset, bytes.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FileOps.error("write \(tempURL.path)")
-            }
-            offset += n
+        guard !bytes.isEmpty else { return }
+        let fd = fd, path = tempURL.path
+        var written = size
+        var writeback = writeback
+        defer { size = written; self.writeback = writeback }
+        try hash.feed(bytes) { (piece) throws(LabGalleryError) in
+            try FileOps.writeAll(fd, piece, at: written, path: path)
+            written += Int64(piece.count)
+            writeback.advance(fd, to: written)
         }
-        hasher.update(bufferPointer: bytes)
-        size += Int64(bytes.count)
     }
 
-    /// Lowercase hex SHA-256 of everything written so far.
-    var sha256: String { Data(hasher.finalize()).hexString }
+    /// Lowercase hex SHA-256 of everything written (waits for the hash thread); nothing may be
+    /// written afterwards.
+    var sha256: String { hash.finish() }
 
     /// fsync + close the temp file, rename it to `layout.url(relativePath)` (creating parent
     /// directories) and fsync the parent directory so the rename itself is durable.
@@ -130,12 +125,6 @@ struct BlobWriter: @unchecked Sendable {
     }
 }
 
-// `write` is shadowed by the `mutating func write` above inside BlobWriter.
-@inline(__always)
-private func Glibc_write(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int) -> Int {
-    write(fd, buf, count)
-}
-
 /// Small POSIX helpers with errors mapped to ``LabGalleryError/internal(message:)``.
 enum FileOps {
     static func error(_ what: String) -> LabGalleryError {
@@ -154,6 +143,40 @@ enum FileOps {
         defer { close(dfd) }
         guard fsync(dfd) == 0 else { throw error("fsync directory \(url.path)") }
     }
+
+    /// Writes all of `bytes` at `offset` (retrying short writes and EINTR).
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64, path: String) throws(LabGalleryError) {
+        guard let base = bytes.baseAddress else { return }
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, base + done, bytes.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw error("write \(path)")
+            }
+            done += n
+        }
+    }
+
+    /// Starts writeback of a file's new data every few MiB, without waiting for it, so the
+    /// disk works while more data arrives and the closing fsync finds little left to flush.
+    /// Best effort: errors are left for the fsync that makes the data durable to report.
+    struct Writeback: Sendable {
+        private static let step: Int64 = 8 << 20
+        private var started: Int64
+
+        init(from offset: Int64 = 0) { started = offset }
+
+        mutating func advance(_ fd: Int32, to end: Int64) {
+            guard end - started >= Self.step else { return }
+            _ = FileOps.syncFileRange?(fd, started, end - started, 2 /* SYNC_FILE_RANGE_WRITE */)
+            started = end
+        }
+    }
+
+    /// Linux `sync_file_range(2)`; Glibc's Swift module does not export it (it needs _GNU_SOURCE).
+    private static let syncFileRange: (@convention(c) (Int32, Int64, Int64, UInt32) -> Int32)? =
+        dlsym(nil, "sync_file_range").map { unsafeBitCast($0, to: (@convention(c) (Int32, Int64, Int64, UInt32) -> Int32).self) }
 
     /// Removes a file, ignoring "does not exist" (used after commits; recovery catches leftovers).
     static func removeQuietly(_ url: URL) { unlink(url.path) }

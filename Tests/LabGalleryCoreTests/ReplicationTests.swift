@@ -203,6 +203,47 @@ func sha256(of url: URL) throws -> String {
         await resumed.stop()
     }
 
+    @Test func crashAroundTheRenameNeverCopiesAgain() async throws {
+        // Engine not started: the rows stay PENDING while the test lays out the two crash states.
+        let x = try ReplicationFixture(fastReplication(), start: false)
+        let bytes = (0..<700_000).map { UInt8(truncatingIfNeeded: $0 &* 11 &+ 5) }
+        let image = try x.f.upload("galleries/g", "img", bytes: bytes, chunk: 350_000)
+        let name = try ImageName(parsing: image.name, field: "image")
+        let layout = x.f.service.layout
+        let home = try #require(try x.f.service.storage.read { try $0.image(name) })
+        var rows = try x.rows(image.name)
+        #expect(rows.map(\.record.region) == ["r2", "r3"])
+        for i in rows.indices {
+            let region = rows[i].record.region
+            let partial = layout.newReplicaPartialPath(region: region, image: name)
+            let blob = layout.newReplicaBlobPath(region: region, image: name)
+            // r2: died after the rename (the replica sits under its final name);
+            // r3: died after recording the final name, before the rename (a complete partial file).
+            let file = layout.url(region == "r2" ? blob : partial)
+            try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: layout.url(home.blobPath), to: file)
+            rows[i].partialPath = partial
+            rows[i].blobPath = blob
+            rows[i].record.state = .replicating
+            rows[i].record.attempts = 1
+            rows[i].record.bytesCopied = Int64(bytes.count)
+            rows[i].record.bytesTotal = Int64(bytes.count)
+            let row = rows[i]
+            _ = try x.f.service.storage.write { try $0.updateReplication(row) }
+        }
+        #expect(try x.f.service.recoverFiles().removedOrphanFiles.isEmpty, "both files are referenced by their rows")
+
+        try x.engine.start()
+        let final = try #require(try await x.watchAll(image.name).last)
+        #expect(final.aggregatedState == .completed)
+        #expect(x.engine.bytesCopied == 0, "neither region was copied again")
+        for (before, after) in zip(rows, try x.rows(image.name)) {
+            #expect(after.blobPath == before.blobPath && after.partialPath == nil && after.record.attempts == 1)
+            #expect(try sha256(of: layout.url(try #require(after.blobPath))) == image.sha256)
+        }
+        await x.engine.stop()
+    }
+
     @Test func deleteImageCancelsJobsAndRemovesReplicas() async throws {
         let x = try ReplicationFixture(fastReplication(bandwidth: 256 * 1024))
         let image = try x.f.upload("galleries/g", "img", bytes: Array(repeating: 4, count: 1_000_000))

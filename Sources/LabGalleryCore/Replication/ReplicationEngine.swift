@@ -383,7 +383,10 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
         let attempt = row.record.attempts
 
         do {
-            switch try copy(&row, source: source, link: link, control: control, attempt: attempt) {
+            // Interrupted after the rename (see `copy`): the replica under its final name was
+            // verified before the rename, so it only needs to be recorded as COMPLETED.
+            let renamed = row.blobPath.flatMap { access(layout.url($0).path, F_OK) == 0 ? Outcome.done($0) : nil }
+            switch try renamed ?? copy(&row, source: source, link: link, control: control, attempt: attempt) {
             case .stopped:
                 return
             case .deleted:
@@ -398,6 +401,7 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
                 update(row.record, of: key.image, force: true)
             }
         } catch let failure as CopyFailure {
+            row.blobPath = nil  // a failed attempt leaves no replica under its final name
             if failure.discard, let p = row.partialPath {
                 FileOps.removeQuietly(layout.url(p))
                 row.partialPath = nil
@@ -442,6 +446,16 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
         return control.value == JobControl.run
     }
 
+    /// One `pread` of up to `limit` bytes into `slot` at `offset` (retrying EINTR); 0 at end of
+    /// file or on error, which the caller reports with its own context.
+    private static func readSome(_ fd: Int32, into slot: UnsafeMutableRawBufferPointer, at offset: Int64, limit: Int64) -> Int {
+        while true {
+            let n = pread(fd, slot.baseAddress, Int(min(Int64(slot.count), limit)), off_t(offset))
+            if n < 0 && errno == EINTR { continue }
+            return max(n, 0)
+        }
+    }
+
     private func stopOutcome(_ control: JobControl) -> Outcome {
         control.value == JobControl.deleted ? .deleted : .stopped
     }
@@ -469,9 +483,8 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
         }
         defer { close(src) }
 
-        let chunk = configuration.chunkSize
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
-        defer { buffer.deallocate() }
+        // SHA-256 of the replica's bytes runs on its own thread, overlapping the reads and writes.
+        let hash = HashPipeline(slotSize: configuration.chunkSize)
 
         // Check the partial file: keep only the durable prefix the row vouches for, and re-hash it.
         var offset = row.record.bytesCopied
@@ -480,14 +493,13 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
         guard ftruncate(fd, off_t(offset)) == 0 else {
             throw CopyFailure(reason: "cannot truncate \(partial): \(String(cString: strerror(errno)))", discard: true)
         }
-        var hasher = SHA256()
         var hashed: Int64 = 0
         while hashed < offset {
-            let n = pread(fd, buffer.baseAddress, Int(min(Int64(chunk), offset - hashed)), off_t(hashed))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw CopyFailure(reason: "cannot re-read the partial replica \(partial)", discard: true) }
-            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-            hashed += Int64(n)
+            let piece = hash.fill { slot in
+                Self.readSome(fd, into: slot, at: hashed, limit: offset - hashed)
+            }
+            guard !piece.isEmpty else { throw CopyFailure(reason: "cannot re-read the partial replica \(partial)", discard: true) }
+            hashed += Int64(piece.count)
         }
         if row.record.bytesCopied != offset {
             row.record.bytesCopied = offset
@@ -498,33 +510,31 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
         var sent: Int64 = 0
         var lastPersist = offset
         var lastPersistTime = ContinuousClock.now
+        var writeback = FileOps.Writeback(from: offset)
         var corrupted = false
         while offset < total {
             if control.value != JobControl.run { return stopOutcome(control) }
-            let want = Int(min(Int64(chunk), total - offset))
-            let n = pread(src, buffer.baseAddress, want, off_t(offset))
-            if n < 0 && errno == EINTR { continue }
+            let corrupt = attempt <= link.corruptFirstAttempts && !corrupted
+            let piece = hash.fill { slot in
+                let n = Self.readSome(src, into: slot, at: offset, limit: total - offset)
+                // Injected corruption: one flipped byte, which only the final checksum check can catch.
+                if corrupt, n > 0 { slot[0] ^= 0xFF }
+                return n
+            }
+            corrupted = corrupted || corrupt
+            let n = piece.count
             guard n > 0 else {
                 throw CopyFailure(reason: "the image in \(source.image.region) is shorter than its recorded size (\(offset) of \(total) bytes); it may be damaged", discard: false)
             }
             if attempt <= link.failFirstAttempts, offset + Int64(n) >= total / 2 {
                 throw CopyFailure(reason: "connection to \(region) reset after \(offset) of \(total) bytes (injected fault)", discard: false)
             }
-            if attempt <= link.corruptFirstAttempts, !corrupted {
-                // Injected corruption: one flipped byte, which only the final checksum check can catch.
-                buffer[0] ^= 0xFF
-                corrupted = true
+            do throws(LabGalleryError) { try FileOps.writeAll(fd, piece, at: offset, path: partial) } catch {
+                throw CopyFailure(reason: "write to \(region) failed: \(error.message)", discard: false)
             }
-            var w = 0
-            while w < n {
-                let k = pwrite(fd, buffer.baseAddress! + w, n - w, off_t(offset) + off_t(w))
-                if k < 0 && errno == EINTR { continue }
-                guard k > 0 else { throw CopyFailure(reason: "write to \(region) failed: \(String(cString: strerror(errno)))", discard: false) }
-                w += k
-            }
-            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             offset += Int64(n)
             sent += Int64(n)
+            writeback.advance(fd, to: offset)
             copiedBytes.add(Int64(n), ordering: .relaxed)
             row.record.bytesCopied = offset
 
@@ -551,18 +561,23 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
         guard fsync(fd) == 0 else { throw CopyFailure(reason: "fsync in \(region) failed: \(String(cString: strerror(errno)))", discard: false) }
         close(fd)
         fdOpen = false
-        let digest = Data(hasher.finalize()).hexString
+        let digest = hash.finish()
         guard digest == source.image.sha256 else {
             throw CopyFailure(reason: "checksum mismatch: the replica in \(region) hashes to \(digest) but the image's SHA-256 is \(source.image.sha256); the copy was discarded", discard: true)
         }
         if control.value != JobControl.run { return stopOutcome(control) }
-        let blob = layout.newReplicaBlobPath(region: region, image: row.image)
+        // Record the final name before the rename: after a crash in between, the row names both
+        // files and `run` finds the verified replica under its final name instead of copying again.
+        let blob = row.blobPath ?? layout.newReplicaBlobPath(region: region, image: row.image)
+        row.blobPath = blob
+        guard persist(row) else { return .deleted }
         let finalURL = layout.url(blob)
         do throws(LabGalleryError) {
             try FileOps.createDirectory(finalURL.deletingLastPathComponent())
             guard rename(partialURL.path, finalURL.path) == 0 else { throw FileOps.error("rename to \(finalURL.path)") }
             try FileOps.fsyncDirectory(finalURL.deletingLastPathComponent())
         } catch {
+            FileOps.removeQuietly(finalURL)
             throw CopyFailure(reason: "cannot store the replica in \(region): \(error.message)", discard: true)
         }
         return .done(blob)
