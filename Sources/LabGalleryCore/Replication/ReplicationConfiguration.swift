@@ -54,7 +54,8 @@ public struct ReplicationConfiguration: Sendable, Equatable {
     public var wanModel: Bool
     /// Bytes per read/write.
     public var chunkSize: Int
-    /// Progress is made durable (fsync + database row) at least every this many bytes.
+    /// Progress is made durable (fsync + database row) as soon as this many more bytes are written;
+    /// the sync runs beside the copy, so at disk speed the gap also holds what arrived during one sync.
     public var persistEvery: Int64
     /// Progress is published to watchers at most this often (state changes always at once).
     public var progressInterval: Duration

@@ -16,7 +16,7 @@ import Darwin
 /// - One job per (image, target region): PENDING → REPLICATING → COMPLETED, or FAILED after
 ///   ``ReplicationConfiguration/maxAttempts`` attempts (capped exponential backoff in between; while
 ///   waiting the job is PENDING with the last error). ``retry(image:regions:caller:)`` starts over.
-/// - A job writes `regions/<r>/partial/…part`, fsyncs it and persists its offset at least every
+/// - A job writes `regions/<r>/partial/…part`; a background thread fsyncs it and persists its offset every
 ///   ``ReplicationConfiguration/persistEvery`` bytes (data first, then the row, so the persisted
 ///   offset never exceeds the durable bytes). After a crash the job truncates the partial file to the
 ///   persisted offset, re-hashes that prefix and continues. At the end the replica is fsynced, its
@@ -508,10 +508,10 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
 
         let start = ContinuousClock.now
         var sent: Int64 = 0
-        var lastPersist = offset
-        var lastPersistTime = ContinuousClock.now
         var writeback = FileOps.Writeback(from: offset)
         var corrupted = false
+        let persister = ProgressPersister(fd: fd, row: row, every: configuration.persistEvery) { [self] in persist($0) }
+        defer { _ = persister.stop() }
         while offset < total {
             if control.value != JobControl.run { return stopOutcome(control) }
             let corrupt = attempt <= link.corruptFirstAttempts && !corrupted
@@ -537,17 +537,10 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
             writeback.advance(fd, to: offset)
             copiedBytes.add(Int64(n), ordering: .relaxed)
             row.record.bytesCopied = offset
-
-            // Persist every `persistEvery` bytes, but on a fast link no more than every 200 ms
-            // (a sync per few MiB would halve local throughput); lost work stays bounded either way.
-            let unpersisted = offset - lastPersist
-            if offset < total, unpersisted >= configuration.persistEvery,
-               ContinuousClock.now - lastPersistTime >= .milliseconds(200) || unpersisted >= 64 * configuration.persistEvery {
-                // Data first, then the offset: the row never claims bytes that are not on disk.
-                guard fdatasync(fd) == 0 else { throw CopyFailure(reason: "fsync in \(region) failed: \(String(cString: strerror(errno)))", discard: false) }
-                guard persist(row) else { return .deleted }
-                lastPersist = offset
-                lastPersistTime = .now
+            switch persister.advance(to: offset) {
+            case .running: break
+            case .deleted: return .deleted
+            case .failed(let reason): throw CopyFailure(reason: "fsync in \(region) failed: \(reason)", discard: false)
             }
             update(row.record, of: row.image, force: false)
 
@@ -558,6 +551,7 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
             }
         }
 
+        if case .deleted = persister.stop() { return .deleted }
         guard fsync(fd) == 0 else { throw CopyFailure(reason: "fsync in \(region) failed: \(String(cString: strerror(errno)))", discard: false) }
         close(fd)
         fdOpen = false
@@ -581,5 +575,69 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
             throw CopyFailure(reason: "cannot store the replica in \(region): \(error.message)", discard: true)
         }
         return .done(blob)
+    }
+}
+
+/// Makes a running copy's progress durable from its own thread: fdatasync the partial file, then
+/// record the offset that had been written before the sync, as soon as ``ReplicationConfiguration/persistEvery``
+/// more bytes are there. The copy never waits for a sync, so persisting every few MiB costs no
+/// throughput, and the row never claims bytes that are not on disk.
+///
+/// `@unchecked Sendable`: every mutable field is guarded by `condition`.
+private final class ProgressPersister: @unchecked Sendable {
+    enum State { case running, deleted, failed(String) }
+
+    private let condition = NSCondition()
+    private var written: Int64
+    private var state = State.running
+    private var stopping = false
+    private var exited = false
+
+    init(fd: Int32, row: ReplicationRow, every: Int64, persist: @escaping @Sendable (ReplicationRow) -> Bool) {
+        written = row.record.bytesCopied
+        let thread = Thread { [self] in run(fd: fd, row: row, every: every, persist: persist) }
+        thread.name = "replication progress"
+        thread.start()
+    }
+
+    /// Publishes the copy's offset (data written, not yet durable); returns the persister's state.
+    func advance(to offset: Int64) -> State {
+        condition.lock()
+        defer { condition.unlock() }
+        written = offset
+        condition.signal()
+        return state
+    }
+
+    /// Stops persisting and waits for a sync in progress (idempotent); returns the final state.
+    func stop() -> State {
+        condition.lock()
+        defer { condition.unlock() }
+        stopping = true
+        condition.broadcast()
+        while !exited { condition.wait() }
+        return state
+    }
+
+    private func run(fd: Int32, row: ReplicationRow, every: Int64, persist: @Sendable (ReplicationRow) -> Bool) {
+        var row = row
+        condition.lock()
+        while true {
+            while !stopping && written - row.record.bytesCopied < every { condition.wait() }
+            if stopping { break }
+            let target = written
+            condition.unlock()
+            // Data first, then the offset.
+            let synced = fdatasync(fd) == 0
+            let reason = synced ? "" : String(cString: strerror(errno))
+            if synced { row.record.bytesCopied = target }
+            let recorded = synced && persist(row)
+            condition.lock()
+            if !synced { state = .failed(reason); break }
+            if !recorded { state = .deleted; break }
+        }
+        exited = true
+        condition.broadcast()
+        condition.unlock()
     }
 }
