@@ -4,11 +4,13 @@
 #      on the same disk (our copy also SHA-256-verifies and persists progress);
 #   2. upload throughput through UploadImage (our Swift client, 1 MiB chunks) vs `cat file > other` + fsync;
 #   3. the same replication with 1,000 gallery watchers attached: throughput vs no watcher, server RSS.
-# Prints a table; BENCH_OUT=FILE also writes it there (markdown). SIZE_MIB sets the file size.
+# Prints a table; BENCH_OUT=FILE also writes it there (markdown). SIZE_MIB sets the file size,
+# ROUNDS the number of interleaved rounds (medians are compared).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${SIZE_MIB:-512}
 WATCHERS=${WATCHERS:-1000}
+ROUNDS=${ROUNDS:-5}
 WORK=$(mktemp -d -p "${BENCH_DIR:-$PWD/.build}")
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
@@ -26,13 +28,6 @@ field() { tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2}'; }
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$WORK/image.bin"
 BYTES=$((SIZE_MIB << 20))
 
-# Baselines on the same disk, each made durable like our writes are.
-rm -f "$WORK/cp.bin"; sync
-t0=$(now); cp "$WORK/image.bin" "$WORK/cp.bin"; sync "$WORK/cp.bin"; t1=$(now)
-CP_S=$(echo "$t1 - $t0" | bc -l); rm -f "$WORK/cp.bin"
-t0=$(now); cat "$WORK/image.bin" > "$WORK/cat.bin"; sync "$WORK/cat.bin"; t1=$(now)
-CAT_S=$(echo "$t1 - $t0" | bc -l); rm -f "$WORK/cat.bin"
-
 # A two-region geography: one replica per image, so throughput = one copy.
 echo '{"geographies": {"Bench": ["r1", "r2"]}}' > "$WORK/regions.json"
 "$BIN/labgallery-server" --port 0 --data-dir "$WORK/data" --regions-file "$WORK/regions.json" --wan-model off \
@@ -43,28 +38,47 @@ TOKEN=$(cat "$WORK/data/admin.token")
 RSS_IDLE=$(rss_kib "$SERVER")
 
 bench() { "$BIN/labgallery-bench" --port "$PORT" --token "$TOKEN" --region r1 --file "$WORK/image.bin" "$@"; }
-# Warm-up (page cache, database), then the measured runs.
-bench --image-id warmup >/dev/null
-NOW=$(bench --image-id plain)
-RSS_BEFORE=$(rss_kib "$SERVER")
-WITH=$(bench --image-id watched --watchers "$WATCHERS")
+timed() { local t0 t1; t0=$(now); "$@"; t1=$(now); echo "$t1 - $t0" | bc -l; }
+cp_sync() { cp "$WORK/image.bin" "$WORK/copy.bin"; sync "$WORK/copy.bin"; }
+cat_sync() { cat "$WORK/image.bin" > "$WORK/copy.bin"; sync "$WORK/copy.bin"; }
+# Every measurement starts from the same state: nothing dirty, the last delete's discards done.
+settle() { rm -f "$WORK/copy.bin"; sync; sleep 1; }
+
+# This VM's disk answers the same fsynced write in 0.1 s or 0.7 s from one moment to the next,
+# so the baselines and our runs are interleaved, round by round, and compared by their medians.
+bench --image-id warmup >/dev/null  # page cache, database
+CP=(); CAT=(); UP=(); REPL=(); REPLW=(); MSGS=0
+for r in $(seq "$ROUNDS"); do
+  settle; CP+=("$(timed cp_sync)")
+  settle; CAT+=("$(timed cat_sync)")
+  settle; NOW=$(bench --image-id "plain$r")
+  UP+=("$(field "$NOW" upload_s)"); REPL+=("$(field "$NOW" replication_s)")
+  if [ "$r" = 1 ]; then RSS_BEFORE=$(rss_kib "$SERVER"); fi
+  settle; WITH=$(bench --image-id "watched$r" --watchers "$WATCHERS")
+  REPLW+=("$(field "$WITH" replication_s)"); MSGS=$((MSGS + $(field "$WITH" watcher_messages)))
+done
 RSS_AFTER=$(rss_kib "$SERVER"); HWM=$(hwm_kib "$SERVER")
 
-REPL_S=$(field "$NOW" replication_s); UP_S=$(field "$NOW" upload_s)
-REPLW_S=$(field "$WITH" replication_s); MSGS=$(field "$WITH" watcher_messages)
+med() { python3 -c 'import statistics,sys; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.3f} {min(v):.3f}")' "$@"; }
+read -r CP_S CP_MIN < <(med "${CP[@]}"); read -r CAT_S CAT_MIN < <(med "${CAT[@]}")
+read -r UP_S UP_MIN < <(med "${UP[@]}"); read -r REPL_S REPL_MIN < <(med "${REPL[@]}")
+read -r REPLW_S REPLW_MIN < <(med "${REPLW[@]}")
 mibs() { echo "scale=1; $BYTES / 1048576 / $1" | bc -l; }
-ratio() { echo "scale=2; $1 / $2" | bc -l; }
+ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
 
 TABLE=$(cat <<MD
-| measurement (${SIZE_MIB} MiB file) | time s | MiB/s | ratio |
-|---|---|---|---|
-| \`cp\` + fsync (same disk) | $(printf %.3f "$CP_S") | $(mibs "$CP_S") | |
-| replication, WAN model off (read, SHA-256 verify, fsync, rename) | $REPL_S | $(mibs "$REPL_S") | $(ratio "$CP_S" "$REPL_S") of cp (≥ 0.8) |
-| \`cat file > other\` + fsync | $(printf %.3f "$CAT_S") | $(mibs "$CAT_S") | |
-| UploadImage, Swift client, 1 MiB chunks | $UP_S | $(mibs "$UP_S") | $(ratio "$CAT_S" "$UP_S") of cat (≥ 0.6) |
-| replication with $WATCHERS watchers | $REPLW_S | $(mibs "$REPLW_S") | $(ratio "$REPL_S" "$REPLW_S") of no-watcher run (≥ 0.9) |
+${SIZE_MIB} MiB file, $ROUNDS interleaved rounds; median (min) seconds.
 
-Server RSS: idle $((RSS_IDLE / 1024)) MiB, before the watcher run $((RSS_BEFORE / 1024)) MiB, after it $((RSS_AFTER / 1024)) MiB, peak (VmHWM) $((HWM / 1024)) MiB; the $WATCHERS watchers received $MSGS messages in all.
+| measurement | median s | min s | MiB/s (median) | ratio (medians) |
+|---|---|---|---|---|
+| \`cp\` + fsync (same disk) | $CP_S | $CP_MIN | $(mibs "$CP_S") | |
+| replication, WAN model off (read, SHA-256 verify, fsync, rename) | $REPL_S | $REPL_MIN | $(mibs "$REPL_S") | $(ratio "$CP_S" "$REPL_S") of cp (≥ 0.8) |
+| \`cat file > other\` + fsync | $CAT_S | $CAT_MIN | $(mibs "$CAT_S") | |
+| UploadImage, Swift client, 1 MiB chunks | $UP_S | $UP_MIN | $(mibs "$UP_S") | $(ratio "$CAT_S" "$UP_S") of cat (≥ 0.6) |
+| replication with $WATCHERS watchers | $REPLW_S | $REPLW_MIN | $(mibs "$REPLW_S") | $(ratio "$REPL_S" "$REPLW_S") of no-watcher run (≥ 0.9) |
+
+Per round (s): cp ${CP[*]}; replication ${REPL[*]}; cat ${CAT[*]}; upload ${UP[*]}; replication with watchers ${REPLW[*]}.
+Server RSS: idle $((RSS_IDLE / 1024)) MiB, after the first upload $((RSS_BEFORE / 1024)) MiB, at the end $((RSS_AFTER / 1024)) MiB, peak (VmHWM) $((HWM / 1024)) MiB; the watchers received $MSGS messages in all.
 MD
 )
 echo "$TABLE"
