@@ -15,7 +15,7 @@ final class Counter: Sendable { let value = Atomic<Int>(0) }
 
 /// `labgallery-bench`: uploads a file through UploadImage (client streaming, 1 MiB chunks,
 /// our H2RPC client), then times its replication until COMPLETED, optionally with N gallery watchers
-/// attached the whole time. Prints one `key=value` line for Benchmarks/replication.sh.
+/// attached the whole time, then deletes the image. Prints one `key=value` line for Benchmarks/replication.sh.
 @main struct LabGalleryBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "labgallery-bench",
                                                     abstract: "Upload and replication benchmark client for labgallery-server.")
@@ -87,6 +87,9 @@ final class Counter: Sendable { let value = Atomic<Int>(0) }
         let messages = received.value.load(ordering: .relaxed)
         for t in watcherTasks { t.cancel() }
         for c in watcherClients { c.close() }
+        // Delete the image (blob and replicas), as the cp/cat baselines delete their copies: the
+        // next round then writes into recycled page-cache pages, like they do.
+        _ = try await images.deleteImage(.init(name: image.name))
         print("bytes=\(total) targets=\(targets) upload_s=\(String(format: "%.3f", uploadSeconds)) replication_s=\(String(format: "%.3f", replicationSeconds)) watchers=\(watchers) watcher_messages=\(messages)")
     }
 
