@@ -11,7 +11,7 @@ struct H2RPCBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "h2rpc-bench",
         abstract: "Client-side H2RPC benchmarks against a running interop-server.",
-        subcommands: [Stream.self, Cancel.self])
+        subcommands: [Stream.self, Cancel.self, Upload.self])
 }
 
 struct Target: ParsableArguments {
@@ -92,6 +92,82 @@ extension H2RPCBench {
                 try await group.waitForAll()
             }
             print("cancel calls=\(calls) done")
+        }
+    }
+
+    /// Client-streaming throughput of large messages, in one process: an H2RPC server whose
+    /// UploadImage handler only counts the chunk bytes, and an H2RPC client sending `--mib`
+    /// MiB in `--chunk`-byte messages from one reused buffer (as labgallery-bench does).
+    /// Prints wall time and the process's CPU time: the cost of the RPC stack alone, no disk.
+    struct Upload: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Client-streaming throughput of 1 MiB messages, server in process.")
+        @Option(help: "MiB to upload per round.") var mib = 256
+        @Option(help: "Bytes per chunk message.") var chunk = 1 << 20
+        @Option(help: "Rounds (the best and the median are printed).") var rounds = 3
+
+        struct Sink: RegistrableRPCService {
+            func registerMethods(with router: inout RPCRouter) {
+                router.registerClientStreaming(Labgallery_V1_ImageService.Method.uploadImage) {
+                    (requests: RequestStream<Labgallery_V1_UploadImageRequest>, _: ServerContext) async throws -> Labgallery_V1_Image in
+                    var size = 0
+                    var check: UInt8 = 0
+                    for try await message in requests {
+                        if case .chunk(let bytes) = message.data {
+                            size += bytes.count
+                            check &+= bytes[bytes.count - 1]
+                        }
+                    }
+                    var image = Labgallery_V1_Image()
+                    image.sizeBytes = Int64(size)
+                    image.sha256 = String(check)
+                    return image
+                }
+            }
+        }
+
+        func run() async throws {
+            let transport = try H2ServerTransport(port: 0)
+            let server = RPCServer(transport: transport, services: [Sink()])
+            try server.start()
+            let rpc = RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: transport.boundPort))
+            defer { rpc.close() }
+            let images = Labgallery_V1_ImageService.Client(wrapping: rpc)
+            var buffer = [UInt8](repeating: 0, count: chunk)
+            for i in buffer.indices { buffer[i] = UInt8(truncatingIfNeeded: i &* 7) }
+            let total = mib << 20
+            var walls: [Double] = [], cpus: [Double] = []
+            for _ in 0..<(rounds + 1) {
+                let cpu0 = Self.cpuSeconds()
+                let start = ContinuousClock.now
+                let call = images.uploadImage()
+                try await call.send(.init(data: .header(.init(gallery: "galleries/bench", imageId: "x"))))
+                var sent = 0
+                while sent < total {
+                    let n = min(chunk, total - sent)
+                    try await call.send(.init(data: .chunk(n == buffer.count ? buffer : Array(buffer[0..<n]))))
+                    sent += n
+                }
+                call.finish()
+                let image = try await call.response()
+                guard image.sizeBytes == Int64(total) else { throw ValidationError("server counted \(image.sizeBytes) bytes of \(total)") }
+                let d = (ContinuousClock.now - start).components
+                walls.append(Double(d.seconds) + Double(d.attoseconds) / 1e18)
+                cpus.append(Self.cpuSeconds() - cpu0)
+            }
+            walls.removeFirst(); cpus.removeFirst()  // warm-up
+            func fmt(_ v: [Double]) -> String {
+                let s = v.sorted()
+                func ms(_ x: Double) -> String { "\((x * 1000).rounded() / 1000)" }
+                return "best=\(ms(s[0])) median=\(ms(s[s.count / 2]))"
+            }
+            print("upload mib=\(mib) chunk=\(chunk) rounds=\(rounds) wall_s: \(fmt(walls)) cpu_s: \(fmt(cpus))")
+            await server.shutdown(gracePeriod: .seconds(1))
+        }
+
+        static func cpuSeconds() -> Double {
+            var u = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &u)
+            return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6
         }
     }
 }

@@ -19,13 +19,21 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #define H2_READ_BUF (64 * 1024)
 #define H2_WRITE_BATCH (64 * 1024)         /* stop pulling from nghttp2 once this much is queued */
 #define H2_MAX_HEADER_BYTES (256 * 1024)   /* per header block; beyond → stream reset */
-#define H2_RBUF_KEEP (64 * 1024)           /* receive buffers larger than this are freed when idle */
+#define H2_NOCOPY_MIN (16 * 1024)          /* message bytes left to send from which DATA frames reference the
+                                              message (NO_COPY + writev) instead of copying it */
+#define H2_MAX_SEND_FRAME (256 * 1024)     /* largest DATA frame we send (if the peer allows it) */
+#define H2_POOL_MIN (64 * 1024)            /* message buffers this large are recycled through the loop's pool */
+#define H2_POOL_ROUND (64 * 1024)          /* ... with their size rounded up to a multiple of this */
+#define H2_POOL_MAX_BYTES (8u << 20)       /* most memory a loop's pool keeps */
+#define H2_POOL_IDLE_MS 1000               /* the pool is emptied after this long without any event */
+#define H2_MAX_IOV 64                      /* iovecs per writev */
 #define H2_RST_LIMIT 1000                  /* peer RST_STREAMs per second before ENHANCE_YOUR_CALM */
 #define H2_MAX_EVENTS 256
 
@@ -61,6 +69,10 @@ typedef struct h2_op {
     uint8_t *msg; /* framed message (5-byte prefix included), NULL = none */
     size_t msglen;
     size_t msgoff; /* bytes already handed to nghttp2 */
+    size_t cap;    /* bytes after OP_BASE (message buffers: pooled when >= H2_POOL_MIN) */
+    uint32_t segs; /* output segments (writev) still pointing into msg */
+    bool queued;   /* on a stream's outbound queue */
+    bool big;      /* queued with a message of at least H2_NOCOPY_MIN bytes (counted in conn->nbig) */
     struct sockaddr_storage addr;
     socklen_t addrlen;
     h2_run_fn run; /* OP_RUN: run(run_ctx, user, on_loop) */
@@ -69,6 +81,15 @@ typedef struct h2_op {
 
 typedef struct h2_conn h2_conn;
 
+/* One piece of a connection's output: bytes of wbuf (op == NULL), or message bytes of an
+ * op that stays alive (op->segs) until they are written. */
+typedef struct h2_seg {
+    h2_op *op;
+    const uint8_t *p; /* op segments */
+    size_t off;       /* wbuf segments: offset into wbuf (which may move) */
+    size_t len;
+} h2_seg;
+
 typedef struct h2_stream {
     int kind; /* K_STREAM */
     h2_id id;
@@ -76,11 +97,15 @@ typedef struct h2_stream {
     int32_t sid;
     void *user;
     struct h2_stream *prev, *next; /* conn's live list */
-    /* inbound */
-    uint8_t *rbuf;
-    size_t rlen, rcap;
-    size_t mlen;       /* declared length of the message being buffered (valid when rlen >= 5) */
+    /* inbound: a message split over DATA chunks is assembled in a message buffer */
+    uint8_t pfx[5];    /* its length prefix */
+    size_t plen;       /* prefix bytes received (0-5) */
+    h2_op *mblk;       /* its buffer (payload at blk_payload), once the prefix is complete */
+    size_t mlen;       /* declared length of the message being buffered (valid when plen == 5) */
+    size_t mgot;       /* payload bytes received */
     size_t pre;        /* bytes of the buffered message already released to nghttp2 */
+    size_t deferred;   /* bytes of the buffered message kept unreleased while `held` > 0 */
+    size_t held;       /* bytes of delivered messages the application has not consumed yet */
     size_t advance;    /* released early; subtract from later h2_consume */
     size_t unreleased; /* received and not yet released to nghttp2 */
     /* outbound */
@@ -91,7 +116,8 @@ typedef struct h2_stream {
     bool got_headers; /* client: a response header block arrived */
     bool resp_sent;   /* server: response headers submitted */
     bool local_end;   /* END / trailers queued: later sends are dropped */
-    bool deferred;    /* data provider returned DEFERRED */
+    bool data_deferred; /* data provider returned DEFERRED */
+    bool nc_pop_next; /* the NO_COPY frame being sent also ends the stream with the END-only op after the head */
     bool counted;     /* counted in stats.streams */
 } h2_stream;
 
@@ -111,8 +137,15 @@ struct h2_conn {
     h2_conn *dirty_next;    /* flush list of this iteration */
     h2_conn *dead_next;     /* freed at the end of the iteration */
     h2_stream *streams;     /* live streams */
+    /* output of this flush: frames copied into wbuf, and DATA payloads referenced in place
+     * (NO_COPY); written in order with writev */
     uint8_t *wbuf;
-    size_t wlen, woff, wcap;
+    size_t wlen, wcap;
+    struct h2_seg *segs;
+    size_t nseg, segcap;
+    size_t segi, segoff;    /* first segment not fully written, and bytes of it written */
+    size_t out_bytes;       /* bytes queued in segs */
+    size_t nbig;            /* queued ops with a large message, on any stream */
     /* header block being received: offsets into harena until delivery */
     uint8_t *harena;
     size_t hlen, hcap;
@@ -147,11 +180,16 @@ struct h2_loop {
     bool wake_pending; /* under qlock */
 
     struct {
-        atomic_uint_fast64_t connections, streams, inbound, outbound, streams_total;
+        atomic_uint_fast64_t connections, streams, inbound, outbound, streams_total, pooled;
     } st;
 
     nghttp2_session_callbacks *scb;
     nghttp2_option *opt;
+
+    /* recycled message buffers (any thread) */
+    pthread_mutex_t plock;
+    h2_op *pool;
+    size_t pool_bytes;
 
     /* ---- loop thread only ---- */
     h2_map map;
@@ -176,7 +214,89 @@ static size_t nv_bytes(const h2_nv *nv, size_t n)
     return b;
 }
 
-/* One allocation: op + nv arrays (aligned first) + strings + framed message. */
+/* Every op is one block: the h2_op, then OP_BASE-aligned data (nv arrays, strings, the
+ * framed message). Message buffers (h2_buf_alloc, assembled inbound messages) are such
+ * blocks too; large ones are recycled through the loop's pool. */
+#define OP_BASE ((sizeof(h2_op) + 15) & ~(size_t)15)
+
+static inline uint8_t *blk_data(h2_op *op) { return (uint8_t *)op + OP_BASE; }
+
+/* A block with `need` data bytes, header zeroed; large ones from the pool when one fits. */
+static h2_op *blk_get(h2_loop *L, size_t need)
+{
+    h2_op *op = NULL;
+    size_t cap = need;
+    if (need >= H2_POOL_MIN) {
+        pthread_mutex_lock(&L->plock);
+        for (h2_op **pp = &L->pool; *pp; pp = &(*pp)->next) {
+            size_t c = (*pp)->cap;
+            if (c >= need && c - need <= need / 2 + H2_POOL_ROUND) {
+                op = *pp;
+                *pp = op->next;
+                L->pool_bytes -= c;
+                STAT_SUB(L, pooled, c);
+                cap = c;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&L->plock);
+        if (!op) {
+            if (need > SIZE_MAX - OP_BASE - H2_POOL_ROUND) return NULL;
+            cap = (need + H2_POOL_ROUND - 1) / H2_POOL_ROUND * H2_POOL_ROUND;
+        }
+    }
+    if (!op && !(op = malloc(OP_BASE + cap))) return NULL;
+    memset(op, 0, sizeof *op);
+    op->cap = cap;
+    return op;
+}
+
+/* Frees a block, or keeps a large one in the pool (bounded by H2_POOL_MAX_BYTES). Any thread. */
+static void op_free(h2_loop *L, h2_op *op)
+{
+    if (op->cap >= H2_POOL_MIN) {
+        pthread_mutex_lock(&L->plock);
+        if (L->pool_bytes + op->cap <= H2_POOL_MAX_BYTES) {
+            op->next = L->pool;
+            L->pool = op;
+            L->pool_bytes += op->cap;
+            STAT_ADD(L, pooled, op->cap);
+            pthread_mutex_unlock(&L->plock);
+            return;
+        }
+        pthread_mutex_unlock(&L->plock);
+    }
+    free(op);
+}
+
+static bool pool_empty(h2_loop *L)
+{
+    pthread_mutex_lock(&L->plock);
+    bool empty = L->pool == NULL;
+    pthread_mutex_unlock(&L->plock);
+    return empty;
+}
+
+/* Frees the pooled buffers (the loop has been idle, or is destroyed). */
+static void pool_trim(h2_loop *L)
+{
+    pthread_mutex_lock(&L->plock);
+    h2_op *list = L->pool;
+    L->pool = NULL;
+    STAT_SUB(L, pooled, L->pool_bytes);
+    L->pool_bytes = 0;
+    pthread_mutex_unlock(&L->plock);
+    while (list) {
+        h2_op *op = list;
+        list = op->next;
+        free(op);
+    }
+}
+
+/* An op leaves its stream's queue (on connection c): freed unless output segments still
+ * point into it. */
+static void op_release(h2_conn *c, h2_op *op);
+
 /* Copies n fields into `out`, their bytes packed from `s`; returns the end of the bytes. */
 static uint8_t *nv_copy(nghttp2_nv *out, const h2_nv *in, size_t n, uint8_t *s)
 {
@@ -192,7 +312,7 @@ static uint8_t *nv_copy(nghttp2_nv *out, const h2_nv *in, size_t n, uint8_t *s)
     return s;
 }
 
-static h2_op *op_new(int type, h2_id id, const h2_nv *h, size_t nh, int has_msg, const uint8_t *msg,
+static h2_op *op_new(h2_loop *L, int type, h2_id id, const h2_nv *h, size_t nh, int has_msg, const uint8_t *msg,
                      size_t msglen, int compressed, const h2_nv *t, size_t nt)
 {
     size_t hb = nv_bytes(h, nh), tb = nv_bytes(t, nt);
@@ -202,13 +322,11 @@ static h2_op *op_new(int type, h2_id id, const h2_nv *h, size_t nh, int has_msg,
         return NULL;
     }
     /* nv arrays need pointer alignment: place both arrays before any string. */
-    size_t base = (sizeof(h2_op) + 15) & ~(size_t)15;
-    h2_op *op = malloc(base + hb + tb + mb);
+    h2_op *op = blk_get(L, hb + tb + mb);
     if (!op) return NULL;
-    memset(op, 0, sizeof *op);
     op->type = type;
     op->id = id;
-    uint8_t *p = (uint8_t *)op + base;
+    uint8_t *p = blk_data(op);
     /* arrays first so they stay aligned: copy headers' array, then trailers' array, then strings */
     nghttp2_nv *ha = (nghttp2_nv *)p;
     nghttp2_nv *ta = (nghttp2_nv *)(p + nh * sizeof(nghttp2_nv));
@@ -285,6 +403,16 @@ static h2_op *op_take_all(h2_loop *L)
 
 /* ================================================================ streams */
 
+static void op_release(h2_conn *c, h2_op *op)
+{
+    op->queued = false;
+    if (op->big) {
+        op->big = false;
+        c->nbig--;
+    }
+    if (op->segs == 0) op_free(c->loop, op);
+}
+
 static h2_stream *stream_new(h2_conn *c, h2_id id, bool is_client)
 {
     h2_stream *st = calloc(1, sizeof *st);
@@ -322,12 +450,12 @@ static void stream_free(h2_stream *st)
     else
         c->streams = st->next;
     if (st->next) st->next->prev = st->prev;
-    if (st->rlen) STAT_SUB(L, inbound, st->rlen);
-    free(st->rbuf);
+    if (st->plen) STAT_SUB(L, inbound, st->plen + st->mgot);
+    if (st->mblk) op_free(L, st->mblk);
     for (h2_op *op = st->oq_head, *n; op; op = n) {
         n = op->next;
         if (op->msg && op->msgoff < op->msglen) STAT_SUB(L, outbound, op->msglen - op->msgoff);
-        free(op);
+        op_release(c, op);
     }
     if (st->counted) STAT_SUB(L, streams, 1);
     free(st);
@@ -358,31 +486,60 @@ static int stream_in_error(h2_stream *st, int kind, size_t detail)
 {
     h2_loop *L = st->conn->loop;
     st->in_err = true;
-    st->pre = 0;
-    if (st->rlen) {
-        STAT_SUB(L, inbound, st->rlen);
-        st->rlen = 0;
+    st->pre = st->deferred = 0;
+    if (st->plen) {
+        STAT_SUB(L, inbound, st->plen + st->mgot);
+        st->plen = st->mgot = 0;
     }
-    if (st->rcap > H2_RBUF_KEEP) {
-        free(st->rbuf);
-        st->rbuf = NULL;
-        st->rcap = 0;
+    if (st->mblk) {
+        op_free(L, st->mblk);
+        st->mblk = NULL;
     }
     if (st->user && L->cb.on_stream_error) L->cb.on_stream_error(L->cb.ctx, st->user, kind, detail);
     return stream_release(st, st->unreleased);
 }
 
+/* The application took a message of `total` bytes (prefix included) and released `r` of
+ * them now, the rest comes with h2_consume; `pre` bytes of it were released early. */
+static int deliver_done(h2_stream *st, size_t r, size_t total, size_t pre)
+{
+    if (r > total) r = total;
+    st->held += total - r;
+    if (r >= pre) return stream_release(st, r - pre);
+    st->advance += pre - r;
+    return 0;
+}
+
+/* A message whole inside one DATA chunk: delivered from nghttp2's buffer. */
 static int deliver(h2_stream *st, const uint8_t *frame, size_t mlen, size_t pre)
 {
     h2_loop *L = st->conn->loop;
     size_t total = mlen + 5;
     size_t r = total;
     if (L->cb.on_message) r = L->cb.on_message(L->cb.ctx, st->user, frame[0] & 1, frame + 5, mlen);
-    if (r > total) r = total;
-    /* The app releases `total` in all (r now, the rest via h2_consume); `pre` already went. */
-    if (r >= pre) return stream_release(st, r - pre);
-    st->advance += pre - r;
-    return 0;
+    return deliver_done(st, r, total, pre);
+}
+
+/* The assembled message: its buffer goes to the application (on_message_buf) or back to the pool. */
+static int deliver_assembled(h2_stream *st)
+{
+    h2_loop *L = st->conn->loop;
+    h2_op *b = st->mblk;
+    size_t mlen = st->mlen, total = mlen + 5, pre = st->pre, r = total;
+    int compressed = st->pfx[0] & 1;
+    st->mblk = NULL;
+    st->plen = st->mgot = 0;
+    st->pre = st->deferred = 0; /* deferred bytes are now the application's to consume */
+    STAT_SUB(L, inbound, total);
+    if (!b) { /* empty message: nothing was allocated */
+        if (L->cb.on_message) r = L->cb.on_message(L->cb.ctx, st->user, compressed, st->pfx + 5, 0);
+    } else if (L->cb.on_message_buf) {
+        r = L->cb.on_message_buf(L->cb.ctx, st->user, compressed, blk_data(b) + 5, mlen);
+    } else {
+        if (L->cb.on_message) r = L->cb.on_message(L->cb.ctx, st->user, compressed, blk_data(b) + 5, mlen);
+        op_free(L, b);
+    }
+    return deliver_done(st, r, total, pre);
 }
 
 static inline size_t be32(const uint8_t *p)
@@ -390,20 +547,15 @@ static inline size_t be32(const uint8_t *p)
     return ((size_t)p[0] << 24) | ((size_t)p[1] << 16) | ((size_t)p[2] << 8) | p[3];
 }
 
-static int rbuf_reserve(h2_stream *st, size_t need)
-{
-    if (st->rcap >= need) return 0;
-    size_t nc = st->rcap ? st->rcap : 64;
-    while (nc < need) nc *= 2;
-    uint8_t *nb = realloc(st->rbuf, nc);
-    if (!nb) return -1;
-    st->rbuf = nb;
-    st->rcap = nc;
-    return 0;
-}
-
 /* gRPC framing of one DATA chunk. Whole messages inside the chunk are delivered
- * straight from nghttp2's buffer; only a split message is copied. */
+ * straight from nghttp2's buffer; a split message is assembled in a message buffer of
+ * exactly its size (the one copy), which the application may then keep.
+ *
+ * Flow control of a split message: its bytes are released as they arrive while the
+ * application holds no delivered message unconsumed (so a message larger than the window
+ * can complete), and kept unreleased otherwise (so a reader that falls behind stops the
+ * sender: held messages + one window of the next one is all a stream buffers). Kept bytes
+ * are released once the application consumed what it holds (do_consume). */
 static int stream_in_data(h2_stream *st, const uint8_t *d, size_t len)
 {
     h2_loop *L = st->conn->loop;
@@ -412,7 +564,7 @@ static int stream_in_data(h2_stream *st, const uint8_t *d, size_t len)
     st->unreleased += len;
     if (!st->user || st->in_err || st->in_ended) return stream_release(st, len);
     while (len) {
-        if (st->rlen == 0 && len >= 5) {
+        if (st->plen == 0 && len >= 5) {
             size_t ml = be32(d + 1);
             if (ml > max) return stream_in_error(st, H2_STREAM_ERR_TOO_LARGE, ml);
             if (len >= ml + 5) {
@@ -423,45 +575,38 @@ static int stream_in_data(h2_stream *st, const uint8_t *d, size_t len)
                 continue;
             }
         }
+        bool in_prefix = st->plen < 5;
         size_t take;
-        if (st->rlen < 5) {
-            if (rbuf_reserve(st, 5) != 0) return NGHTTP2_ERR_NOMEM;
-            take = 5 - st->rlen;
+        if (in_prefix) {
+            take = 5 - st->plen;
             if (take > len) take = len;
-            memcpy(st->rbuf + st->rlen, d, take);
-            st->rlen += take;
-            if (st->rlen == 5) {
-                st->mlen = be32(st->rbuf + 1);
-                if (st->mlen > max) {
-                    STAT_ADD(L, inbound, take);
-                    return stream_in_error(st, H2_STREAM_ERR_TOO_LARGE, st->mlen);
-                }
-                if (rbuf_reserve(st, st->mlen + 5) != 0) return NGHTTP2_ERR_NOMEM;
-            }
+            memcpy(st->pfx + st->plen, d, take);
+            st->plen += take;
         } else {
-            take = st->mlen + 5 - st->rlen;
+            take = st->mlen - st->mgot;
             if (take > len) take = len;
-            memcpy(st->rbuf + st->rlen, d, take);
-            st->rlen += take;
+            memcpy(blk_data(st->mblk) + 5 + st->mgot, d, take);
+            st->mgot += take;
         }
         d += take;
         len -= take;
         STAT_ADD(L, inbound, take);
-        /* Bytes of a partial message are consumed as buffered (bounded by max_recv_message). */
-        st->pre += take;
-        if ((rv = stream_release(st, take)) != 0) return rv;
-        if (st->rlen >= 5 && st->rlen == st->mlen + 5) {
-            size_t pre = st->pre, n = st->rlen;
-            st->pre = 0;
-            rv = deliver(st, st->rbuf, st->mlen, pre);
-            st->rlen = 0;
-            STAT_SUB(L, inbound, n);
-            if (st->rcap > H2_RBUF_KEEP) {
-                free(st->rbuf);
-                st->rbuf = NULL;
-                st->rcap = 0;
+        if (st->held == 0) {
+            st->pre += take;
+            if ((rv = stream_release(st, take)) != 0) return rv;
+        } else {
+            st->deferred += take;
+        }
+        if (in_prefix && st->plen == 5) {
+            st->mlen = be32(st->pfx + 1);
+            if (st->mlen > max) return stream_in_error(st, H2_STREAM_ERR_TOO_LARGE, st->mlen);
+            if (st->mlen > 0) {
+                if (!(st->mblk = blk_get(L, st->mlen + 5))) return NGHTTP2_ERR_NOMEM;
+                memcpy(blk_data(st->mblk), st->pfx, 5);
             }
-            if (rv) return rv;
+        }
+        if (st->plen == 5 && st->mgot == st->mlen) {
+            if ((rv = deliver_assembled(st)) != 0) return rv;
             if (st->in_err || !st->user) return stream_release(st, st->unreleased);
         }
     }
@@ -474,8 +619,8 @@ static void stream_in_end(h2_stream *st)
     h2_loop *L = st->conn->loop;
     if (!st->user || st->in_ended) return;
     st->in_ended = true;
-    if (!st->in_err && st->rlen > 0) {
-        size_t n = st->rlen;
+    if (!st->in_err && st->plen > 0) {
+        size_t n = st->plen + st->mgot;
         (void)stream_in_error(st, H2_STREAM_ERR_TRUNCATED, n);
     }
     if (st->user && L->cb.on_end) L->cb.on_end(L->cb.ctx, st->user);
@@ -483,13 +628,48 @@ static void stream_in_end(h2_stream *st)
 
 /* ============================================================ data source */
 
+static inline bool op_is_last(const h2_op *op) { return op->ntrls || (op->flags & H2_SEND_END); }
+
+/* End of the stream's data: submits the op's trailers (DATA without END_STREAM) or sets EOF. */
+static int data_eof(nghttp2_session *s, int32_t sid, h2_op *op, uint32_t *flags)
+{
+    if (op->ntrls) {
+        int rv = nghttp2_submit_trailer(s, sid, op->trls, op->ntrls);
+        if (rv != 0) return nghttp2_is_fatal(rv) ? NGHTTP2_ERR_CALLBACK_FAILURE : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    } else {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    }
+    return 0;
+}
+
+/* A large message at the head of the queue goes out with NO_COPY: the frame references the
+ * message and send_data_cb queues it for writev (no copy in user space). Small messages
+ * are copied into nghttp2's frame buffer, several per frame. */
 static ssize_t data_read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
                             nghttp2_data_source *src, void *ud)
 {
     h2_stream *st = src->ptr;
-    h2_loop *L = ((h2_conn *)ud)->loop;
+    h2_conn *c = ud;
+    h2_loop *L = c->loop;
     size_t n = 0;
-    h2_op *op;
+    h2_op *op = st->oq_head;
+    st->nc_pop_next = false;
+    if (op && op->msg && op->msglen - op->msgoff >= H2_NOCOPY_MIN) {
+        size_t r = op->msglen - op->msgoff;
+        n = r < len ? r : len;
+        if (n == r) {
+            h2_op *end = op_is_last(op) ? op : NULL;
+            if (!end && op->next && !op->next->msg && op_is_last(op->next)) end = op->next;
+            if (end) {
+                int rv = data_eof(s, sid, end, flags);
+                if (rv != 0) return rv;
+                st->nc_pop_next = end != op;
+            }
+        }
+        *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+        return (ssize_t)n;
+    }
     while ((op = st->oq_head) != NULL) {
         if (op->msg && op->msgoff < op->msglen) {
             size_t k = op->msglen - op->msgoff;
@@ -499,30 +679,75 @@ static ssize_t data_read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_
             op->msgoff += k;
             if (op->msgoff < op->msglen) break; /* frame full */
         }
-        bool last = op->ntrls || (op->flags & H2_SEND_END);
+        bool last = op_is_last(op);
         if (last) {
-            if (op->ntrls) {
-                int rv = nghttp2_submit_trailer(s, sid, op->trls, op->ntrls);
-                if (rv != 0) return nghttp2_is_fatal(rv) ? NGHTTP2_ERR_CALLBACK_FAILURE
-                                                         : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-                *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-            } else {
-                *flags |= NGHTTP2_DATA_FLAG_EOF;
-            }
+            int rv = data_eof(s, sid, op, flags);
+            if (rv != 0) return rv;
         }
         st->oq_head = op->next;
         if (!st->oq_head) st->oq_tail = NULL;
-        free(op);
+        op_release(c, op);
         if (last) break;
     }
     if (n) {
         STAT_SUB(L, outbound, n);
         if (st->user && L->cb.on_drain) L->cb.on_drain(L->cb.ctx, st->user, n);
     } else if (!(*flags & NGHTTP2_DATA_FLAG_EOF)) {
-        st->deferred = true;
+        st->data_deferred = true;
         return NGHTTP2_ERR_DEFERRED;
     }
     return (ssize_t)n;
+}
+
+static int out_copy(h2_conn *c, const uint8_t *p, size_t n);
+static int out_ref(h2_conn *c, h2_op *op, const uint8_t *p, size_t n);
+static bool out_full(const h2_conn *c);
+
+/* The NO_COPY frame data_read_cb chose: its header is copied, its payload referenced. */
+static int send_data_cb(nghttp2_session *s, nghttp2_frame *f, const uint8_t *framehd, size_t length,
+                        nghttp2_data_source *src, void *ud)
+{
+    (void)s;
+    h2_conn *c = ud;
+    h2_loop *L = c->loop;
+    h2_stream *st = src->ptr;
+    h2_op *op = st->oq_head;
+    if (!op || !op->msg || op->msglen - op->msgoff < length || f->data.padlen != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (out_copy(c, framehd, 9) != 0 || out_ref(c, op, op->msg + op->msgoff, length) != 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE; /* out of memory: the connection closes */
+    op->msgoff += length;
+    if (op->msgoff == op->msglen) {
+        st->oq_head = op->next;
+        if (st->nc_pop_next && st->oq_head) { /* the END-only op whose EOF this frame carries */
+            h2_op *e = st->oq_head;
+            st->oq_head = e->next;
+            op_release(c, e);
+        }
+        if (!st->oq_head) st->oq_tail = NULL;
+        op_release(c, op);
+    }
+    st->nc_pop_next = false;
+    STAT_SUB(L, outbound, length);
+    if (st->user && L->cb.on_drain) L->cb.on_drain(L->cb.ctx, st->user, length);
+    return out_full(c) ? NGHTTP2_ERR_PAUSE : 0;
+}
+
+/* DATA frames of large messages are as large as the peer allows (up to H2_MAX_SEND_FRAME);
+ * others keep nghttp2's 16 KiB. */
+static ssize_t read_length_cb(nghttp2_session *s, uint8_t type, int32_t sid, int32_t swin, int32_t stwin,
+                              uint32_t remote_max, void *ud)
+{
+    (void)type; (void)swin; (void)stwin;
+    size_t want = 16384;
+    if (((h2_conn *)ud)->nbig == 0) return (ssize_t)(want < remote_max ? want : remote_max); /* no lookup for small messages */
+    h2_stream *st = nghttp2_session_get_stream_user_data(s, sid);
+    h2_op *op = st ? st->oq_head : NULL;
+    if (op && op->msg && op->msglen - op->msgoff >= H2_NOCOPY_MIN) {
+        want = op->msglen - op->msgoff;
+        if (want > H2_MAX_SEND_FRAME) want = H2_MAX_SEND_FRAME;
+    }
+    if (want > remote_max) want = remote_max;
+    return (ssize_t)want;
 }
 
 /* ================================================== nghttp2 session callbacks */
@@ -829,58 +1054,166 @@ static void conn_close(h2_conn *c, int err, uint32_t stream_code, bool failed)
     L->dead = c;
 }
 
+static void out_drop(h2_conn *c);
+
 static void conn_free(h2_conn *c)
 {
+    out_drop(c);
+    free(c->segs);
     free(c->wbuf);
     free(c->harena);
     free(c->hnv);
     free(c);
 }
 
-/* One flush per touched connection and iteration: pull frames from nghttp2 into the
- * write buffer, one send(). A socket that would block keeps the rest and waits for
- * EPOLLOUT; nghttp2 is not asked for more until the buffer drained (bounded memory). */
+/* ---- output: copied bytes (wbuf) and referenced message bytes, in order ---- */
+
+static int seg_push(h2_conn *c, h2_seg g)
+{
+    if (c->nseg == c->segcap) {
+        size_t nc = c->segcap ? c->segcap * 2 : 16;
+        h2_seg *ns = realloc(c->segs, nc * sizeof *ns);
+        if (!ns) return -1;
+        c->segs = ns;
+        c->segcap = nc;
+    }
+    c->segs[c->nseg++] = g;
+    return 0;
+}
+
+/* Appends a copy of n bytes. Returns 0 or -1 (out of memory). */
+static int out_copy(h2_conn *c, const uint8_t *p, size_t n)
+{
+    if (n == 0) return 0;
+    if (c->wlen + n > c->wcap) {
+        size_t nc = c->wcap ? c->wcap : 16384;
+        while (nc < c->wlen + n) nc *= 2;
+        uint8_t *nb = realloc(c->wbuf, nc);
+        if (!nb) return -1;
+        c->wbuf = nb;
+        c->wcap = nc;
+    }
+    h2_seg *last = c->nseg ? &c->segs[c->nseg - 1] : NULL;
+    if (last && !last->op && last->off + last->len == c->wlen)
+        last->len += n;
+    else if (seg_push(c, (h2_seg){.op = NULL, .off = c->wlen, .len = n}) != 0)
+        return -1;
+    memcpy(c->wbuf + c->wlen, p, n);
+    c->wlen += n;
+    c->out_bytes += n;
+    return 0;
+}
+
+/* Appends n message bytes of `op` by reference: the op stays alive until they are written. */
+static int out_ref(h2_conn *c, h2_op *op, const uint8_t *p, size_t n)
+{
+    if (n == 0) return 0;
+    if (seg_push(c, (h2_seg){.op = op, .p = p, .len = n}) != 0) return -1;
+    op->segs++;
+    c->out_bytes += n;
+    return 0;
+}
+
+/* Enough queued for one write: copies are bounded tighter (they cost memory) than references. */
+static bool out_full(const h2_conn *c)
+{
+    return c->wlen >= H2_WRITE_BATCH || c->out_bytes >= 16 * H2_WRITE_BATCH;
+}
+
+static void seg_done(h2_loop *L, h2_op *op)
+{
+    if (--op->segs == 0 && !op->queued) op_free(L, op);
+}
+
+/* Writes queued output. Returns 1 once all of it went out, 0 if the socket is full, -1 if
+ * the connection was closed. */
+static int out_write(h2_conn *c)
+{
+    h2_loop *L = c->loop;
+    while (c->segi < c->nseg) {
+        struct iovec iov[H2_MAX_IOV];
+        size_t want = 0;
+        int n = 0;
+        for (size_t i = c->segi; i < c->nseg && n < H2_MAX_IOV; i++, n++) {
+            const h2_seg *g = &c->segs[i];
+            size_t skip = i == c->segi ? c->segoff : 0;
+            const uint8_t *base = g->op ? g->p : c->wbuf + g->off;
+            iov[n].iov_base = (void *)(uintptr_t)(base + skip);
+            iov[n].iov_len = g->len - skip;
+            want += g->len - skip;
+        }
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+            conn_close(c, errno, H2_CLOSE_CONN_LOST, false);
+            return -1;
+        }
+        size_t left = (size_t)w;
+        while (left && c->segi < c->nseg) {
+            h2_seg *g = &c->segs[c->segi];
+            size_t rem = g->len - c->segoff;
+            if (left < rem) {
+                c->segoff += left;
+                break;
+            }
+            left -= rem;
+            c->segoff = 0;
+            c->segi++;
+            if (g->op) seg_done(L, g->op);
+        }
+        if ((size_t)w < want) return 0; /* short write: kernel buffer full */
+    }
+    return 1;
+}
+
+static void out_reset(h2_conn *c)
+{
+    c->nseg = c->segi = c->segoff = 0;
+    c->wlen = 0;
+    c->out_bytes = 0;
+}
+
+/* Drops unwritten output (the connection is gone), releasing the ops it references. */
+static void out_drop(h2_conn *c)
+{
+    h2_loop *L = c->loop;
+    for (size_t i = c->segi; i < c->nseg; i++)
+        if (c->segs[i].op) seg_done(L, c->segs[i].op);
+    out_reset(c);
+}
+
+/* One flush per touched connection and iteration: pull frames from nghttp2 (copies into
+ * wbuf, large DATA payloads by reference), write them with one sendmsg. A socket that
+ * would block keeps the rest and waits for EPOLLOUT; nghttp2 is not asked for more until
+ * the output drained (bounded memory). */
 static void conn_flush(h2_conn *c)
 {
     if (c->dead || c->connecting) return;
     for (;;) {
-        if (c->woff < c->wlen) {
-            ssize_t w = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
-            if (w < 0) {
-                if (errno == EINTR) continue;
-                if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-                conn_close(c, errno, H2_CLOSE_CONN_LOST, false);
-                return;
-            }
-            c->woff += (size_t)w;
-            if (c->woff < c->wlen) break; /* short write: kernel buffer full */
+        if (c->segi < c->nseg) {
+            int r = out_write(c);
+            if (r < 0) return;
+            if (r == 0) break;
         }
-        c->woff = c->wlen = 0;
-        while (c->wlen < H2_WRITE_BATCH) {
+        out_reset(c);
+        while (!out_full(c)) {
             const uint8_t *p;
             ssize_t n = nghttp2_session_mem_send(c->sess, &p);
             if (n < 0) {
-                conn_close(c, EPROTO, H2_CLOSE_CONN_LOST, false);
+                conn_close(c, n == NGHTTP2_ERR_CALLBACK_FAILURE ? ENOMEM : EPROTO, H2_CLOSE_CONN_LOST, false);
                 return;
             }
-            if (n == 0) break;
-            if (c->wlen + (size_t)n > c->wcap) {
-                size_t nc = c->wcap ? c->wcap : 16384;
-                while (nc < c->wlen + (size_t)n) nc *= 2;
-                uint8_t *nb = realloc(c->wbuf, nc);
-                if (!nb) {
-                    conn_close(c, ENOMEM, H2_CLOSE_CONN_LOST, false);
-                    return;
-                }
-                c->wbuf = nb;
-                c->wcap = nc;
+            if (n == 0) break; /* nothing more, or send_data_cb paused with enough queued */
+            if (out_copy(c, p, (size_t)n) != 0) {
+                conn_close(c, ENOMEM, H2_CLOSE_CONN_LOST, false);
+                return;
             }
-            memcpy(c->wbuf + c->wlen, p, (size_t)n);
-            c->wlen += (size_t)n;
         }
-        if (c->wlen == 0) break;
+        if (c->out_bytes == 0) break;
     }
-    bool pending = c->woff < c->wlen;
+    bool pending = c->segi < c->nseg;
     if (pending != c->want_out) {
         if (conn_epoll(c, EPOLL_CTL_MOD, EPOLLIN | (pending ? EPOLLOUT : 0)) != 0) {
             conn_close(c, errno, H2_CLOSE_CONN_LOST, false);
@@ -893,6 +1226,11 @@ static void conn_flush(h2_conn *c)
             free(c->wbuf);
             c->wbuf = NULL;
             c->wcap = 0;
+        }
+        if (c->segcap > 256) {
+            free(c->segs);
+            c->segs = NULL;
+            c->segcap = 0;
         }
         /* GOAWAY done both ways and nothing in flight: nghttp2 is finished with it. */
         if (!nghttp2_session_want_read(c->sess) && !nghttp2_session_want_write(c->sess))
@@ -1075,6 +1413,11 @@ static bool do_send(h2_loop *L, h2_op *op)
     }
     if (!op->msg && !end) return false; /* headers only (or repeated headers: ignored) */
     op->next = NULL;
+    op->queued = true;
+    if (op->msg && op->msglen >= H2_NOCOPY_MIN) {
+        op->big = true;
+        c->nbig++;
+    }
     if (st->oq_tail)
         st->oq_tail->next = op;
     else
@@ -1082,8 +1425,8 @@ static bool do_send(h2_loop *L, h2_op *op)
     st->oq_tail = op;
     if (op->msg) STAT_ADD(L, outbound, op->msglen);
     if (end) st->local_end = true;
-    if (st->deferred) {
-        st->deferred = false;
+    if (st->data_deferred) {
+        st->data_deferred = false;
         int rv = nghttp2_session_resume_data(c->sess, st->sid);
         conn_fatal_check(c, rv);
     }
@@ -1096,9 +1439,15 @@ static void do_consume(h2_loop *L, h2_op *op)
     h2_stream *st = lookup(L, op->id, K_STREAM);
     if (!st) return;
     size_t n = (size_t)op->arg;
+    st->held -= n < st->held ? n : st->held;
     size_t d = n < st->advance ? n : st->advance;
     st->advance -= d;
     n -= d;
+    if (st->held == 0 && st->deferred) { /* caught up: the message being assembled may continue */
+        st->pre += st->deferred;
+        n += st->deferred;
+        st->deferred = 0;
+    }
     if (n == 0) return;
     h2_conn *c = st->conn;
     int rv = stream_release(st, n);
@@ -1192,7 +1541,7 @@ static void run_ops(h2_loop *L)
         case OP_LISTEN: do_listen(L, op); break;
         case OP_RUN: op->run(op->run_ctx, op->user, 1); break;
         }
-        if (!kept) free(op);
+        if (!kept) op_free(L, op);
         op = next;
     }
 }
@@ -1206,7 +1555,7 @@ static void drop_ops(h2_loop *L, h2_op *op)
         if (op->type == OP_CONNECT && L->cb.on_conn) L->cb.on_conn(L->cb.ctx, op->id, H2_CONN_FAILED, ECANCELED);
         if (op->type == OP_LISTEN) close((int)op->arg);
         if (op->type == OP_RUN) op->run(op->run_ctx, op->user, 0);
-        free(op);
+        op_free(L, op);
         op = next;
     }
 }
@@ -1223,6 +1572,11 @@ static void *loop_main(void *arg)
         if (n < 0) {
             if (errno == EINTR) continue;
             break;
+        }
+        if (n == 0 && timeout > 0) { /* idle for H2_POOL_IDLE_MS: give the pooled buffers back */
+            pool_trim(L);
+            timeout = queue_nonempty(L) ? 0 : -1;
+            continue;
         }
         for (int i = 0; i < n; i++) {
             int kind = *(int *)evs[i].data.ptr;
@@ -1253,8 +1607,9 @@ static void *loop_main(void *arg)
             conn_free(c);
         }
         /* Checked last: flushing runs callbacks (on_drain) that may post from this thread,
-         * and such posts do not write the eventfd. */
-        timeout = queue_nonempty(L) ? 0 : -1;
+         * and such posts do not write the eventfd. With buffers pooled, sleep at most until
+         * it is time to free them. */
+        timeout = queue_nonempty(L) ? 0 : pool_empty(L) ? -1 : H2_POOL_IDLE_MS;
     }
     return NULL;
 }
@@ -1296,6 +1651,12 @@ h2_loop *h2_loop_create(const h2_config *cfg, const h2_callbacks *cb)
         errno = ENOMEM;
         return NULL;
     }
+    if (pthread_mutex_init(&L->plock, NULL) != 0) {
+        pthread_mutex_destroy(&L->qlock);
+        free(L);
+        errno = ENOMEM;
+        return NULL;
+    }
     if (h2_map_init(&L->map, 1024) != 0) { e = ENOMEM; goto fail; }
     if ((L->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) { e = errno; goto fail; }
     if ((L->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) { e = errno; goto fail; }
@@ -1309,6 +1670,8 @@ h2_loop *h2_loop_create(const h2_config *cfg, const h2_callbacks *cb)
     nghttp2_session_callbacks_set_on_stream_close_callback(L->scb, on_stream_close);
     nghttp2_session_callbacks_set_on_frame_not_send_callback(L->scb, on_frame_not_send);
     nghttp2_session_callbacks_set_on_frame_send_callback(L->scb, on_frame_send);
+    nghttp2_session_callbacks_set_send_data_callback(L->scb, send_data_cb);
+    nghttp2_session_callbacks_set_data_source_read_length_callback(L->scb, read_length_cb);
     if (nghttp2_option_new(&L->opt) != 0) { e = ENOMEM; goto fail; }
     nghttp2_option_set_no_auto_window_update(L->opt, 1);
     /* nghttp2's own reset limiter (burst 1000, then 33/s) counts every RST_STREAM, so a
@@ -1323,6 +1686,7 @@ fail:
     if (L->epfd >= 0) close(L->epfd);
     h2_map_free(&L->map);
     pthread_mutex_destroy(&L->qlock);
+    pthread_mutex_destroy(&L->plock);
     free(L);
     errno = e;
     return NULL;
@@ -1332,7 +1696,7 @@ int h2_listen(h2_loop *loop, const char *host, uint16_t port, uint16_t *bound_po
 {
     int fd = h2_net_listen(host, port, (int)loop->cfg.reuse_port, bound_port);
     if (fd < 0) return fd;
-    h2_op *op = op_new(OP_LISTEN, 0, NULL, 0, 0, NULL, 0, 0, NULL, 0);
+    h2_op *op = op_new(loop, OP_LISTEN, 0, NULL, 0, 0, NULL, 0, 0, NULL, 0);
     if (!op) {
         close(fd);
         return -ENOMEM;
@@ -1340,7 +1704,7 @@ int h2_listen(h2_loop *loop, const char *host, uint16_t port, uint16_t *bound_po
     op->arg = (uint64_t)fd;
     if (op_post(loop, op) != 0) {
         close(fd);
-        free(op);
+        op_free(loop, op);
         return -ESHUTDOWN;
     }
     return 0;
@@ -1365,8 +1729,8 @@ int h2_loop_start(h2_loop *loop)
 
 void h2_loop_goaway(h2_loop *loop)
 {
-    h2_op *op = op_new(OP_GOAWAY, 0, NULL, 0, 0, NULL, 0, 0, NULL, 0);
-    if (op && op_post(loop, op) != 0) free(op);
+    h2_op *op = op_new(loop, OP_GOAWAY, 0, NULL, 0, 0, NULL, 0, 0, NULL, 0);
+    if (op && op_post(loop, op) != 0) op_free(loop, op);
 }
 
 void h2_loop_stop(h2_loop *L)
@@ -1405,6 +1769,8 @@ void h2_loop_destroy(h2_loop *L)
     close(L->epfd);
     h2_map_free(&L->map);
     pthread_mutex_destroy(&L->qlock);
+    pool_trim(L);
+    pthread_mutex_destroy(&L->plock);
     free(L);
 }
 
@@ -1418,12 +1784,12 @@ h2_id h2_connect(h2_loop *loop, const char *host, uint16_t port)
         return 0;
     }
     h2_id id = atomic_fetch_add_explicit(&loop->next_id, 1, memory_order_relaxed);
-    h2_op *op = op_new(OP_CONNECT, id, NULL, 0, 0, NULL, 0, 0, NULL, 0);
+    h2_op *op = op_new(loop, OP_CONNECT, id, NULL, 0, 0, NULL, 0, 0, NULL, 0);
     if (!op) return 0;
     memcpy(&op->addr, &ss, sl);
     op->addrlen = sl;
     if (op_post(loop, op) != 0) {
-        free(op);
+        op_free(loop, op);
         errno = ESHUTDOWN;
         return 0;
     }
@@ -1432,19 +1798,19 @@ h2_id h2_connect(h2_loop *loop, const char *host, uint16_t port)
 
 void h2_conn_close(h2_loop *loop, h2_id conn)
 {
-    h2_op *op = op_new(OP_CLOSE_CONN, conn, NULL, 0, 0, NULL, 0, 0, NULL, 0);
-    if (op && op_post(loop, op) != 0) free(op);
+    h2_op *op = op_new(loop, OP_CLOSE_CONN, conn, NULL, 0, 0, NULL, 0, 0, NULL, 0);
+    if (op && op_post(loop, op) != 0) op_free(loop, op);
 }
 
 h2_id h2_open_stream(h2_loop *loop, h2_id conn, void *user, const h2_nv *headers, size_t nheaders)
 {
     h2_id id = atomic_fetch_add_explicit(&loop->next_id, 1, memory_order_relaxed);
-    h2_op *op = op_new(OP_OPEN, id, headers, nheaders, 0, NULL, 0, 0, NULL, 0);
+    h2_op *op = op_new(loop, OP_OPEN, id, headers, nheaders, 0, NULL, 0, 0, NULL, 0);
     if (op) {
         op->id2 = conn;
         op->user = user;
         if (op_post(loop, op) == 0) return id;
-        free(op);
+        op_free(loop, op);
     }
     /* on_close is guaranteed: report the refusal right here (the caller's thread). */
     if (loop->cb.on_close) loop->cb.on_close(loop->cb.ctx, user, H2_CLOSE_REFUSED);
@@ -1454,32 +1820,79 @@ h2_id h2_open_stream(h2_loop *loop, h2_id conn, void *user, const h2_nv *headers
 int h2_send(h2_loop *loop, h2_id stream, const h2_nv *headers, size_t nheaders, int has_msg, const uint8_t *msg,
             size_t msglen, const h2_nv *trailers, size_t ntrailers, int flags)
 {
-    h2_op *op = op_new(OP_SEND, stream, headers, nheaders, has_msg, msg, msglen, flags & H2_SEND_COMPRESSED,
+    h2_op *op = op_new(loop, OP_SEND, stream, headers, nheaders, has_msg, msg, msglen, flags & H2_SEND_COMPRESSED,
                        trailers, ntrailers);
     if (!op) return -1;
     op->flags = flags;
     if (op_post(loop, op) != 0) {
-        free(op);
+        op_free(loop, op);
         return -1;
     }
     return 0;
 }
 
+static inline h2_op *buf_op(uint8_t *buf) { return (h2_op *)(buf - 5 - OP_BASE); }
+
+uint8_t *h2_buf_alloc(h2_loop *loop, size_t len)
+{
+    if (len > UINT32_MAX) {
+        errno = EMSGSIZE;
+        return NULL;
+    }
+    h2_op *op = blk_get(loop, len + 5);
+    if (!op) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    op->type = OP_SEND;
+    op->msg = blk_data(op);
+    return op->msg + 5;
+}
+
+int h2_send_buf(h2_loop *loop, h2_id stream, uint8_t *buf, size_t len, int flags)
+{
+    if (!buf) return -1;
+    h2_op *op = buf_op(buf);
+    if (len > op->cap - 5) {
+        op_free(loop, op);
+        return -1;
+    }
+    uint8_t *s = op->msg;
+    s[0] = (flags & H2_SEND_COMPRESSED) ? 1 : 0;
+    s[1] = (uint8_t)(len >> 24);
+    s[2] = (uint8_t)(len >> 16);
+    s[3] = (uint8_t)(len >> 8);
+    s[4] = (uint8_t)len;
+    op->msglen = len + 5;
+    op->id = stream;
+    op->flags = flags;
+    if (op_post(loop, op) != 0) {
+        op_free(loop, op);
+        return -1;
+    }
+    return 0;
+}
+
+void h2_buf_free(h2_loop *loop, uint8_t *buf)
+{
+    if (buf) op_free(loop, buf_op(buf));
+}
+
 void h2_reset(h2_loop *loop, h2_id stream, uint32_t error_code)
 {
-    h2_op *op = op_new(OP_RESET, stream, NULL, 0, 0, NULL, 0, 0, NULL, 0);
+    h2_op *op = op_new(loop, OP_RESET, stream, NULL, 0, 0, NULL, 0, 0, NULL, 0);
     if (!op) return;
     op->arg = error_code;
-    if (op_post(loop, op) != 0) free(op);
+    if (op_post(loop, op) != 0) op_free(loop, op);
 }
 
 void h2_consume(h2_loop *loop, h2_id stream, size_t bytes)
 {
     if (bytes == 0) return;
-    h2_op *op = op_new(OP_CONSUME, stream, NULL, 0, 0, NULL, 0, 0, NULL, 0);
+    h2_op *op = op_new(loop, OP_CONSUME, stream, NULL, 0, 0, NULL, 0, 0, NULL, 0);
     if (!op) return;
     op->arg = bytes;
-    if (op_post(loop, op) != 0) free(op);
+    if (op_post(loop, op) != 0) op_free(loop, op);
 }
 
 void h2_loop_stats(h2_loop *L, h2_stats *out)
@@ -1489,6 +1902,7 @@ void h2_loop_stats(h2_loop *L, h2_stats *out)
     out->inbound_buffered = atomic_load_explicit(&L->st.inbound, memory_order_relaxed);
     out->outbound_buffered = atomic_load_explicit(&L->st.outbound, memory_order_relaxed);
     out->streams_total = atomic_load_explicit(&L->st.streams_total, memory_order_relaxed);
+    out->pooled = atomic_load_explicit(&L->st.pooled, memory_order_relaxed);
 }
 
 int h2_loop_run(h2_loop *loop, h2_run_fn fn, void *ctx, void *arg)
@@ -1500,7 +1914,7 @@ int h2_loop_run(h2_loop *loop, h2_run_fn fn, void *ctx, void *arg)
     op->run_ctx = ctx;
     op->user = arg;
     if (op_post(loop, op) != 0) {
-        free(op);
+        op_free(loop, op);
         return -1;
     }
     return 0;

@@ -41,6 +41,17 @@ public struct Google_Protobuf_Empty: RPCMessage, Sendable, Hashable {
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Google__Protobuf__Empty.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Google__Protobuf__Empty>) {
     }

@@ -44,6 +44,17 @@ public struct Grpc_Health_V1_HealthCheckRequest: RPCMessage, Sendable, Hashable 
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Grpc__Health__V1__HealthCheckRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Grpc__Health__V1__HealthCheckRequest>) {
         self.service = ProtobufC.string(c.pointee.service)
@@ -133,6 +144,17 @@ public struct Grpc_Health_V1_HealthCheckResponse: RPCMessage, Sendable, Hashable
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Grpc__Health__V1__HealthCheckResponse.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 

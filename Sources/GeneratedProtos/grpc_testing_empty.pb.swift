@@ -35,6 +35,17 @@ public struct Grpc_Testing_Empty: RPCMessage, Sendable, Hashable {
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Grpc__Testing__Empty.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Grpc__Testing__Empty>) {
     }

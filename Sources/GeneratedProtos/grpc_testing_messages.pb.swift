@@ -116,6 +116,17 @@ public struct Grpc_Testing_BoolValue: RPCMessage, Sendable, Hashable {
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Grpc__Testing__BoolValue.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Grpc__Testing__BoolValue>) {
         self.value = c.pointee.value != 0
@@ -147,8 +158,16 @@ public struct Grpc_Testing_Payload: RPCMessage, Sendable, Hashable {
         self.body = body
     }
 
-    /// Decodes the protobuf wire form (through protobuf-c).
+    /// Decodes the protobuf wire form (through protobuf-c; a message that is just one
+    /// bytes field is read directly).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        if let (number, contents) = ProtobufC.singleLengthDelimitedField(bytes) {
+            var message = Self()
+            switch number {
+            case 2: message.body = ProtobufC.bytes(contents); self = message; return
+            default: break
+            }
+        }
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Grpc__Testing__Payload.self) {
             Self(_protobufC: $0)
         }
@@ -157,14 +176,41 @@ public struct Grpc_Testing_Payload: RPCMessage, Sendable, Hashable {
     /// The protobuf-c descriptor of this message.
     static let _protobufCDescriptor = ProtobufC.descriptor(Grpc__Testing__Payload.self, grpc__testing__payload__init)
 
-    /// Encodes the protobuf wire form (through protobuf-c).
+    /// The number and contents of this message's bytes field when it is the only field
+    /// protobuf-c would write: the wire form is then that one field.
+    func _singleBytesField() -> (Int, [UInt8])? {
+        var found: (Int, [UInt8])? = nil
+        guard self.type.rawValue == 0 else { return nil }
+        if !self.body.isEmpty {
+            if found != nil { return nil }
+            found = (2, self.body)
+        }
+        return found
+    }
+
+    /// Encodes the protobuf wire form (through protobuf-c; a message that is just one bytes field is written directly).
     public func serializedBytes() -> [UInt8] {
+        if let (number, contents) = _singleBytesField() { return ProtobufC.encodeLengthDelimitedField(number, contents) }
         let arena = ProtobufCArena()
         defer { arena.release() }
         return withUnsafeTemporaryAllocation(of: Grpc__Testing__Payload.self, capacity: 1) { buffer in
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        if let (number, contents) = _singleBytesField() {
+            return try ProtobufC.encodeLengthDelimitedField(number, contents, into: allocate)
+        }
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Grpc__Testing__Payload.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -219,6 +265,17 @@ public struct Grpc_Testing_EchoStatus: RPCMessage, Sendable, Hashable {
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Grpc__Testing__EchoStatus.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -305,6 +362,17 @@ public struct Grpc_Testing_SimpleRequest: RPCMessage, Sendable, Hashable {
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Grpc__Testing__SimpleRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -402,6 +470,17 @@ public struct Grpc_Testing_SimpleResponse: RPCMessage, Sendable, Hashable {
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Grpc__Testing__SimpleResponse.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Grpc__Testing__SimpleResponse>) {
         if let p = c.pointee.payload { self.payload = Grpc_Testing_Payload(_protobufC: p) }
@@ -466,6 +545,17 @@ public struct Grpc_Testing_StreamingInputCallRequest: RPCMessage, Sendable, Hash
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Grpc__Testing__StreamingInputCallRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Grpc__Testing__StreamingInputCallRequest>) {
         if let p = c.pointee.payload { self.payload = Grpc_Testing_Payload(_protobufC: p) }
@@ -517,6 +607,17 @@ public struct Grpc_Testing_StreamingInputCallResponse: RPCMessage, Sendable, Has
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Grpc__Testing__StreamingInputCallResponse.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -573,6 +674,17 @@ public struct Grpc_Testing_ResponseParameters: RPCMessage, Sendable, Hashable {
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Grpc__Testing__ResponseParameters.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -642,6 +754,17 @@ public struct Grpc_Testing_StreamingOutputCallRequest: RPCMessage, Sendable, Has
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Grpc__Testing__StreamingOutputCallRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Grpc__Testing__StreamingOutputCallRequest>) {
         self.responseType = Grpc_Testing_PayloadType(rawValue: Int32(truncatingIfNeeded: c.pointee.response_type.rawValue))
@@ -700,6 +823,17 @@ public struct Grpc_Testing_StreamingOutputCallResponse: RPCMessage, Sendable, Ha
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Grpc__Testing__StreamingOutputCallResponse.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 

@@ -92,6 +92,17 @@ public struct H2rpc_Fixture_Item: RPCMessage, Sendable, Hashable {
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: H2rpc__Fixture__Item.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<H2rpc__Fixture__Item>) {
         self.name = ProtobufC.string(c.pointee.name)
@@ -245,8 +256,16 @@ public struct H2rpc_Fixture_Scalars: RPCMessage, Sendable, Hashable {
         self.rColor = rColor
     }
 
-    /// Decodes the protobuf wire form (through protobuf-c).
+    /// Decodes the protobuf wire form (through protobuf-c; a message that is just one
+    /// bytes field is read directly).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        if let (number, contents) = ProtobufC.singleLengthDelimitedField(bytes) {
+            var message = Self()
+            switch number {
+            case 15: message.data = ProtobufC.bytes(contents); self = message; return
+            default: break
+            }
+        }
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, H2rpc__Fixture__Scalars.self) {
             Self(_protobufC: $0)
         }
@@ -255,14 +274,71 @@ public struct H2rpc_Fixture_Scalars: RPCMessage, Sendable, Hashable {
     /// The protobuf-c descriptor of this message.
     static let _protobufCDescriptor = ProtobufC.descriptor(H2rpc__Fixture__Scalars.self, h2rpc__fixture__scalars__init)
 
-    /// Encodes the protobuf wire form (through protobuf-c).
+    /// The number and contents of this message's bytes field when it is the only field
+    /// protobuf-c would write: the wire form is then that one field.
+    func _singleBytesField() -> (Int, [UInt8])? {
+        var found: (Int, [UInt8])? = nil
+        guard self.i32 == 0 else { return nil }
+        guard self.i64 == 0 else { return nil }
+        guard self.u32 == 0 else { return nil }
+        guard self.u64 == 0 else { return nil }
+        guard self.s32 == 0 else { return nil }
+        guard self.s64 == 0 else { return nil }
+        guard self.f32 == 0 else { return nil }
+        guard self.f64 == 0 else { return nil }
+        guard self.sf32 == 0 else { return nil }
+        guard self.sf64 == 0 else { return nil }
+        guard !self.flag else { return nil }
+        guard self.real32 == 0 else { return nil }
+        guard self.real64 == 0 else { return nil }
+        guard self.text.isEmpty else { return nil }
+        if !self.data.isEmpty {
+            if found != nil { return nil }
+            found = (15, self.data)
+        }
+        guard self.color.rawValue == 0 else { return nil }
+        guard self.rI32.isEmpty else { return nil }
+        guard self.rI64.isEmpty else { return nil }
+        guard self.rU32.isEmpty else { return nil }
+        guard self.rU64.isEmpty else { return nil }
+        guard self.rS32.isEmpty else { return nil }
+        guard self.rS64.isEmpty else { return nil }
+        guard self.rF32.isEmpty else { return nil }
+        guard self.rF64.isEmpty else { return nil }
+        guard self.rSf32.isEmpty else { return nil }
+        guard self.rSf64.isEmpty else { return nil }
+        guard self.rFlag.isEmpty else { return nil }
+        guard self.rReal32.isEmpty else { return nil }
+        guard self.rReal64.isEmpty else { return nil }
+        guard self.rText.isEmpty else { return nil }
+        guard self.rData.isEmpty else { return nil }
+        guard self.rColor.isEmpty else { return nil }
+        return found
+    }
+
+    /// Encodes the protobuf wire form (through protobuf-c; a message that is just one bytes field is written directly).
     public func serializedBytes() -> [UInt8] {
+        if let (number, contents) = _singleBytesField() { return ProtobufC.encodeLengthDelimitedField(number, contents) }
         let arena = ProtobufCArena()
         defer { arena.release() }
         return withUnsafeTemporaryAllocation(of: H2rpc__Fixture__Scalars.self, capacity: 1) { buffer in
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        if let (number, contents) = _singleBytesField() {
+            return try ProtobufC.encodeLengthDelimitedField(number, contents, into: allocate)
+        }
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: H2rpc__Fixture__Scalars.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -514,6 +590,17 @@ public struct H2rpc_Fixture_Envelope: RPCMessage, Sendable, Hashable {
                 }
             }
 
+            /// Encodes the protobuf wire form straight into memory from `allocate`.
+            public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+                let arena = ProtobufCArena()
+                defer { arena.release() }
+                try withUnsafeTemporaryAllocation(of: H2rpc__Fixture__Envelope__Header__Trace.self, capacity: 1) { buffer in
+                    let c = buffer.baseAddress!
+                    _protobufCFill(c, arena)
+                    try ProtobufC.pack(c, into: allocate)
+                }
+            }
+
             /// Copies the fields out of an unpacked protobuf-c message.
             init(_protobufC c: UnsafePointer<H2rpc__Fixture__Envelope__Header__Trace>) {
                 self.span = UInt64(truncatingIfNeeded: c.pointee.span)
@@ -558,6 +645,17 @@ public struct H2rpc_Fixture_Envelope: RPCMessage, Sendable, Hashable {
                 let c = buffer.baseAddress!
                 _protobufCFill(c, arena)
                 return ProtobufC.pack(c)
+            }
+        }
+
+        /// Encodes the protobuf wire form straight into memory from `allocate`.
+        public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+            let arena = ProtobufCArena()
+            defer { arena.release() }
+            try withUnsafeTemporaryAllocation(of: H2rpc__Fixture__Envelope__Header.self, capacity: 1) { buffer in
+                let c = buffer.baseAddress!
+                _protobufCFill(c, arena)
+                try ProtobufC.pack(c, into: allocate)
             }
         }
 
@@ -609,8 +707,17 @@ public struct H2rpc_Fixture_Envelope: RPCMessage, Sendable, Hashable {
         self.nothing = nothing
     }
 
-    /// Decodes the protobuf wire form (through protobuf-c).
+    /// Decodes the protobuf wire form (through protobuf-c; a message that is just one
+    /// bytes field is read directly).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        if let (number, contents) = ProtobufC.singleLengthDelimitedField(bytes) {
+            var message = Self()
+            switch number {
+            case 12: message.body = .blob(ProtobufC.bytes(contents)); self = message; return
+            case 24: message.maybeData = ProtobufC.bytes(contents); self = message; return
+            default: break
+            }
+        }
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, H2rpc__Fixture__Envelope.self) {
             Self(_protobufC: $0)
         }
@@ -619,14 +726,56 @@ public struct H2rpc_Fixture_Envelope: RPCMessage, Sendable, Hashable {
     /// The protobuf-c descriptor of this message.
     static let _protobufCDescriptor = ProtobufC.descriptor(H2rpc__Fixture__Envelope.self, h2rpc__fixture__envelope__init)
 
-    /// Encodes the protobuf wire form (through protobuf-c).
+    /// The number and contents of this message's bytes field when it is the only field
+    /// protobuf-c would write: the wire form is then that one field.
+    func _singleBytesField() -> (Int, [UInt8])? {
+        var found: (Int, [UInt8])? = nil
+        guard self.header == nil else { return nil }
+        guard self.scalars == nil else { return nil }
+        guard self.items.isEmpty else { return nil }
+        guard self.headers.isEmpty else { return nil }
+        switch self.body {
+        case nil: break
+        case .blob(let v):
+            if found != nil { return nil }
+            found = (12, v)
+        default: return nil
+        }
+        guard self.maybeText == nil else { return nil }
+        guard self.maybeInt == nil else { return nil }
+        guard self.maybeFlag == nil else { return nil }
+        guard self.maybeColor == nil else { return nil }
+        if let v = self.maybeData {
+            if found != nil { return nil }
+            found = (24, v)
+        }
+        guard self.nothing == nil else { return nil }
+        return found
+    }
+
+    /// Encodes the protobuf wire form (through protobuf-c; a message that is just one bytes field is written directly).
     public func serializedBytes() -> [UInt8] {
+        if let (number, contents) = _singleBytesField() { return ProtobufC.encodeLengthDelimitedField(number, contents) }
         let arena = ProtobufCArena()
         defer { arena.release() }
         return withUnsafeTemporaryAllocation(of: H2rpc__Fixture__Envelope.self, capacity: 1) { buffer in
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        if let (number, contents) = _singleBytesField() {
+            return try ProtobufC.encodeLengthDelimitedField(number, contents, into: allocate)
+        }
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: H2rpc__Fixture__Envelope.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -751,6 +900,17 @@ public struct H2rpc_Fixture_Nothing: RPCMessage, Sendable, Hashable {
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: H2rpc__Fixture__Nothing.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 

@@ -44,6 +44,17 @@ public struct Labgallery_V1_GetGalleryCostRequest: RPCMessage, Sendable, Hashabl
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__GetGalleryCostRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__GetGalleryCostRequest>) {
         self.gallery = ProtobufC.string(c.pointee.gallery)

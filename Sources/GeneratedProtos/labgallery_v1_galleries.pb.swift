@@ -48,6 +48,17 @@ public struct Labgallery_V1_CreateGalleryRequest: RPCMessage, Sendable, Hashable
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__CreateGalleryRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__CreateGalleryRequest>) {
         self.galleryId = ProtobufC.string(c.pointee.gallery_id)
@@ -100,6 +111,17 @@ public struct Labgallery_V1_GetGalleryRequest: RPCMessage, Sendable, Hashable {
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__GetGalleryRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__GetGalleryRequest>) {
         self.name = ProtobufC.string(c.pointee.name)
@@ -145,6 +167,17 @@ public struct Labgallery_V1_DeleteGalleryRequest: RPCMessage, Sendable, Hashable
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__DeleteGalleryRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -200,6 +233,17 @@ public struct Labgallery_V1_ListGalleriesRequest: RPCMessage, Sendable, Hashable
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__ListGalleriesRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListGalleriesRequest>) {
         self.pageSize = c.pointee.page_size
@@ -251,6 +295,17 @@ public struct Labgallery_V1_ListGalleriesResponse: RPCMessage, Sendable, Hashabl
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__ListGalleriesResponse.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -311,6 +366,17 @@ public struct Labgallery_V1_AttachGalleryRequest: RPCMessage, Sendable, Hashable
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__AttachGalleryRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__AttachGalleryRequest>) {
         self.labAccount = ProtobufC.string(c.pointee.lab_account)
@@ -365,6 +431,17 @@ public struct Labgallery_V1_DetachGalleryRequest: RPCMessage, Sendable, Hashable
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__DetachGalleryRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__DetachGalleryRequest>) {
         self.labAccount = ProtobufC.string(c.pointee.lab_account)
@@ -415,6 +492,17 @@ public struct Labgallery_V1_ListRoleAssignmentsRequest: RPCMessage, Sendable, Ha
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__ListRoleAssignmentsRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListRoleAssignmentsRequest>) {
         self.gallery = ProtobufC.string(c.pointee.gallery)
@@ -460,6 +548,17 @@ public struct Labgallery_V1_ListRoleAssignmentsResponse: RPCMessage, Sendable, H
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__ListRoleAssignmentsResponse.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 

@@ -77,6 +77,17 @@ public struct Labgallery_V1_UploadImageRequest: RPCMessage, Sendable, Hashable {
             }
         }
 
+        /// Encodes the protobuf wire form straight into memory from `allocate`.
+        public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+            let arena = ProtobufCArena()
+            defer { arena.release() }
+            try withUnsafeTemporaryAllocation(of: Labgallery__V1__UploadImageRequest__Header.self, capacity: 1) { buffer in
+                let c = buffer.baseAddress!
+                _protobufCFill(c, arena)
+                try ProtobufC.pack(c, into: allocate)
+            }
+        }
+
         /// Copies the fields out of an unpacked protobuf-c message.
         init(_protobufC c: UnsafePointer<Labgallery__V1__UploadImageRequest__Header>) {
             self.gallery = ProtobufC.string(c.pointee.gallery)
@@ -109,8 +120,16 @@ public struct Labgallery_V1_UploadImageRequest: RPCMessage, Sendable, Hashable {
         self.data = data
     }
 
-    /// Decodes the protobuf wire form (through protobuf-c).
+    /// Decodes the protobuf wire form (through protobuf-c; a message that is just one
+    /// bytes field is read directly).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        if let (number, contents) = ProtobufC.singleLengthDelimitedField(bytes) {
+            var message = Self()
+            switch number {
+            case 2: message.data = .chunk(ProtobufC.bytes(contents)); self = message; return
+            default: break
+            }
+        }
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__UploadImageRequest.self) {
             Self(_protobufC: $0)
         }
@@ -119,14 +138,43 @@ public struct Labgallery_V1_UploadImageRequest: RPCMessage, Sendable, Hashable {
     /// The protobuf-c descriptor of this message.
     static let _protobufCDescriptor = ProtobufC.descriptor(Labgallery__V1__UploadImageRequest.self, labgallery__v1__upload_image_request__init)
 
-    /// Encodes the protobuf wire form (through protobuf-c).
+    /// The number and contents of this message's bytes field when it is the only field
+    /// protobuf-c would write: the wire form is then that one field.
+    func _singleBytesField() -> (Int, [UInt8])? {
+        var found: (Int, [UInt8])? = nil
+        switch self.data {
+        case nil: break
+        case .chunk(let v):
+            if found != nil { return nil }
+            found = (2, v)
+        default: return nil
+        }
+        return found
+    }
+
+    /// Encodes the protobuf wire form (through protobuf-c; a message that is just one bytes field is written directly).
     public func serializedBytes() -> [UInt8] {
+        if let (number, contents) = _singleBytesField() { return ProtobufC.encodeLengthDelimitedField(number, contents) }
         let arena = ProtobufCArena()
         defer { arena.release() }
         return withUnsafeTemporaryAllocation(of: Labgallery__V1__UploadImageRequest.self, capacity: 1) { buffer in
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        if let (number, contents) = _singleBytesField() {
+            return try ProtobufC.encodeLengthDelimitedField(number, contents, into: allocate)
+        }
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__UploadImageRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -190,6 +238,17 @@ public struct Labgallery_V1_GetImageRequest: RPCMessage, Sendable, Hashable {
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__GetImageRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__GetImageRequest>) {
         self.name = ProtobufC.string(c.pointee.name)
@@ -235,6 +294,17 @@ public struct Labgallery_V1_DeleteImageRequest: RPCMessage, Sendable, Hashable {
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__DeleteImageRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -294,6 +364,17 @@ public struct Labgallery_V1_ListImagesRequest: RPCMessage, Sendable, Hashable {
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__ListImagesRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListImagesRequest>) {
         self.gallery = ProtobufC.string(c.pointee.gallery)
@@ -350,6 +431,17 @@ public struct Labgallery_V1_ListImagesResponse: RPCMessage, Sendable, Hashable {
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__ListImagesResponse.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListImagesResponse>) {
         self.images = ProtobufC.map(c.pointee.images, c.pointee.n_images) { Labgallery_V1_Image(_protobufC: $0!) }
@@ -403,6 +495,17 @@ public struct Labgallery_V1_ListLabAccountImagesRequest: RPCMessage, Sendable, H
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__ListLabAccountImagesRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListLabAccountImagesRequest>) {
         self.labAccount = ProtobufC.string(c.pointee.lab_account)
@@ -448,6 +551,17 @@ public struct Labgallery_V1_ListLabAccountImagesResponse: RPCMessage, Sendable, 
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__ListLabAccountImagesResponse.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -510,6 +624,17 @@ public struct Labgallery_V1_SetImagesEnabledRequest: RPCMessage, Sendable, Hasha
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__SetImagesEnabledRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__SetImagesEnabledRequest>) {
         self.labAccount = ProtobufC.string(c.pointee.lab_account)
@@ -562,6 +687,17 @@ public struct Labgallery_V1_SetImagesEnabledResponse: RPCMessage, Sendable, Hash
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__SetImagesEnabledResponse.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -621,6 +757,17 @@ public struct Labgallery_V1_SaveLabTemplateImageRequest: RPCMessage, Sendable, H
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__SaveLabTemplateImageRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 

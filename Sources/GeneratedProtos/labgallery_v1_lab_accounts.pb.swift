@@ -65,6 +65,17 @@ public struct Labgallery_V1_CreateLabAccountRequest: RPCMessage, Sendable, Hasha
             }
         }
 
+        /// Encodes the protobuf wire form straight into memory from `allocate`.
+        public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+            let arena = ProtobufCArena()
+            defer { arena.release() }
+            try withUnsafeTemporaryAllocation(of: Labgallery__V1__CreateLabAccountRequest__CreateGallery.self, capacity: 1) { buffer in
+                let c = buffer.baseAddress!
+                _protobufCFill(c, arena)
+                try ProtobufC.pack(c, into: allocate)
+            }
+        }
+
         /// Copies the fields out of an unpacked protobuf-c message.
         init(_protobufC c: UnsafePointer<Labgallery__V1__CreateLabAccountRequest__CreateGallery>) {
             self.galleryId = ProtobufC.string(c.pointee.gallery_id)
@@ -111,6 +122,17 @@ public struct Labgallery_V1_CreateLabAccountRequest: RPCMessage, Sendable, Hasha
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__CreateLabAccountRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -180,6 +202,17 @@ public struct Labgallery_V1_GetLabAccountRequest: RPCMessage, Sendable, Hashable
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__GetLabAccountRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__GetLabAccountRequest>) {
         self.name = ProtobufC.string(c.pointee.name)
@@ -225,6 +258,17 @@ public struct Labgallery_V1_DeleteLabAccountRequest: RPCMessage, Sendable, Hasha
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__DeleteLabAccountRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -280,6 +324,17 @@ public struct Labgallery_V1_ListLabAccountsRequest: RPCMessage, Sendable, Hashab
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__ListLabAccountsRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListLabAccountsRequest>) {
         self.pageSize = c.pointee.page_size
@@ -331,6 +386,17 @@ public struct Labgallery_V1_ListLabAccountsResponse: RPCMessage, Sendable, Hasha
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__ListLabAccountsResponse.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 

@@ -52,6 +52,17 @@ public struct Labgallery_V1_CreateLabRequest: RPCMessage, Sendable, Hashable {
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__CreateLabRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__CreateLabRequest>) {
         self.labAccount = ProtobufC.string(c.pointee.lab_account)
@@ -106,6 +117,17 @@ public struct Labgallery_V1_GetLabRequest: RPCMessage, Sendable, Hashable {
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__GetLabRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__GetLabRequest>) {
         self.name = ProtobufC.string(c.pointee.name)
@@ -151,6 +173,17 @@ public struct Labgallery_V1_DeleteLabRequest: RPCMessage, Sendable, Hashable {
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__DeleteLabRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -210,6 +243,17 @@ public struct Labgallery_V1_ListLabsRequest: RPCMessage, Sendable, Hashable {
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__ListLabsRequest.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListLabsRequest>) {
         self.labAccount = ProtobufC.string(c.pointee.lab_account)
@@ -263,6 +307,17 @@ public struct Labgallery_V1_ListLabsResponse: RPCMessage, Sendable, Hashable {
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__ListLabsResponse.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 

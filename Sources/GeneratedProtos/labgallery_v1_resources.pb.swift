@@ -224,6 +224,17 @@ public struct Labgallery_V1_LabAccount: RPCMessage, Sendable, Hashable {
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__LabAccount.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__LabAccount>) {
         self.name = ProtobufC.string(c.pointee.name)
@@ -287,6 +298,17 @@ public struct Labgallery_V1_Gallery: RPCMessage, Sendable, Hashable {
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__Gallery.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -380,6 +402,17 @@ public struct Labgallery_V1_Image: RPCMessage, Sendable, Hashable {
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__Image.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__Image>) {
         self.name = ProtobufC.string(c.pointee.name)
@@ -450,6 +483,17 @@ public struct Labgallery_V1_LabAccountImage: RPCMessage, Sendable, Hashable {
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__LabAccountImage.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__LabAccountImage>) {
         if let p = c.pointee.image { self.image = Labgallery_V1_Image(_protobufC: p) }
@@ -510,6 +554,17 @@ public struct Labgallery_V1_Lab: RPCMessage, Sendable, Hashable {
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__Lab.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__Lab>) {
         self.name = ProtobufC.string(c.pointee.name)
@@ -563,6 +618,17 @@ public struct Labgallery_V1_RoleAssignment: RPCMessage, Sendable, Hashable {
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__RoleAssignment.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -640,6 +706,17 @@ public struct Labgallery_V1_RegionReplication: RPCMessage, Sendable, Hashable {
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__RegionReplication.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__RegionReplication>) {
         self.region = ProtobufC.string(c.pointee.region)
@@ -705,6 +782,17 @@ public struct Labgallery_V1_ReplicationStatus: RPCMessage, Sendable, Hashable {
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__ReplicationStatus.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 
@@ -775,6 +863,17 @@ public struct Labgallery_V1_CostLine: RPCMessage, Sendable, Hashable {
         }
     }
 
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__CostLine.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__CostLine>) {
         self.image = ProtobufC.string(c.pointee.image)
@@ -842,6 +941,17 @@ public struct Labgallery_V1_GalleryCost: RPCMessage, Sendable, Hashable {
             let c = buffer.baseAddress!
             _protobufCFill(c, arena)
             return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: Labgallery__V1__GalleryCost.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
         }
     }
 

@@ -33,6 +33,103 @@ public enum ProtobufC {
         }
     }
 
+    /// Packs a protobuf-c message struct into memory from `allocate` (called once, with the
+    /// packed size): protobuf-c writes straight into the caller's buffer.
+    @inlinable
+    public static func pack<C>(_ message: UnsafePointer<C>, into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let base = UnsafeRawPointer(message).assumingMemoryBound(to: ProtobufCMessage.self)
+        let size = protobuf_c_message_get_packed_size(base)
+        let target = try allocate(size)
+        precondition(target.count >= size, "allocate returned a buffer smaller than requested")
+        if size > 0 {
+            let written = protobuf_c_message_pack(base, target.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            precondition(written == size, "protobuf-c packed \(written) bytes, sized \(size)")
+        }
+    }
+
+    // MARK: messages that are one length-delimited field
+
+    /// Reads a varint of at most `maxBytes` bytes at `index`; nil if it does not end there.
+    @inlinable
+    static func varint(_ bytes: UnsafeRawBufferPointer, _ index: inout Int, maxBytes: Int) -> UInt64? {
+        var value: UInt64 = 0
+        var shift: UInt64 = 0
+        var i = index
+        while i < bytes.count && i - index < maxBytes {
+            let b = bytes[i]
+            value |= UInt64(b & 0x7f) << shift
+            i += 1
+            if b & 0x80 == 0 {
+                index = i
+                return value
+            }
+            shift += 7
+        }
+        return nil
+    }
+
+    /// If `bytes` is exactly one length-delimited field (tag, length, contents, nothing else),
+    /// its field number and contents. Accepts only what protobuf-c accepts (tag and length of at
+    /// most 5 bytes, length at most `Int32.max`), so a message decoded from the contents equals
+    /// protobuf-c's.
+    @inlinable
+    public static func singleLengthDelimitedField(_ bytes: UnsafeRawBufferPointer) -> (number: Int, contents: UnsafeRawBufferPointer)? {
+        var i = 0
+        guard let tag = varint(bytes, &i, maxBytes: 5), tag & 7 == 2, tag <= UInt64(UInt32.max), tag >> 3 >= 1,
+              let length = varint(bytes, &i, maxBytes: 5), length <= UInt64(Int32.max),
+              Int(length) == bytes.count - i else { return nil }
+        return (Int(tag >> 3), UnsafeRawBufferPointer(rebasing: bytes[i...]))
+    }
+
+    @inlinable
+    static func varintSize(_ value: UInt64) -> Int {
+        var v = value
+        var n = 1
+        while v >= 0x80 { v >>= 7; n += 1 }
+        return n
+    }
+
+    @inlinable
+    static func writeVarint(_ value: UInt64, _ p: UnsafeMutableRawPointer, _ index: inout Int) {
+        var v = value
+        while v >= 0x80 {
+            p.storeBytes(of: UInt8(truncatingIfNeeded: v) | 0x80, toByteOffset: index, as: UInt8.self)
+            v >>= 7
+            index += 1
+        }
+        p.storeBytes(of: UInt8(v), toByteOffset: index, as: UInt8.self)
+        index += 1
+    }
+
+    /// Writes the wire form of a message whose only field is `contents` in length-delimited
+    /// field `number` (what protobuf-c writes for it) into memory from `allocate`.
+    @inlinable
+    public static func encodeLengthDelimitedField(_ number: Int, _ contents: [UInt8],
+                                                  into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let tag = UInt64(number) << 3 | 2
+        let size = varintSize(tag) + varintSize(UInt64(contents.count)) + contents.count
+        let target = try allocate(size)
+        precondition(target.count >= size, "allocate returned a buffer smaller than requested")
+        let p = target.baseAddress!
+        var i = 0
+        writeVarint(tag, p, &i)
+        writeVarint(UInt64(contents.count), p, &i)
+        contents.withUnsafeBytes { src in
+            if let base = src.baseAddress { (p + i).copyMemory(from: base, byteCount: src.count) }
+        }
+    }
+
+    /// The wire form of a message whose only field is `contents` in length-delimited field `number`.
+    @inlinable
+    public static func encodeLengthDelimitedField(_ number: Int, _ contents: [UInt8]) -> [UInt8] {
+        let tag = UInt64(number) << 3 | 2
+        let size = varintSize(tag) + varintSize(UInt64(contents.count)) + contents.count
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            try! encodeLengthDelimitedField(number, contents) { _ in UnsafeMutableRawBufferPointer(buffer) }
+            count = size
+        }
+    }
+
     /// Unpacks `bytes` as the message described by `descriptor` (C struct type `C`), hands
     /// the C message to `body`, then frees it. An empty buffer is a valid empty message.
     /// Throws `ProtobufDecodingError` when protobuf-c rejects the bytes.
@@ -95,6 +192,12 @@ public enum ProtobufC {
     public static func bytes(_ data: ProtobufCBinaryData) -> [UInt8] {
         guard data.len > 0, let p = data.data else { return [] }
         return [UInt8](UnsafeBufferPointer(start: p, count: data.len))
+    }
+
+    /// Bytes read straight from the wire, as an array.
+    @inlinable
+    public static func bytes(_ contents: UnsafeRawBufferPointer) -> [UInt8] {
+        [UInt8](contents)
     }
 
     /// A repeated field with the same memory layout in Swift and C.

@@ -51,7 +51,9 @@ extension LabGalleryClient {
                 var offset = 0
                 while offset < chunk.count {
                     let end = min(offset + Self.maxChunk, chunk.count)
-                    try await call.send(.init(data: .chunk(Array(chunk[offset..<end]))))
+                    // A chunk that fits is sent as is (no copy); larger ones are split.
+                    let part = offset == 0 && end == chunk.count ? chunk : Array(chunk[offset..<end])
+                    try await call.send(.init(data: .chunk(part)))
                     sent += Int64(end - offset)
                     offset = end
                     progress?(UploadProgress(bytesSent: sent, totalBytes: totalBytes))

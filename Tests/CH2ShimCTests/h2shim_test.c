@@ -41,6 +41,8 @@ typedef struct ts {
     size_t msgbytes;
     uint8_t *last;
     size_t lastlen;
+    int nbufs;         /* messages handed over by on_message_buf */
+    uint8_t *kept;     /* server "/t.S/Keep": the last handed-over buffer, not yet freed */
     size_t unconsumed; /* server "Slow": bytes to h2_consume later */
     int nhdr;
     int hdr_flags[4];
@@ -174,13 +176,35 @@ static size_t s_on_message(void *ctx, void *user, int comp, const uint8_t *d, si
     memcpy(t->last, d, len);
     t->lastlen = len;
     int slow = strcmp(t->path, "/t.S/Slow") == 0;
+    int stall = strcmp(t->path, "/t.S/Stall") == 0 && t->nmsgs == 1;
     int multi = strcmp(t->path, "/t.S/Multi") == 0 || strcmp(t->path, "/x.Y/Echo") == 0;
     if (slow) t->unconsumed += len + 5;
     int first = !t->sent_headers;
     if (multi) t->sent_headers = 1;
     unlock();
     if (multi) CHECK(h2_send(W.srv, t->id, first ? RESP_HDRS : NULL, first ? 2 : 0, 1, d, len, NULL, 0, 0) == 0);
+    if (stall) usleep(400000); /* the loop reads nothing meanwhile: the client's socket fills */
     return slow ? 0 : len + 5;
+}
+
+/* Assembled messages arrive in their buffer: checked like any message; "/t.S/Keep" holds
+ * on to the buffer (the test thread frees it later), others free it at once. */
+static size_t s_on_message_buf(void *ctx, void *user, int comp, uint8_t *buf, size_t len)
+{
+    ts *t = user;
+    size_t r = s_on_message(ctx, user, comp, buf, len);
+    lock();
+    t->nbufs++;
+    uint8_t *old = NULL;
+    if (strcmp(t->path, "/t.S/Keep") == 0) {
+        old = t->kept;
+        t->kept = buf;
+        buf = NULL;
+    }
+    unlock();
+    h2_buf_free(W.srv, old);
+    h2_buf_free(W.srv, buf);
+    return r;
 }
 
 static void s_on_end(void *ctx, void *user)
@@ -271,6 +295,16 @@ static size_t c_on_message(void *ctx, void *user, int comp, const uint8_t *d, si
     return len + 5;
 }
 
+static size_t c_on_message_buf(void *ctx, void *user, int comp, uint8_t *buf, size_t len)
+{
+    size_t r = c_on_message(ctx, user, comp, buf, len);
+    lock();
+    ((ts *)user)->nbufs++;
+    unlock();
+    h2_buf_free(W.cli, buf);
+    return r;
+}
+
 static void c_on_end(void *ctx, void *user)
 {
     (void)ctx;
@@ -288,15 +322,17 @@ static void c_on_conn(void *ctx, h2_id conn, int ev, int detail)
     unlock();
 }
 
-static h2_loop *make_server(size_t max_msg, uint32_t window, const char *host, uint16_t *port)
+static h2_loop *make_server(size_t max_msg, uint32_t window, const char *host, uint16_t *port, int bufs)
 {
     h2_config cfg;
     h2_config_init(&cfg);
     if (max_msg) cfg.max_recv_message = max_msg;
     if (window) cfg.initial_window = window;
+    if (bufs) cfg.max_frame_size = 65536; /* so large messages go out in frames > 16 KiB */
     h2_callbacks cb = {0};
     cb.on_request = s_on_request;
     cb.on_message = s_on_message;
+    if (bufs) cb.on_message_buf = s_on_message_buf;
     cb.on_end = s_on_end;
     cb.on_stream_error = s_on_stream_error;
     cb.on_drain = any_on_drain;
@@ -314,12 +350,16 @@ static h2_loop *make_client(void)
     h2_callbacks cb = {0};
     cb.on_headers = c_on_headers;
     cb.on_message = c_on_message;
+    cb.on_message_buf = c_on_message_buf;
     cb.on_end = c_on_end;
     cb.on_stream_error = c_on_stream_error;
     cb.on_drain = any_on_drain;
     cb.on_close = any_on_close;
     cb.on_conn = c_on_conn;
-    h2_loop *l = h2_loop_create(NULL, &cb);
+    h2_config cfg;
+    h2_config_init(&cfg);
+    cfg.max_frame_size = 65536;
+    h2_loop *l = h2_loop_create(&cfg, &cb);
     CHECK(l);
     CHECK(h2_loop_start(l) == 0);
     return l;
@@ -465,6 +505,185 @@ static void test_flow_control(h2_id conn)
     world_reset();
 }
 
+/* A message encoded in place: h2_buf_alloc, fill, h2_send_buf (the shim takes the buffer). */
+static void send_buf(h2_loop *l, h2_id stream, size_t len, uint8_t seed, int flags)
+{
+    uint8_t *b = h2_buf_alloc(l, len + 100); /* room to spare: only len bytes are sent */
+    CHECK(b);
+    for (size_t i = 0; i < len; i++) b[i] = (uint8_t)(seed + i * 7);
+    CHECK(h2_send_buf(l, stream, b, len, flags) == 0);
+}
+
+static int check_pattern(const uint8_t *b, size_t len, uint8_t seed)
+{
+    for (size_t i = 0; i < len; i++)
+        if (b[i] != (uint8_t)(seed + i * 7)) return 0;
+    return 1;
+}
+
+static void test_buffers(h2_id conn)
+{
+    /* Large messages from message buffers go out by reference (NO_COPY, sendmsg), in frames
+     * up to 256 KiB; the server assembles them and hands the buffers over. */
+    ts *t = open_call(conn, "/t.S/Multi");
+    size_t sizes[] = {200000, 16384, 16383, 1000, 0, 700000, 65536, 50000};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        send_buf(W.cli, t->id, sizes[i], (uint8_t)i, 0);
+        total += sizes[i];
+    }
+    /* END alone after a large message: its EOF rides on the message's last frame. */
+    CHECK(h2_send(W.cli, t->id, NULL, 0, 0, NULL, 0, NULL, 0, H2_SEND_END) == 0);
+    CHECK(wait_for(p_closed, t));
+    CHECK(t->code == 0 && t->nmsgs == 8 && t->msgbytes == total && strcmp(t->grpc_status, "0") == 0 && t->ended);
+    CHECK(t->lastlen == 50000 && check_pattern(t->last, 50000, 7));
+    CHECK(t->nbufs >= 3 && t->drained == total + 8 * 5);
+    ts *s = server_stream("/t.S/Multi");
+    CHECK(s && wait_for(p_closed, s) && s->nmsgs == 8 && s->nbufs >= 3 && s->msgbytes == total);
+    world_reset();
+
+    /* Unary: a large request ending the stream, echoed with trailers (EOF on a NO_COPY frame). */
+    t = open_call(conn, "/t.S/Unary");
+    send_buf(W.cli, t->id, 300001, 3, H2_SEND_END);
+    CHECK(wait_for(p_closed, t));
+    CHECK(t->code == 0 && t->nmsgs == 1 && t->lastlen == 300001 && check_pattern(t->last, 300001, 3));
+    CHECK(strcmp(t->grpc_status, "0") == 0 && t->nhdr == 2 && t->ended);
+    world_reset();
+
+    /* The application keeps a handed-over buffer past the stream (freed from this thread). */
+    t = open_call(conn, "/t.S/Keep");
+    send_buf(W.cli, t->id, 100000, 9, 0);
+    send_buf(W.cli, t->id, 150000, 10, 0);
+    CHECK(wait_for(p_server_stream_hold, "/t.S/Keep"));
+    ts *k = server_stream("/t.S/Keep");
+    void *arg[2] = {k, (void *)(intptr_t)2};
+    CHECK(wait_for(p_nmsgs_ge, arg));
+    h2_reset(W.cli, t->id, NGHTTP2_CANCEL);
+    CHECK(wait_for(p_closed, t) && wait_for(p_closed, k));
+    lock();
+    uint8_t *kept = k->kept;
+    k->kept = NULL;
+    pthread_mutex_unlock(&W.mu);
+    CHECK(kept && check_pattern(kept, 150000, 10));
+    h2_buf_free(W.srv, kept);
+
+    /* Buffers never sent are freed by the application; a bad length frees them too. */
+    h2_buf_free(W.cli, h2_buf_alloc(W.cli, 10));
+    h2_buf_free(W.cli, h2_buf_alloc(W.cli, 1u << 20));
+    h2_buf_free(W.cli, NULL);
+    uint8_t *b = h2_buf_alloc(W.cli, 10);
+    CHECK(b && h2_send_buf(W.cli, 12345, b, 11 + (1u << 20), 0) == -1);
+    CHECK(h2_send_buf(W.cli, 12345, NULL, 0, 0) == -1);
+    world_reset();
+
+    /* Large buffers were recycled through the pools; an idle loop gives them back. */
+    h2_stats cs, ss;
+    h2_loop_stats(W.cli, &cs);
+    h2_loop_stats(W.srv, &ss);
+    CHECK(cs.pooled > 0 && ss.pooled > 0);
+    usleep(1500000);
+    h2_loop_stats(W.cli, &cs);
+    h2_loop_stats(W.srv, &ss);
+    CHECK(cs.pooled == 0 && ss.pooled == 0);
+}
+
+static int p_drained_ge(void *a) { ts **pp = a; return pp[0]->drained >= (size_t)(intptr_t)pp[1]; }
+
+static void test_buffers_cut(uint16_t port)
+{
+    /* Megabytes of queued and in-flight message buffers when the stream is reset or the
+     * connection closed: nothing leaks, nothing is written after it is freed (valgrind). */
+    h2_id c = connect_to("127.0.0.1", port);
+    ts *t = open_call(c, "/t.S/Slow");
+    for (int i = 0; i < 8; i++) send_buf(W.cli, t->id, 1u << 20, (uint8_t)i, 0);
+    void *arg[2] = {t, (void *)(intptr_t)60000};
+    CHECK(wait_for(p_drained_ge, arg));
+    h2_reset(W.cli, t->id, NGHTTP2_CANCEL);
+    CHECK(wait_for(p_closed, t) && t->code == NGHTTP2_CANCEL);
+    ts *t2 = open_call(c, "/t.S/Multi");
+    for (int i = 0; i < 8; i++) send_buf(W.cli, t2->id, 1u << 20, (uint8_t)i, 0);
+    h2_conn_close(W.cli, c);
+    CHECK(wait_for(p_closed, t2) && t2->code == H2_CLOSE_CONN_LOST);
+    CHECK(wait_for(p_conn_closed, NULL));
+    world_reset();
+    h2_stats st;
+    h2_loop_stats(W.cli, &st);
+    CHECK(st.outbound_buffered == 0);
+}
+
+static int p_nmsgs_eq(void *a) { ts **pp = a; return pp[0]->nmsgs == (int)(intptr_t)pp[1]; }
+
+static void test_stall(void)
+{
+    /* A server whose loop stalls: the client's socket fills with referenced message bytes
+     * (short writes, EPOLLOUT), then everything arrives intact. Then the same with the
+     * connection closed while the output is stuck. */
+    uint16_t port;
+    h2_loop *old = W.srv;
+    W.srv = make_server(2u << 20, 16u << 20, "127.0.0.1", &port, 1);
+    h2_id c = connect_to("127.0.0.1", port);
+    enum { N = 24 };
+    ts *t = open_call(c, "/t.S/Stall");
+    for (int i = 0; i < N; i++) send_buf(W.cli, t->id, (1u << 20) + (size_t)i, (uint8_t)i, i == N - 1 ? H2_SEND_END : 0);
+    CHECK(wait_for(p_server_stream_hold, "/t.S/Stall"));
+    ts *s = server_stream("/t.S/Stall");
+    void *arg[2] = {s, (void *)(intptr_t)N};
+    CHECK(wait_for(p_nmsgs_eq, arg) && wait_for(p_ended, s));
+    CHECK(s->msgbytes == (size_t)N * (1u << 20) + N * (N - 1) / 2 && s->lastlen == (1u << 20) + N - 1);
+    h2_reset(W.cli, t->id, NGHTTP2_CANCEL);
+    CHECK(wait_for(p_closed, t) && wait_for(p_closed, s));
+    world_reset();
+
+    t = open_call(c, "/t.S/Stall");
+    for (int i = 0; i < N; i++) send_buf(W.cli, t->id, 1u << 20, (uint8_t)i, 0);
+    CHECK(wait_for(p_server_stream_hold, "/t.S/Stall"));
+    usleep(100000);
+    h2_conn_close(W.cli, c);
+    CHECK(wait_for(p_closed, t) && t->code == H2_CLOSE_CONN_LOST);
+    CHECK(wait_for(p_conn_closed, NULL));
+    h2_loop_destroy(W.srv);
+    W.srv = old;
+    world_reset();
+}
+
+static void test_flow_control_large(h2_id conn)
+{
+    /* Messages larger than the stream window (65535) must still get through, but a reader
+     * that holds delivered messages unconsumed must stall the sender: the partial bytes of
+     * the next message are not released while earlier ones are held. */
+    ts *t = open_call(conn, "/t.S/Slow");
+    size_t m = 100000;
+    enum { N = 12 };
+    for (int i = 0; i < N; i++) send_buf(W.cli, t->id, m, (uint8_t)i, i == N - 1 ? H2_SEND_END : 0);
+    CHECK(wait_for(p_server_stream_hold, "/t.S/Slow"));
+    ts *s = server_stream("/t.S/Slow");
+    void *arg[2] = {s, (void *)(intptr_t)1};
+    CHECK(wait_for(p_nmsgs_ge, arg));
+    usleep(300000);
+    lock();
+    int held = s->nmsgs;
+    pthread_mutex_unlock(&W.mu);
+    CHECK(held <= 2); /* one held message, at most one more that fit in the window */
+    h2_stats st;
+    h2_loop_stats(W.srv, &st);
+    CHECK(st.inbound_buffered <= 65535 + 5);
+    for (int round = 0; round < 200; round++) {
+        lock();
+        size_t u = s->unconsumed;
+        s->unconsumed = 0;
+        int n = s->nmsgs;
+        pthread_mutex_unlock(&W.mu);
+        if (u) h2_consume(W.srv, s->id, u);
+        if (n == N) break;
+        usleep(10000);
+    }
+    CHECK(wait_for(p_ended, s));
+    CHECK(s->nmsgs == N && s->msgbytes == N * m);
+    h2_reset(W.cli, t->id, NGHTTP2_CANCEL);
+    CHECK(wait_for(p_closed, t) && wait_for(p_closed, s));
+    world_reset();
+}
+
 static void test_too_large(h2_id conn)
 {
     /* server max 1 MiB; send 2 MiB: error, discarded data still consumed (sender not stuck) */
@@ -586,6 +805,22 @@ static void test_truncated(uint16_t port)
     world_reset();
 }
 
+static void test_split_empty(uint16_t port)
+{
+    /* An empty message whose 5-byte prefix straddles two DATA frames (16 KiB each). */
+    enum { M = 16384 - 5 - 3 };
+    uint8_t *body = calloc(1, 5 + M + 5);
+    body[3] = (uint8_t)(M >> 8);
+    body[4] = (uint8_t)M;
+    raw r = {0};
+    raw_request(port, "/t.S/Unary", body, 5 + M + 5, &r);
+    ts *s = server_stream("/t.S/Unary");
+    CHECK(s && wait_for(p_closed, s) && s->nmsgs == 2 && s->msgbytes == M && s->err_kind == 0);
+    CHECK(r.closed && r.code == 0);
+    free(body);
+    world_reset();
+}
+
 static int p_srv_conns(void *a)
 {
     h2_stats st;
@@ -648,7 +883,7 @@ static void test_stop_with_open_streams(void)
 {
     uint16_t port;
     h2_loop *old = W.srv;
-    W.srv = make_server(0, 0, "127.0.0.1", &port);
+    W.srv = make_server(0, 0, "127.0.0.1", &port, 0);
     h2_id c = connect_to("127.0.0.1", port);
     ts *t[5];
     for (int i = 0; i < 5; i++) {
@@ -731,7 +966,7 @@ static void test_rapid_reset(uint16_t port)
 static int serve_mode(void)
 {
     uint16_t port;
-    W.srv = make_server(0, 0, "127.0.0.1", &port);
+    W.srv = make_server(0, 0, "127.0.0.1", &port, 0);
     printf("%u\n", port);
     fflush(stdout);
     char buf[64];
@@ -766,7 +1001,7 @@ int main(int argc, char **argv)
     if (argc > 2 && strcmp(argv[1], "client") == 0) return client_mode((uint16_t)atoi(argv[2]));
 
     uint16_t port, port6;
-    W.srv = make_server(1u << 20, 65535, NULL, &port); /* NULL = dual stack, port 0 */
+    W.srv = make_server(1u << 20, 65535, NULL, &port, 1); /* NULL = dual stack, port 0 */
     W.cli = make_client();
     h2_id conn = connect_to("127.0.0.1", port);
 #define RUN(x)                                  \
@@ -778,19 +1013,25 @@ int main(int argc, char **argv)
     RUN(test_trailers_only(conn));
     RUN(test_multi(conn));
     RUN(test_flow_control(conn));
+    RUN(test_flow_control_large(conn));
+    RUN(test_buffers(conn));
+    RUN(test_buffers_cut(port));
+    RUN(test_stall());
     RUN(test_too_large(conn));
     RUN(test_rst(conn));
     RUN(test_truncated(port));
+    RUN(test_split_empty(port));
     RUN(test_conn_drop(port));
     RUN(test_garbage(port));
     {
         h2_id c6 = connect_to("::1", port); /* dual-stack listener over IPv6 */
         RUN(test_unary(c6));
-        h2_loop *s6 = make_server(0, 0, "::1", &port6);
+        h2_loop *s6 = make_server(0, 0, "::1", &port6, 0);
         h2_id c7 = connect_to("::1", port6);
         h2_loop *keep = W.srv;
         W.srv = s6;
         RUN(test_unary(c7));
+        RUN(test_multi(c7)); /* a server without on_message_buf */
         h2_loop_destroy(s6);
         W.srv = keep;
         world_reset();

@@ -77,6 +77,26 @@ import Synchronization
     }
 
     @Test(arguments: TransportKind.allCases)
+    func largeMessagesStreamBothWays(kind: TransportKind) async throws {
+        // Messages spanning many DATA frames, sent ahead of the replies (several in flight).
+        let h = try Harness(kind, services: [TestService(probe: Probe())])
+        let call: ClientCall<Blob, Blob> = h.client.makeCall(TestService.chat)
+        let sizes = [1 << 20, 0, 16_384, 300_001, (4 << 20) - 64, 5, 1 << 20]
+        let blobs = sizes.enumerated().map { i, n in Blob([UInt8]((0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i) })) }
+        let reader = Task {
+            var got: [Blob] = []
+            for try await reply in call { got.append(reply) }
+            return got
+        }
+        for blob in blobs { try await call.send(blob) }
+        call.finish()
+        let replies = try await reader.value
+        #expect(replies.count == blobs.count)
+        for (reply, blob) in zip(replies, blobs) { #expect(reply.bytes == blob.bytes.reversed()) }
+        await h.stop()
+    }
+
+    @Test(arguments: TransportKind.allCases)
     func bidirectionalPingPong(kind: TransportKind) async throws {
         let h = try Harness(kind, services: [TestService(probe: Probe())])
         let call: ClientCall<Blob, Blob> = h.client.makeCall(TestService.chat)

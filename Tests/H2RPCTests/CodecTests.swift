@@ -124,6 +124,90 @@ import Testing
         #expect(try roundTrip(message) == message)
     }
 
+    /// A message whose only field is a singular bytes field is encoded and decoded without
+    /// protobuf-c; the result must be exactly protobuf-c's (canonical tag and length).
+    @Test func singleBytesFieldMessagesSkipProtobufC() throws {
+        let big = [UInt8]((0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 13) })
+        let cases: [(any RPCMessage, [UInt8])] = [
+            (Envelope(body: .blob([1, 2, 3])), [0x62, 0x03, 1, 2, 3]),                  // oneof member
+            (Envelope(body: .blob([])), [0x62, 0x00]),                                    // set, even empty
+            (Envelope(maybeData: [9]), [0xC2, 0x01, 0x01, 9]),                            // proto3 optional, two-byte tag
+            (Envelope(maybeData: []), [0xC2, 0x01, 0x00]),
+            (Scalars(data: [7, 7]), [0x7A, 0x02, 7, 7]),                                  // implicit presence
+            (Envelope(body: .blob(big)), [0x62, 0xF0, 0xA2, 0x04] + big),                 // three-byte length
+            (Labgallery_V1_UploadImageRequest(data: .chunk(big)), [0x12, 0xF0, 0xA2, 0x04] + big),
+        ]
+        for (message, wire) in cases {
+            #expect(try message.serializedBytes() == wire)
+        }
+        func decode<M: RPCMessage>(_ type: M.Type, _ wire: [UInt8]) throws -> M { try wire.withUnsafeBytes { try M(serializedBytes: $0) } }
+        #expect(try decode(Envelope.self, [0x62, 0x03, 1, 2, 3]) == Envelope(body: .blob([1, 2, 3])))
+        #expect(try decode(Envelope.self, [0x62, 0x00]) == Envelope(body: .blob([])))
+        #expect(try decode(Envelope.self, [0xC2, 0x01, 0x01, 9]) == Envelope(maybeData: [9]))
+        #expect(try decode(Scalars.self, [0x7A, 0x02, 7, 7]) == Scalars(data: [7, 7]))
+        #expect(try decode(Envelope.self, [0x62, 0xF0, 0xA2, 0x04] + big) == Envelope(body: .blob(big)))
+        #expect(try decode(Labgallery_V1_UploadImageRequest.self, [0x12, 0xF0, 0xA2, 0x04] + big).data == .chunk(big))
+        // Non-canonical length varint: accepted, as protobuf-c does.
+        #expect(try decode(Envelope.self, [0x62, 0x83, 0x00, 1, 2, 3]) == Envelope(body: .blob([1, 2, 3])))
+        // Anything else goes through protobuf-c: a repeated field (last wins), a string field,
+        // a length past the end, trailing bytes.
+        #expect(try decode(Envelope.self, [0x62, 0x01, 9, 0x62, 0x01, 8]) == Envelope(body: .blob([8])))
+        #expect(try decode(Envelope.self, [0x5A, 0x02, 0x68, 0x69]) == Envelope(body: .note("hi")))
+        #expect(throws: (any Error).self) { try decode(Envelope.self, [0x62, 0x05, 1, 2]) }
+        #expect(throws: (any Error).self) { try decode(Envelope.self, [0x62, 0x01, 1, 0xFF]) }
+        // Another field set: protobuf-c path. A negative zero float is not written (protobuf-c
+        // tests `== 0`), so it does not count as set.
+        let mixed = Scalars(real32: 1.5, data: [1])
+        #expect(mixed.serializedBytes() == [0x65, 0x00, 0x00, 0xC0, 0x3F, 0x7A, 0x01, 0x01])
+        #expect(try roundTrip(mixed) == mixed)
+        #expect(Scalars(real32: -0.0, real64: -0.0, data: [1]).serializedBytes() == [0x7A, 0x01, 0x01])
+        #expect(try roundTrip(Envelope(body: .blob([1]), maybeData: [2])) == Envelope(body: .blob([1]), maybeData: [2]))
+        #expect(try roundTrip(Labgallery_V1_UploadImageRequest(data: .header(.init(gallery: "g")))).data == .header(.init(gallery: "g")))
+    }
+
+    /// `serialize(into:)` writes exactly what `serializedBytes()` returns, into the caller's memory.
+    @Test func serializeIntoMatchesSerializedBytes() throws {
+        let messages: [any RPCMessage] = [
+            Self.envelope, Self.scalars, Envelope(), Item(name: "a", count: 1), Envelope(body: .blob([1, 2])),
+            Labgallery_V1_UploadImageRequest(data: .chunk([UInt8](repeating: 3, count: 100_000))),
+        ]
+        for message in messages {
+            var sizes: [Int] = []
+            let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: 200_000, alignment: 8)
+            defer { storage.deallocate() }
+            try message.serialize { size in
+                sizes.append(size)
+                return UnsafeMutableRawBufferPointer(rebasing: storage[0..<size])
+            }
+            let expected = try message.serializedBytes()
+            #expect(sizes == [expected.count])
+            #expect([UInt8](storage[0..<expected.count]) == expected)
+        }
+    }
+
+    /// Large bytes messages through the HTTP/2 transports: encoded into shim buffers, sent by
+    /// reference, assembled, handed over and decoded without protobuf-c.
+    @Test(arguments: [TransportKind.http2, .http2OnLoop])
+    func largeBytesMessagesOverHTTP2(kind: TransportKind) async throws {
+        let h = try Harness(kind, services: [FixtureService()])
+        let client = H2rpc_Fixture_FixtureService.Client(wrapping: h.client)
+        let sizes = [0, 1, 16_383, 16_384, 70_000, 1 << 20, (3 << 20) + 7]
+        for size in sizes {
+            let blob = [UInt8]((0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ size) })
+            #expect(try await client.echo(Envelope(body: .blob(blob))).body == .blob(blob))
+        }
+        let chat = client.chat()
+        var replies = chat.makeAsyncIterator()
+        for size in sizes + sizes.reversed() {
+            let blob = [UInt8]((0..<size).map { UInt8(truncatingIfNeeded: $0 &* 3 &+ size) })
+            try await chat.send(Envelope(maybeData: blob))
+            #expect(try await replies.next()?.maybeData == blob)
+        }
+        chat.finish()
+        #expect(try await replies.next() == nil)
+        await h.stop()
+    }
+
     @Test func serviceRegistersEveryMethod() {
         var router = RPCRouter()
         FixtureService().registerMethods(with: &router)

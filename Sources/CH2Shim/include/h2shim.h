@@ -13,8 +13,10 @@
  * Flow control reflects what the application consumed: automatic window updates are
  * off. Bytes of a complete message count as consumed only when the application says so
  * (the return value of on_message, or h2_consume later). Bytes of a partial message are
- * consumed as they are buffered (bounded by max_recv_message). Bytes of a stream the
- * application no longer reads (after an error or reset) are consumed at once.
+ * consumed as they are buffered while the application holds no unconsumed message of the
+ * stream (so a message larger than the window can complete), and only once it caught up
+ * otherwise (so a stream buffers at most its held messages plus one window). Bytes of a
+ * stream the application no longer reads (after an error or reset) are consumed at once.
  *
  * No global state. Every handle is a 64-bit token that is never reused during the
  * life of a loop, so an operation that arrives after its stream or connection is gone
@@ -91,6 +93,16 @@ typedef struct h2_callbacks {
      */
     size_t (*on_message)(void *ctx, void *user, int compressed, const uint8_t *data, size_t len);
 
+    /**
+     * Optional. One complete inbound message that the shim assembled from several DATA
+     * chunks, handed over with its buffer instead of being copied: `buf` (`len` bytes)
+     * now belongs to the application, which releases it with h2_buf_free (from any
+     * thread, before h2_loop_destroy). Returns as on_message. When NULL, such messages go
+     * to on_message and the shim keeps their buffers. Messages that arrive whole inside
+     * one DATA chunk always go to on_message.
+     */
+    size_t (*on_message_buf)(void *ctx, void *user, int compressed, uint8_t *buf, size_t len);
+
     /** The peer half-closed the stream (END_STREAM on DATA; or on HEADERS for server streams). */
     void (*on_end)(void *ctx, void *user);
 
@@ -123,7 +135,8 @@ typedef struct h2_config {
     uint32_t initial_window;
     /** Connection-level receive window. Default 16 MiB. */
     uint32_t connection_window;
-    /** SETTINGS_MAX_FRAME_SIZE advertised. Default 16384. */
+    /** SETTINGS_MAX_FRAME_SIZE advertised: the largest frame a peer may send us. Default 16384.
+     * (Outbound DATA frames of large messages are as large as the peer allows, up to 256 KiB.) */
     uint32_t max_frame_size;
     /** 1 = listen with SO_REUSEPORT, so several loops can serve one port. Default 0. */
     uint32_t reuse_port;
@@ -193,6 +206,28 @@ int h2_send(h2_loop *loop, h2_id stream,
             const h2_nv *trailers, size_t ntrailers,
             int flags);
 
+/**
+ * Message buffers: the application encodes an outbound message straight into memory the
+ * shim sends from, instead of having h2_send copy it. Buffers of large messages are
+ * recycled through a small per-loop pool, so a stream of big messages does not map and
+ * fault in fresh pages for each one.
+ *
+ * h2_buf_alloc returns room for a message of up to `len` bytes (thread-safe), or NULL
+ * (errno set). Fill it, then hand it to h2_send_buf, or drop it with h2_buf_free.
+ */
+uint8_t *h2_buf_alloc(h2_loop *loop, size_t len);
+
+/**
+ * Sends `len` bytes (at most the size allocated) of a buffer from h2_buf_alloc as one
+ * message on `stream` (flags: H2_SEND_END, H2_SEND_COMPRESSED). The shim takes the buffer
+ * on every path. Returns 0, or -1 if the loop is stopped or `len` is too large.
+ */
+int h2_send_buf(h2_loop *loop, h2_id stream, uint8_t *buf, size_t len, int flags);
+
+/** Releases a buffer from h2_buf_alloc that was not sent, or one handed over by
+ * on_message_buf. Thread-safe; NULL is ignored. */
+void h2_buf_free(h2_loop *loop, uint8_t *buf);
+
 /** Resets a stream with the HTTP/2 error code (e.g. 0x8 CANCEL). */
 void h2_reset(h2_loop *loop, h2_id stream, uint32_t error_code);
 
@@ -221,6 +256,7 @@ typedef struct h2_stats {
     uint64_t inbound_buffered;  /* bytes held in stream receive buffers */
     uint64_t outbound_buffered; /* bytes queued in stream send buffers */
     uint64_t streams_total;     /* streams ever opened */
+    uint64_t pooled;            /* bytes of message buffers kept for reuse (freed after 1 s idle) */
 } h2_stats;
 
 void h2_loop_stats(h2_loop *loop, h2_stats *out);

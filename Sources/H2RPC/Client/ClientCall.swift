@@ -44,6 +44,11 @@ public final class ClientCallEvents: Sendable {
 
     /// A response message arrived.
     public func receiveMessage(_ bytes: [UInt8]) {
+        inbound.push(MessageBytes(bytes))
+    }
+
+    /// A response message arrived (possibly in transport memory, not copied).
+    func receiveMessage(_ bytes: MessageBytes) {
         inbound.push(bytes)
     }
 
@@ -99,15 +104,21 @@ public final class ClientCallEvents: Sendable {
         outbound?.cancel()
     }
 
-    func send(_ bytes: [UInt8]) async throws {
+    /// Encodes a request for the stream's transport (into its send memory where it can).
+    func encode<M: RPCMessage>(_ message: M) throws -> OutboundMessage {
+        if let outbound { return try outbound.encode(message) }
+        return OutboundMessage(bytes: try message.serializedBytes())
+    }
+
+    func send(_ message: OutboundMessage) async throws {
         if let (status, trailers) = state.withLock({ $0.status }) {
             throw RPCError(status.code == .ok ? .failedPrecondition : status.code,
                            status.code == .ok ? "the call already ended" : status.message, metadata: trailers)
         }
-        try await flow.reserve(bytes.count + 5)
+        try await flow.reserve(message.count + 5)
         let closed = state.withLock { $0.sendClosed }
         if closed { throw RPCError(.failedPrecondition, "send after finish: the request stream is already closed") }
-        outbound?.send(message: bytes, end: false)
+        outbound?.send(message, end: false)
     }
 
     func finishSending() {
@@ -146,7 +157,7 @@ public final class ClientCallEvents: Sendable {
         }
     }
 
-    func nextMessage() async throws -> [UInt8]? {
+    func nextMessage() async throws -> MessageBytes? {
         do {
             if let bytes = try await inbound.next() { return bytes }
         } catch is CancellationError {
@@ -184,11 +195,11 @@ public final class ClientCall<Request: RPCMessage, Response: RPCMessage>: AsyncS
 
     /// Sends one request message; waits while the server is not reading fast enough.
     public func send(_ message: Request) async throws {
-        let bytes: [UInt8]
-        do { bytes = try message.serializedBytes() } catch {
+        let encoded: OutboundMessage
+        do { encoded = try events.encode(message) } catch {
             throw RPCError(.internal, "could not encode the request message \(Request.self): \(error)")
         }
-        try await events.send(bytes)
+        try await events.send(encoded)
     }
 
     /// Half-closes the request stream: no more requests.
@@ -228,7 +239,7 @@ public final class ClientCall<Request: RPCMessage, Response: RPCMessage>: AsyncS
         if status.code != .ok { throw RPCError(status.code, status.message, metadata: trailers) }
     }
 
-    private func decode(_ bytes: [UInt8]) throws -> Response {
+    private func decode(_ bytes: MessageBytes) throws -> Response {
         do {
             return try bytes.withUnsafeBytes { try Response(serializedBytes: $0) }
         } catch {

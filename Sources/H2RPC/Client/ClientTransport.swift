@@ -19,6 +19,11 @@ public struct ClientRequestHead: Sendable {
 public protocol ClientStreamOutbound: Sendable {
     /// Sends one message and/or half-closes the stream.
     func send(message: [UInt8]?, end: Bool)
+    /// Encodes a request message for this stream, straight into the transport's send memory
+    /// where it can (the default encodes into an array).
+    func encode<M: RPCMessage>(_ message: M) throws -> OutboundMessage
+    /// Sends one message from `encode`.
+    func send(_ message: OutboundMessage, end: Bool)
     /// Aborts the stream (RST_STREAM CANCEL).
     func cancel()
     /// Releases `bytes` of consumed inbound data (reopens the server's window).
@@ -31,4 +36,14 @@ public protocol ClientTransport: Sendable {
     func openStream(_ head: ClientRequestHead, events: ClientCallEvents) -> any ClientStreamOutbound
     /// Closes the connection; open calls end with UNAVAILABLE.
     func close()
+}
+
+extension ClientStreamOutbound {
+    public func encode<M: RPCMessage>(_ message: M) throws -> OutboundMessage {
+        OutboundMessage(bytes: try message.serializedBytes())
+    }
+
+    public func send(_ message: OutboundMessage, end: Bool) {
+        send(message: message.bytes, end: end)
+    }
 }

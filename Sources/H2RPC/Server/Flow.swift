@@ -79,13 +79,13 @@ final class OutboundFlow: Sendable {
 /// the peer's flow-control window: a slow reader slows the sender.
 final class InboundQueue: Sendable {
     private struct State {
-        var messages: [[UInt8]] = []
+        var messages: [MessageBytes] = []
         var head = 0
         var ended = false
         var error: RPCError? = nil
-        var waiter: CheckedContinuation<[UInt8]?, any Error>? = nil
+        var waiter: CheckedContinuation<MessageBytes?, any Error>? = nil
 
-        enum Step { case message([UInt8]), end, failed(RPCError), empty }
+        enum Step { case message(MessageBytes), end, failed(RPCError), empty }
 
         /// What a reader gets now; a message taken leaves the queue (compacted when drained).
         mutating func take() -> Step {
@@ -105,8 +105,8 @@ final class InboundQueue: Sendable {
     }
 
     /// Transport: one message arrived.
-    func push(_ message: [UInt8]) {
-        enum Outcome { case handed(CheckedContinuation<[UInt8]?, any Error>), queued, dropped }
+    func push(_ message: MessageBytes) {
+        enum Outcome { case handed(CheckedContinuation<MessageBytes?, any Error>), queued, dropped }
         let outcome = state.withLock { s -> Outcome in
             if s.error != nil { return .dropped }
             if let w = s.waiter { s.waiter = nil; return .handed(w) }
@@ -127,7 +127,7 @@ final class InboundQueue: Sendable {
 
     /// Transport: the peer half-closed.
     func finish() {
-        let waiter = state.withLock { s -> CheckedContinuation<[UInt8]?, any Error>? in
+        let waiter = state.withLock { s -> CheckedContinuation<MessageBytes?, any Error>? in
             s.ended = true
             defer { s.waiter = nil }
             return s.waiter
@@ -137,7 +137,7 @@ final class InboundQueue: Sendable {
 
     /// Transport or call: the stream failed; the reader gets `error` at once (the call is over).
     func fail(_ error: RPCError) {
-        let waiter = state.withLock { s -> CheckedContinuation<[UInt8]?, any Error>? in
+        let waiter = state.withLock { s -> CheckedContinuation<MessageBytes?, any Error>? in
             if s.error == nil { s.error = error }
             s.messages.removeAll()
             s.head = 0
@@ -148,7 +148,7 @@ final class InboundQueue: Sendable {
     }
 
     /// The next message, or nil once the peer half-closed.
-    func next() async throws -> [UInt8]? {
+    func next() async throws -> MessageBytes? {
         switch state.withLock({ $0.take() }) {
         case .message(let m):
             onConsume(m.count + 5)
@@ -157,7 +157,7 @@ final class InboundQueue: Sendable {
         case .failed(let e): throw e
         case .empty:
             return try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { (c: CheckedContinuation<[UInt8]?, any Error>) in
+                try await withCheckedThrowingContinuation { (c: CheckedContinuation<MessageBytes?, any Error>) in
                     if Task.isCancelled { return c.resume(throwing: CancellationError()) }
                     // Checked again under the lock that parks the reader, so no push is missed.
                     let step = state.withLock { s -> State.Step? in
@@ -175,7 +175,7 @@ final class InboundQueue: Sendable {
                     }
                 }
             } onCancel: {
-                let w = state.withLock { s -> CheckedContinuation<[UInt8]?, any Error>? in
+                let w = state.withLock { s -> CheckedContinuation<MessageBytes?, any Error>? in
                     defer { s.waiter = nil }
                     return s.waiter
                 }

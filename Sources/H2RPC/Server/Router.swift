@@ -62,7 +62,7 @@ public protocol RegistrableRPCService: Sendable {
 struct Route: Sendable {
     enum Handler: Sendable {
         /// Request bytes in, response bytes out: the hot path, no streams involved.
-        case unary(@Sendable ([UInt8], ServerContext) async throws -> [UInt8])
+        case unary(@Sendable (MessageBytes, ServerContext) async throws -> [UInt8])
         case streaming(@Sendable (ServerCall) async throws -> Void)
     }
     let descriptor: MethodDescriptor
@@ -71,7 +71,7 @@ struct Route: Sendable {
 }
 
 @inline(__always)
-func decodeRequest<M: RPCMessage>(_ type: M.Type, _ bytes: [UInt8]) throws -> M {
+func decodeRequest<M: RPCMessage>(_ type: M.Type, _ bytes: MessageBytes) throws -> M {
     do {
         return try bytes.withUnsafeBytes { try M(serializedBytes: $0) }
     } catch {

@@ -21,7 +21,7 @@ public final class ServerCall: Sendable {
         var finished = false
         var headersSent = false
         var started = false
-        var single: [UInt8]? = nil
+        var single: MessageBytes? = nil
         var received = 0
         var accounted = false
         var task: Task<Void, Never>? = nil
@@ -49,6 +49,11 @@ public final class ServerCall: Sendable {
 
     /// One request message arrived.
     public func receive(_ message: [UInt8]) {
+        receive(MessageBytes(message))
+    }
+
+    /// One request message arrived (possibly in transport memory, not copied).
+    func receive(_ message: MessageBytes) {
         if let inbound {
             inbound.push(message)
             return
@@ -206,8 +211,8 @@ public final class ServerCall: Sendable {
     /// The request stream of a streaming-request call.
     var requests: InboundQueue { inbound! }
 
-    func singleRequest() -> [UInt8] {
-        state.withLock { $0.single } ?? []
+    func singleRequest() -> MessageBytes {
+        state.withLock { $0.single } ?? MessageBytes([])
     }
 
     func writeMessage(_ bytes: [UInt8]) async throws {

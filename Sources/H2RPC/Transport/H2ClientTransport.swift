@@ -92,15 +92,14 @@ private final class H2ClientStreamUser: H2StreamUser {
     let events: ClientCallEvents
     let maxReceive: Int
     let authority: String
-    let loop: H2Loop
     /// The stream token, stored right after `h2_open_stream` returns it.
     let id = Atomic<UInt64>(0)
 
     init(events: ClientCallEvents, loop: H2Loop, maxReceive: Int, authority: String) {
         self.events = events
-        self.loop = loop
         self.maxReceive = maxReceive
         self.authority = authority
+        super.init(loop: loop)
     }
 
     var handle: H2StreamHandle? {
@@ -130,12 +129,21 @@ private final class H2ClientStreamUser: H2StreamUser {
     }
 
     override func onMessage(compressed: Bool, _ data: UnsafeBufferPointer<UInt8>) -> Int {
+        receive(compressed: compressed, count: data.count) { MessageBytes(Array(data)) }
+    }
+
+    override func onMessage(compressed: Bool, _ message: H2MessageBuffer) -> Int {
+        receive(compressed: compressed, count: message.count) { MessageBytes(message) }
+    }
+
+    @inline(__always)
+    private func receive(compressed: Bool, count: Int, _ message: () -> MessageBytes) -> Int {
         if compressed {
             events.receiveStatus(Status(code: .internal, message: "a response message has the compressed flag set but no grpc-encoding was negotiated"), trailers: [:])
             handle?.reset()
-            return data.count + 5
+            return count + 5
         }
-        events.receiveMessage(Array(data))
+        events.receiveMessage(message())
         return 0
     }
 
@@ -173,6 +181,15 @@ struct H2ClientOutbound: ClientStreamOutbound {
 
     func send(message: [UInt8]?, end: Bool) {
         handle?.send(headers: nil, message: message, trailers: nil, end: end)
+    }
+
+    func encode<M: RPCMessage>(_ message: M) throws -> OutboundMessage {
+        guard let handle else { return OutboundMessage(bytes: try message.serializedBytes()) }
+        return try handle.encode(message)
+    }
+
+    func send(_ message: OutboundMessage, end: Bool) {
+        handle?.send(message, end: end)
     }
 
     func cancel() { handle?.reset() }

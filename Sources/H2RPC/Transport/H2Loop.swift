@@ -7,8 +7,16 @@ import Glibc
 /// Per-stream state of the nghttp2 transports, owned by the loop thread: the shim holds a
 /// retained pointer to it (the stream's `user`) and releases it in `on_close`.
 class H2StreamUser {
+    let loop: H2Loop
+
+    init(loop: H2Loop) { self.loop = loop }
+
     func onHeaders(_ nv: UnsafePointer<h2_nv>?, _ count: Int, flags: Int32) {}
     func onMessage(compressed: Bool, _ data: UnsafeBufferPointer<UInt8>) -> Int { data.count + 5 }
+    /// A message the shim assembled, handed over in its buffer: `message` owns it.
+    func onMessage(compressed: Bool, _ message: H2MessageBuffer) -> Int {
+        onMessage(compressed: compressed, UnsafeBufferPointer(start: message.pointer, count: message.count))
+    }
     func onEnd() {}
     func onStreamError(kind: Int32, detail: Int) {}
     func onDrain(_ bytes: Int) {}
@@ -45,6 +53,7 @@ final class H2Loop: @unchecked Sendable {
         cfg.max_concurrent_streams = config.maxConcurrentStreams
         cfg.reuse_port = reusePort ? 1 : 0
         cfg.initial_window = config.streamWindowSize
+        cfg.max_frame_size = config.maxFrameSize
         cfg.connection_window = max(config.connectionWindowSize, config.streamWindowSize)
         let box = DelegateBox()
         var cb = h2_callbacks()
@@ -59,6 +68,10 @@ final class H2Loop: @unchecked Sendable {
         }
         cb.on_message = { _, user, compressed, data, len in
             H2Loop.user(user).onMessage(compressed: compressed != 0, UnsafeBufferPointer(start: data, count: len))
+        }
+        cb.on_message_buf = { _, user, compressed, buf, len in
+            let stream = H2Loop.user(user)
+            return stream.onMessage(compressed: compressed != 0, H2MessageBuffer(loop: stream.loop, pointer: buf!, count: len))
         }
         cb.on_end = { _, user in H2Loop.user(user).onEnd() }
         cb.on_stream_error = { _, user, kind, detail in H2Loop.user(user).onStreamError(kind: kind, detail: detail) }
@@ -130,17 +143,23 @@ public struct H2Configuration: Sendable {
     public var streamWindowSize: UInt32
     /// Receive window per connection: bounds what one connection can make us buffer. Default 16 MiB.
     public var connectionWindowSize: UInt32
+    /// SETTINGS_MAX_FRAME_SIZE: the largest frame a peer may send us (16 KiB - 16 MiB).
+    /// Default 256 KiB, so large messages cross in few frames (our transports send DATA frames
+    /// of large messages up to 256 KiB when the peer allows it).
+    public var maxFrameSize: UInt32
 
     /// Creates a configuration.
     public init(maxReceiveMessageSize: Int = 4 * 1024 * 1024, maxConcurrentStreams: UInt32 = 1000,
                 runHandlersOnEventLoop: Bool = false, eventLoops: Int = 1,
-                streamWindowSize: UInt32 = 4 << 20, connectionWindowSize: UInt32 = 16 << 20) {
+                streamWindowSize: UInt32 = 4 << 20, connectionWindowSize: UInt32 = 16 << 20,
+                maxFrameSize: UInt32 = 256 << 10) {
         self.maxReceiveMessageSize = maxReceiveMessageSize
         self.maxConcurrentStreams = maxConcurrentStreams
         self.runHandlersOnEventLoop = runHandlersOnEventLoop
         self.eventLoops = eventLoops
         self.streamWindowSize = streamWindowSize
         self.connectionWindowSize = connectionWindowSize
+        self.maxFrameSize = maxFrameSize
     }
 }
 
@@ -171,6 +190,31 @@ struct H2StreamHandle: Sendable {
         } else {
             _ = h2_send(loop.raw, id, headers.baseAddress, headers.count, 0, nil, 0,
                         trailers.baseAddress, trailers.count, flags)
+        }
+    }
+
+    /// Encodes `message` straight into a shim message buffer (no intermediate array, no copy
+    /// when it is sent).
+    func encode<M: RPCMessage>(_ message: M) throws -> OutboundMessage {
+        var buffer: H2SendBuffer? = nil
+        try message.serialize { size in
+            guard let p = h2_buf_alloc(loop.raw, size) else {
+                throw RPCError(.resourceExhausted, "could not allocate \(size) bytes for a message")
+            }
+            let b = H2SendBuffer(loop: loop, pointer: p, count: size)
+            buffer = b
+            return UnsafeMutableRawBufferPointer(start: p, count: size)
+        }
+        guard let buffer else { return OutboundMessage(bytes: try message.serializedBytes()) }
+        return OutboundMessage(buffer: buffer)
+    }
+
+    /// Sends a message from `encode` (its buffer passes to the shim) or an array.
+    func send(_ message: OutboundMessage, end: Bool) {
+        if let buffer = message.buffer as? H2SendBuffer, buffer.loop === loop, let p = buffer.take() {
+            _ = h2_send_buf(loop.raw, id, p, buffer.count, end ? Int32(H2_SEND_END) : 0)
+        } else {
+            send(headers: nil, message: message.bytes, trailers: nil, end: end)
         }
     }
 
@@ -205,5 +249,53 @@ final class H2LoopExecutor: TaskExecutor, @unchecked Sendable {
             }
         }, ctx, arg)
         if rc != 0 { globalConcurrentExecutor.enqueue(unowned) }
+    }
+}
+
+/// A received message in a shim buffer, handed over by `on_message_buf`: freed (back to the
+/// loop's pool) when the last reference goes. Holds the loop, so the shim outlives it.
+final class H2MessageBuffer: TransportMessageBuffer {
+    let loop: H2Loop
+    private let address: UInt
+    let count: Int
+
+    init(loop: H2Loop, pointer: UnsafeMutablePointer<UInt8>, count: Int) {
+        self.loop = loop
+        self.address = UInt(bitPattern: pointer)
+        self.count = count
+    }
+
+    var pointer: UnsafeMutablePointer<UInt8> { UnsafeMutablePointer(bitPattern: address)! }
+
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: pointer, count: count) }
+
+    deinit { h2_buf_free(loop.raw, pointer) }
+}
+
+/// A shim message buffer an outbound message was encoded into (`h2_buf_alloc`): passes to the
+/// shim when sent (`take`), or is freed with this object. Holds the loop, so the shim outlives it.
+final class H2SendBuffer: OutboundMessageBuffer {
+    let loop: H2Loop
+    private let address: Atomic<UInt>
+    let count: Int
+
+    init(loop: H2Loop, pointer: UnsafeMutablePointer<UInt8>, count: Int) {
+        self.loop = loop
+        self.address = Atomic(UInt(bitPattern: pointer))
+        self.count = count
+    }
+
+    /// The buffer, once: whoever takes it frees or sends it.
+    func take() -> UnsafeMutablePointer<UInt8>? {
+        UnsafeMutablePointer(bitPattern: address.exchange(0, ordering: .acquiringAndReleasing))
+    }
+
+    func copyBytes() -> [UInt8] {
+        guard let p = UnsafeMutablePointer<UInt8>(bitPattern: address.load(ordering: .acquiring)) else { return [] }
+        return [UInt8](UnsafeBufferPointer(start: p, count: count))
+    }
+
+    deinit {
+        if let p = take() { h2_buf_free(loop.raw, p) }
     }
 }

@@ -169,17 +169,28 @@ private final class H2ServerStreamUser: H2StreamUser {
     init(handle: H2StreamHandle, maxReceive: Int) {
         self.handle = handle
         self.maxReceive = maxReceive
+        super.init(loop: handle.loop)
     }
 
     override func onMessage(compressed: Bool, _ data: UnsafeBufferPointer<UInt8>) -> Int {
-        guard let call else { return data.count + 5 }
+        receive(compressed: compressed, count: data.count) { MessageBytes(Array(data)) }
+    }
+
+    override func onMessage(compressed: Bool, _ message: H2MessageBuffer) -> Int {
+        receive(compressed: compressed, count: message.count) { MessageBytes(message) }
+    }
+
+    /// Returns how many bytes (prefix included) count as consumed now.
+    @inline(__always)
+    private func receive(compressed: Bool, count: Int, _ message: () -> MessageBytes) -> Int {
+        guard let call else { return count + 5 }
         if compressed {
             call.receiveError(RPCError(.internal, "a request message has the compressed flag set but the call declared no grpc-encoding"))
             self.call = nil
-            return data.count + 5
+            return count + 5
         }
-        call.receive(Array(data))
-        return call.consumesOnReceipt ? data.count + 5 : 0
+        call.receive(message())
+        return call.consumesOnReceipt ? count + 5 : 0
     }
 
     override func onEnd() { call?.receiveEnd() }
