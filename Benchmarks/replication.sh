@@ -41,16 +41,15 @@ bench() { "$BIN/labgallery-bench" --port "$PORT" --token "$TOKEN" --region r1 --
 timed() { local t0 t1; t0=$(now); "$@"; t1=$(now); echo "$t1 - $t0" | bc -l; }
 cat_sync() { cat "$WORK/image.bin" > "$WORK/copy.bin"; sync "$WORK/copy.bin"; }
 cp_sync() { cp "$WORK/image.bin" "$WORK/copy2.bin"; sync "$WORK/copy2.bin"; }
-# Every measurement starts from the same state: nothing dirty, the last delete's discards done.
-settle() { rm -f "$WORK/copy.bin" "$WORK/copy2.bin"; sync; sleep "${SETTLE_S:-3}"; }
+# Every measurement starts from the same state: nothing dirty. No pause: after a second or more
+# idle, this VM's disk runs the next fsynced writes 3-4x slower.
+settle() { rm -f "$WORK/copy.bin" "$WORK/copy2.bin"; sync; }
 
-# This VM's disk is noisy and rate-limited: an fsynced write of the first few hundred MiB after a
-# pause is fast, the next ones run at the refill rate (~350 MiB/s here). So each contender runs the
-# same I/O sequence from the same settled state: `cat` (the upload's baseline), then at once `cp`
-# (the replica's baseline), against our upload followed at once by its replication. Rounds are
-# interleaved and compared by their medians. Each run deletes what it wrote (copy files; the bench
-# its image), so all of them write into recycled page-cache pages: a never-touched page of this VM
-# costs ~4x more to fill.
+# This VM's disk is noisy, so each contender runs the same I/O sequence from the same state:
+# `cat` (the upload's baseline), then at once `cp` (the replica's baseline), against our upload
+# followed at once by its replication. Rounds are interleaved and compared by their medians.
+# Each run deletes what it wrote (copy files; the bench its image), so all of them write into
+# recycled page-cache pages: a never-touched page of this VM costs ~4x more to fill.
 bench --image-id warmup >/dev/null  # page cache, database
 CP=(); CAT=(); UP=(); REPL=(); REPLW=(); MSGS=0
 for r in $(seq "$ROUNDS"); do

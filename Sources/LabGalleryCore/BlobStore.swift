@@ -174,9 +174,32 @@ enum FileOps {
         }
     }
 
-    /// Linux `sync_file_range(2)`; Glibc's Swift module does not export it (it needs _GNU_SOURCE).
-    private static let syncFileRange: (@convention(c) (Int32, Int64, Int64, UInt32) -> Int32)? =
-        dlsym(nil, "sync_file_range").map { unsafeBitCast($0, to: (@convention(c) (Int32, Int64, Int64, UInt32) -> Int32).self) }
+    /// Copies up to `count` bytes from `source` at `from` to `target` at `to` inside the kernel
+    /// (`copy_file_range(2)`: one page-cache copy instead of read's and write's two). Returns the
+    /// bytes copied (0 at the source's end), or nil when the kernel cannot do it for these files
+    /// (other filesystem, no support), in which case the caller reads and writes itself.
+    static func copyRange(from source: Int32, at from: Int64, to target: Int32, at to: Int64, count: Int) throws(LabGalleryError) -> Int? {
+        guard let copyFileRange else { return nil }
+        var inOffset = from, outOffset = to
+        while true {
+            let n = copyFileRange(source, &inOffset, target, &outOffset, count, 0)
+            if n >= 0 { return n }
+            switch errno {
+            case EINTR: continue
+            case EXDEV, ENOSYS, EOPNOTSUPP, EINVAL: return nil
+            default: throw error("copy_file_range")
+            }
+        }
+    }
+
+    // Glibc's Swift module does not export these GNU calls (they need _GNU_SOURCE).
+    private static let syncFileRange = libc("sync_file_range", as: (@convention(c) (Int32, Int64, Int64, UInt32) -> Int32).self)
+    private static let copyFileRange = libc("copy_file_range",
+        as: (@convention(c) (Int32, UnsafeMutablePointer<Int64>?, Int32, UnsafeMutablePointer<Int64>?, Int, UInt32) -> Int).self)
+
+    private static func libc<F>(_ name: String, as type: F.Type) -> F? {
+        dlsym(nil, name).map { unsafeBitCast($0, to: type) }
+    }
 
     /// Removes a file, ignoring "does not exist" (used after commits; recovery catches leftovers).
     static func removeQuietly(_ url: URL) { unlink(url.path) }

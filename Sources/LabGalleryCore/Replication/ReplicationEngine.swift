@@ -510,16 +510,38 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
         var sent: Int64 = 0
         var writeback = FileOps.Writeback(from: offset)
         var corrupted = false
+        var kernelCopy = true  // until copy_file_range says it cannot copy between these files
         let persister = ProgressPersister(fd: fd, row: row, every: configuration.persistEvery) { [self] in persist($0) }
         defer { _ = persister.stop() }
         while offset < total {
             if control.value != JobControl.run { return stopOutcome(control) }
             let corrupt = attempt <= link.corruptFirstAttempts && !corrupted
-            let piece = hash.fill { slot in
-                let n = Self.readSome(src, into: slot, at: offset, limit: total - offset)
-                // Injected corruption: one flipped byte, which only the final checksum check can catch.
-                if corrupt, n > 0 { slot[0] ^= 0xFF }
-                return n
+            // Copy a chunk inside the kernel when it can, then read the replica's bytes back (from
+            // the page cache) for the hash: what is verified is what was written.
+            let piece: UnsafeRawBufferPointer
+            do throws(LabGalleryError) {
+                piece = try hash.fill { (slot) throws(LabGalleryError) in
+                    let want = Int(min(Int64(slot.count), total - offset))
+                    let n: Int
+                    if kernelCopy, let copied = try FileOps.copyRange(from: src, at: offset, to: fd, at: offset, count: want) {
+                        n = copied
+                        guard n == 0 || Self.readSome(fd, into: slot, at: offset, limit: Int64(n)) == n else {
+                            throw .internal(message: "re-reading \(n) bytes of the replica at offset \(offset) failed")
+                        }
+                    } else {
+                        kernelCopy = false
+                        n = Self.readSome(src, into: slot, at: offset, limit: Int64(want))
+                        try FileOps.writeAll(fd, UnsafeRawBufferPointer(rebasing: slot[0..<n]), at: offset, path: partial)
+                    }
+                    if corrupt, n > 0 {
+                        // Injected corruption: one flipped byte, which only the final checksum check can catch.
+                        slot[0] ^= 0xFF
+                        try FileOps.writeAll(fd, UnsafeRawBufferPointer(rebasing: slot[0..<1]), at: offset, path: partial)
+                    }
+                    return n
+                }
+            } catch {
+                throw CopyFailure(reason: "copy to \(region) failed: \(error.message)", discard: false)
             }
             corrupted = corrupted || corrupt
             let n = piece.count
@@ -528,9 +550,6 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
             }
             if attempt <= link.failFirstAttempts, offset + Int64(n) >= total / 2 {
                 throw CopyFailure(reason: "connection to \(region) reset after \(offset) of \(total) bytes (injected fault)", discard: false)
-            }
-            do throws(LabGalleryError) { try FileOps.writeAll(fd, piece, at: offset, path: partial) } catch {
-                throw CopyFailure(reason: "write to \(region) failed: \(error.message)", discard: false)
             }
             offset += Int64(n)
             sent += Int64(n)
