@@ -10,6 +10,9 @@
 #include "h2_internal.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <nghttp2/nghttp2.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -32,7 +35,7 @@
 #define H2_POOL_MIN (64 * 1024)            /* message buffers this large are recycled through the loop's pool */
 #define H2_POOL_ROUND (64 * 1024)          /* ... with their size rounded up to a multiple of this */
 #define H2_POOL_MAX_BYTES (8u << 20)       /* most memory a loop's pool keeps */
-#define H2_POOL_IDLE_MS 1000               /* the pool is emptied after this long without any event */
+#define H2_POOL_IDLE_MS 1000               /* the pool is emptied (and malloc trimmed) after this long without any event */
 #define H2_MAX_IOV 64                      /* iovecs per writev */
 #define H2_RST_LIMIT 1000                  /* peer RST_STREAMs per second before ENHANCE_YOUR_CALM */
 #define H2_MAX_EVENTS 256
@@ -190,6 +193,7 @@ struct h2_loop {
     pthread_mutex_t plock;
     h2_op *pool;
     size_t pool_bytes;
+    bool active; /* events since the last idle trim */
 
     /* ---- loop thread only ---- */
     h2_map map;
@@ -202,6 +206,13 @@ struct h2_loop {
 
 #define STAT_ADD(L, f, n) atomic_fetch_add_explicit(&(L)->st.f, (n), memory_order_relaxed)
 #define STAT_SUB(L, f, n) atomic_fetch_sub_explicit(&(L)->st.f, (n), memory_order_relaxed)
+/* Counters only the loop thread writes (or h2_loop_stop's thread, once it joined the loop):
+ * a relaxed load and store, no locked read-modify-write per stream event. (`pooled` is
+ * written from any thread: STAT_ADD/STAT_SUB.) */
+#define LSTAT_ADD(L, f, n) \
+    atomic_store_explicit(&(L)->st.f, atomic_load_explicit(&(L)->st.f, memory_order_relaxed) + (n), memory_order_relaxed)
+#define LSTAT_SUB(L, f, n) \
+    atomic_store_explicit(&(L)->st.f, atomic_load_explicit(&(L)->st.f, memory_order_relaxed) - (n), memory_order_relaxed)
 
 static void conn_close(h2_conn *c, int err, uint32_t stream_code, bool failed);
 
@@ -435,8 +446,8 @@ static void stream_set_user(h2_loop *L, h2_stream *st, void *user)
 {
     st->user = user;
     st->counted = true;
-    STAT_ADD(L, streams, 1);
-    STAT_ADD(L, streams_total, 1);
+    LSTAT_ADD(L, streams, 1);
+    LSTAT_ADD(L, streams_total, 1);
 }
 
 /* Unlinks and frees; no callback. */
@@ -450,14 +461,14 @@ static void stream_free(h2_stream *st)
     else
         c->streams = st->next;
     if (st->next) st->next->prev = st->prev;
-    if (st->plen) STAT_SUB(L, inbound, st->plen + st->mgot);
+    if (st->plen) LSTAT_SUB(L, inbound, st->plen + st->mgot);
     if (st->mblk) op_free(L, st->mblk);
     for (h2_op *op = st->oq_head, *n; op; op = n) {
         n = op->next;
-        if (op->msg && op->msgoff < op->msglen) STAT_SUB(L, outbound, op->msglen - op->msgoff);
+        if (op->msg && op->msgoff < op->msglen) LSTAT_SUB(L, outbound, op->msglen - op->msgoff);
         op_release(c, op);
     }
-    if (st->counted) STAT_SUB(L, streams, 1);
+    if (st->counted) LSTAT_SUB(L, streams, 1);
     free(st);
 }
 
@@ -488,7 +499,7 @@ static int stream_in_error(h2_stream *st, int kind, size_t detail)
     st->in_err = true;
     st->pre = st->deferred = 0;
     if (st->plen) {
-        STAT_SUB(L, inbound, st->plen + st->mgot);
+        LSTAT_SUB(L, inbound, st->plen + st->mgot);
         st->plen = st->mgot = 0;
     }
     if (st->mblk) {
@@ -530,7 +541,7 @@ static int deliver_assembled(h2_stream *st)
     st->mblk = NULL;
     st->plen = st->mgot = 0;
     st->pre = st->deferred = 0; /* deferred bytes are now the application's to consume */
-    STAT_SUB(L, inbound, total);
+    LSTAT_SUB(L, inbound, total);
     if (!b) { /* empty message: nothing was allocated */
         if (L->cb.on_message) r = L->cb.on_message(L->cb.ctx, st->user, compressed, st->pfx + 5, 0);
     } else if (L->cb.on_message_buf) {
@@ -590,7 +601,7 @@ static int stream_in_data(h2_stream *st, const uint8_t *d, size_t len)
         }
         d += take;
         len -= take;
-        STAT_ADD(L, inbound, take);
+        LSTAT_ADD(L, inbound, take);
         if (st->held == 0) {
             st->pre += take;
             if ((rv = stream_release(st, take)) != 0) return rv;
@@ -690,7 +701,7 @@ static ssize_t data_read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_
         if (last) break;
     }
     if (n) {
-        STAT_SUB(L, outbound, n);
+        LSTAT_SUB(L, outbound, n);
         if (st->user && L->cb.on_drain) L->cb.on_drain(L->cb.ctx, st->user, n);
     } else if (!(*flags & NGHTTP2_DATA_FLAG_EOF)) {
         st->data_deferred = true;
@@ -727,7 +738,7 @@ static int send_data_cb(nghttp2_session *s, nghttp2_frame *f, const uint8_t *fra
         op_release(c, op);
     }
     st->nc_pop_next = false;
-    STAT_SUB(L, outbound, length);
+    LSTAT_SUB(L, outbound, length);
     if (st->user && L->cb.on_drain) L->cb.on_drain(L->cb.ctx, st->user, length);
     return out_full(c) ? NGHTTP2_ERR_PAUSE : 0;
 }
@@ -1024,7 +1035,7 @@ static h2_conn *conn_new(h2_loop *L, h2_id id, int fd, bool is_client)
     c->next = L->conns;
     if (L->conns) L->conns->prev = c;
     L->conns = c;
-    STAT_ADD(L, connections, 1);
+    LSTAT_ADD(L, connections, 1);
     return c;
 }
 
@@ -1047,7 +1058,7 @@ static void conn_close(h2_conn *c, int err, uint32_t stream_code, bool failed)
     else
         L->conns = c->next;
     if (c->next) c->next->prev = c->prev;
-    STAT_SUB(L, connections, 1);
+    LSTAT_SUB(L, connections, 1);
     if (c->is_client && L->cb.on_conn)
         L->cb.on_conn(L->cb.ctx, c->id, failed ? H2_CONN_FAILED : H2_CONN_CLOSED, err);
     c->dead_next = L->dead;
@@ -1423,7 +1434,7 @@ static bool do_send(h2_loop *L, h2_op *op)
     else
         st->oq_head = op;
     st->oq_tail = op;
-    if (op->msg) STAT_ADD(L, outbound, op->msglen);
+    if (op->msg) LSTAT_ADD(L, outbound, op->msglen);
     if (end) st->local_end = true;
     if (st->data_deferred) {
         st->data_deferred = false;
@@ -1573,11 +1584,18 @@ static void *loop_main(void *arg)
             if (errno == EINTR) continue;
             break;
         }
-        if (n == 0 && timeout > 0) { /* idle for H2_POOL_IDLE_MS: give the pooled buffers back */
+        if (n == 0 && timeout > 0) { /* idle for H2_POOL_IDLE_MS: give memory back */
             pool_trim(L);
+#ifdef __GLIBC__
+            /* After a burst (e.g. thousands of cancelled streams) the freed blocks stay in
+             * malloc's arenas and keep the RSS up; return them to the system once idle. */
+            malloc_trim(0);
+#endif
+            L->active = false;
             timeout = queue_nonempty(L) ? 0 : -1;
             continue;
         }
+        L->active = true;
         for (int i = 0; i < n; i++) {
             int kind = *(int *)evs[i].data.ptr;
             if (kind == K_WAKE) {
@@ -1607,9 +1625,8 @@ static void *loop_main(void *arg)
             conn_free(c);
         }
         /* Checked last: flushing runs callbacks (on_drain) that may post from this thread,
-         * and such posts do not write the eventfd. With buffers pooled, sleep at most until
-         * it is time to free them. */
-        timeout = queue_nonempty(L) ? 0 : pool_empty(L) ? -1 : H2_POOL_IDLE_MS;
+         * and such posts do not write the eventfd. After activity, wake once idle to trim. */
+        timeout = queue_nonempty(L) ? 0 : (L->active || !pool_empty(L)) ? H2_POOL_IDLE_MS : -1;
     }
     return NULL;
 }
@@ -1674,6 +1691,10 @@ h2_loop *h2_loop_create(const h2_config *cfg, const h2_callbacks *cb)
     nghttp2_session_callbacks_set_data_source_read_length_callback(L->scb, read_length_cb);
     if (nghttp2_option_new(&L->opt) != 0) { e = ENOMEM; goto fail; }
     nghttp2_option_set_no_auto_window_update(L->opt, 1);
+    /* A server session would keep every closed stream (object and place in RFC 7540's
+     * priority tree, which gRPC does not use) until up to max_concurrent_streams later
+     * ones closed: a busy connection cycled through ~1000 cold stream objects. */
+    nghttp2_option_set_no_closed_streams(L->opt, 1);
     /* nghttp2's own reset limiter (burst 1000, then 33/s) counts every RST_STREAM, so a
      * client cancelling calls that are already streaming trips it. The shim's guard (see
      * on_frame_recv) counts only streams reset before any response; keep nghttp2's as a
