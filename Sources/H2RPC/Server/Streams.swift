@@ -32,4 +32,18 @@ public struct ResponseWriter<Message: RPCMessage>: Sendable {
     public func write(_ message: Message) async throws {
         try await call.writeMessage(try encodeResponse(message))
     }
+
+    /// Sends a message encoded beforehand, e.g. once for many streams (fan-out).
+    public func write(_ message: SerializedMessage<Message>) async throws {
+        try await call.writeMessage(message.bytes)
+    }
+}
+
+/// A message encoded once, to be written to many response streams without encoding it again
+/// (one status change fanned out to a thousand watchers costs one encoding).
+public struct SerializedMessage<Message: RPCMessage>: Sendable {
+    let bytes: [UInt8]
+
+    /// Encodes `message`; throws INTERNAL if it cannot be encoded.
+    public init(_ message: Message) throws { bytes = try encodeResponse(message) }
 }
