@@ -8,9 +8,9 @@
 # ROUNDS the number of interleaved rounds (medians are compared).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SIZE_MIB=${SIZE_MIB:-512}
+SIZE_MIB=${SIZE_MIB:-256}
 WATCHERS=${WATCHERS:-1000}
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-7}
 WORK=$(mktemp -d -p "${BENCH_DIR:-$PWD/.build}")
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
