@@ -1,4 +1,11 @@
 public import CProtobufC
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Thrown when bytes are not a valid protobuf encoding of the expected message.
 public struct ProtobufDecodingError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -141,16 +148,60 @@ public enum ProtobufC {
         _ cType: C.Type,
         _ body: (UnsafePointer<C>) throws -> R
     ) throws -> R {
-        var empty: UInt8 = 0
-        let message = withUnsafePointer(to: &empty) { emptyPointer in
-            let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? emptyPointer
-            return protobuf_c_message_unpack(descriptor.pointer, nil, bytes.count, base)
+        var result: R? = nil
+        try withUnpacked(bytes, as: messageType, descriptor) { message in
+            result = try body(message.assumingMemoryBound(to: C.self))
         }
-        guard let message else {
-            throw ProtobufDecodingError(messageType: String(describing: messageType), byteCount: bytes.count)
+        return result!
+    }
+
+    /// protobuf-c builds the unpacked message in scratch memory on the stack (a bump
+    /// allocator; what does not fit comes from malloc), so decoding a small message costs no
+    /// heap allocation, and freeing it is nothing unless something spilled to malloc.
+    @usableFromInline
+    static func withUnpacked(_ bytes: UnsafeRawBufferPointer, as messageType: Any.Type, _ descriptor: MessageDescriptor,
+                             _ body: (UnsafeRawPointer) throws -> Void) throws {
+        try withUnsafeTemporaryAllocation(byteCount: 1024, alignment: 16) { scratch in
+            var region = ScratchRegion(start: scratch.baseAddress!, next: scratch.baseAddress!,
+                                       end: scratch.baseAddress! + scratch.count, spilled: 0)
+            try withUnsafeMutablePointer(to: &region) { r in
+                var allocator = ProtobufCAllocator(alloc: { data, size in
+                    let region = data!.assumingMemoryBound(to: ScratchRegion.self)
+                    let rounded = (size + 15) & ~15
+                    if rounded <= region.pointee.end - region.pointee.next {
+                        let p = region.pointee.next
+                        region.pointee.next += rounded
+                        return p
+                    }
+                    region.pointee.spilled += 1
+                    return malloc(max(size, 1))
+                }, free: { data, pointer in
+                    guard let pointer else { return }
+                    let region = data!.assumingMemoryBound(to: ScratchRegion.self)
+                    if pointer >= region.pointee.start && pointer < region.pointee.end { return }  // scratch: dropped with it
+                    free(pointer)
+                }, allocator_data: UnsafeMutableRawPointer(r))
+                var empty: UInt8 = 0
+                let message = withUnsafePointer(to: &empty) { emptyPointer in
+                    let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? emptyPointer
+                    return protobuf_c_message_unpack(descriptor.pointer, &allocator, bytes.count, base)
+                }
+                guard let message else {
+                    throw ProtobufDecodingError(messageType: String(describing: messageType), byteCount: bytes.count)
+                }
+                defer { if r.pointee.spilled > 0 { protobuf_c_message_free_unpacked(message, &allocator) } }
+                try body(UnsafeRawPointer(message))
+            }
         }
-        defer { protobuf_c_message_free_unpacked(message, nil) }
-        return try body(UnsafeRawPointer(message).assumingMemoryBound(to: C.self))
+    }
+
+    /// The bump region of `withUnpacked`.
+    struct ScratchRegion {
+        let start: UnsafeMutableRawPointer
+        var next: UnsafeMutableRawPointer
+        let end: UnsafeMutableRawPointer
+        /// Allocations that came from malloc.
+        var spilled: Int
     }
 
     /// The protobuf-c descriptor of a generated message type, found through its generated

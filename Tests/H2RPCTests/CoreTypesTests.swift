@@ -1,5 +1,6 @@
 import Testing
 @testable import H2RPC
+import CH2Shim
 
 @Suite struct CoreTypesTests {
     @Test func statusCodesCoverZeroToSixteen() {
@@ -40,6 +41,21 @@ import Testing
         let bad = Array("@@".utf8).withUnsafeBufferPointer { Metadata.wireEntry(key: "k-bin", value: $0) }
         #expect(bad == nil)
         #expect(Metadata.wireValue(.binary([0xab, 0xab])) == "q6s")
+    }
+
+    @Test func receivedNamesAreReservedLikeMetadataKeys() {
+        let names = ["content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "grpc-status",
+                     "grpc-message", "grpc-status-details-bin", "content-length", "connection", "transfer-encoding",
+                     "host", "keep-alive", "upgrade", "proxy-connection", ":path", ":x", "user-agent", "x-bin",
+                     "authorization", "grpc-previous-rpc-attempts", "tee", "hos", "x-grpc-test-echo-initial"]
+        for name in names {
+            let bytes = Array(name.utf8)
+            bytes.withUnsafeBufferPointer { b in
+                let field = HeaderField(h2_nv(name: b.baseAddress, namelen: b.count, value: b.baseAddress, valuelen: 0))
+                #expect(field.nameIsReserved == Metadata.isReserved(name), "\(name)")
+                #expect(field.nameIsBinary == name.hasSuffix("-bin"), "\(name)")
+            }
+        }
     }
 
     @Test(arguments: [

@@ -76,7 +76,16 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
     /// `key` in lower case; most keys already are, and then no new string is made.
     @inline(__always)
     private static func normalized(_ key: String) -> String {
-        key.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) ? key.lowercased() : key
+        let isUpper = { (c: UInt8) in c &- UInt8(ascii: "A") < 26 }
+        // Scanned in place (the generic UTF8View walk cost more than the lookup it precedes).
+        let upper = key.utf8.withContiguousStorageIfAvailable { $0.contains(where: isUpper) } ?? key.utf8.contains(where: isUpper)
+        return upper ? key.lowercased() : key
+    }
+
+    /// Whether `entry` is under `key` (normalized): byte counts first, a cheap mismatch.
+    @inline(__always)
+    private static func matches(_ entry: Entry, _ key: String) -> Bool {
+        entry.key.utf8.count == key.utf8.count && entry.key == key
     }
 
     /// All values of `key`, in order.
@@ -88,7 +97,7 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
     /// The first string value of `key`.
     public func first(_ key: String) -> String? {
         let k = Metadata.normalized(key)
-        for e in entries where e.key == k {
+        for e in entries where Metadata.matches(e, k) {
             if case .string(let s) = e.value { return s }
         }
         return nil
@@ -97,7 +106,7 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
     /// The first binary value of `key`.
     public func firstBinary(_ key: String) -> [UInt8]? {
         let k = Metadata.normalized(key)
-        for e in entries where e.key == k {
+        for e in entries where Metadata.matches(e, k) {
             if case .binary(let b) = e.value { return b }
         }
         return nil
@@ -140,6 +149,7 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
     }
 
     /// Header names the transport owns; they are never surfaced as, or sent from, user metadata.
+    /// (`HeaderField.nameIsReserved` checks received names against the same list.)
     static func isReserved(_ key: String) -> Bool {
         if key.hasPrefix(":") { return true }
         switch key {

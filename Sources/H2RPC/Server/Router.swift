@@ -68,6 +68,16 @@ struct Route: Sendable {
     let descriptor: MethodDescriptor
     let kind: RPCKind
     let handler: Handler
+
+    /// The same route in new objects (the path string, the handler closure's context).
+    func threadCopy() -> Route {
+        let copy: Handler
+        switch handler {
+        case .unary(let h): copy = .unary { try await h($0, $1) }
+        case .streaming(let h): copy = .streaming { try await h($0) }
+        }
+        return Route(descriptor: MethodDescriptor(service: descriptor.service, method: descriptor.method), kind: kind, handler: copy)
+    }
 }
 
 @inline(__always)

@@ -29,14 +29,14 @@ public final class RPCServer: Sendable {
     }
 
     /// The number of calls in progress.
-    public var activeCalls: Int { dispatcher.active.load(ordering: .relaxed) }
+    public var activeCalls: Int { dispatcher.activeCalls }
 
     /// Graceful shutdown: stop accepting (GOAWAY), let calls in flight finish for up to
     /// `gracePeriod`, then close every connection (cancelling what is left).
     public func shutdown(gracePeriod: Duration = .seconds(10)) async {
         transport.beginGracefulShutdown()
         let deadline = ContinuousClock.now + gracePeriod
-        while dispatcher.active.load(ordering: .relaxed) > 0, ContinuousClock.now < deadline {
+        while dispatcher.activeCalls > 0, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(10))
         }
         transport.stop()
@@ -48,10 +48,38 @@ final class ServerDispatcher: ServerCallAcceptor {
     let routes: [String: Route]
     let interceptors: [any ServerInterceptor]
     let active = Atomic<Int>(0)
+    /// The copies `makeThreadAcceptor` made: their calls count in `activeCalls` too.
+    private let threadCopies = Mutex<[ServerDispatcher]>([])
 
     init(router: RPCRouter, interceptors: [any ServerInterceptor]) {
         self.routes = router.routes
         self.interceptors = interceptors
+    }
+
+    private init(routes: [String: Route], interceptors: [any ServerInterceptor]) {
+        self.routes = routes
+        self.interceptors = interceptors
+    }
+
+    /// Calls in progress, on this dispatcher and its thread copies.
+    var activeCalls: Int {
+        threadCopies.withLock { copies in
+            copies.reduce(active.load(ordering: .relaxed)) { $0 + $1.active.load(ordering: .relaxed) }
+        }
+    }
+
+    /// A dispatcher for one event loop: every call retains its route's path string and handler
+    /// closure, and counts itself in `active`; with its own copies of those, calls on different
+    /// loops do not bounce the same cache lines between cores.
+    func makeThreadAcceptor() -> any ServerCallAcceptor {
+        var copies: [String: Route] = [:]
+        for route in routes.values {
+            let copy = route.threadCopy()
+            copies[copy.descriptor.path] = copy
+        }
+        let dispatcher = ServerDispatcher(routes: copies, interceptors: interceptors)
+        threadCopies.withLock { $0.append(dispatcher) }
+        return dispatcher
     }
 
     func accept(_ head: RequestHead, outbound: any ServerStreamOutbound) -> ServerCall? {
@@ -78,7 +106,8 @@ final class ServerDispatcher: ServerCallAcceptor {
         }
         let context = ServerContext(descriptor: route.descriptor, metadata: head.metadata, deadline: deadline, peer: head.peer)
         active.add(1, ordering: .relaxed)
-        let call = ServerCall(context: context, route: route, outbound: outbound, dispatcher: self, executor: head.executor)
+        let call = ServerCall(context: context, route: route, outbound: outbound, dispatcher: self, executor: head.executor,
+                              startsInline: head.startsHandlerInline && head.executor != nil)
         if route.kind.streamsRequests { call.start() }
         return call
     }
@@ -89,7 +118,6 @@ final class ServerDispatcher: ServerCallAcceptor {
 
     /// Runs `body` inside every interceptor.
     func intercept(_ context: ServerContext, _ body: @escaping () async throws -> Void) async throws {
-        if interceptors.isEmpty { return try await body() }
         try await chain(0, context, body)
     }
 

@@ -15,6 +15,8 @@ public final class ServerCall: Sendable {
     let flow: OutboundFlow?
     private let dispatcher: ServerDispatcher
     private let executor: (any TaskExecutor)?
+    /// Start the handler with `Task.immediate` (see `RequestHead.startsHandlerInline`).
+    private let startsInline: Bool
     private let state = Mutex(State())
 
     private struct State {
@@ -24,13 +26,24 @@ public final class ServerCall: Sendable {
         var single: MessageBytes? = nil
         var received = 0
         var accounted = false
+        /// The handler's task returned (it may have done so before `start` stored it).
+        var handlerDone = false
         var task: Task<Void, Never>? = nil
         var deadlineTask: Task<Void, Never>? = nil
+
+        /// Whether the call is over for the dispatcher now: it is when no handler started
+        /// (a started handler's `run` accounts for it). True once at most.
+        mutating func endIfNeverStarted() -> Bool {
+            if started || accounted { return false }
+            accounted = true
+            return true
+        }
     }
 
     init(context: ServerContext, route: Route, outbound: any ServerStreamOutbound, dispatcher: ServerDispatcher,
-         executor: (any TaskExecutor)?) {
+         executor: (any TaskExecutor)?, startsInline: Bool = false) {
         self.executor = executor
+        self.startsInline = startsInline
         self.context = context
         self.route = route
         self.outbound = outbound
@@ -72,13 +85,12 @@ public final class ServerCall: Sendable {
     public func receiveEnd() {
         if let inbound {
             inbound.finish()
-        } else {
-            let ok = state.withLock { $0.received == 1 && !$0.finished }
-            if ok {
-                start()
-            } else if state.withLock({ $0.received == 0 }) {
-                fail(RPCError(.internal, "\(route.descriptor.path) takes one request message, received none"))
-            }
+            return
+        }
+        switch state.withLock({ $0.finished ? nil : $0.received }) {
+        case 1?: start()
+        case 0?: fail(RPCError(.internal, "\(route.descriptor.path) takes one request message, received none"))
+        default: break  // over already (more than one message failed it)
         }
     }
 
@@ -94,30 +106,18 @@ public final class ServerCall: Sendable {
 
     /// The stream closed. `cancelled`: before the call finished (RST_STREAM, connection lost).
     public func closed(cancelled: Bool) {
-        let (task, timer) = state.withLock { s -> (Task<Void, Never>?, Task<Void, Never>?) in
+        let (task, timer, ended) = state.withLock { s -> (Task<Void, Never>?, Task<Void, Never>?, Bool) in
             s.finished = true
-            return (s.task, s.deadlineTask)
+            return (s.task, s.deadlineTask, s.endIfNeverStarted())
         }
         timer?.cancel()
-        let error = RPCError(.cancelled, "the client cancelled the call")
-        inbound?.fail(error)
-        flow?.close(error)
-        if cancelled { task?.cancel() }
-        endIfNeverStarted()
-    }
-
-    /// Tells the dispatcher the call is over, exactly once: from `run` when a handler
-    /// started, otherwise when the call finished without one.
-    private func markEnded() {
-        let first = state.withLock { s -> Bool in
-            defer { s.accounted = true }
-            return !s.accounted
+        if inbound != nil || flow != nil {
+            let error = RPCError(.cancelled, "the client cancelled the call")
+            inbound?.fail(error)
+            flow?.close(error)
         }
-        if first { dispatcher.callEnded() }
-    }
-
-    private func endIfNeverStarted() {
-        if state.withLock({ !$0.started }) { markEnded() }
+        if cancelled { task?.cancel() }
+        if ended { dispatcher.callEnded() }
     }
 
     // MARK: lifecycle
@@ -138,32 +138,53 @@ public final class ServerCall: Sendable {
             }
             state.withLock { $0.deadlineTask = timer }
         }
-        let task = Task(executorPreference: executor) { await self.run() }
-        let alreadyDone = state.withLock { s -> Bool in
+        let task: Task<Void, Never>
+        if startsInline, #available(macOS 26.0, *) {
+            // On the executor's thread already: the handler runs here until it first suspends
+            // (a unary handler usually answers before returning), no job enqueued for it.
+            task = Task.immediate(executorPreference: executor) { await self.run() }
+        } else {
+            task = Task(executorPreference: executor) { await self.run() }
+        }
+        let cancel = state.withLock { s -> Bool in
+            if s.handlerDone { return false }
             s.task = task
             return s.finished
         }
-        if alreadyDone { task.cancel() }
+        if cancel { task.cancel() }
     }
 
     private func run() async {
         do {
-            try await dispatcher.intercept(context) {
-                switch self.route.handler {
-                case .unary(let handler):
-                    let request = self.singleRequest()
-                    let response = try await handler(request, self.context)
-                    self.finish(message: response, error: nil)
-                case .streaming(let handler):
-                    try await handler(self)
-                    self.finish(message: nil, error: nil)
-                }
+            // Without interceptors, no closure and one async frame less per call.
+            if dispatcher.interceptors.isEmpty {
+                try await handle()
+            } else {
+                try await dispatcher.intercept(context) { try await self.handle() }
             }
         } catch {
             finish(message: nil, error: RPCError.from(error))
         }
-        state.withLock { $0.deadlineTask }?.cancel()
-        markEnded()
+        // The call is over for the dispatcher, exactly once: here when a handler started
+        // (see `State.endIfNeverStarted` otherwise).
+        let (timer, ended) = state.withLock { s -> (Task<Void, Never>?, Bool) in
+            s.handlerDone = true
+            defer { s.accounted = true }
+            return (s.deadlineTask, !s.accounted)
+        }
+        timer?.cancel()
+        if ended { dispatcher.callEnded() }
+    }
+
+    private func handle() async throws {
+        switch route.handler {
+        case .unary(let handler):
+            let response = try await handler(singleRequest(), context)
+            finish(message: response, error: nil)
+        case .streaming(let handler):
+            try await handler(self)
+            finish(message: nil, error: nil)
+        }
     }
 
     private func expire() {
@@ -177,7 +198,7 @@ public final class ServerCall: Sendable {
         inbound?.fail(error)
         flow?.close(error)
         task?.cancel()
-        endIfNeverStarted()
+        if state.withLock({ $0.endIfNeverStarted() }) { dispatcher.callEnded() }
     }
 
     /// The one place a call's status is sent.
@@ -189,7 +210,7 @@ public final class ServerCall: Sendable {
             return s.headersSent
         }
         guard let headersWereSent else { return }
-        let response = context.response.state.withLock { $0 }
+        let response = context.storage.response.withLock { $0 }
         var trailers = response.trailing
         let status: Status
         if let error {
@@ -223,7 +244,7 @@ public final class ServerCall: Sendable {
             return !s.headersSent
         }
         guard let first else { throw RPCError(.cancelled, "the call is already over") }
-        let headers = first ? context.response.state.withLock { $0.initial } : nil
+        let headers = first ? context.storage.response.withLock { $0.initial } : nil
         outbound.send(headers: headers, message: bytes, status: nil, trailers: [:])
     }
 }

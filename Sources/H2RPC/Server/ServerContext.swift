@@ -3,41 +3,52 @@ import Synchronization
 /// What a handler knows about its call, and how it sets response metadata.
 public struct ServerContext: Sendable {
     /// The method being called.
-    public let descriptor: MethodDescriptor
+    public var descriptor: MethodDescriptor { storage.descriptor }
     /// The request metadata (custom headers; transport headers removed).
-    public let metadata: Metadata
+    public var metadata: Metadata { storage.metadata }
     /// When the call must end, from the client's `grpc-timeout`; nil for no deadline.
-    public let deadline: ContinuousClock.Instant?
+    public var deadline: ContinuousClock.Instant? { storage.deadline }
     /// The peer's address, e.g. `ipv4:127.0.0.1:5555`, or `in-process`.
-    public let peer: String
+    public var peer: String { storage.peer }
 
-    let response: ResponseMetadata
+    /// All of it in one object (with the response metadata): a context is passed around and
+    /// copied for every call, and a copy then retains one reference.
+    let storage: Storage
 
     init(descriptor: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peer: String) {
-        self.descriptor = descriptor
-        self.metadata = metadata
-        self.deadline = deadline
-        self.peer = peer
-        self.response = ResponseMetadata()
+        storage = Storage(descriptor: descriptor, metadata: metadata, deadline: deadline, peer: peer)
     }
 
     /// Adds initial metadata (response headers). Takes effect if set before the first
     /// response message is written.
     public func addInitialMetadata(_ metadata: Metadata) {
-        response.state.withLock { $0.initial.append(contentsOf: metadata) }
+        storage.response.withLock { $0.initial.append(contentsOf: metadata) }
     }
 
     /// Adds trailing metadata, sent with the status.
     public func addTrailingMetadata(_ metadata: Metadata) {
-        response.state.withLock { $0.trailing.append(contentsOf: metadata) }
+        storage.response.withLock { $0.trailing.append(contentsOf: metadata) }
+    }
+
+    final class Storage: Sendable {
+        let descriptor: MethodDescriptor
+        let metadata: Metadata
+        let deadline: ContinuousClock.Instant?
+        let peer: String
+        /// Response metadata the handler sets while it runs.
+        let response = Mutex(ResponseMetadata())
+
+        init(descriptor: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peer: String) {
+            self.descriptor = descriptor
+            self.metadata = metadata
+            self.deadline = deadline
+            self.peer = peer
+        }
     }
 }
 
 /// Response metadata a handler sets while it runs.
-final class ResponseMetadata: Sendable {
-    struct State {
-        var initial = Metadata()
-        var trailing = Metadata()
-    }
-    let state = Mutex(State())
+struct ResponseMetadata {
+    var initial = Metadata()
+    var trailing = Metadata()
 }

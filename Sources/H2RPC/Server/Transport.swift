@@ -21,6 +21,10 @@ public struct RequestHead: Sendable {
     public var peer: String
     /// Where the call's handler runs; nil = Swift's global executor.
     public var executor: (any TaskExecutor)? = nil
+    /// The transport delivers this call's events on `executor`'s own thread, so the handler
+    /// can start right there (`Task.immediate`) instead of being enqueued as a job: a handler
+    /// that never suspends runs to its response inside the event that completed the request.
+    var startsHandlerInline = false
 
     /// Creates a request head.
     public init(path: String, metadata: Metadata, timeout: Timeout = .none, encoding: String? = nil,
@@ -52,6 +56,15 @@ public protocol ServerCallAcceptor: Sendable {
     /// A request's headers arrived; returns the call that will receive its events, or nil
     /// if it was answered at once (the transport then discards the rest of the stream).
     func accept(_ head: RequestHead, outbound: any ServerStreamOutbound) -> ServerCall?
+    /// An acceptor for one of several transport threads that accept calls side by side (event
+    /// loops): it serves the same calls, but shares no per-call state with the other threads'
+    /// (counters, reference-counted route objects), so their calls do not contend on it.
+    /// The default is `self`.
+    func makeThreadAcceptor() -> any ServerCallAcceptor
+}
+
+extension ServerCallAcceptor {
+    public func makeThreadAcceptor() -> any ServerCallAcceptor { self }
 }
 
 /// A server transport: accepts streams and hands them to an acceptor.

@@ -37,7 +37,8 @@ public final class H2ServerTransport: ServerTransport {
     public func start(acceptor: any ServerCallAcceptor) throws {
         var listenPort = requestedPort
         for (loop, executor) in zip(loops, executors) {
-            let side = ServerSide(loop: loop, executor: executor, acceptor: acceptor, maxReceive: configuration.maxReceiveMessageSize)
+            let side = ServerSide(loop: loop, executor: executor, acceptor: loops.count > 1 ? acceptor.makeThreadAcceptor() : acceptor,
+                                  maxReceive: configuration.maxReceiveMessageSize)
             sides.withLock { $0.append(side) }
             loop.setDelegate(side)
             var bound: UInt16 = 0
@@ -79,6 +80,7 @@ private final class ServerSide: H2LoopDelegate, Sendable {
     let executor: H2LoopExecutor?
     let acceptor: any ServerCallAcceptor
     let maxReceive: Int
+    private let strings = RequestStrings()
 
     init(loop: H2Loop, executor: H2LoopExecutor?, acceptor: any ServerCallAcceptor, maxReceive: Int) {
         self.loop = loop
@@ -102,7 +104,7 @@ private final class ServerSide: H2LoopDelegate, Sendable {
         forEachHeader(nv, count) { h in
             guard let first = h.name.first else { return }
             if first == UInt8(ascii: ":") {
-                if h.nameIs(":path") { path = h.valueString }
+                if h.nameIs(":path") { path = strings.string(h.value) }
                 else if h.nameIs(":method") { isPost = h.valueIs("POST") }
                 return
             }
@@ -117,10 +119,12 @@ private final class ServerSide: H2LoopDelegate, Sendable {
             case 13 where h.nameIs("grpc-encoding"):
                 if !h.valueIs("identity") { encoding = h.valueString }
             default:
-                let key = h.nameString
-                if Metadata.isReserved(key) { return }
-                if let entry = Metadata.wireEntry(key: key, value: h.value) {
-                    metadata.append(entry)
+                if h.nameIsReserved { return }
+                let key = strings.string(h.name)
+                if h.nameIsBinary {
+                    if let entry = Metadata.wireEntry(key: key, value: h.value) { metadata.append(entry) }
+                } else {
+                    metadata.append(Metadata.Entry(key: key, value: .string(strings.string(h.value))))
                 }
             }
         }
@@ -141,11 +145,65 @@ private final class ServerSide: H2LoopDelegate, Sendable {
             return user
         }
         var head = RequestHead(path: path, metadata: metadata, timeout: timeout, encoding: encoding,
-                               hasTE: hasTE, peer: "h2c:conn-\(conn)")
+                               hasTE: hasTE, peer: strings.peer(conn))
         head.executor = executor
+        // Every request event (this one, its messages, its end) arrives on the loop thread.
+        head.startsHandlerInline = executor != nil
         user.call = acceptor.accept(head, outbound: H2ServerOutbound(handle: handle))
         if flags & Int32(H2_HEADERS_END_STREAM) != 0 { user.call?.receiveEnd() }
         return user
+    }
+}
+
+/// Strings every request would otherwise build again from the same bytes: its method path,
+/// metadata names and short values (`user-agent`, …) repeat call after call, as does the peer
+/// name of a connection. Longer than 15 bytes (shorter ones are stored inline, without an
+/// allocation) and at most 128, they come from a small direct-mapped cache, so a peer sending
+/// ever-new strings only replaces slots.
+///
+/// `@unchecked Sendable`: only the loop thread that owns the `ServerSide` uses it (from the
+/// shim's request callbacks).
+private final class RequestStrings: @unchecked Sendable {
+    private static let slotBits = 8
+    private static let slots = 1 << slotBits
+    private static let maxCached = 128
+    private let table: UnsafeMutablePointer<String?>
+    private var lastConn: h2_id = 0
+    private var lastPeer = ""
+
+    init() {
+        table = .allocate(capacity: Self.slots)
+        table.initialize(repeating: nil, count: Self.slots)
+    }
+
+    deinit {
+        table.deinitialize(count: Self.slots)
+        table.deallocate()
+    }
+
+    func string(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+        guard bytes.count > 15, bytes.count <= Self.maxCached else { return String(decoding: bytes, as: UTF8.self) }
+        // The slot from the length and the first and last 8 bytes (a collision only costs a miss).
+        let raw = UnsafeRawPointer(bytes.baseAddress!)
+        let head = raw.loadUnaligned(as: UInt64.self), tail = raw.loadUnaligned(fromByteOffset: bytes.count - 8, as: UInt64.self)
+        let hash = (head ^ (tail &* 0x9E37_79B9_7F4A_7C15) ^ UInt64(bytes.count)) &* 0xFF51_AFD7_ED55_8CCD
+        let slot = table + Int(hash >> (64 - Self.slotBits))
+        if let cached = slot.pointee, cached.utf8.count == bytes.count,
+           cached.utf8.withContiguousStorageIfAvailable({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }) == true {
+            return cached
+        }
+        let string = String(decoding: bytes, as: UTF8.self)
+        slot.pointee = string
+        return string
+    }
+
+    /// The peer name of a connection (requests arrive in runs from one connection).
+    func peer(_ conn: h2_id) -> String {
+        if conn != lastConn {
+            lastConn = conn
+            lastPeer = "h2c:conn-\(conn)"
+        }
+        return lastPeer
     }
 }
 
@@ -164,7 +222,8 @@ private func isGRPCContentType(_ v: UnsafeBufferPointer<UInt8>) -> Bool {
 private final class H2ServerStreamUser: H2StreamUser {
     let handle: H2StreamHandle
     let maxReceive: Int
-    var call: ServerCall?
+    /// `@exclusivity(unchecked)`: only the loop thread touches it, one access at a time.
+    @exclusivity(unchecked) var call: ServerCall?
 
     init(handle: H2StreamHandle, maxReceive: Int) {
         self.handle = handle

@@ -86,6 +86,31 @@ struct HeaderField {
         return buf.count == 0 || memcmp(buf.baseAddress!, s.utf8Start, buf.count) == 0
     }
 
+    /// `Metadata.isReserved(nameString)` (the same list), without making a string.
+    var nameIsReserved: Bool {
+        if name.first == UInt8(ascii: ":") { return true }
+        switch name.count {
+        case 2: return nameIs("te")
+        case 4: return nameIs("host")
+        case 7: return nameIs("upgrade")
+        case 10: return nameIs("connection") || nameIs("keep-alive")
+        case 11: return nameIs("grpc-status")
+        case 12: return nameIs("content-type") || nameIs("grpc-timeout") || nameIs("grpc-message")
+        case 13: return nameIs("grpc-encoding")
+        case 14: return nameIs("content-length")
+        case 16: return nameIs("proxy-connection")
+        case 17: return nameIs("transfer-encoding")
+        case 20: return nameIs("grpc-accept-encoding")
+        case 23: return nameIs("grpc-status-details-bin")
+        default: return false
+        }
+    }
+
+    /// Whether the name ends in `-bin` (a binary metadata value, base64 on the wire).
+    var nameIsBinary: Bool {
+        name.count >= 4 && memcmp(name.baseAddress! + name.count - 4, "-bin", 4) == 0
+    }
+
     var nameString: String { String(decoding: name, as: UTF8.self) }
     var valueString: String { String(decoding: value, as: UTF8.self) }
 }
