@@ -49,14 +49,6 @@ struct MessageBytes: Sendable {
         case .buffer(let b): return try withExtendedLifetime(b) { try body(b.bytes) }
         }
     }
-
-    /// The bytes as an array (a copy, unless they already are one).
-    var array: [UInt8] {
-        switch storage {
-        case .array(let a): return a
-        case .buffer(let b): return [UInt8](b.bytes)
-        }
-    }
 }
 
 /// Transport memory holding one received message; the transport frees it in `deinit`.
