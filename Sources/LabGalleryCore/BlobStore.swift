@@ -144,6 +144,16 @@ enum FileOps {
         guard fsync(dfd) == 0 else { throw error("fsync directory \(url.path)") }
     }
 
+    /// One `pread` of up to `limit` bytes into `buffer` at `offset` (retrying EINTR); 0 at end of
+    /// file or on error, which the caller reports with its own context.
+    static func readSome(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64, limit: Int64) -> Int {
+        while true {
+            let n = pread(fd, buffer.baseAddress, Int(min(Int64(buffer.count), limit)), off_t(offset))
+            if n < 0 && errno == EINTR { continue }
+            return max(n, 0)
+        }
+    }
+
     /// Writes all of `bytes` at `offset` (retrying short writes and EINTR).
     static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64, path: String) throws(LabGalleryError) {
         guard let base = bytes.baseAddress else { return }

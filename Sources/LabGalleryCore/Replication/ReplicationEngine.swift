@@ -446,16 +446,6 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
         return control.value == JobControl.run
     }
 
-    /// One `pread` of up to `limit` bytes into `slot` at `offset` (retrying EINTR); 0 at end of
-    /// file or on error, which the caller reports with its own context.
-    private static func readSome(_ fd: Int32, into slot: UnsafeMutableRawBufferPointer, at offset: Int64, limit: Int64) -> Int {
-        while true {
-            let n = pread(fd, slot.baseAddress, Int(min(Int64(slot.count), limit)), off_t(offset))
-            if n < 0 && errno == EINTR { continue }
-            return max(n, 0)
-        }
-    }
-
     private func stopOutcome(_ control: JobControl) -> Outcome {
         control.value == JobControl.deleted ? .deleted : .stopped
     }
@@ -496,7 +486,7 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
         var hashed: Int64 = 0
         while hashed < offset {
             let piece = hash.fill { slot in
-                Self.readSome(fd, into: slot, at: hashed, limit: offset - hashed)
+                FileOps.readSome(fd, into: slot, at: hashed, limit: offset - hashed)
             }
             guard !piece.isEmpty else { throw CopyFailure(reason: "cannot re-read the partial replica \(partial)", discard: true) }
             hashed += Int64(piece.count)
@@ -525,12 +515,12 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
                     let n: Int
                     if kernelCopy, let copied = try FileOps.copyRange(from: src, at: offset, to: fd, at: offset, count: want) {
                         n = copied
-                        guard n == 0 || Self.readSome(fd, into: slot, at: offset, limit: Int64(n)) == n else {
+                        guard n == 0 || FileOps.readSome(fd, into: slot, at: offset, limit: Int64(n)) == n else {
                             throw .internal(message: "re-reading \(n) bytes of the replica at offset \(offset) failed")
                         }
                     } else {
                         kernelCopy = false
-                        n = Self.readSome(src, into: slot, at: offset, limit: Int64(want))
+                        n = FileOps.readSome(src, into: slot, at: offset, limit: Int64(want))
                         try FileOps.writeAll(fd, UnsafeRawBufferPointer(rebasing: slot[0..<n]), at: offset, path: partial)
                     }
                     if corrupt, n > 0 {
@@ -607,24 +597,29 @@ private final class ProgressPersister: @unchecked Sendable {
     enum State { case running, deleted, failed(String) }
 
     private let condition = NSCondition()
+    private let every: Int64
     private var written: Int64
+    private var durable: Int64
     private var state = State.running
     private var stopping = false
     private var exited = false
 
     init(fd: Int32, row: ReplicationRow, every: Int64, persist: @escaping @Sendable (ReplicationRow) -> Bool) {
+        self.every = every
         written = row.record.bytesCopied
-        let thread = Thread { [self] in run(fd: fd, row: row, every: every, persist: persist) }
+        durable = row.record.bytesCopied
+        let thread = Thread { [self] in run(fd: fd, row: row, persist: persist) }
         thread.name = "replication progress"
         thread.start()
     }
 
     /// Publishes the copy's offset (data written, not yet durable); returns the persister's state.
+    /// Wakes the persister only once a sync is due, not on every chunk.
     func advance(to offset: Int64) -> State {
         condition.lock()
         defer { condition.unlock() }
         written = offset
-        condition.signal()
+        if written - durable >= every { condition.signal() }
         return state
     }
 
@@ -638,11 +633,11 @@ private final class ProgressPersister: @unchecked Sendable {
         return state
     }
 
-    private func run(fd: Int32, row: ReplicationRow, every: Int64, persist: @Sendable (ReplicationRow) -> Bool) {
+    private func run(fd: Int32, row: ReplicationRow, persist: @Sendable (ReplicationRow) -> Bool) {
         var row = row
         condition.lock()
         while true {
-            while !stopping && written - row.record.bytesCopied < every { condition.wait() }
+            while !stopping && written - durable < every { condition.wait() }
             if stopping { break }
             let target = written
             condition.unlock()
@@ -654,6 +649,7 @@ private final class ProgressPersister: @unchecked Sendable {
             condition.lock()
             if !synced { state = .failed(reason); break }
             if !recorded { state = .deleted; break }
+            durable = target
         }
         exited = true
         condition.broadcast()
