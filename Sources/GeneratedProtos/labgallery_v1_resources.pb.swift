@@ -749,6 +749,9 @@ public struct Labgallery_V1_ReplicationStatus: RPCMessage, Sendable, Hashable {
     public var aggregatedState: Labgallery_V1_ReplicationState = .unspecified
     /// Field `regions` = 3.
     public var regions: [Labgallery_V1_RegionReplication] = []
+    /// The image was deleted (sent to gallery watches, with the regions as last known); nothing
+    /// follows it about this image.
+    public var deleted: Bool = false
 
     /// The default message: every field at its default.
     public init() {}
@@ -757,11 +760,13 @@ public struct Labgallery_V1_ReplicationStatus: RPCMessage, Sendable, Hashable {
     public init(
         image: String = "",
         aggregatedState: Labgallery_V1_ReplicationState = .unspecified,
-        regions: [Labgallery_V1_RegionReplication] = []
+        regions: [Labgallery_V1_RegionReplication] = [],
+        deleted: Bool = false
     ) {
         self.image = image
         self.aggregatedState = aggregatedState
         self.regions = regions
+        self.deleted = deleted
     }
 
     /// Decodes the protobuf wire form (through protobuf-c).
@@ -801,6 +806,7 @@ public struct Labgallery_V1_ReplicationStatus: RPCMessage, Sendable, Hashable {
         self.image = ProtobufC.string(c.pointee.image)
         self.aggregatedState = Labgallery_V1_ReplicationState(rawValue: Int32(truncatingIfNeeded: c.pointee.aggregated_state.rawValue))
         self.regions = ProtobufC.map(c.pointee.regions, c.pointee.n_regions) { Labgallery_V1_RegionReplication(_protobufC: $0!) }
+        self.deleted = c.pointee.deleted != 0
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -812,6 +818,7 @@ public struct Labgallery_V1_ReplicationStatus: RPCMessage, Sendable, Hashable {
             c.pointee.n_regions = self.regions.count
             c.pointee.regions = arena.messages(self.regions, Labgallery__V1__RegionReplication.self) { $0._protobufCFill($1, arena) }
         }
+        c.pointee.deleted = self.deleted ? 1 : 0
     }
 }
 
@@ -904,6 +911,12 @@ public struct Labgallery_V1_GalleryCost: RPCMessage, Sendable, Hashable {
     public var monthlyTotal: String = ""
     /// Decimal string: one-time replication egress for the replicas (not monthly).
     public var oneTimeReplicationEgress: String = ""
+    /// Bytes billed: the sum of the lines' size_bytes (every image in every region it is stored in).
+    public var billedBytes: Int64 = 0
+    /// Bytes physically stored for these images: each region stores identical bytes once (images,
+    /// replicas and lab templates share them), so this is at most billed_bytes; the difference is
+    /// what deduplication saves.
+    public var storedBytes: Int64 = 0
 
     /// The default message: every field at its default.
     public init() {}
@@ -914,13 +927,17 @@ public struct Labgallery_V1_GalleryCost: RPCMessage, Sendable, Hashable {
         currency: String = "",
         lines: [Labgallery_V1_CostLine] = [],
         monthlyTotal: String = "",
-        oneTimeReplicationEgress: String = ""
+        oneTimeReplicationEgress: String = "",
+        billedBytes: Int64 = 0,
+        storedBytes: Int64 = 0
     ) {
         self.gallery = gallery
         self.currency = currency
         self.lines = lines
         self.monthlyTotal = monthlyTotal
         self.oneTimeReplicationEgress = oneTimeReplicationEgress
+        self.billedBytes = billedBytes
+        self.storedBytes = storedBytes
     }
 
     /// Decodes the protobuf wire form (through protobuf-c).
@@ -962,6 +979,8 @@ public struct Labgallery_V1_GalleryCost: RPCMessage, Sendable, Hashable {
         self.lines = ProtobufC.map(c.pointee.lines, c.pointee.n_lines) { Labgallery_V1_CostLine(_protobufC: $0!) }
         self.monthlyTotal = ProtobufC.string(c.pointee.monthly_total)
         self.oneTimeReplicationEgress = ProtobufC.string(c.pointee.one_time_replication_egress)
+        self.billedBytes = Int64(truncatingIfNeeded: c.pointee.billed_bytes)
+        self.storedBytes = Int64(truncatingIfNeeded: c.pointee.stored_bytes)
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -975,5 +994,7 @@ public struct Labgallery_V1_GalleryCost: RPCMessage, Sendable, Hashable {
         }
         if !self.monthlyTotal.isEmpty { c.pointee.monthly_total = arena.cString(self.monthlyTotal) }
         if !self.oneTimeReplicationEgress.isEmpty { c.pointee.one_time_replication_egress = arena.cString(self.oneTimeReplicationEgress) }
+        c.pointee.billed_bytes = .init(truncatingIfNeeded: self.billedBytes)
+        c.pointee.stored_bytes = .init(truncatingIfNeeded: self.storedBytes)
     }
 }

@@ -245,12 +245,14 @@ public struct ReplicationStatus: Codable, Sendable, Hashable {
     public var aggregatedState: ReplicationState
     /// One entry per target region.
     public var regions: [RegionReplication]
+    /// The image was deleted (gallery watches): nothing follows about it.
+    public var deleted: Bool
 
-    enum CodingKeys: String, CodingKey { case image, aggregatedState = "aggregated_state", regions }
+    enum CodingKeys: String, CodingKey { case image, aggregatedState = "aggregated_state", regions, deleted }
 
     /// Creates a value.
-    public init(image: String, aggregatedState: ReplicationState, regions: [RegionReplication]) {
-        self.image = image; self.aggregatedState = aggregatedState; self.regions = regions
+    public init(image: String, aggregatedState: ReplicationState, regions: [RegionReplication], deleted: Bool = false) {
+        self.image = image; self.aggregatedState = aggregatedState; self.regions = regions; self.deleted = deleted
     }
 }
 
@@ -285,15 +287,22 @@ public struct GalleryCost: Codable, Sendable, Hashable {
     public var monthlyTotal: String
     /// The one-time egress cost of replicating the images, a decimal string (empty if not reported).
     public var oneTimeReplicationEgress: String
+    /// Bytes billed: the sum of the lines' sizes.
+    public var billedBytes: Int64
+    /// Bytes physically stored: identical bytes are stored once per region (at most `billedBytes`).
+    public var storedBytes: Int64
 
     enum CodingKeys: String, CodingKey {
         case gallery, currency, lines, monthlyTotal = "monthly_total", oneTimeReplicationEgress = "one_time_replication_egress"
+        case billedBytes = "billed_bytes", storedBytes = "stored_bytes"
     }
 
     /// Creates a value.
-    public init(gallery: String, currency: String, lines: [CostLine], monthlyTotal: String, oneTimeReplicationEgress: String) {
+    public init(gallery: String, currency: String, lines: [CostLine], monthlyTotal: String, oneTimeReplicationEgress: String,
+                billedBytes: Int64 = 0, storedBytes: Int64 = 0) {
         self.gallery = gallery; self.currency = currency; self.lines = lines
         self.monthlyTotal = monthlyTotal; self.oneTimeReplicationEgress = oneTimeReplicationEgress
+        self.billedBytes = billedBytes; self.storedBytes = storedBytes
     }
 }
 
@@ -426,7 +435,8 @@ extension RegionReplication {
 
 extension ReplicationStatus {
     init(_ p: Labgallery_V1_ReplicationStatus) {
-        self.init(image: p.image, aggregatedState: ReplicationState(p.aggregatedState), regions: p.regions.map(RegionReplication.init))
+        self.init(image: p.image, aggregatedState: ReplicationState(p.aggregatedState), regions: p.regions.map(RegionReplication.init),
+                  deleted: p.deleted)
     }
 }
 
@@ -439,6 +449,7 @@ extension CostLine {
 extension GalleryCost {
     init(_ p: Labgallery_V1_GalleryCost) {
         self.init(gallery: p.gallery, currency: p.currency, lines: p.lines.map(CostLine.init),
-                  monthlyTotal: p.monthlyTotal, oneTimeReplicationEgress: p.oneTimeReplicationEgress)
+                  monthlyTotal: p.monthlyTotal, oneTimeReplicationEgress: p.oneTimeReplicationEgress,
+                  billedBytes: p.billedBytes, storedBytes: p.storedBytes)
     }
 }

@@ -14,14 +14,15 @@ import Darwin
 /// <data-dir>/labgallery.sqlite                                   database (+ -wal, -shm)
 /// <data-dir>/admin.token                                         first-start admin token (0600)
 /// <data-dir>/regions/<region>/tmp/<random>.part                  uploads / copies in progress
-/// <data-dir>/regions/<region>/blobs/<gallery>/<image>.<random>.blob   image bytes (home region)
-/// <data-dir>/labs/tmp/<random>.part                              template copies in progress
-/// <data-dir>/labs/<account>/<lab>.<random>.template              a lab's private template copy
+/// <data-dir>/regions/<region>/partial/<gallery>/<image>.<uuid>.part   replica copies (resumable)
+/// <data-dir>/regions/<region>/blobs/<ab>/<sha256>.<random>.blob  a blob: image bytes, stored once
+///                                                                per region and content
+/// <data-dir>/lost+found/<time>/<path>                            files start-up found but no row names
 /// ```
 ///
-/// Final file names carry a random suffix so that two racing writers of the same name never
-/// overwrite each other's file; the database row records the exact path. A file that no row
-/// references is garbage (a crash between rename and commit) and startup recovery deletes it.
+/// Images, replicas and lab templates reference blobs (``BlobRecord``); a blob is deleted only
+/// when its last reference goes. Final names carry a random suffix so that a blob being removed
+/// and a new blob of the same bytes never share a file.
 public struct DataLayout: Sendable, Equatable {
     /// The data directory.
     public let root: URL
@@ -34,24 +35,21 @@ public struct DataLayout: Sendable, Equatable {
     public var adminTokenURL: URL { root.appendingPathComponent("admin.token") }
     /// `<data-dir>/regions`.
     public var regionsURL: URL { root.appendingPathComponent("regions") }
-    /// `<data-dir>/labs`.
+    /// `<data-dir>/labs` (lab templates of data directories from before content-addressed blobs).
     public var labsURL: URL { root.appendingPathComponent("labs") }
+    /// `<data-dir>/lost+found`: where start-up moves files that no database row names.
+    public var lostAndFoundURL: URL { root.appendingPathComponent("lost+found") }
 
     /// Temp directory of a region's blob store.
     public func tempDirectory(region: String) -> URL { regionsURL.appendingPathComponent(region).appendingPathComponent("tmp") }
     /// Blob directory of a region.
     public func blobDirectory(region: String) -> URL { regionsURL.appendingPathComponent(region).appendingPathComponent("blobs") }
-    /// Temp directory for lab template copies.
+    /// Temp directory for template copies of older data directories.
     public var labTempDirectory: URL { labsURL.appendingPathComponent("tmp") }
 
-    /// A fresh relative path for an image blob in `region`.
-    func newImageBlobPath(region: String, image: ImageName) -> String {
-        "regions/\(region)/blobs/\(image.gallery.id)/\(image.id).\(randomSuffix()).blob"
-    }
-
-    /// A fresh relative path for a lab template copy.
-    func newLabTemplatePath(lab: LabName) -> String {
-        "labs/\(lab.labAccount.id)/\(lab.id).\(randomSuffix()).template"
+    /// A fresh relative path for a blob of `region` holding bytes with this SHA-256.
+    func newBlobPath(region: String, sha256: String) -> String {
+        "regions/\(region)/blobs/\(sha256.prefix(2))/\(sha256).\(randomSuffix()).blob"
     }
 
     /// Absolute URL of a path relative to the data directory.
@@ -108,10 +106,7 @@ struct BlobWriter: Sendable {
         guard fsync(fd) == 0 else { let e = FileOps.error("fsync \(tempURL.path)"); discard(); throw e }
         close(fd); fd = -1
         do throws(LabGalleryError) {
-            let parent = finalURL.deletingLastPathComponent()
-            try FileOps.createDirectory(parent)
-            guard rename(tempURL.path, finalURL.path) == 0 else { throw FileOps.error("rename to \(finalURL.path)") }
-            try FileOps.fsyncDirectory(parent)
+            try FileOps.renameDurably(tempURL, to: finalURL)
         } catch {
             unlink(tempURL.path)
             throw error
@@ -135,6 +130,37 @@ enum FileOps {
         do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
             throw .internal(message: "cannot create directory \(url.path): \(error)")
         }
+    }
+
+    /// Creates `url` and any missing parents, fsyncing the parent of each directory it creates,
+    /// so a new gallery or region directory survives a power loss with the files inside it.
+    static func createDirectoryDurably(_ url: URL) throws(LabGalleryError) {
+        var missing: [URL] = []
+        var dir = url.standardizedFileURL
+        while access(dir.path, F_OK) != 0, dir.path != "/" {
+            missing.append(dir)
+            dir = dir.deletingLastPathComponent()
+        }
+        for d in missing.reversed() {
+            if mkdir(d.path, 0o755) != 0 && errno != EEXIST { throw error("create directory \(d.path)") }
+            try fsyncDirectory(d.deletingLastPathComponent())
+        }
+    }
+
+    /// Renames `source` to `target` (creating `target`'s directory durably) and fsyncs the
+    /// target directory, so the new name survives a power loss.
+    static func renameDurably(_ source: URL, to target: URL) throws(LabGalleryError) {
+        let parent = target.deletingLastPathComponent()
+        try createDirectoryDurably(parent)
+        guard rename(source.path, target.path) == 0 else { throw error("rename to \(target.path)") }
+        try fsyncDirectory(parent)
+    }
+
+    /// Unlinks a file and fsyncs its directory (the removal is durable before its row goes);
+    /// a file already gone is fine.
+    static func removeDurably(_ url: URL) {
+        guard unlink(url.path) == 0 else { return }
+        try? fsyncDirectory(url.deletingLastPathComponent())
     }
 
     static func fsyncDirectory(_ url: URL) throws(LabGalleryError) {
@@ -215,10 +241,15 @@ enum FileOps {
     static func removeQuietly(_ url: URL) { unlink(url.path) }
 
     /// Streams `source` into a new ``BlobWriter`` in `tempDir` (1 MiB at a time) and returns it
-    /// uncommitted, with size and hash computed.
+    /// uncommitted, with size and hash computed. Checks the calling task's cancellation between
+    /// chunks: a cancelled copy removes its temp file and throws `.cancelled`. A missing source
+    /// is DATA_LOSS: the database vouches for bytes that are gone.
     static func copy(_ source: URL, into tempDir: URL) throws(LabGalleryError) -> BlobWriter {
         let sfd = open(source.path, O_RDONLY | O_CLOEXEC)
-        guard sfd >= 0 else { throw error("open \(source.path)") }
+        guard sfd >= 0 else {
+            if errno == ENOENT { throw LabGalleryError.missingBlob(source.path) }
+            throw error("open \(source.path)")
+        }
         defer { close(sfd) }
         var writer = try BlobWriter(in: tempDir)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
@@ -230,7 +261,10 @@ enum FileOps {
                 let e = error("read \(source.path)"); writer.discard(); throw e
             }
             if n == 0 { break }
-            do { try writer.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) } catch { writer.discard(); throw error }
+            do throws(LabGalleryError) {
+                try LabGalleryService.checkCancellation()
+                try writer.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            } catch { writer.discard(); throw error }
         }
         return writer
     }

@@ -19,6 +19,14 @@ public enum LabGalleryError: Error, Sendable, Equatable, CustomStringConvertible
     case unauthenticated(message: String)
     /// An unexpected failure: I/O, database, corruption (`INTERNAL`).
     case `internal`(message: String)
+    /// The caller cancelled the call, or its deadline passed, while the work ran (`CANCELLED`):
+    /// nothing was committed.
+    case cancelled(message: String)
+    /// Stored bytes the database vouches for are missing or damaged (`DATA_LOSS`).
+    case dataLoss(message: String)
+    /// A dependency is temporarily unable to serve, e.g. the database is locked or the disk is
+    /// full (`UNAVAILABLE`); retrying later may succeed.
+    case unavailable(message: String)
 
     /// gRPC status codes used by the core (numeric values are gRPC's).
     public enum Code: Int, Sendable, Equatable {
@@ -36,6 +44,12 @@ public enum LabGalleryError: Error, Sendable, Equatable, CustomStringConvertible
         case unauthenticated = 16
         /// `INTERNAL` (13).
         case `internal` = 13
+        /// `CANCELLED` (1).
+        case cancelled = 1
+        /// `DATA_LOSS` (15).
+        case dataLoss = 15
+        /// `UNAVAILABLE` (14).
+        case unavailable = 14
     }
 
     /// The gRPC status code this error maps to.
@@ -48,6 +62,9 @@ public enum LabGalleryError: Error, Sendable, Equatable, CustomStringConvertible
         case .permissionDenied: .permissionDenied
         case .unauthenticated: .unauthenticated
         case .internal: .internal
+        case .cancelled: .cancelled
+        case .dataLoss: .dataLoss
+        case .unavailable: .unavailable
         }
     }
 
@@ -56,7 +73,7 @@ public enum LabGalleryError: Error, Sendable, Equatable, CustomStringConvertible
         switch self {
         case .notFound(_, let m), .alreadyExists(_, let m), .invalidArgument(_, let m),
              .failedPrecondition(let m), .permissionDenied(let m), .unauthenticated(let m),
-             .internal(let m):
+             .internal(let m), .cancelled(let m), .dataLoss(let m), .unavailable(let m):
             m
         }
     }
@@ -72,6 +89,14 @@ public enum LabGalleryError: Error, Sendable, Equatable, CustomStringConvertible
 
     static func alreadyExists(_ resource: String) -> LabGalleryError {
         .alreadyExists(resource: resource, message: "\(resource) already exists; choose another id or delete it first")
+    }
+
+    /// The work stopped because the call was cancelled or its deadline passed.
+    static let cancelled = LabGalleryError.cancelled(message: "the call was cancelled (by the client or its deadline) before it completed; nothing was stored")
+
+    /// A file the database vouches for is missing: DATA_LOSS saying how to find out more.
+    static func missingBlob(_ path: String) -> LabGalleryError {
+        .dataLoss(message: "stored bytes are missing: \(path) does not exist although the database references it; run `labgallery-server fsck --data-dir <dir>` for a full report and restore the file from a backup")
     }
 
     static func invalid(_ field: String, _ message: String) -> LabGalleryError {

@@ -1,4 +1,11 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Settings of the domain core.
 public struct LabGalleryConfiguration: Sendable, Equatable {
@@ -10,14 +17,6 @@ public struct LabGalleryConfiguration: Sendable, Equatable {
     public init(regionCatalog: RegionCatalog = .builtIn, templateImages: TemplateImagePolicy = .any) {
         self.regionCatalog = regionCatalog; self.templateImages = templateImages
     }
-}
-
-/// What startup recovery removed (paths relative to the data directory).
-public struct RecoveryReport: Sendable, Equatable {
-    /// Temp files of interrupted uploads and copies.
-    public var removedTempFiles: [String]
-    /// Final-looking blobs/templates that no database row references (crash between rename and commit).
-    public var removedOrphanFiles: [String]
 }
 
 /// The gallery domain: every use case of the gallery API, each one storage transaction.
@@ -39,60 +38,60 @@ public final class LabGalleryService: Sendable {
     public let configuration: LabGalleryConfiguration
     /// Where image creation and deletion are reported to the replication engine (if one runs).
     public let replicationHooks = ReplicationHooks()
+    /// The threads every use case's database and file work runs on (never Swift's cooperative pool).
+    public let executor: BlockingExecutor
 
     /// The region catalog in use.
     public var catalog: RegionCatalog { configuration.regionCatalog }
 
     /// Creates a service over an already opened storage.
-    public init(storage: any Storage, layout: DataLayout, configuration: LabGalleryConfiguration = .init()) {
-        self.storage = storage; self.layout = layout; self.configuration = configuration
+    public init(storage: any Storage, layout: DataLayout, configuration: LabGalleryConfiguration = .init(),
+                executor: BlockingExecutor = .shared) {
+        self.storage = storage; self.layout = layout; self.configuration = configuration; self.executor = executor
     }
 
     /// Opens the data directory (creating it), the SQLite database `<data-dir>/labgallery.sqlite`
     /// (migrating its schema), and returns the service. Does not touch files: the server calls
     /// ``recoverFiles()`` once at startup, before serving.
-    public static func open(dataDirectory: URL, configuration: LabGalleryConfiguration = .init()) throws(LabGalleryError) -> LabGalleryService {
+    ///
+    /// Refuses (FAILED_PRECONDITION) a data directory that holds blobs but no database: a lost,
+    /// renamed or misplaced database must never make the server start empty over those images.
+    public static func open(dataDirectory: URL, configuration: LabGalleryConfiguration = .init(),
+                            executor: BlockingExecutor = .shared) throws(LabGalleryError) -> LabGalleryService {
         let layout = DataLayout(root: dataDirectory)
-        try FileOps.createDirectory(layout.root)
+        try FileOps.createDirectoryDurably(layout.root)
+        if access(layout.databaseURL.path, F_OK) != 0 {
+            let stored = (try? FileManager.default.contentsOfDirectory(atPath: layout.regionsURL.path))?.sorted().flatMap {
+                FileOps.files(under: layout.blobDirectory(region: $0), relativeTo: layout.root)
+            } ?? []
+            guard stored.isEmpty else {
+                throw .failedPrecondition(message: "\(layout.root.path) holds \(stored.count) image blob(s) under regions/ but no database (\(layout.databaseURL.lastPathComponent)): the database was lost, renamed or is elsewhere. Restore \(layout.databaseURL.path) from a backup (or point --data-dir at the right directory); to start empty instead, move \(layout.regionsURL.path) away first. Nothing was changed.")
+            }
+        }
         do {
             let storage = try SQLiteStorage(path: layout.databaseURL.path)
-            return LabGalleryService(storage: storage, layout: layout, configuration: configuration)
+            return LabGalleryService(storage: storage, layout: layout, configuration: configuration, executor: executor)
         } catch {
             throw .internal(message: "cannot open database \(layout.databaseURL.path): \(error)")
         }
     }
 
-    /// Startup recovery: deletes temp files of interrupted uploads/copies and blob or template
-    /// files that no row references. Call it once at startup before serving requests — never
-    /// while uploads are running (their temp files would be deleted), and not from a second process
-    /// (e.g. token management commands) against a live server's data directory.
-    @discardableResult
-    public func recoverFiles() throws(LabGalleryError) -> RecoveryReport {
-        let fm = FileManager.default
-        let regions = (try? fm.contentsOfDirectory(atPath: layout.regionsURL.path)) ?? []
-        var temps: [String] = []
-        for region in regions.sorted() {
-            temps += FileOps.files(under: layout.tempDirectory(region: region), relativeTo: layout.root)
-        }
-        temps += FileOps.files(under: layout.labTempDirectory, relativeTo: layout.root)
-        for t in temps { FileOps.removeQuietly(layout.url(t)) }
+    // MARK: - Blocking work and transactions with domain errors
 
-        let referenced = try read { try $0.referencedFilePaths() }
-        var candidates: [String] = []
-        for region in regions.sorted() {
-            candidates += FileOps.files(under: layout.blobDirectory(region: region), relativeTo: layout.root)
+    /// Runs `body` on ``executor``'s threads inside the calling task: every use case's database
+    /// and file work goes through here, so none of it blocks Swift's cooperative pool. A task
+    /// cancelled (client reset, deadline) before a thread takes the work gets `.cancelled`.
+    func blocking<T>(_ body: () throws(LabGalleryError) -> T) async throws(LabGalleryError) -> T {
+        do { return try await executor.run(body) } catch let error as LabGalleryError { throw error } catch {
+            throw LabGalleryError.cancelled
         }
-        for region in regions.sorted() {
-            // Partial replicas: kept while a replication row references them (the job resumes from them).
-            candidates += FileOps.files(under: layout.partialDirectory(region: region), relativeTo: layout.root)
-        }
-        candidates += FileOps.files(under: layout.labsURL, relativeTo: layout.root)
-        let orphans = candidates.filter { !referenced.contains($0) && !$0.hasPrefix("labs/tmp/") }.sorted()
-        for o in orphans { FileOps.removeQuietly(layout.url(o)) }
-        return RecoveryReport(removedTempFiles: temps.sorted(), removedOrphanFiles: orphans)
     }
 
-    // MARK: - Transactions with domain errors
+    /// Throws `.cancelled` once the calling task is cancelled; long work calls it between chunks
+    /// and before committing, so a cancelled call commits nothing.
+    static func checkCancellation() throws(LabGalleryError) {
+        if Task.isCancelled { throw LabGalleryError.cancelled }
+    }
 
     /// A read transaction; non-domain errors become `.internal`.
     func read<T>(_ body: (any StorageTransaction) throws -> T) throws(LabGalleryError) -> T {
@@ -146,34 +145,51 @@ public final class LabGalleryService: Sendable {
 
     // MARK: - Storing an image (uploads and template saves)
 
-    /// Commits `writer` to a fresh blob path in the image's home region, then inserts the image row
-    /// and its PENDING replication records in one transaction (after `check`). If the transaction
-    /// fails the blob is removed; if the process dies in between, recovery removes it.
+    /// Makes `writer`'s bytes the image's blob in its home region (shared with an existing blob of
+    /// the same bytes there), then inserts the image row and one replication row per other region
+    /// of the geography in the same transaction (after `check`). A region that already holds the
+    /// bytes is COMPLETED at once. On any error, nothing is stored.
     func storeImage(_ image: Image, name: ImageName, writer: inout BlobWriter,
                     check: (any StorageTransaction) throws -> Void = { _ in }) throws(LabGalleryError) -> Image {
-        let relative = layout.newImageBlobPath(region: image.region, image: name)
-        let url = layout.url(relative)
-        try writer.commit(to: url)
-        do {
-            let stored = try write { tx in
-                let gallery = try requireGallery(name.gallery, tx)
-                guard gallery.region == image.region else {
-                    throw LabGalleryError.failedPrecondition(message: "\(gallery.name) was re-created in another region while \(name) was being written; retry")
-                }
-                if try tx.image(name) != nil { throw LabGalleryError.alreadyExists(name.description) }
-                try check(tx)
-                try tx.insertImage(StoredImage(image: image, blobPath: relative))
-                let replicas = catalog.siblings(of: gallery.region).map {
-                    RegionReplication(region: $0, state: .pending, bytesCopied: 0, bytesTotal: image.sizeBytes, error: nil, attempts: 0)
-                }
-                try tx.insertReplications(replicas, for: name)
-                return image
-            }
-            replicationHooks.imageStored(name)
-            return stored
-        } catch {
-            FileOps.removeQuietly(url)
-            throw error
+        let rows: [ReplicationRow] = try storeBlob(&writer, region: image.region, sha256: image.sha256) { path, tx in
+            try insertImage(image, name: name, blobPath: path, tx, check: check)
         }
+        replicationHooks.imageStored(name, rows: rows)
+        return image
+    }
+
+    /// Inserts an image whose bytes are the blob at `blobPath` (in its home region) with its
+    /// replication rows, after checking the gallery and `check`; returns the replication rows.
+    func insertImage(_ image: Image, name: ImageName, blobPath: String, _ tx: any StorageTransaction,
+                     check: (any StorageTransaction) throws -> Void) throws -> [ReplicationRow] {
+        let gallery = try requireGallery(name.gallery, tx)
+        guard gallery.region == image.region else {
+            throw LabGalleryError.failedPrecondition(message: "\(gallery.name) was re-created in another region while \(name) was being written; retry")
+        }
+        guard catalog.geography(of: gallery.region) != nil else {
+            throw LabGalleryError.failedPrecondition(message: "\(gallery.name) is in region \(gallery.region), which is not in the server's region catalog, so its images could not be replicated; add the region back to the catalog (--regions) or use another gallery")
+        }
+        if try tx.image(name) != nil { throw LabGalleryError.alreadyExists(name.description) }
+        try check(tx)
+        try tx.insertImage(StoredImage(image: image, blobPath: blobPath))
+        let rows = try catalog.siblings(of: gallery.region).map { region in
+            try replicationRow(for: image, name: name, region: region, tx)
+        }
+        try tx.insertReplications(rows.map(\.record), for: name)
+        for row in rows where row.blobPath != nil { _ = try tx.updateReplication(row) }
+        return rows
+    }
+
+    /// A new replication row of `image` to `region`: COMPLETED at once, sharing the blob, when the
+    /// region already holds the image's bytes; PENDING otherwise.
+    func replicationRow(for image: Image, name: ImageName, region: String, _ tx: any StorageTransaction) throws -> ReplicationRow {
+        if let blob = try liveBlobPath(region: region, sha256: image.sha256, tx) {
+            let record = RegionReplication(region: region, state: .completed, bytesCopied: image.sizeBytes,
+                                           bytesTotal: image.sizeBytes, error: nil, attempts: 0)
+            return ReplicationRow(image: name, record: record, partialPath: nil, blobPath: blob)
+        }
+        let record = RegionReplication(region: region, state: .pending, bytesCopied: 0, bytesTotal: image.sizeBytes,
+                                       error: nil, attempts: 0)
+        return ReplicationRow(image: name, record: record, partialPath: nil, blobPath: nil)
     }
 }

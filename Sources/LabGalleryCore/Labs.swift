@@ -4,51 +4,45 @@ extension LabGalleryService {
     /// CreateLab (educator). The template image must be in the account's attached gallery and
     /// enabled for the account (else FAILED_PRECONDITION naming the image); with
     /// `templateImages: .generalizedOnly` a specialized image is FAILED_PRECONDITION too.
-    /// The image's blob is copied into a private template file of the lab.
+    /// The lab references the image's blob in the account's region: nothing is copied.
     /// Fields: `lab_account`, `lab_id`, `lab.template_image`.
     public func createLab(labAccount: String, labID: String, displayName: String, templateImage: String,
-                          caller: Principal) throws(LabGalleryError) -> Lab {
-        try require(.educator, for: caller)
-        let a = try LabAccountName(parsing: labAccount, field: "lab_account")
-        let name = LabName(labAccount: a, id: try ResourceID.validate(labID, field: "lab_id"))
-        let imageName = try ImageName(parsing: templateImage, field: "lab.template_image")
-        let policy = configuration.templateImages
+                          caller: Principal) async throws(LabGalleryError) -> Lab {
+        try await blocking { () throws(LabGalleryError) in
+            try require(.educator, for: caller)
+            let a = try LabAccountName(parsing: labAccount, field: "lab_account")
+            let name = LabName(labAccount: a, id: try ResourceID.validate(labID, field: "lab_id"))
+            let imageName = try ImageName(parsing: templateImage, field: "lab.template_image")
+            let policy = configuration.templateImages
 
-        /// Checks every rule; run before the copy (fail fast) and again in the inserting transaction.
-        /// Returns the image and the path of its bytes in the account's region.
-        func check(_ tx: any StorageTransaction) throws -> (StoredImage, String) {
-            let account = try requireLabAccount(a, tx)
-            if try tx.lab(name) != nil { throw LabGalleryError.alreadyExists(name.description) }
-            let attached = try requireAttachedGallery(account)
-            guard imageName.gallery == attached else {
-                throw LabGalleryError.failedPrecondition(message: "template image \(imageName) is not in \(a)'s attached gallery \(attached); pick an image of \(attached) (ListLabAccountImages)")
+            /// Checks every rule; returns the image and the path of its bytes in the account's region.
+            func check(_ tx: any StorageTransaction) throws -> (StoredImage, String) {
+                let account = try requireLabAccount(a, tx)
+                if try tx.lab(name) != nil { throw LabGalleryError.alreadyExists(name.description) }
+                let attached = try requireAttachedGallery(account)
+                guard imageName.gallery == attached else {
+                    throw LabGalleryError.failedPrecondition(message: "template image \(imageName) is not in \(a)'s attached gallery \(attached); pick an image of \(attached) (ListLabAccountImages)")
+                }
+                let image = try requireImage(imageName, tx)
+                guard !(try tx.disabledImages(for: a).contains(imageName)) else {
+                    throw LabGalleryError.failedPrecondition(message: "template image \(imageName) is disabled for \(a); enable it first with SetImagesEnabled")
+                }
+                if policy == .generalizedOnly, image.image.osState == .specialized {
+                    throw LabGalleryError.failedPrecondition(message: "template image \(imageName) is SPECIALIZED and this server accepts only GENERALIZED template images; pick a generalized image")
+                }
+                return (image, try availableCopy(of: image, name: imageName, in: account.region, tx))
             }
-            let image = try requireImage(imageName, tx)
-            guard !(try tx.disabledImages(for: a).contains(imageName)) else {
-                throw LabGalleryError.failedPrecondition(message: "template image \(imageName) is disabled for \(a); enable it first with SetImagesEnabled")
-            }
-            if policy == .generalizedOnly, image.image.osState == .specialized {
-                throw LabGalleryError.failedPrecondition(message: "template image \(imageName) is SPECIALIZED and this server accepts only GENERALIZED template images; pick a generalized image")
-            }
-            return (image, try availableCopy(of: image, name: imageName, in: account.region, tx))
-        }
 
-        let (_, source) = try read(check)
-        // Copy from the bytes in the account's region (the home blob or the COMPLETED replica there).
-        var writer = try FileOps.copy(layout.url(source), into: layout.labTempDirectory)
-        let relative = layout.newLabTemplatePath(lab: name)
-        let url = layout.url(relative)
-        try writer.commit(to: url)
-        let lab = Lab(name: name.description, displayName: displayName, templateImage: imageName.description)
-        do {
+            // The lab's template is the image's blob in the account's region (its home blob or the
+            // COMPLETED replica there): referenced, never copied, in one transaction.
+            let lab = Lab(name: name.description, displayName: displayName, templateImage: imageName.description)
+            try Self.checkCancellation()
             return try write { tx in
-                let (current, _) = try check(tx)
-                try tx.insertLab(StoredLab(lab: lab, templatePath: relative, templateOSType: current.image.osType))
+                let (image, source) = try check(tx)
+                try requireLiveBlob(source, tx)
+                try tx.insertLab(StoredLab(lab: lab, templatePath: source, templateOSType: image.image.osType))
                 return lab
             }
-        } catch {
-            FileOps.removeQuietly(url)
-            throw error
         }
     }
 
@@ -73,33 +67,39 @@ extension LabGalleryService {
     }
 
     /// GetLab (reader). Field: `name`.
-    public func getLab(name: String, caller: Principal) throws(LabGalleryError) -> Lab {
-        try require(.reader, for: caller)
-        let n = try LabName(parsing: name, field: "name")
-        return try read { tx in try requireLab(n, tx).lab }
+    public func getLab(name: String, caller: Principal) async throws(LabGalleryError) -> Lab {
+        try await blocking { () throws(LabGalleryError) in
+            try require(.reader, for: caller)
+            let n = try LabName(parsing: name, field: "name")
+            return try read { tx in try requireLab(n, tx).lab }
+        }
     }
 
     /// ListLabs (reader): labs of an account ordered by id. Fields: `lab_account`, `page_size`, `page_token`.
-    public func listLabs(labAccount: String, page: PageRequest = .init(), caller: Principal) throws(LabGalleryError) -> Page<Lab> {
-        try require(.reader, for: caller)
-        let a = try LabAccountName(parsing: labAccount, field: "lab_account")
-        let cursor = try PageCursor(page, kind: "labs:\(a.id)")
-        let rows = try read { tx in
-            _ = try requireLabAccount(a, tx)
-            return try tx.labs(in: a, after: cursor.after, limit: cursor.limit + 1).map(\.lab)
+    public func listLabs(labAccount: String, page: PageRequest = .init(), caller: Principal) async throws(LabGalleryError) -> Page<Lab> {
+        try await blocking { () throws(LabGalleryError) in
+            try require(.reader, for: caller)
+            let a = try LabAccountName(parsing: labAccount, field: "lab_account")
+            let cursor = try PageCursor(page, kind: "labs:\(a.id)")
+            let rows = try read { tx in
+                _ = try requireLabAccount(a, tx)
+                return try tx.labs(in: a, after: cursor.after, limit: cursor.limit + 1).map(\.lab)
+            }
+            return cursor.page(rows) { String($0.name.split(separator: "/").last ?? "") }
         }
-        return cursor.page(rows) { String($0.name.split(separator: "/").last ?? "") }
     }
 
-    /// DeleteLab (educator): removes the lab and its template copy. Field: `name`.
-    public func deleteLab(name: String, caller: Principal) throws(LabGalleryError) {
-        try require(.educator, for: caller)
-        let n = try LabName(parsing: name, field: "name")
-        let path: String = try write { tx in
-            let lab = try requireLab(n, tx)
-            try tx.deleteLab(n)
-            return lab.templatePath
+    /// DeleteLab (educator): removes the lab (and its template's blob when nothing else uses it). Field: `name`.
+    public func deleteLab(name: String, caller: Principal) async throws(LabGalleryError) {
+        try await blocking { () throws(LabGalleryError) in
+            try require(.educator, for: caller)
+            let n = try LabName(parsing: name, field: "name")
+            let doomed: [String] = try write { tx in
+                let lab = try requireLab(n, tx)
+                try tx.deleteLab(n)
+                return try release([lab.templatePath], tx)
+            }
+            collect(doomed)
         }
-        FileOps.removeQuietly(layout.url(path))
     }
 }

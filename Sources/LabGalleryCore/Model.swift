@@ -284,10 +284,15 @@ public struct ReplicationStatus: Hashable, Sendable {
     public var aggregatedState: ReplicationState
     /// One entry per region of the geography other than the image's home region, sorted by region.
     public var regions: [RegionReplication]
+    /// The image was deleted: the last status a watcher gets about it (`regions` as last known).
+    public var deleted: Bool
     /// Creates a status, deriving `aggregatedState` from `regions`.
-    public init(image: String, regions: [RegionReplication]) {
-        self.image = image; self.regions = regions; self.aggregatedState = Self.aggregate(regions)
+    public init(image: String, regions: [RegionReplication], deleted: Bool = false) {
+        self.image = image; self.regions = regions; self.aggregatedState = Self.aggregate(regions); self.deleted = deleted
     }
+
+    /// Whether nothing follows this status for its image: COMPLETED, FAILED or deleted.
+    public var isFinal: Bool { deleted || aggregatedState == .completed || aggregatedState == .failed }
 
     /// `replicating` while any region is pending or replicating, else `failed` if any failed,
     /// else `completed` (also with no regions at all).

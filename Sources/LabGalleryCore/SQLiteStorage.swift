@@ -19,12 +19,33 @@ public final class SQLiteStorage: Storage {
 
     /// Runs `body` in a read transaction (a WAL snapshot).
     public func read<T>(_ body: (any StorageTransaction) throws -> T) throws -> T {
-        try pool.read { db in try body(SQLiteTransaction(db: db)) }
+        do { return try pool.read { db in try body(SQLiteTransaction(db: db)) } } catch let e as DatabaseError {
+            throw Self.domainError(e)
+        }
     }
 
     /// Runs `body` in a write transaction (`BEGIN IMMEDIATE`; one writer at a time).
     public func write<T>(_ body: (any StorageTransaction) throws -> T) throws -> T {
-        try pool.write { db in try body(SQLiteTransaction(db: db)) }
+        do { return try pool.write { db in try body(SQLiteTransaction(db: db)) } } catch let e as DatabaseError {
+            throw Self.domainError(e)
+        }
+    }
+
+    /// A database that cannot take the transaction now (locked past the busy timeout, disk or
+    /// quota full, I/O error, read-only file) is UNAVAILABLE with SQLite's reason; anything else
+    /// is INTERNAL. Either way nothing was committed.
+    static func domainError(_ e: DatabaseError) -> LabGalleryError {
+        let reason = e.message ?? "\(e.resultCode)"
+        switch e.resultCode.primaryResultCode {
+        case .SQLITE_BUSY, .SQLITE_LOCKED:
+            return .unavailable(message: "the database is busy (\(reason)); retry shortly")
+        case .SQLITE_FULL:
+            return .unavailable(message: "the database cannot grow: the disk holding the data directory is full (\(reason)); free space and retry")
+        case .SQLITE_IOERR, .SQLITE_READONLY, .SQLITE_CANTOPEN:
+            return .unavailable(message: "the database cannot be written (\(reason)); check the data directory's disk and permissions, then retry")
+        default:
+            return .internal(message: "database error: \(reason)")
+        }
     }
 
     /// `PRAGMA journal_mode` ("wal" for a pool).
@@ -122,6 +143,66 @@ public final class SQLiteStorage: Storage {
         // Replication engine: the partial replica file a job resumes from (kept across restarts).
         m.registerMigration("v2") { db in
             try db.execute(sql: "ALTER TABLE replication ADD COLUMN partialPath TEXT")
+        }
+        // Content-addressed blobs: images, replicas and lab templates reference rows of `blob`, so
+        // one blob per (region, SHA-256) serves them all. Image and lab paths lose their UNIQUE
+        // constraint (tables rebuilt, SQLite's documented way); existing files become blobs as they are.
+        m.registerMigration("v3") { db in
+            try db.execute(sql: """
+                CREATE TABLE blob (
+                    path TEXT PRIMARY KEY NOT NULL,
+                    region TEXT NOT NULL,
+                    sha256 TEXT NOT NULL,
+                    sizeBytes INTEGER NOT NULL,
+                    state TEXT NOT NULL  -- writing | live | doomed
+                );
+                CREATE INDEX blob_content ON blob(region, sha256, state);
+                CREATE TABLE image_v3 (
+                    galleryId TEXT NOT NULL REFERENCES gallery(id) ON DELETE CASCADE,
+                    id TEXT NOT NULL,
+                    displayName TEXT NOT NULL,
+                    osType TEXT NOT NULL,
+                    osState TEXT NOT NULL,
+                    source TEXT NOT NULL,
+                    sourceLab TEXT,
+                    sizeBytes INTEGER NOT NULL,
+                    sha256 TEXT NOT NULL,
+                    region TEXT NOT NULL,
+                    author TEXT NOT NULL,
+                    blobPath TEXT NOT NULL,
+                    PRIMARY KEY (galleryId, id)
+                );
+                INSERT INTO image_v3 SELECT galleryId, id, displayName, osType, osState, source, sourceLab, sizeBytes,
+                    sha256, region, author, blobPath FROM image;
+                DROP TABLE image;
+                ALTER TABLE image_v3 RENAME TO image;
+                CREATE INDEX image_blob ON image(blobPath);
+                CREATE TABLE lab_v3 (
+                    labAccountId TEXT NOT NULL REFERENCES labAccount(id) ON DELETE RESTRICT,
+                    id TEXT NOT NULL,
+                    displayName TEXT NOT NULL,
+                    templateGalleryId TEXT NOT NULL,
+                    templateImageId TEXT NOT NULL,
+                    templateOsType TEXT NOT NULL,
+                    templatePath TEXT NOT NULL,
+                    PRIMARY KEY (labAccountId, id),
+                    FOREIGN KEY (templateGalleryId, templateImageId) REFERENCES image(galleryId, id) ON DELETE RESTRICT
+                );
+                INSERT INTO lab_v3 SELECT labAccountId, id, displayName, templateGalleryId, templateImageId, templateOsType,
+                    templatePath FROM lab;
+                DROP TABLE lab;
+                ALTER TABLE lab_v3 RENAME TO lab;
+                CREATE INDEX lab_template ON lab(templateGalleryId, templateImageId);
+                CREATE INDEX lab_blob ON lab(templatePath);
+                CREATE INDEX replication_blob ON replication(blobPath);
+                INSERT OR IGNORE INTO blob SELECT blobPath, region, sha256, sizeBytes, 'live' FROM image;
+                INSERT OR IGNORE INTO blob SELECT r.blobPath, r.region, i.sha256, i.sizeBytes, 'live'
+                    FROM replication r JOIN image i ON i.galleryId = r.galleryId AND i.id = r.imageId
+                    WHERE r.blobPath IS NOT NULL AND r.state = 'COMPLETED';
+                INSERT OR IGNORE INTO blob SELECT l.templatePath, a.region, i.sha256, i.sizeBytes, 'live'
+                    FROM lab l JOIN labAccount a ON a.id = l.labAccountId
+                    JOIN image i ON i.galleryId = l.templateGalleryId AND i.id = l.templateImageId;
+                """)
         }
         return m
     }
@@ -351,13 +432,59 @@ struct SQLiteTransaction: StorageTransaction {
                                   arguments: [gallery.id]))
     }
 
+    // MARK: Blobs
+
+    private func blobRecord(_ row: Row) throws -> BlobRecord {
+        guard let state = BlobRecord.State(rawValue: row["state"]) else {
+            throw LabGalleryError.internal(message: "corrupt blob row \(row["path"] as String): unknown state")
+        }
+        return BlobRecord(path: row["path"], region: row["region"], sha256: row["sha256"], sizeBytes: row["sizeBytes"], state: state)
+    }
+
+    func blob(_ path: String) throws -> BlobRecord? {
+        try Row.fetchOne(db, sql: "SELECT * FROM blob WHERE path = ?", arguments: [path]).map(blobRecord)
+    }
+
+    func liveBlob(region: String, sha256: String) throws -> BlobRecord? {
+        try Row.fetchOne(db, sql: "SELECT * FROM blob WHERE region = ? AND sha256 = ? AND state = 'live' ORDER BY path LIMIT 1",
+                         arguments: [region, sha256]).map(blobRecord)
+    }
+
+    func blobs() throws -> [BlobRecord] {
+        try Row.fetchAll(db, sql: "SELECT * FROM blob ORDER BY path").map(blobRecord)
+    }
+
+    func insertBlob(_ blob: BlobRecord) throws {
+        try db.execute(sql: "INSERT INTO blob (path, region, sha256, sizeBytes, state) VALUES (?, ?, ?, ?, ?)",
+                       arguments: [blob.path, blob.region, blob.sha256, blob.sizeBytes, blob.state.rawValue])
+    }
+
+    func setBlobState(_ state: BlobRecord.State, path: String) throws {
+        try db.execute(sql: "UPDATE blob SET state = ? WHERE path = ?", arguments: [state.rawValue, path])
+    }
+
+    func deleteBlob(path: String) throws {
+        try db.execute(sql: "DELETE FROM blob WHERE path = ?", arguments: [path])
+    }
+
+    func blobReferences(_ path: String) throws -> Int {
+        try Int.fetchOne(db, sql: """
+            SELECT (SELECT COUNT(*) FROM image WHERE blobPath = ?1)
+                 + (SELECT COUNT(*) FROM replication WHERE blobPath = ?1)
+                 + (SELECT COUNT(*) FROM lab WHERE templatePath = ?1)
+            """, arguments: [path]) ?? 0
+    }
+
     // MARK: Files
+
+    func partialFilePaths() throws -> Set<String> {
+        Set(try String.fetchAll(db, sql: "SELECT partialPath FROM replication WHERE partialPath IS NOT NULL"))
+    }
 
     func referencedFilePaths() throws -> Set<String> {
         Set(try String.fetchAll(db, sql: """
             SELECT blobPath FROM image
             UNION SELECT blobPath FROM replication WHERE blobPath IS NOT NULL
-            UNION SELECT partialPath FROM replication WHERE partialPath IS NOT NULL
             UNION SELECT templatePath FROM lab
             """))
     }

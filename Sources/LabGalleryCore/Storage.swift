@@ -15,6 +15,41 @@ public protocol Storage: Sendable {
     func write<T>(_ body: (any StorageTransaction) throws -> T) throws -> T
 }
 
+/// A stored blob: one file of a region's blob store, named by the data-directory-relative `path`
+/// that image, replica and lab rows reference.
+///
+/// Life cycle, each step one transaction, so a crash at any point leaves nothing referenced
+/// missing and nothing unreferenced behind after the next start:
+/// `writing` (row first, then the file is renamed into place) → `live` (in the same transaction
+/// as its first reference) → `doomed` (in the transaction that drops its last reference) → the
+/// file is unlinked, then the row deleted. Start-up finishes what a crash interrupted: `writing`
+/// and `doomed` rows without references lose their file and row.
+public struct BlobRecord: Hashable, Sendable {
+    /// Where the blob is in its life cycle.
+    public enum State: String, Sendable {
+        /// Being renamed into place; not yet referenced (or referenced only by the replica row renaming it).
+        case writing
+        /// Referenced; may be shared by new references.
+        case live
+        /// Unreferenced; its file is being removed.
+        case doomed
+    }
+    /// Path relative to the data directory.
+    public var path: String
+    /// Region whose store holds it.
+    public var region: String
+    /// Lowercase hex SHA-256 of its bytes.
+    public var sha256: String
+    /// Size in bytes.
+    public var sizeBytes: Int64
+    /// Life-cycle state.
+    public var state: State
+    /// Memberwise initializer.
+    public init(path: String, region: String, sha256: String, sizeBytes: Int64, state: State) {
+        self.path = path; self.region = region; self.sha256 = sha256; self.sizeBytes = sizeBytes; self.state = state
+    }
+}
+
 /// An image row: the public ``Image`` plus where its bytes live.
 public struct StoredImage: Hashable, Sendable {
     /// The image.
@@ -29,7 +64,7 @@ public struct StoredImage: Hashable, Sendable {
 public struct StoredLab: Hashable, Sendable {
     /// The lab.
     public var lab: Lab
-    /// Path of the lab's template copy relative to the data directory.
+    /// Path of the blob (in the lab account's region) the lab's template was created from.
     public var templatePath: String
     /// OS type of the template (copied from the template image, used when saving it back).
     public var templateOSType: OSType
@@ -122,10 +157,27 @@ public protocol StorageTransaction {
     /// Names of labs whose template was created from any image of `gallery`.
     func labs(usingTemplatesIn gallery: GalleryName) throws -> [String]
 
+    // MARK: Blobs (content-addressed per region; see ``BlobRecord``)
+    /// The blob stored at `path`, or `nil`.
+    func blob(_ path: String) throws -> BlobRecord?
+    /// A live blob of `region` with these bytes, or `nil`.
+    func liveBlob(region: String, sha256: String) throws -> BlobRecord?
+    /// Every blob row, ordered by path.
+    func blobs() throws -> [BlobRecord]
+    /// Inserts a blob row.
+    func insertBlob(_ blob: BlobRecord) throws
+    /// Changes a blob's state.
+    func setBlobState(_ state: BlobRecord.State, path: String) throws
+    /// Deletes a blob row (its file is gone).
+    func deleteBlob(path: String) throws
+    /// Rows referencing the blob at `path`: images, replicas (finished or being renamed) and lab templates.
+    func blobReferences(_ path: String) throws -> Int
+
     // MARK: Files
-    /// Every file path (relative to the data directory) referenced by a row: image blobs, replica
-    /// blobs, lab templates. Startup recovery deletes files not in this set.
+    /// Every blob path referenced by an image, replica or lab template row.
     func referencedFilePaths() throws -> Set<String>
+    /// Partial replica files that replication rows resume from.
+    func partialFilePaths() throws -> Set<String>
 
     // MARK: Tokens
     /// Inserts a token record with the SHA-256 (hex) of its secret.

@@ -3,41 +3,49 @@ import Foundation
 extension LabGalleryService {
     /// Creates a token for `principal` with `role`. The plaintext is returned once; only its
     /// SHA-256 is stored. (Operator command, not an RPC: no caller check.)
-    public func createToken(principal: String, role: Role) throws(LabGalleryError) -> CreatedToken {
-        guard !principal.isEmpty, principal.count <= 128 else {
-            throw LabGalleryError.invalid("principal", "must be 1–128 characters")
+    public func createToken(principal: String, role: Role) async throws(LabGalleryError) -> CreatedToken {
+        try await blocking { () throws(LabGalleryError) in
+            guard !principal.isEmpty, principal.count <= 128 else {
+                throw LabGalleryError.invalid("principal", "must be 1–128 characters")
+            }
+            let plaintext = TokenSecret.generate()
+            let info = TokenInfo(id: TokenSecret.newID(), principal: principal, role: role, createdAt: Date(), revoked: false)
+            try write { tx in try tx.insertToken(info, secretHash: TokenSecret.hash(plaintext)) }
+            return CreatedToken(info: info, plaintext: plaintext)
         }
-        let plaintext = TokenSecret.generate()
-        let info = TokenInfo(id: TokenSecret.newID(), principal: principal, role: role, createdAt: Date(), revoked: false)
-        try write { tx in try tx.insertToken(info, secretHash: TokenSecret.hash(plaintext)) }
-        return CreatedToken(info: info, plaintext: plaintext)
     }
 
     /// All tokens (without secrets), oldest first.
-    public func listTokens() throws(LabGalleryError) -> [TokenInfo] {
-        try read { tx in try tx.tokens() }
+    public func listTokens() async throws(LabGalleryError) -> [TokenInfo] {
+        try await blocking { () throws(LabGalleryError) in
+            try read { tx in try tx.tokens() }
+        }
     }
 
     /// Revokes a token by id; NOT_FOUND if there is no such id. Idempotent on revoked tokens.
-    public func revokeToken(id: String) throws(LabGalleryError) {
-        let found = try write { tx in try tx.revokeToken(id: id) }
-        guard found else { throw LabGalleryError.notFound(resource: id, message: "token \(id) not found; see `labgallery-server token list`") }
+    public func revokeToken(id: String) async throws(LabGalleryError) {
+        try await blocking { () throws(LabGalleryError) in
+            let found = try write { tx in try tx.revokeToken(id: id) }
+            guard found else { throw LabGalleryError.notFound(resource: id, message: "token \(id) not found; see `labgallery-server token list`") }
+        }
     }
 
     /// Resolves a bearer token to its principal; UNAUTHENTICATED if unknown, revoked or malformed.
     /// The token is looked up by its SHA-256, so timing does not depend on secret prefixes.
-    public func authenticate(token: String) throws(LabGalleryError) -> Principal {
-        guard token.hasPrefix(TokenSecret.prefix) else {
-            throw LabGalleryError.unauthenticated(message: "missing or malformed token; send `authorization: Bearer lg_…` with a token from `labgallery-server token create`")
+    public func authenticate(token: String) async throws(LabGalleryError) -> Principal {
+        try await blocking { () throws(LabGalleryError) in
+            guard token.hasPrefix(TokenSecret.prefix) else {
+                throw LabGalleryError.unauthenticated(message: "missing or malformed token; send `authorization: Bearer lg_…` with a token from `labgallery-server token create`")
+            }
+            let hash = TokenSecret.hash(token)
+            guard let info = try read({ tx in try tx.token(secretHash: hash) }) else {
+                throw LabGalleryError.unauthenticated(message: "unknown token; create one with `labgallery-server token create`")
+            }
+            guard !info.revoked else {
+                throw LabGalleryError.unauthenticated(message: "token \(info.id) was revoked; ask an admin for a new one")
+            }
+            return Principal(name: info.principal, role: info.role)
         }
-        let hash = TokenSecret.hash(token)
-        guard let info = try read({ tx in try tx.token(secretHash: hash) }) else {
-            throw LabGalleryError.unauthenticated(message: "unknown token; create one with `labgallery-server token create`")
-        }
-        guard !info.revoked else {
-            throw LabGalleryError.unauthenticated(message: "token \(info.id) was revoked; ask an admin for a new one")
-        }
-        return Principal(name: info.principal, role: info.role)
     }
 
     /// First-start bootstrap: if no token exists, creates an `admin` token for principal `admin`

@@ -65,17 +65,25 @@ public final class ImageUpload: Sendable {
         }
     }
 
-    /// Appends a chunk. Throws `failedPrecondition` after finish/abort, `internal` on I/O errors
-    /// (the upload is then aborted).
-    public func append(_ chunk: some ContiguousBytes) throws(LabGalleryError) {
-        let result: Result<Void, LabGalleryError> = chunk.withUnsafeBytes { bytes in
-            do throws(LabGalleryError) { try append(bytes); return .success(()) } catch { return .failure(error) }
+    /// Appends a chunk (written and hashed on the service's blocking threads). Throws
+    /// `failedPrecondition` after finish/abort, `internal` on I/O errors and `cancelled` when the
+    /// calling task is cancelled (the upload is then aborted).
+    public func append(_ chunk: some ContiguousBytes) async throws(LabGalleryError) {
+        try await service.blocking { () throws(LabGalleryError) in
+            let result: Result<Void, LabGalleryError> = chunk.withUnsafeBytes { bytes in
+                do throws(LabGalleryError) { try write(bytes); return .success(()) } catch { return .failure(error) }
+            }
+            try result.get()
         }
-        try result.get()
     }
 
-    /// Appends a chunk from raw memory (no copy). Same errors as the `ContiguousBytes` overload.
-    public func append(_ bytes: UnsafeRawBufferPointer) throws(LabGalleryError) {
+    /// Appends a chunk from raw memory (no copy); the memory must stay valid until this returns.
+    /// Same errors as the `ContiguousBytes` overload.
+    public func append(_ bytes: UnsafeRawBufferPointer) async throws(LabGalleryError) {
+        try await service.blocking { () throws(LabGalleryError) in try write(bytes) }
+    }
+
+    private func write(_ bytes: UnsafeRawBufferPointer) throws(LabGalleryError) {
         try state.withLock { (state) throws(LabGalleryError) in
             guard case .open(var w) = state else {
                 throw LabGalleryError.failedPrecondition(message: "upload of \(imageName) is already finished or aborted")
@@ -92,13 +100,18 @@ public final class ImageUpload: Sendable {
         }
     }
 
-    /// Verifies the checksum, makes the blob durable, and records the image (with its replication
-    /// records) in one transaction. On any error nothing is stored: no row, no file.
+    /// Verifies the checksum, makes the blob durable (or shares an identical blob of the region),
+    /// and records the image with its replication records in one transaction. On any error or
+    /// cancellation nothing is stored: no row, no file.
     ///
     /// - Throws: `invalidArgument(field: "sha256")` on checksum mismatch; `invalidArgument(field: "chunk")`
     ///   if no bytes were sent; `alreadyExists`/`notFound` if the image appeared or the gallery vanished
     ///   meanwhile; `failedPrecondition` if already finished or aborted.
-    public func finish() throws(LabGalleryError) -> Image {
+    public func finish() async throws(LabGalleryError) -> Image {
+        try await service.blocking { () throws(LabGalleryError) in try finishNow() }
+    }
+
+    private func finishNow() throws(LabGalleryError) -> Image {
         try state.withLock { (state) throws(LabGalleryError) -> Image in
             guard case .open(var w) = state else {
                 throw LabGalleryError.failedPrecondition(message: "upload of \(imageName) is already finished or aborted")

@@ -23,7 +23,7 @@ public struct AuthenticationInterceptor: ServerInterceptor {
         if Self.publicServices.contains(context.descriptor.service) { return try await next() }
         let principal: Principal
         do {
-            principal = try core.authenticate(token: try Self.bearerToken(in: context.metadata))
+            principal = try await core.authenticate(token: try Self.bearerToken(in: context.metadata))
         } catch {
             // Never log the header itself: it may hold a valid token with a typo around it.
             logger.info("call rejected", metadata: ["method": "\(context.descriptor.path)", "peer": "\(context.peer)",

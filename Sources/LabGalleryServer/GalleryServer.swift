@@ -30,29 +30,48 @@ public final class GalleryServer: Sendable {
 
     /// Opens the data directory and builds the server (not listening yet).
     ///
-    /// Runs startup recovery (interrupted uploads and copies, orphan blobs) and, on first start,
-    /// writes `<data-dir>/admin.token` (mode 0600); the log names the file, never the token.
+    /// Runs start-up recovery (interrupted uploads and copies, interrupted blob life cycles, files
+    /// no row names moved to `lost+found`), reconciles replication with the region catalog and, on
+    /// first start, writes `<data-dir>/admin.token` (mode 0600); the log names the file, never the
+    /// token. All of it runs on the blocking executor, never on the cooperative pool.
     /// `logger` nil: no logging (for embedding and tests).
-    public init(configuration: ServerConfiguration, logger: Logger? = nil) throws {
+    public init(configuration: ServerConfiguration, logger: Logger? = nil) async throws {
         let logger = logger ?? Logger(label: "labgallery-server", factory: { _ in SwiftLogNoOpLogHandler() })
         self.configuration = configuration
         self.logger = logger
-        let core = try LabGalleryService.open(dataDirectory: configuration.dataDirectory,
-                                              configuration: try configuration.coreConfiguration())
-        self.core = core
-        let recovery = try core.recoverFiles()
-        if !recovery.removedTempFiles.isEmpty || !recovery.removedOrphanFiles.isEmpty {
-            logger.notice("startup recovery removed files", metadata: [
-                "temp_files": "\(recovery.removedTempFiles.count)",
-                "orphan_files": "\(recovery.removedOrphanFiles.count)",
-            ])
+        let executor = configuration.blockingThreads.map { BlockingExecutor(maxThreads: $0) } ?? .shared
+        let core = try await executor.run { () throws(LabGalleryError) in
+            let core = try LabGalleryService.open(dataDirectory: configuration.dataDirectory,
+                                                  configuration: try configuration.coreConfiguration(), executor: executor)
+            let recovery = try core.recoverFiles()
+            if !recovery.removedTempFiles.isEmpty || !recovery.removedBlobs.isEmpty {
+                logger.notice("startup recovery removed files", metadata: [
+                    "temp_files": "\(recovery.removedTempFiles.count)",
+                    "unreferenced_blobs": "\(recovery.removedBlobs.count)",
+                ])
+            }
+            if let dir = recovery.lostAndFoundDirectory {
+                for path in recovery.lostAndFound {
+                    logger.warning("file unknown to the database moved to \(dir)/\(path)", metadata: ["file": "\(path)"])
+                }
+            }
+            let catalog = try core.reconcileCatalog()
+            for added in catalog.added {
+                logger.notice("new catalog region: replication queued", metadata: ["image": "\(added.image)", "region": "\(added.region)"])
+            }
+            for image in catalog.imagesOutsideCatalog {
+                logger.warning("image stored in a region that is not in the region catalog (see labgallery-server fsck)",
+                               metadata: ["image": "\(image)"])
+            }
+            let bootstrap = try core.bootstrapAdminToken()
+            if bootstrap.created {
+                logger.notice("admin token written to \(bootstrap.path.path)", metadata: ["mode": "0600"])
+            }
+            return core
         }
+        self.core = core
         let replication = ReplicationEngine(service: core, configuration: configuration.replication)
         self.replication = replication
-        let bootstrap = try core.bootstrapAdminToken()
-        if bootstrap.created {
-            logger.notice("admin token written to \(bootstrap.path.path)", metadata: ["mode": "0600"])
-        }
         health = HealthService()
         for name in Self.serviceNames { health.setStatus(.serving, for: name) }
         transport = try H2ServerTransport(host: configuration.host, port: configuration.port,
@@ -69,9 +88,9 @@ public final class GalleryServer: Sendable {
 
     /// Starts listening; returns the bound port (the real one when configured with port 0).
     @discardableResult
-    public func start() throws -> Int {
+    public func start() async throws -> Int {
         // After init's file recovery (which keeps the partial replicas jobs reference): resume every job.
-        try replication.start()
+        try await core.executor.run { () throws(LabGalleryError) in try replication.start() }
         try server.start()
         return transport.boundPort
     }
@@ -89,7 +108,7 @@ public final class GalleryServer: Sendable {
         await server.shutdown(gracePeriod: configuration.shutdownGracePeriod)
         await replication.stop()
         if let sqlite = core.storage as? SQLiteStorage {
-            do { try sqlite.pool.close() } catch {
+            do { try await core.executor.run { try sqlite.pool.close() } } catch {
                 logger.error("closing the database failed", metadata: ["error": "\(error)"])
             }
         }

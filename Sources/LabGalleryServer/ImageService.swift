@@ -19,19 +19,19 @@ public struct ImageService: Labgallery_V1_ImageService.ServiceProtocol {
         guard case .header(let header)? = try await messages.next()?.data else {
             throw RPCError(.invalidArgument, "header: the header must be the first message of UploadImage; send UploadImageRequest{header: …} first, then the bytes in chunk messages")
         }
-        let upload = try core.beginUpload(Mapping.uploadHeader(header), caller: caller)
+        let upload = try await core.beginUpload(Mapping.uploadHeader(header), caller: caller)
         do {
             while let message = try await messages.next() {
                 switch message.data {
                 case .chunk(let bytes):
-                    try upload.append(bytes)
+                    try await upload.append(bytes)
                 case .header:
                     throw RPCError(.invalidArgument, "header: only the first message of UploadImage may be a header; send the image bytes in chunk messages")
                 case nil:
                     continue  // An empty message carries nothing; tolerated like an empty chunk.
                 }
             }
-            return Mapping.image(try upload.finish())
+            return Mapping.image(try await upload.finish())
         } catch {
             upload.abort()
             throw error
@@ -40,38 +40,38 @@ public struct ImageService: Labgallery_V1_ImageService.ServiceProtocol {
 
     /// GetImage.
     public func getImage(request: Labgallery_V1_GetImageRequest, context: ServerContext) async throws -> Labgallery_V1_Image {
-        Mapping.image(try core.getImage(name: request.name, caller: try Caller.current()))
+        Mapping.image(try await core.getImage(name: request.name, caller: try Caller.current()))
     }
 
     /// DeleteImage: refused while a lab uses it as template.
     public func deleteImage(request: Labgallery_V1_DeleteImageRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
-        try core.deleteImage(name: request.name, caller: try Caller.current())
+        try await core.deleteImage(name: request.name, caller: try Caller.current())
         return .init()
     }
 
     /// ListImages of a gallery.
     public func listImages(request: Labgallery_V1_ListImagesRequest, context: ServerContext) async throws -> Labgallery_V1_ListImagesResponse {
-        let page = try core.listImages(gallery: request.gallery, page: Mapping.page(size: request.pageSize, token: request.pageToken),
+        let page = try await core.listImages(gallery: request.gallery, page: Mapping.page(size: request.pageSize, token: request.pageToken),
                                        caller: try Caller.current())
         return .init(images: page.items.map(Mapping.image), nextPageToken: page.nextPageToken)
     }
 
     /// ListLabAccountImages: the attached gallery's images, enabled by default.
     public func listLabAccountImages(request: Labgallery_V1_ListLabAccountImagesRequest, context: ServerContext) async throws -> Labgallery_V1_ListLabAccountImagesResponse {
-        let images = try core.listLabAccountImages(labAccount: request.labAccount, caller: try Caller.current())
+        let images = try await core.listLabAccountImages(labAccount: request.labAccount, caller: try Caller.current())
         return .init(images: images.map(Mapping.labAccountImage))
     }
 
     /// SetImagesEnabled: all or nothing.
     public func setImagesEnabled(request: Labgallery_V1_SetImagesEnabledRequest, context: ServerContext) async throws -> Labgallery_V1_SetImagesEnabledResponse {
-        let images = try core.setImagesEnabled(labAccount: request.labAccount, images: request.images,
+        let images = try await core.setImagesEnabled(labAccount: request.labAccount, images: request.images,
                                                enabled: request.enabled, caller: try Caller.current())
         return .init(images: images.map(Mapping.labAccountImage))
     }
 
     /// SaveLabTemplateImage: a SPECIALIZED image saved from the lab into the attached gallery.
     public func saveLabTemplateImage(request: Labgallery_V1_SaveLabTemplateImageRequest, context: ServerContext) async throws -> Labgallery_V1_Image {
-        Mapping.image(try core.saveLabTemplateImage(lab: request.lab, imageID: request.imageId,
+        Mapping.image(try await core.saveLabTemplateImage(lab: request.lab, imageID: request.imageId,
                                                     displayName: request.displayName, caller: try Caller.current()))
     }
 }

@@ -34,7 +34,8 @@ enum Mapping {
     }
 
     static func replicationStatus(_ s: ReplicationStatus) -> Labgallery_V1_ReplicationStatus {
-        .init(image: s.image, aggregatedState: replicationState(s.aggregatedState), regions: s.regions.map(regionReplication))
+        .init(image: s.image, aggregatedState: replicationState(s.aggregatedState), regions: s.regions.map(regionReplication),
+              deleted: s.deleted)
     }
 
     static func regionReplication(_ r: RegionReplication) -> Labgallery_V1_RegionReplication {

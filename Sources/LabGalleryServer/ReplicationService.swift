@@ -18,24 +18,24 @@ public struct ReplicationService: Labgallery_V1_ReplicationService.ServiceProtoc
 
     /// GetReplicationStatus: one entry per other region of the gallery's geography (live progress).
     public func getReplicationStatus(request: Labgallery_V1_GetReplicationStatusRequest, context: ServerContext) async throws -> Labgallery_V1_ReplicationStatus {
-        Mapping.replicationStatus(try engine.status(image: request.image, caller: try Caller.current()))
+        Mapping.replicationStatus(try await engine.status(image: request.image, caller: try Caller.current()))
     }
 
     /// WatchReplication: the full state at once, then one per change; ends OK after a COMPLETED or FAILED state.
     public func watchReplication(request: Labgallery_V1_WatchReplicationRequest, response: ResponseWriter<Labgallery_V1_ReplicationStatus>, context: ServerContext) async throws {
-        let watch = try engine.watch(image: request.image, caller: try Caller.current())
+        let watch = try await engine.watch(image: request.image, caller: try Caller.current())
         try await pump(watch, to: response)
     }
 
     /// WatchGalleryReplication: every image's state, then every change, until the client cancels.
     public func watchGalleryReplication(request: Labgallery_V1_WatchGalleryReplicationRequest, response: ResponseWriter<Labgallery_V1_ReplicationStatus>, context: ServerContext) async throws {
-        let watch = try engine.watchGallery(gallery: request.gallery, caller: try Caller.current())
+        let watch = try await engine.watchGallery(gallery: request.gallery, caller: try Caller.current())
         try await pump(watch, to: response)
     }
 
     /// RetryReplication: re-queues failed regions (all of them when `regions` is empty).
     public func retryReplication(request: Labgallery_V1_RetryReplicationRequest, context: ServerContext) async throws -> Labgallery_V1_ReplicationStatus {
-        Mapping.replicationStatus(try engine.retry(image: request.image, regions: request.regions, caller: try Caller.current()))
+        Mapping.replicationStatus(try await engine.retry(image: request.image, regions: request.regions, caller: try Caller.current()))
     }
 
     private func pump(_ watch: ReplicationWatch, to response: ResponseWriter<Labgallery_V1_ReplicationStatus>) async throws {

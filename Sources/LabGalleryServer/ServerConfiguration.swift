@@ -21,6 +21,9 @@ public struct ServerConfiguration: Sendable {
     public var replication: ReplicationConfiguration
     /// Prices of the cost report (GetGalleryCost).
     public var priceSheet: PriceSheet
+    /// Threads for blocking work (database, file I/O, fsync, hashing); `nil`: the process-wide
+    /// pool of ``BlockingExecutor/defaultThreads``.
+    public var blockingThreads: Int?
 
     /// Default request message size limit: 4 MiB, gRPC's default.
     public static let defaultMaxReceiveMessageSize = 4 * 1024 * 1024
@@ -31,11 +34,11 @@ public struct ServerConfiguration: Sendable {
                 maxReceiveMessageSize: Int = ServerConfiguration.defaultMaxReceiveMessageSize,
                 templateImages: TemplateImagePolicy = .any, regionsFile: URL? = nil,
                 shutdownGracePeriod: Duration = .seconds(10), replication: ReplicationConfiguration = .init(),
-                priceSheet: PriceSheet = .default) {
+                priceSheet: PriceSheet = .default, blockingThreads: Int? = nil) {
         self.host = host; self.port = port; self.dataDirectory = dataDirectory
         self.maxReceiveMessageSize = maxReceiveMessageSize; self.templateImages = templateImages
         self.regionsFile = regionsFile; self.shutdownGracePeriod = shutdownGracePeriod
-        self.replication = replication; self.priceSheet = priceSheet
+        self.replication = replication; self.priceSheet = priceSheet; self.blockingThreads = blockingThreads
     }
 
     /// The core's settings: the region catalog (loaded from ``regionsFile`` if set) and the template policy.

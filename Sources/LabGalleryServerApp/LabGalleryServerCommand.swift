@@ -10,7 +10,7 @@ struct LabGalleryServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "labgallery-server",
         abstract: "Serves the LabGallery API over gRPC (HTTP/2) and manages its API tokens.",
-        subcommands: [Serve.self, TokenCommand.self],
+        subcommands: [Serve.self, TokenCommand.self, FsckCommand.self],
         defaultSubcommand: Serve.self
     )
 }

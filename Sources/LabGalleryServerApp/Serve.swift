@@ -45,6 +45,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "JSON price sheet for GetGalleryCost: {\"currency\", \"storagePerGiBMonth\", \"egressPerGiB\", \"regions\"} (decimal strings).")
     var priceSheet: String?
 
+    @Option(help: "Threads for blocking work: database transactions, file I/O, fsync, hashing (default: 4 per core, at least 8).")
+    var blockingThreads: Int?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -52,6 +55,7 @@ struct Serve: AsyncParsableCommand {
         guard maxMessageSize > 0 else { throw ValidationError("--max-message-size must be positive") }
         if let n = replicationConcurrency, n < 1 { throw ValidationError("--replication-concurrency must be at least 1") }
         if let w = wanModel, w != "on", w != "off" { throw ValidationError("--wan-model must be on or off") }
+        if let n = blockingThreads, n < 1 { throw ValidationError("--blocking-threads must be at least 1") }
     }
 
     func run() async throws {
@@ -71,7 +75,7 @@ struct Serve: AsyncParsableCommand {
         let configuration = ServerConfiguration(
             host: host, port: port, dataDirectory: dataDir.url, maxReceiveMessageSize: maxMessageSize,
             templateImages: templateImages, regionsFile: regionsFile.map { URL(fileURLWithPath: $0) },
-            replication: replication, priceSheet: prices)
+            replication: replication, priceSheet: prices, blockingThreads: blockingThreads)
 
         // Ignore the default actions first so a signal arriving during startup is not fatal;
         // the dispatch sources below then deliver them as events.
@@ -88,8 +92,8 @@ struct Serve: AsyncParsableCommand {
         let server: GalleryServer
         let port: Int
         do {
-            server = try GalleryServer(configuration: configuration, logger: logger)
-            port = try server.start()
+            server = try await GalleryServer(configuration: configuration, logger: logger)
+            port = try await server.start()
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)", "data_dir": "\(dataDir.path)"])
             throw ExitCode.failure

@@ -28,7 +28,7 @@ struct TokenCommand: ParsableCommand {
         return .failure
     }
 
-    struct Create: ParsableCommand {
+    struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a token; prints it once on stdout (only its hash is stored).")
 
@@ -40,10 +40,10 @@ struct TokenCommand: ParsableCommand {
 
         @OptionGroup var dataDir: DataDirectoryOption
 
-        func run() throws {
+        func run() async throws {
             let core = try TokenCommand.open(dataDir)
             do {
-                let created = try core.createToken(principal: principal, role: role)
+                let created = try await core.createToken(principal: principal, role: role)
                 print(created.plaintext)
                 FileHandle.standardError.write(Data("created token \(created.info.id) for \(principal) (\(role.rawValue))\n".utf8))
             } catch {
@@ -52,16 +52,16 @@ struct TokenCommand: ParsableCommand {
         }
     }
 
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "List tokens: id, principal, role, created, revoked (never the token values).")
 
         @OptionGroup var dataDir: DataDirectoryOption
 
-        func run() throws {
+        func run() async throws {
             let core = try TokenCommand.open(dataDir)
             let tokens: [TokenInfo]
-            do { tokens = try core.listTokens() } catch { throw TokenCommand.fail(error) }
+            do { tokens = try await core.listTokens() } catch { throw TokenCommand.fail(error) }
             let rows = [["ID", "PRINCIPAL", "ROLE", "CREATED", "REVOKED"]] + tokens.map {
                 [$0.id, $0.principal, $0.role.rawValue, $0.createdAt.ISO8601Format(), $0.revoked ? "yes" : "no"]
             }
@@ -75,7 +75,7 @@ struct TokenCommand: ParsableCommand {
         }
     }
 
-    struct Revoke: ParsableCommand {
+    struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke a token by id (see `token list`).")
 
         @Argument(help: "The token id, e.g. tok-0123456789abcdef.")
@@ -83,9 +83,9 @@ struct TokenCommand: ParsableCommand {
 
         @OptionGroup var dataDir: DataDirectoryOption
 
-        func run() throws {
+        func run() async throws {
             let core = try TokenCommand.open(dataDir)
-            do { try core.revokeToken(id: id) } catch { throw TokenCommand.fail(error) }
+            do { try await core.revokeToken(id: id) } catch { throw TokenCommand.fail(error) }
             print("revoked \(id)")
         }
     }

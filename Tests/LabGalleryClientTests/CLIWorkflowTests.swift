@@ -130,7 +130,7 @@ struct CLIWorkflowTests {
             #expect(r.status == 16)
             r = try await cli("gallery", "list", token: "not-a-token")
             #expect(r.status == 26 && r.stderr.contains("UNAUTHENTICATED"))
-            r = try await cli("gallery", "create", "x", "--region", "north", token: try s.token("rita", .reader))
+            r = try await cli("gallery", "create", "x", "--region", "north", token: try await s.token("rita", .reader))
             #expect(r.status == 17)
             r = try await cli("gallery", "list", "--tls")
             #expect(r.status == 22 && r.stderr.contains("TLS"))

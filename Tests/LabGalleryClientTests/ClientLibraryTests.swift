@@ -46,7 +46,7 @@ struct ClientLibraryTests {
 
             let anonymous = try LabGalleryClient(port: s.port, token: nil)
             await expectClientError(.unauthenticated) { _ = try await anonymous.getGallery("a") }
-            let reader = try LabGalleryClient(port: s.port, token: try s.token("rita", .reader))
+            let reader = try LabGalleryClient(port: s.port, token: try await s.token("rita", .reader))
             await expectClientError(.permissionDenied) { _ = try await reader.createGallery(id: "c", region: "north") }
             #expect(try await reader.getGallery("a").name == "galleries/a")
 
@@ -153,7 +153,7 @@ struct ClientLibraryTests {
     @Test("reads retry UNAVAILABLE until the server is up; writes surface it at once")
     func retriesReadsOnly() async throws {
         // A free port with nothing listening yet: every call is refused (UNAVAILABLE) until the server starts.
-        let probe = try LiveServer()
+        let probe = try await LiveServer()
         let port = probe.port
         let dataDir = probe.dataDir
         await probe.stop()
@@ -166,7 +166,7 @@ struct ClientLibraryTests {
         let started = ContinuousClock.now
         async let read = client.allGalleries()
         try await Task.sleep(for: .milliseconds(600))
-        let server = try LiveServer(dataDir: dataDir, port: port)
+        let server = try await LiveServer(dataDir: dataDir, port: port)
         #expect(try await read.isEmpty)  // succeeded on a retry after the server came up
         #expect(ContinuousClock.now - started >= .milliseconds(600))
 
@@ -182,7 +182,7 @@ struct ClientLibraryTests {
 
     @Test("a watch re-opens after the server restarts and still sees the end")
     func watchReconnects() async throws {
-        let server = try LiveServer(replication: slowReplication(bytesPerSecond: 1 << 20))
+        let server = try await LiveServer(replication: slowReplication(bytesPerSecond: 1 << 20))
         defer { server.remove() }
         let client = try server.client(retry: .init(maxAttempts: 40, initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(250)))
         _ = try await client.createGallery(id: "g", region: "north")
@@ -195,7 +195,7 @@ struct ClientLibraryTests {
             last = status
             if count == 2 {
                 await server.stop()      // ends the stream with UNAVAILABLE
-                try server.restart()     // same port and data: replication resumes
+                try await server.restart()     // same port and data: replication resumes
             }
         }
         #expect(count > 2)

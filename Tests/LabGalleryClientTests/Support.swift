@@ -22,20 +22,20 @@ final class LiveServer {
     private(set) var port: Int
     let adminToken: String
 
-    init(replication: LabGalleryCore.ReplicationConfiguration = .init(), dataDir: URL? = nil, port: Int = 0) throws {
+    init(replication: LabGalleryCore.ReplicationConfiguration = .init(), dataDir: URL? = nil, port: Int = 0) async throws {
         self.dataDir = dataDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("lgc-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: self.dataDir, withIntermediateDirectories: true)
         let regions = self.dataDir.appendingPathComponent("regions.json")
         if !FileManager.default.fileExists(atPath: regions.path) { try Data(testRegions.utf8).write(to: regions) }
         self.replication = replication
-        server = try Self.makeServer(dataDir: self.dataDir, port: port, replication: replication)
-        self.port = try server.start()
+        server = try await Self.makeServer(dataDir: self.dataDir, port: port, replication: replication)
+        self.port = try await server.start()
         adminToken = try String(contentsOf: self.dataDir.appendingPathComponent("admin.token"), encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    private static func makeServer(dataDir: URL, port: Int, replication: LabGalleryCore.ReplicationConfiguration) throws -> GalleryServer {
-        try GalleryServer(configuration: ServerConfiguration(
+    private static func makeServer(dataDir: URL, port: Int, replication: LabGalleryCore.ReplicationConfiguration) async throws -> GalleryServer {
+        try await GalleryServer(configuration: ServerConfiguration(
             host: "127.0.0.1", port: UInt16(port), dataDirectory: dataDir,
             regionsFile: dataDir.appendingPathComponent("regions.json"),
             shutdownGracePeriod: .seconds(1), replication: replication))
@@ -49,17 +49,17 @@ final class LiveServer {
     }
 
     /// A token of another role.
-    func token(_ principal: String, _ role: LabGalleryCore.Role) throws -> String {
-        try server.core.createToken(principal: principal, role: role).plaintext
+    func token(_ principal: String, _ role: LabGalleryCore.Role) async throws -> String {
+        try await server.core.createToken(principal: principal, role: role).plaintext
     }
 
     /// Stops the server (watch streams end with UNAVAILABLE); the data directory stays.
     func stop() async { await server.shutdown() }
 
     /// Starts a new server on the same port over the same data (replication resumes).
-    func restart() throws {
-        server = try Self.makeServer(dataDir: dataDir, port: port, replication: replication)
-        _ = try server.start()
+    func restart() async throws {
+        server = try await Self.makeServer(dataDir: dataDir, port: port, replication: replication)
+        _ = try await server.start()
     }
 
     func remove() { try? FileManager.default.removeItem(at: dataDir) }
@@ -67,7 +67,7 @@ final class LiveServer {
 
 /// Runs `body` against a fresh server, stopping it afterwards even when `body` throws.
 func withLiveServer(replication: LabGalleryCore.ReplicationConfiguration = .init(), _ body: (LiveServer) async throws -> Void) async throws {
-    let server = try LiveServer(replication: replication)
+    let server = try await LiveServer(replication: replication)
     do { try await body(server) } catch {
         await server.stop(); server.remove()
         throw error

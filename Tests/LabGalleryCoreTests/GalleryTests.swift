@@ -3,115 +3,115 @@ import Testing
 @testable import LabGalleryCore
 
 @Suite struct LabAccountAndGalleryTests {
-    @Test func createAccountWithNewGalleryCreatesItInAccountRegionAndAttaches() throws {
-        let f = try Fixture()
-        let a = try f.account("a1", region: "francecentral", gallery: .create(galleryID: "g1", displayName: "G One"))
+    @Test func createAccountWithNewGalleryCreatesItInAccountRegionAndAttaches() async throws {
+        let f = try await Fixture()
+        let a = try await f.account("a1", region: "francecentral", gallery: .create(galleryID: "g1", displayName: "G One"))
         #expect(a == LabAccount(name: "labAccounts/a1", displayName: "a1", region: "francecentral", attachedGallery: "galleries/g1"))
-        let g = try f.service.getGallery(name: "galleries/g1", caller: reader)
+        let g = try await f.service.getGallery(name: "galleries/g1", caller: reader)
         #expect(g == Gallery(name: "galleries/g1", displayName: "G One", region: "francecentral", geography: "France"))
-        #expect(try f.service.listRoleAssignments(gallery: "galleries/g1", caller: reader) == [.labServicesContributor])
+        #expect(try await f.service.listRoleAssignments(gallery: "galleries/g1", caller: reader) == [.labServicesContributor])
     }
 
-    @Test func createAccountAttachingExistingGalleryOrNone() throws {
-        let f = try Fixture()
-        try f.gallery("g1", region: "westus2")
-        let a = try f.account("a1", region: "eastus", gallery: .attach(gallery: "galleries/g1"))
+    @Test func createAccountAttachingExistingGalleryOrNone() async throws {
+        let f = try await Fixture()
+        try await f.gallery("g1", region: "westus2")
+        let a = try await f.account("a1", region: "eastus", gallery: .attach(gallery: "galleries/g1"))
         #expect(a.attachedGallery == "galleries/g1")
-        let b = try f.account("b1", region: "eastus")
+        let b = try await f.account("b1", region: "eastus")
         #expect(b.attachedGallery == nil)
-        #expect(try f.service.getLabAccount(name: "labAccounts/b1", caller: reader).attachedGallery == nil)
-        #expect(try f.service.listLabAccounts(caller: reader).items.map(\.name) == ["labAccounts/a1", "labAccounts/b1"])
+        #expect(try await f.service.getLabAccount(name: "labAccounts/b1", caller: reader).attachedGallery == nil)
+        #expect(try await f.service.listLabAccounts(caller: reader).items.map(\.name) == ["labAccounts/a1", "labAccounts/b1"])
     }
 
-    @Test func attachingASecondGalleryIsFailedPreconditionSayingDetachFirst() throws {
-        let f = try Fixture()
-        try f.gallery("g1"); try f.gallery("g2")
-        try f.account("a1", gallery: .attach(gallery: "galleries/g1"))
-        expectError(.failedPrecondition, contains: ["galleries/g1", "detach", "DetachGallery"]) {
-            _ = try f.service.attachGallery(labAccount: "labAccounts/a1", gallery: "galleries/g2", caller: admin)
+    @Test func attachingASecondGalleryIsFailedPreconditionSayingDetachFirst() async throws {
+        let f = try await Fixture()
+        try await f.gallery("g1"); try await f.gallery("g2")
+        try await f.account("a1", gallery: .attach(gallery: "galleries/g1"))
+        await expectError(.failedPrecondition, contains: ["galleries/g1", "detach", "DetachGallery"]) {
+            _ = try await f.service.attachGallery(labAccount: "labAccounts/a1", gallery: "galleries/g2", caller: admin)
         }
-        #expect(try f.service.getLabAccount(name: "labAccounts/a1", caller: reader).attachedGallery == "galleries/g1")
-        #expect(try f.service.listRoleAssignments(gallery: "galleries/g2", caller: reader).isEmpty)
+        #expect(try await f.service.getLabAccount(name: "labAccounts/a1", caller: reader).attachedGallery == "galleries/g1")
+        #expect(try await f.service.listRoleAssignments(gallery: "galleries/g2", caller: reader).isEmpty)
     }
 
-    @Test func detachRequiresConfirm() throws {
-        let f = try Fixture()
-        try f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
-        expectError(.invalidArgument, field: "confirm") {
-            _ = try f.service.detachGallery(labAccount: "labAccounts/a1", confirm: false, caller: admin)
+    @Test func detachRequiresConfirm() async throws {
+        let f = try await Fixture()
+        try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
+        await expectError(.invalidArgument, field: "confirm") {
+            _ = try await f.service.detachGallery(labAccount: "labAccounts/a1", confirm: false, caller: admin)
         }
-        #expect(try f.service.getLabAccount(name: "labAccounts/a1", caller: reader).attachedGallery == "galleries/g1")
-        let a = try f.service.detachGallery(labAccount: "labAccounts/a1", confirm: true, caller: admin)
+        #expect(try await f.service.getLabAccount(name: "labAccounts/a1", caller: reader).attachedGallery == "galleries/g1")
+        let a = try await f.service.detachGallery(labAccount: "labAccounts/a1", confirm: true, caller: admin)
         #expect(a.attachedGallery == nil)
-        expectError(.failedPrecondition) { _ = try f.service.detachGallery(labAccount: "labAccounts/a1", confirm: true, caller: admin) }
+        await expectError(.failedPrecondition) { _ = try await f.service.detachGallery(labAccount: "labAccounts/a1", confirm: true, caller: admin) }
     }
 
-    @Test func attachGrantsContributorAndDetachRemovesItOnlyWhenUnused() throws {
-        let f = try Fixture()
-        try f.gallery("g1")
-        try f.account("a1"); try f.account("a2")
-        #expect(try f.service.listRoleAssignments(gallery: "galleries/g1", caller: reader).isEmpty)
-        _ = try f.service.attachGallery(labAccount: "labAccounts/a1", gallery: "galleries/g1", caller: admin)
-        _ = try f.service.attachGallery(labAccount: "labAccounts/a2", gallery: "galleries/g1", caller: admin)
-        #expect(try f.service.listRoleAssignments(gallery: "galleries/g1", caller: reader)
+    @Test func attachGrantsContributorAndDetachRemovesItOnlyWhenUnused() async throws {
+        let f = try await Fixture()
+        try await f.gallery("g1")
+        try await f.account("a1"); try await f.account("a2")
+        #expect(try await f.service.listRoleAssignments(gallery: "galleries/g1", caller: reader).isEmpty)
+        _ = try await f.service.attachGallery(labAccount: "labAccounts/a1", gallery: "galleries/g1", caller: admin)
+        _ = try await f.service.attachGallery(labAccount: "labAccounts/a2", gallery: "galleries/g1", caller: admin)
+        #expect(try await f.service.listRoleAssignments(gallery: "galleries/g1", caller: reader)
             == [RoleAssignment(principal: "lab-services", role: "Contributor")])
-        _ = try f.service.detachGallery(labAccount: "labAccounts/a1", confirm: true, caller: admin)
-        #expect(try f.service.listRoleAssignments(gallery: "galleries/g1", caller: reader) == [.labServicesContributor],
+        _ = try await f.service.detachGallery(labAccount: "labAccounts/a1", confirm: true, caller: admin)
+        #expect(try await f.service.listRoleAssignments(gallery: "galleries/g1", caller: reader) == [.labServicesContributor],
                 "a2 still has it attached")
-        _ = try f.service.detachGallery(labAccount: "labAccounts/a2", confirm: true, caller: admin)
-        #expect(try f.service.listRoleAssignments(gallery: "galleries/g1", caller: reader).isEmpty)
+        _ = try await f.service.detachGallery(labAccount: "labAccounts/a2", confirm: true, caller: admin)
+        #expect(try await f.service.listRoleAssignments(gallery: "galleries/g1", caller: reader).isEmpty)
     }
 
-    @Test func deleteGalleryRefusedWhileAttached() throws {
-        let f = try Fixture()
-        try f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
-        try f.upload("galleries/g1", "img")
-        let blob = try f.blobPath("galleries/g1/images/img")
-        expectError(.failedPrecondition, contains: ["attached", "detach"]) { try f.service.deleteGallery(name: "galleries/g1", caller: admin) }
-        _ = try f.service.detachGallery(labAccount: "labAccounts/a1", confirm: true, caller: admin)
-        try f.service.deleteGallery(name: "galleries/g1", caller: admin)
-        expectError(.notFound) { _ = try f.service.getGallery(name: "galleries/g1", caller: reader) }
+    @Test func deleteGalleryRefusedWhileAttached() async throws {
+        let f = try await Fixture()
+        try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
+        try await f.upload("galleries/g1", "img")
+        let blob = try await f.blobPath("galleries/g1/images/img")
+        await expectError(.failedPrecondition, contains: ["attached", "detach"]) { try await f.service.deleteGallery(name: "galleries/g1", caller: admin) }
+        _ = try await f.service.detachGallery(labAccount: "labAccounts/a1", confirm: true, caller: admin)
+        try await f.service.deleteGallery(name: "galleries/g1", caller: admin)
+        await expectError(.notFound) { _ = try await f.service.getGallery(name: "galleries/g1", caller: reader) }
         #expect(!FileManager.default.fileExists(atPath: blob.path), "deleting a gallery deletes its image blobs")
     }
 
-    @Test func deleteLabAccountRefusedWhileItHasLabsAndDetachesOtherwise() throws {
-        let f = try Fixture()
-        try f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
-        try f.upload("galleries/g1", "img")
-        _ = try f.service.createLab(labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: "galleries/g1/images/img", caller: educator)
-        expectError(.failedPrecondition, contains: ["lab", "delete"]) { try f.service.deleteLabAccount(name: "labAccounts/a1", caller: admin) }
-        try f.service.deleteLab(name: "labAccounts/a1/labs/l1", caller: educator)
-        try f.service.deleteLabAccount(name: "labAccounts/a1", caller: admin)
-        expectError(.notFound) { _ = try f.service.getLabAccount(name: "labAccounts/a1", caller: reader) }
+    @Test func deleteLabAccountRefusedWhileItHasLabsAndDetachesOtherwise() async throws {
+        let f = try await Fixture()
+        try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
+        try await f.upload("galleries/g1", "img")
+        _ = try await f.service.createLab(labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: "galleries/g1/images/img", caller: educator)
+        await expectError(.failedPrecondition, contains: ["lab", "delete"]) { try await f.service.deleteLabAccount(name: "labAccounts/a1", caller: admin) }
+        try await f.service.deleteLab(name: "labAccounts/a1/labs/l1", caller: educator)
+        try await f.service.deleteLabAccount(name: "labAccounts/a1", caller: admin)
+        await expectError(.notFound) { _ = try await f.service.getLabAccount(name: "labAccounts/a1", caller: reader) }
         // The gallery survives, no longer attached, and lab-services lost its grant.
-        #expect(try f.service.listRoleAssignments(gallery: "galleries/g1", caller: reader).isEmpty)
-        try f.service.deleteGallery(name: "galleries/g1", caller: admin)
+        #expect(try await f.service.listRoleAssignments(gallery: "galleries/g1", caller: reader).isEmpty)
+        try await f.service.deleteGallery(name: "galleries/g1", caller: admin)
     }
 }
 
 @Suite struct RegionCatalogTests {
-    @Test func geographyIsDerivedFromRegion() throws {
-        let f = try Fixture()
+    @Test func geographyIsDerivedFromRegion() async throws {
+        let f = try await Fixture()
         let expected: [String: String] = ["eastus": "United States", "westus3": "United States", "northeurope": "Europe",
                                           "francesouth": "France", "uksouth": "United Kingdom", "japaneast": "Japan",
                                           "australiaeast": "Australia", "canadacentral": "Canada", "brazilsouth": "Brazil",
                                           "centralindia": "India", "southeastasia": "Asia Pacific", "germanywestcentral": "Germany"]
         for (i, (region, geo)) in expected.sorted(by: { $0.key < $1.key }).enumerated() {
-            #expect(try f.gallery("g\(i)", region: region).geography == geo)
+            #expect(try await f.gallery("g\(i)", region: region).geography == geo)
         }
         #expect(RegionCatalog.builtIn.geographies["United States"] == ["centralus", "eastus", "eastus2", "northcentralus",
                                                                        "southcentralus", "westcentralus", "westus", "westus2", "westus3"])
     }
 
-    @Test func unknownRegionIsInvalidArgumentListingValidRegions() throws {
-        let f = try Fixture()
-        expectError(.invalidArgument, field: "gallery.region", contains: ["mars-1", "built-in region catalog", "centralus", "flag"]) {
-            try f.gallery("g1", region: "mars-1")
+    @Test func unknownRegionIsInvalidArgumentListingValidRegions() async throws {
+        let f = try await Fixture()
+        await expectError(.invalidArgument, field: "gallery.region", contains: ["mars-1", "built-in region catalog", "centralus", "flag"]) {
+            try await f.gallery("g1", region: "mars-1")
         }
-        expectError(.invalidArgument, field: "lab_account.region") { try f.account("a1", region: "") }
+        await expectError(.invalidArgument, field: "lab_account.region") { try await f.account("a1", region: "") }
     }
 
-    @Test func catalogFileOverridesBuiltIn() throws {
+    @Test func catalogFileOverridesBuiltIn() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lgcat-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -120,16 +120,16 @@ import Testing
         let catalog = try RegionCatalog(contentsOf: file)
         #expect(catalog.geography(of: "moon-south") == "Moon")
         #expect(catalog.geography(of: "eastus") == nil)
-        let f = try Fixture(LabGalleryConfiguration(regionCatalog: catalog))
-        #expect(try f.gallery("g1", region: "moon-north").geography == "Moon")
-        expectError(.invalidArgument, field: "gallery.region", contains: [file.path, "moon-north"]) { try f.gallery("g2", region: "eastus") }
+        let f = try await Fixture(LabGalleryConfiguration(regionCatalog: catalog))
+        #expect(try await f.gallery("g1", region: "moon-north").geography == "Moon")
+        await expectError(.invalidArgument, field: "gallery.region", contains: [file.path, "moon-north"]) { try await f.gallery("g2", region: "eastus") }
         // Malformed files and duplicate regions are rejected with the file named.
         try Data("{}".utf8).write(to: file)
-        expectError(.invalidArgument, contains: [file.path]) { _ = try RegionCatalog(contentsOf: file) }
-        expectError(.invalidArgument, field: "geographies") { _ = try RegionCatalog(geographies: ["A": ["r1"], "B": ["r1"]]) }
+        await expectError(.invalidArgument, contains: [file.path]) { _ = try RegionCatalog(contentsOf: file) }
+        await expectError(.invalidArgument, field: "geographies") { _ = try RegionCatalog(geographies: ["A": ["r1"], "B": ["r1"]]) }
     }
 
-    @Test func builtInCatalogIsConsistent() {
+    @Test func builtInCatalogIsConsistent() async {
         let c = RegionCatalog.builtIn
         #expect(c.geographies.count >= 12)
         #expect(c.regions.count == Set(c.regions).count)

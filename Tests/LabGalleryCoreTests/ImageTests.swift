@@ -3,121 +3,128 @@ import Testing
 @testable import LabGalleryCore
 
 @Suite struct UploadTests {
-    @Test func uploadStreamsChunksToABlobAndComputesSHA256() throws {
-        let f = try Fixture()
-        try f.gallery("g1", region: "westeurope")
+    @Test func uploadStreamsChunksToABlobAndComputesSHA256() async throws {
+        let f = try await Fixture()
+        try await f.gallery("g1", region: "westeurope")
         let bytes = [UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000)
-        let up = try f.service.beginUpload(ImageUploadHeader(gallery: "galleries/g1", imageID: "ubuntu", displayName: "Ubuntu",
+        let up = try await f.service.beginUpload(ImageUploadHeader(gallery: "galleries/g1", imageID: "ubuntu", displayName: "Ubuntu",
                                                              osType: .linux, osState: .generalized), caller: admin)
         #expect(up.imageName == "galleries/g1/images/ubuntu")
         // Mixed chunk sizes through both append overloads.
         var i = 0, n = 1
         while i < bytes.count {
             let end = min(i + n * 4099, bytes.count)
-            if n % 2 == 0 { try bytes[i..<end].withUnsafeBytes { try up.append($0) } } else { try up.append(bytes[i..<end]) }
+            if n % 2 == 0 {
+                let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: end - i, alignment: 1)
+                defer { raw.deallocate() }
+                raw.copyBytes(from: bytes[i..<end])
+                try await up.append(UnsafeRawBufferPointer(raw))
+            } else {
+                try await up.append(bytes[i..<end])
+            }
             i = end; n += 1
         }
         #expect(up.bytesReceived == 1_000_000)
-        let image = try up.finish()
+        let image = try await up.finish()
         #expect(image == Image(name: "galleries/g1/images/ubuntu", displayName: "Ubuntu", osType: .linux, osState: .generalized,
                                source: .uploaded, sourceLab: nil, sizeBytes: 1_000_000, sha256: millionASHA256,
                                region: "westeurope", author: "alice"))
-        #expect(try f.service.getImage(name: image.name, caller: reader) == image)
-        let blob = try f.blobPath(image.name)
+        #expect(try await f.service.getImage(name: image.name, caller: reader) == image)
+        let blob = try await f.blobPath(image.name)
         #expect(blob.path.hasPrefix(f.dir.appendingPathComponent("regions/westeurope/blobs/g1/").path))
         #expect(try Data(contentsOf: blob) == Data(bytes))
         #expect(f.files(under: "regions/westeurope/tmp").isEmpty)
-        expectError(.failedPrecondition) { try up.append([1, 2, 3]) }
+        await expectError(.failedPrecondition) { try await up.append([1, 2, 3]) }
     }
 
-    @Test func matchingHeaderChecksumIsAcceptedInAnyCase() throws {
-        let f = try Fixture()
-        try f.gallery("g1")
-        let image = try f.upload("galleries/g1", "abc", bytes: Array("abc".utf8), sha256: abcSHA256.uppercased(), chunk: 1)
+    @Test func matchingHeaderChecksumIsAcceptedInAnyCase() async throws {
+        let f = try await Fixture()
+        try await f.gallery("g1")
+        let image = try await f.upload("galleries/g1", "abc", bytes: Array("abc".utf8), sha256: abcSHA256.uppercased(), chunk: 1)
         #expect(image.sha256 == abcSHA256 && image.sizeBytes == 3)
     }
 
-    @Test func wrongChecksumStoresNothing() throws {
-        let f = try Fixture()
-        try f.gallery("g1")
-        expectError(.invalidArgument, field: "sha256", contains: [abcSHA256]) {
-            try f.upload("galleries/g1", "img", bytes: Array("abd".utf8), sha256: abcSHA256)
+    @Test func wrongChecksumStoresNothing() async throws {
+        let f = try await Fixture()
+        try await f.gallery("g1")
+        await expectError(.invalidArgument, field: "sha256", contains: [abcSHA256]) {
+            try await f.upload("galleries/g1", "img", bytes: Array("abd".utf8), sha256: abcSHA256)
         }
-        expectError(.notFound) { _ = try f.service.getImage(name: "galleries/g1/images/img", caller: reader) }
+        await expectError(.notFound) { _ = try await f.service.getImage(name: "galleries/g1/images/img", caller: reader) }
         #expect(f.files(under: "regions").isEmpty, "no temp file, no blob")
-        expectError(.invalidArgument, field: "sha256") { try f.upload("galleries/g1", "img", sha256: "xyz") }
+        await expectError(.invalidArgument, field: "sha256") { try await f.upload("galleries/g1", "img", sha256: "xyz") }
     }
 
-    @Test func headerValidation() throws {
-        let f = try Fixture()
-        try f.gallery("g1")
-        expectError(.invalidArgument, field: "os_type") {
-            _ = try f.service.beginUpload(ImageUploadHeader(gallery: "galleries/g1", imageID: "i", displayName: "", osType: nil, osState: .generalized), caller: admin)
+    @Test func headerValidation() async throws {
+        let f = try await Fixture()
+        try await f.gallery("g1")
+        await expectError(.invalidArgument, field: "os_type") {
+            _ = try await f.service.beginUpload(ImageUploadHeader(gallery: "galleries/g1", imageID: "i", displayName: "", osType: nil, osState: .generalized), caller: admin)
         }
-        expectError(.invalidArgument, field: "os_state") {
-            _ = try f.service.beginUpload(ImageUploadHeader(gallery: "galleries/g1", imageID: "i", displayName: "", osType: .windows, osState: nil), caller: admin)
+        await expectError(.invalidArgument, field: "os_state") {
+            _ = try await f.service.beginUpload(ImageUploadHeader(gallery: "galleries/g1", imageID: "i", displayName: "", osType: .windows, osState: nil), caller: admin)
         }
-        expectError(.invalidArgument, field: "gallery") {
-            _ = try f.service.beginUpload(ImageUploadHeader(gallery: "", imageID: "i", displayName: "", osType: .windows, osState: .generalized), caller: admin)
+        await expectError(.invalidArgument, field: "gallery") {
+            _ = try await f.service.beginUpload(ImageUploadHeader(gallery: "", imageID: "i", displayName: "", osType: .windows, osState: .generalized), caller: admin)
         }
-        expectError(.notFound, resource: "galleries/g2") { try f.upload("galleries/g2", "i") }
-        expectError(.invalidArgument, field: "chunk") { try f.upload("galleries/g1", "empty", bytes: []) }
+        await expectError(.notFound, resource: "galleries/g2") { try await f.upload("galleries/g2", "i") }
+        await expectError(.invalidArgument, field: "chunk") { try await f.upload("galleries/g1", "empty", bytes: []) }
         #expect(f.files(under: "regions").isEmpty)
     }
 
-    @Test func abortedOrDroppedUploadLeavesNoRowAndNoFile() throws {
-        let f = try Fixture()
-        try f.gallery("g1")
+    @Test func abortedOrDroppedUploadLeavesNoRowAndNoFile() async throws {
+        let f = try await Fixture()
+        try await f.gallery("g1")
         let header = ImageUploadHeader(gallery: "galleries/g1", imageID: "img", displayName: "", osType: .windows, osState: .specialized)
-        let up = try f.service.beginUpload(header, caller: admin)
-        try up.append([UInt8](repeating: 1, count: 5000))
+        let up = try await f.service.beginUpload(header, caller: admin)
+        try await up.append([UInt8](repeating: 1, count: 5000))
         #expect(f.files(under: "regions/eastus/tmp").count == 1, "bytes go to a temp file in the home region")
         up.abort()
         up.abort()
         #expect(f.files(under: "regions").isEmpty)
-        expectError(.failedPrecondition) { _ = try up.finish() }
+        await expectError(.failedPrecondition) { _ = try await up.finish() }
         do {
-            let dropped = try f.service.beginUpload(header, caller: admin)
-            try dropped.append([1, 2, 3])
+            let dropped = try await f.service.beginUpload(header, caller: admin)
+            try await dropped.append([1, 2, 3])
         }
         #expect(f.files(under: "regions").isEmpty, "deinit removes the temp file of an unfinished upload")
-        expectError(.notFound) { _ = try f.service.getImage(name: "galleries/g1/images/img", caller: reader) }
+        await expectError(.notFound) { _ = try await f.service.getImage(name: "galleries/g1/images/img", caller: reader) }
     }
 
     @Test func uploadSessionWorksFromAsyncLoop() async throws {
-        let f = try Fixture()
-        try f.gallery("g1")
-        let up = try f.service.beginUpload(ImageUploadHeader(gallery: "galleries/g1", imageID: "img", displayName: "",
+        let f = try await Fixture()
+        try await f.gallery("g1")
+        let up = try await f.service.beginUpload(ImageUploadHeader(gallery: "galleries/g1", imageID: "img", displayName: "",
                                                              osType: .linux, osState: .generalized), caller: admin)
         let chunks = AsyncStream<[UInt8]> { c in
             for _ in 0..<10 { c.yield([UInt8](repeating: UInt8(ascii: "a"), count: 100_000)) }
             c.finish()
         }
         for await chunk in chunks {
-            try await Task.detached { try up.append(chunk) }.value
+            try await Task.detached { try await up.append(chunk) }.value
         }
-        #expect(try up.finish().sha256 == millionASHA256)
+        #expect(try await up.finish().sha256 == millionASHA256)
     }
 
-    @Test func deleteImageRemovesRowAndBlob() throws {
-        let f = try Fixture()
-        try f.gallery("g1")
-        let image = try f.upload("galleries/g1", "img")
-        let blob = try f.blobPath(image.name)
+    @Test func deleteImageRemovesRowAndBlob() async throws {
+        let f = try await Fixture()
+        try await f.gallery("g1")
+        let image = try await f.upload("galleries/g1", "img")
+        let blob = try await f.blobPath(image.name)
         #expect(FileManager.default.fileExists(atPath: blob.path))
-        try f.service.deleteImage(name: image.name, caller: admin)
+        try await f.service.deleteImage(name: image.name, caller: admin)
         #expect(!FileManager.default.fileExists(atPath: blob.path))
-        expectError(.notFound) { try f.service.deleteImage(name: image.name, caller: admin) }
-        expectError(.notFound) { _ = try f.service.replicationStatus(image: image.name, caller: reader) }
+        await expectError(.notFound) { try await f.service.deleteImage(name: image.name, caller: admin) }
+        await expectError(.notFound) { _ = try await f.service.replicationStatus(image: image.name, caller: reader) }
     }
 }
 
 @Suite struct ReplicationRecordTests {
-    @Test func storedImageGetsPendingRecordPerOtherRegionOfGeography() throws {
-        let f = try Fixture()
-        try f.gallery("g1", region: "eastus")
-        let image = try f.upload("galleries/g1", "img", bytes: [UInt8](repeating: 9, count: 4321))
-        let status = try f.service.replicationStatus(image: image.name, caller: reader)
+    @Test func storedImageGetsPendingRecordPerOtherRegionOfGeography() async throws {
+        let f = try await Fixture()
+        try await f.gallery("g1", region: "eastus")
+        let image = try await f.upload("galleries/g1", "img", bytes: [UInt8](repeating: 9, count: 4321))
+        let status = try await f.service.replicationStatus(image: image.name, caller: reader)
         #expect(status.image == image.name)
         #expect(status.aggregatedState == .replicating)
         #expect(status.regions.map(\.region) == ["centralus", "eastus2", "northcentralus", "southcentralus", "westcentralus", "westus", "westus2", "westus3"])
@@ -127,16 +134,16 @@ import Testing
         }
     }
 
-    @Test func singleRegionGeographyIsCompletedAtOnce() throws {
+    @Test func singleRegionGeographyIsCompletedAtOnce() async throws {
         let catalog = try RegionCatalog(geographies: ["Solo": ["solo1"], "Pair": ["p1", "p2"]])
-        let f = try Fixture(LabGalleryConfiguration(regionCatalog: catalog))
-        try f.gallery("g1", region: "solo1")
-        let image = try f.upload("galleries/g1", "img")
-        let status = try f.service.replicationStatus(image: image.name, caller: reader)
+        let f = try await Fixture(LabGalleryConfiguration(regionCatalog: catalog))
+        try await f.gallery("g1", region: "solo1")
+        let image = try await f.upload("galleries/g1", "img")
+        let status = try await f.service.replicationStatus(image: image.name, caller: reader)
         #expect(status.regions.isEmpty && status.aggregatedState == .completed)
     }
 
-    @Test func aggregatedStateRules() {
+    @Test func aggregatedStateRules() async {
         func r(_ s: ReplicationState) -> RegionReplication {
             RegionReplication(region: "r", state: s, bytesCopied: 50, bytesTotal: 200, error: nil, attempts: 1)
         }
@@ -150,44 +157,44 @@ import Testing
 }
 
 @Suite struct LabAccountImageTests {
-    @Test func imagesOfAttachedGalleryAreEnabledByDefault() throws {
-        let f = try Fixture()
-        try f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
-        try f.account("empty")
-        try f.upload("galleries/g1", "i1"); try f.upload("galleries/g1", "i2")
-        let list = try f.service.listLabAccountImages(labAccount: "labAccounts/a1", caller: reader)
+    @Test func imagesOfAttachedGalleryAreEnabledByDefault() async throws {
+        let f = try await Fixture()
+        try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
+        try await f.account("empty")
+        try await f.upload("galleries/g1", "i1"); try await f.upload("galleries/g1", "i2")
+        let list = try await f.service.listLabAccountImages(labAccount: "labAccounts/a1", caller: reader)
         #expect(list.map(\.image.name) == ["galleries/g1/images/i1", "galleries/g1/images/i2"])
         #expect(list.allSatisfy { $0.enabled })
-        #expect(try f.service.listLabAccountImages(labAccount: "labAccounts/empty", caller: reader).isEmpty)
+        #expect(try await f.service.listLabAccountImages(labAccount: "labAccounts/empty", caller: reader).isEmpty)
     }
 
-    @Test func setImagesEnabledPerAccount() throws {
-        let f = try Fixture()
-        try f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
-        try f.account("a2", gallery: .attach(gallery: "galleries/g1"))
-        try f.upload("galleries/g1", "i1"); try f.upload("galleries/g1", "i2")
-        let result = try f.service.setImagesEnabled(labAccount: "labAccounts/a1", images: ["galleries/g1/images/i2"], enabled: false, caller: admin)
+    @Test func setImagesEnabledPerAccount() async throws {
+        let f = try await Fixture()
+        try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
+        try await f.account("a2", gallery: .attach(gallery: "galleries/g1"))
+        try await f.upload("galleries/g1", "i1"); try await f.upload("galleries/g1", "i2")
+        let result = try await f.service.setImagesEnabled(labAccount: "labAccounts/a1", images: ["galleries/g1/images/i2"], enabled: false, caller: admin)
         #expect(result.map(\.image.name) == ["galleries/g1/images/i2"] && result.allSatisfy { !$0.enabled })
-        #expect(try f.service.listLabAccountImages(labAccount: "labAccounts/a1", caller: reader).map(\.enabled) == [true, false])
-        #expect(try f.service.listLabAccountImages(labAccount: "labAccounts/a2", caller: reader).map(\.enabled) == [true, true])
-        _ = try f.service.setImagesEnabled(labAccount: "labAccounts/a1", images: ["galleries/g1/images/i2"], enabled: true, caller: admin)
-        #expect(try f.service.listLabAccountImages(labAccount: "labAccounts/a1", caller: reader).map(\.enabled) == [true, true])
+        #expect(try await f.service.listLabAccountImages(labAccount: "labAccounts/a1", caller: reader).map(\.enabled) == [true, false])
+        #expect(try await f.service.listLabAccountImages(labAccount: "labAccounts/a2", caller: reader).map(\.enabled) == [true, true])
+        _ = try await f.service.setImagesEnabled(labAccount: "labAccounts/a1", images: ["galleries/g1/images/i2"], enabled: true, caller: admin)
+        #expect(try await f.service.listLabAccountImages(labAccount: "labAccounts/a1", caller: reader).map(\.enabled) == [true, true])
     }
 
-    @Test func setImagesEnabledIsAllOrNothing() throws {
-        let f = try Fixture()
-        try f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
-        try f.gallery("other")
-        try f.upload("galleries/g1", "i1"); try f.upload("galleries/other", "x")
-        expectError(.notFound, resource: "galleries/g1/images/ghost") {
-            _ = try f.service.setImagesEnabled(labAccount: "labAccounts/a1", images: ["galleries/g1/images/i1", "galleries/g1/images/ghost"], enabled: false, caller: admin)
+    @Test func setImagesEnabledIsAllOrNothing() async throws {
+        let f = try await Fixture()
+        try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
+        try await f.gallery("other")
+        try await f.upload("galleries/g1", "i1"); try await f.upload("galleries/other", "x")
+        await expectError(.notFound, resource: "galleries/g1/images/ghost") {
+            _ = try await f.service.setImagesEnabled(labAccount: "labAccounts/a1", images: ["galleries/g1/images/i1", "galleries/g1/images/ghost"], enabled: false, caller: admin)
         }
-        expectError(.failedPrecondition, contains: ["galleries/other/images/x", "attached"]) {
-            _ = try f.service.setImagesEnabled(labAccount: "labAccounts/a1", images: ["galleries/g1/images/i1", "galleries/other/images/x"], enabled: false, caller: admin)
+        await expectError(.failedPrecondition, contains: ["galleries/other/images/x", "attached"]) {
+            _ = try await f.service.setImagesEnabled(labAccount: "labAccounts/a1", images: ["galleries/g1/images/i1", "galleries/other/images/x"], enabled: false, caller: admin)
         }
-        expectError(.invalidArgument, field: "images") {
-            _ = try f.service.setImagesEnabled(labAccount: "labAccounts/a1", images: ["galleries/g1/images/i1", "nonsense"], enabled: false, caller: admin)
+        await expectError(.invalidArgument, field: "images") {
+            _ = try await f.service.setImagesEnabled(labAccount: "labAccounts/a1", images: ["galleries/g1/images/i1", "nonsense"], enabled: false, caller: admin)
         }
-        #expect(try f.service.listLabAccountImages(labAccount: "labAccounts/a1", caller: reader).allSatisfy { $0.enabled }, "nothing changed")
+        #expect(try await f.service.listLabAccountImages(labAccount: "labAccounts/a1", caller: reader).allSatisfy { $0.enabled }, "nothing changed")
     }
 }

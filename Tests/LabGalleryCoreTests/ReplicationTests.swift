@@ -23,39 +23,54 @@ func link(bandwidth: Int64? = nil, fail: Int = 0, corrupt: Int = 0, unreachable:
 final class ReplicationFixture: Sendable {
     let f: Fixture
     let engine: ReplicationEngine
-    init(_ config: ReplicationConfiguration, start: Bool = true) throws {
-        f = try Fixture(LabGalleryConfiguration(regionCatalog: replicationCatalog))
-        try f.gallery("g", region: "r1")
+    init(_ config: ReplicationConfiguration, start: Bool = true) async throws {
+        f = try await Fixture(LabGalleryConfiguration(regionCatalog: replicationCatalog))
+        try await f.gallery("g", region: "r1")
         engine = ReplicationEngine(service: f.service, configuration: config)
-        if start { try engine.start() }
+        if start { try await startEngine(engine) }
     }
     /// Every status of a WatchReplication stream until it ends.
     func watchAll(_ image: String) async throws -> [ReplicationStatus] {
-        let w = try engine.watch(image: image, caller: reader)
+        let w = try await engine.watch(image: image, caller: reader)
         var out: [ReplicationStatus] = []
         while let s = try await w.next() { out.append(s) }
         return out
     }
-    func rows(_ image: String) throws -> [ReplicationRow] {
+    func rows(_ image: String) async throws -> [ReplicationRow] {
         let n = try ImageName(parsing: image, field: "image")
-        return try f.service.storage.read { try $0.replicationRows(of: n) }
+        return try await blocking { try f.service.storage.read { try $0.replicationRows(of: n) } }
     }
 }
 
+/// Starts an engine (it reads the database) off the cooperative pool.
+func startEngine(_ engine: ReplicationEngine) async throws {
+    try await blocking { try engine.start() }
+}
+
+/// Every status of a WatchReplication stream of `engine` until it ends.
+func watchAll(_ engine: ReplicationEngine, _ image: String) async throws -> [ReplicationStatus] {
+    let w = try await engine.watch(image: image, caller: reader)
+    var out: [ReplicationStatus] = []
+    while let s = try await w.next() { out.append(s) }
+    return out
+}
+
 /// SHA-256 of a file, through the core's own streaming copy (into a scratch dir, then discarded).
-func sha256(of url: URL) throws -> String {
-    var w = try FileOps.copy(url, into: FileManager.default.temporaryDirectory.appendingPathComponent("lgcore-sha"))
-    defer { w.discard() }
-    return w.sha256
+func sha256(of url: URL) async throws -> String {
+    try await blocking {
+        var w = try FileOps.copy(url, into: FileManager.default.temporaryDirectory.appendingPathComponent("lgcore-sha"))
+        defer { w.discard() }
+        return w.sha256
+    }
 }
 
 @Suite(.serialized) struct ReplicationEngineTests {
     @Test func pendingReplicatingCompletedWithVerifiedReplicas() async throws {
         // Slow enough (~4.7 s) that the reader sees progress even when a loaded test machine
         // keeps the watcher's task waiting for a thread for a second or two.
-        let x = try ReplicationFixture(fastReplication(bandwidth: 128 * 1024))
+        let x = try await ReplicationFixture(fastReplication(bandwidth: 128 * 1024))
         let bytes = (0..<600_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-        let image = try x.f.upload("galleries/g", "img", bytes: bytes, chunk: 100_000)
+        let image = try await x.f.upload("galleries/g", "img", bytes: bytes, chunk: 100_000)
         let seen = try await x.watchAll(image.name)
         #expect(seen.count >= 3, "first message, progress, terminal")
         #expect(seen.first?.regions.map(\.region) == ["r2", "r3"])
@@ -66,11 +81,11 @@ func sha256(of url: URL) throws -> String {
         let last = try #require(seen.last)
         #expect(last.aggregatedState == .completed)
         #expect(last.regions.allSatisfy { $0.state == .completed && $0.bytesCopied == 600_000 && $0.progressPercent == 100 && $0.attempts == 1 })
-        for row in try x.rows(image.name) {
+        for row in try await x.rows(image.name) {
             let blob = try #require(row.blobPath)
-            #expect(blob.hasPrefix("regions/\(row.record.region)/blobs/g/img."))
+            #expect(blob.hasPrefix("regions/\(row.record.region)/blobs/\(image.sha256.prefix(2))/\(image.sha256)."))
             #expect(row.partialPath == nil)
-            #expect(try sha256(of: x.f.dir.appendingPathComponent(blob)) == image.sha256)
+            #expect(try await sha256(of: x.f.dir.appendingPathComponent(blob)) == image.sha256)
         }
         #expect(x.f.files(under: "regions/r2/partial").isEmpty)
         // Already terminal: one message, then the end.
@@ -80,8 +95,8 @@ func sha256(of url: URL) throws -> String {
     }
 
     @Test func checksumMismatchIsAFailureNeverCompleted() async throws {
-        let x = try ReplicationFixture(fastReplication(["r2": link(corrupt: 1)], maxAttempts: 1))
-        let image = try x.f.upload("galleries/g", "img", bytes: Array(repeating: 9, count: 300_000))
+        let x = try await ReplicationFixture(fastReplication(["r2": link(corrupt: 1)], maxAttempts: 1))
+        let image = try await x.f.upload("galleries/g", "img", bytes: Array(repeating: 9, count: 300_000))
         let last = try #require(try await x.watchAll(image.name).last)
         #expect(last.aggregatedState == .failed)
         let r2 = try #require(last.regions.first { $0.region == "r2" })
@@ -94,49 +109,64 @@ func sha256(of url: URL) throws -> String {
     }
 
     @Test func checksumMismatchRetriesFromScratch() async throws {
-        let x = try ReplicationFixture(fastReplication(["r2": link(corrupt: 1)], maxAttempts: 3, backoff: .milliseconds(400)))
-        let image = try x.f.upload("galleries/g", "img", bytes: Array(repeating: 5, count: 300_000))
-        let seen = try await x.watchAll(image.name)
-        #expect(seen.contains { $0.regions.contains { $0.region == "r2" && $0.state == .pending && ($0.error ?? "").contains("checksum mismatch") } })
-        let r2 = try #require(seen.last?.regions.first { $0.region == "r2" })
-        #expect(r2.state == .completed && r2.attempts == 2)
+        // A backoff far longer than the test: the failed attempt's PENDING state stays put until
+        // the test has seen it, then an engine with a short backoff takes over (as after a restart).
+        let x = try await ReplicationFixture(fastReplication(["r2": link(corrupt: 1)], maxAttempts: 3, backoff: .seconds(3600)))
+        let image = try await x.f.upload("galleries/g", "img", bytes: Array(repeating: 5, count: 300_000))
+        let w = try await x.engine.watch(image: image.name, caller: reader)
+        while let s = try await w.next() {
+            if s.regions.contains(where: { $0.region == "r2" && $0.state == .pending && ($0.error ?? "").contains("checksum mismatch") }) { break }
+        }
+        #expect(try await x.rows(image.name).first { $0.record.region == "r2" }?.record.error?.contains("checksum mismatch") == true,
+                "the failed attempt is persisted with its reason")
         await x.engine.stop()
+        let resumed = ReplicationEngine(service: x.f.service, configuration: fastReplication(["r2": link(corrupt: 1)], maxAttempts: 3))
+        try await startEngine(resumed)
+        let done = try await watchAll(resumed, image.name)
+        let r2 = try #require(done.last?.regions.first { $0.region == "r2" })
+        #expect(r2.state == .completed && r2.attempts == 2, "the second attempt started from scratch and verified")
+        await resumed.stop()
     }
 
     @Test func injectedFaultsRetryWithBackoffThenSucceed() async throws {
-        let x = try ReplicationFixture(fastReplication(["r3": link(fail: 2)], maxAttempts: 5, backoff: .milliseconds(300)))
-        let image = try x.f.upload("galleries/g", "img", bytes: Array(repeating: 1, count: 400_000))
-        let seen = try await x.watchAll(image.name)
-        #expect(seen.contains { $0.regions.contains { $0.region == "r3" && $0.state == .pending && ($0.error ?? "").contains("attempt 1 of 5 failed: connection to r3 reset") } })
-        let r3 = try #require(seen.last?.regions.first { $0.region == "r3" })
+        let x = try await ReplicationFixture(fastReplication(["r3": link(fail: 2)], maxAttempts: 5, backoff: .seconds(3600)))
+        let image = try await x.f.upload("galleries/g", "img", bytes: Array(repeating: 1, count: 400_000))
+        let w = try await x.engine.watch(image: image.name, caller: reader)
+        while let s = try await w.next() {
+            if s.regions.contains(where: { $0.region == "r3" && $0.state == .pending && ($0.error ?? "").contains("attempt 1 of 5 failed: connection to r3 reset") }) { break }
+        }
+        await x.engine.stop()
+        let resumed = ReplicationEngine(service: x.f.service, configuration: fastReplication(["r3": link(fail: 2)], maxAttempts: 5))
+        try await startEngine(resumed)
+        let r3 = try #require(try await watchAll(resumed, image.name).last?.regions.first { $0.region == "r3" })
         #expect(r3.state == .completed && r3.attempts == 3 && r3.error == nil)
         // Transfer errors keep the partial copy: the whole image was written about once, not three times.
-        #expect(x.engine.bytesCopied < 400_000 * 2 + 200_000)
-        await x.engine.stop()
+        #expect(x.engine.bytesCopied + resumed.bytesCopied < 400_000 * 2 + 200_000)
+        await resumed.stop()
     }
 
     @Test func unreachableRegionFailsAfterTheLimitAndRetryReplicationRequeues() async throws {
-        let x = try ReplicationFixture(fastReplication(["r2": link(unreachable: true)], maxAttempts: 3))
-        let image = try x.f.upload("galleries/g", "img", bytes: Array(repeating: 3, count: 100_000))
+        let x = try await ReplicationFixture(fastReplication(["r2": link(unreachable: true)], maxAttempts: 3))
+        let image = try await x.f.upload("galleries/g", "img", bytes: Array(repeating: 3, count: 100_000))
         let last = try #require(try await x.watchAll(image.name).last)
         let r2 = try #require(last.regions.first { $0.region == "r2" })
         #expect(last.aggregatedState == .failed && r2.state == .failed && r2.attempts == 3)
         #expect(r2.error?.contains("unreachable") == true)
 
-        expectError(.invalidArgument, field: "regions", contains: ["home region"]) { _ = try x.engine.retry(image: image.name, regions: ["r1"], caller: admin) }
-        expectError(.invalidArgument, field: "regions", contains: ["x1"]) { _ = try x.engine.retry(image: image.name, regions: ["x1"], caller: admin) }
-        expectError(.failedPrecondition, contains: ["r3", "COMPLETED", "not FAILED"]) { _ = try x.engine.retry(image: image.name, regions: ["r3"], caller: admin) }
-        expectError(.permissionDenied) { _ = try x.engine.retry(image: image.name, regions: [], caller: reader) }
+        await expectError(.invalidArgument, field: "regions", contains: ["home region"]) { _ = try await x.engine.retry(image: image.name, regions: ["r1"], caller: admin) }
+        await expectError(.invalidArgument, field: "regions", contains: ["x1"]) { _ = try await x.engine.retry(image: image.name, regions: ["x1"], caller: admin) }
+        await expectError(.failedPrecondition, contains: ["r3", "COMPLETED", "not FAILED"]) { _ = try await x.engine.retry(image: image.name, regions: ["r3"], caller: admin) }
+        await expectError(.permissionDenied) { _ = try await x.engine.retry(image: image.name, regions: [], caller: reader) }
 
         // The operator fixes the link (a restart with a new config), then retries every failed region.
         await x.engine.stop()
         let fixed = ReplicationEngine(service: x.f.service, configuration: fastReplication())
-        try fixed.start()
-        let queued = try fixed.retry(image: image.name, regions: [], caller: admin)
+        try await startEngine(fixed)
+        let queued = try await fixed.retry(image: image.name, regions: [], caller: admin)
         #expect(queued.regions.first { $0.region == "r2" }?.state == .pending)
         #expect(queued.regions.first { $0.region == "r2" }?.attempts == 0)
         #expect(queued.regions.first { $0.region == "r3" }?.state == .completed)
-        let w = try fixed.watch(image: image.name, caller: reader)
+        let w = try await fixed.watch(image: image.name, caller: reader)
         var final: ReplicationStatus?
         while let s = try await w.next() { final = s }
         #expect(final?.aggregatedState == .completed)
@@ -145,78 +175,76 @@ func sha256(of url: URL) throws -> String {
     }
 
     @Test func stopAndRestartResumesFromThePersistedOffset() async throws {
-        let x = try ReplicationFixture(fastReplication(bandwidth: 1 << 20, concurrency: 2))
+        let x = try await ReplicationFixture(fastReplication(bandwidth: 1 << 20, concurrency: 2))
         let bytes = (0..<1_500_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
-        let image = try x.f.upload("galleries/g", "img", bytes: bytes, chunk: 500_000)
+        let image = try await x.f.upload("galleries/g", "img", bytes: bytes, chunk: 500_000)
         // Wait until both jobs have persisted some progress, then stop (as a shutdown would).
-        for _ in 0..<200 {
-            if try x.rows(image.name).allSatisfy({ $0.record.bytesCopied >= 256 * 1024 }) { break }
-            try await Task.sleep(for: .milliseconds(20))
+        try await waitUntil("persisted progress of both jobs") {
+            try await x.rows(image.name).allSatisfy { $0.record.bytesCopied >= 256 * 1024 }
         }
         await x.engine.stop()
-        let before = try x.rows(image.name)
+        let before = try await x.rows(image.name)
         #expect(before.allSatisfy { $0.record.state == .replicating && $0.record.bytesCopied > 0 && $0.partialPath != nil })
         // Startup recovery keeps referenced partial replicas.
-        let report = try x.f.service.recoverFiles()
-        #expect(report.removedOrphanFiles.isEmpty)
+        let report = try await blocking { try x.f.service.recoverFiles() }
+        #expect(report.lostAndFound.isEmpty && report.removedBlobs.isEmpty)
         for row in before { #expect(FileManager.default.fileExists(atPath: x.f.dir.appendingPathComponent(row.partialPath!).path)) }
 
         let resumed = ReplicationEngine(service: x.f.service, configuration: fastReplication(concurrency: 2))
-        try resumed.start()
-        let w = try resumed.watch(image: image.name, caller: reader)
+        try await startEngine(resumed)
+        let w = try await resumed.watch(image: image.name, caller: reader)
         var final: ReplicationStatus?
         while let s = try await w.next() { final = s }
         #expect(final?.aggregatedState == .completed)
         let persisted = before.reduce(Int64(0)) { $0 + $1.record.bytesCopied }
         #expect(resumed.bytesCopied == 2 * 1_500_000 - persisted, "only the bytes after the persisted offsets were copied again")
-        for row in try x.rows(image.name) {
-            #expect(try sha256(of: x.f.dir.appendingPathComponent(try #require(row.blobPath))) == image.sha256)
+        for row in try await x.rows(image.name) {
+            #expect(try await sha256(of: x.f.dir.appendingPathComponent(try #require(row.blobPath))) == image.sha256)
             #expect(row.record.attempts == 1, "a resume is the same attempt")
         }
         await resumed.stop()
     }
 
     @Test func partialFileLongerOrShorterThanTheOffsetIsChecked() async throws {
-        let x = try ReplicationFixture(fastReplication(bandwidth: 1 << 20, concurrency: 1))
+        let x = try await ReplicationFixture(fastReplication(bandwidth: 1 << 20, concurrency: 1))
         let bytes = (0..<800_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
-        let image = try x.f.upload("galleries/g", "img", bytes: bytes, chunk: 400_000)
-        for _ in 0..<200 {
-            if try x.rows(image.name).contains(where: { $0.record.bytesCopied >= 128 * 1024 }) { break }
-            try await Task.sleep(for: .milliseconds(20))
+        let image = try await x.f.upload("galleries/g", "img", bytes: bytes, chunk: 400_000)
+        try await waitUntil("persisted progress") {
+            try await x.rows(image.name).contains { $0.record.bytesCopied >= 128 * 1024 }
         }
         await x.engine.stop()
-        let row = try #require(try x.rows(image.name).first { $0.partialPath != nil && $0.record.bytesCopied > 0 })
+        let row = try #require(try await x.rows(image.name).first { $0.partialPath != nil && $0.record.bytesCopied > 0 })
         // Bytes beyond the persisted offset (written after the last fsync) are garbage to the job.
         let handle = try FileHandle(forWritingTo: x.f.dir.appendingPathComponent(row.partialPath!))
         try handle.seekToEnd()
         try handle.write(contentsOf: Data(repeating: 0xEE, count: 70_000))
         try handle.close()
         let resumed = ReplicationEngine(service: x.f.service, configuration: fastReplication())
-        try resumed.start()
-        let w = try resumed.watch(image: image.name, caller: reader)
+        try await startEngine(resumed)
+        let w = try await resumed.watch(image: image.name, caller: reader)
         var final: ReplicationStatus?
         while let s = try await w.next() { final = s }
         #expect(final?.aggregatedState == .completed)
-        for r in try x.rows(image.name) {
-            #expect(try sha256(of: x.f.dir.appendingPathComponent(try #require(r.blobPath))) == image.sha256)
+        for r in try await x.rows(image.name) {
+            #expect(try await sha256(of: x.f.dir.appendingPathComponent(try #require(r.blobPath))) == image.sha256)
         }
         await resumed.stop()
     }
 
     @Test func crashAroundTheRenameNeverCopiesAgain() async throws {
         // Engine not started: the rows stay PENDING while the test lays out the two crash states.
-        let x = try ReplicationFixture(fastReplication(), start: false)
+        let x = try await ReplicationFixture(fastReplication(), start: false)
         let bytes = (0..<700_000).map { UInt8(truncatingIfNeeded: $0 &* 11 &+ 5) }
-        let image = try x.f.upload("galleries/g", "img", bytes: bytes, chunk: 350_000)
+        let image = try await x.f.upload("galleries/g", "img", bytes: bytes, chunk: 350_000)
         let name = try ImageName(parsing: image.name, field: "image")
         let layout = x.f.service.layout
-        let home = try #require(try x.f.service.storage.read { try $0.image(name) })
-        var rows = try x.rows(image.name)
+        let home = try #require(try await blocking { try x.f.service.storage.read { try $0.image(name) } })
+        var rows = try await x.rows(image.name)
         #expect(rows.map(\.record.region) == ["r2", "r3"])
         for i in rows.indices {
             let region = rows[i].record.region
             let partial = layout.newReplicaPartialPath(region: region, image: name)
-            let blob = layout.newReplicaBlobPath(region: region, image: name)
+            let blob = layout.newBlobPath(region: region, sha256: image.sha256)
             // r2: died after the rename (the replica sits under its final name);
             // r3: died after recording the final name, before the rename (a complete partial file).
             let file = layout.url(region == "r2" ? blob : partial)
@@ -229,44 +257,50 @@ func sha256(of url: URL) throws -> String {
             rows[i].record.bytesCopied = Int64(bytes.count)
             rows[i].record.bytesTotal = Int64(bytes.count)
             let row = rows[i]
-            _ = try x.f.service.storage.write { try $0.updateReplication(row) }
+            // What the job records before its rename: the blob (`writing`) and its name in the row.
+            try await blocking {
+                try x.f.service.storage.write { tx in
+                    try tx.insertBlob(BlobRecord(path: blob, region: region, sha256: image.sha256, sizeBytes: Int64(bytes.count), state: .writing))
+                    _ = try tx.updateReplication(row)
+                }
+            }
         }
-        #expect(try x.f.service.recoverFiles().removedOrphanFiles.isEmpty, "both files are referenced by their rows")
+        let report = try await blocking { try x.f.service.recoverFiles() }
+        #expect(report.lostAndFound.isEmpty && report.removedBlobs.isEmpty, "both files are referenced by their rows")
 
-        try x.engine.start()
+        try await startEngine(x.engine)
         let final = try #require(try await x.watchAll(image.name).last)
         #expect(final.aggregatedState == .completed)
         #expect(x.engine.bytesCopied == 0, "neither region was copied again")
-        for (before, after) in zip(rows, try x.rows(image.name)) {
+        for (before, after) in zip(rows, try await x.rows(image.name)) {
             #expect(after.blobPath == before.blobPath && after.partialPath == nil && after.record.attempts == 1)
-            #expect(try sha256(of: layout.url(try #require(after.blobPath))) == image.sha256)
+            #expect(try await sha256(of: layout.url(try #require(after.blobPath))) == image.sha256)
         }
         await x.engine.stop()
     }
 
     @Test func deleteImageCancelsJobsAndRemovesReplicas() async throws {
-        let x = try ReplicationFixture(fastReplication(bandwidth: 256 * 1024))
-        let image = try x.f.upload("galleries/g", "img", bytes: Array(repeating: 4, count: 1_000_000))
-        let w = try x.engine.watch(image: image.name, caller: reader)
+        let x = try await ReplicationFixture(fastReplication(bandwidth: 256 * 1024))
+        let image = try await x.f.upload("galleries/g", "img", bytes: Array(repeating: 4, count: 1_000_000))
+        let w = try await x.engine.watch(image: image.name, caller: reader)
         _ = try await w.next()
-        for _ in 0..<100 where x.engine.runningJobs < 2 { try await Task.sleep(for: .milliseconds(10)) }
-        try x.f.service.deleteImage(name: image.name, caller: admin)
+        try await waitUntil("both jobs running") { x.engine.runningJobs == 2 }
+        try await x.f.service.deleteImage(name: image.name, caller: admin)
         var ended: (any Error)?
         do { while try await w.next() != nil {} } catch { ended = error }
         #expect((ended as? LabGalleryError)?.code == .notFound)
-        for _ in 0..<100 where x.engine.runningJobs > 0 { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(x.engine.runningJobs == 0)
+        try await waitUntil("the jobs to stop") { x.engine.runningJobs == 0 }
         #expect(x.f.files(under: "regions/r2").isEmpty && x.f.files(under: "regions/r3").isEmpty)
         await x.engine.stop()
     }
 
     @Test func slowWatcherIsCoalescedButSeesTheTerminalState() async throws {
-        let x = try ReplicationFixture(fastReplication(bandwidth: 2 << 20))
-        let image = try x.f.upload("galleries/g", "img", bytes: Array(repeating: 8, count: 600_000))
-        let slow = try x.engine.watch(image: image.name, caller: reader)
+        let x = try await ReplicationFixture(fastReplication(bandwidth: 2 << 20))
+        let image = try await x.f.upload("galleries/g", "img", bytes: Array(repeating: 8, count: 600_000))
+        let slow = try await x.engine.watch(image: image.name, caller: reader)
         // Never read while the copy runs: the mailbox holds at most the latest status.
         var maxPending = 0
-        while try x.engine.runningJobs > 0 || x.rows(image.name).contains(where: { $0.record.state != .completed }) {
+        while try await x.rows(image.name).contains(where: { $0.record.state != .completed }) || x.engine.runningJobs > 0 {
             maxPending = max(maxPending, slow.pendingCount)
             try await Task.sleep(for: .milliseconds(5))
         }
@@ -278,7 +312,7 @@ func sha256(of url: URL) throws -> String {
         await x.engine.stop()
     }
 
-    @Test func terminalStateIsNeverCoalescedAway() {
+    @Test func terminalStateIsNeverCoalescedAway() async {
         let m = WatchMailbox()
         let r = { (s: ReplicationState) in ReplicationStatus(image: "galleries/g/images/i", regions: [RegionReplication(region: "r2", state: s, bytesCopied: 0, bytesTotal: 1, error: nil, attempts: 1)]) }
         _ = m.post(r(.replicating))
@@ -289,9 +323,9 @@ func sha256(of url: URL) throws -> String {
     }
 
     @Test func watchEndsOnCancellationAndOnShutdown() async throws {
-        let x = try ReplicationFixture(fastReplication(bandwidth: 64 * 1024))
-        let image = try x.f.upload("galleries/g", "img", bytes: Array(repeating: 2, count: 500_000))
-        let w = try x.engine.watch(image: image.name, caller: reader)
+        let x = try await ReplicationFixture(fastReplication(bandwidth: 64 * 1024))
+        let image = try await x.f.upload("galleries/g", "img", bytes: Array(repeating: 2, count: 500_000))
+        let w = try await x.engine.watch(image: image.name, caller: reader)
         let task = Task { () -> (any Error)? in
             do { while try await w.next() != nil {} } catch { return error }
             return nil
@@ -300,55 +334,53 @@ func sha256(of url: URL) throws -> String {
         task.cancel()
         #expect(await task.value is CancellationError)
 
-        let g = try x.engine.watchGallery(gallery: "galleries/g", caller: reader)
+        let g = try await x.engine.watchGallery(gallery: "galleries/g", caller: reader)
         #expect(try await g.next()?.image == image.name)
         x.engine.closeWatchers()
         await #expect(throws: ReplicationWatchError.shutdown) { while try await g.next() != nil {} }
-        #expect(throws: ReplicationWatchError.shutdown) { () throws -> Void in
-            _ = try x.engine.watch(image: image.name, caller: reader)
-            throw ReplicationWatchError.shutdown
-        }
+        let late = try await x.engine.watch(image: image.name, caller: reader)
+        await #expect(throws: ReplicationWatchError.shutdown, "a watch opened after the close ends at once") { _ = try await late.next() }
         await x.engine.stop()
     }
 
     @Test func galleryWatchSendsEveryImageThenChanges() async throws {
-        let x = try ReplicationFixture(fastReplication())
-        let a = try x.f.upload("galleries/g", "a", bytes: Array(repeating: 1, count: 1000))
-        let w = try x.engine.watchGallery(gallery: "galleries/g", caller: reader)
+        let x = try await ReplicationFixture(fastReplication())
+        let a = try await x.f.upload("galleries/g", "a", bytes: Array(repeating: 1, count: 1000))
+        let w = try await x.engine.watchGallery(gallery: "galleries/g", caller: reader)
         #expect(try await w.next()?.image == a.name)
-        let b = try x.f.upload("galleries/g", "b", bytes: Array(repeating: 2, count: 1000))
+        let b = try await x.f.upload("galleries/g", "b", bytes: Array(repeating: 2, count: 1000))
         var sawB = false
         while let s = try await w.next() {
             if s.image == b.name && s.aggregatedState == .completed { sawB = true; break }
         }
         #expect(sawB)
-        expectError(.notFound) { _ = try x.engine.watchGallery(gallery: "galleries/none", caller: reader) }
-        expectError(.invalidArgument, field: "gallery") { _ = try x.engine.watchGallery(gallery: "nope", caller: reader) }
+        await expectError(.notFound) { _ = try await x.engine.watchGallery(gallery: "galleries/none", caller: reader) }
+        await expectError(.invalidArgument, field: "gallery") { _ = try await x.engine.watchGallery(gallery: "nope", caller: reader) }
         await x.engine.stop()
     }
 
     @Test func createLabNeedsTheImageInTheAccountsRegion() async throws {
-        let x = try ReplicationFixture(fastReplication(["r3": link(unreachable: true)], bandwidth: 256 * 1024, maxAttempts: 1))
-        try x.f.account("far", region: "r2", gallery: .attach(gallery: "galleries/g"))
-        try x.f.account("failing", region: "r3", gallery: .attach(gallery: "galleries/g"))
-        try x.f.account("home", region: "r1", gallery: .attach(gallery: "galleries/g"))
-        try x.f.account("other", region: "x1", gallery: .attach(gallery: "galleries/g"))
-        let image = try x.f.upload("galleries/g", "img", bytes: Array(repeating: 6, count: 400_000))
-        func create(_ account: String) throws {
-            _ = try x.f.service.createLab(labAccount: "labAccounts/\(account)", labID: "lab", displayName: "L", templateImage: image.name, caller: educator)
+        let x = try await ReplicationFixture(fastReplication(["r3": link(unreachable: true)], bandwidth: 256 * 1024, maxAttempts: 1))
+        try await x.f.account("far", region: "r2", gallery: .attach(gallery: "galleries/g"))
+        try await x.f.account("failing", region: "r3", gallery: .attach(gallery: "galleries/g"))
+        try await x.f.account("home", region: "r1", gallery: .attach(gallery: "galleries/g"))
+        try await x.f.account("other", region: "x1", gallery: .attach(gallery: "galleries/g"))
+        let image = try await x.f.upload("galleries/g", "img", bytes: Array(repeating: 6, count: 400_000))
+        func create(_ account: String) async throws {
+            _ = try await x.f.service.createLab(labAccount: "labAccounts/\(account)", labID: "lab", displayName: "L", templateImage: image.name, caller: educator)
         }
-        try create("home")
-        expectError(.failedPrecondition, contains: ["r2", "in progress", "WatchReplication"]) { try create("far") }
-        expectError(.failedPrecondition, contains: ["x1", "another geography"]) { try create("other") }
+        try await create("home")
+        await expectError(.failedPrecondition, contains: ["r2", "in progress", "WatchReplication"]) { try await create("far") }
+        await expectError(.failedPrecondition, contains: ["x1", "another geography"]) { try await create("other") }
         _ = try await x.watchAll(image.name)
-        try create("far")
-        expectError(.failedPrecondition, contains: ["r3", "failed", "RetryReplication"]) { try create("failing") }
+        try await create("far")
+        await expectError(.failedPrecondition, contains: ["r3", "failed", "RetryReplication"]) { try await create("failing") }
         await x.engine.stop()
     }
 }
 
 @Suite struct CostTests {
-    @Test func moneyIsExactDecimal() throws {
+    @Test func moneyIsExactDecimal() async throws {
         #expect(Money("1.54")?.description == "1.54")
         #expect(Money("0.048125")?.description == "0.048125")
         #expect(Money("3")?.description == "3.00")
@@ -357,7 +389,7 @@ func sha256(of url: URL) throws -> String {
         #expect(Money("0.048125")!.perGiB(times: 32 << 30).description == "1.54")
     }
 
-    @Test func adminGuideExampleTwoVersionsInEightUSRegions() {
+    @Test func adminGuideExampleTwoVersionsInEightUSRegions() async {
         // 1 image × 2 versions × 8 US regions × $1.54 (32 GB standard HDD) = $24.64 per month.
         let size: Int64 = 32 << 30
         let targets = ["eastus2", "westus", "westus2", "westus3", "centralus", "southcentralus", "northcentralus"]
@@ -374,7 +406,7 @@ func sha256(of url: URL) throws -> String {
         #expect(cost.oneTimeReplicationEgress.description == "8.96", "14 replicas × 32 GiB × $0.02")
     }
 
-    @Test func onlyStoredReplicasAreBilledAndPricesComeFromTheSheet() throws {
+    @Test func onlyStoredReplicasAreBilledAndPricesComeFromTheSheet() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("prices-\(UUID().uuidString).json")
         try Data(#"{"currency": "EUR", "storagePerGiBMonth": "0.10", "egressPerGiB": "0.01", "regions": {"r2": "0.20"}}"#.utf8).write(to: dir)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -392,21 +424,21 @@ func sha256(of url: URL) throws -> String {
         #expect(cost.oneTimeReplicationEgress.description == "0.005")
         #expect(cost.currency == "EUR")
         try Data(#"{"storagePerGiBMonth": 0.1}"#.utf8).write(to: dir)
-        expectError(.invalidArgument, field: "price_sheet") { _ = try PriceSheet(contentsOf: dir) }
+        await expectError(.invalidArgument, field: "price_sheet") { _ = try PriceSheet(contentsOf: dir) }
     }
 
     @Test func galleryCostUseCase() async throws {
-        let x = try ReplicationFixture(fastReplication())
-        let image = try x.f.upload("galleries/g", "img", bytes: Array(repeating: 1, count: 1 << 20))
+        let x = try await ReplicationFixture(fastReplication())
+        let image = try await x.f.upload("galleries/g", "img", bytes: Array(repeating: 1, count: 1 << 20))
         _ = try await x.watchAll(image.name)
-        let cost = try x.f.service.galleryCost(gallery: "galleries/g", sheet: .default, caller: reader)
+        let cost = try await x.f.service.galleryCost(gallery: "galleries/g", sheet: .default, caller: reader)
         #expect(cost.lines.map(\.region) == ["r1", "r2", "r3"])
         #expect(cost.lines.allSatisfy { $0.sizeBytes == 1 << 20 && $0.monthlyCost == Money("0.048125")!.perGiB(times: 1 << 20) })
-        expectError(.notFound) { _ = try x.f.service.galleryCost(gallery: "galleries/none", sheet: .default, caller: reader) }
+        await expectError(.notFound) { _ = try await x.f.service.galleryCost(gallery: "galleries/none", sheet: .default, caller: reader) }
         await x.engine.stop()
     }
 
-    @Test func replicationConfigFile() throws {
+    @Test func replicationConfigFile() async throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("repl-\(UUID().uuidString).json")
         defer { try? FileManager.default.removeItem(at: url) }
         try Data(#"{"concurrency": 2, "wan": "on", "defaultLink": {"bandwidthMiBps": 10, "latencyMs": 5}, "regions": {"r2": {"failFirstAttempts": 2, "bandwidthMiBps": 0}}}"#.utf8).write(to: url)
@@ -419,6 +451,6 @@ func sha256(of url: URL) throws -> String {
         #expect(ReplicationConfiguration(backoffInitial: .seconds(1), backoffMax: .seconds(5)).backoff(afterAttempt: 3) == .seconds(4))
         #expect(ReplicationConfiguration(backoffInitial: .seconds(1), backoffMax: .seconds(5)).backoff(afterAttempt: 9) == .seconds(5))
         try Data(#"{"concurrency": 0}"#.utf8).write(to: url)
-        expectError(.invalidArgument, field: "replication_config") { _ = try ReplicationConfiguration(contentsOf: url) }
+        await expectError(.invalidArgument, field: "replication_config") { _ = try ReplicationConfiguration(contentsOf: url) }
     }
 }

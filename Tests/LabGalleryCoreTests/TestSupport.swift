@@ -11,34 +11,37 @@ final class Fixture: Sendable {
     let dir: URL
     let service: LabGalleryService
 
-    init(_ configuration: LabGalleryConfiguration = .init()) throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("lgcore-\(UUID().uuidString)")
-        service = try LabGalleryService.open(dataDirectory: dir, configuration: configuration)
+    init(_ configuration: LabGalleryConfiguration = .init()) async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lgcore-\(UUID().uuidString)")
+        self.dir = dir
+        service = try await BlockingExecutor.shared.run { () throws(LabGalleryError) in
+            try LabGalleryService.open(dataDirectory: dir, configuration: configuration)
+        }
     }
 
     deinit { try? FileManager.default.removeItem(at: dir) }
 
     @discardableResult
-    func gallery(_ id: String, region: String = "eastus") throws -> Gallery {
-        try service.createGallery(id: id, displayName: id.uppercased(), region: region, caller: admin)
+    func gallery(_ id: String, region: String = "eastus") async throws -> Gallery {
+        try await service.createGallery(id: id, displayName: id.uppercased(), region: region, caller: admin)
     }
 
     @discardableResult
-    func account(_ id: String, region: String = "eastus", gallery: LabAccountGallerySetup = .none) throws -> LabAccount {
-        try service.createLabAccount(id: id, displayName: id, region: region, gallery: gallery, caller: admin)
+    func account(_ id: String, region: String = "eastus", gallery: LabAccountGallerySetup = .none) async throws -> LabAccount {
+        try await service.createLabAccount(id: id, displayName: id, region: region, gallery: gallery, caller: admin)
     }
 
     @discardableResult
     func upload(_ gallery: String, _ id: String, bytes: [UInt8] = Array(repeating: 7, count: 1000),
-                osType: OSType = .linux, osState: OSState = .generalized, sha256: String? = nil, chunk: Int = 300) throws -> Image {
-        let up = try service.beginUpload(ImageUploadHeader(gallery: gallery, imageID: id, displayName: "Image \(id)",
+                osType: OSType = .linux, osState: OSState = .generalized, sha256: String? = nil, chunk: Int = 300) async throws -> Image {
+        let up = try await service.beginUpload(ImageUploadHeader(gallery: gallery, imageID: id, displayName: "Image \(id)",
                                                            osType: osType, osState: osState, sha256: sha256), caller: admin)
         var i = 0
         while i < bytes.count {
-            try up.append(bytes[i..<min(i + chunk, bytes.count)])
+            try await up.append(bytes[i..<min(i + chunk, bytes.count)])
             i += chunk
         }
-        return try up.finish()
+        return try await up.finish()
     }
 
     /// Regular files under `<data-dir>/<relative>`, relative to the data dir, sorted.
@@ -46,9 +49,9 @@ final class Fixture: Sendable {
         FileOps.files(under: dir.appendingPathComponent(relative), relativeTo: dir).sorted()
     }
 
-    func blobPath(_ image: String) throws -> URL {
+    func blobPath(_ image: String) async throws -> URL {
         let n = try ImageName(parsing: image, field: "name")
-        let stored = try service.storage.read { try $0.image(n) }
+        let stored = try await service.blocking { () throws(LabGalleryError) in try service.read { try $0.image(n) } }
         return dir.appendingPathComponent(try #require(stored).blobPath)
     }
 }
@@ -56,9 +59,9 @@ final class Fixture: Sendable {
 /// Runs `body`, expecting a `LabGalleryError` with `code` (and the given field / resource / message fragment).
 @discardableResult
 func expectError(_ code: LabGalleryError.Code, field: String? = nil, resource: String? = nil, contains fragments: [String] = [],
-                 sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) -> LabGalleryError? {
+                 sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> Void) async -> LabGalleryError? {
     do {
-        try body()
+        try await body()
         Issue.record("expected \(code), but the call succeeded", sourceLocation: sourceLocation)
         return nil
     } catch let e as LabGalleryError {
@@ -85,3 +88,22 @@ func expectError(_ code: LabGalleryError.Code, field: String? = nil, resource: S
 let millionASHA256 = "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
 /// SHA-256 of "abc".
 let abcSHA256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+/// Waits until `condition` holds, checking every few milliseconds. The time-out only catches a
+/// hang (the event never comes); it is not a performance bound.
+func waitUntil(_ what: String, timeout: Duration = .seconds(120), sourceLocation: SourceLocation = #_sourceLocation,
+               _ condition: () async throws -> Bool) async throws {
+    let end = ContinuousClock.now + timeout
+    while try await !condition() {
+        guard ContinuousClock.now < end else {
+            Issue.record("timed out waiting for \(what)", sourceLocation: sourceLocation)
+            throw CancellationError()
+        }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+}
+
+/// Runs blocking test set-up (engine start, direct storage access, file checks) off the cooperative pool.
+func blocking<T>(_ body: () throws -> T) async throws -> T {
+    try await BlockingExecutor.shared.run(body)
+}

@@ -19,10 +19,10 @@ import Testing
             await expectRPC(.unauthenticated, "malformed") { _ = try await s.connect(token: "not-a-token").galleries.listGalleries(.init()) }
             // The scheme is case-insensitive.
             _ = try await s.connect(authorization: "bearer \(s.adminToken)").galleries.listGalleries(.init())
-            let created = try s.server.core.createToken(principal: "temp", role: .admin)
+            let created = try await s.server.core.createToken(principal: "temp", role: .admin)
             let temp = try s.connect(token: created.plaintext)
             _ = try await temp.galleries.listGalleries(.init())
-            try s.server.core.revokeToken(id: created.info.id)
+            try await s.server.core.revokeToken(id: created.info.id)
             await expectRPC(.unauthenticated, "revoked") { _ = try await temp.galleries.listGalleries(.init()) }
         }
     }
@@ -39,8 +39,8 @@ import Testing
         try await withServer { s in
             let admin = try s.admin()
             try await admin.standardSetup()
-            let reader = try s.connect(as: "rita", role: .reader)
-            let educator = try s.connect(as: "eddie", role: .educator)
+            let reader = try await s.connect(as: "rita", role: .reader)
+            let educator = try await s.connect(as: "eddie", role: .educator)
             // Readers read.
             #expect(try await reader.galleries.listGalleries(.init()).galleries.map(\.name) == ["galleries/g"])
             #expect(try await reader.images.getImage(.init(name: "galleries/g/images/img")).name == "galleries/g/images/img")

@@ -234,7 +234,7 @@ import Testing
             let c = try s.admin()
             let bytes = testBytes(70_000)
             try await c.standardSetup(image: bytes)
-            let educator = try s.connect(as: "eddie", role: .educator)
+            let educator = try await s.connect(as: "eddie", role: .educator)
             _ = try await educator.labs.createLab(.init(labAccount: "labAccounts/a", labId: "lab1",
                                                         lab: .init(displayName: "Lab 1", templateImage: "galleries/g/images/img")))
             let saved = try await educator.images.saveLabTemplateImage(.init(lab: "labAccounts/a/labs/lab1", imageId: "saved", displayName: "Saved"))

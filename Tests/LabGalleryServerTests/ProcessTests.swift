@@ -107,19 +107,23 @@ import Testing
         c.rpc.close()
         #expect(try server.stop(signal: SIGTERM) == 0)
 
-        // The database is intact, and no orphan or temp file is left (the restart's recovery ran).
-        let core = try LabGalleryService.open(dataDirectory: dir.url)
-        let sqlite = try #require(core.storage as? SQLiteStorage)
-        #expect(try sqlite.integrityCheck() == "ok")
-        let stored = try core.storage.read { tx in try tx.images(in: GalleryName(id: "base"), after: nil, limit: nil) }
-        #expect(stored.count >= images.count)
-        let blobs = TempDirectory.files(under: dir.url.appendingPathComponent("regions/eastus/blobs"))
-        #expect(blobs.count == stored.count, "one blob per stored image, no orphans")
-        #expect(Set(stored.map { String($0.blobPath.split(separator: "/").last!) }) == Set(blobs.map { String($0.split(separator: "/").last!) }))
-        #expect(TempDirectory.files(under: dir.url.appendingPathComponent("regions/eastus/tmp")).isEmpty)
-        let report = try core.recoverFiles()
-        #expect(report.removedTempFiles.isEmpty && report.removedOrphanFiles.isEmpty)
-        try sqlite.pool.close()
+        // The database is intact, and no unreferenced blob, unknown or temp file is left (the
+        // restart's recovery ran).
+        try await BlockingExecutor.shared.run {
+            let core = try LabGalleryService.open(dataDirectory: dir.url)
+            let sqlite = try #require(core.storage as? SQLiteStorage)
+            #expect(try sqlite.integrityCheck() == "ok")
+            let stored = try core.storage.read { tx in try tx.images(in: GalleryName(id: "base"), after: nil, limit: nil) }
+            #expect(stored.count >= images.count)
+            let blobs = TempDirectory.files(under: dir.url.appendingPathComponent("regions/eastus/blobs"))
+            #expect(Set(stored.map { String($0.blobPath.split(separator: "/").last!) }) == Set(blobs.map { String($0.split(separator: "/").last!) }),
+                    "every blob is referenced and every referenced blob exists")
+            #expect(TempDirectory.files(under: dir.url.appendingPathComponent("regions/eastus/tmp")).isEmpty)
+            let report = try core.recoverFiles()
+            #expect(report.removedTempFiles.isEmpty && report.removedBlobs.isEmpty && report.lostAndFound.isEmpty)
+            #expect(try core.fsck().isClean)
+            try sqlite.pool.close()
+        }
     }
 }
 

@@ -22,13 +22,13 @@ final class ReplicationServer {
     let token: String
     private var rpcs: [RPCClient] = []
 
-    init(_ replication: ReplicationConfiguration) throws {
+    init(_ replication: ReplicationConfiguration) async throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("lgs-repl-\(UUID().uuidString)")
         let catalog = try writeTestCatalog(in: dir.appendingPathExtension("conf"))
-        server = try GalleryServer(configuration: ServerConfiguration(
+        server = try await GalleryServer(configuration: ServerConfiguration(
             host: "127.0.0.1", port: 0, dataDirectory: dir, regionsFile: catalog, shutdownGracePeriod: .seconds(1),
             replication: replication))
-        port = try server.start()
+        port = try await server.start()
         token = try String(contentsOf: dir.appendingPathComponent("admin.token"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
@@ -54,7 +54,7 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
 
 @Suite(.serialized) struct ReplicationServiceTests {
     @Test func watchReplicationFirstMessageChangesThenEndsOK() async throws {
-        let s = try ReplicationServer(quickReplication(bandwidth: 1 << 20))
+        let s = try await ReplicationServer(quickReplication(bandwidth: 1 << 20))
         let c = try s.admin()
         try await c.createGallery("g", region: "r1")
         let image = try await c.upload(gallery: "galleries/g", id: "img", bytes: testBytes(400_000))
@@ -85,7 +85,7 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
     }
 
     @Test func retryReplicationOverRPC() async throws {
-        let s = try ReplicationServer(quickReplication(regions: ["r2": RegionLink(bandwidthBytesPerSecond: nil, latencyMilliseconds: 0, unreachable: true)], maxAttempts: 2))
+        let s = try await ReplicationServer(quickReplication(regions: ["r2": RegionLink(bandwidthBytesPerSecond: nil, latencyMilliseconds: 0, unreachable: true)], maxAttempts: 2))
         let c = try s.admin()
         try await c.createGallery("g", region: "r1")
         let image = try await c.upload(gallery: "galleries/g", id: "img", bytes: testBytes(100_000))
@@ -102,7 +102,7 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
     }
 
     @Test func watchesHonourDeadlinesAndEndUnavailableOnShutdown() async throws {
-        let s = try ReplicationServer(quickReplication(bandwidth: 32 * 1024))
+        let s = try await ReplicationServer(quickReplication(bandwidth: 32 * 1024))
         let c = try s.admin()
         try await c.createGallery("g", region: "r1")
         let image = try await c.upload(gallery: "galleries/g", id: "img", bytes: testBytes(1_000_000))
@@ -122,7 +122,7 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
     }
 
     @Test func createLabWaitsForTheReplicaInTheAccountsRegion() async throws {
-        let s = try ReplicationServer(quickReplication(bandwidth: 256 * 1024))
+        let s = try await ReplicationServer(quickReplication(bandwidth: 256 * 1024))
         let c = try s.admin()
         try await c.createGallery("g", region: "r1")
         try await c.createLabAccount("a", region: "r2", gallery: .attachGallery("galleries/g"))

@@ -34,13 +34,13 @@ final class TestServer {
     let adminToken: String
     private var clients: [RPCClient] = []
 
-    init(templateImages: TemplateImagePolicy = .any, regionsFile: URL? = nil, maxMessageSize: Int = 4 << 20) throws {
+    init(templateImages: TemplateImagePolicy = .any, regionsFile: URL? = nil, maxMessageSize: Int = 4 << 20) async throws {
         dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("lgs-\(UUID().uuidString)")
-        server = try GalleryServer(
+        server = try await GalleryServer(
             configuration: ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: dataDir,
                                                maxReceiveMessageSize: maxMessageSize, templateImages: templateImages,
                                                regionsFile: regionsFile, shutdownGracePeriod: .seconds(1)))
-        port = try server.start()
+        port = try await server.start()
         adminToken = try String(contentsOf: dataDir.appendingPathComponent("admin.token"), encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -62,8 +62,8 @@ final class TestServer {
     func admin() throws -> Clients { try connect(token: adminToken) }
 
     /// Clients with a new token of `role`.
-    func connect(as principal: String, role: Role) throws -> Clients {
-        try connect(token: try server.core.createToken(principal: principal, role: role).plaintext)
+    func connect(as principal: String, role: Role) async throws -> Clients {
+        try connect(token: try await server.core.createToken(principal: principal, role: role).plaintext)
     }
 
     /// Files (relative paths) under `relative` in the data directory.
@@ -86,7 +86,7 @@ final class TestServer {
 /// Runs `body` against a fresh server, stopping it afterwards even when `body` throws.
 func withServer(templateImages: TemplateImagePolicy = .any, regionsFile: URL? = nil, maxMessageSize: Int = 4 << 20,
                 _ body: (TestServer) async throws -> Void) async throws {
-    let server = try TestServer(templateImages: templateImages, regionsFile: regionsFile, maxMessageSize: maxMessageSize)
+    let server = try await TestServer(templateImages: templateImages, regionsFile: regionsFile, maxMessageSize: maxMessageSize)
     do {
         try await body(server)
     } catch {

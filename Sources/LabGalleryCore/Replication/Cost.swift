@@ -139,13 +139,19 @@ public struct GalleryCost: Hashable, Sendable {
     public var monthlyTotal: Money
     /// One-time egress of copying the COMPLETED replicas out of the home region.
     public var oneTimeReplicationEgress: Money
+    /// Bytes billed: the sum of the lines' sizes.
+    public var billedBytes: Int64 { lines.reduce(0) { $0 + $1.sizeBytes } }
+    /// Bytes physically stored for these images: each distinct blob once (identical bytes in a
+    /// region are stored once, shared by images, replicas and lab templates).
+    public var storedBytes: Int64
 
     /// Prices `images` (each with its replication records) with `sheet`.
     ///
     /// A replica is billed once it exists: the home copy always, another region once its replication is
     /// COMPLETED (a pending, running or failed copy stores nothing billable yet). The egress covers the
     /// same completed replicas, each copied once from the home region.
-    public static func compute(gallery: String, images: [(Image, [RegionReplication])], sheet: PriceSheet) -> GalleryCost {
+    public static func compute(gallery: String, images: [(Image, [RegionReplication])], sheet: PriceSheet,
+                               storedBytes: Int64 = 0) -> GalleryCost {
         var lines: [CostLine] = []
         var egress = Money.zero
         for (image, replicas) in images.sorted(by: { $0.0.name < $1.0.name }) {
@@ -160,22 +166,31 @@ public struct GalleryCost: Hashable, Sendable {
             }
         }
         let total = lines.reduce(Money.zero) { $0 + $1.monthlyCost }
-        return GalleryCost(gallery: gallery, currency: sheet.currency, lines: lines, monthlyTotal: total, oneTimeReplicationEgress: egress)
+        return GalleryCost(gallery: gallery, currency: sheet.currency, lines: lines, monthlyTotal: total,
+                           oneTimeReplicationEgress: egress, storedBytes: storedBytes)
     }
 }
 
 extension LabGalleryService {
     /// GetGalleryCost (reader): the gallery's monthly storage cost priced with `sheet`
     /// (see ``GalleryCost/compute(gallery:images:sheet:)``). Field: `gallery`.
-    public func galleryCost(gallery: String, sheet: PriceSheet, caller: Principal) throws(LabGalleryError) -> GalleryCost {
-        try require(.reader, for: caller)
-        let g = try GalleryName(parsing: gallery, field: "gallery")
-        let images = try read { tx in
-            _ = try requireGallery(g, tx)
-            return try tx.images(in: g, after: nil, limit: nil).map { stored in
-                (stored.image, try tx.replications(of: try ImageName(parsing: stored.image.name, field: "name")))
+    public func galleryCost(gallery: String, sheet: PriceSheet, caller: Principal) async throws(LabGalleryError) -> GalleryCost {
+        try await blocking { () throws(LabGalleryError) in
+            try require(.reader, for: caller)
+            let g = try GalleryName(parsing: gallery, field: "gallery")
+            let (images, stored) = try read { tx in
+                _ = try requireGallery(g, tx)
+                var blobs: Set<String> = []
+                let images = try tx.images(in: g, after: nil, limit: nil).map { stored in
+                    let rows = try tx.replicationRows(of: try ImageName(parsing: stored.image.name, field: "name"))
+                    blobs.insert(stored.blobPath)
+                    for r in rows where r.record.state == .completed { if let b = r.blobPath { blobs.insert(b) } }
+                    return (stored.image, rows.map(\.record))
+                }
+                let sizes = try blobs.map { path in try tx.blob(path)?.sizeBytes ?? 0 }
+                return (images, sizes.reduce(0, +))
             }
+            return GalleryCost.compute(gallery: g.description, images: images, sheet: sheet, storedBytes: stored)
         }
-        return GalleryCost.compute(gallery: g.description, images: images, sheet: sheet)
     }
 }

@@ -16,14 +16,20 @@ import Darwin
 /// - One job per (image, target region): PENDING → REPLICATING → COMPLETED, or FAILED after
 ///   ``ReplicationConfiguration/maxAttempts`` attempts (capped exponential backoff in between; while
 ///   waiting the job is PENDING with the last error). ``retry(image:regions:caller:)`` starts over.
+///   A failed database write is a failed attempt like any other (its reason recorded), never a
+///   reason to delete what was copied.
+/// - A region that already holds a blob with the image's bytes completes at once, sharing it.
 /// - A job writes `regions/<r>/partial/…part`; a background thread fsyncs it and persists its offset every
 ///   ``ReplicationConfiguration/persistEvery`` bytes (data first, then the row, so the persisted
 ///   offset never exceeds the durable bytes). After a crash the job truncates the partial file to the
 ///   persisted offset, re-hashes that prefix and continues. At the end the replica is fsynced, its
 ///   SHA-256 compared with the image's (a mismatch fails the attempt and discards the copy), renamed
-///   into `regions/<r>/blobs/` and the row marked COMPLETED; a COMPLETED row is never copied again.
+///   into the region's blob store as a blob and the row marked COMPLETED; a COMPLETED row is never
+///   copied again.
 /// - At most ``ReplicationConfiguration/concurrency`` jobs run, each on its own thread (blocking file
 ///   I/O and WAN pacing stay off the Swift concurrency pool, so RPC handling is never starved).
+/// - Scheduling has one rule, applied whenever a job ends, a backoff elapses or a retry is asked:
+///   a job whose row is PENDING and that is neither running nor waiting is queued.
 public final class ReplicationEngine: ReplicationHooks.Observer {
     /// The core whose images are replicated.
     public let service: LabGalleryService
@@ -54,8 +60,12 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
         var imageWatchers: [String: [Int: WatchMailbox]] = [:]
         var galleryWatchers: [String: [Int: WatchMailbox]] = [:]
         var nextWatcherID = 0
+        /// Bumped on every image deletion: a watch that read the database before a deletion retries.
+        var deletions = 0
         var ready: [JobKey] = []
         var running: [JobKey: JobControl] = [:]
+        /// Jobs waiting out a backoff (a timer re-queues them).
+        var waiting: Set<JobKey> = []
         var started = false
         var stopped = false
         var watchersClosed = false
@@ -81,21 +91,20 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
     // MARK: - Lifecycle
 
     /// Loads every replication row, queues the unfinished jobs (REPLICATING ones resume from their
-    /// persisted offset) and starts listening to image creation and deletion.
+    /// persisted offset) and starts listening to image creation and deletion. Blocks (database):
+    /// call it at start-up, off the cooperative pool.
     public func start() throws(LabGalleryError) {
         let rows = try service.read { tx in try tx.allReplicationRows() }
+        service.replicationHooks.setObserver(self)
         let starts = state.withLock { s -> [(JobKey, JobControl)] in
             guard !s.started else { return [] }
             s.started = true
             for row in rows {
                 s.images[row.image.description, default: Entry(name: row.image, regions: [])].regions.append(row.record)
-                if row.record.state == .pending || row.record.state == .replicating {
-                    s.ready.append(JobKey(image: row.image, region: row.record.region))
-                }
             }
+            for row in rows { enqueueIfDue(JobKey(image: row.image, region: row.record.region), &s) }
             return schedule(&s)
         }
-        service.replicationHooks.setObserver(self)
         launch(starts)
     }
 
@@ -131,14 +140,14 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
 
     // MARK: - Hooks
 
-    /// Loads the new image's rows, publishes its status and queues its jobs.
-    public func imageStored(_ image: ImageName) {
-        guard let rows = try? service.read({ tx in try tx.replicationRows(of: image) }) else { return }
+    /// Tracks the new image from the rows its storing transaction committed (no database read, so
+    /// it is watchable and its jobs queued before UploadImage/SaveLabTemplateImage returns).
+    public func imageStored(_ image: ImageName, rows: [ReplicationRow]) {
         var wake: [CheckedContinuation<Void, Never>] = []
         let starts = state.withLock { s -> [(JobKey, JobControl)] in
             guard !s.stopped else { return [] }
-            s.images[image.description] = Entry(name: image, regions: rows.map(\.record))
-            for r in rows where r.record.state == .pending { s.ready.append(JobKey(image: image, region: r.record.region)) }
+            s.images[image.description] = Entry(name: image, regions: rows.map(\.record).sorted { $0.region < $1.region })
+            for r in rows { enqueueIfDue(JobKey(image: image, region: r.record.region), &s) }
             wake = publish(image.description, &s, force: true)
             return schedule(&s)
         }
@@ -146,15 +155,37 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
         launch(starts)
     }
 
-    /// Stops the image's jobs (they discard their partial files) and ends its watch streams with NOT_FOUND.
+    /// Stops the image's jobs (they discard their partial files), ends its watch streams with
+    /// NOT_FOUND and tells its gallery's watchers (a status with `deleted` set).
     public func imageDeleted(_ image: ImageName) {
         let key = image.description
         let wake = state.withLock { s -> [CheckedContinuation<Void, Never>] in
-            s.images[key] = nil
+            s.deletions += 1
+            let last = s.images.removeValue(forKey: key)
             s.ready.removeAll { $0.image == image }
+            s.waiting = s.waiting.filter { $0.image != image }
             for (k, c) in s.running where k.image == image { c.flag.store(JobControl.deleted, ordering: .releasing) }
             let watchers = s.imageWatchers.removeValue(forKey: key) ?? [:]
-            return watchers.values.compactMap { $0.finish(shutdown: false, error: .notFound(resource: key, message: "\(key) was deleted while being watched")) }
+            var wake = watchers.values.compactMap {
+                $0.finish(shutdown: false, error: .notFound(resource: key, message: "\(key) was deleted while being watched"))
+            }
+            let gone = ReplicationStatus(image: key, regions: last?.regions ?? [], deleted: true)
+            for m in (s.galleryWatchers[image.gallery.description]?.values).map(Array.init) ?? [] {
+                if let w = m.post(gone) { wake.append(w) }
+            }
+            return wake
+        }
+        for w in wake { w.resume() }
+    }
+
+    /// Ends the gallery's watch streams with NOT_FOUND (after the statuses they have not read).
+    public func galleryDeleted(_ gallery: GalleryName) {
+        let key = gallery.description
+        let wake = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            let watchers = s.galleryWatchers.removeValue(forKey: key) ?? [:]
+            return watchers.values.compactMap {
+                $0.finish(shutdown: false, error: .notFound(resource: key, message: "\(key) was deleted while being watched"))
+            }
         }
         for w in wake { w.resume() }
     }
@@ -162,103 +193,122 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
     // MARK: - Status, watching, retry
 
     /// GetReplicationStatus (reader): the live status (fresher than the persisted progress).
-    public func status(image: String, caller: Principal) throws(LabGalleryError) -> ReplicationStatus {
-        let persisted = try service.replicationStatus(image: image, caller: caller)
+    public func status(image: String, caller: Principal) async throws(LabGalleryError) -> ReplicationStatus {
+        let persisted = try await service.replicationStatus(image: image, caller: caller)
         return state.withLock { $0.images[persisted.image]?.status } ?? persisted
     }
 
     /// WatchReplication (reader): the first ``ReplicationWatch/next()`` is the full current state;
-    /// then one full status per change (coalesced for slow readers); `nil` after a COMPLETED/FAILED one.
-    public func watch(image: String, caller: Principal) throws(LabGalleryError) -> ReplicationWatch {
-        let persisted = try service.replicationStatus(image: image, caller: caller)
-        let key = persisted.image
+    /// then one full status per change (coalesced for slow readers); `nil` after a COMPLETED/FAILED
+    /// one; NOT_FOUND when the image is deleted.
+    public func watch(image: String, caller: Principal) async throws(LabGalleryError) -> ReplicationWatch {
         let mailbox = WatchMailbox()
-        let (id, wake): (Int?, CheckedContinuation<Void, Never>?) = state.withLock { s in
-            if s.watchersClosed { return (nil, mailbox.finish(shutdown: true)) }
-            if let entry = s.images[key] {
+        while true {
+            let deletions = state.withLock { $0.deletions }
+            let persisted = try await service.replicationStatus(image: image, caller: caller)
+            let key = persisted.image
+            let outcome: (id: Int, wake: CheckedContinuation<Void, Never>?)?? = state.withLock { s in
+                if s.watchersClosed { return .some((-1, mailbox.finish(shutdown: true))) }
+                if s.images[key] == nil {
+                    // Deleted since the read: read again (and get NOT_FOUND). Otherwise the image was
+                    // stored a moment ago (its hook has not run yet) or has no jobs: track it as read.
+                    if s.deletions != deletions { return .none }
+                    s.images[key] = Entry(name: try! ImageName(parsing: key, field: "image"), regions: persisted.regions)
+                }
                 let id = s.nextWatcherID
                 s.nextWatcherID += 1
                 s.imageWatchers[key, default: [:]][id] = mailbox
-                return (id, mailbox.post(entry.status))
+                return .some((id, mailbox.post(s.images[key]!.status)))
             }
-            // Not tracked: no replication rows (COMPLETED at once), or deleted a moment ago.
-            if persisted.aggregatedState == .replicating && s.started {
-                return (nil, mailbox.finish(shutdown: false, error: .notFound(key)))
+            guard case .some(let registered) = outcome, let registered else { continue }
+            registered.wake?.resume()
+            let id = registered.id
+            return ReplicationWatch(mailbox: mailbox, endsWhenTerminal: true) { [weak self] in
+                guard id >= 0 else { return }
+                _ = self?.state.withLock { s in s.imageWatchers[key]?.removeValue(forKey: id) }
             }
-            return (nil, mailbox.post(persisted))
-        }
-        wake?.resume()
-        return ReplicationWatch(mailbox: mailbox, endsWhenTerminal: true) { [weak self] in
-            guard let id else { return }
-            _ = self?.state.withLock { s in s.imageWatchers[key]?.removeValue(forKey: id) }
         }
     }
 
     /// WatchGalleryReplication (reader): the current status of every image of the gallery, then
-    /// every change (images added later included), until the caller stops reading.
-    public func watchGallery(gallery: String, caller: Principal) throws(LabGalleryError) -> ReplicationWatch {
+    /// every change (images added later included, deleted ones with `deleted` set), until the
+    /// caller stops reading; NOT_FOUND when the gallery is deleted.
+    public func watchGallery(gallery: String, caller: Principal) async throws(LabGalleryError) -> ReplicationWatch {
         try require(.reader, for: caller)
         let g = try GalleryName(parsing: gallery, field: "gallery")
-        let persisted: [ReplicationStatus] = try service.read { tx in
-            _ = try service.requireGallery(g, tx)
-            return try tx.images(in: g, after: nil, limit: nil).map { stored in
-                let n = try ImageName(parsing: stored.image.name, field: "name")
-                return ReplicationStatus(image: n.description, regions: try tx.replications(of: n))
-            }
-        }
         let mailbox = WatchMailbox()
         let key = g.description
-        let (id, wake): (Int?, [CheckedContinuation<Void, Never>]) = state.withLock { s in
-            if s.watchersClosed { return (nil, [mailbox.finish(shutdown: true)].compactMap { $0 }) }
-            let id = s.nextWatcherID
-            s.nextWatcherID += 1
-            s.galleryWatchers[key, default: [:]][id] = mailbox
-            let wake = persisted.compactMap { p in mailbox.post(s.images[p.image]?.status ?? p) }
-            return (id, wake)
-        }
-        for w in wake { w.resume() }
-        return ReplicationWatch(mailbox: mailbox, endsWhenTerminal: false) { [weak self] in
-            guard let id else { return }
-            _ = self?.state.withLock { s in s.galleryWatchers[key]?.removeValue(forKey: id) }
+        while true {
+            let deletions = state.withLock { $0.deletions }
+            let persisted: [ReplicationStatus] = try await service.blocking { () throws(LabGalleryError) in
+                try service.read { tx in
+                    _ = try service.requireGallery(g, tx)
+                    return try tx.images(in: g, after: nil, limit: nil).map { stored in
+                        let n = try ImageName(parsing: stored.image.name, field: "name")
+                        return ReplicationStatus(image: n.description, regions: try tx.replications(of: n))
+                    }
+                }
+            }
+            let registered: (id: Int, wake: [CheckedContinuation<Void, Never>])? = state.withLock { s in
+                if s.watchersClosed { return (-1, [mailbox.finish(shutdown: true)].compactMap { $0 }) }
+                if s.deletions != deletions { return nil }
+                let id = s.nextWatcherID
+                s.nextWatcherID += 1
+                s.galleryWatchers[key, default: [:]][id] = mailbox
+                return (id, persisted.compactMap { p in mailbox.post(s.images[p.image]?.status ?? p) })
+            }
+            guard let registered else { continue }
+            for w in registered.wake { w.resume() }
+            let id = registered.id
+            return ReplicationWatch(mailbox: mailbox, endsWhenTerminal: false) { [weak self] in
+                guard id >= 0 else { return }
+                _ = self?.state.withLock { s in s.galleryWatchers[key]?.removeValue(forKey: id) }
+            }
         }
     }
 
     /// RetryReplication (admin): re-queues FAILED regions (all of them when `regions` is empty) from
     /// scratch (attempts reset). INVALID_ARGUMENT (`regions`) for a region that is not a replication
     /// target of the image; FAILED_PRECONDITION for a named region that has not failed.
-    public func retry(image: String, regions: [String], caller: Principal) throws(LabGalleryError) -> ReplicationStatus {
+    public func retry(image: String, regions: [String], caller: Principal) async throws(LabGalleryError) -> ReplicationStatus {
         try require(.admin, for: caller)
         let n = try ImageName(parsing: image, field: "image")
-        let rows: [ReplicationRow] = try service.write { tx in
-            let stored = try service.requireImage(n, tx)
-            var rows = try tx.replicationRows(of: n)
-            let targets = rows.map(\.record.region)
-            for r in regions where !targets.contains(r) {
-                let why = r == stored.image.region ? "it is the image's home region" : "it is not another region of the gallery's geography"
-                throw LabGalleryError.invalid("regions", "\(n) does not replicate to \"\(r)\" (\(why)); its target regions are \(targets.joined(separator: ", "))")
-            }
-            for r in regions {
-                let row = rows.first { $0.record.region == r }!
-                guard row.record.state == .failed else {
-                    throw LabGalleryError.failedPrecondition(message: "replication of \(n) to \(r) is \(row.record.state.rawValue), not FAILED; only failed regions can be retried")
+        let rows: [ReplicationRow] = try await service.blocking { () throws(LabGalleryError) in
+            var partials: [String] = []
+            let rows: [ReplicationRow] = try service.write { tx in
+                let stored = try service.requireImage(n, tx)
+                var rows = try tx.replicationRows(of: n)
+                let targets = rows.map(\.record.region)
+                for r in regions where !targets.contains(r) {
+                    let why = r == stored.image.region ? "it is the image's home region" : "it is not another region of the gallery's geography"
+                    throw LabGalleryError.invalid("regions", "\(n) does not replicate to \"\(r)\" (\(why)); its target regions are \(targets.joined(separator: ", "))")
                 }
+                for r in regions {
+                    let row = rows.first { $0.record.region == r }!
+                    guard row.record.state == .failed else {
+                        throw LabGalleryError.failedPrecondition(message: "replication of \(n) to \(r) is \(row.record.state.rawValue), not FAILED; only failed regions can be retried")
+                    }
+                }
+                for i in rows.indices where rows[i].record.state == .failed && (regions.isEmpty || regions.contains(rows[i].record.region)) {
+                    rows[i].record = RegionReplication(region: rows[i].record.region, state: .pending, bytesCopied: 0,
+                                                       bytesTotal: rows[i].record.bytesTotal, error: nil, attempts: 0)
+                    if let p = rows[i].partialPath { partials.append(p) }
+                    rows[i].partialPath = nil
+                    _ = try tx.updateReplication(rows[i])
+                }
+                return rows
             }
-            for i in rows.indices where rows[i].record.state == .failed && (regions.isEmpty || regions.contains(rows[i].record.region)) {
-                rows[i].record = RegionReplication(region: rows[i].record.region, state: .pending, bytesCopied: 0,
-                                                   bytesTotal: rows[i].record.bytesTotal, error: nil, attempts: 0)
-                if let p = rows[i].partialPath { FileOps.removeQuietly(layout.url(p)) }
-                rows[i].partialPath = nil
-                _ = try tx.updateReplication(rows[i])
-            }
+            for p in partials { FileOps.removeQuietly(layout.url(p)) }
             return rows
         }
         var wake: [CheckedContinuation<Void, Never>] = []
         let starts = state.withLock { s -> [(JobKey, JobControl)] in
             guard s.images[n.description] != nil else { return [] }
             for row in rows { setRecord(row.record, of: n, &s) }
-            for row in rows where row.record.state == .pending && row.record.attempts == 0 {
+            for row in rows where row.record.state == .pending {
                 let k = JobKey(image: n, region: row.record.region)
-                if s.running[k] == nil && !s.ready.contains(k) { s.ready.append(k) }
+                s.waiting.remove(k)
+                enqueueIfDue(k, &s)
             }
             wake = publish(n.description, &s, force: true)
             return schedule(&s)
@@ -269,6 +319,16 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
     }
 
     // MARK: - Scheduling
+
+    /// The one scheduling rule: a tracked job whose row is PENDING (or REPLICATING after a restart)
+    /// and that is not running, queued or waiting out a backoff is queued.
+    private func enqueueIfDue(_ key: JobKey, _ s: inout State) {
+        guard !s.stopped, let entry = s.images[key.image.description],
+              let record = entry.regions.first(where: { $0.region == key.region }),
+              record.state == .pending || record.state == .replicating,
+              s.running[key] == nil, !s.waiting.contains(key), !s.ready.contains(key) else { return }
+        s.ready.append(key)
+    }
 
     private func schedule(_ s: inout State) -> [(JobKey, JobControl)] {
         var starts: [(JobKey, JobControl)] = []
@@ -287,9 +347,16 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
             threads.enter()
             // A dedicated thread per running job: blocking reads, writes, fsyncs and pacing sleeps.
             let thread = Thread { [self] in
-                run(key, control: control)
+                let backoff = run(key, control: control)
                 let next = state.withLock { s -> [(JobKey, JobControl)] in
                     s.running[key] = nil
+                    if let backoff, !s.stopped, s.images[key.image.description] != nil {
+                        s.waiting.insert(key)
+                        wake(key, after: backoff)
+                    } else {
+                        // A retry or a new row may have made the job due while it was running.
+                        enqueueIfDue(key, &s)
+                    }
                     return schedule(&s)
                 }
                 launch(next)
@@ -300,14 +367,13 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
         }
     }
 
-    private func requeue(_ key: JobKey, after delay: Duration) {
+    /// After `delay`, ends the job's backoff and queues it if it is still due.
+    private func wake(_ key: JobKey, after delay: Duration) {
         let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
         DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [self] in
             let starts = state.withLock { s -> [(JobKey, JobControl)] in
-                guard !s.stopped, let e = s.images[key.image.description],
-                      e.regions.first(where: { $0.region == key.region })?.state == .pending,
-                      s.running[key] == nil, !s.ready.contains(key) else { return [] }
-                s.ready.append(key)
+                guard s.waiting.remove(key) != nil else { return [] }
+                enqueueIfDue(key, &s)
                 return schedule(&s)
             }
             launch(starts)
@@ -360,77 +426,167 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
 
     private enum Outcome { case stopped, deleted, done(String) }
 
-    private func persist(_ row: ReplicationRow) -> Bool {
-        (try? service.storage.write { tx in try tx.updateReplication(row) }) ?? false
+    /// The row was deleted with its image (the job stops and removes its partial file).
+    private struct RowGone: Error {}
+
+    /// Writes the row; throws ``RowGone`` when the image was deleted meanwhile and a
+    /// ``CopyFailure`` (with the database's reason) when the write fails.
+    private func persist(_ row: ReplicationRow) throws {
+        guard try recording({ () throws(LabGalleryError) in try service.write { tx in try tx.updateReplication(row) } }) else {
+            throw RowGone()
+        }
     }
 
-    private func run(_ key: JobKey, control: JobControl) {
-        guard let (found, source) = try? service.storage.read({ tx in
-            (try tx.replicationRows(of: key.image).first { $0.record.region == key.region }, try tx.image(key.image))
-        }), var row = found, let source else { return }
-        guard row.record.state == .pending || row.record.state == .replicating else { return }
+    /// Runs a database step of a job; its failure is a failed attempt saying so.
+    private func recording<T>(_ body: () throws(LabGalleryError) -> T) throws(CopyFailure) -> T {
+        do { return try body() } catch {
+            throw CopyFailure(reason: "recording the copy in the database failed (\(error.message))", discard: false)
+        }
+    }
+
+    /// One attempt of a job. Returns the backoff after which to try again, or `nil` when the job
+    /// is over for now (completed, failed for good, stopped, deleted).
+    private func run(_ key: JobKey, control: JobControl) -> Duration? {
+        let found: (ReplicationRow?, StoredImage?)
+        do {
+            found = try service.read { tx in
+                (try tx.replicationRows(of: key.image).first { $0.record.region == key.region }, try tx.image(key.image))
+            }
+        } catch {
+            // Nothing changed yet: show why and try again later (the attempt is not counted).
+            return fail(key, reason: "reading the job from the database failed (\(error.message))", attempt: 0)
+        }
+        guard var row = found.0, let source = found.1 else { return nil }
+        guard row.record.state == .pending || row.record.state == .replicating else {
+            update(row.record, of: key.image, force: true)
+            return nil
+        }
         let link = configuration.link(to: key.region)
         // A REPLICATING row was interrupted by a crash or shutdown: the same attempt continues.
         if row.record.state == .pending { row.record.attempts += 1 }
         row.record.state = .replicating
         row.record.bytesTotal = source.image.sizeBytes
-        if row.partialPath == nil {
-            row.partialPath = layout.newReplicaPartialPath(region: key.region, image: key.image)
-            row.record.bytesCopied = 0
-        }
-        guard persist(row) else { return discard(row) }
-        update(row.record, of: key.image, force: true)
         let attempt = row.record.attempts
 
         do {
-            // Interrupted after the rename (see `copy`): the replica under its final name was
-            // verified before the rename, so it only needs to be recorded as COMPLETED.
+            // The region may already hold these bytes (another image, a lab template): share them.
+            if row.blobPath == nil, try complete(&row, sharingIn: key.region, sha256: source.image.sha256) {
+                update(row.record, of: key.image, force: true)
+                return nil
+            }
+            if row.partialPath == nil {
+                row.partialPath = layout.newReplicaPartialPath(region: key.region, image: key.image)
+                row.record.bytesCopied = 0
+            }
+            try persist(row)
+            update(row.record, of: key.image, force: true)
+            // Interrupted between recording the blob's name and the commit (see `copy`): the replica
+            // under its final name was verified before the rename, so it only needs recording.
             let renamed = row.blobPath.flatMap { access(layout.url($0).path, F_OK) == 0 ? Outcome.done($0) : nil }
             switch try renamed ?? copy(&row, source: source, link: link, control: control, attempt: attempt) {
             case .stopped:
-                return
+                return nil
             case .deleted:
-                return discard(row)
+                discard(row)
+                return nil
             case .done(let blob):
+                let partial = row.partialPath
                 row.partialPath = nil
                 row.blobPath = blob
                 row.record.state = .completed
                 row.record.bytesCopied = row.record.bytesTotal
                 row.record.error = nil
-                guard persist(row) else { return discard(row) }
+                let recorded = try recording { () throws(LabGalleryError) in
+                    try service.write { tx in
+                        try tx.setBlobState(.live, path: blob)
+                        return try tx.updateReplication(row)
+                    }
+                }
+                guard recorded else { throw RowGone() }
+                if let partial { FileOps.removeQuietly(layout.url(partial)) }
                 update(row.record, of: key.image, force: true)
+                return nil
             }
+        } catch is RowGone {
+            discard(row)
+            return nil
         } catch let failure as CopyFailure {
-            row.blobPath = nil  // a failed attempt leaves no replica under its final name
-            if failure.discard, let p = row.partialPath {
-                FileOps.removeQuietly(layout.url(p))
-                row.partialPath = nil
-                row.record.bytesCopied = 0
-            }
-            if attempt >= configuration.maxAttempts {
-                if let p = row.partialPath { FileOps.removeQuietly(layout.url(p)) }
-                row.partialPath = nil
-                row.record.bytesCopied = 0
-                row.record.state = .failed
-                row.record.error = "\(failure.reason); gave up after \(attempt) attempt(s) — fix the cause, then call RetryReplication for \(key.image) (region \(key.region))"
-                guard persist(row) else { return discard(row) }
-                update(row.record, of: key.image, force: true)
-            } else {
-                let delay = configuration.backoff(afterAttempt: attempt)
-                row.record.state = .pending
-                row.record.error = "attempt \(attempt) of \(configuration.maxAttempts) failed: \(failure.reason); retrying in \(delay)"
-                guard persist(row) else { return discard(row) }
-                update(row.record, of: key.image, force: true)
-                requeue(key, after: delay)
-            }
+            return failed(&row, failure, attempt: attempt)
         } catch {
-            // copy only throws CopyFailure.
+            return failed(&row, CopyFailure(reason: "\(error)", discard: false), attempt: attempt)
         }
     }
 
-    /// The image was deleted under the job: remove whatever it wrote.
+    /// Marks the row COMPLETED sharing a live blob of `region` with these bytes, if there is one.
+    private func complete(_ row: inout ReplicationRow, sharingIn region: String, sha256: String) throws -> Bool {
+        var done = row
+        let shared: Bool? = try recording { () throws(LabGalleryError) in
+            try service.write { tx in
+                guard let blob = try service.liveBlobPath(region: region, sha256: sha256, tx) else { return false }
+                done.blobPath = blob
+                done.record.state = .completed
+                done.record.bytesCopied = done.record.bytesTotal
+                done.record.error = nil
+                done.partialPath = nil
+                return try tx.updateReplication(done) ? true : nil
+            }
+        }
+        guard let shared else { throw RowGone() }
+        guard shared else { return false }
+        if let p = row.partialPath { FileOps.removeQuietly(layout.url(p)) }
+        row = done
+        return true
+    }
+
+    /// A failed attempt: PENDING with the reason and a backoff, or FAILED after the last attempt.
+    /// A verified replica (a blob already renamed into place) is kept for the next attempt.
+    private func failed(_ row: inout ReplicationRow, _ failure: CopyFailure, attempt: Int) -> Duration? {
+        let key = JobKey(image: row.image, region: row.record.region)
+        if failure.discard, let p = row.partialPath {
+            FileOps.removeQuietly(layout.url(p))
+            row.partialPath = nil
+            row.record.bytesCopied = 0
+        }
+        if attempt >= configuration.maxAttempts {
+            if let p = row.partialPath { FileOps.removeQuietly(layout.url(p)) }
+            row.partialPath = nil
+            row.record.bytesCopied = 0
+            row.record.state = .failed
+            row.record.error = "\(failure.reason); gave up after \(attempt) attempt(s) — fix the cause, then call RetryReplication for \(key.image) (region \(key.region))"
+        } else {
+            row.record.state = .pending
+            row.record.error = "attempt \(attempt) of \(configuration.maxAttempts) failed: \(failure.reason); retrying in \(configuration.backoff(afterAttempt: attempt))"
+        }
+        do { try persist(row) } catch is RowGone {
+            discard(row)
+            return nil
+        } catch {
+            // The database refuses writes too: watchers still learn the outcome; the row keeps its
+            // last persisted state, so the job runs again after the backoff (or the next start).
+            row.record.error = (row.record.error ?? "") + " (not recorded in the database: \((error as? CopyFailure)?.reason ?? "\(error)"))"
+            update(row.record, of: key.image, force: true)
+            return configuration.backoff(afterAttempt: max(attempt, 1))
+        }
+        update(row.record, of: key.image, force: true)
+        return row.record.state == .pending ? configuration.backoff(afterAttempt: attempt) : nil
+    }
+
+    /// A job that cannot even read its row: show the reason, try again after a backoff.
+    private func fail(_ key: JobKey, reason: String, attempt: Int) -> Duration? {
+        let wake = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            guard var e = s.images[key.image.description], let i = e.regions.firstIndex(where: { $0.region == key.region }) else { return [] }
+            e.regions[i].error = reason
+            s.images[key.image.description] = e
+            return publish(key.image.description, &s, force: true)
+        }
+        for w in wake { w.resume() }
+        return configuration.backoff(afterAttempt: max(attempt, 1))
+    }
+
+    /// The image was deleted under the job: remove its partial file (blobs go with their last
+    /// reference, see ``LabGalleryService/release(_:_:)``).
     private func discard(_ row: ReplicationRow) {
-        for f in row.files { FileOps.removeQuietly(layout.url(f)) }
+        if let p = row.partialPath { FileOps.removeQuietly(layout.url(p)) }
     }
 
     /// Sleeps up to `duration`, in slices, returning early (false) once the job is asked to stop.
@@ -493,7 +649,7 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
         }
         if row.record.bytesCopied != offset {
             row.record.bytesCopied = offset
-            guard persist(row) else { return .deleted }
+            try persist(row)
         }
 
         let start = ContinuousClock.now
@@ -501,7 +657,11 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
         var writeback = FileOps.Writeback(from: offset)
         var corrupted = false
         var kernelCopy = true  // until copy_file_range says it cannot copy between these files
-        let persister = ProgressPersister(fd: fd, row: row, every: configuration.persistEvery) { [self] in persist($0) }
+        let persister = ProgressPersister(fd: fd, row: row, every: configuration.persistEvery) { [self] row in
+            do { try persist(row); return nil } catch is RowGone { return .deleted } catch {
+                return .failed((error as? CopyFailure)?.reason ?? "\(error)")
+            }
+        }
         defer { _ = persister.stop() }
         while offset < total {
             if control.value != JobControl.run { return stopOutcome(control) }
@@ -549,7 +709,7 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
             switch persister.advance(to: offset) {
             case .running: break
             case .deleted: return .deleted
-            case .failed(let reason): throw CopyFailure(reason: "fsync in \(region) failed: \(reason)", discard: false)
+            case .failed(let reason): throw CopyFailure(reason: reason, discard: false)
             }
             update(row.record, of: row.image, force: false)
 
@@ -560,7 +720,11 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
             }
         }
 
-        if case .deleted = persister.stop() { return .deleted }
+        switch persister.stop() {
+        case .running: break
+        case .deleted: return .deleted
+        case .failed(let reason): throw CopyFailure(reason: reason, discard: false)
+        }
         guard fsync(fd) == 0 else { throw CopyFailure(reason: "fsync in \(region) failed: \(String(cString: strerror(errno)))", discard: false) }
         close(fd)
         fdOpen = false
@@ -569,19 +733,30 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
             throw CopyFailure(reason: "checksum mismatch: the replica in \(region) hashes to \(digest) but the image's SHA-256 is \(source.image.sha256); the copy was discarded", discard: true)
         }
         if control.value != JobControl.run { return stopOutcome(control) }
-        // Record the final name before the rename: after a crash in between, the row names both
-        // files and `run` finds the verified replica under its final name instead of copying again.
-        let blob = row.blobPath ?? layout.newReplicaBlobPath(region: region, image: row.image)
+        // The replica becomes a blob of the region: its row (`writing`) and name are recorded before
+        // the rename, so after a crash in between `run` finds the verified replica under its final
+        // name instead of copying again. Bytes the region gained meanwhile are shared instead.
+        let sha = source.image.sha256
+        let named: (path: String, shared: Bool)? = try recording { () throws(LabGalleryError) in
+            try service.write { tx in
+                if let existing = try service.liveBlobPath(region: region, sha256: sha, tx) { return (existing, true) }
+                let path = row.blobPath ?? layout.newBlobPath(region: region, sha256: sha)
+                if try tx.blob(path) == nil {
+                    try tx.insertBlob(BlobRecord(path: path, region: region, sha256: sha, sizeBytes: total, state: .writing))
+                }
+                var named = row
+                named.blobPath = path
+                return try tx.updateReplication(named) ? (path, false) : nil
+            }
+        }
+        guard let named else { throw RowGone() }
+        let blob = named.path
+        if named.shared { return .done(blob) }
         row.blobPath = blob
-        guard persist(row) else { return .deleted }
-        let finalURL = layout.url(blob)
         do throws(LabGalleryError) {
-            try FileOps.createDirectory(finalURL.deletingLastPathComponent())
-            guard rename(partialURL.path, finalURL.path) == 0 else { throw FileOps.error("rename to \(finalURL.path)") }
-            try FileOps.fsyncDirectory(finalURL.deletingLastPathComponent())
+            try FileOps.renameDurably(partialURL, to: layout.url(blob))
         } catch {
-            FileOps.removeQuietly(finalURL)
-            throw CopyFailure(reason: "cannot store the replica in \(region): \(error.message)", discard: true)
+            throw CopyFailure(reason: "cannot store the replica in \(region): \(error.message)", discard: false)
         }
         return .done(blob)
     }
@@ -604,7 +779,8 @@ private final class ProgressPersister: @unchecked Sendable {
     private var stopping = false
     private var exited = false
 
-    init(fd: Int32, row: ReplicationRow, every: Int64, persist: @escaping @Sendable (ReplicationRow) -> Bool) {
+    /// `persist` records a row: `nil` when it did, else why the copy must stop.
+    init(fd: Int32, row: ReplicationRow, every: Int64, persist: @escaping @Sendable (ReplicationRow) -> State?) {
         self.every = every
         written = row.record.bytesCopied
         durable = row.record.bytesCopied
@@ -633,7 +809,7 @@ private final class ProgressPersister: @unchecked Sendable {
         return state
     }
 
-    private func run(fd: Int32, row: ReplicationRow, persist: @Sendable (ReplicationRow) -> Bool) {
+    private func run(fd: Int32, row: ReplicationRow, persist: @Sendable (ReplicationRow) -> State?) {
         var row = row
         condition.lock()
         while true {
@@ -645,10 +821,9 @@ private final class ProgressPersister: @unchecked Sendable {
             let synced = fdatasync(fd) == 0
             let reason = synced ? "" : String(cString: strerror(errno))
             if synced { row.record.bytesCopied = target }
-            let recorded = synced && persist(row)
+            let stop = synced ? persist(row) : .failed("fsync of the partial replica failed: \(reason)")
             condition.lock()
-            if !synced { state = .failed(reason); break }
-            if !recorded { state = .deleted; break }
+            if let stop { state = stop; break }
             durable = target
         }
         exited = true

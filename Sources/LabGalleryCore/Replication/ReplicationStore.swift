@@ -64,11 +64,6 @@ extension DataLayout {
         "regions/\(region)/partial/\(image.gallery.id)/\(image.id).\(UUID().uuidString.lowercased()).part"
     }
 
-    /// A fresh relative path for a finished replica of `image` in `region`.
-    func newReplicaBlobPath(region: String, image: ImageName) -> String {
-        newImageBlobPath(region: region, image: image)
-    }
-
     /// Absolute URL of a path relative to the data directory (public for the engine's callers and tests).
     public func absoluteURL(_ relativePath: String) -> URL { url(relativePath) }
 }
@@ -78,10 +73,12 @@ extension DataLayout {
 public final class ReplicationHooks: Sendable {
     /// Receives the events; set by ``ReplicationEngine/start()``.
     public protocol Observer: AnyObject, Sendable {
-        /// An image and its PENDING replication rows were committed.
-        func imageStored(_ image: ImageName)
+        /// An image and its replication rows (as committed) were stored.
+        func imageStored(_ image: ImageName, rows: [ReplicationRow])
         /// An image (and its rows) was deleted; its jobs must stop writing.
         func imageDeleted(_ image: ImageName)
+        /// A gallery was deleted (after ``imageDeleted(_:)`` for each of its images).
+        func galleryDeleted(_ gallery: GalleryName)
     }
 
     private let observer = Mutex<(any Observer)?>(nil)
@@ -91,6 +88,7 @@ public final class ReplicationHooks: Sendable {
     /// Installs (or with `nil`, removes) the observer.
     public func setObserver(_ o: (any Observer)?) { observer.withLock { $0 = o } }
 
-    func imageStored(_ image: ImageName) { observer.withLock { $0 }?.imageStored(image) }
+    func imageStored(_ image: ImageName, rows: [ReplicationRow]) { observer.withLock { $0 }?.imageStored(image, rows: rows) }
     func imageDeleted(_ image: ImageName) { observer.withLock { $0 }?.imageDeleted(image) }
+    func galleryDeleted(_ gallery: GalleryName) { observer.withLock { $0 }?.galleryDeleted(gallery) }
 }

@@ -35,7 +35,7 @@ final class WatchMailbox: Sendable {
         state.withLock { s in
             guard s.end == nil else { return nil }
             if var list = s.pending[status.image], let last = list.last {
-                if last.aggregatedState == .completed || last.aggregatedState == .failed {
+                if last.isFinal {
                     list.append(status)
                     if list.count > Self.maxPendingPerImage { list.removeFirst() }
                 } else {

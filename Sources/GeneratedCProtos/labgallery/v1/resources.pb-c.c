@@ -1048,7 +1048,7 @@ const ProtobufCMessageDescriptor labgallery__v1__region_replication__descriptor 
   (ProtobufCMessageInit) labgallery__v1__region_replication__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor labgallery__v1__replication_status__field_descriptors[3] =
+static const ProtobufCFieldDescriptor labgallery__v1__replication_status__field_descriptors[4] =
 {
   {
     "image",
@@ -1086,16 +1086,29 @@ static const ProtobufCFieldDescriptor labgallery__v1__replication_status__field_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "deleted",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Labgallery__V1__ReplicationStatus, deleted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned labgallery__v1__replication_status__field_indices_by_name[] = {
   1,   /* field[1] = aggregated_state */
+  3,   /* field[3] = deleted */
   0,   /* field[0] = image */
   2,   /* field[2] = regions */
 };
 static const ProtobufCIntRange labgallery__v1__replication_status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor labgallery__v1__replication_status__descriptor =
 {
@@ -1105,7 +1118,7 @@ const ProtobufCMessageDescriptor labgallery__v1__replication_status__descriptor 
   "Labgallery__V1__ReplicationStatus",
   "labgallery.v1",
   sizeof(Labgallery__V1__ReplicationStatus),
-  3,
+  4,
   labgallery__v1__replication_status__field_descriptors,
   labgallery__v1__replication_status__field_indices_by_name,
   1,  labgallery__v1__replication_status__number_ranges,
@@ -1189,7 +1202,7 @@ const ProtobufCMessageDescriptor labgallery__v1__cost_line__descriptor =
   (ProtobufCMessageInit) labgallery__v1__cost_line__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor labgallery__v1__gallery_cost__field_descriptors[5] =
+static const ProtobufCFieldDescriptor labgallery__v1__gallery_cost__field_descriptors[7] =
 {
   {
     "gallery",
@@ -1251,18 +1264,44 @@ static const ProtobufCFieldDescriptor labgallery__v1__gallery_cost__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "billed_bytes",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Labgallery__V1__GalleryCost, billed_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stored_bytes",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Labgallery__V1__GalleryCost, stored_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned labgallery__v1__gallery_cost__field_indices_by_name[] = {
+  5,   /* field[5] = billed_bytes */
   1,   /* field[1] = currency */
   0,   /* field[0] = gallery */
   2,   /* field[2] = lines */
   3,   /* field[3] = monthly_total */
   4,   /* field[4] = one_time_replication_egress */
+  6,   /* field[6] = stored_bytes */
 };
 static const ProtobufCIntRange labgallery__v1__gallery_cost__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor labgallery__v1__gallery_cost__descriptor =
 {
@@ -1272,7 +1311,7 @@ const ProtobufCMessageDescriptor labgallery__v1__gallery_cost__descriptor =
   "Labgallery__V1__GalleryCost",
   "labgallery.v1",
   sizeof(Labgallery__V1__GalleryCost),
-  5,
+  7,
   labgallery__v1__gallery_cost__field_descriptors,
   labgallery__v1__gallery_cost__field_indices_by_name,
   1,  labgallery__v1__gallery_cost__number_ranges,

@@ -217,10 +217,15 @@ struct  Labgallery__V1__ReplicationStatus
   Labgallery__V1__ReplicationState aggregated_state;
   size_t n_regions;
   Labgallery__V1__RegionReplication **regions;
+  /*
+   * The image was deleted (sent to gallery watches, with the regions as last known); nothing
+   * follows it about this image.
+   */
+  protobuf_c_boolean deleted;
 };
 #define LABGALLERY__V1__REPLICATION_STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&labgallery__v1__replication_status__descriptor) \
-    , (char *)protobuf_c_empty_string, LABGALLERY__V1__REPLICATION_STATE__REPLICATION_STATE_UNSPECIFIED, 0,NULL }
+    , (char *)protobuf_c_empty_string, LABGALLERY__V1__REPLICATION_STATE__REPLICATION_STATE_UNSPECIFIED, 0,NULL, 0 }
 
 
 /*
@@ -263,10 +268,20 @@ struct  Labgallery__V1__GalleryCost
    * Decimal string: one-time replication egress for the replicas (not monthly).
    */
   char *one_time_replication_egress;
+  /*
+   * Bytes billed: the sum of the lines' size_bytes (every image in every region it is stored in).
+   */
+  int64_t billed_bytes;
+  /*
+   * Bytes physically stored for these images: each region stores identical bytes once (images,
+   * replicas and lab templates share them), so this is at most billed_bytes; the difference is
+   * what deduplication saves.
+   */
+  int64_t stored_bytes;
 };
 #define LABGALLERY__V1__GALLERY_COST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&labgallery__v1__gallery_cost__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 /* Labgallery__V1__LabAccount methods */
