@@ -224,35 +224,41 @@ import Testing
 
     /// Encodes in Swift, decodes in Python (and the reverse): both sides build the same
     /// message and compare. Fails (not skips) when python3 or its protobuf package is missing.
-    @Test func wireCompatibleWithPythonProtobuf() throws {
+    @Test func wireCompatibleWithPythonProtobuf() async throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("h2rpc-codec-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: tmp) }
 
-        try run(["python3", "-m", "grpc_tools.protoc", "-I", root.appendingPathComponent("Protos").path,
+        try await run(["python3", "-m", "grpc_tools.protoc", "-I", root.appendingPathComponent("Protos").path,
                  "--python_out=\(tmp.path)", "h2rpc/fixture/fixture.proto"])
         let fromSwift = tmp.appendingPathComponent("from-swift.bin")
         let fromPython = tmp.appendingPathComponent("from-python.bin")
         try Data(Self.envelope.serializedBytes()).write(to: fromSwift)
         let script = tmp.appendingPathComponent("check.py")
         try Self.pythonScript.write(to: script, atomically: true, encoding: .utf8)
-        try run(["python3", script.path, tmp.path, fromSwift.path, fromPython.path])
+        try await run(["python3", script.path, tmp.path, fromSwift.path, fromPython.path])
 
         let pythonBytes = [UInt8](try Data(contentsOf: fromPython))
         let decoded = try pythonBytes.withUnsafeBytes { try Envelope(serializedBytes: $0) }
         #expect(decoded == Self.envelope)
     }
 
-    private func run(_ arguments: [String]) throws {
+    /// Runs a command to its end without blocking a cooperative thread (the process's exit is an event).
+    private func run(_ arguments: [String]) async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments
-        let errors = Pipe()
-        process.standardError = errors
+        let errorsURL = FileManager.default.temporaryDirectory.appendingPathComponent("codec-\(UUID().uuidString).stderr")
+        _ = FileManager.default.createFile(atPath: errorsURL.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: errorsURL) }
+        process.standardError = try FileHandle(forWritingTo: errorsURL)
+        let exited = AsyncStream<Void> { continuation in
+            process.terminationHandler = { _ in continuation.yield(); continuation.finish() }
+        }
         try process.run()
-        let stderr = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        for await _ in exited { break }
+        let stderr = (try? Data(contentsOf: errorsURL)) ?? Data()
         #expect(process.terminationStatus == 0, "\(arguments.joined(separator: " ")) failed: \(String(decoding: stderr, as: UTF8.self))")
         if process.terminationStatus != 0 { throw CancellationError() }
     }

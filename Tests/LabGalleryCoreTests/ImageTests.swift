@@ -31,7 +31,8 @@ import Testing
                                region: "westeurope", author: "alice"))
         #expect(try await f.service.getImage(name: image.name, caller: reader) == image)
         let blob = try await f.blobPath(image.name)
-        #expect(blob.path.hasPrefix(f.dir.appendingPathComponent("regions/westeurope/blobs/g1/").path))
+        #expect(blob.path.hasPrefix(f.dir.appendingPathComponent("regions/westeurope/blobs/cd/\(millionASHA256).").path),
+                "content-addressed: the region's blob store names it by its SHA-256")
         #expect(try Data(contentsOf: blob) == Data(bytes))
         #expect(f.files(under: "regions/westeurope/tmp").isEmpty)
         await expectError(.failedPrecondition) { try await up.append([1, 2, 3]) }

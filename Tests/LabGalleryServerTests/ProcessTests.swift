@@ -27,7 +27,7 @@ import Testing
         _ = try await c.createGallery("g")
         rpc.close()
 
-        #expect(try first.stop(signal: SIGTERM) == 0, "SIGTERM drains and exits 0")
+        #expect(try await first.stop(signal: SIGTERM) == 0, "SIGTERM drains and exits 0")
         let log = first.stderr
         #expect(log.contains("admin token written to \(tokenFile.path)"))
         #expect(log.contains("stopped"))
@@ -39,7 +39,7 @@ import Testing
                              interceptors: [Authorization(value: "Bearer \(token)")])
         #expect(try await Clients(rpc: rpc2).galleries.getGallery(.init(name: "galleries/g")).name == "galleries/g")
         rpc2.close()
-        #expect(try second.stop(signal: SIGINT) == 0)
+        #expect(try await second.stop(signal: SIGINT) == 0)
         #expect(!second.stderr.contains("admin token written"))
     }
 
@@ -90,7 +90,7 @@ import Testing
             }
             try await group.waitForAll()
         }
-        #expect(server.waitForExit() == SIGKILL)
+        #expect(await server.waitForExit() == SIGKILL)
         setup.rpc.close()
         let (galleries, images) = acked.state.withLock { ($0.galleries, $0.images) }
         #expect(galleries.count + images.count >= 60)
@@ -105,11 +105,11 @@ import Testing
             #expect(try await c.images.getImage(.init(name: name)).sha256 == sha)
         }
         c.rpc.close()
-        #expect(try server.stop(signal: SIGTERM) == 0)
+        #expect(try await server.stop(signal: SIGTERM) == 0)
 
         // The database is intact, and no unreferenced blob, unknown or temp file is left (the
         // restart's recovery ran).
-        try await BlockingExecutor.shared.run {
+        try await blocking {
             let core = try LabGalleryService.open(dataDirectory: dir.url)
             let sqlite = try #require(core.storage as? SQLiteStorage)
             #expect(try sqlite.integrityCheck() == "ok")
@@ -189,7 +189,7 @@ final class ServerProcess {
         process.standardOutput = try FileHandle(forWritingTo: out)
         process.standardError = try FileHandle(forWritingTo: err)
         try process.run()
-        for _ in 0..<600 {
+        for _ in 0..<2400 {  // up to 2 minutes: only catches a server that never starts
             let text = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
             if let newline = text.firstIndex(of: "\n") {
                 let line = String(text[..<newline])
@@ -205,15 +205,15 @@ final class ServerProcess {
     }
 
     /// Sends `signal` and returns the exit status (waits for the process to end).
-    func stop(signal: Int32) throws -> Int32 {
+    func stop(signal: Int32) async throws -> Int32 {
         kill(process.processIdentifier, signal)
-        process.waitUntilExit()
+        await waitUntilExit(process)
         return process.terminationReason == .exit ? process.terminationStatus : -process.terminationStatus
     }
 
     /// Waits for the process to end; returns the signal that killed it, or 0 for a normal exit.
-    func waitForExit() -> Int32 {
-        process.waitUntilExit()
+    func waitForExit() async -> Int32 {
+        await waitUntilExit(process)
         return process.terminationReason == .uncaughtSignal ? process.terminationStatus : 0
     }
 }

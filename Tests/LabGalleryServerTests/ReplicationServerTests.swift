@@ -157,7 +157,7 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
         p.standardOutput = try FileHandle(forWritingTo: out)
         p.standardError = try FileHandle(forWritingTo: err)
         try p.run()
-        for _ in 0..<600 {
+        for _ in 0..<2400 {  // up to 2 minutes: only catches a server that never starts
             let text = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
             if let nl = text.firstIndex(of: "\n"), let port = text[..<nl].split(separator: ":").last.flatMap({ Int($0) }) {
                 return (p, port, err)
@@ -197,16 +197,14 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
             if r2?.state == .completed, let r3, r3.state == .replicating, r3.bytesCopied >= 3 << 20 { break }
         }
         kill(server.processIdentifier, SIGKILL)
-        server.waitUntilExit()
+        await waitUntilExit(server)
         c.rpc.close()
         #expect(server.terminationReason == .uncaughtSignal)
         let r3Before = try #require(lastSeen?.regions.first { $0.region == "r3" })
         #expect(r3Before.state == .replicating && r3Before.bytesCopied < r3Before.bytesTotal)
 
         // What the dead server left: r2's finished replica and r3's persisted offset.
-        let before = try LabGalleryService.open(dataDirectory: dataDir, configuration: LabGalleryConfiguration(regionCatalog: RegionCatalog(contentsOf: catalog)))
-        let rowsBefore = try before.storage.read { try $0.replicationRows(of: ImageName(gallery: GalleryName(id: "g"), id: "big")) }
-        try (before.storage as! SQLiteStorage).pool.close()
+        let rowsBefore = try await replicationRows(dataDir: dataDir, catalog: catalog)
         let r2Blob = try #require(rowsBefore.first { $0.record.region == "r2" }?.blobPath)
         let r3Row = try #require(rowsBefore.first { $0.record.region == "r3" })
         #expect(r3Row.record.state == .replicating && r3Row.record.bytesCopied >= 1 << 20 && r3Row.partialPath != nil,
@@ -228,11 +226,9 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
         #expect(r3After.attempts == r3Row.record.attempts, "a resume is the same attempt")
         #expect(final?.aggregatedState == .completed)
         kill(server.processIdentifier, SIGTERM)
-        server.waitUntilExit()
+        await waitUntilExit(server)
 
-        let after = try LabGalleryService.open(dataDirectory: dataDir, configuration: LabGalleryConfiguration(regionCatalog: RegionCatalog(contentsOf: catalog)))
-        let rowsAfter = try after.storage.read { try $0.replicationRows(of: ImageName(gallery: GalleryName(id: "g"), id: "big")) }
-        try (after.storage as! SQLiteStorage).pool.close()
+        let rowsAfter = try await replicationRows(dataDir: dataDir, catalog: catalog)
         #expect(rowsAfter.first { $0.record.region == "r2" }?.blobPath == r2Blob, "the finished replica was not copied again")
         let r2Now = try FileManager.default.attributesOfItem(atPath: dataDir.appendingPathComponent(r2Blob).path)
         #expect(r2Now[.modificationDate] as? Date == r2Attributes[.modificationDate] as? Date)
@@ -244,5 +240,14 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
             #expect(sha256Hex(Array(data)) == expected, "replica in \(row.record.region) matches the image")
         }
         #expect(TempDirectory.files(under: dataDir.appendingPathComponent("regions/r3/partial")).isEmpty)
+    }
+}
+
+/// The replication rows of `galleries/g/images/big` in a stopped server's data directory.
+private func replicationRows(dataDir: URL, catalog: URL) async throws -> [ReplicationRow] {
+    try await blocking {
+        let core = try LabGalleryService.open(dataDirectory: dataDir, configuration: LabGalleryConfiguration(regionCatalog: RegionCatalog(contentsOf: catalog)))
+        defer { try? (core.storage as! SQLiteStorage).pool.close() }
+        return try core.storage.read { try $0.replicationRows(of: ImageName(gallery: GalleryName(id: "g"), id: "big")) }
     }
 }

@@ -206,3 +206,28 @@ func sha256Hex(_ message: [UInt8]) -> String {
     }
     return h.map { String(format: "%08x", $0) }.joined()
 }
+
+/// Runs blocking test work (database files of a stopped server, directory scans) off the cooperative pool.
+func blocking<T>(_ body: () throws -> T) async throws -> T {
+    try await BlockingExecutor.shared.run(body)
+}
+
+/// Waits for a child process to end on a thread made for blocking (never the cooperative pool,
+/// which the servers under test share).
+func waitUntilExit(_ process: Process) async {
+    _ = try? await BlockingExecutor.shared.run { process.waitUntilExit() }
+}
+
+/// Waits until `condition` holds, checking every few milliseconds. The time-out only catches a
+/// hang (the event never comes); it is not a performance bound.
+func waitUntil(_ what: String, timeout: Duration = .seconds(120), sourceLocation: SourceLocation = #_sourceLocation,
+               _ condition: () async throws -> Bool) async throws {
+    let end = ContinuousClock.now + timeout
+    while try await !condition() {
+        guard ContinuousClock.now < end else {
+            Issue.record("timed out waiting for \(what)", sourceLocation: sourceLocation)
+            throw CancellationError()
+        }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+}
