@@ -276,7 +276,7 @@ import Testing
             #expect(try await c.labs.listLabs(.init(labAccount: "labAccounts/a")).labs.map(\.name) == ["labAccounts/a/labs/l1", "labAccounts/a/labs/l2"])
             // Labs reference the images' blobs: no template copy is made.
             #expect(s.files(under: "labs").isEmpty)
-            #expect(s.files(under: "regions/eastus/blobs").count == 2, "one blob per distinct image content")
+            #expect(s.files(under: "regions/eastus/blobs").count == 3, "one blob per distinct image content (img, spec, foreign)")
             _ = try await c.labs.deleteLab(.init(name: "labAccounts/a/labs/l2"))
             await expectRPC(.notFound) { _ = try await c.labs.getLab(.init(name: "labAccounts/a/labs/l2")) }
         }
