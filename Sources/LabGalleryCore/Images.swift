@@ -78,7 +78,9 @@ extension LabGalleryService {
     }
 
     /// ListLabAccountImages (reader): the images of the account's attached gallery (empty when none
-    /// is attached), each enabled unless disabled with ``setImagesEnabled(labAccount:images:enabled:caller:)``.
+    /// is attached), each enabled unless disabled with ``setImagesEnabled(labAccount:images:enabled:caller:)``,
+    /// and available when `CreateLab` would accept it as a template for the account now (otherwise with
+    /// the reason `CreateLab` would give; see ``templateAvailability(of:name:for:disabled:_:)``).
     /// Field: `lab_account`.
     public func listLabAccountImages(labAccount: String, caller: Principal) throws(LabGalleryError) -> [LabAccountImage] {
         try require(.reader, for: caller)
@@ -90,7 +92,7 @@ extension LabGalleryService {
             let disabled = try tx.disabledImages(for: a)
             return try tx.images(in: g, after: nil, limit: nil).map { stored in
                 let n = ImageName(gallery: g, id: String(stored.image.name.split(separator: "/").last ?? ""))
-                return LabAccountImage(image: stored.image, enabled: !disabled.contains(n))
+                return try labAccountImage(stored, name: n, for: account, disabled: disabled, tx)
             }
         }
     }
@@ -98,7 +100,8 @@ extension LabGalleryService {
     /// SetImagesEnabled (admin): enables or disables images of the attached gallery for one account.
     /// All or nothing: a malformed name (INVALID_ARGUMENT `images`), a missing image (NOT_FOUND) or
     /// an image of another gallery (FAILED_PRECONDITION) fails the call with nothing changed.
-    /// Returns the resulting entries for the named images, in request order (duplicates once).
+    /// Returns the resulting entries for the named images, in request order (duplicates once), with
+    /// their availability as ``listLabAccountImages(labAccount:caller:)`` shows it.
     /// Fields: `lab_account`, `images`, `enabled`.
     public func setImagesEnabled(labAccount: String, images: [String], enabled: Bool, caller: Principal) throws(LabGalleryError) -> [LabAccountImage] {
         try require(.admin, for: caller)
@@ -120,7 +123,8 @@ extension LabGalleryService {
                 found.append(try requireImage(n, tx))
             }
             for n in names { try tx.setImageDisabled(!enabled, image: n, for: a) }
-            return found.map { LabAccountImage(image: $0.image, enabled: enabled) }
+            let disabled = try tx.disabledImages(for: a)
+            return try zip(found, names).map { try labAccountImage($0, name: $1, for: account, disabled: disabled, tx) }
         }
     }
 

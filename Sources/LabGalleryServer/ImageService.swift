@@ -56,7 +56,7 @@ public struct ImageService: Labgallery_V1_ImageService.ServiceProtocol {
         return .init(images: page.items.map(Mapping.image), nextPageToken: page.nextPageToken)
     }
 
-    /// ListLabAccountImages: the attached gallery's images, enabled by default.
+    /// ListLabAccountImages: the attached gallery's images, enabled by default, each with whether CreateLab would accept it now.
     public func listLabAccountImages(request: Labgallery_V1_ListLabAccountImagesRequest, context: ServerContext) async throws -> Labgallery_V1_ListLabAccountImagesResponse {
         let images = try core.listLabAccountImages(labAccount: request.labAccount, caller: try Caller.current())
         return .init(images: images.map(Mapping.labAccountImage))
