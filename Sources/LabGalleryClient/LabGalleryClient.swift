@@ -216,10 +216,13 @@ public final class LabGalleryClient: Sendable {
         return LabAccount(try await write(timeout) { try await self.galleries.attachGallery(request, options: $0) })
     }
 
-    /// `DetachGallery`: the server refuses (INVALID_ARGUMENT) unless `confirm` is true.
-    public func detachGallery(from labAccount: String, confirm: Bool,
+    /// `DetachGallery`: the server refuses (INVALID_ARGUMENT) unless `confirm` is true. With
+    /// `gallery` (the one the operator confirmed), the server detaches only that gallery: if another
+    /// is attached by then, FAILED_PRECONDITION and nothing changes. `nil`: whatever is attached.
+    public func detachGallery(from labAccount: String, confirm: Bool, gallery: String? = nil,
                               timeout: Duration? = nil) async throws(LabGalleryClientError) -> LabAccount {
-        let request = Labgallery_V1_DetachGalleryRequest(labAccount: ResourceName.labAccount(labAccount), confirm: confirm)
+        let request = Labgallery_V1_DetachGalleryRequest(labAccount: ResourceName.labAccount(labAccount), confirm: confirm,
+                                                         gallery: gallery.map(ResourceName.gallery) ?? "")
         return LabAccount(try await write(timeout) { try await self.galleries.detachGallery(request, options: $0) })
     }
 
