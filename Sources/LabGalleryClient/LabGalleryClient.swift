@@ -260,7 +260,8 @@ public final class LabGalleryClient: Sendable {
         _ = try await write(timeout) { try await self.images.deleteImage(request, options: $0) }
     }
 
-    /// `ListLabAccountImages`: the images of the account's attached gallery, with whether each is enabled.
+    /// `ListLabAccountImages`: the images of the account's attached gallery, with whether each is
+    /// enabled and whether `createLab` would accept it now (``LabAccountImage/available``, with the reason when not).
     public func listLabAccountImages(labAccount: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> [LabAccountImage] {
         let request = Labgallery_V1_ListLabAccountImagesRequest(labAccount: ResourceName.labAccount(labAccount))
         return try await read(timeout) { try await self.images.listLabAccountImages(request, options: $0) }.images.map(LabAccountImage.init)
