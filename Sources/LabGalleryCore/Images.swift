@@ -128,9 +128,11 @@ extension LabGalleryService {
         }
     }
 
-    /// SaveLabTemplateImage (educator): copies the lab's template bytes into a new SPECIALIZED image
-    /// (source SAVED_FROM_LAB, `source_lab` = the lab) in the lab account's attached gallery, with
-    /// replication records. FAILED_PRECONDITION if no gallery is attached; PERMISSION_DENIED if
+    /// SaveLabTemplateImage (educator): copies the lab's template bytes into a new image (source
+    /// SAVED_FROM_LAB, `source_lab` = the lab) in the lab account's attached gallery, with
+    /// replication records. The image is SPECIALIZED, or GENERALIZED under
+    /// ``TemplateImagePolicy/generalizedOnly`` (``TemplateImagePolicy/savedTemplateOSState``) so that
+    /// CreateLab accepts it there too. FAILED_PRECONDITION if no gallery is attached; PERMISSION_DENIED if
     /// `lab-services` is not Contributor on it. Fields: `lab`, `image_id`.
     public func saveLabTemplateImage(lab: String, imageID: String, displayName: String, caller: Principal) throws(LabGalleryError) -> Image {
         try require(.educator, for: caller)
@@ -153,7 +155,7 @@ extension LabGalleryService {
 
         let (stored, gallery, name) = try read(check)
         var writer = try FileOps.copy(layout.url(stored.templatePath), into: layout.tempDirectory(region: gallery.region))
-        let image = Image(name: name.description, displayName: displayName, osType: stored.templateOSType, osState: .specialized,
+        let image = Image(name: name.description, displayName: displayName, osType: stored.templateOSType, osState: configuration.templateImages.savedTemplateOSState,
                           source: .savedFromLab, sourceLab: l.description, sizeBytes: writer.size, sha256: writer.sha256,
                           region: gallery.region, author: caller.name)
         return try storeImage(image, name: name, writer: &writer) { tx in

@@ -332,10 +332,21 @@ public struct ReplicationStatus: Hashable, Sendable {
 
 // MARK: - Settings
 
-/// Which images may be a lab's template.
+/// Which images may be a lab's template, and how a saved template is stored.
 public enum TemplateImagePolicy: Sendable, Equatable {
-    /// Generalized and specialized images (the default).
+    /// Generalized and specialized images (the default; the platform's 2020-06-26 rule). A template
+    /// saved with SaveLabTemplateImage is stored SPECIALIZED.
     case any
-    /// Only generalized images (the older rule); specialized ones are FAILED_PRECONDITION.
+    /// Only generalized images (the older rule of 2020-02-24); specialized ones are FAILED_PRECONDITION.
+    /// A template saved with SaveLabTemplateImage is stored GENERALIZED, as the platform then did,
+    /// so other educators can create labs from it.
     case generalizedOnly
+
+    /// The OS state SaveLabTemplateImage gives a saved template under this policy.
+    public var savedTemplateOSState: OSState {
+        switch self {
+        case .any: .specialized
+        case .generalizedOnly: .generalized
+        }
+    }
 }

@@ -69,7 +69,7 @@ public struct ImageService: Labgallery_V1_ImageService.ServiceProtocol {
         return .init(images: images.map(Mapping.labAccountImage))
     }
 
-    /// SaveLabTemplateImage: a SPECIALIZED image saved from the lab into the attached gallery.
+    /// SaveLabTemplateImage: an image saved from the lab into the attached gallery (SPECIALIZED; GENERALIZED under generalized-only).
     public func saveLabTemplateImage(request: Labgallery_V1_SaveLabTemplateImageRequest, context: ServerContext) async throws -> Labgallery_V1_Image {
         Mapping.image(try core.saveLabTemplateImage(lab: request.lab, imageID: request.imageId,
                                                     displayName: request.displayName, caller: try Caller.current()))
