@@ -46,6 +46,33 @@ import Testing
         expectError(.failedPrecondition) { _ = try f.service.detachGallery(labAccount: "labAccounts/a1", confirm: true, caller: admin) }
     }
 
+    @Test func detachNamingTheGalleryDetachesOnlyThatOne() throws {
+        let f = try Fixture()
+        try f.gallery("g2")
+        try f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
+        func detach(_ gallery: String?) throws -> LabAccount {
+            try f.service.detachGallery(labAccount: "labAccounts/a1", confirm: true, gallery: gallery, caller: admin)
+        }
+        // Another gallery than the attached one: refused, naming both, nothing changed.
+        expectError(.failedPrecondition, contains: ["labAccounts/a1", "galleries/g1 attached", "not galleries/g2", "nothing was detached"]) {
+            _ = try detach("galleries/g2")
+        }
+        expectError(.failedPrecondition, contains: ["not galleries/ghost"]) { _ = try detach("galleries/ghost") }
+        #expect(try f.service.getLabAccount(name: "labAccounts/a1", caller: reader).attachedGallery == "galleries/g1")
+        #expect(try f.service.listRoleAssignments(gallery: "galleries/g1", caller: reader) == [.labServicesContributor])
+        // Malformed: INVALID_ARGUMENT naming `gallery`.
+        expectError(.invalidArgument, field: "gallery") { _ = try detach("g1") }
+        expectError(.invalidArgument, field: "gallery") { _ = try detach("galleries/G1") }
+        // The attached one: detached.
+        #expect(try detach("galleries/g1").attachedGallery == nil)
+        #expect(try f.service.listRoleAssignments(gallery: "galleries/g1", caller: reader).isEmpty)
+        // Nothing attached: the same answer as without a gallery.
+        expectError(.failedPrecondition, contains: ["labAccounts/a1 has no gallery attached"]) { _ = try detach("galleries/g1") }
+        // Empty is "not given": whatever is attached is detached.
+        _ = try f.service.attachGallery(labAccount: "labAccounts/a1", gallery: "galleries/g2", caller: admin)
+        #expect(try detach("").attachedGallery == nil)
+    }
+
     @Test func attachGrantsContributorAndDetachRemovesItOnlyWhenUnused() throws {
         let f = try Fixture()
         try f.gallery("g1")

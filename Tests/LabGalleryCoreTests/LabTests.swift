@@ -93,8 +93,8 @@ import Testing
 }
 
 @Suite struct SaveTemplateImageTests {
-    func setUp() throws -> Fixture {
-        let f = try Fixture()
+    func setUp(_ configuration: LabGalleryConfiguration = .init()) throws -> Fixture {
+        let f = try Fixture(configuration)
         try f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         try f.upload("galleries/g1", "base", bytes: Array("abc".utf8), osType: .windows, osState: .generalized)
         _ = try f.service.createLab(labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: "galleries/g1/images/base", caller: educator)
@@ -112,6 +112,28 @@ import Testing
         #expect(status.regions.count == 8 && status.regions.allSatisfy { $0.state == .pending && $0.bytesTotal == 3 })
         expectError(.alreadyExists) { _ = try f.service.saveLabTemplateImage(lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "", caller: educator) }
         #expect(f.files(under: "regions/eastus/tmp").isEmpty)
+    }
+
+    @Test func generalizedOnlySavesGeneralizedSoAnotherEducatorCanUseIt() throws {
+        let f = try setUp(LabGalleryConfiguration(templateImages: .generalizedOnly))
+        let image = try f.service.saveLabTemplateImage(lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "Saved", caller: educator)
+        #expect(image.osState == .generalized && image.source == .savedFromLab && image.sha256 == abcSHA256)
+        #expect(try f.service.getImage(name: image.name, caller: reader).osState == .generalized)
+        // Another educator, in another account with the gallery attached, sees it available and uses it.
+        try f.account("a2", gallery: .attach(gallery: "galleries/g1"))
+        let other = Principal(name: "olga", role: .educator)
+        let listed = try f.service.listLabAccountImages(labAccount: "labAccounts/a2", caller: other).first { $0.image.name == image.name }
+        #expect(listed?.available == true && listed?.unavailable == nil)
+        let lab = try f.service.createLab(labAccount: "labAccounts/a2", labID: "l2", displayName: "", templateImage: image.name, caller: other)
+        #expect(lab.templateImage == image.name)
+    }
+
+    @Test func anySavesSpecialized() throws {
+        let f = try setUp(LabGalleryConfiguration(templateImages: .any))
+        let image = try f.service.saveLabTemplateImage(lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "", caller: educator)
+        #expect(image.osState == .specialized)
+        #expect(TemplateImagePolicy.any.savedTemplateOSState == .specialized)
+        #expect(TemplateImagePolicy.generalizedOnly.savedTemplateOSState == .generalized)
     }
 
     @Test func permissionDeniedWhenLabServicesIsNotContributor() throws {
