@@ -142,13 +142,15 @@ struct GalleryCommand: AsyncParsableCommand {
     struct Detach: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Detach the gallery of a lab account (asks for confirmation unless --yes).",
-            discussion: "Without a terminal on stdin the command refuses unless --yes is given (exit code 3).")
+            discussion: "Without a terminal on stdin the command refuses unless --yes is given (exit code 3). "
+                + "Only the gallery shown at the prompt is detached: if another was attached meanwhile, the server refuses (exit code 19).")
         @Option(help: "The lab account.") var labAccount: String
         @Flag(name: [.short, .long], help: "Do not ask for confirmation.") var yes = false
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var output: OutputOptions
         func run() async throws {
             let client = try connection.client()
+            var confirmed: String?
             if !yes {
                 guard Console.stdinIsTerminal else {
                     throw CLIError(message: "refusing to detach without confirmation: stdin is not a terminal; pass --yes",
@@ -163,8 +165,11 @@ struct GalleryCommand: AsyncParsableCommand {
                 guard answer == "y" || answer == "yes" else {
                     throw CLIError(message: "not detached", exitCode: ExitCodes.notConfirmed)
                 }
+                confirmed = gallery
             }
-            let account = try await client.detachGallery(from: labAccount, confirm: true)
+            // Name the confirmed gallery: if another was attached meanwhile, the server refuses
+            // (FAILED_PRECONDITION) instead of detaching what the operator did not confirm.
+            let account = try await client.detachGallery(from: labAccount, confirm: true, gallery: confirmed)
             try Output.emit(account, output.output) { Output.fields(account.fields) }
         }
     }

@@ -66,7 +66,7 @@ struct ImageCommand: AsyncParsableCommand {
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List the images of a gallery, or of a lab account's attached gallery with whether each is enabled.")
+            abstract: "List the images of a gallery, or of a lab account's attached gallery with whether each is enabled and available to create labs now.")
         @Option(help: "The gallery.") var gallery: String?
         @Option(help: "The lab account.") var labAccount: String?
         @OptionGroup var connection: ConnectionOptions
@@ -84,7 +84,7 @@ struct ImageCommand: AsyncParsableCommand {
             } else if let labAccount {
                 let images = try await client.listLabAccountImages(labAccount: labAccount)
                 try Output.emit(LabAccountImageList(images: images), output.output) {
-                    Output.table(Image.headers + ["ENABLED"], images.map { $0.image.row + [$0.enabled ? "yes" : "no"] })
+                    Output.table(Image.headers + LabAccountImage.headers, images.map { $0.image.row + $0.row })
                 }
             }
         }
@@ -130,7 +130,7 @@ struct ImageCommand: AsyncParsableCommand {
             for ref in images { names.append(try await Names.image(ref, labAccount: labAccount, client: client)) }
             let result = try await client.setImagesEnabled(names, enabled: enabled, labAccount: labAccount)
             try Output.emit(LabAccountImageList(images: result), output.output) {
-                Output.table(["NAME", "ENABLED"], result.map { [$0.image.name, $0.enabled ? "yes" : "no"] })
+                Output.table(["NAME"] + LabAccountImage.headers, result.map { [$0.image.name] + $0.row })
             }
         }
     }

@@ -78,6 +78,12 @@ extension Image {
     static let headers = ["NAME", "OS TYPE", "OS STATE", "SOURCE", "SIZE"]
 }
 
+extension LabAccountImage {
+    /// ENABLED, AVAILABLE (whether CreateLab would accept it now) and, last, the reason when not.
+    var row: [String] { [enabled ? "yes" : "no", available ? "yes" : "no", unavailableReason ?? ""] }
+    static let headers = ["ENABLED", "AVAILABLE", "REASON"]
+}
+
 extension Lab {
     var fields: [(String, String)] { [("name", name), ("display name", displayName), ("template image", templateImage)] }
     var row: [String] { [name, templateImage, displayName] }

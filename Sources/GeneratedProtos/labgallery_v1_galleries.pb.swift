@@ -397,6 +397,10 @@ public struct Labgallery_V1_DetachGalleryRequest: RPCMessage, Sendable, Hashable
     public var labAccount: String = ""
     /// Must be true: detaching stops every lab account user from seeing the gallery's images.
     public var confirm: Bool = false
+    /// Optional "galleries/{id}": the gallery the caller means to detach (the one it asked its
+    /// operator to confirm). When set and another gallery is attached, FAILED_PRECONDITION and
+    /// nothing changes. Empty: detach whatever is attached.
+    public var gallery: String = ""
 
     /// The default message: every field at its default.
     public init() {}
@@ -404,10 +408,12 @@ public struct Labgallery_V1_DetachGalleryRequest: RPCMessage, Sendable, Hashable
     /// Creates a message from field values (omitted fields keep their defaults).
     public init(
         labAccount: String = "",
-        confirm: Bool = false
+        confirm: Bool = false,
+        gallery: String = ""
     ) {
         self.labAccount = labAccount
         self.confirm = confirm
+        self.gallery = gallery
     }
 
     /// Decodes the protobuf wire form (through protobuf-c).
@@ -446,6 +452,7 @@ public struct Labgallery_V1_DetachGalleryRequest: RPCMessage, Sendable, Hashable
     init(_protobufC c: UnsafePointer<Labgallery__V1__DetachGalleryRequest>) {
         self.labAccount = ProtobufC.string(c.pointee.lab_account)
         self.confirm = c.pointee.confirm != 0
+        self.gallery = ProtobufC.string(c.pointee.gallery)
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -453,6 +460,7 @@ public struct Labgallery_V1_DetachGalleryRequest: RPCMessage, Sendable, Hashable
         labgallery__v1__detach_gallery_request__init(c)
         if !self.labAccount.isEmpty { c.pointee.lab_account = arena.cString(self.labAccount) }
         c.pointee.confirm = self.confirm ? 1 : 0
+        if !self.gallery.isEmpty { c.pointee.gallery = arena.cString(self.gallery) }
     }
 }
 

@@ -822,11 +822,13 @@ public enum Labgallery_V1_ImageService {
         func deleteImage(request: Labgallery_V1_DeleteImageRequest, context: ServerContext) async throws -> Google_Protobuf_Empty
         /// Handles `ListImages`.
         func listImages(request: Labgallery_V1_ListImagesRequest, context: ServerContext) async throws -> Labgallery_V1_ListImagesResponse
-        /// Handles `ListLabAccountImages`.
+        /// The attached gallery's images, each with `enabled` and `available` (whether CreateLab
+        /// would accept it as a template for the account now, with the reason when not).
         func listLabAccountImages(request: Labgallery_V1_ListLabAccountImagesRequest, context: ServerContext) async throws -> Labgallery_V1_ListLabAccountImagesResponse
         /// All or nothing.
         func setImagesEnabled(request: Labgallery_V1_SetImagesEnabledRequest, context: ServerContext) async throws -> Labgallery_V1_SetImagesEnabledResponse
-        /// Saves a lab's template as a SPECIALIZED image into the account's attached gallery.
+        /// Saves a lab's template as an image into the account's attached gallery: SPECIALIZED, or
+        /// GENERALIZED when the server runs `--template-images generalized-only`.
         func saveLabTemplateImage(request: Labgallery_V1_SaveLabTemplateImageRequest, context: ServerContext) async throws -> Labgallery_V1_Image
     }
 
@@ -860,7 +862,8 @@ public enum Labgallery_V1_ImageService {
             try await wrapped.unary(Method.listImages, request: request, metadata: metadata, options: options, responseType: Labgallery_V1_ListImagesResponse.self).message
         }
 
-        /// Calls `ListLabAccountImages`.
+        /// The attached gallery's images, each with `enabled` and `available` (whether CreateLab
+        /// would accept it as a template for the account now, with the reason when not).
         public func listLabAccountImages(_ request: Labgallery_V1_ListLabAccountImagesRequest, metadata: Metadata = [:], options: CallOptions = .defaults) async throws -> Labgallery_V1_ListLabAccountImagesResponse {
             try await wrapped.unary(Method.listLabAccountImages, request: request, metadata: metadata, options: options, responseType: Labgallery_V1_ListLabAccountImagesResponse.self).message
         }
@@ -870,7 +873,8 @@ public enum Labgallery_V1_ImageService {
             try await wrapped.unary(Method.setImagesEnabled, request: request, metadata: metadata, options: options, responseType: Labgallery_V1_SetImagesEnabledResponse.self).message
         }
 
-        /// Saves a lab's template as a SPECIALIZED image into the account's attached gallery.
+        /// Saves a lab's template as an image into the account's attached gallery: SPECIALIZED, or
+        /// GENERALIZED when the server runs `--template-images generalized-only`.
         public func saveLabTemplateImage(_ request: Labgallery_V1_SaveLabTemplateImageRequest, metadata: Metadata = [:], options: CallOptions = .defaults) async throws -> Labgallery_V1_Image {
             try await wrapped.unary(Method.saveLabTemplateImage, request: request, metadata: metadata, options: options, responseType: Labgallery_V1_Image.self).message
         }

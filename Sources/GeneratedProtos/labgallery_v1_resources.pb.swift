@@ -443,12 +443,22 @@ public struct Labgallery_V1_Image: RPCMessage, Sendable, Hashable {
     }
 }
 
-/// An image of the account's attached gallery, with whether the account enabled it.
+/// An image of the account's attached gallery, with whether the account enabled it and whether
+/// it can template a lab in the account's region now.
 public struct Labgallery_V1_LabAccountImage: RPCMessage, Sendable, Hashable {
     /// Field `image` = 1.
     public var image: Labgallery_V1_Image? = nil
     /// Field `enabled` = 2.
     public var enabled: Bool = false
+    /// True when CreateLab would accept this image as a template for the account right now (the
+    /// same rule CreateLab applies): enabled, allowed by the server's template-image policy, and
+    /// stored in the account's region (home region or a COMPLETED replica there).
+    public var available: Bool = false
+    /// When not available: why, and what to do (disabled for the account; another geography;
+    /// replica in the account's region PENDING/REPLICATING with its progress, or FAILED; the
+    /// server's generalized-only policy). Empty when available. It is the FAILED_PRECONDITION
+    /// message CreateLab would answer.
+    public var unavailableReason: String = ""
 
     /// The default message: every field at its default.
     public init() {}
@@ -456,10 +466,14 @@ public struct Labgallery_V1_LabAccountImage: RPCMessage, Sendable, Hashable {
     /// Creates a message from field values (omitted fields keep their defaults).
     public init(
         image: Labgallery_V1_Image? = nil,
-        enabled: Bool = false
+        enabled: Bool = false,
+        available: Bool = false,
+        unavailableReason: String = ""
     ) {
         self.image = image
         self.enabled = enabled
+        self.available = available
+        self.unavailableReason = unavailableReason
     }
 
     /// Decodes the protobuf wire form (through protobuf-c).
@@ -498,6 +512,8 @@ public struct Labgallery_V1_LabAccountImage: RPCMessage, Sendable, Hashable {
     init(_protobufC c: UnsafePointer<Labgallery__V1__LabAccountImage>) {
         if let p = c.pointee.image { self.image = Labgallery_V1_Image(_protobufC: p) }
         self.enabled = c.pointee.enabled != 0
+        self.available = c.pointee.available != 0
+        self.unavailableReason = ProtobufC.string(c.pointee.unavailable_reason)
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -507,6 +523,8 @@ public struct Labgallery_V1_LabAccountImage: RPCMessage, Sendable, Hashable {
             c.pointee.image = { let p = arena.allocate(Labgallery__V1__Image.self); v._protobufCFill(p, arena); return p }()
         }
         c.pointee.enabled = self.enabled ? 1 : 0
+        c.pointee.available = self.available ? 1 : 0
+        if !self.unavailableReason.isEmpty { c.pointee.unavailable_reason = arena.cString(self.unavailableReason) }
     }
 }
 

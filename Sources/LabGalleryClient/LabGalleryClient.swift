@@ -216,10 +216,13 @@ public final class LabGalleryClient: Sendable {
         return LabAccount(try await write(timeout) { try await self.galleries.attachGallery(request, options: $0) })
     }
 
-    /// `DetachGallery`: the server refuses (INVALID_ARGUMENT) unless `confirm` is true.
-    public func detachGallery(from labAccount: String, confirm: Bool,
+    /// `DetachGallery`: the server refuses (INVALID_ARGUMENT) unless `confirm` is true. With
+    /// `gallery` (the one the operator confirmed), the server detaches only that gallery: if another
+    /// is attached by then, FAILED_PRECONDITION and nothing changes. `nil`: whatever is attached.
+    public func detachGallery(from labAccount: String, confirm: Bool, gallery: String? = nil,
                               timeout: Duration? = nil) async throws(LabGalleryClientError) -> LabAccount {
-        let request = Labgallery_V1_DetachGalleryRequest(labAccount: ResourceName.labAccount(labAccount), confirm: confirm)
+        let request = Labgallery_V1_DetachGalleryRequest(labAccount: ResourceName.labAccount(labAccount), confirm: confirm,
+                                                         gallery: gallery.map(ResourceName.gallery) ?? "")
         return LabAccount(try await write(timeout) { try await self.galleries.detachGallery(request, options: $0) })
     }
 
@@ -257,7 +260,8 @@ public final class LabGalleryClient: Sendable {
         _ = try await write(timeout) { try await self.images.deleteImage(request, options: $0) }
     }
 
-    /// `ListLabAccountImages`: the images of the account's attached gallery, with whether each is enabled.
+    /// `ListLabAccountImages`: the images of the account's attached gallery, with whether each is
+    /// enabled and whether `createLab` would accept it now (``LabAccountImage/available``, with the reason when not).
     public func listLabAccountImages(labAccount: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> [LabAccountImage] {
         let request = Labgallery_V1_ListLabAccountImagesRequest(labAccount: ResourceName.labAccount(labAccount))
         return try await read(timeout) { try await self.images.listLabAccountImages(request, options: $0) }.images.map(LabAccountImage.init)

@@ -155,15 +155,37 @@ public struct Image: Codable, Sendable, Hashable {
     }
 }
 
-/// An image of a lab account's attached gallery, with whether the account may use it.
+/// An image of a lab account's attached gallery, with whether the account may use it and whether
+/// `createLab` would accept it as a template for the account now.
 public struct LabAccountImage: Codable, Sendable, Hashable {
     /// The image.
     public var image: Image
     /// Whether labs of the account may use it as a template (images are enabled by default).
     public var enabled: Bool
+    /// Whether `createLab` would accept it as a template for the account right now: enabled, allowed
+    /// by the server's template-image policy, and stored in the account's region (the server applies
+    /// the same rule to both).
+    public var available: Bool
+    /// When not ``available``: why, and what to do (the FAILED_PRECONDITION message `createLab`
+    /// would give); `nil` when available.
+    public var unavailableReason: String?
+
+    enum CodingKeys: String, CodingKey { case image, enabled, available, unavailableReason = "unavailable_reason" }
 
     /// Creates a value.
-    public init(image: Image, enabled: Bool) { self.image = image; self.enabled = enabled }
+    public init(image: Image, enabled: Bool, available: Bool = true, unavailableReason: String? = nil) {
+        self.image = image; self.enabled = enabled; self.available = available; self.unavailableReason = unavailableReason
+    }
+
+    // By hand so `unavailable_reason` is always present (null when available).
+    /// Encodes every key, optional fields as `null`.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(image, forKey: .image)
+        try c.encode(enabled, forKey: .enabled)
+        try c.encode(available, forKey: .available)
+        try c.encode(unavailableReason, forKey: .unavailableReason)
+    }
 }
 
 /// A lab (`labAccounts/{account}/labs/{id}`).
@@ -412,7 +434,8 @@ extension Image {
 
 extension LabAccountImage {
     init(_ p: Labgallery_V1_LabAccountImage) {
-        self.init(image: Image(p.image ?? .init()), enabled: p.enabled)
+        self.init(image: Image(p.image ?? .init()), enabled: p.enabled, available: p.available,
+                  unavailableReason: nonEmpty(p.unavailableReason))
     }
 }
 

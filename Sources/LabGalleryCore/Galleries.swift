@@ -95,13 +95,18 @@ extension LabGalleryService {
     }
 
     /// DetachGallery (admin). Requires `confirm == true` (INVALID_ARGUMENT naming `confirm`);
-    /// FAILED_PRECONDITION if nothing is attached. Resets the account's per-image enable/disable
-    /// overrides, and removes `lab-services` Contributor when no other account still has the gallery
-    /// attached. Existing labs keep their template copies. Field: `lab_account`, `confirm`.
-    public func detachGallery(labAccount: String, confirm: Bool, caller: Principal) async throws(LabGalleryError) -> LabAccount {
+    /// FAILED_PRECONDITION if nothing is attached. `gallery`, when given (non-empty), is the gallery
+    /// the caller means to detach (INVALID_ARGUMENT naming `gallery` if malformed): if another gallery
+    /// is attached, FAILED_PRECONDITION naming both, and nothing changes. Resets the account's
+    /// per-image enable/disable overrides, and removes `lab-services` Contributor when no other
+    /// account still has the gallery attached. Existing labs keep their template copies.
+    /// Fields: `lab_account`, `confirm`, `gallery`.
+    public func detachGallery(labAccount: String, confirm: Bool, gallery: String? = nil, caller: Principal) async throws(LabGalleryError) -> LabAccount {
         try await blocking { () throws(LabGalleryError) in
             try require(.admin, for: caller)
             let a = try LabAccountName(parsing: labAccount, field: "lab_account")
+            var expected: GalleryName?
+            if let gallery, !gallery.isEmpty { expected = try GalleryName(parsing: gallery, field: "gallery") }
             guard confirm else {
                 throw LabGalleryError.invalid("confirm", "detaching a gallery must be confirmed; set confirm: true")
             }
@@ -110,7 +115,11 @@ extension LabGalleryService {
                 guard let current = account.attachedGallery else {
                     throw LabGalleryError.failedPrecondition(message: "\(a) has no gallery attached; nothing to detach")
                 }
-                try detach(a, from: GalleryName(parsing: current, field: "attached_gallery"), tx)
+                let attached = try GalleryName(parsing: current, field: "attached_gallery")
+                if let expected, expected != attached {
+                    throw LabGalleryError.failedPrecondition(message: "\(a) has \(attached) attached, not \(expected); nothing was detached. Check which gallery is attached (GetLabAccount) and detach again naming \(attached), or leave gallery empty")
+                }
+                try detach(a, from: attached, tx)
                 account.attachedGallery = nil
                 return account
             }

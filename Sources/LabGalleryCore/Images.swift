@@ -87,7 +87,9 @@ extension LabGalleryService {
     }
 
     /// ListLabAccountImages (reader): the images of the account's attached gallery (empty when none
-    /// is attached), each enabled unless disabled with ``setImagesEnabled(labAccount:images:enabled:caller:)``.
+    /// is attached), each enabled unless disabled with ``setImagesEnabled(labAccount:images:enabled:caller:)``,
+    /// and available when `CreateLab` would accept it as a template for the account now (otherwise with
+    /// the reason `CreateLab` would give; see ``templateAvailability(of:name:for:disabled:_:)``).
     /// Field: `lab_account`.
     public func listLabAccountImages(labAccount: String, caller: Principal) async throws(LabGalleryError) -> [LabAccountImage] {
         try await blocking { () throws(LabGalleryError) in
@@ -100,7 +102,7 @@ extension LabGalleryService {
                 let disabled = try tx.disabledImages(for: a)
                 return try tx.images(in: g, after: nil, limit: nil).map { stored in
                     let n = ImageName(gallery: g, id: String(stored.image.name.split(separator: "/").last ?? ""))
-                    return LabAccountImage(image: stored.image, enabled: !disabled.contains(n))
+                    return try labAccountImage(stored, name: n, for: account, disabled: disabled, tx)
                 }
             }
         }
@@ -109,7 +111,8 @@ extension LabGalleryService {
     /// SetImagesEnabled (admin): enables or disables images of the attached gallery for one account.
     /// All or nothing: a malformed name (INVALID_ARGUMENT `images`), a missing image (NOT_FOUND) or
     /// an image of another gallery (FAILED_PRECONDITION) fails the call with nothing changed.
-    /// Returns the resulting entries for the named images, in request order (duplicates once).
+    /// Returns the resulting entries for the named images, in request order (duplicates once), with
+    /// their availability as ``listLabAccountImages(labAccount:caller:)`` shows it.
     /// Fields: `lab_account`, `images`, `enabled`.
     public func setImagesEnabled(labAccount: String, images: [String], enabled: Bool, caller: Principal) async throws(LabGalleryError) -> [LabAccountImage] {
         try await blocking { () throws(LabGalleryError) in
@@ -132,14 +135,18 @@ extension LabGalleryService {
                     found.append(try requireImage(n, tx))
                 }
                 for n in names { try tx.setImageDisabled(!enabled, image: n, for: a) }
-                return found.map { LabAccountImage(image: $0.image, enabled: enabled) }
+                let disabled = try tx.disabledImages(for: a)
+                return try zip(found, names).map { try labAccountImage($0, name: $1, for: account, disabled: disabled, tx) }
             }
         }
     }
 
-    /// SaveLabTemplateImage (educator): stores the lab's template bytes as a new SPECIALIZED image
-    /// (source SAVED_FROM_LAB, `source_lab` = the lab) in the lab account's attached gallery, with
-    /// replication records. FAILED_PRECONDITION if no gallery is attached; PERMISSION_DENIED if
+    /// SaveLabTemplateImage (educator): stores the lab's template bytes as a new image (source
+    /// SAVED_FROM_LAB, `source_lab` = the lab) in the lab account's attached gallery, with
+    /// replication records; the bytes are shared, not copied, when the gallery's region already holds
+    /// them. The image is SPECIALIZED, or GENERALIZED under ``TemplateImagePolicy/generalizedOnly``
+    /// (``TemplateImagePolicy/savedTemplateOSState``) so that CreateLab accepts it there too.
+    /// FAILED_PRECONDITION if no gallery is attached; PERMISSION_DENIED if
     /// `lab-services` is not Contributor on it. Fields: `lab`, `image_id`.
     public func saveLabTemplateImage(lab: String, imageID: String, displayName: String, caller: Principal) async throws(LabGalleryError) -> Image {
         try await blocking { () throws(LabGalleryError) in
@@ -166,7 +173,8 @@ extension LabGalleryService {
                 return (stored, gallery, name, try tx.blob(stored.templatePath))
             }
             func image(size: Int64, sha256: String) -> Image {
-                Image(name: name.description, displayName: displayName, osType: stored.templateOSType, osState: .specialized,
+                Image(name: name.description, displayName: displayName, osType: stored.templateOSType,
+                      osState: configuration.templateImages.savedTemplateOSState,
                       source: .savedFromLab, sourceLab: l.description, sizeBytes: size, sha256: sha256,
                       region: gallery.region, author: caller.name)
             }

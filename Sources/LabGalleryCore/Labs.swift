@@ -1,11 +1,19 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 extension LabGalleryService {
     /// CreateLab (educator). The template image must be in the account's attached gallery and
-    /// enabled for the account (else FAILED_PRECONDITION naming the image); with
-    /// `templateImages: .generalizedOnly` a specialized image is FAILED_PRECONDITION too.
-    /// The lab references the image's blob in the account's region: nothing is copied.
-    /// Fields: `lab_account`, `lab_id`, `lab.template_image`.
+    /// available to the account now (``templateAvailability(of:name:for:disabled:_:)``: enabled, allowed
+    /// by the template-image policy, stored in the account's region); otherwise FAILED_PRECONDITION
+    /// naming the image, with the reason ``listLabAccountImages(labAccount:caller:)`` shows (DATA_LOSS
+    /// when the database vouches for bytes that are gone). The lab references the image's blob in the
+    /// account's region: nothing is copied. Fields: `lab_account`, `lab_id`, `lab.template_image`.
     public func createLab(labAccount: String, labID: String, displayName: String, templateImage: String,
                           caller: Principal) async throws(LabGalleryError) -> Lab {
         try await blocking { () throws(LabGalleryError) in
@@ -13,10 +21,10 @@ extension LabGalleryService {
             let a = try LabAccountName(parsing: labAccount, field: "lab_account")
             let name = LabName(labAccount: a, id: try ResourceID.validate(labID, field: "lab_id"))
             let imageName = try ImageName(parsing: templateImage, field: "lab.template_image")
-            let policy = configuration.templateImages
-
-            /// Checks every rule; returns the image and the path of its bytes in the account's region.
-            func check(_ tx: any StorageTransaction) throws -> (StoredImage, String) {
+            let lab = Lab(name: name.description, displayName: displayName, templateImage: imageName.description)
+            try Self.checkCancellation()
+            // One transaction: every rule, then the lab row referencing the blob.
+            return try write { tx in
                 let account = try requireLabAccount(a, tx)
                 if try tx.lab(name) != nil { throw LabGalleryError.alreadyExists(name.description) }
                 let attached = try requireAttachedGallery(account)
@@ -24,46 +32,73 @@ extension LabGalleryService {
                     throw LabGalleryError.failedPrecondition(message: "template image \(imageName) is not in \(a)'s attached gallery \(attached); pick an image of \(attached) (ListLabAccountImages)")
                 }
                 let image = try requireImage(imageName, tx)
-                guard !(try tx.disabledImages(for: a).contains(imageName)) else {
-                    throw LabGalleryError.failedPrecondition(message: "template image \(imageName) is disabled for \(a); enable it first with SetImagesEnabled")
+                // The rule ListLabAccountImages shows as `available` / `unavailable_reason`.
+                switch try templateAvailability(of: image, name: imageName, for: account, disabled: tx.disabledImages(for: a), tx) {
+                case .available(let source):
+                    try requireLiveBlob(source, tx)
+                    try tx.insertLab(StoredLab(lab: lab, templatePath: source, templateOSType: image.image.osType))
+                    return lab
+                case .unavailable(let why) where why.reason == .dataLoss:
+                    throw LabGalleryError.dataLoss(message: why.message)
+                case .unavailable(let why):
+                    throw LabGalleryError.failedPrecondition(message: why.message)
                 }
-                if policy == .generalizedOnly, image.image.osState == .specialized {
-                    throw LabGalleryError.failedPrecondition(message: "template image \(imageName) is SPECIALIZED and this server accepts only GENERALIZED template images; pick a generalized image")
-                }
-                return (image, try availableCopy(of: image, name: imageName, in: account.region, tx))
-            }
-
-            // The lab's template is the image's blob in the account's region (its home blob or the
-            // COMPLETED replica there): referenced, never copied, in one transaction.
-            let lab = Lab(name: name.description, displayName: displayName, templateImage: imageName.description)
-            try Self.checkCancellation()
-            return try write { tx in
-                let (image, source) = try check(tx)
-                try requireLiveBlob(source, tx)
-                try tx.insertLab(StoredLab(lab: lab, templatePath: source, templateOSType: image.image.osType))
-                return lab
             }
         }
     }
 
-    /// The path of `image`'s bytes in `region`: its home blob, or its COMPLETED replica there;
-    /// otherwise FAILED_PRECONDITION saying whether replication there is in progress or failed.
-    func availableCopy(of image: StoredImage, name: ImageName, in region: String, _ tx: any StorageTransaction) throws -> String {
-        if image.image.region == region { return image.blobPath }
+    /// Whether `image` (of `account`'s attached gallery) can template a new lab of `account` now.
+    /// The one rule behind both CreateLab (which refuses with the reason's message) and
+    /// ListLabAccountImages / SetImagesEnabled (which show it), so nothing listed as available is
+    /// refused and nothing refused is listed as available. Checked in order:
+    /// 1. not disabled for the account (`disabled`: the account's overrides);
+    /// 2. the template-image policy: under ``TemplateImagePolicy/generalizedOnly`` a SPECIALIZED image is refused;
+    /// 3. its bytes are in the account's region: its home blob, or its COMPLETED replica there
+    ///    (otherwise: another geography, replication in progress, or replication failed).
+    /// Available: the path of the bytes in the account's region (relative to the data directory).
+    func templateAvailability(of image: StoredImage, name: ImageName, for account: LabAccount,
+                              disabled: Set<ImageName>, _ tx: any StorageTransaction) throws -> TemplateAvailability {
+        func unavailable(_ reason: TemplateUnavailability.Reason, _ message: String) -> TemplateAvailability {
+            .unavailable(TemplateUnavailability(reason: reason, message: message))
+        }
+        if disabled.contains(name) {
+            return unavailable(.disabled, "template image \(name) is disabled for \(account.name); enable it first with SetImagesEnabled")
+        }
+        if configuration.templateImages == .generalizedOnly, image.image.osState == .specialized {
+            return unavailable(.policy, "template image \(name) is SPECIALIZED and this server accepts only GENERALIZED template images; pick a generalized image")
+        }
+        let region = account.region
+        func present(_ path: String) -> TemplateAvailability {
+            if access(layout.url(path).path, F_OK) == 0 { return .available(source: path) }
+            return unavailable(.dataLoss, "the bytes of template image \(name) in the lab account's region \(region) are missing (\(path)); restore them from a backup (labgallery-server fsck lists what is missing)")
+        }
+        if image.image.region == region { return present(image.blobPath) }
         let row = try tx.replicationRows(of: name).first { $0.record.region == region }
         guard let row else {
-            throw LabGalleryError.failedPrecondition(message: "template image \(name) is stored in \(image.image.region) and never replicates to the lab account's region \(region) (another geography); use a gallery in the account's geography")
+            return unavailable(.otherGeography, "template image \(name) is stored in \(image.image.region) and never replicates to the lab account's region \(region) (another geography); use a gallery in the account's geography")
         }
         let r = row.record
         switch r.state {
         case .completed:
-            if let blob = row.blobPath { return blob }
-            throw LabGalleryError.internal(message: "replica of \(name) in \(region) is COMPLETED but has no file")
+            if let blob = row.blobPath { return present(blob) }
+            return unavailable(.dataLoss, "the replica of template image \(name) in the lab account's region \(region) is COMPLETED but names no file; run labgallery-server fsck")
         case .failed:
-            throw LabGalleryError.failedPrecondition(message: "template image \(name) is not available in the lab account's region \(region): replication to \(region) failed (\(r.error ?? "unknown error")); call RetryReplication for \(name), then create the lab again")
+            return unavailable(.replicationFailed, "template image \(name) is not available in the lab account's region \(region): replication to \(region) failed (\(r.error ?? "unknown error")); call RetryReplication for \(name), then create the lab again")
         case .pending, .replicating:
-            throw LabGalleryError.failedPrecondition(message: "template image \(name) is not available in the lab account's region \(region) yet: replication to \(region) is still in progress (\(r.state.rawValue), \(r.progressPercent)%); wait for it (WatchReplication) and create the lab again")
+            return unavailable(.replicationInProgress, "template image \(name) is not available in the lab account's region \(region) yet: replication to \(region) is still in progress (\(r.state.rawValue), \(r.progressPercent)%); wait for it (WatchReplication) and create the lab again")
         }
+    }
+
+    /// `image`'s entry in `account`'s listing: enabled unless in `disabled`, and its availability
+    /// by ``templateAvailability(of:name:for:disabled:_:)``.
+    func labAccountImage(_ image: StoredImage, name: ImageName, for account: LabAccount,
+                         disabled: Set<ImageName>, _ tx: any StorageTransaction) throws -> LabAccountImage {
+        let unavailable: TemplateUnavailability?
+        switch try templateAvailability(of: image, name: name, for: account, disabled: disabled, tx) {
+        case .available: unavailable = nil
+        case .unavailable(let why): unavailable = why
+        }
+        return LabAccountImage(image: image.image, enabled: !disabled.contains(name), unavailable: unavailable)
     }
 
     /// GetLab (reader). Field: `name`.
@@ -102,4 +137,12 @@ extension LabGalleryService {
             collect(doomed)
         }
     }
+}
+
+/// The answer of ``LabGalleryService/templateAvailability(of:name:for:disabled:_:)``.
+enum TemplateAvailability {
+    /// Usable now; `source` is the path of its bytes in the account's region.
+    case available(source: String)
+    /// Not usable now, and why.
+    case unavailable(TemplateUnavailability)
 }

@@ -193,17 +193,51 @@ public struct Image: Hashable, Sendable {
     }
 }
 
-/// An image of a lab account's attached gallery, with whether it is enabled for that account.
+/// An image of a lab account's attached gallery, with whether it is enabled for that account and
+/// whether it can template a lab of that account now.
 public struct LabAccountImage: Hashable, Sendable {
     /// The image.
     public var image: Image
     /// Enabled for the account (images are enabled unless disabled explicitly).
     public var enabled: Bool
+    /// Why `CreateLab` would refuse the image as a template for the account now, or `nil` when it
+    /// would accept it (the same rule: see ``LabGalleryService/createLab(labAccount:labID:displayName:templateImage:caller:)``).
+    public var unavailable: TemplateUnavailability?
+    /// Whether `CreateLab` would accept the image as a template for the account now.
+    public var available: Bool { unavailable == nil }
     /// Memberwise initializer.
-    public init(image: Image, enabled: Bool) { self.image = image; self.enabled = enabled }
+    public init(image: Image, enabled: Bool, unavailable: TemplateUnavailability?) {
+        self.image = image; self.enabled = enabled; self.unavailable = unavailable
+    }
 }
 
-/// A lab in a lab account; its template is a private copy of `templateImage`'s bytes.
+/// Why an image of a lab account's attached gallery cannot template a lab of that account now.
+public struct TemplateUnavailability: Hashable, Sendable {
+    /// The kind of reason, in the order `CreateLab` checks them.
+    public enum Reason: String, Hashable, Sendable, CaseIterable {
+        /// Disabled for the account (``LabGalleryService/setImagesEnabled(labAccount:images:enabled:caller:)``).
+        case disabled
+        /// The server accepts only GENERALIZED templates (``TemplateImagePolicy/generalizedOnly``)
+        /// and the image is SPECIALIZED.
+        case policy
+        /// The image's gallery is in another geography: it never replicates to the account's region.
+        case otherGeography
+        /// The replica in the account's region is PENDING or REPLICATING.
+        case replicationInProgress
+        /// The replica in the account's region FAILED (RetryReplication re-queues it).
+        case replicationFailed
+        /// The database names bytes in the account's region that are missing (CreateLab: DATA_LOSS).
+        case dataLoss
+    }
+    /// The kind of reason.
+    public var reason: Reason
+    /// What is wrong and what to do; the FAILED_PRECONDITION message `CreateLab` answers.
+    public var message: String
+    /// Memberwise initializer.
+    public init(reason: Reason, message: String) { self.reason = reason; self.message = message }
+}
+
+/// A lab in a lab account; its template is `templateImage`'s blob in the account's region.
 public struct Lab: Hashable, Sendable {
     /// `labAccounts/{account}/labs/{id}`.
     public var name: String
@@ -305,10 +339,21 @@ public struct ReplicationStatus: Hashable, Sendable {
 
 // MARK: - Settings
 
-/// Which images may be a lab's template.
+/// Which images may be a lab's template, and how a saved template is stored.
 public enum TemplateImagePolicy: Sendable, Equatable {
-    /// Generalized and specialized images (the default).
+    /// Generalized and specialized images (the default; the platform's 2020-06-26 rule). A template
+    /// saved with SaveLabTemplateImage is stored SPECIALIZED.
     case any
-    /// Only generalized images (the older rule); specialized ones are FAILED_PRECONDITION.
+    /// Only generalized images (the older rule of 2020-02-24); specialized ones are FAILED_PRECONDITION.
+    /// A template saved with SaveLabTemplateImage is stored GENERALIZED, as the platform then did,
+    /// so other educators can create labs from it.
     case generalizedOnly
+
+    /// The OS state SaveLabTemplateImage gives a saved template under this policy.
+    public var savedTemplateOSState: OSState {
+        switch self {
+        case .any: .specialized
+        case .generalizedOnly: .generalized
+        }
+    }
 }

@@ -38,9 +38,10 @@ public struct GalleryService: Labgallery_V1_GalleryService.ServiceProtocol {
         Mapping.labAccount(try await core.attachGallery(labAccount: request.labAccount, gallery: request.gallery, caller: try Caller.current()))
     }
 
-    /// DetachGallery: requires `confirm`.
+    /// DetachGallery: requires `confirm`; with `gallery`, only that gallery is detached.
     public func detachGallery(request: Labgallery_V1_DetachGalleryRequest, context: ServerContext) async throws -> Labgallery_V1_LabAccount {
-        Mapping.labAccount(try await core.detachGallery(labAccount: request.labAccount, confirm: request.confirm, caller: try Caller.current()))
+        Mapping.labAccount(try await core.detachGallery(labAccount: request.labAccount, confirm: request.confirm, gallery: request.gallery,
+                                                        caller: try Caller.current()))
     }
 
     /// ListRoleAssignments on a gallery.

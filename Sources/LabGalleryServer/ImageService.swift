@@ -56,7 +56,7 @@ public struct ImageService: Labgallery_V1_ImageService.ServiceProtocol {
         return .init(images: page.items.map(Mapping.image), nextPageToken: page.nextPageToken)
     }
 
-    /// ListLabAccountImages: the attached gallery's images, enabled by default.
+    /// ListLabAccountImages: the attached gallery's images, enabled by default, each with whether CreateLab would accept it now.
     public func listLabAccountImages(request: Labgallery_V1_ListLabAccountImagesRequest, context: ServerContext) async throws -> Labgallery_V1_ListLabAccountImagesResponse {
         let images = try await core.listLabAccountImages(labAccount: request.labAccount, caller: try Caller.current())
         return .init(images: images.map(Mapping.labAccountImage))
@@ -69,7 +69,7 @@ public struct ImageService: Labgallery_V1_ImageService.ServiceProtocol {
         return .init(images: images.map(Mapping.labAccountImage))
     }
 
-    /// SaveLabTemplateImage: a SPECIALIZED image saved from the lab into the attached gallery.
+    /// SaveLabTemplateImage: an image saved from the lab into the attached gallery (SPECIALIZED; GENERALIZED under generalized-only).
     public func saveLabTemplateImage(request: Labgallery_V1_SaveLabTemplateImageRequest, context: ServerContext) async throws -> Labgallery_V1_Image {
         Mapping.image(try await core.saveLabTemplateImage(lab: request.lab, imageID: request.imageId,
                                                     displayName: request.displayName, caller: try Caller.current()))

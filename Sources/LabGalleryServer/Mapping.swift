@@ -22,7 +22,7 @@ enum Mapping {
     }
 
     static func labAccountImage(_ i: LabAccountImage) -> Labgallery_V1_LabAccountImage {
-        .init(image: image(i.image), enabled: i.enabled)
+        .init(image: image(i.image), enabled: i.enabled, available: i.available, unavailableReason: i.unavailable?.message ?? "")
     }
 
     static func lab(_ l: Lab) -> Labgallery_V1_Lab {

@@ -137,11 +137,19 @@ def test_main_workflow(api, server):
         image_stub.SetImagesEnabled(images.SetImagesEnabledRequest(
             lab_account=account.name, images=[hidden.name], enabled=False), metadata=auth)
 
+        # Each listed image says whether CreateLab would accept it now, and why not.
+        listed = image_stub.ListLabAccountImages(images.ListLabAccountImagesRequest(lab_account=account.name), metadata=auth)
+        by_name = {i.image.name: i for i in listed.images}
+        assert by_name[base.name].available and by_name[base.name].unavailable_reason == ""
+        assert not by_name[hidden.name].available and not by_name[hidden.name].enabled
+        assert "disabled" in by_name[hidden.name].unavailable_reason
+
         # A lab from the disabled image is refused; from the enabled one it is created.
         with pytest.raises(grpc.RpcError) as err:
             lab_stub.CreateLab(labs.CreateLabRequest(lab_account=account.name, lab_id="refused",
                                                      lab=resources.Lab(template_image=hidden.name)), metadata=auth)
         assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and hidden.name in err.value.details()
+        assert err.value.details() == by_name[hidden.name].unavailable_reason
         lab = lab_stub.CreateLab(labs.CreateLabRequest(lab_account=account.name, lab_id="py-lab",
                                                        lab=resources.Lab(display_name="Lab", template_image=base.name)),
                                  metadata=auth)
@@ -157,8 +165,18 @@ def test_main_workflow(api, server):
         with pytest.raises(grpc.RpcError) as err:
             gallery_stub.DetachGallery(galleries.DetachGalleryRequest(lab_account=account.name), metadata=auth)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "confirm" in err.value.details()
-        detached = gallery_stub.DetachGallery(galleries.DetachGalleryRequest(lab_account=account.name, confirm=True),
-                                              metadata=auth)
+        # Naming another gallery than the attached one: refused, naming both; a malformed name: INVALID_ARGUMENT.
+        with pytest.raises(grpc.RpcError) as err:
+            gallery_stub.DetachGallery(galleries.DetachGalleryRequest(
+                lab_account=account.name, confirm=True, gallery="galleries/py-other"), metadata=auth)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert gallery.name in err.value.details() and "galleries/py-other" in err.value.details()
+        with pytest.raises(grpc.RpcError) as err:
+            gallery_stub.DetachGallery(galleries.DetachGalleryRequest(
+                lab_account=account.name, confirm=True, gallery="py-gallery"), metadata=auth)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "gallery" in err.value.details()
+        detached = gallery_stub.DetachGallery(galleries.DetachGalleryRequest(
+            lab_account=account.name, confirm=True, gallery=gallery.name), metadata=auth)
         assert detached.attached_gallery == ""
         roles = gallery_stub.ListRoleAssignments(galleries.ListRoleAssignmentsRequest(gallery=gallery.name), metadata=auth)
         assert list(roles.role_assignments) == []

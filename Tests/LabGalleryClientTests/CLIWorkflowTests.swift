@@ -57,7 +57,8 @@ struct CLIWorkflowTests {
             ok(r)
             let listed = try r.json(Lists.self).images ?? []
             #expect(Set(listed.map(\.image.name)) == ["galleries/shared/images/ubuntu-22-04", "galleries/shared/images/win"])
-            #expect(listed.allSatisfy { $0.enabled })
+            #expect(listed.allSatisfy { $0.enabled && $0.available && $0.unavailableReason == nil })
+            #expect(r.stdout.contains("\"available\" : true") && r.stdout.contains("\"unavailable_reason\" : null"))
             r = try await cli("image", "list", "--gallery", "shared", "-o", "json")
             ok(r)
             #expect(try r.json(GalleryImages.self).images.count == 2)
@@ -65,7 +66,16 @@ struct CLIWorkflowTests {
             // Disable one; a lab from it is refused; a lab from an enabled one works.
             r = try await cli("image", "disable", "--lab-account", "school", "win", "-o", "json")
             ok(r)
-            #expect(try r.json(Lists.self).images?.first { $0.image.name.hasSuffix("/win") }?.enabled == false)
+            let disabled = try #require(try r.json(Lists.self).images?.first { $0.image.name.hasSuffix("/win") })
+            #expect(!disabled.enabled && !disabled.available)
+            #expect(disabled.unavailableReason?.contains("disabled for labAccounts/school") == true)
+            r = try await cli("image", "list", "--lab-account", "school")
+            ok(r)
+            let table = r.stdout.split(separator: "\n").map { $0.components(separatedBy: "  ").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+            #expect(table.first?.suffix(3) == ["ENABLED", "AVAILABLE", "REASON"], "\(r.stdout)")
+            let win = try #require(table.first { $0.first == "galleries/shared/images/win" }, "\(r.stdout)")
+            #expect(win.suffix(3).prefix(2) == ["no", "no"] && win.last?.contains("SetImagesEnabled") == true, "\(r.stdout)")
+            #expect(table.first { $0.first == "galleries/shared/images/ubuntu-22-04" }?.suffix(2) == ["yes", "yes"], "\(r.stdout)")
             r = try await cli("lab", "create", "bio", "--lab-account", "school", "--template", "win")
             #expect(r.status == 19, "\(r.stderr)")
             r = try await cli("lab", "create", "bio", "--lab-account", "school", "--template", "shared/ubuntu-22-04", "-o", "json")

@@ -43,6 +43,13 @@ struct ClientLibraryTests {
             await expectClientError(.alreadyExists) { _ = try await client.createGallery(id: "a", region: "north") }
             await expectClientError(.failedPrecondition, "detach") { _ = try await client.attachGallery("b", to: "school") }
             await expectClientError(.invalidArgument, "confirm") { _ = try await client.detachGallery(from: "school", confirm: false) }
+            // Naming the gallery: only that one is detached (ids or full names).
+            await expectClientError(.failedPrecondition, "galleries/a", "galleries/b") {
+                _ = try await client.detachGallery(from: "school", confirm: true, gallery: "b")
+            }
+            #expect(try await client.getLabAccount("school").attachedGallery == "galleries/a")
+            #expect(try await client.detachGallery(from: "school", confirm: true, gallery: "galleries/a").attachedGallery == nil)
+            _ = try await client.attachGallery("a", to: "school")
 
             let anonymous = try LabGalleryClient(port: s.port, token: nil)
             await expectClientError(.unauthenticated) { _ = try await anonymous.getGallery("a") }
@@ -104,8 +111,10 @@ struct ClientLibraryTests {
             _ = try await client.uploadImage(ImageUpload(gallery: "shared", imageID: "base", osType: .linux, osState: .generalized),
                                              chunks: AsyncStream { c in c.yield(testBytes(1 << 20)); c.finish() })
             #expect(try await client.listLabAccountImages(labAccount: "school").map(\.enabled) == [true])
+            #expect(try await client.listLabAccountImages(labAccount: "school").map(\.available) == [true])
             let disabled = try await client.setImagesEnabled(["shared/base"], enabled: false, labAccount: "school")
-            #expect(disabled.map(\.enabled) == [false])
+            #expect(disabled.map(\.enabled) == [false] && disabled.map(\.available) == [false])
+            #expect(disabled.first?.unavailableReason?.contains("SetImagesEnabled") == true)
             await expectClientError(.failedPrecondition) {
                 _ = try await client.createLab(labAccount: "school", id: "bio", templateImage: "shared/base")
             }

@@ -145,9 +145,24 @@ struct TerminalTests {
         #expect(lines.contains { $0.hasPrefix("galleries/shared/images/big  COMPLETED") })
         #expect(!screen.contains("[2K") && !screen.contains("[?25"), "escape sequences are interpreted, not printed")
 
-        // Detach asks on a terminal; "y" confirms.
+        // Detach names the gallery the operator confirmed: if another was attached while the
+        // prompt was up, the server refuses and the other one stays attached.
+        try await term.tmux(["send-keys", "-t", "t", "clear", "Enter"])
+        _ = try await client.createGallery(id: "other", displayName: "", region: "north")
         try await term.type("\(cliPath) gallery detach --lab-account school; echo EXIT=$?")
-        _ = try await term.wait { $0.contains("[y/N]") }
+        _ = try await term.wait { $0.contains("Detach galleries/shared from labAccounts/school?") && $0.contains("[y/N]") }
+        _ = try await client.detachGallery(from: "school", confirm: true)
+        _ = try await client.attachGallery("other", to: "school")
+        try await term.type("y")
+        screen = try await term.wait { finished($0) }
+        #expect(screen.split(separator: "\n").contains("EXIT=19"), "\(screen)")
+        #expect(screen.contains("FAILED_PRECONDITION") && screen.contains("not galleries/shared"), "\(screen)")
+        #expect(try await client.getLabAccount("school").attachedGallery == "galleries/other")
+
+        // Detach asks on a terminal; "y" confirms.
+        try await term.tmux(["send-keys", "-t", "t", "clear", "Enter"])
+        try await term.type("\(cliPath) gallery detach --lab-account school; echo EXIT=$?")
+        _ = try await term.wait { $0.contains("Detach galleries/other") && $0.contains("[y/N]") && !$0.contains("EXIT=19") }
         try await term.type("y")
         screen = try await term.wait { finished($0) }
         #expect(screen.split(separator: "\n").contains("EXIT=0"), "\(screen)")

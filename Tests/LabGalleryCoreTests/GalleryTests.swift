@@ -46,6 +46,33 @@ import Testing
         await expectError(.failedPrecondition) { _ = try await f.service.detachGallery(labAccount: "labAccounts/a1", confirm: true, caller: admin) }
     }
 
+    @Test func detachNamingTheGalleryDetachesOnlyThatOne() async throws {
+        let f = try await Fixture()
+        try await f.gallery("g2")
+        try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
+        func detach(_ gallery: String?) async throws -> LabAccount {
+            try await f.service.detachGallery(labAccount: "labAccounts/a1", confirm: true, gallery: gallery, caller: admin)
+        }
+        // Another gallery than the attached one: refused, naming both, nothing changed.
+        await expectError(.failedPrecondition, contains: ["labAccounts/a1", "galleries/g1 attached", "not galleries/g2", "nothing was detached"]) {
+            _ = try await detach("galleries/g2")
+        }
+        await expectError(.failedPrecondition, contains: ["not galleries/ghost"]) { _ = try await detach("galleries/ghost") }
+        #expect(try await f.service.getLabAccount(name: "labAccounts/a1", caller: reader).attachedGallery == "galleries/g1")
+        #expect(try await f.service.listRoleAssignments(gallery: "galleries/g1", caller: reader) == [.labServicesContributor])
+        // Malformed: INVALID_ARGUMENT naming `gallery`.
+        await expectError(.invalidArgument, field: "gallery") { _ = try await detach("g1") }
+        await expectError(.invalidArgument, field: "gallery") { _ = try await detach("galleries/G1") }
+        // The attached one: detached.
+        #expect(try await detach("galleries/g1").attachedGallery == nil)
+        #expect(try await f.service.listRoleAssignments(gallery: "galleries/g1", caller: reader).isEmpty)
+        // Nothing attached: the same answer as without a gallery.
+        await expectError(.failedPrecondition, contains: ["labAccounts/a1 has no gallery attached"]) { _ = try await detach("galleries/g1") }
+        // Empty is "not given": whatever is attached is detached.
+        _ = try await f.service.attachGallery(labAccount: "labAccounts/a1", gallery: "galleries/g2", caller: admin)
+        #expect(try await detach("").attachedGallery == nil)
+    }
+
     @Test func attachGrantsContributorAndDetachRemovesItOnlyWhenUnused() async throws {
         let f = try await Fixture()
         try await f.gallery("g1")

@@ -94,8 +94,8 @@ import Testing
 }
 
 @Suite struct SaveTemplateImageTests {
-    func setUp() async throws -> Fixture {
-        let f = try await Fixture()
+    func setUp(_ configuration: LabGalleryConfiguration = .init()) async throws -> Fixture {
+        let f = try await Fixture(configuration)
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         try await f.upload("galleries/g1", "base", bytes: Array("abc".utf8), osType: .windows, osState: .generalized)
         _ = try await f.service.createLab(labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: "galleries/g1/images/base", caller: educator)
@@ -113,6 +113,28 @@ import Testing
         #expect(status.regions.count == 8 && status.regions.allSatisfy { $0.state == .pending && $0.bytesTotal == 3 })
         await expectError(.alreadyExists) { _ = try await f.service.saveLabTemplateImage(lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "", caller: educator) }
         #expect(f.files(under: "regions/eastus/tmp").isEmpty)
+    }
+
+    @Test func generalizedOnlySavesGeneralizedSoAnotherEducatorCanUseIt() async throws {
+        let f = try await setUp(LabGalleryConfiguration(templateImages: .generalizedOnly))
+        let image = try await f.service.saveLabTemplateImage(lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "Saved", caller: educator)
+        #expect(image.osState == .generalized && image.source == .savedFromLab && image.sha256 == abcSHA256)
+        #expect(try await f.service.getImage(name: image.name, caller: reader).osState == .generalized)
+        // Another educator, in another account with the gallery attached, sees it available and uses it.
+        try await f.account("a2", gallery: .attach(gallery: "galleries/g1"))
+        let other = Principal(name: "olga", role: .educator)
+        let listed = try await f.service.listLabAccountImages(labAccount: "labAccounts/a2", caller: other).first { $0.image.name == image.name }
+        #expect(listed?.available == true && listed?.unavailable == nil)
+        let lab = try await f.service.createLab(labAccount: "labAccounts/a2", labID: "l2", displayName: "", templateImage: image.name, caller: other)
+        #expect(lab.templateImage == image.name)
+    }
+
+    @Test func anySavesSpecialized() async throws {
+        let f = try await setUp(LabGalleryConfiguration(templateImages: .any))
+        let image = try await f.service.saveLabTemplateImage(lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "", caller: educator)
+        #expect(image.osState == .specialized)
+        #expect(TemplateImagePolicy.any.savedTemplateOSState == .specialized)
+        #expect(TemplateImagePolicy.generalizedOnly.savedTemplateOSState == .generalized)
     }
 
     @Test func permissionDeniedWhenLabServicesIsNotContributor() async throws {

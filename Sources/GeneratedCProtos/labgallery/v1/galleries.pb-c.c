@@ -692,7 +692,7 @@ const ProtobufCMessageDescriptor labgallery__v1__attach_gallery_request__descrip
   (ProtobufCMessageInit) labgallery__v1__attach_gallery_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor labgallery__v1__detach_gallery_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor labgallery__v1__detach_gallery_request__field_descriptors[3] =
 {
   {
     "lab_account",
@@ -718,15 +718,28 @@ static const ProtobufCFieldDescriptor labgallery__v1__detach_gallery_request__fi
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "gallery",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Labgallery__V1__DetachGalleryRequest, gallery),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned labgallery__v1__detach_gallery_request__field_indices_by_name[] = {
   1,   /* field[1] = confirm */
+  2,   /* field[2] = gallery */
   0,   /* field[0] = lab_account */
 };
 static const ProtobufCIntRange labgallery__v1__detach_gallery_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor labgallery__v1__detach_gallery_request__descriptor =
 {
@@ -736,7 +749,7 @@ const ProtobufCMessageDescriptor labgallery__v1__detach_gallery_request__descrip
   "Labgallery__V1__DetachGalleryRequest",
   "labgallery.v1",
   sizeof(Labgallery__V1__DetachGalleryRequest),
-  2,
+  3,
   labgallery__v1__detach_gallery_request__field_descriptors,
   labgallery__v1__detach_gallery_request__field_indices_by_name,
   1,  labgallery__v1__detach_gallery_request__number_ranges,

@@ -766,7 +766,7 @@ const ProtobufCMessageDescriptor labgallery__v1__image__descriptor =
   (ProtobufCMessageInit) labgallery__v1__image__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor labgallery__v1__lab_account_image__field_descriptors[2] =
+static const ProtobufCFieldDescriptor labgallery__v1__lab_account_image__field_descriptors[4] =
 {
   {
     "image",
@@ -792,15 +792,41 @@ static const ProtobufCFieldDescriptor labgallery__v1__lab_account_image__field_d
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "available",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Labgallery__V1__LabAccountImage, available),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "unavailable_reason",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Labgallery__V1__LabAccountImage, unavailable_reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned labgallery__v1__lab_account_image__field_indices_by_name[] = {
+  2,   /* field[2] = available */
   1,   /* field[1] = enabled */
   0,   /* field[0] = image */
+  3,   /* field[3] = unavailable_reason */
 };
 static const ProtobufCIntRange labgallery__v1__lab_account_image__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor labgallery__v1__lab_account_image__descriptor =
 {
@@ -810,7 +836,7 @@ const ProtobufCMessageDescriptor labgallery__v1__lab_account_image__descriptor =
   "Labgallery__V1__LabAccountImage",
   "labgallery.v1",
   sizeof(Labgallery__V1__LabAccountImage),
-  2,
+  4,
   labgallery__v1__lab_account_image__field_descriptors,
   labgallery__v1__lab_account_image__field_indices_by_name,
   1,  labgallery__v1__lab_account_image__number_ranges,

@@ -112,10 +112,16 @@ struct  Labgallery__V1__DetachGalleryRequest
    * Must be true: detaching stops every lab account user from seeing the gallery's images.
    */
   protobuf_c_boolean confirm;
+  /*
+   * Optional "galleries/{id}": the gallery the caller means to detach (the one it asked its
+   * operator to confirm). When set and another gallery is attached, FAILED_PRECONDITION and
+   * nothing changes. Empty: detach whatever is attached.
+   */
+  char *gallery;
 };
 #define LABGALLERY__V1__DETACH_GALLERY_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&labgallery__v1__detach_gallery_request__descriptor) \
-    , (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Labgallery__V1__ListRoleAssignmentsRequest

@@ -137,17 +137,31 @@ struct  Labgallery__V1__Image
 
 
 /*
- * An image of the account's attached gallery, with whether the account enabled it.
+ * An image of the account's attached gallery, with whether the account enabled it and whether
+ * it can template a lab in the account's region now.
  */
 struct  Labgallery__V1__LabAccountImage
 {
   ProtobufCMessage base;
   Labgallery__V1__Image *image;
   protobuf_c_boolean enabled;
+  /*
+   * True when CreateLab would accept this image as a template for the account right now (the
+   * same rule CreateLab applies): enabled, allowed by the server's template-image policy, and
+   * stored in the account's region (home region or a COMPLETED replica there).
+   */
+  protobuf_c_boolean available;
+  /*
+   * When not available: why, and what to do (disabled for the account; another geography;
+   * replica in the account's region PENDING/REPLICATING with its progress, or FAILED; the
+   * server's generalized-only policy). Empty when available. It is the FAILED_PRECONDITION
+   * message CreateLab would answer.
+   */
+  char *unavailable_reason;
 };
 #define LABGALLERY__V1__LAB_ACCOUNT_IMAGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&labgallery__v1__lab_account_image__descriptor) \
-    , NULL, 0 }
+    , NULL, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /*
