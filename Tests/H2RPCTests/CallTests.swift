@@ -82,7 +82,7 @@ import Synchronization
         let h = try Harness(kind, services: [TestService(probe: Probe())])
         let call: ClientCall<Blob, Blob> = h.client.makeCall(TestService.chat)
         let sizes = [1 << 20, 0, 16_384, 300_001, (4 << 20) - 64, 5, 1 << 20]
-        let blobs = sizes.enumerated().map { i, n in Blob([UInt8]((0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i) })) }
+        let blobs = sizes.enumerated().map { i, n in Blob(pattern(n, multiplier: 31, offset: i)) }
         let reader = Task {
             var got: [Blob] = []
             for try await reply in call { got.append(reply) }

@@ -119,7 +119,7 @@ import Testing
     }
 
     @Test func largeBytesField() throws {
-        let big = [UInt8]((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        let big = pattern(300_000, multiplier: 31, offset: 0)
         let message = Envelope(body: .blob(big), maybeData: big)
         #expect(try roundTrip(message) == message)
     }
@@ -127,7 +127,7 @@ import Testing
     /// A message whose only field is a singular bytes field is encoded and decoded without
     /// protobuf-c; the result must be exactly protobuf-c's (canonical tag and length).
     @Test func singleBytesFieldMessagesSkipProtobufC() throws {
-        let big = [UInt8]((0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 13) })
+        let big = pattern(70_000, multiplier: 13, offset: 0)
         let cases: [(any RPCMessage, [UInt8])] = [
             (Envelope(body: .blob([1, 2, 3])), [0x62, 0x03, 1, 2, 3]),                  // oneof member
             (Envelope(body: .blob([])), [0x62, 0x00]),                                    // set, even empty
@@ -193,13 +193,13 @@ import Testing
         let client = H2rpc_Fixture_FixtureService.Client(wrapping: h.client)
         let sizes = [0, 1, 16_383, 16_384, 70_000, 1 << 20, (3 << 20) + 7]
         for size in sizes {
-            let blob = [UInt8]((0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ size) })
+            let blob = pattern(size, multiplier: 7, offset: size)
             #expect(try await client.echo(Envelope(body: .blob(blob))).body == .blob(blob))
         }
         let chat = client.chat()
         var replies = chat.makeAsyncIterator()
         for size in sizes + sizes.reversed() {
-            let blob = [UInt8]((0..<size).map { UInt8(truncatingIfNeeded: $0 &* 3 &+ size) })
+            let blob = pattern(size, multiplier: 3, offset: size)
             try await chat.send(Envelope(maybeData: blob))
             #expect(try await replies.next()?.maybeData == blob)
         }

@@ -100,11 +100,29 @@ func expectClientError(_ code: LabGalleryClientError.Code, _ fragments: String..
 
 /// Deterministic bytes.
 func testBytes(_ count: Int, seed: UInt64 = 7) -> [UInt8] {
+    // One 64 KiB pseudo-random block, repeated with each copy stamped with its index, so no two
+    // blocks (and no two seeds) are alike and identical bytes are never deduplicated by accident.
+    // Built with block copies: a per-byte loop over megabytes takes seconds in a debug build, on
+    // the cooperative pool the servers under test share.
+    let blockSize = 64 << 10
     var state = seed
-    return (0..<count).map { _ in
+    var block = [UInt8](repeating: 0, count: min(count, blockSize))
+    for i in block.indices {
         state = state &* 6364136223846793005 &+ 1442695040888963407
-        return UInt8(truncatingIfNeeded: state >> 33)
+        block[i] = UInt8(truncatingIfNeeded: state >> 33)
     }
+    var out: [UInt8] = []
+    out.reserveCapacity(count)
+    var index: UInt64 = 0
+    while out.count < count {
+        let start = out.count
+        out.append(contentsOf: block[0..<min(blockSize, count - start)])
+        withUnsafeBytes(of: index.littleEndian) { stamp in
+            for (k, byte) in stamp.enumerated() where start + k < out.count { out[start + k] ^= byte }
+        }
+        index += 1
+    }
+    return out
 }
 
 /// Writes `count` bytes to a temp file.

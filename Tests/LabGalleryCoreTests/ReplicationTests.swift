@@ -69,7 +69,7 @@ func sha256(of url: URL) async throws -> String {
         // Slow enough (~4.7 s) that the reader sees progress even when a loaded test machine
         // keeps the watcher's task waiting for a thread for a second or two.
         let x = try await ReplicationFixture(fastReplication(bandwidth: 128 * 1024))
-        let bytes = (0..<600_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let bytes = pattern(600_000, multiplier: 31, offset: 0)
         let image = try await x.f.upload("galleries/g", "img", bytes: bytes, chunk: 100_000)
         let seen = try await x.watchAll(image.name)
         #expect(seen.count >= 3, "first message, progress, terminal")
@@ -176,7 +176,7 @@ func sha256(of url: URL) async throws -> String {
 
     @Test func stopAndRestartResumesFromThePersistedOffset() async throws {
         let x = try await ReplicationFixture(fastReplication(bandwidth: 1 << 20, concurrency: 2))
-        let bytes = (0..<1_500_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+        let bytes = pattern(1_500_000, multiplier: 7, offset: 3)
         let image = try await x.f.upload("galleries/g", "img", bytes: bytes, chunk: 500_000)
         // Wait until both jobs have persisted some progress, then stop (as a shutdown would).
         try await waitUntil("persisted progress of both jobs") {
@@ -207,7 +207,7 @@ func sha256(of url: URL) async throws -> String {
 
     @Test func partialFileLongerOrShorterThanTheOffsetIsChecked() async throws {
         let x = try await ReplicationFixture(fastReplication(bandwidth: 1 << 20, concurrency: 1))
-        let bytes = (0..<800_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        let bytes = pattern(800_000, multiplier: 13, offset: 0)
         let image = try await x.f.upload("galleries/g", "img", bytes: bytes, chunk: 400_000)
         try await waitUntil("persisted progress") {
             try await x.rows(image.name).contains { $0.record.bytesCopied >= 128 * 1024 }
@@ -234,7 +234,7 @@ func sha256(of url: URL) async throws -> String {
     @Test func crashAroundTheRenameNeverCopiesAgain() async throws {
         // Engine not started: the rows stay PENDING while the test lays out the two crash states.
         let x = try await ReplicationFixture(fastReplication(), start: false)
-        let bytes = (0..<700_000).map { UInt8(truncatingIfNeeded: $0 &* 11 &+ 5) }
+        let bytes = pattern(700_000, multiplier: 11, offset: 5)
         let image = try await x.f.upload("galleries/g", "img", bytes: bytes, chunk: 350_000)
         let name = try ImageName(parsing: image.name, field: "image")
         let layout = x.f.service.layout

@@ -107,3 +107,10 @@ func waitUntil(_ what: String, timeout: Duration = .seconds(120), sourceLocation
 func blocking<T>(_ body: () throws -> T) async throws -> T {
     try await BlockingExecutor.shared.run(body)
 }
+
+/// Byte k is `k * multiplier + offset` (mod 256), built from one repeated period: per-byte loops
+/// over megabytes are slow in debug builds and would hold a cooperative thread.
+func pattern(_ count: Int, multiplier: Int, offset: Int) -> [UInt8] {
+    let period = (0..<256).map { UInt8(truncatingIfNeeded: $0 &* multiplier &+ offset) }
+    return Array((0..<(count + 255) / 256).flatMap { _ in period }.prefix(count))
+}

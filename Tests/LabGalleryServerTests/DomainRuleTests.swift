@@ -106,10 +106,11 @@ import Testing
             let c = try s.admin()
             try await c.createGallery("g", region: "eastus")
             let bytes = testBytes(300_000)
+            let sha = try await sha256Hex(bytes)
             let image = try await c.upload(gallery: "galleries/g", id: "img", bytes: bytes, chunkSize: 64 * 1024,
-                                           osType: .windows, osState: .specialized, sha256: sha256Hex(bytes).uppercased())
+                                           osType: .windows, osState: .specialized, sha256: sha.uppercased())
             #expect(image.name == "galleries/g/images/img")
-            #expect(image.sizeBytes == 300_000 && image.sha256 == sha256Hex(bytes))
+            #expect(image.sizeBytes == 300_000 && image.sha256 == sha)
             #expect(image.osType == .windows && image.osState == .specialized && image.source == .uploaded)
             #expect(image.region == "eastus" && image.author == "admin" && image.sourceLab == "")
             #expect(try await c.images.getImage(.init(name: image.name)) == image)
@@ -133,7 +134,7 @@ import Testing
             let bytes = testBytes(100_000)
             await expectRPC(.invalidArgument, "sha256", "mismatch", "nothing was stored") {
                 try await c.upload(gallery: "galleries/g", id: "img", bytes: bytes, chunkSize: 10_000,
-                                   sha256: sha256Hex(Array("other".utf8)))
+                                   sha256: try await sha256Hex(Array("other".utf8)))
             }
             await expectRPC(.notFound, "galleries/g/images/img") { _ = try await c.images.getImage(.init(name: "galleries/g/images/img")) }
             #expect(s.files(under: "regions").isEmpty, "no blob and no temp file")
@@ -240,7 +241,8 @@ import Testing
             let saved = try await educator.images.saveLabTemplateImage(.init(lab: "labAccounts/a/labs/lab1", imageId: "saved", displayName: "Saved"))
             #expect(saved.name == "galleries/g/images/saved" && saved.osState == .specialized)
             #expect(saved.source == .savedFromLab && saved.sourceLab == "labAccounts/a/labs/lab1")
-            #expect(saved.sizeBytes == 70_000 && saved.sha256 == sha256Hex(bytes) && saved.author == "eddie")
+            let sha = try await sha256Hex(bytes)
+            #expect(saved.sizeBytes == 70_000 && saved.sha256 == sha && saved.author == "eddie")
             #expect(try await c.images.listLabAccountImages(.init(labAccount: "labAccounts/a")).images.count == 2)
             // PERMISSION_DENIED once lab-services is not Contributor on the gallery (not reachable
             // through the API while attached, so the grant is removed behind the server's back).

@@ -233,11 +233,12 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
         let r2Now = try FileManager.default.attributesOfItem(atPath: dataDir.appendingPathComponent(r2Blob).path)
         #expect(r2Now[.modificationDate] as? Date == r2Attributes[.modificationDate] as? Date)
         #expect(r2Now[.systemFileNumber] as? Int == r2Attributes[.systemFileNumber] as? Int)
-        let expected = sha256Hex(bytes)
+        let expected = try await sha256Hex(bytes)
         for row in rowsAfter {
             #expect(row.record.state == .completed && row.partialPath == nil)
             let data = try Data(contentsOf: dataDir.appendingPathComponent(try #require(row.blobPath)))
-            #expect(sha256Hex(Array(data)) == expected, "replica in \(row.record.region) matches the image")
+            let actual = try await sha256Hex(Array(data))
+            #expect(actual == expected, "replica in \(row.record.region) matches the image")
         }
         #expect(TempDirectory.files(under: dataDir.appendingPathComponent("regions/r3/partial")).isEmpty)
     }
