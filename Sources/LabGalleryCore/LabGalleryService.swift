@@ -27,8 +27,9 @@ public struct LabGalleryConfiguration: Sendable, Equatable {
 /// admin for lab accounts, galleries, attach/detach, enable/disable, upload and image deletion;
 /// educator for creating/deleting labs and saving template images; reader for Get/List.
 ///
-/// All methods are synchronous and thread-safe (the service is immutable; the database pool
-/// serializes writes). Call them from async handlers directly, or hop to a thread pool for big copies.
+/// Every use case is `async`: its database and file work runs on ``executor``'s threads (never on
+/// Swift's cooperative pool) inside the calling task, so a cancelled call (client reset, deadline)
+/// stops between chunks and commits nothing. The service is immutable and thread-safe.
 public final class LabGalleryService: Sendable {
     /// The data directory layout.
     public let layout: DataLayout

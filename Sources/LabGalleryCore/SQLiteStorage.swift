@@ -8,11 +8,17 @@ public final class SQLiteStorage: Storage {
     public let pool: DatabasePool
 
     /// Opens (creating if needed) the database at `path` and migrates it to the current schema.
-    public init(path: String) throws {
+    /// A write waits up to `busyTimeout` seconds for another process's write lock (e.g.
+    /// `labgallery-server token create`), then fails UNAVAILABLE.
+    ///
+    /// WAL mode with `synchronous=FULL`: a transaction is durable when it commits (the WAL is
+    /// fsynced at every commit), so an acknowledged upload survives a power loss; NORMAL would
+    /// only guarantee consistency, not the last commits.
+    public init(path: String, busyTimeout: TimeInterval = 10) throws {
         var config = Configuration()
         config.foreignKeysEnabled = true
-        // Another process (e.g. `labgallery-server token create`) may briefly hold the write lock.
-        config.busyMode = .timeout(10)
+        config.busyMode = .timeout(busyTimeout)
+        config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         pool = try DatabasePool(path: path, configuration: config)
         try Self.migrator.migrate(pool)
     }

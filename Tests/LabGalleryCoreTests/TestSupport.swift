@@ -11,11 +11,23 @@ final class Fixture: Sendable {
     let dir: URL
     let service: LabGalleryService
 
-    init(_ configuration: LabGalleryConfiguration = .init()) async throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lgcore-\(UUID().uuidString)")
+    init(_ configuration: LabGalleryConfiguration = .init(), dir: URL? = nil) async throws {
+        let dir = dir ?? FileManager.default.temporaryDirectory.appendingPathComponent("lgcore-\(UUID().uuidString)")
         self.dir = dir
         service = try await BlockingExecutor.shared.run { () throws(LabGalleryError) in
             try LabGalleryService.open(dataDirectory: dir, configuration: configuration)
+        }
+    }
+
+    /// A fixture whose database gives up on a held write lock after `busyTimeout` seconds.
+    init(_ configuration: LabGalleryConfiguration, busyTimeout: TimeInterval) async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lgcore-\(UUID().uuidString)")
+        self.dir = dir
+        service = try await blocking {
+            let layout = DataLayout(root: dir)
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            return LabGalleryService(storage: try SQLiteStorage(path: layout.databaseURL.path, busyTimeout: busyTimeout),
+                                     layout: layout, configuration: configuration)
         }
     }
 

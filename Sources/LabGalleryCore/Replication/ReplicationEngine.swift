@@ -66,6 +66,10 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
         var running: [JobKey: JobControl] = [:]
         /// Jobs waiting out a backoff (a timer re-queues them).
         var waiting: Set<JobKey> = []
+        /// Attempt outcomes the database refused to record (published already): the job's next
+        /// run records them first, so FAILED after the last attempt holds even through a database
+        /// outage, and the attempt count never goes back.
+        var unrecorded: [JobKey: ReplicationRow] = [:]
         var started = false
         var stopped = false
         var watchersClosed = false
@@ -164,6 +168,7 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
             let last = s.images.removeValue(forKey: key)
             s.ready.removeAll { $0.image == image }
             s.waiting = s.waiting.filter { $0.image != image }
+            s.unrecorded = s.unrecorded.filter { $0.key.image != image }
             for (k, c) in s.running where k.image == image { c.flag.store(JobControl.deleted, ordering: .releasing) }
             let watchers = s.imageWatchers.removeValue(forKey: key) ?? [:]
             var wake = watchers.values.compactMap {
@@ -325,7 +330,7 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
     private func enqueueIfDue(_ key: JobKey, _ s: inout State) {
         guard !s.stopped, let entry = s.images[key.image.description],
               let record = entry.regions.first(where: { $0.region == key.region }),
-              record.state == .pending || record.state == .replicating,
+              record.state == .pending || record.state == .replicating || s.unrecorded[key] != nil,
               s.running[key] == nil, !s.waiting.contains(key), !s.ready.contains(key) else { return }
         s.ready.append(key)
     }
@@ -457,6 +462,18 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
             return fail(key, reason: "reading the job from the database failed (\(error.message))", attempt: 0)
         }
         guard var row = found.0, let source = found.1 else { return nil }
+        if let outcome = state.withLock({ $0.unrecorded[key] }) {
+            // The last attempt's outcome first: recorded, it decides whether to go on.
+            do { try persist(outcome) } catch is RowGone {
+                discard(outcome)
+                return nil
+            } catch {
+                return configuration.backoff(afterAttempt: max(outcome.record.attempts, 1))
+            }
+            state.withLock { _ = $0.unrecorded.removeValue(forKey: key) }
+            row = outcome
+            update(row.record, of: key.image, force: true)
+        }
         guard row.record.state == .pending || row.record.state == .replicating else {
             update(row.record, of: key.image, force: true)
             return nil
@@ -561,10 +578,13 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
             discard(row)
             return nil
         } catch {
-            // The database refuses writes too: watchers still learn the outcome; the row keeps its
-            // last persisted state, so the job runs again after the backoff (or the next start).
-            row.record.error = (row.record.error ?? "") + " (not recorded in the database: \((error as? CopyFailure)?.reason ?? "\(error)"))"
-            update(row.record, of: key.image, force: true)
+            // The database refuses writes too: watchers learn the outcome now (a FAILED one ends
+            // their watch); the job runs again after a backoff and records it first.
+            let outcome = row
+            state.withLock { $0.unrecorded[key] = outcome }
+            var shown = row.record
+            shown.error = (shown.error ?? "") + " (not yet recorded: \((error as? CopyFailure)?.reason ?? "\(error)"))"
+            update(shown, of: key.image, force: true)
             return configuration.backoff(afterAttempt: max(attempt, 1))
         }
         update(row.record, of: key.image, force: true)
