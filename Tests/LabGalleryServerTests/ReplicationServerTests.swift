@@ -38,6 +38,11 @@ final class ReplicationServer {
         return Clients(rpc: rpc)
     }
 
+    /// Files (relative paths) under `relative` in the data directory.
+    func files(under relative: String) -> [String] {
+        TempDirectory.files(under: dir.appendingPathComponent(relative))
+    }
+
     func stop() async {
         await server.shutdown()
         for r in rpcs { r.close() }
