@@ -2,6 +2,7 @@
 //
 // Layers, bottom to top (each a target; a layer only depends on the ones below it):
 //   CNGHTTP2, CProtobufC      system libraries (pkg-config, Debian -dev packages)
+//   Blocking                  threads for blocking work (never Swift's cooperative pool)
 //   CH2Shim                   C: sockets, epoll loop, nghttp2 sessions, gRPC framing
 //   GeneratedCProtos          protoc-c output for Protos/ (generated, committed)
 //   H2RPC                     Swift RPC core: status, metadata, deadlines, server, client, transports
@@ -58,6 +59,13 @@ let package = Package(
             dependencies: ["CProtobufC"]
         ),
 
+        // MARK: Threads for blocking work (database, files, fsync, process waits), shared by the
+        // domain core, the client library and the tests: never Swift's cooperative pool.
+        .target(
+            name: "Blocking",
+            swiftSettings: strictSwift
+        ),
+
         // MARK: RPC core
         .target(
             name: "H2RPC",
@@ -108,6 +116,7 @@ let package = Package(
         .target(
             name: "LabGalleryCore",
             dependencies: [
+                "Blocking",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -117,6 +126,7 @@ let package = Package(
         .target(
             name: "LabGalleryServer",
             dependencies: [
+                "Blocking",
                 "LabGalleryCore", "H2RPC", "H2RPCHealth", "GeneratedProtos",
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -125,6 +135,7 @@ let package = Package(
         .executableTarget(
             name: "LabGalleryServerApp",
             dependencies: [
+                "Blocking",
                 "LabGalleryServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -135,12 +146,12 @@ let package = Package(
         // MARK: Clients
         .target(
             name: "LabGalleryClient",
-            dependencies: ["H2RPC", "GeneratedProtos"],
+            dependencies: ["H2RPC", "GeneratedProtos", "Blocking"],
             swiftSettings: strictSwift
         ),
         .executableTarget(
             name: "LabGalleryCLI",
-            dependencies: ["LabGalleryClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["LabGalleryClient", "Blocking", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Clients/labgallery",
             swiftSettings: strictSwift
         ),
@@ -159,17 +170,17 @@ let package = Package(
         ),
         .testTarget(
             name: "LabGalleryServerTests",
-            dependencies: ["LabGalleryServer", "H2RPC", "GeneratedProtos", "LabGalleryCore"],
+            dependencies: ["Blocking", "LabGalleryServer", "H2RPC", "GeneratedProtos", "LabGalleryCore"],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "LabGalleryClientTests",
-            dependencies: ["LabGalleryClient", "LabGalleryServer", "LabGalleryCore", "H2RPC", "GeneratedProtos"],
+            dependencies: ["Blocking", "LabGalleryClient", "LabGalleryServer", "LabGalleryCore", "H2RPC", "GeneratedProtos"],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "LabGalleryCoreTests",
-            dependencies: ["LabGalleryCore"],
+            dependencies: ["Blocking", "LabGalleryCore"],
             swiftSettings: strictSwift
         ),
     ]

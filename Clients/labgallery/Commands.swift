@@ -1,4 +1,5 @@
 import ArgumentParser
+import Blocking
 import Foundation
 import LabGalleryClient
 
@@ -161,7 +162,8 @@ struct GalleryCommand: AsyncParsableCommand {
                     throw CLIError(message: "\(account.name) has no attached gallery", exitCode: ExitCodes.status(.failedPrecondition))
                 }
                 Console.err("Detach \(gallery) from \(account.name)? Its images become unavailable to the account's new labs. [y/N] ")
-                let answer = readLine()?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
+                // Waiting for the operator blocks a thread: not one of the cooperative pool's.
+                let answer = (try await BlockingExecutor.shared.run { readLine() })?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
                 guard answer == "y" || answer == "yes" else {
                     throw CLIError(message: "not detached", exitCode: ExitCodes.notConfirmed)
                 }

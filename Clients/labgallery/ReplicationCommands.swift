@@ -57,12 +57,13 @@ struct ReplicationCommand: AsyncParsableCommand {
                 for try await status in client.watchGalleryReplication(gallery: gallery) {
                     last[status.image] = status
                     try display.show(status)
-                    let done = expected.allSatisfy { last[$0]?.aggregatedState.isTerminal == true }
+                    // A deleted image is done too; a deleted gallery ends the stream with NOT_FOUND.
+                    let done = expected.allSatisfy { last[$0].map { $0.deleted || $0.aggregatedState.isTerminal } == true }
                     if done && !follow { break }
                 }
             }
             display.finish()
-            let failed = last.values.flatMap { s in s.regions.filter { $0.state == .failed }.map { (s.image, $0) } }
+            let failed = last.values.filter { !$0.deleted }.flatMap { s in s.regions.filter { $0.state == .failed }.map { (s.image, $0) } }
             if !failed.isEmpty {
                 for (image, region) in failed {
                     Console.err("failed: \(image) in \(region.region): \(region.error ?? "no reason given") (labgallery replication retry \(image))\n")

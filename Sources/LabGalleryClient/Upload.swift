@@ -1,3 +1,4 @@
+import Blocking
 import Foundation
 import GeneratedProtos
 import H2RPC
@@ -20,9 +21,12 @@ extension LabGalleryClient {
         let handle: FileHandle
         let size: Int64
         do {
-            handle = try FileHandle(forReadingFrom: fileURL)
-            size = Int64(try handle.seekToEnd())
-            try handle.seek(toOffset: 0)
+            (handle, size) = try await BlockingExecutor.shared.run {
+                let handle = try FileHandle(forReadingFrom: fileURL)
+                let size = Int64(try handle.seekToEnd())
+                try handle.seek(toOffset: 0)
+                return (handle, size)
+            }
         } catch {
             throw LabGalleryClientError(.invalidArgument, "cannot read \(fileURL.path): \(error.localizedDescription)")
         }
@@ -85,9 +89,13 @@ struct FileChunks: AsyncSequence {
     struct AsyncIterator: AsyncIteratorProtocol {
         let handle: FileHandle
         let chunkSize: Int
+        /// The next chunk, read on a thread made for blocking (never the cooperative pool).
         mutating func next() async throws -> [UInt8]? {
-            guard let data = try handle.read(upToCount: chunkSize), !data.isEmpty else { return nil }
-            return [UInt8](data)
+            let (handle, chunkSize) = (handle, chunkSize)
+            return try await BlockingExecutor.shared.run { () throws -> [UInt8]? in
+                guard let data = try handle.read(upToCount: chunkSize), !data.isEmpty else { return nil }
+                return [UInt8](data)
+            }
         }
     }
 

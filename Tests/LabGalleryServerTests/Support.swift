@@ -1,3 +1,4 @@
+import Blocking
 import Foundation
 import GeneratedProtos
 import H2RPC
