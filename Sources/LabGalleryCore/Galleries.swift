@@ -99,7 +99,7 @@ extension LabGalleryService {
     /// the caller means to detach (INVALID_ARGUMENT naming `gallery` if malformed): if another gallery
     /// is attached, FAILED_PRECONDITION naming both, and nothing changes. Resets the account's
     /// per-image enable/disable overrides, and removes `lab-services` Contributor when no other
-    /// account still has the gallery attached. Existing labs keep their template copies.
+    /// account still has the gallery attached. Existing labs keep their templates (blobs they reference).
     /// Fields: `lab_account`, `confirm`, `gallery`.
     public func detachGallery(labAccount: String, confirm: Bool, gallery: String? = nil, caller: Principal) async throws(LabGalleryError) -> LabAccount {
         try await blocking { () throws(LabGalleryError) in

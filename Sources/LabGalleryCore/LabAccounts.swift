@@ -73,7 +73,7 @@ extension LabGalleryService {
     }
 
     /// DeleteLabAccount (admin). Refused (FAILED_PRECONDITION) while the account has labs — delete
-    /// them first, since each lab owns a template copy. An attached gallery is detached implicitly
+    /// them first, since each lab references its template. An attached gallery is detached implicitly
     /// (the gallery itself survives; `lab-services` loses Contributor if no other account uses it).
     /// Field: `name`.
     public func deleteLabAccount(name: String, caller: Principal) async throws(LabGalleryError) {

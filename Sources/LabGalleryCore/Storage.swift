@@ -60,7 +60,7 @@ public struct StoredImage: Hashable, Sendable {
     public init(image: Image, blobPath: String) { self.image = image; self.blobPath = blobPath }
 }
 
-/// A lab row: the public ``Lab`` plus its private template copy.
+/// A lab row: the public ``Lab`` plus the blob its template is.
 public struct StoredLab: Hashable, Sendable {
     /// The lab.
     public var lab: Lab
