@@ -3,7 +3,9 @@
 #   1. replication throughput, WAN model off, one target region, vs `cp` + fsync of the same file
 #      on the same disk (our copy also SHA-256-verifies and persists progress);
 #   2. upload throughput through UploadImage (our Swift client, 1 MiB chunks) vs `cat file > other` + fsync;
-#   3. the same replication with 1,000 gallery watchers attached: throughput vs no watcher, server RSS.
+#   3. the same replication with 1,000 gallery watchers attached: throughput vs no watcher, server RSS;
+#   4. CreateLab and SaveLabTemplateImage of a TEMPLATE_MIB (default 1024) MiB image: milliseconds
+#      (both share the image's blob, so neither copies; target < 50 ms).
 # Prints a table; BENCH_OUT=FILE also writes it there (markdown). SIZE_MIB sets the file size,
 # ROUNDS the number of interleaved rounds (medians are compared).
 set -euo pipefail
@@ -62,10 +64,24 @@ for r in $(seq "$ROUNDS"); do
 done
 RSS_AFTER=$(rss_kib "$SERVER"); HWM=$(hwm_kib "$SERVER")
 
+# CreateLab / SaveLabTemplateImage of a big image, TEMPLATE_ROUNDS times.
+TEMPLATE_MIB=${TEMPLATE_MIB:-1024}
+TEMPLATE_ROUNDS=${TEMPLATE_ROUNDS:-3}
+rm -f "$WORK/copy.bin" "$WORK/copy2.bin"
+head -c $((TEMPLATE_MIB << 20)) /dev/urandom > "$WORK/big.bin"
+LAB=(); SAVE=()
+for r in $(seq "$TEMPLATE_ROUNDS"); do
+  T=$("$BIN/labgallery-bench" --port "$PORT" --token "$TOKEN" --region r1 --file "$WORK/big.bin" --image-id "big$r" --templates)
+  LAB+=("$(field "$T" createlab_ms)"); SAVE+=("$(field "$T" save_ms)")
+done
+rm -f "$WORK/big.bin"
+
 med() { python3 -c 'import statistics,sys; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.3f} {min(v):.3f}")' "$@"; }
 read -r CP_S CP_MIN < <(med "${CP[@]}"); read -r CAT_S CAT_MIN < <(med "${CAT[@]}")
 read -r UP_S UP_MIN < <(med "${UP[@]}"); read -r REPL_S REPL_MIN < <(med "${REPL[@]}")
 read -r REPLW_S REPLW_MIN < <(med "${REPLW[@]}")
+read -r LAB_MS LAB_MAX < <(python3 -c 'import statistics,sys; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.2f} {max(v):.2f}")' "${LAB[@]}")
+read -r SAVE_MS SAVE_MAX < <(python3 -c 'import statistics,sys; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.2f} {max(v):.2f}")' "${SAVE[@]}")
 mibs() { echo "scale=1; $BYTES / 1048576 / $1" | bc -l; }
 ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
 
@@ -79,6 +95,8 @@ ${SIZE_MIB} MiB file, $ROUNDS interleaved rounds; median (min) seconds.
 | \`cat file > other\` + fsync | $CAT_S | $CAT_MIN | $(mibs "$CAT_S") | |
 | UploadImage, Swift client, 1 MiB chunks | $UP_S | $UP_MIN | $(mibs "$UP_S") | $(ratio "$CAT_S" "$UP_S") of cat (≥ 0.6) |
 | replication with $WATCHERS watchers | $REPLW_S | $REPLW_MIN | $(mibs "$REPLW_S") | $(ratio "$REPL_S" "$REPLW_S") of no-watcher run (≥ 0.9) |
+| CreateLab, ${TEMPLATE_MIB} MiB template image (ms) | $LAB_MS | max $LAB_MAX | | < 50 ms |
+| SaveLabTemplateImage, unchanged ${TEMPLATE_MIB} MiB (ms) | $SAVE_MS | max $SAVE_MAX | | < 50 ms |
 
 Per round (s): cp ${CP[*]}; replication ${REPL[*]}; cat ${CAT[*]}; upload ${UP[*]}; replication with watchers ${REPLW[*]}.
 Server RSS: idle $((RSS_IDLE / 1024)) MiB, after the first upload $((RSS_BEFORE / 1024)) MiB, at the end $((RSS_AFTER / 1024)) MiB, peak (VmHWM) $((HWM / 1024)) MiB; the watchers received $MSGS messages in all.

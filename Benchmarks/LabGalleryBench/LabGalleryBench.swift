@@ -29,6 +29,8 @@ final class Counter: Sendable { let value = Atomic<Int>(0) }
     @Option(help: "File to upload.") var file: String
     @Option(help: "Gallery watchers (WatchGalleryReplication) held open during the replication.") var watchers = 0
     @Option(help: "Connections the watchers are spread over.") var watcherConnections = 10
+    @Flag(help: "After the replication, time CreateLab and SaveLabTemplateImage of the uploaded image (a lab account in --region).")
+    var templates = false
 
     func run() async throws {
         let rpc = RPCClient(transport: try H2ClientTransport(host: host, port: port), interceptors: [Bearer(token: token)])
@@ -87,10 +89,31 @@ final class Counter: Sendable { let value = Atomic<Int>(0) }
         let messages = received.value.load(ordering: .relaxed)
         for t in watcherTasks { t.cancel() }
         for c in watcherClients { c.close() }
+
+        // CreateLab and SaveLabTemplateImage of unchanged bytes: the lab and the saved image share
+        // the image's blob, so neither copies anything, whatever the image's size.
+        var templateTimes = ""
+        if templates {
+            let accounts = Labgallery_V1_LabAccountService.Client(wrapping: rpc)
+            let labs = Labgallery_V1_LabService.Client(wrapping: rpc)
+            let account = "acct-\(imageId)"
+            _ = try await accounts.createLabAccount(.init(labAccountId: account, labAccount: .init(displayName: account, region: region),
+                                                          gallery: .attachGallery("galleries/\(gallery)")))
+            let labStart = ContinuousClock.now
+            _ = try await labs.createLab(.init(labAccount: "labAccounts/\(account)", labId: "lab", lab: .init(templateImage: image.name)))
+            let createLab = Self.seconds(ContinuousClock.now - labStart)
+            let saveStart = ContinuousClock.now
+            let saved = try await images.saveLabTemplateImage(.init(lab: "labAccounts/\(account)/labs/lab", imageId: "\(imageId)-saved"))
+            let save = Self.seconds(ContinuousClock.now - saveStart)
+            _ = try await labs.deleteLab(.init(name: "labAccounts/\(account)/labs/lab"))
+            _ = try await images.deleteImage(.init(name: saved.name))
+            _ = try await accounts.deleteLabAccount(.init(name: "labAccounts/\(account)"))
+            templateTimes = " createlab_ms=\(String(format: "%.2f", createLab * 1000)) save_ms=\(String(format: "%.2f", save * 1000))"
+        }
         // Delete the image (blob and replicas), as the cp/cat baselines delete their copies: the
         // next round then writes into recycled page-cache pages, like they do.
         _ = try await images.deleteImage(.init(name: image.name))
-        print("bytes=\(total) targets=\(targets) upload_s=\(String(format: "%.3f", uploadSeconds)) replication_s=\(String(format: "%.3f", replicationSeconds)) watchers=\(watchers) watcher_messages=\(messages)")
+        print("bytes=\(total) targets=\(targets) upload_s=\(String(format: "%.3f", uploadSeconds)) replication_s=\(String(format: "%.3f", replicationSeconds)) watchers=\(watchers) watcher_messages=\(messages)\(templateTimes)")
     }
 
     static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }

@@ -27,7 +27,7 @@ extension LabGalleryService {
         do throws(LabGalleryError) {
             try Self.checkCancellation()
             first = try write { tx in
-                if let live = try tx.liveBlob(region: region, sha256: sha256) { return .shared(try reference(live.path, tx)) }
+                if let live = try liveBlobPath(region: region, sha256: sha256, tx) { return .shared(try reference(live, tx)) }
                 let path = layout.newBlobPath(region: region, sha256: sha256)
                 try tx.insertBlob(BlobRecord(path: path, region: region, sha256: sha256, sizeBytes: size, state: .writing))
                 return .new(path)

@@ -603,10 +603,14 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
         return configuration.backoff(afterAttempt: max(attempt, 1))
     }
 
-    /// The image was deleted under the job: remove its partial file (blobs go with their last
-    /// reference, see ``LabGalleryService/release(_:_:)``).
+    /// The image was deleted under the job: remove its partial file. Blobs go with their last
+    /// reference (``LabGalleryService/release(_:_:)``), except a replica renamed into place after
+    /// the deletion had already removed its blob row: nothing else knows that file.
     private func discard(_ row: ReplicationRow) {
         if let p = row.partialPath { FileOps.removeQuietly(layout.url(p)) }
+        if let blob = row.blobPath, let record = try? service.read({ tx in try tx.blob(blob) }), record?.state ?? .doomed == .doomed {
+            FileOps.removeDurably(layout.url(blob))
+        }
     }
 
     /// Sleeps up to `duration`, in slices, returning early (false) once the job is asked to stop.
