@@ -608,9 +608,10 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
     /// the deletion had already removed its blob row: nothing else knows that file.
     private func discard(_ row: ReplicationRow) {
         if let p = row.partialPath { FileOps.removeQuietly(layout.url(p)) }
-        if let blob = row.blobPath, let record = try? service.read({ tx in try tx.blob(blob) }), record?.state ?? .doomed == .doomed {
-            FileOps.removeDurably(layout.url(blob))
-        }
+        guard let blob = row.blobPath else { return }
+        let state: BlobRecord.State?
+        do { state = try service.read { tx in try tx.blob(blob)?.state } } catch { return }
+        if state == nil || state == .doomed { FileOps.removeDurably(layout.url(blob)) }
     }
 
     /// Sleeps up to `duration`, in slices, returning early (false) once the job is asked to stop.
