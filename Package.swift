@@ -180,7 +180,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LabGalleryCoreTests",
-            dependencies: ["Blocking", "LabGalleryCore"],
+            dependencies: ["Blocking", "LabGalleryCore", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSwift
         ),
     ]

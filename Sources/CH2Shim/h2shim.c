@@ -176,6 +176,10 @@ struct h2_loop {
     bool started;
     bool stopped; /* under qlock */
     atomic_bool stop_flag;
+    /* Stopped or destroyed from one of its own callbacks (its last owner went away on the
+     * loop thread): the thread cannot join itself, so it tears the loop down (and frees it)
+     * on its way out. `joined`: the thread is gone or detached. */
+    bool teardown_on_exit, free_on_exit, joined;
     atomic_uint_fast64_t next_id;
 
     pthread_mutex_t qlock;
@@ -1573,6 +1577,10 @@ static void drop_ops(h2_loop *L, h2_op *op)
 
 /* ==================================================================== the loop */
 
+static void loop_teardown(h2_loop *L);
+static void loop_release(h2_loop *L);
+static void loop_join(h2_loop *L);
+
 static void *loop_main(void *arg)
 {
     h2_loop *L = arg;
@@ -1628,6 +1636,8 @@ static void *loop_main(void *arg)
          * and such posts do not write the eventfd. After activity, wake once idle to trim. */
         timeout = queue_nonempty(L) ? 0 : (L->active || !pool_empty(L)) ? H2_POOL_IDLE_MS : -1;
     }
+    if (L->teardown_on_exit) loop_teardown(L);
+    if (L->free_on_exit) loop_release(L);
     return NULL;
 }
 
@@ -1754,6 +1764,12 @@ void h2_loop_goaway(h2_loop *loop)
     if (op && op_post(loop, op) != 0) op_free(loop, op);
 }
 
+/* Whether the caller runs on the loop's own thread (inside one of its callbacks). */
+static bool on_loop_thread(const h2_loop *L)
+{
+    return L->started && pthread_equal(pthread_self(), L->thread);
+}
+
 void h2_loop_stop(h2_loop *L)
 {
     pthread_mutex_lock(&L->qlock);
@@ -1763,12 +1779,30 @@ void h2_loop_stop(h2_loop *L)
     if (already) return;
     if (started) {
         atomic_store_explicit(&L->stop_flag, true, memory_order_release);
-        uint64_t one = 1;
-        ssize_t r = write(L->evfd, &one, sizeof one);
-        (void)r;
-        pthread_join(L->thread, NULL);
+        /* From a callback: the loop ends after this iteration and tears itself down. */
+        if (on_loop_thread(L)) {
+            L->teardown_on_exit = true;
+            return;
+        }
+        loop_join(L);
     }
-    /* The loop thread is gone: this thread now owns everything. */
+    loop_teardown(L);
+}
+
+/* Wakes the stopping loop and waits for its thread to end (once). */
+static void loop_join(h2_loop *L)
+{
+    if (L->joined) return;
+    uint64_t one = 1;
+    ssize_t r = write(L->evfd, &one, sizeof one);
+    (void)r;
+    pthread_join(L->thread, NULL);
+    L->joined = true;
+}
+
+/* After the loop thread is gone (or on it, as it exits): everything left is closed. */
+static void loop_teardown(h2_loop *L)
+{
     drop_ops(L, op_take_all(L));
     listeners_close(L);
     while (L->conns) conn_close(L->conns, 0, H2_CLOSE_SHUTDOWN, false);
@@ -1780,10 +1814,8 @@ void h2_loop_stop(h2_loop *L)
     }
 }
 
-void h2_loop_destroy(h2_loop *L)
+static void loop_release(h2_loop *L)
 {
-    if (!L) return;
-    h2_loop_stop(L);
     nghttp2_session_callbacks_del(L->scb);
     nghttp2_option_del(L->opt);
     close(L->evfd);
@@ -1793,6 +1825,23 @@ void h2_loop_destroy(h2_loop *L)
     pool_trim(L);
     pthread_mutex_destroy(&L->plock);
     free(L);
+}
+
+void h2_loop_destroy(h2_loop *L)
+{
+    if (!L) return;
+    h2_loop_stop(L);
+    if (on_loop_thread(L)) {
+        /* The owner is gone: no callback may reach it again. The thread finishes its
+         * iteration, then tears down and frees the loop (see loop_main). */
+        memset(&L->cb, 0, sizeof L->cb);
+        L->free_on_exit = true;
+        L->joined = true;
+        pthread_detach(L->thread);
+        return;
+    }
+    if (L->started) loop_join(L); /* stopped from a callback earlier: let it finish first */
+    loop_release(L);
 }
 
 h2_id h2_connect(h2_loop *loop, const char *host, uint16_t port)

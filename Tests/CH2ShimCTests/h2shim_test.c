@@ -15,6 +15,7 @@
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -926,6 +927,44 @@ static void test_client_stop(uint16_t port)
     world_reset();
 }
 
+/* A loop destroyed from inside its own callback (what happens when the last Swift owner of
+ * a client goes away on the loop thread): no crash, no callback afterwards, nothing leaked. */
+struct self_destroy {
+    h2_loop *loop;
+    atomic_int calls;
+};
+
+static void self_destroy_on_conn(void *ctx, h2_id conn, int event, int detail)
+{
+    (void)conn;
+    (void)detail;
+    struct self_destroy *d = ctx;
+    if (atomic_fetch_add(&d->calls, 1) == 0 && event == H2_CONN_CONNECTED) h2_loop_destroy(d->loop);
+    lock();
+    unlock(); /* wakes wait_for */
+}
+
+static int p_self_destroyed(void *a) { return atomic_load(&((struct self_destroy *)a)->calls) > 0; }
+
+static void test_destroy_from_own_callback(uint16_t port)
+{
+    h2_stats before;
+    h2_loop_stats(W.srv, &before);
+    static struct self_destroy d;
+    atomic_init(&d.calls, 0);
+    h2_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    cb.ctx = &d;
+    cb.on_conn = self_destroy_on_conn;
+    d.loop = h2_loop_create(NULL, &cb);
+    CHECK(d.loop && h2_loop_start(d.loop) == 0);
+    CHECK(h2_connect(d.loop, "127.0.0.1", port) != 0);
+    CHECK(wait_for(p_self_destroyed, &d));
+    /* The loop closed its connection as it tore itself down; no callback came after. */
+    CHECK(wait_for(p_srv_conns, (void *)(intptr_t)before.connections));
+    CHECK(atomic_load(&d.calls) == 1);
+}
+
 static int p_srv_streams(void *a)
 {
     h2_stats st;
@@ -1038,6 +1077,7 @@ int main(int argc, char **argv)
     }
     RUN(test_stop_with_open_streams());
     RUN(test_client_stop(port));
+    RUN(test_destroy_from_own_callback(port));
     RUN(test_rapid_reset(port));
     {
         h2_id c2 = connect_to("127.0.0.1", port);

@@ -167,11 +167,16 @@ void h2_loop_goaway(h2_loop *loop);
 /**
  * Stops the loop thread and closes every connection. on_close(H2_CLOSE_SHUTDOWN) is
  * called for every stream still open (on the calling thread, after the loop thread has
- * exited). Safe to call more than once.
+ * exited). Safe to call more than once. Called from one of the loop's own callbacks, it
+ * returns at once and the loop thread does the closing as it exits.
  */
 void h2_loop_stop(h2_loop *loop);
 
-/** Frees the loop (stops it first if needed). */
+/**
+ * Frees the loop (stops it first if needed). Safe from one of the loop's own callbacks
+ * (e.g. when the owner's last reference goes away there): no callback runs after it
+ * returns, and the loop thread frees the loop once its current iteration is done.
+ */
 void h2_loop_destroy(h2_loop *loop);
 
 /**
