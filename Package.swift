@@ -163,24 +163,30 @@ let package = Package(
         ),
 
         // MARK: Tests
+        .target(
+            name: "TestSupport",
+            dependencies: ["Blocking"],
+            path: "Tests/TestSupport",
+            swiftSettings: strictSwift
+        ),
         .testTarget(
             name: "H2RPCTests",
-            dependencies: ["H2RPC", "H2RPCHealth", "GeneratedProtos", "Interop", "CH2Shim"],
+            dependencies: ["TestSupport", "H2RPC", "H2RPCHealth", "GeneratedProtos", "Interop", "CH2Shim"],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "LabGalleryServerTests",
-            dependencies: ["Blocking", "LabGalleryServer", "H2RPC", "GeneratedProtos", "LabGalleryCore"],
+            dependencies: ["TestSupport", "Blocking", "LabGalleryServer", "H2RPC", "GeneratedProtos", "LabGalleryCore"],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "LabGalleryClientTests",
-            dependencies: ["Blocking", "LabGalleryClient", "LabGalleryServer", "LabGalleryCore", "H2RPC", "GeneratedProtos"],
+            dependencies: ["TestSupport", "Blocking", "LabGalleryClient", "LabGalleryServer", "LabGalleryCore", "H2RPC", "GeneratedProtos"],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "LabGalleryCoreTests",
-            dependencies: ["Blocking", "LabGalleryCore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["TestSupport", "Blocking", "LabGalleryCore", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSwift
         ),
     ]

@@ -179,6 +179,7 @@ public final class LabGalleryService: Sendable {
         }
         try tx.insertReplications(rows.map(\.record), for: name)
         for row in rows where row.blobPath != nil { _ = try tx.updateReplication(row) }
+        try Self.checkCancellation()  // a call already answered DEADLINE_EXCEEDED commits nothing
         return rows
     }
 

@@ -37,6 +37,7 @@ extension LabGalleryService {
                 case .available(let source):
                     try requireLiveBlob(source, tx)
                     try tx.insertLab(StoredLab(lab: lab, templatePath: source, templateOSType: image.image.osType))
+                    try Self.checkCancellation()  // a call already answered DEADLINE_EXCEEDED commits nothing
                     return lab
                 case .unavailable(let why) where why.reason == .dataLoss:
                     throw LabGalleryError.dataLoss(message: why.message)

@@ -1,6 +1,7 @@
-import Testing
 import H2RPC
 import Synchronization
+import TestSupport
+import Testing
 
 /// The four call shapes, errors, metadata, deadlines, cancellation and interceptors, over
 /// both the in-process transport and real HTTP/2 on loopback.

@@ -1,6 +1,7 @@
 import Foundation
 import GeneratedProtos
 import H2RPC
+import TestSupport
 import Testing
 
 /// The generated messages (Protos/h2rpc/fixture/fixture.proto) bridged to protobuf-c:

@@ -1,6 +1,7 @@
 import H2RPC
-import Testing
 import Synchronization
+import TestSupport
+import Testing
 
 /// A message that is its own bytes: lets core tests run without generated code.
 struct Blob: RPCMessage, Equatable {
@@ -154,13 +155,3 @@ final class Probe: Sendable {
     }
 }
 
-/// `count` bytes where byte k is `UInt8(truncatingIfNeeded: k * multiplier + offset)`: one 256-byte
-/// period repeated with block copies, because a per-byte loop over megabytes takes seconds in a
-/// debug build, on the cooperative pool the servers under test share.
-func pattern(_ count: Int, multiplier: Int, offset: Int) -> [UInt8] {
-    let period = (0..<256).map { UInt8(truncatingIfNeeded: $0 &* multiplier &+ offset) }
-    var out: [UInt8] = []
-    out.reserveCapacity(count)
-    while out.count < count { out.append(contentsOf: period[0..<min(256, count - out.count)]) }
-    return out
-}

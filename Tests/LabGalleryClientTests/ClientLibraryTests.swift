@@ -2,6 +2,7 @@ import Foundation
 import LabGalleryClient
 import LabGalleryServer
 import Synchronization
+import TestSupport
 import Testing
 
 @Suite("LabGalleryClient library")

@@ -2,6 +2,7 @@ import Foundation
 import LabGalleryClient
 import LabGalleryCore
 import LabGalleryServer
+import TestSupport
 import Testing
 
 // LabGalleryCore and LabGalleryClient both name types `Image`, `Gallery`, `ReplicationWatch`…:
@@ -96,33 +97,6 @@ func expectClientError(_ code: LabGalleryClientError.Code, _ fragments: String..
     } catch {
         Issue.record("expected LabGalleryClientError \(code), got \(error)", sourceLocation: sourceLocation)
     }
-}
-
-/// Deterministic bytes.
-func testBytes(_ count: Int, seed: UInt64 = 7) -> [UInt8] {
-    // One 64 KiB pseudo-random block, repeated with each copy stamped with its index, so no two
-    // blocks (and no two seeds) are alike and identical bytes are never deduplicated by accident.
-    // Built with block copies: a per-byte loop over megabytes takes seconds in a debug build, on
-    // the cooperative pool the servers under test share.
-    let blockSize = 64 << 10
-    var state = seed
-    var block = [UInt8](repeating: 0, count: min(count, blockSize))
-    for i in block.indices {
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        block[i] = UInt8(truncatingIfNeeded: state >> 33)
-    }
-    var out: [UInt8] = []
-    out.reserveCapacity(count)
-    var index: UInt64 = 0
-    while out.count < count {
-        let start = out.count
-        out.append(contentsOf: block[0..<min(blockSize, count - start)])
-        withUnsafeBytes(of: index.littleEndian) { stamp in
-            for (k, byte) in stamp.enumerated() where start + k < out.count { out[start + k] ^= byte }
-        }
-        index += 1
-    }
-    return out
 }
 
 /// Writes `count` bytes to a temp file.

@@ -1,5 +1,6 @@
 import Blocking
 import Foundation
+import TestSupport
 import Testing
 @testable import LabGalleryCore
 
@@ -102,28 +103,3 @@ let millionASHA256 = "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7
 /// SHA-256 of "abc".
 let abcSHA256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
-/// Waits until `condition` holds, checking every few milliseconds. The time-out only catches a
-/// hang (the event never comes); it is not a performance bound.
-func waitUntil(_ what: String, timeout: Duration = .seconds(120), sourceLocation: SourceLocation = #_sourceLocation,
-               _ condition: () async throws -> Bool) async throws {
-    let end = ContinuousClock.now + timeout
-    while try await !condition() {
-        guard ContinuousClock.now < end else {
-            Issue.record("timed out waiting for \(what)", sourceLocation: sourceLocation)
-            throw CancellationError()
-        }
-        try await Task.sleep(for: .milliseconds(5))
-    }
-}
-
-/// Runs blocking test set-up (engine start, direct storage access, file checks) off the cooperative pool.
-func blocking<T>(_ body: () throws -> T) async throws -> T {
-    try await BlockingExecutor.shared.run(body)
-}
-
-/// Byte k is `k * multiplier + offset` (mod 256), built from one repeated period: per-byte loops
-/// over megabytes are slow in debug builds and would hold a cooperative thread.
-func pattern(_ count: Int, multiplier: Int, offset: Int) -> [UInt8] {
-    let period = (0..<256).map { UInt8(truncatingIfNeeded: $0 &* multiplier &+ offset) }
-    return Array((0..<(count + 255) / 256).flatMap { _ in period }.prefix(count))
-}

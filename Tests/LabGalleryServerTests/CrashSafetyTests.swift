@@ -3,6 +3,7 @@ import GeneratedProtos
 import H2RPC
 import LabGalleryCore
 import Synchronization
+import TestSupport
 import Testing
 
 /// Content-addressed blobs across crashes, `labgallery-server fsck`, and a data directory that lost
@@ -83,14 +84,7 @@ import Testing
 
     @Test func fsckReportsMissingBlobsAndExitsNonZero() async throws {
         let dir = try TempDirectory()
-        let server = try await ServerProcess.launch(dataDir: dir.url, name: "fsck")
-        let token = try String(contentsOf: dir.url.appendingPathComponent("admin.token"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        let c = Clients(rpc: RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: server.port),
-                                       interceptors: [Authorization(value: "Bearer \(token)")]))
-        try await c.createGallery("g")
-        try await c.upload(gallery: "galleries/g", id: "img", bytes: testBytes(30_000))
-        c.rpc.close()
-        #expect(try await server.stop(signal: SIGTERM) == 0)
+        try await storeOneImage(dir, bytes: 30_000)
 
         let clean = try await runServerCommand(["fsck", "--data-dir", dir.url.path])
         #expect(clean.status == 0 && clean.stdout.contains("1 blob(s), 30000 byte(s) checked: 0 problem(s)"), "\(clean.stdout)")
@@ -103,14 +97,7 @@ import Testing
 
     @Test func aDataDirectoryThatLostItsDatabaseIsRefusedNotEmptied() async throws {
         let dir = try TempDirectory()
-        let server = try await ServerProcess.launch(dataDir: dir.url, name: "with-db")
-        let token = try String(contentsOf: dir.url.appendingPathComponent("admin.token"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        let c = Clients(rpc: RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: server.port),
-                                       interceptors: [Authorization(value: "Bearer \(token)")]))
-        try await c.createGallery("g")
-        try await c.upload(gallery: "galleries/g", id: "img", bytes: testBytes(10_000))
-        c.rpc.close()
-        #expect(try await server.stop(signal: SIGTERM) == 0)
+        try await storeOneImage(dir, bytes: 10_000)
         for suffix in ["", "-wal", "-shm"] {
             try? FileManager.default.removeItem(atPath: dir.url.appendingPathComponent("labgallery.sqlite").path + suffix)
         }
@@ -120,6 +107,18 @@ import Testing
         #expect(stderr.contains("no database") && stderr.contains("Restore"), "\(stderr)")
         #expect(TempDirectory.files(under: dir.url.appendingPathComponent("regions")) == blobs, "nothing was deleted")
     }
+}
+
+/// Runs the real server on `dir` long enough to store one image of `bytes` bytes in gallery `g`, then stops it.
+private func storeOneImage(_ dir: TempDirectory, bytes: Int) async throws {
+    let server = try await ServerProcess.launch(dataDir: dir.url, name: "store")
+    let token = try String(contentsOf: dir.url.appendingPathComponent("admin.token"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    let c = Clients(rpc: RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: server.port),
+                                   interceptors: [Authorization(value: "Bearer \(token)")]))
+    try await c.createGallery("g")
+    try await c.upload(gallery: "galleries/g", id: "img", bytes: testBytes(bytes))
+    c.rpc.close()
+    #expect(try await server.stop(signal: SIGTERM) == 0)
 }
 
 /// What a crash round's writers did, for the checks after the kill.

@@ -3,6 +3,7 @@ import GeneratedProtos
 import H2RPC
 import LabGalleryCore
 import LabGalleryServer
+import TestSupport
 import Testing
 
 /// One test per domain rule of issue 3, each over real sockets with the generated clients.

@@ -3,6 +3,7 @@ import GeneratedProtos
 import H2RPC
 import LabGalleryCore
 import Synchronization
+import TestSupport
 import Testing
 
 /// Blocking work (uploads' writes and hashing, replica copies, fsync, database) never runs on

@@ -3,6 +3,7 @@ import GeneratedProtos
 import H2RPC
 import LabGalleryCore
 import Synchronization
+import TestSupport
 import Testing
 
 /// The real `labgallery-server` executable: startup contract, signals, and crash safety (kill -9).

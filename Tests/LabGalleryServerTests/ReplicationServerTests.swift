@@ -4,6 +4,7 @@ import H2RPC
 import LabGalleryCore
 import LabGalleryServer
 import Synchronization
+import TestSupport
 import Testing
 
 /// Region catalog JSON with a three-region test geography (home r1, targets r2 and r3).

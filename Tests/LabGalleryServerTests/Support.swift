@@ -4,6 +4,7 @@ import GeneratedProtos
 import H2RPC
 import LabGalleryCore
 import LabGalleryServer
+import TestSupport
 import Testing
 
 /// Adds `authorization: <value>` to every call.
@@ -159,33 +160,6 @@ extension Clients {
     }
 }
 
-/// Deterministic pseudo-random bytes (so tests need no entropy and fail reproducibly).
-func testBytes(_ count: Int, seed: UInt64 = 42) -> [UInt8] {
-    // One 64 KiB pseudo-random block, repeated with each copy stamped with its index, so no two
-    // blocks (and no two seeds) are alike and identical bytes are never deduplicated by accident.
-    // Built with block copies: a per-byte loop over megabytes takes seconds in a debug build, on
-    // the cooperative pool the servers under test share.
-    let blockSize = 64 << 10
-    var state = seed
-    var block = [UInt8](repeating: 0, count: min(count, blockSize))
-    for i in block.indices {
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        block[i] = UInt8(truncatingIfNeeded: state >> 33)
-    }
-    var out: [UInt8] = []
-    out.reserveCapacity(count)
-    var index: UInt64 = 0
-    while out.count < count {
-        let start = out.count
-        out.append(contentsOf: block[0..<min(blockSize, count - start)])
-        withUnsafeBytes(of: index.littleEndian) { stamp in
-            for (k, byte) in stamp.enumerated() where start + k < out.count { out[start + k] ^= byte }
-        }
-        index += 1
-    }
-    return out
-}
-
 /// SHA-256, lowercase hex, from coreutils' `sha256sum`: an independent check of the server's
 /// checksum (the server hashes with swift-crypto), computed off the cooperative pool.
 func sha256Hex(_ message: [UInt8]) async throws -> String {
@@ -208,27 +182,3 @@ func sha256Hex(_ message: [UInt8]) async throws -> String {
     }
 }
 
-/// Runs blocking test work (database files of a stopped server, directory scans) off the cooperative pool.
-func blocking<T>(_ body: () throws -> T) async throws -> T {
-    try await BlockingExecutor.shared.run(body)
-}
-
-/// Waits for a child process to end on a thread made for blocking (never the cooperative pool,
-/// which the servers under test share).
-func waitUntilExit(_ process: Process) async {
-    _ = try? await BlockingExecutor.shared.run { process.waitUntilExit() }
-}
-
-/// Waits until `condition` holds, checking every few milliseconds. The time-out only catches a
-/// hang (the event never comes); it is not a performance bound.
-func waitUntil(_ what: String, timeout: Duration = .seconds(120), sourceLocation: SourceLocation = #_sourceLocation,
-               _ condition: () async throws -> Bool) async throws {
-    let end = ContinuousClock.now + timeout
-    while try await !condition() {
-        guard ContinuousClock.now < end else {
-            Issue.record("timed out waiting for \(what)", sourceLocation: sourceLocation)
-            throw CancellationError()
-        }
-        try await Task.sleep(for: .milliseconds(5))
-    }
-}
