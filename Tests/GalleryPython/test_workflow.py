@@ -180,3 +180,47 @@ def test_main_workflow(api, server):
         assert detached.attached_gallery == ""
         roles = gallery_stub.ListRoleAssignments(galleries.ListRoleAssignmentsRequest(gallery=gallery.name), metadata=auth)
         assert list(roles.role_assignments) == []
+
+
+def test_shared_bytes_cost_and_deletion_events(api, server):
+    """Identical bytes are stored once (billed per image, stored once); a gallery watch hears
+    each deletion and ends NOT_FOUND when the gallery goes."""
+    port, token = server
+    auth = [("authorization", f"Bearer {token}")]
+    resources, galleries, images, replication, billing = (
+        api["resources"], api["galleries"], api["images"], api["replication"], api["billing"])
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        gallery_stub = api["galleries_grpc"].GalleryServiceStub(channel)
+        image_stub = api["images_grpc"].ImageServiceStub(channel)
+        replication_stub = api["replication_grpc"].ReplicationServiceStub(channel)
+        billing_stub = api["billing_grpc"].BillingServiceStub(channel)
+        gallery = gallery_stub.CreateGallery(galleries.CreateGalleryRequest(
+            gallery_id="py-shared", gallery=resources.Gallery(region="westeurope")), metadata=auth)
+
+        data = os.urandom(50_000)
+        def upload(image_id):
+            header = images.UploadImageRequest.Header(gallery=gallery.name, image_id=image_id, os_type=resources.LINUX,
+                                                      os_state=resources.GENERALIZED)
+            return image_stub.UploadImage(iter([images.UploadImageRequest(header=header),
+                                                images.UploadImageRequest(chunk=data)]), metadata=auth)
+        first, second = upload("first"), upload("second")
+        assert first.sha256 == second.sha256 == hashlib.sha256(data).hexdigest()
+
+        cost = billing_stub.GetGalleryCost(billing.GetGalleryCostRequest(gallery=gallery.name), metadata=auth)
+        home_lines = [line for line in cost.lines if line.region == "westeurope"]
+        assert len(home_lines) == 2 and cost.billed_bytes == sum(line.size_bytes for line in cost.lines)
+        assert cost.stored_bytes < cost.billed_bytes, "the home region stores the shared bytes once"
+
+        watch = replication_stub.WatchGalleryReplication(
+            replication.WatchGalleryReplicationRequest(gallery=gallery.name), metadata=auth)
+        seen = {next(watch).image, next(watch).image}
+        assert seen == {first.name, second.name}
+        image_stub.DeleteImage(images.DeleteImageRequest(name=first.name), metadata=auth)
+        status = next(s for s in watch if s.deleted)
+        assert status.image == first.name
+        image_stub.DeleteImage(images.DeleteImageRequest(name=second.name), metadata=auth)
+        gallery_stub.DeleteGallery(galleries.DeleteGalleryRequest(name=gallery.name), metadata=auth)
+        with pytest.raises(grpc.RpcError) as err:
+            for _ in watch:
+                pass
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND and gallery.name in err.value.details()
