@@ -90,6 +90,11 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
     /// Jobs running now.
     public var runningJobs: Int { state.withLock { $0.running.count } }
 
+    /// Watch streams open now (image and gallery watches).
+    public var openWatches: Int {
+        state.withLock { s in (s.imageWatchers.values.map(\.count) + s.galleryWatchers.values.map(\.count)).reduce(0, +) }
+    }
+
     private var layout: DataLayout { service.layout }
 
     // MARK: - Lifecycle
