@@ -177,8 +177,7 @@ public final class LabGalleryService: Sendable {
         let rows = try catalog.siblings(of: gallery.region).map { region in
             try replicationRow(for: image, name: name, region: region, tx)
         }
-        try tx.insertReplications(rows.map(\.record), for: name)
-        for row in rows where row.blobPath != nil { _ = try tx.updateReplication(row) }
+        try tx.insertReplications(rows)
         try Self.checkCancellation()  // a call already answered DEADLINE_EXCEEDED commits nothing
         return rows
     }

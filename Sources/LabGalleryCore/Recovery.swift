@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -21,16 +20,11 @@ public struct RecoveryReport: Sendable, Equatable {
 }
 
 /// What ``LabGalleryService/reconcileCatalog()`` found between the region catalog and the images.
-public struct CatalogReconciliation: Sendable, Equatable {
+public struct CatalogReconciliation: Sendable {
     /// New replication rows (image, region) for regions added to a geography since the image was stored.
     public var added: [(image: String, region: String)]
     /// Images stored in a region that is no longer in the catalog (``FsckReport`` reports them).
     public var imagesOutsideCatalog: [String]
-
-    /// Equal when both lists are.
-    public static func == (a: Self, b: Self) -> Bool {
-        a.added.map { "\($0.image) \($0.region)" } == b.added.map { "\($0.image) \($0.region)" } && a.imagesOutsideCatalog == b.imagesOutsideCatalog
-    }
 }
 
 /// The result of ``LabGalleryService/fsck()``: the database checked against the disk.
@@ -58,7 +52,7 @@ extension LabGalleryService {
     ///   database does not know (a database restored from an older backup loses no newer image).
     @discardableResult
     public func recoverFiles() throws(LabGalleryError) -> RecoveryReport {
-        let regions = ((try? FileManager.default.contentsOfDirectory(atPath: layout.regionsURL.path)) ?? []).sorted()
+        let regions = regionNames()
         var temps: [String] = []
         for region in regions { temps += FileOps.files(under: layout.tempDirectory(region: region), relativeTo: layout.root) }
         temps += FileOps.files(under: layout.labTempDirectory, relativeTo: layout.root)
@@ -68,13 +62,7 @@ extension LabGalleryService {
         let known: Set<String> = try read { tx in
             Set(try tx.blobs().map(\.path)).union(try tx.referencedFilePaths()).union(try tx.partialFilePaths())
         }
-        var candidates: [String] = []
-        for region in regions {
-            candidates += FileOps.files(under: layout.blobDirectory(region: region), relativeTo: layout.root)
-            candidates += FileOps.files(under: layout.partialDirectory(region: region), relativeTo: layout.root)
-        }
-        candidates += FileOps.files(under: layout.labsURL, relativeTo: layout.root).filter { !$0.hasPrefix("labs/tmp/") }
-        let unknown = candidates.filter { !known.contains($0) }.sorted()
+        let unknown = storedFiles(regions).filter { !known.contains($0) }
         var directory: String?
         if !unknown.isEmpty {
             let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
@@ -96,21 +84,15 @@ extension LabGalleryService {
         try write { tx in
             var added: [(image: String, region: String)] = []
             var outside: [String] = []
-            for gallery in try tx.galleries(after: nil, limit: nil) {
-                let g = try GalleryName(parsing: gallery.name, field: "name")
-                for stored in try tx.images(in: g, after: nil, limit: nil) {
-                    let name = try ImageName(parsing: stored.image.name, field: "name")
-                    guard catalog.geography(of: stored.image.region) != nil else {
-                        outside.append(name.description)
-                        continue
-                    }
-                    let have = Set(try tx.replicationRows(of: name).map(\.record.region))
-                    for region in catalog.siblings(of: stored.image.region) where !have.contains(region) {
-                        let row = try replicationRow(for: stored.image, name: name, region: region, tx)
-                        try tx.insertReplications([row.record], for: name)
-                        if row.blobPath != nil { _ = try tx.updateReplication(row) }
-                        added.append((name.description, region))
-                    }
+            for (stored, name) in try allImages(tx) {
+                guard catalog.geography(of: stored.image.region) != nil else {
+                    outside.append(name.description)
+                    continue
+                }
+                let have = Set(try tx.replicationRows(of: name).map(\.record.region))
+                for region in catalog.siblings(of: stored.image.region) where !have.contains(region) {
+                    try tx.insertReplications([try replicationRow(for: stored.image, name: name, region: region, tx)])
+                    added.append((name.description, region))
                 }
             }
             return CatalogReconciliation(added: added, imagesOutsideCatalog: outside)
@@ -125,13 +107,7 @@ extension LabGalleryService {
         var problems: [String] = []
         var warnings: [String] = []
         let (blobs, references, partials, images) = try read { tx in
-            var images: [(StoredImage, [ReplicationRow])] = []
-            for gallery in try tx.galleries(after: nil, limit: nil) {
-                let g = try GalleryName(parsing: gallery.name, field: "name")
-                for stored in try tx.images(in: g, after: nil, limit: nil) {
-                    images.append((stored, try tx.replicationRows(of: try ImageName(parsing: stored.image.name, field: "name"))))
-                }
-            }
+            let images = try allImages(tx).map { stored, name in (stored, try tx.replicationRows(of: name)) }
             return (try tx.blobs(), try tx.referencedFilePaths(), try tx.partialFilePaths(), images)
         }
         let byPath = Dictionary(uniqueKeysWithValues: blobs.map { ($0.path, $0) })
@@ -160,9 +136,6 @@ extension LabGalleryService {
         }
         for (stored, rows) in images {
             let name = stored.image.name
-            if access(layout.url(stored.blobPath).path, F_OK) != 0, byPath[stored.blobPath] == nil {
-                problems.append("image \(name): its bytes \(stored.blobPath) are missing (DATA_LOSS on use)")
-            }
             guard catalog.geography(of: stored.image.region) != nil else {
                 problems.append("image \(name) is stored in region \(stored.image.region), which is not in the region catalog; add the region back to the catalog (--regions) or delete the image")
                 continue
@@ -173,16 +146,36 @@ extension LabGalleryService {
             }
         }
         let known = Set(blobs.map(\.path)).union(references).union(partials)
-        let regions = ((try? FileManager.default.contentsOfDirectory(atPath: layout.regionsURL.path)) ?? []).sorted()
+        for f in storedFiles(regionNames()) where !known.contains(f) {
+            warnings.append("unknown file \(f): no database row names it (the next start moves it to lost+found)")
+        }
+        return FsckReport(problems: problems, warnings: warnings, blobsChecked: checked, bytesChecked: bytes)
+    }
+
+    /// The region directories under `regions/`, sorted.
+    func regionNames() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: layout.regionsURL.path)) ?? []).sorted()
+    }
+
+    /// Every file a row could name, sorted: blobs and partial replicas of `regions`, and lab
+    /// templates of data directories from before content-addressed blobs (temp files excluded).
+    private func storedFiles(_ regions: [String]) -> [String] {
         var files: [String] = []
         for region in regions {
             files += FileOps.files(under: layout.blobDirectory(region: region), relativeTo: layout.root)
             files += FileOps.files(under: layout.partialDirectory(region: region), relativeTo: layout.root)
         }
-        for f in files.sorted() where !known.contains(f) {
-            warnings.append("unknown file \(f): no database row names it (the next start moves it to lost+found)")
+        files += FileOps.files(under: layout.labsURL, relativeTo: layout.root).filter { !$0.hasPrefix("labs/tmp/") }
+        return files.sorted()
+    }
+
+    /// Every image with its parsed name, gallery by gallery.
+    private func allImages(_ tx: any StorageTransaction) throws -> [(StoredImage, ImageName)] {
+        try tx.galleries(after: nil, limit: nil).flatMap { gallery in
+            try tx.images(in: try GalleryName(parsing: gallery.name, field: "name"), after: nil, limit: nil).map { stored in
+                (stored, try ImageName(parsing: stored.image.name, field: "name"))
+            }
         }
-        return FsckReport(problems: problems, warnings: warnings, blobsChecked: checked, bytesChecked: bytes)
     }
 
     private enum FileHash { case missing, unreadable(String), hashed(Int64, String) }

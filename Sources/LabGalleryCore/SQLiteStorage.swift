@@ -344,12 +344,14 @@ struct SQLiteTransaction: StorageTransaction {
 
     // MARK: Replication
 
-    func insertReplications(_ records: [RegionReplication], for image: ImageName) throws {
-        for r in records {
+    func insertReplications(_ rows: [ReplicationRow]) throws {
+        for row in rows {
+            let r = row.record
             try db.execute(sql: """
-                INSERT INTO replication (galleryId, imageId, region, state, bytesCopied, bytesTotal, error, attempts)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [image.gallery.id, image.id, r.region, r.state.rawValue, r.bytesCopied, r.bytesTotal, r.error, r.attempts])
+                INSERT INTO replication (galleryId, imageId, region, state, bytesCopied, bytesTotal, error, attempts, partialPath, blobPath)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [row.image.gallery.id, row.image.id, r.region, r.state.rawValue, r.bytesCopied, r.bytesTotal,
+                                 r.error, r.attempts, row.partialPath, row.blobPath])
         }
     }
 

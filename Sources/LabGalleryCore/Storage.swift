@@ -121,8 +121,8 @@ public protocol StorageTransaction {
     func deleteImage(_ name: ImageName) throws
 
     // MARK: Replication
-    /// Inserts replication records for `image`.
-    func insertReplications(_ records: [RegionReplication], for image: ImageName) throws
+    /// Inserts replication rows (with their files, e.g. a shared blob of a COMPLETED row).
+    func insertReplications(_ rows: [ReplicationRow]) throws
     /// Replication records of `image`, ordered by region.
     func replications(of image: ImageName) throws -> [RegionReplication]
     /// Replication rows of `image` with their files, ordered by region (the replication engine's view).

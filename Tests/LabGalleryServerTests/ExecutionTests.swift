@@ -77,34 +77,3 @@ final class StopFlag: Sendable {
     var isSet: Bool { flag.load(ordering: .relaxed) }
     func set() { flag.store(true, ordering: .relaxed) }
 }
-
-/// Watch streams a client cancels or drops are gone from the engine (no fan-out to dead streams).
-@Suite struct WatchLifetimeTests {
-    @Test func cancelledAndDroppedWatchesLeaveTheEngine() async throws {
-        let s = try await ReplicationServer(quickReplication(bandwidth: 1 << 20))
-        let c = try s.admin()
-        try await c.createGallery("g", region: "r1")
-        let image = try await c.upload(gallery: "galleries/g", id: "img", bytes: testBytes(4 << 20), chunkSize: 1 << 20)
-        // 50 gallery watches and 50 image watches, read until cancelled.
-        var tasks: [Task<Void, Never>] = []
-        for _ in 0..<50 {
-            let gallery = try await c.replication.watchGalleryReplication(.init(gallery: "galleries/g"))
-            tasks.append(Task { do { for try await _ in gallery {} } catch {} })
-            let single = try await c.replication.watchReplication(.init(image: image.name))
-            tasks.append(Task { do { for try await _ in single {} } catch {} })
-        }
-        try await waitUntil("100 open watches") { s.server.replication.openWatches == 100 }
-        for t in tasks { t.cancel() }
-        try await waitUntil("the cancelled watches to leave the engine") { s.server.replication.openWatches == 0 }
-        // Dropped with their connection.
-        let other = try s.admin()
-        for _ in 0..<20 {
-            let call = try await other.replication.watchGalleryReplication(.init(gallery: "galleries/g"))
-            tasks.append(Task { do { for try await _ in call {} } catch {} })
-        }
-        try await waitUntil("20 open watches") { s.server.replication.openWatches == 20 }
-        other.rpc.close()
-        try await waitUntil("the dropped watches to leave the engine") { s.server.replication.openWatches == 0 }
-        await s.stop()
-    }
-}

@@ -464,7 +464,7 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
             }
         } catch {
             // Nothing changed yet: show why and try again later (the attempt is not counted).
-            return fail(key, reason: "reading the job from the database failed (\(error.message))", attempt: 0)
+            return readFailed(key, reason: "reading the job from the database failed (\(error.message))")
         }
         guard var row = found.0, let source = found.1 else { return nil }
         if let outcome = state.withLock({ $0.unrecorded[key] }) {
@@ -596,8 +596,9 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
         return row.record.state == .pending ? configuration.backoff(afterAttempt: attempt) : nil
     }
 
-    /// A job that cannot even read its row: show the reason, try again after a backoff.
-    private func fail(_ key: JobKey, reason: String, attempt: Int) -> Duration? {
+    /// A job that cannot even read its row (no attempt made): show the reason, try again after
+    /// the first backoff.
+    private func readFailed(_ key: JobKey, reason: String) -> Duration? {
         let wake = state.withLock { s -> [CheckedContinuation<Void, Never>] in
             guard var e = s.images[key.image.description], let i = e.regions.firstIndex(where: { $0.region == key.region }) else { return [] }
             e.regions[i].error = reason
@@ -605,7 +606,7 @@ public final class ReplicationEngine: ReplicationHooks.Observer {
             return publish(key.image.description, &s, force: true)
         }
         for w in wake { w.resume() }
-        return configuration.backoff(afterAttempt: max(attempt, 1))
+        return configuration.backoff(afterAttempt: 1)
     }
 
     /// The image was deleted under the job: remove its partial file. Blobs go with their last
