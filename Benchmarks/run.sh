@@ -6,6 +6,8 @@
 #   2. server streaming: h2rpc-bench (our client) against our server, 1 KiB messages.
 #   3. 10,000 calls cancelled mid-stream, then idle: server RSS before/after.
 # Prints a table; BENCH_OUT=FILE also writes it there (markdown).
+# BASELINE_BIN=DIR adds the interop-server and h2rpc-bench found in DIR (an older build) as
+# rows of the same run (loaded right after this build), so a change is judged side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
@@ -42,6 +44,11 @@ $BIN/interop-server --port "$OURS_GLOBAL" --executor global --event_loops 1 >"$W
 python3 Tests/Interop/grpcio_peer_server.py --port "$GRPCIO" >"$WORK/grpcio.log" 2>&1 & PIDS+=($!)
 nghttpd --no-tls -d "$WORK/www" "$NGHTTPD" >/dev/null 2>&1 & PIDS+=($!)
 wait_port "$OURS"; wait_port "$OURS_GLOBAL"; wait_port "$GRPCIO"; wait_port "$NGHTTPD"
+if [ -n "${BASELINE_BIN:-}" ]; then
+  BASE=$(free_port)
+  "$BASELINE_BIN/interop-server" --port "$BASE" >"$WORK/base.log" 2>&1 & PIDS+=($!)
+  wait_port "$BASE"
+fi
 
 check_grpc_ok() { # h2load reads only :status; check the grpc-status trailer with a real request.
   nghttp -v -d "$WORK/request.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
@@ -49,6 +56,7 @@ check_grpc_ok() { # h2load reads only :status; check the grpc-status trailer wit
     || { echo "server on $1 did not answer grpc-status 0" >&2; exit 1; }
 }
 check_grpc_ok "$OURS"; check_grpc_ok "$OURS_GLOBAL"; check_grpc_ok "$GRPCIO"
+if [ -n "${BASELINE_BIN:-}" ]; then check_grpc_ok "$BASE"; fi
 
 # h2load: prints "req/s p50_ms p99_ms ok total"
 load() { # name url [extra args]
@@ -68,6 +76,9 @@ PY
 }
 GRPC_ARGS=(-d "$WORK/request.bin" -H 'content-type: application/grpc' -H 'te: trailers')
 read -r R_OURS P50_OURS P99_OURS OK_OURS N_OURS < <(load ours "http://127.0.0.1:$OURS/grpc.testing.TestService/UnaryCall" "${GRPC_ARGS[@]}")
+if [ -n "${BASELINE_BIN:-}" ]; then
+  read -r R_BASE P50_BASE P99_BASE OK_BASE N_BASE < <(load base "http://127.0.0.1:$BASE/grpc.testing.TestService/UnaryCall" "${GRPC_ARGS[@]}")
+fi
 read -r R_OG P50_OG P99_OG OK_OG N_OG < <(load ours-global "http://127.0.0.1:$OURS_GLOBAL/grpc.testing.TestService/UnaryCall" "${GRPC_ARGS[@]}")
 read -r R_PY P50_PY P99_PY OK_PY N_PY < <(load grpcio "http://127.0.0.1:$GRPCIO/grpc.testing.TestService/UnaryCall" "${GRPC_ARGS[@]}")
 read -r R_NG P50_NG P99_NG OK_NG N_NG < <(load nghttpd "http://127.0.0.1:$NGHTTPD/unary")
@@ -75,6 +86,10 @@ read -r R_NG P50_NG P99_NG OK_NG N_NG < <(load nghttpd "http://127.0.0.1:$NGHTTP
 # Server streaming, our client against our server.
 STREAM_LINE=$($BIN/h2rpc-bench stream --port "$OURS" --messages "${STREAM_MESSAGES:-2000000}" --size 1024 --streams 4)
 MSGS=$(sed -n 's/.*msgs_per_sec=\([0-9]*\).*/\1/p' <<<"$STREAM_LINE")
+if [ -n "${BASELINE_BIN:-}" ]; then
+  BASE_STREAM=$("$BASELINE_BIN/h2rpc-bench" stream --port "$BASE" --messages "${STREAM_MESSAGES:-2000000}" --size 1024 --streams 4)
+  BASE_MSGS=$(sed -n 's/.*msgs_per_sec=\([0-9]*\).*/\1/p' <<<"$BASE_STREAM")
+fi
 
 # Cancellation: RSS after 10,000 mid-stream cancels, once idle.
 sleep 1; RSS_BEFORE=$(rss_kib "$OURS_PID")
@@ -90,10 +105,11 @@ Unary, h2load -D ${DURATION}s -c $CLIENTS -m $STREAMS, 16-byte payload, load gen
 |---|---|---|---|---|---|---|
 | H2RPC interop-server (UnaryCall), handlers on $(nproc) event loops | $R_OURS | $P50_OURS | $P99_OURS | $OK_OURS / $N_OURS | $(ratio "$R_OURS" "$R_NG") | $(ratio "$R_OURS" "$R_PY") |
 | H2RPC interop-server (UnaryCall), 1 loop, handlers on the global executor | $R_OG | $P50_OG | $P99_OG | $OK_OG / $N_OG | $(ratio "$R_OG" "$R_NG") | $(ratio "$R_OG" "$R_PY") |
+$(if [ -n "${BASELINE_BIN:-}" ]; then echo "| baseline build (\`$BASELINE_BIN\`) interop-server, handlers on $(nproc) event loops | $R_BASE | $P50_BASE | $P99_BASE | $OK_BASE / $N_BASE | $(ratio "$R_BASE" "$R_NG") | $(ratio "$R_BASE" "$R_PY") |"; fi)
 | grpcio Python server (UnaryCall) | $R_PY | $P50_PY | $P99_PY | $OK_PY / $N_PY | $(ratio "$R_PY" "$R_NG") | 1.00 |
 | nghttpd static file, same size | $R_NG | $P50_NG | $P99_NG | $OK_NG / $N_NG | 1.00 | $(ratio "$R_NG" "$R_PY") |
 
-Server streaming (h2rpc-bench → interop-server, 1 KiB messages, 4 streams): $MSGS messages/s
+Server streaming (h2rpc-bench → interop-server, 1 KiB messages, 4 streams): $MSGS messages/s$(if [ -n "${BASELINE_BIN:-}" ]; then echo "; baseline build: $BASE_MSGS messages/s"; fi)
 10,000 calls cancelled mid-stream: server RSS $RSS_BEFORE KiB before, $RSS_AFTER KiB after ($(python3 -c "print(f'{($RSS_AFTER-$RSS_BEFORE)*100/$RSS_BEFORE:+.1f}')")%)
 EOT
 )
