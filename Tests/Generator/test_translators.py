@@ -98,3 +98,53 @@ def test_unknown_type_is_an_error():
     m.field.add(name="x", number=1, type=FDP.TYPE_MESSAGE, type_name=".t.v1.Missing", label=FDP.LABEL_OPTIONAL)
     with pytest.raises(GeneratorError, match="unknown type"):
         model(make_file(message_type=[m]))
+
+
+def map_field(m, name, number, key_type, value_type, value_type_name=""):
+    entry = m.nested_type.add(name=name[:1].upper() + name[1:] + "Entry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=key_type, label=FDP.LABEL_OPTIONAL)
+    entry.field.add(name="value", number=2, type=value_type, label=FDP.LABEL_OPTIONAL, type_name=value_type_name)
+    m.field.add(name=name, number=number, type=FDP.TYPE_MESSAGE, label=FDP.LABEL_REPEATED,
+                type_name=".t.v1.%s.%s" % (m.name, entry.name))
+
+
+def test_map_fields_are_dictionaries_through_entry_messages():
+    m = msg("M")
+    map_field(m, "labels", 1, FDP.TYPE_STRING, FDP.TYPE_INT64)
+    msg_model = model(make_file(message_type=[m])).messages[0]
+    assert msg_model.messages == []  # the entry type is not a Swift type
+    out = render(write_message, msg_model)
+    assert "public var labels: [String: Int64] = [:]" in out
+    assert ("self.labels = ProtobufC.dictionary(c.pointee.labels, c.pointee.n_labels) { e in "
+            "(ProtobufC.string(e.pointee.key), Int64(truncatingIfNeeded: e.pointee.value)) }") in out
+    assert "c.pointee.labels = arena.entries(self.labels, T__V1__M__LabelsEntry.self) { key, value, e in" in out
+    assert "t__v1__m__labels_entry__init(e)" in out
+
+
+def test_recursive_fields_are_boxed_and_oneofs_indirect():
+    m = msg("Node", ("name", FDP.TYPE_STRING))
+    m.field.add(name="child", number=2, type=FDP.TYPE_MESSAGE, type_name=".t.v1.Node", label=FDP.LABEL_OPTIONAL)
+    m.field.add(name="kids", number=3, type=FDP.TYPE_MESSAGE, type_name=".t.v1.Node", label=FDP.LABEL_REPEATED)
+    m.field.add(name="next", number=4, type=FDP.TYPE_MESSAGE, type_name=".t.v1.Node", label=FDP.LABEL_OPTIONAL, oneof_index=0)
+    m.oneof_decl.add(name="link")
+    out = render(write_message, model(make_file(message_type=[m])).messages[0])
+    assert "private var _child: ProtobufCBox<T_V1_Node>? = nil" in out
+    assert "public var kids: [T_V1_Node] = []" in out  # arrays need no box
+    assert "public indirect enum OneOf_Link: Sendable, Hashable {" in out
+    assert "try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)" in out
+
+
+def test_validation_only_where_strings_or_recursion_can_occur():
+    f = make_file(message_type=[msg("Plain", ("n", FDP.TYPE_INT32), ("b", FDP.TYPE_BYTES)),
+                                msg("Text", ("s", FDP.TYPE_STRING))])
+    plain, text = model(f).messages
+    assert not plain.validates and text.validates
+    assert "ProtobufC.validate" not in render(write_message, plain)
+
+
+def test_every_message_keeps_unknown_fields():
+    out = render(write_message, model(make_file(message_type=[msg("E")])).messages[0])
+    assert "public var unknownFields: [UInt8] = []" in out
+    assert "if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }" in out
+    assert "if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }" in out

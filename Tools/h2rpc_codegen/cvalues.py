@@ -73,3 +73,13 @@ def write_repeated(f, expr):
     if k == "message":
         return "arena.messages(%s, %s.self) { $0._protobufCFill($1, arena) }" % (expr, f.type.c_name)
     raise GeneratorError("unhandled kind " + k)
+
+
+def read_map(f):
+    """The Swift dictionary of map field `f` of the C message `c` (entries `key`, `value`)."""
+    key = read_single(f.key, "e.pointee.key")
+    if f.value.kind == "message":  # an entry without a value holds the default message
+        value = "e.pointee.value.map { %s(_protobufC: $0) } ?? %s()" % (f.value.base, f.value.base)
+    else:
+        value = read_single(f.value, "e.pointee.value")
+    return "ProtobufC.dictionary(c.pointee.%s, c.pointee.%s) { e in (%s, %s) }" % (f.c, f.c_count, key, value)

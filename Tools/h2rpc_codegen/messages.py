@@ -30,7 +30,21 @@ def _write_properties(w, m):
             w.doc(x.comment, "The oneof `%s`; nil when no member is set." % x.name)
         else:
             w.doc(x.comment, "Field `%s` = %d." % (x.name, x.number))
-        w.line("public var %s: %s = %s" % (x.swift, x.swift_type, _initial(x)))
+        if isinstance(x, Oneof) or not x.boxed:
+            w.line("public var %s: %s = %s" % (x.swift, x.swift_type, _initial(x)))
+        else:
+            _write_boxed_property(w, x)
+    w.line("/// Fields this version of the schema does not know, in their wire form; decoding keeps")
+    w.line("/// them and encoding writes them back.")
+    w.line("public var unknownFields: [UInt8] = []")
+
+
+def _write_boxed_property(w, f):
+    """A field whose type contains this message: stored in a box (a struct cannot hold itself)."""
+    with w.block("public var %s: %s {" % (f.swift, f.swift_type)):
+        w.line("get { _%s?.value }" % f.param)
+        w.line("set { _%s = newValue.map { ProtobufCBox($0) } }" % f.param)
+    w.line("private var _%s: ProtobufCBox<%s>? = nil" % (f.param, f.base))
 
 
 def _initial(x):
@@ -40,7 +54,8 @@ def _initial(x):
 def _write_oneof_enums(w, m):
     for o in m.oneofs:
         w.line("/// The members of the oneof `%s`." % o.name)
-        with w.block("public enum %s: Sendable, Hashable {" % o.enum_name):
+        indirect = "indirect " if o.indirect else ""
+        with w.block("public %senum %s: Sendable, Hashable {" % (indirect, o.enum_name)):
             for f in o.fields:
                 w.doc(f.comment, "Field `%s` = %d." % (f.name, f.number))
                 w.line("case %s(%s)" % (f.swift, f.base))
@@ -83,6 +98,8 @@ def _write_decode(w, m):
     with w.block("public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {"):
         if m.bytes_fields:
             _write_decode_single_bytes_field(w, m)
+        if m.validates:
+            w.line("try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)")
         with w.block("self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, %s.self) {" % m.type.c_name):
             w.line("Self(_protobufC: $0)")
     w.blank()
@@ -110,6 +127,7 @@ def _write_single_bytes_field(w, m):
     w.line("/// The number and contents of this message's bytes field when it is the only field")
     w.line("/// protobuf-c would write: the wire form is then that one field.")
     with w.block("func _singleBytesField() -> (Int, [UInt8])? {"):
+        w.line("guard self.unknownFields.isEmpty else { return nil }")
         w.line("var found: (Int, [UInt8])? = nil")
         for x in m.members:
             if isinstance(x, Oneof):
@@ -196,6 +214,7 @@ def _write_from_c(w, m):
                 _write_oneof_from_c(w, x)
             else:
                 _write_field_from_c(w, x)
+        w.line("if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }")
     w.blank()
 
 
@@ -204,6 +223,8 @@ def _write_field_from_c(w, f):
     if f.optional:
         with w.block("if c.pointee.%s.rawValue == %d {" % (f.case_member, f.number)):
             w.line("self.%s = %s" % (f.swift, cvalues.read_single(f, source)))
+    elif f.kind == "map":
+        w.line("self.%s = %s" % (f.swift, cvalues.read_map(f)))
     elif f.repeated:
         w.line("self.%s = %s" % (f.swift, cvalues.read_repeated(f)))
     elif f.kind == "message":
@@ -235,6 +256,7 @@ def _write_fill_c(w, m):
                 _write_oneof_fill(w, x)
             else:
                 _write_field_fill(w, x)
+        w.line("if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }")
 
 
 def _write_field_fill(w, f):
@@ -243,6 +265,13 @@ def _write_field_fill(w, f):
         with w.block("if let v = %s {" % sw):
             w.line("c.pointee.%s = .init(rawValue: %d)" % (f.case_member, f.number))
             w.line("%s = %s" % (target, cvalues.write_single(f, "v")))
+    elif f.kind == "map":
+        with w.block("if !%s.isEmpty {" % sw):
+            w.line("c.pointee.%s = %s.count" % (f.c_count, sw))
+            with w.block("%s = arena.entries(%s, %s.self) { key, value, e in" % (target, sw, f.type.c_name)):
+                w.line("%s__init(e)" % f.type.c_func)
+                w.line("e.pointee.key = %s" % cvalues.write_single(f.key, "key"))
+                w.line("e.pointee.value = %s" % cvalues.write_single(f.value, "value"))
     elif f.repeated:
         with w.block("if !%s.isEmpty {" % sw):
             w.line("c.pointee.%s = %s.count" % (f.c_count, sw))

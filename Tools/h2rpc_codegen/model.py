@@ -107,6 +107,7 @@ class Field:
         self.comment = comment
         self.optional = False       # proto3 `optional` (set by Message)
         self.case_member = None     # its synthetic oneof's C case member
+        self.boxed = False          # a singular field of a type containing its message (set by Message)
         self.type = None
         if proto.type == FDP.TYPE_GROUP:
             raise GeneratorError("field %s: groups are not supported" % proto.name)
@@ -119,10 +120,13 @@ class Field:
 
     def _message(self, reg):
         t = reg.lookup(self.proto.type_name)
-        if t.proto.options.map_entry:
-            raise GeneratorError("field %s: map fields are not supported by protoc-gen-h2rpc; "
-                                 "use a repeated message of key/value pairs" % self.proto.name)
         self.kind, self.type, self.base, self.default = "message", t, t.swift_name, "nil"
+        if t.proto.options.map_entry:
+            # protobuf-c: a repeated entry message with `key` and `value`; Swift: a dictionary.
+            self.kind = "map"
+            self.key = Field(reg, t.proto.field[0], None)
+            self.value = Field(reg, t.proto.field[1], None)
+            self.base = "%s: %s" % (self.key.base, self.value.base)
 
     def _enum(self, reg):
         t = reg.lookup(self.proto.type_name)
@@ -147,6 +151,8 @@ class Field:
         """The initial value of the stored property / initializer parameter."""
         if self.optional:
             return "nil"
+        if self.kind == "map":
+            return "[:]"
         return "[]" if self.repeated else self.default
 
 
@@ -162,6 +168,7 @@ class Oneof:
         self.c_case = n.c_field_name(decl.name + "_case")
         self.comment = comment
         self.fields = []
+        self.indirect = False       # a member's type contains the message (set by Message)
 
     @property
     def swift_type(self):
@@ -198,9 +205,10 @@ class Message:
         self.type = reg.lookup(full_name)
         self.local_name = local_name
         self.comment = comments.get(path)
-        check_recursion(reg, self.type)
         self.fields = [Field(reg, f, comments.get(path + (2, fi))) for fi, f in enumerate(proto.field)]
         self.members, self.oneofs = self._group(comments, path)
+        self._mark_recursive_fields(reg)
+        self.validates = needs_validation(reg, self.type)
         self.enums = [Enum(e, reg.lookup(full_name + "." + e.name).swift_name, e.name, path + (4, ei), comments)
                       for ei, e in enumerate(proto.enum_type)]
         self.messages = [Message(reg, comments, m, full_name + "." + m.name, path + (3, mi), m.name)
@@ -228,6 +236,17 @@ class Message:
             oneofs[index].fields.append(f)
         return members, list(oneofs.values())
 
+    def _mark_recursive_fields(self, reg):
+        """A singular message field whose type holds this message inline (directly or through
+        other singular fields) is boxed; a oneof with such a member is an indirect enum."""
+        def contains_self(f):
+            return f.kind == "message" and self.full_name in inline_closure(reg, f.type)
+        for x in self.members:
+            if isinstance(x, Oneof):
+                x.indirect = any(contains_self(f) for f in x.fields)
+            elif not x.repeated:
+                x.boxed = contains_self(x)
+
     @property
     def bytes_fields(self):
         """Singular bytes fields (plain, optional or oneof members) as (Field, Oneof or None)."""
@@ -240,18 +259,55 @@ class Message:
         return out
 
 
-def check_recursion(reg, t):
-    """Rejects messages that contain themselves through singular message fields."""
-    def visit(m, stack):
+def inline_closure(reg, t):
+    """Full names of `t` and every message it holds inline: through singular (not repeated,
+    not map) message fields, oneof members included."""
+    seen, todo = set(), [t]
+    while todo:
+        m = todo.pop()
+        if m.full_name in seen:
+            continue
+        seen.add(m.full_name)
+        todo += [reg.lookup(f.type_name) for f in m.proto.field
+                 if f.type == FDP.TYPE_MESSAGE and f.label != FDP.LABEL_REPEATED]
+    return seen
+
+
+def needs_validation(reg, t):
+    """Whether decoding `t` must check strings and depth first (`ProtobufC.validate`): it can
+    contain a string field, or it can contain itself (unbounded nesting)."""
+    seen, todo = set(), [t]
+    while todo:
+        m = todo.pop()
+        if m.full_name in seen:
+            continue
+        seen.add(m.full_name)
         for f in m.proto.field:
-            if f.type == FDP.TYPE_MESSAGE and f.label != FDP.LABEL_REPEATED:
+            if f.type == FDP.TYPE_STRING:
+                return True
+            if f.type == FDP.TYPE_MESSAGE:
                 sub = reg.lookup(f.type_name)
-                if sub.full_name in stack:
-                    raise GeneratorError("message %s contains itself through singular message fields "
-                                         "(%s); recursive messages are not supported" %
-                                         (sub.full_name, " -> ".join(stack + [sub.full_name])))
-                visit(sub, stack + [sub.full_name])
-    visit(t, [t.full_name])
+                if sub.full_name == t.full_name:
+                    return True
+                todo.append(sub)
+    return any(needs_validation_cycle(reg, name) for name in seen)
+
+
+def needs_validation_cycle(reg, full_name):
+    """Whether message `full_name` can reach itself through message fields."""
+    start = reg.lookup(full_name)
+    seen, todo = set(), [start]
+    while todo:
+        m = todo.pop()
+        for f in m.proto.field:
+            if f.type == FDP.TYPE_MESSAGE:
+                sub = reg.lookup(f.type_name)
+                if sub.full_name == full_name:
+                    return True
+                if sub.full_name not in seen:
+                    seen.add(sub.full_name)
+                    todo.append(sub)
+    return False
 
 
 class Method:

@@ -1,4 +1,14 @@
-"""Names: Swift identifiers (swift-protobuf style) and protoc-c's C names."""
+"""Names: Swift identifiers (swift-protobuf style) and protoc-c's C names.
+
+  - package `grpc.testing` + message `SimpleRequest` -> `Grpc_Testing_SimpleRequest`;
+  - nested types are nested Swift types: `Outer.Inner` -> `Pkg_Outer.Inner`;
+  - fields are lowerCamelCase (`response_size` -> `responseSize`);
+  - enum cases drop the enum-name prefix and are lowerCamelCase
+    (`OS_TYPE_UNSPECIFIED` in `OsType` -> `.unspecified`), plus `.UNRECOGNIZED(Int32)`;
+  - a oneof `body` -> `enum OneOf_Body` + `var body: OneOf_Body?`;
+  - services -> `enum Pkg_Service` with `Method`, `ServiceProtocol` and `Client`;
+  - `a/b/c.proto` -> `a_b_c.pb.swift`.
+"""
 
 SWIFT_KEYWORDS = {
     "associatedtype", "class", "deinit", "enum", "extension", "fileprivate", "func", "import",
