@@ -266,12 +266,7 @@ def _write_field_fill(w, f):
             w.line("c.pointee.%s = .init(rawValue: %d)" % (f.case_member, f.number))
             w.line("%s = %s" % (target, cvalues.write_single(f, "v")))
     elif f.kind == "map":
-        with w.block("if !%s.isEmpty {" % sw):
-            w.line("c.pointee.%s = %s.count" % (f.c_count, sw))
-            with w.block("%s = arena.entries(%s, %s.self) { key, value, e in" % (target, sw, f.type.c_name)):
-                w.line("%s__init(e)" % f.type.c_func)
-                w.line("e.pointee.key = %s" % cvalues.write_single(f.key, "key"))
-                w.line("e.pointee.value = %s" % cvalues.write_single(f.value, "value"))
+        _write_map_fill(w, f)
     elif f.repeated:
         with w.block("if !%s.isEmpty {" % sw):
             w.line("c.pointee.%s = %s.count" % (f.c_count, sw))
@@ -283,6 +278,17 @@ def _write_field_fill(w, f):
         w.line("if !%s.isEmpty { %s = %s }" % (sw, target, cvalues.write_single(f, sw)))
     else:
         w.line("%s = %s" % (target, cvalues.write_single(f, sw)))
+
+
+def _write_map_fill(w, f):
+    """A dictionary as protobuf-c's array of entry messages (`key`, `value`)."""
+    sw = "self." + f.swift
+    with w.block("if !%s.isEmpty {" % sw):
+        w.line("c.pointee.%s = %s.count" % (f.c_count, sw))
+        with w.block("c.pointee.%s = arena.entries(%s, %s.self) { key, value, e in" % (f.c, sw, f.type.c_name)):
+            w.line("%s__init(e)" % f.type.c_func)
+            w.line("e.pointee.key = %s" % cvalues.write_single(f.key, "key"))
+            w.line("e.pointee.value = %s" % cvalues.write_single(f.value, "value"))
 
 
 def _write_oneof_fill(w, o):

@@ -126,7 +126,7 @@ class Field:
             self.kind = "map"
             self.key = Field(reg, t.proto.field[0], None)
             self.value = Field(reg, t.proto.field[1], None)
-            self.base = "%s: %s" % (self.key.base, self.value.base)
+            self.base = "[%s: %s]" % (self.key.base, self.value.base)
 
     def _enum(self, reg):
         t = reg.lookup(self.proto.type_name)
@@ -140,6 +140,8 @@ class Field:
     def swift_type(self):
         if self.optional:
             return self.base + "?"
+        if self.kind == "map":
+            return self.base
         if self.repeated:
             return "[%s]" % self.base
         if self.kind == "message":
@@ -259,55 +261,39 @@ class Message:
         return out
 
 
-def inline_closure(reg, t):
-    """Full names of `t` and every message it holds inline: through singular (not repeated,
-    not map) message fields, oneof members included."""
-    seen, todo = set(), [t]
+def _message_fields(reg, t, singular_only):
+    return [reg.lookup(f.type_name) for f in t.proto.field
+            if f.type == FDP.TYPE_MESSAGE and not (singular_only and f.label == FDP.LABEL_REPEATED)]
+
+
+def closure(reg, t, singular_only=False):
+    """`t` and every message type reachable from it through message fields (with
+    `singular_only`, only through fields held inline: not repeated, not map), by full name."""
+    seen, todo = {}, [t]
     while todo:
         m = todo.pop()
-        if m.full_name in seen:
-            continue
-        seen.add(m.full_name)
-        todo += [reg.lookup(f.type_name) for f in m.proto.field
-                 if f.type == FDP.TYPE_MESSAGE and f.label != FDP.LABEL_REPEATED]
+        if m.full_name not in seen:
+            seen[m.full_name] = m
+            todo += _message_fields(reg, m, singular_only)
     return seen
+
+
+def inline_closure(reg, t):
+    """Full names of `t` and every message it holds inline (oneof members included)."""
+    return set(closure(reg, t, singular_only=True))
+
+
+def is_recursive(reg, t):
+    """Whether a message of type `t` can contain another one (at any depth)."""
+    return any(t.full_name in closure(reg, sub) for sub in _message_fields(reg, t, False))
 
 
 def needs_validation(reg, t):
     """Whether decoding `t` must check strings and depth first (`ProtobufC.validate`): it can
-    contain a string field, or it can contain itself (unbounded nesting)."""
-    seen, todo = set(), [t]
-    while todo:
-        m = todo.pop()
-        if m.full_name in seen:
-            continue
-        seen.add(m.full_name)
-        for f in m.proto.field:
-            if f.type == FDP.TYPE_STRING:
-                return True
-            if f.type == FDP.TYPE_MESSAGE:
-                sub = reg.lookup(f.type_name)
-                if sub.full_name == t.full_name:
-                    return True
-                todo.append(sub)
-    return any(needs_validation_cycle(reg, name) for name in seen)
-
-
-def needs_validation_cycle(reg, full_name):
-    """Whether message `full_name` can reach itself through message fields."""
-    start = reg.lookup(full_name)
-    seen, todo = set(), [start]
-    while todo:
-        m = todo.pop()
-        for f in m.proto.field:
-            if f.type == FDP.TYPE_MESSAGE:
-                sub = reg.lookup(f.type_name)
-                if sub.full_name == full_name:
-                    return True
-                if sub.full_name not in seen:
-                    seen.add(sub.full_name)
-                    todo.append(sub)
-    return False
+    contain a string field, or messages that can nest without bound."""
+    reachable = closure(reg, t).values()
+    return (any(f.type == FDP.TYPE_STRING for m in reachable for f in m.proto.field)
+            or any(is_recursive(reg, m) for m in reachable))
 
 
 class Method:
