@@ -50,7 +50,7 @@ test: deps pydeps
 	$(SWIFT) test --skip-build --filter ExecutionTests
 	$(SWIFT) build -c release --product interop-server
 	$(SWIFT) build -c release --product interop-client
-	$(PYTHON) -m pytest -q Tests/Interop Tests/Wire Tests/GalleryPython
+	$(PYTHON) -m pytest -q Tests/Interop Tests/Wire Tests/GalleryPython Tests/Generator
 
 # Regenerates protobuf-c C code and the Swift layer from Protos/.
 generate: deps pydeps

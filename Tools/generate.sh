@@ -36,31 +36,9 @@ trap 'rm -rf "$TMP"' EXIT
 # 2. The files to generate: ours plus every imported file that is not under Protos/ (the
 #    well-known types). protoc-c 1.4 rejects proto3 `optional`, so give it a copy of the
 #    descriptors in which such fields are plain members of their (wire-identical) synthetic
-#    oneof; protoc-gen-h2rpc knows this and reads presence from the oneof case.
-python3 - "$TMP/all.pb" "$TMP/c.pb" "$TMP/files.txt" "${PROTOS[@]}" <<'PY'
-import sys
-from google.protobuf import descriptor_pb2
-src, dst, listing, ours = sys.argv[1], sys.argv[2], sys.argv[3], set(sys.argv[4:])
-fds = descriptor_pb2.FileDescriptorSet()
-with open(src, "rb") as f:
-    fds.ParseFromString(f.read())
-def walk(messages):
-    for m in messages:
-        for field in m.field:
-            if field.proto3_optional:
-                field.ClearField("proto3_optional")
-        walk(m.nested_type)
-for f in fds.file:
-    walk(f.message_type)
-with open(dst, "wb") as f:
-    f.write(fds.SerializeToString(deterministic=True))
-names = sorted(f.name for f in fds.file)
-for n in names:
-    if n not in ours and not n.startswith("google/protobuf/"):
-        sys.exit("generate.sh: %s is imported but is neither under Protos/ nor a well-known type" % n)
-with open(listing, "w") as f:
-    f.write("\n".join(names) + "\n")
-PY
+#    oneof; protoc-gen-h2rpc knows this and reads presence from the oneof case
+#    (Tools/h2rpc_codegen/c_descriptors.py).
+PYTHONPATH=Tools python3 -m h2rpc_codegen.c_descriptors "$TMP/all.pb" "$TMP/c.pb" "$TMP/files.txt" "${PROTOS[@]}"
 mapfile -t FILES < "$TMP/files.txt"
 
 # 3. Clear stale output.

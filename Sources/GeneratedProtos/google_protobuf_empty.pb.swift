@@ -16,6 +16,9 @@ internal import GeneratedCProtos
 ///       rpc Bar(google.protobuf.Empty) returns (google.protobuf.Empty);
 ///     }
 public struct Google_Protobuf_Empty: RPCMessage, Sendable, Hashable {
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -54,10 +57,12 @@ public struct Google_Protobuf_Empty: RPCMessage, Sendable, Hashable {
 
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Google__Protobuf__Empty>) {
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Google__Protobuf__Empty>, _ arena: ProtobufCArena) {
         google__protobuf__empty__init(c)
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }

@@ -12,6 +12,9 @@ internal import GeneratedCProtos
 public struct Grpc_Health_V1_HealthCheckRequest: RPCMessage, Sendable, Hashable {
     /// Field `service` = 1.
     public var service: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -25,6 +28,7 @@ public struct Grpc_Health_V1_HealthCheckRequest: RPCMessage, Sendable, Hashable 
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Grpc__Health__V1__HealthCheckRequest.self) {
             Self(_protobufC: $0)
         }
@@ -58,12 +62,14 @@ public struct Grpc_Health_V1_HealthCheckRequest: RPCMessage, Sendable, Hashable 
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Grpc__Health__V1__HealthCheckRequest>) {
         self.service = ProtobufC.string(c.pointee.service)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Grpc__Health__V1__HealthCheckRequest>, _ arena: ProtobufCArena) {
         grpc__health__v1__health_check_request__init(c)
         if !self.service.isEmpty { c.pointee.service = arena.cString(self.service) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -71,6 +77,9 @@ public struct Grpc_Health_V1_HealthCheckRequest: RPCMessage, Sendable, Hashable 
 public struct Grpc_Health_V1_HealthCheckResponse: RPCMessage, Sendable, Hashable {
     /// Field `status` = 1.
     public var status: Grpc_Health_V1_HealthCheckResponse.ServingStatus = .unknown
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The proto enum `ServingStatus`.
     public enum ServingStatus: RawRepresentable, CaseIterable, Sendable, Hashable {
@@ -161,12 +170,14 @@ public struct Grpc_Health_V1_HealthCheckResponse: RPCMessage, Sendable, Hashable
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Grpc__Health__V1__HealthCheckResponse>) {
         self.status = Grpc_Health_V1_HealthCheckResponse.ServingStatus(rawValue: Int32(truncatingIfNeeded: c.pointee.status.rawValue))
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Grpc__Health__V1__HealthCheckResponse>, _ arena: ProtobufCArena) {
         grpc__health__v1__health_check_response__init(c)
         c.pointee.status = .init(rawValue: .init(truncatingIfNeeded: self.status.rawValue))
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 

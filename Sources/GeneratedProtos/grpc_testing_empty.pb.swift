@@ -10,6 +10,9 @@ internal import GeneratedCProtos
 
 /// An empty message, used by EmptyCall and the unimplemented methods.
 public struct Grpc_Testing_Empty: RPCMessage, Sendable, Hashable {
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -48,10 +51,12 @@ public struct Grpc_Testing_Empty: RPCMessage, Sendable, Hashable {
 
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Grpc__Testing__Empty>) {
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Grpc__Testing__Empty>, _ arena: ProtobufCArena) {
         grpc__testing__empty__init(c)
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }

@@ -84,6 +84,9 @@ public enum Grpc_Testing_GrpclbRouteType: RawRepresentable, CaseIterable, Sendab
 public struct Grpc_Testing_BoolValue: RPCMessage, Sendable, Hashable {
     /// Field `value` = 1.
     public var value: Bool = false
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -130,12 +133,14 @@ public struct Grpc_Testing_BoolValue: RPCMessage, Sendable, Hashable {
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Grpc__Testing__BoolValue>) {
         self.value = c.pointee.value != 0
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Grpc__Testing__BoolValue>, _ arena: ProtobufCArena) {
         grpc__testing__bool_value__init(c)
         c.pointee.value = self.value ? 1 : 0
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -145,6 +150,9 @@ public struct Grpc_Testing_Payload: RPCMessage, Sendable, Hashable {
     public var type: Grpc_Testing_PayloadType = .compressable
     /// Field `body` = 2.
     public var body: [UInt8] = []
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -179,6 +187,7 @@ public struct Grpc_Testing_Payload: RPCMessage, Sendable, Hashable {
     /// The number and contents of this message's bytes field when it is the only field
     /// protobuf-c would write: the wire form is then that one field.
     func _singleBytesField() -> (Int, [UInt8])? {
+        guard self.unknownFields.isEmpty else { return nil }
         var found: (Int, [UInt8])? = nil
         guard self.type.rawValue == 0 else { return nil }
         if !self.body.isEmpty {
@@ -218,6 +227,7 @@ public struct Grpc_Testing_Payload: RPCMessage, Sendable, Hashable {
     init(_protobufC c: UnsafePointer<Grpc__Testing__Payload>) {
         self.type = Grpc_Testing_PayloadType(rawValue: Int32(truncatingIfNeeded: c.pointee.type.rawValue))
         self.body = ProtobufC.bytes(c.pointee.body)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -225,6 +235,7 @@ public struct Grpc_Testing_Payload: RPCMessage, Sendable, Hashable {
         grpc__testing__payload__init(c)
         c.pointee.type = .init(rawValue: .init(truncatingIfNeeded: self.type.rawValue))
         if !self.body.isEmpty { c.pointee.body = arena.binaryData(self.body) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -234,6 +245,9 @@ public struct Grpc_Testing_EchoStatus: RPCMessage, Sendable, Hashable {
     public var code: Int32 = 0
     /// Field `message` = 2.
     public var message: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -249,6 +263,7 @@ public struct Grpc_Testing_EchoStatus: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Grpc__Testing__EchoStatus.self) {
             Self(_protobufC: $0)
         }
@@ -283,6 +298,7 @@ public struct Grpc_Testing_EchoStatus: RPCMessage, Sendable, Hashable {
     init(_protobufC c: UnsafePointer<Grpc__Testing__EchoStatus>) {
         self.code = c.pointee.code
         self.message = ProtobufC.string(c.pointee.message)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -290,6 +306,7 @@ public struct Grpc_Testing_EchoStatus: RPCMessage, Sendable, Hashable {
         grpc__testing__echo_status__init(c)
         c.pointee.code = self.code
         if !self.message.isEmpty { c.pointee.message = arena.cString(self.message) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -315,6 +332,9 @@ public struct Grpc_Testing_SimpleRequest: RPCMessage, Sendable, Hashable {
     public var fillServerId: Bool = false
     /// Field `fill_grpclb_route_type` = 10.
     public var fillGrpclbRouteType: Bool = false
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -346,6 +366,7 @@ public struct Grpc_Testing_SimpleRequest: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Grpc__Testing__SimpleRequest.self) {
             Self(_protobufC: $0)
         }
@@ -388,6 +409,7 @@ public struct Grpc_Testing_SimpleRequest: RPCMessage, Sendable, Hashable {
         if let p = c.pointee.expect_compressed { self.expectCompressed = Grpc_Testing_BoolValue(_protobufC: p) }
         self.fillServerId = c.pointee.fill_server_id != 0
         self.fillGrpclbRouteType = c.pointee.fill_grpclb_route_type != 0
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -411,6 +433,7 @@ public struct Grpc_Testing_SimpleRequest: RPCMessage, Sendable, Hashable {
         }
         c.pointee.fill_server_id = self.fillServerId ? 1 : 0
         c.pointee.fill_grpclb_route_type = self.fillGrpclbRouteType ? 1 : 0
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -428,6 +451,9 @@ public struct Grpc_Testing_SimpleResponse: RPCMessage, Sendable, Hashable {
     public var grpclbRouteType: Grpc_Testing_GrpclbRouteType = .unknown
     /// Field `hostname` = 6.
     public var hostname: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -451,6 +477,7 @@ public struct Grpc_Testing_SimpleResponse: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Grpc__Testing__SimpleResponse.self) {
             Self(_protobufC: $0)
         }
@@ -489,6 +516,7 @@ public struct Grpc_Testing_SimpleResponse: RPCMessage, Sendable, Hashable {
         self.serverId = ProtobufC.string(c.pointee.server_id)
         self.grpclbRouteType = Grpc_Testing_GrpclbRouteType(rawValue: Int32(truncatingIfNeeded: c.pointee.grpclb_route_type.rawValue))
         self.hostname = ProtobufC.string(c.pointee.hostname)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -502,6 +530,7 @@ public struct Grpc_Testing_SimpleResponse: RPCMessage, Sendable, Hashable {
         if !self.serverId.isEmpty { c.pointee.server_id = arena.cString(self.serverId) }
         c.pointee.grpclb_route_type = .init(rawValue: .init(truncatingIfNeeded: self.grpclbRouteType.rawValue))
         if !self.hostname.isEmpty { c.pointee.hostname = arena.cString(self.hostname) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -511,6 +540,9 @@ public struct Grpc_Testing_StreamingInputCallRequest: RPCMessage, Sendable, Hash
     public var payload: Grpc_Testing_Payload? = nil
     /// Field `expect_compressed` = 2.
     public var expectCompressed: Grpc_Testing_BoolValue? = nil
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -560,6 +592,7 @@ public struct Grpc_Testing_StreamingInputCallRequest: RPCMessage, Sendable, Hash
     init(_protobufC c: UnsafePointer<Grpc__Testing__StreamingInputCallRequest>) {
         if let p = c.pointee.payload { self.payload = Grpc_Testing_Payload(_protobufC: p) }
         if let p = c.pointee.expect_compressed { self.expectCompressed = Grpc_Testing_BoolValue(_protobufC: p) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -571,6 +604,7 @@ public struct Grpc_Testing_StreamingInputCallRequest: RPCMessage, Sendable, Hash
         if let v = self.expectCompressed {
             c.pointee.expect_compressed = { let p = arena.allocate(Grpc__Testing__BoolValue.self); v._protobufCFill(p, arena); return p }()
         }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -578,6 +612,9 @@ public struct Grpc_Testing_StreamingInputCallRequest: RPCMessage, Sendable, Hash
 public struct Grpc_Testing_StreamingInputCallResponse: RPCMessage, Sendable, Hashable {
     /// Field `aggregated_payload_size` = 1.
     public var aggregatedPayloadSize: Int32 = 0
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -624,12 +661,14 @@ public struct Grpc_Testing_StreamingInputCallResponse: RPCMessage, Sendable, Has
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Grpc__Testing__StreamingInputCallResponse>) {
         self.aggregatedPayloadSize = c.pointee.aggregated_payload_size
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Grpc__Testing__StreamingInputCallResponse>, _ arena: ProtobufCArena) {
         grpc__testing__streaming_input_call_response__init(c)
         c.pointee.aggregated_payload_size = self.aggregatedPayloadSize
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -641,6 +680,9 @@ public struct Grpc_Testing_ResponseParameters: RPCMessage, Sendable, Hashable {
     public var intervalUs: Int32 = 0
     /// Field `compressed` = 3.
     public var compressed: Grpc_Testing_BoolValue? = nil
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -693,6 +735,7 @@ public struct Grpc_Testing_ResponseParameters: RPCMessage, Sendable, Hashable {
         self.size = c.pointee.size
         self.intervalUs = c.pointee.interval_us
         if let p = c.pointee.compressed { self.compressed = Grpc_Testing_BoolValue(_protobufC: p) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -703,6 +746,7 @@ public struct Grpc_Testing_ResponseParameters: RPCMessage, Sendable, Hashable {
         if let v = self.compressed {
             c.pointee.compressed = { let p = arena.allocate(Grpc__Testing__BoolValue.self); v._protobufCFill(p, arena); return p }()
         }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -716,6 +760,9 @@ public struct Grpc_Testing_StreamingOutputCallRequest: RPCMessage, Sendable, Has
     public var payload: Grpc_Testing_Payload? = nil
     /// Field `response_status` = 7.
     public var responseStatus: Grpc_Testing_EchoStatus? = nil
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -735,6 +782,7 @@ public struct Grpc_Testing_StreamingOutputCallRequest: RPCMessage, Sendable, Has
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Grpc__Testing__StreamingOutputCallRequest.self) {
             Self(_protobufC: $0)
         }
@@ -771,6 +819,7 @@ public struct Grpc_Testing_StreamingOutputCallRequest: RPCMessage, Sendable, Has
         self.responseParameters = ProtobufC.map(c.pointee.response_parameters, c.pointee.n_response_parameters) { Grpc_Testing_ResponseParameters(_protobufC: $0!) }
         if let p = c.pointee.payload { self.payload = Grpc_Testing_Payload(_protobufC: p) }
         if let p = c.pointee.response_status { self.responseStatus = Grpc_Testing_EchoStatus(_protobufC: p) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -787,6 +836,7 @@ public struct Grpc_Testing_StreamingOutputCallRequest: RPCMessage, Sendable, Has
         if let v = self.responseStatus {
             c.pointee.response_status = { let p = arena.allocate(Grpc__Testing__EchoStatus.self); v._protobufCFill(p, arena); return p }()
         }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -794,6 +844,9 @@ public struct Grpc_Testing_StreamingOutputCallRequest: RPCMessage, Sendable, Has
 public struct Grpc_Testing_StreamingOutputCallResponse: RPCMessage, Sendable, Hashable {
     /// Field `payload` = 1.
     public var payload: Grpc_Testing_Payload? = nil
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -840,6 +893,7 @@ public struct Grpc_Testing_StreamingOutputCallResponse: RPCMessage, Sendable, Ha
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Grpc__Testing__StreamingOutputCallResponse>) {
         if let p = c.pointee.payload { self.payload = Grpc_Testing_Payload(_protobufC: p) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -848,5 +902,6 @@ public struct Grpc_Testing_StreamingOutputCallResponse: RPCMessage, Sendable, Ha
         if let v = self.payload {
             c.pointee.payload = { let p = arena.allocate(Grpc__Testing__Payload.self); v._protobufCFill(p, arena); return p }()
         }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }

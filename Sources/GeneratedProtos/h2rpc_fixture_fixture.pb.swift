@@ -58,6 +58,9 @@ public struct H2rpc_Fixture_Item: RPCMessage, Sendable, Hashable {
     public var name: String = ""
     /// Field `count` = 2.
     public var count: Int64 = 0
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -73,6 +76,7 @@ public struct H2rpc_Fixture_Item: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, H2rpc__Fixture__Item.self) {
             Self(_protobufC: $0)
         }
@@ -107,6 +111,7 @@ public struct H2rpc_Fixture_Item: RPCMessage, Sendable, Hashable {
     init(_protobufC c: UnsafePointer<H2rpc__Fixture__Item>) {
         self.name = ProtobufC.string(c.pointee.name)
         self.count = Int64(truncatingIfNeeded: c.pointee.count)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -114,6 +119,7 @@ public struct H2rpc_Fixture_Item: RPCMessage, Sendable, Hashable {
         h2rpc__fixture__item__init(c)
         if !self.name.isEmpty { c.pointee.name = arena.cString(self.name) }
         c.pointee.count = .init(truncatingIfNeeded: self.count)
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -183,6 +189,9 @@ public struct H2rpc_Fixture_Scalars: RPCMessage, Sendable, Hashable {
     public var rData: [[UInt8]] = []
     /// Field `r_color` = 36.
     public var rColor: [H2rpc_Fixture_Color] = []
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -266,6 +275,7 @@ public struct H2rpc_Fixture_Scalars: RPCMessage, Sendable, Hashable {
             default: break
             }
         }
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, H2rpc__Fixture__Scalars.self) {
             Self(_protobufC: $0)
         }
@@ -277,6 +287,7 @@ public struct H2rpc_Fixture_Scalars: RPCMessage, Sendable, Hashable {
     /// The number and contents of this message's bytes field when it is the only field
     /// protobuf-c would write: the wire form is then that one field.
     func _singleBytesField() -> (Int, [UInt8])? {
+        guard self.unknownFields.isEmpty else { return nil }
         var found: (Int, [UInt8])? = nil
         guard self.i32 == 0 else { return nil }
         guard self.i64 == 0 else { return nil }
@@ -376,6 +387,7 @@ public struct H2rpc_Fixture_Scalars: RPCMessage, Sendable, Hashable {
         self.rText = ProtobufC.map(c.pointee.r_text, c.pointee.n_r_text) { ProtobufC.string($0) }
         self.rData = ProtobufC.map(c.pointee.r_data, c.pointee.n_r_data) { ProtobufC.bytes($0) }
         self.rColor = ProtobufC.map(c.pointee.r_color, c.pointee.n_r_color) { H2rpc_Fixture_Color(rawValue: Int32(truncatingIfNeeded: $0.rawValue)) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -461,6 +473,7 @@ public struct H2rpc_Fixture_Scalars: RPCMessage, Sendable, Hashable {
             c.pointee.n_r_color = self.rColor.count
             c.pointee.r_color = arena.map(self.rColor) { .init(rawValue: .init(truncatingIfNeeded: $0.rawValue)) }
         }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -488,6 +501,9 @@ public struct H2rpc_Fixture_Envelope: RPCMessage, Sendable, Hashable {
     public var maybeData: [UInt8]? = nil
     /// Field `nothing` = 30.
     public var nothing: Google_Protobuf_Empty? = nil
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The members of the oneof `body`.
     public enum OneOf_Body: Sendable, Hashable {
@@ -553,11 +569,17 @@ public struct H2rpc_Fixture_Envelope: RPCMessage, Sendable, Hashable {
         public var kind: H2rpc_Fixture_Envelope.Kind = .unspecified
         /// Field `trace` = 3.
         public var trace: H2rpc_Fixture_Envelope.Header.Trace? = nil
+        /// Fields this version of the schema does not know, in their wire form; decoding keeps
+        /// them and encoding writes them back.
+        public var unknownFields: [UInt8] = []
 
         /// Nested twice.
         public struct Trace: RPCMessage, Sendable, Hashable {
             /// Field `span` = 1.
             public var span: UInt64 = 0
+            /// Fields this version of the schema does not know, in their wire form; decoding keeps
+            /// them and encoding writes them back.
+            public var unknownFields: [UInt8] = []
 
             /// The default message: every field at its default.
             public init() {}
@@ -604,12 +626,14 @@ public struct H2rpc_Fixture_Envelope: RPCMessage, Sendable, Hashable {
             /// Copies the fields out of an unpacked protobuf-c message.
             init(_protobufC c: UnsafePointer<H2rpc__Fixture__Envelope__Header__Trace>) {
                 self.span = UInt64(truncatingIfNeeded: c.pointee.span)
+                if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
             }
 
             /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
             func _protobufCFill(_ c: UnsafeMutablePointer<H2rpc__Fixture__Envelope__Header__Trace>, _ arena: ProtobufCArena) {
                 h2rpc__fixture__envelope__header__trace__init(c)
                 c.pointee.span = .init(truncatingIfNeeded: self.span)
+                if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
             }
         }
 
@@ -629,6 +653,7 @@ public struct H2rpc_Fixture_Envelope: RPCMessage, Sendable, Hashable {
 
         /// Decodes the protobuf wire form (through protobuf-c).
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+            try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
             self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, H2rpc__Fixture__Envelope__Header.self) {
                 Self(_protobufC: $0)
             }
@@ -664,6 +689,7 @@ public struct H2rpc_Fixture_Envelope: RPCMessage, Sendable, Hashable {
             self.id = ProtobufC.string(c.pointee.id)
             self.kind = H2rpc_Fixture_Envelope.Kind(rawValue: Int32(truncatingIfNeeded: c.pointee.kind.rawValue))
             if let p = c.pointee.trace { self.trace = H2rpc_Fixture_Envelope.Header.Trace(_protobufC: p) }
+            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
         }
 
         /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -674,6 +700,7 @@ public struct H2rpc_Fixture_Envelope: RPCMessage, Sendable, Hashable {
             if let v = self.trace {
                 c.pointee.trace = { let p = arena.allocate(H2rpc__Fixture__Envelope__Header__Trace.self); v._protobufCFill(p, arena); return p }()
             }
+            if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
         }
     }
 
@@ -718,6 +745,7 @@ public struct H2rpc_Fixture_Envelope: RPCMessage, Sendable, Hashable {
             default: break
             }
         }
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, H2rpc__Fixture__Envelope.self) {
             Self(_protobufC: $0)
         }
@@ -729,6 +757,7 @@ public struct H2rpc_Fixture_Envelope: RPCMessage, Sendable, Hashable {
     /// The number and contents of this message's bytes field when it is the only field
     /// protobuf-c would write: the wire form is then that one field.
     func _singleBytesField() -> (Int, [UInt8])? {
+        guard self.unknownFields.isEmpty else { return nil }
         var found: (Int, [UInt8])? = nil
         guard self.header == nil else { return nil }
         guard self.scalars == nil else { return nil }
@@ -810,6 +839,7 @@ public struct H2rpc_Fixture_Envelope: RPCMessage, Sendable, Hashable {
             self.maybeData = ProtobufC.bytes(c.pointee.maybe_data)
         }
         if let p = c.pointee.nothing { self.nothing = Google_Protobuf_Empty(_protobufC: p) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -873,11 +903,15 @@ public struct H2rpc_Fixture_Envelope: RPCMessage, Sendable, Hashable {
         if let v = self.nothing {
             c.pointee.nothing = { let p = arena.allocate(Google__Protobuf__Empty.self); v._protobufCFill(p, arena); return p }()
         }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
 /// A message without fields.
 public struct H2rpc_Fixture_Nothing: RPCMessage, Sendable, Hashable {
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -916,11 +950,412 @@ public struct H2rpc_Fixture_Nothing: RPCMessage, Sendable, Hashable {
 
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<H2rpc__Fixture__Nothing>) {
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<H2rpc__Fixture__Nothing>, _ arena: ProtobufCArena) {
         h2rpc__fixture__nothing__init(c)
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
+    }
+}
+
+/// Map fields (protobuf-c represents them as repeated entry messages): Swift dictionaries.
+public struct H2rpc_Fixture_Maps: RPCMessage, Sendable, Hashable {
+    /// Field `labels` = 1.
+    public var labels: [String: String] = [:]
+    /// Field `items` = 2.
+    public var items: [Int32: H2rpc_Fixture_Item] = [:]
+    /// Field `blobs` = 3.
+    public var blobs: [String: [UInt8]] = [:]
+    /// Field `colors` = 4.
+    public var colors: [UInt64: H2rpc_Fixture_Color] = [:]
+    /// Field `flags` = 5.
+    public var flags: [Int64: Bool] = [:]
+    /// Field `note` = 6.
+    public var note: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
+
+    /// The default message: every field at its default.
+    public init() {}
+
+    /// Creates a message from field values (omitted fields keep their defaults).
+    public init(
+        labels: [String: String] = [:],
+        items: [Int32: H2rpc_Fixture_Item] = [:],
+        blobs: [String: [UInt8]] = [:],
+        colors: [UInt64: H2rpc_Fixture_Color] = [:],
+        flags: [Int64: Bool] = [:],
+        note: String = ""
+    ) {
+        self.labels = labels
+        self.items = items
+        self.blobs = blobs
+        self.colors = colors
+        self.flags = flags
+        self.note = note
+    }
+
+    /// Decodes the protobuf wire form (through protobuf-c).
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
+        self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, H2rpc__Fixture__Maps.self) {
+            Self(_protobufC: $0)
+        }
+    }
+
+    /// The protobuf-c descriptor of this message.
+    static let _protobufCDescriptor = ProtobufC.descriptor(H2rpc__Fixture__Maps.self, h2rpc__fixture__maps__init)
+
+    /// Encodes the protobuf wire form (through protobuf-c).
+    public func serializedBytes() -> [UInt8] {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        return withUnsafeTemporaryAllocation(of: H2rpc__Fixture__Maps.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: H2rpc__Fixture__Maps.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
+    /// Copies the fields out of an unpacked protobuf-c message.
+    init(_protobufC c: UnsafePointer<H2rpc__Fixture__Maps>) {
+        self.labels = ProtobufC.dictionary(c.pointee.labels, c.pointee.n_labels) { e in (ProtobufC.string(e.pointee.key), ProtobufC.string(e.pointee.value)) }
+        self.items = ProtobufC.dictionary(c.pointee.items, c.pointee.n_items) { e in (e.pointee.key, e.pointee.value.map { H2rpc_Fixture_Item(_protobufC: $0) } ?? H2rpc_Fixture_Item()) }
+        self.blobs = ProtobufC.dictionary(c.pointee.blobs, c.pointee.n_blobs) { e in (ProtobufC.string(e.pointee.key), ProtobufC.bytes(e.pointee.value)) }
+        self.colors = ProtobufC.dictionary(c.pointee.colors, c.pointee.n_colors) { e in (UInt64(truncatingIfNeeded: e.pointee.key), H2rpc_Fixture_Color(rawValue: Int32(truncatingIfNeeded: e.pointee.value.rawValue))) }
+        self.flags = ProtobufC.dictionary(c.pointee.flags, c.pointee.n_flags) { e in (Int64(truncatingIfNeeded: e.pointee.key), e.pointee.value != 0) }
+        self.note = ProtobufC.string(c.pointee.note)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
+    }
+
+    /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
+    func _protobufCFill(_ c: UnsafeMutablePointer<H2rpc__Fixture__Maps>, _ arena: ProtobufCArena) {
+        h2rpc__fixture__maps__init(c)
+        if !self.labels.isEmpty {
+            c.pointee.n_labels = self.labels.count
+            c.pointee.labels = arena.entries(self.labels, H2rpc__Fixture__Maps__LabelsEntry.self) { key, value, e in
+                h2rpc__fixture__maps__labels_entry__init(e)
+                e.pointee.key = arena.cString(key)
+                e.pointee.value = arena.cString(value)
+            }
+        }
+        if !self.items.isEmpty {
+            c.pointee.n_items = self.items.count
+            c.pointee.items = arena.entries(self.items, H2rpc__Fixture__Maps__ItemsEntry.self) { key, value, e in
+                h2rpc__fixture__maps__items_entry__init(e)
+                e.pointee.key = key
+                e.pointee.value = { let p = arena.allocate(H2rpc__Fixture__Item.self); value._protobufCFill(p, arena); return p }()
+            }
+        }
+        if !self.blobs.isEmpty {
+            c.pointee.n_blobs = self.blobs.count
+            c.pointee.blobs = arena.entries(self.blobs, H2rpc__Fixture__Maps__BlobsEntry.self) { key, value, e in
+                h2rpc__fixture__maps__blobs_entry__init(e)
+                e.pointee.key = arena.cString(key)
+                e.pointee.value = arena.binaryData(value)
+            }
+        }
+        if !self.colors.isEmpty {
+            c.pointee.n_colors = self.colors.count
+            c.pointee.colors = arena.entries(self.colors, H2rpc__Fixture__Maps__ColorsEntry.self) { key, value, e in
+                h2rpc__fixture__maps__colors_entry__init(e)
+                e.pointee.key = .init(truncatingIfNeeded: key)
+                e.pointee.value = .init(rawValue: .init(truncatingIfNeeded: value.rawValue))
+            }
+        }
+        if !self.flags.isEmpty {
+            c.pointee.n_flags = self.flags.count
+            c.pointee.flags = arena.entries(self.flags, H2rpc__Fixture__Maps__FlagsEntry.self) { key, value, e in
+                h2rpc__fixture__maps__flags_entry__init(e)
+                e.pointee.key = .init(truncatingIfNeeded: key)
+                e.pointee.value = value ? 1 : 0
+            }
+        }
+        if !self.note.isEmpty { c.pointee.note = arena.cString(self.note) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
+    }
+}
+
+/// A newer version of Item: decoded as Item, fields 3 to 7 are unknown fields, kept and re-emitted.
+public struct H2rpc_Fixture_ItemV2: RPCMessage, Sendable, Hashable {
+    /// Field `name` = 1.
+    public var name: String = ""
+    /// Field `count` = 2.
+    public var count: Int64 = 0
+    /// Field `tags` = 3.
+    public var tags: [String] = []
+    /// Field `inner` = 4.
+    public var inner: H2rpc_Fixture_Item? = nil
+    /// Field `f32` = 5.
+    public var f32: UInt32 = 0
+    /// Field `f64` = 6.
+    public var f64: UInt64 = 0
+    /// Field `big` = 7.
+    public var big: Int64 = 0
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
+
+    /// The default message: every field at its default.
+    public init() {}
+
+    /// Creates a message from field values (omitted fields keep their defaults).
+    public init(
+        name: String = "",
+        count: Int64 = 0,
+        tags: [String] = [],
+        inner: H2rpc_Fixture_Item? = nil,
+        f32: UInt32 = 0,
+        f64: UInt64 = 0,
+        big: Int64 = 0
+    ) {
+        self.name = name
+        self.count = count
+        self.tags = tags
+        self.inner = inner
+        self.f32 = f32
+        self.f64 = f64
+        self.big = big
+    }
+
+    /// Decodes the protobuf wire form (through protobuf-c).
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
+        self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, H2rpc__Fixture__ItemV2.self) {
+            Self(_protobufC: $0)
+        }
+    }
+
+    /// The protobuf-c descriptor of this message.
+    static let _protobufCDescriptor = ProtobufC.descriptor(H2rpc__Fixture__ItemV2.self, h2rpc__fixture__item_v2__init)
+
+    /// Encodes the protobuf wire form (through protobuf-c).
+    public func serializedBytes() -> [UInt8] {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        return withUnsafeTemporaryAllocation(of: H2rpc__Fixture__ItemV2.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: H2rpc__Fixture__ItemV2.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
+    /// Copies the fields out of an unpacked protobuf-c message.
+    init(_protobufC c: UnsafePointer<H2rpc__Fixture__ItemV2>) {
+        self.name = ProtobufC.string(c.pointee.name)
+        self.count = Int64(truncatingIfNeeded: c.pointee.count)
+        self.tags = ProtobufC.map(c.pointee.tags, c.pointee.n_tags) { ProtobufC.string($0) }
+        if let p = c.pointee.inner { self.inner = H2rpc_Fixture_Item(_protobufC: p) }
+        self.f32 = c.pointee.f32
+        self.f64 = UInt64(truncatingIfNeeded: c.pointee.f64)
+        self.big = Int64(truncatingIfNeeded: c.pointee.big)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
+    }
+
+    /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
+    func _protobufCFill(_ c: UnsafeMutablePointer<H2rpc__Fixture__ItemV2>, _ arena: ProtobufCArena) {
+        h2rpc__fixture__item_v2__init(c)
+        if !self.name.isEmpty { c.pointee.name = arena.cString(self.name) }
+        c.pointee.count = .init(truncatingIfNeeded: self.count)
+        if !self.tags.isEmpty {
+            c.pointee.n_tags = self.tags.count
+            c.pointee.tags = arena.cStrings(self.tags)
+        }
+        if let v = self.inner {
+            c.pointee.inner = { let p = arena.allocate(H2rpc__Fixture__Item.self); v._protobufCFill(p, arena); return p }()
+        }
+        c.pointee.f32 = self.f32
+        c.pointee.f64 = .init(truncatingIfNeeded: self.f64)
+        c.pointee.big = .init(truncatingIfNeeded: self.big)
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
+    }
+}
+
+/// A recursive message: decoding accepts nesting up to protobuf's depth limit of 100.
+public struct H2rpc_Fixture_Node: RPCMessage, Sendable, Hashable {
+    /// Field `name` = 1.
+    public var name: String = ""
+    /// Field `child` = 2.
+    public var child: H2rpc_Fixture_Node? {
+        get { _child?.value }
+        set { _child = newValue.map { ProtobufCBox($0) } }
+    }
+    private var _child: ProtobufCBox<H2rpc_Fixture_Node>? = nil
+    /// Field `children` = 3.
+    public var children: [H2rpc_Fixture_Node] = []
+    /// Field `named` = 4.
+    public var named: [String: H2rpc_Fixture_Node] = [:]
+    /// The oneof `link`; nil when no member is set.
+    public var link: OneOf_Link? = nil
+    /// Field `payload` = 7.
+    public var payload: [UInt8] = []
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
+
+    /// The members of the oneof `link`.
+    public indirect enum OneOf_Link: Sendable, Hashable {
+        /// Field `next` = 5.
+        case next(H2rpc_Fixture_Node)
+        /// Field `end` = 6.
+        case end(Int32)
+    }
+
+    /// The default message: every field at its default.
+    public init() {}
+
+    /// Creates a message from field values (omitted fields keep their defaults).
+    public init(
+        name: String = "",
+        child: H2rpc_Fixture_Node? = nil,
+        children: [H2rpc_Fixture_Node] = [],
+        named: [String: H2rpc_Fixture_Node] = [:],
+        link: OneOf_Link? = nil,
+        payload: [UInt8] = []
+    ) {
+        self.name = name
+        self.child = child
+        self.children = children
+        self.named = named
+        self.link = link
+        self.payload = payload
+    }
+
+    /// Decodes the protobuf wire form (through protobuf-c; a message that is just one
+    /// bytes field is read directly).
+    public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        if let (number, contents) = ProtobufC.singleLengthDelimitedField(bytes) {
+            var message = Self()
+            switch number {
+            case 7: message.payload = ProtobufC.bytes(contents); self = message; return
+            default: break
+            }
+        }
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
+        self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, H2rpc__Fixture__Node.self) {
+            Self(_protobufC: $0)
+        }
+    }
+
+    /// The protobuf-c descriptor of this message.
+    static let _protobufCDescriptor = ProtobufC.descriptor(H2rpc__Fixture__Node.self, h2rpc__fixture__node__init)
+
+    /// The number and contents of this message's bytes field when it is the only field
+    /// protobuf-c would write: the wire form is then that one field.
+    func _singleBytesField() -> (Int, [UInt8])? {
+        guard self.unknownFields.isEmpty else { return nil }
+        var found: (Int, [UInt8])? = nil
+        guard self.name.isEmpty else { return nil }
+        guard self.child == nil else { return nil }
+        guard self.children.isEmpty else { return nil }
+        guard self.named.isEmpty else { return nil }
+        switch self.link {
+        case nil: break
+        default: return nil
+        }
+        if !self.payload.isEmpty {
+            if found != nil { return nil }
+            found = (7, self.payload)
+        }
+        return found
+    }
+
+    /// Encodes the protobuf wire form (through protobuf-c; a message that is just one bytes field is written directly).
+    public func serializedBytes() -> [UInt8] {
+        if let (number, contents) = _singleBytesField() { return ProtobufC.encodeLengthDelimitedField(number, contents) }
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        return withUnsafeTemporaryAllocation(of: H2rpc__Fixture__Node.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            return ProtobufC.pack(c)
+        }
+    }
+
+    /// Encodes the protobuf wire form straight into memory from `allocate`.
+    public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+        if let (number, contents) = _singleBytesField() {
+            return try ProtobufC.encodeLengthDelimitedField(number, contents, into: allocate)
+        }
+        let arena = ProtobufCArena()
+        defer { arena.release() }
+        try withUnsafeTemporaryAllocation(of: H2rpc__Fixture__Node.self, capacity: 1) { buffer in
+            let c = buffer.baseAddress!
+            _protobufCFill(c, arena)
+            try ProtobufC.pack(c, into: allocate)
+        }
+    }
+
+    /// Copies the fields out of an unpacked protobuf-c message.
+    init(_protobufC c: UnsafePointer<H2rpc__Fixture__Node>) {
+        self.name = ProtobufC.string(c.pointee.name)
+        if let p = c.pointee.child { self.child = H2rpc_Fixture_Node(_protobufC: p) }
+        self.children = ProtobufC.map(c.pointee.children, c.pointee.n_children) { H2rpc_Fixture_Node(_protobufC: $0!) }
+        self.named = ProtobufC.dictionary(c.pointee.named, c.pointee.n_named) { e in (ProtobufC.string(e.pointee.key), e.pointee.value.map { H2rpc_Fixture_Node(_protobufC: $0) } ?? H2rpc_Fixture_Node()) }
+        switch c.pointee.link_case.rawValue {
+        case 5: if let p = c.pointee.next { self.link = .next(H2rpc_Fixture_Node(_protobufC: p)) }
+        case 6: self.link = .end(c.pointee.end)
+        default: self.link = nil
+        }
+        self.payload = ProtobufC.bytes(c.pointee.payload)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
+    }
+
+    /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
+    func _protobufCFill(_ c: UnsafeMutablePointer<H2rpc__Fixture__Node>, _ arena: ProtobufCArena) {
+        h2rpc__fixture__node__init(c)
+        if !self.name.isEmpty { c.pointee.name = arena.cString(self.name) }
+        if let v = self.child {
+            c.pointee.child = { let p = arena.allocate(H2rpc__Fixture__Node.self); v._protobufCFill(p, arena); return p }()
+        }
+        if !self.children.isEmpty {
+            c.pointee.n_children = self.children.count
+            c.pointee.children = arena.messages(self.children, H2rpc__Fixture__Node.self) { $0._protobufCFill($1, arena) }
+        }
+        if !self.named.isEmpty {
+            c.pointee.n_named = self.named.count
+            c.pointee.named = arena.entries(self.named, H2rpc__Fixture__Node__NamedEntry.self) { key, value, e in
+                h2rpc__fixture__node__named_entry__init(e)
+                e.pointee.key = arena.cString(key)
+                e.pointee.value = { let p = arena.allocate(H2rpc__Fixture__Node.self); value._protobufCFill(p, arena); return p }()
+            }
+        }
+        switch self.link {
+        case .next(let v):
+            c.pointee.link_case = .init(rawValue: 5)
+            c.pointee.next = { let p = arena.allocate(H2rpc__Fixture__Node.self); v._protobufCFill(p, arena); return p }()
+        case .end(let v):
+            c.pointee.link_case = .init(rawValue: 6)
+            c.pointee.end = v
+        case nil: break
+        }
+        if !self.payload.isEmpty { c.pointee.payload = arena.binaryData(self.payload) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 

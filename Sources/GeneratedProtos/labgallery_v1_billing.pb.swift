@@ -12,6 +12,9 @@ internal import GeneratedCProtos
 public struct Labgallery_V1_GetGalleryCostRequest: RPCMessage, Sendable, Hashable {
     /// Field `gallery` = 1.
     public var gallery: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -25,6 +28,7 @@ public struct Labgallery_V1_GetGalleryCostRequest: RPCMessage, Sendable, Hashabl
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__GetGalleryCostRequest.self) {
             Self(_protobufC: $0)
         }
@@ -58,12 +62,14 @@ public struct Labgallery_V1_GetGalleryCostRequest: RPCMessage, Sendable, Hashabl
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__GetGalleryCostRequest>) {
         self.gallery = ProtobufC.string(c.pointee.gallery)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Labgallery__V1__GetGalleryCostRequest>, _ arena: ProtobufCArena) {
         labgallery__v1__get_gallery_cost_request__init(c)
         if !self.gallery.isEmpty { c.pointee.gallery = arena.cString(self.gallery) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 

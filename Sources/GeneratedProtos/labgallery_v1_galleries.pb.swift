@@ -14,6 +14,9 @@ public struct Labgallery_V1_CreateGalleryRequest: RPCMessage, Sendable, Hashable
     public var galleryId: String = ""
     /// Field `gallery` = 2.
     public var gallery: Labgallery_V1_Gallery? = nil
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -29,6 +32,7 @@ public struct Labgallery_V1_CreateGalleryRequest: RPCMessage, Sendable, Hashable
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__CreateGalleryRequest.self) {
             Self(_protobufC: $0)
         }
@@ -63,6 +67,7 @@ public struct Labgallery_V1_CreateGalleryRequest: RPCMessage, Sendable, Hashable
     init(_protobufC c: UnsafePointer<Labgallery__V1__CreateGalleryRequest>) {
         self.galleryId = ProtobufC.string(c.pointee.gallery_id)
         if let p = c.pointee.gallery { self.gallery = Labgallery_V1_Gallery(_protobufC: p) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -72,6 +77,7 @@ public struct Labgallery_V1_CreateGalleryRequest: RPCMessage, Sendable, Hashable
         if let v = self.gallery {
             c.pointee.gallery = { let p = arena.allocate(Labgallery__V1__Gallery.self); v._protobufCFill(p, arena); return p }()
         }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -79,6 +85,9 @@ public struct Labgallery_V1_CreateGalleryRequest: RPCMessage, Sendable, Hashable
 public struct Labgallery_V1_GetGalleryRequest: RPCMessage, Sendable, Hashable {
     /// Field `name` = 1.
     public var name: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -92,6 +101,7 @@ public struct Labgallery_V1_GetGalleryRequest: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__GetGalleryRequest.self) {
             Self(_protobufC: $0)
         }
@@ -125,12 +135,14 @@ public struct Labgallery_V1_GetGalleryRequest: RPCMessage, Sendable, Hashable {
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__GetGalleryRequest>) {
         self.name = ProtobufC.string(c.pointee.name)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Labgallery__V1__GetGalleryRequest>, _ arena: ProtobufCArena) {
         labgallery__v1__get_gallery_request__init(c)
         if !self.name.isEmpty { c.pointee.name = arena.cString(self.name) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -138,6 +150,9 @@ public struct Labgallery_V1_GetGalleryRequest: RPCMessage, Sendable, Hashable {
 public struct Labgallery_V1_DeleteGalleryRequest: RPCMessage, Sendable, Hashable {
     /// Field `name` = 1.
     public var name: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -151,6 +166,7 @@ public struct Labgallery_V1_DeleteGalleryRequest: RPCMessage, Sendable, Hashable
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__DeleteGalleryRequest.self) {
             Self(_protobufC: $0)
         }
@@ -184,12 +200,14 @@ public struct Labgallery_V1_DeleteGalleryRequest: RPCMessage, Sendable, Hashable
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__DeleteGalleryRequest>) {
         self.name = ProtobufC.string(c.pointee.name)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Labgallery__V1__DeleteGalleryRequest>, _ arena: ProtobufCArena) {
         labgallery__v1__delete_gallery_request__init(c)
         if !self.name.isEmpty { c.pointee.name = arena.cString(self.name) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -199,6 +217,9 @@ public struct Labgallery_V1_ListGalleriesRequest: RPCMessage, Sendable, Hashable
     public var pageSize: Int32 = 0
     /// Field `page_token` = 2.
     public var pageToken: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -214,6 +235,7 @@ public struct Labgallery_V1_ListGalleriesRequest: RPCMessage, Sendable, Hashable
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__ListGalleriesRequest.self) {
             Self(_protobufC: $0)
         }
@@ -248,6 +270,7 @@ public struct Labgallery_V1_ListGalleriesRequest: RPCMessage, Sendable, Hashable
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListGalleriesRequest>) {
         self.pageSize = c.pointee.page_size
         self.pageToken = ProtobufC.string(c.pointee.page_token)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -255,6 +278,7 @@ public struct Labgallery_V1_ListGalleriesRequest: RPCMessage, Sendable, Hashable
         labgallery__v1__list_galleries_request__init(c)
         c.pointee.page_size = self.pageSize
         if !self.pageToken.isEmpty { c.pointee.page_token = arena.cString(self.pageToken) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -264,6 +288,9 @@ public struct Labgallery_V1_ListGalleriesResponse: RPCMessage, Sendable, Hashabl
     public var galleries: [Labgallery_V1_Gallery] = []
     /// Field `next_page_token` = 2.
     public var nextPageToken: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -279,6 +306,7 @@ public struct Labgallery_V1_ListGalleriesResponse: RPCMessage, Sendable, Hashabl
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__ListGalleriesResponse.self) {
             Self(_protobufC: $0)
         }
@@ -313,6 +341,7 @@ public struct Labgallery_V1_ListGalleriesResponse: RPCMessage, Sendable, Hashabl
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListGalleriesResponse>) {
         self.galleries = ProtobufC.map(c.pointee.galleries, c.pointee.n_galleries) { Labgallery_V1_Gallery(_protobufC: $0!) }
         self.nextPageToken = ProtobufC.string(c.pointee.next_page_token)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -323,6 +352,7 @@ public struct Labgallery_V1_ListGalleriesResponse: RPCMessage, Sendable, Hashabl
             c.pointee.galleries = arena.messages(self.galleries, Labgallery__V1__Gallery.self) { $0._protobufCFill($1, arena) }
         }
         if !self.nextPageToken.isEmpty { c.pointee.next_page_token = arena.cString(self.nextPageToken) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -332,6 +362,9 @@ public struct Labgallery_V1_AttachGalleryRequest: RPCMessage, Sendable, Hashable
     public var labAccount: String = ""
     /// "galleries/{id}"
     public var gallery: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -347,6 +380,7 @@ public struct Labgallery_V1_AttachGalleryRequest: RPCMessage, Sendable, Hashable
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__AttachGalleryRequest.self) {
             Self(_protobufC: $0)
         }
@@ -381,6 +415,7 @@ public struct Labgallery_V1_AttachGalleryRequest: RPCMessage, Sendable, Hashable
     init(_protobufC c: UnsafePointer<Labgallery__V1__AttachGalleryRequest>) {
         self.labAccount = ProtobufC.string(c.pointee.lab_account)
         self.gallery = ProtobufC.string(c.pointee.gallery)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -388,6 +423,7 @@ public struct Labgallery_V1_AttachGalleryRequest: RPCMessage, Sendable, Hashable
         labgallery__v1__attach_gallery_request__init(c)
         if !self.labAccount.isEmpty { c.pointee.lab_account = arena.cString(self.labAccount) }
         if !self.gallery.isEmpty { c.pointee.gallery = arena.cString(self.gallery) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -401,6 +437,9 @@ public struct Labgallery_V1_DetachGalleryRequest: RPCMessage, Sendable, Hashable
     /// operator to confirm). When set and another gallery is attached, FAILED_PRECONDITION and
     /// nothing changes. Empty: detach whatever is attached.
     public var gallery: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -418,6 +457,7 @@ public struct Labgallery_V1_DetachGalleryRequest: RPCMessage, Sendable, Hashable
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__DetachGalleryRequest.self) {
             Self(_protobufC: $0)
         }
@@ -453,6 +493,7 @@ public struct Labgallery_V1_DetachGalleryRequest: RPCMessage, Sendable, Hashable
         self.labAccount = ProtobufC.string(c.pointee.lab_account)
         self.confirm = c.pointee.confirm != 0
         self.gallery = ProtobufC.string(c.pointee.gallery)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -461,6 +502,7 @@ public struct Labgallery_V1_DetachGalleryRequest: RPCMessage, Sendable, Hashable
         if !self.labAccount.isEmpty { c.pointee.lab_account = arena.cString(self.labAccount) }
         c.pointee.confirm = self.confirm ? 1 : 0
         if !self.gallery.isEmpty { c.pointee.gallery = arena.cString(self.gallery) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -468,6 +510,9 @@ public struct Labgallery_V1_DetachGalleryRequest: RPCMessage, Sendable, Hashable
 public struct Labgallery_V1_ListRoleAssignmentsRequest: RPCMessage, Sendable, Hashable {
     /// Field `gallery` = 1.
     public var gallery: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -481,6 +526,7 @@ public struct Labgallery_V1_ListRoleAssignmentsRequest: RPCMessage, Sendable, Ha
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__ListRoleAssignmentsRequest.self) {
             Self(_protobufC: $0)
         }
@@ -514,12 +560,14 @@ public struct Labgallery_V1_ListRoleAssignmentsRequest: RPCMessage, Sendable, Ha
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListRoleAssignmentsRequest>) {
         self.gallery = ProtobufC.string(c.pointee.gallery)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Labgallery__V1__ListRoleAssignmentsRequest>, _ arena: ProtobufCArena) {
         labgallery__v1__list_role_assignments_request__init(c)
         if !self.gallery.isEmpty { c.pointee.gallery = arena.cString(self.gallery) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -527,6 +575,9 @@ public struct Labgallery_V1_ListRoleAssignmentsRequest: RPCMessage, Sendable, Ha
 public struct Labgallery_V1_ListRoleAssignmentsResponse: RPCMessage, Sendable, Hashable {
     /// Field `role_assignments` = 1.
     public var roleAssignments: [Labgallery_V1_RoleAssignment] = []
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -540,6 +591,7 @@ public struct Labgallery_V1_ListRoleAssignmentsResponse: RPCMessage, Sendable, H
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__ListRoleAssignmentsResponse.self) {
             Self(_protobufC: $0)
         }
@@ -573,6 +625,7 @@ public struct Labgallery_V1_ListRoleAssignmentsResponse: RPCMessage, Sendable, H
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListRoleAssignmentsResponse>) {
         self.roleAssignments = ProtobufC.map(c.pointee.role_assignments, c.pointee.n_role_assignments) { Labgallery_V1_RoleAssignment(_protobufC: $0!) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -582,6 +635,7 @@ public struct Labgallery_V1_ListRoleAssignmentsResponse: RPCMessage, Sendable, H
             c.pointee.n_role_assignments = self.roleAssignments.count
             c.pointee.role_assignments = arena.messages(self.roleAssignments, Labgallery__V1__RoleAssignment.self) { $0._protobufCFill($1, arena) }
         }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 

@@ -12,6 +12,9 @@ internal import GeneratedCProtos
 public struct Labgallery_V1_UploadImageRequest: RPCMessage, Sendable, Hashable {
     /// The oneof `data`; nil when no member is set.
     public var data: OneOf_Data? = nil
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The members of the oneof `data`.
     public enum OneOf_Data: Sendable, Hashable {
@@ -35,6 +38,9 @@ public struct Labgallery_V1_UploadImageRequest: RPCMessage, Sendable, Hashable {
         public var osState: Labgallery_V1_OsState = .unspecified
         /// Optional lower-case hex SHA-256; a mismatch stores nothing.
         public var sha256: String = ""
+        /// Fields this version of the schema does not know, in their wire form; decoding keeps
+        /// them and encoding writes them back.
+        public var unknownFields: [UInt8] = []
 
         /// The default message: every field at its default.
         public init() {}
@@ -58,6 +64,7 @@ public struct Labgallery_V1_UploadImageRequest: RPCMessage, Sendable, Hashable {
 
         /// Decodes the protobuf wire form (through protobuf-c).
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+            try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
             self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__UploadImageRequest__Header.self) {
                 Self(_protobufC: $0)
             }
@@ -96,6 +103,7 @@ public struct Labgallery_V1_UploadImageRequest: RPCMessage, Sendable, Hashable {
             self.osType = Labgallery_V1_OsType(rawValue: Int32(truncatingIfNeeded: c.pointee.os_type.rawValue))
             self.osState = Labgallery_V1_OsState(rawValue: Int32(truncatingIfNeeded: c.pointee.os_state.rawValue))
             self.sha256 = ProtobufC.string(c.pointee.sha256)
+            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
         }
 
         /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -107,6 +115,7 @@ public struct Labgallery_V1_UploadImageRequest: RPCMessage, Sendable, Hashable {
             c.pointee.os_type = .init(rawValue: .init(truncatingIfNeeded: self.osType.rawValue))
             c.pointee.os_state = .init(rawValue: .init(truncatingIfNeeded: self.osState.rawValue))
             if !self.sha256.isEmpty { c.pointee.sha256 = arena.cString(self.sha256) }
+            if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
         }
     }
 
@@ -130,6 +139,7 @@ public struct Labgallery_V1_UploadImageRequest: RPCMessage, Sendable, Hashable {
             default: break
             }
         }
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__UploadImageRequest.self) {
             Self(_protobufC: $0)
         }
@@ -141,6 +151,7 @@ public struct Labgallery_V1_UploadImageRequest: RPCMessage, Sendable, Hashable {
     /// The number and contents of this message's bytes field when it is the only field
     /// protobuf-c would write: the wire form is then that one field.
     func _singleBytesField() -> (Int, [UInt8])? {
+        guard self.unknownFields.isEmpty else { return nil }
         var found: (Int, [UInt8])? = nil
         switch self.data {
         case nil: break
@@ -185,6 +196,7 @@ public struct Labgallery_V1_UploadImageRequest: RPCMessage, Sendable, Hashable {
         case 2: self.data = .chunk(ProtobufC.bytes(c.pointee.chunk))
         default: self.data = nil
         }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -199,6 +211,7 @@ public struct Labgallery_V1_UploadImageRequest: RPCMessage, Sendable, Hashable {
             c.pointee.chunk = arena.binaryData(v)
         case nil: break
         }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -206,6 +219,9 @@ public struct Labgallery_V1_UploadImageRequest: RPCMessage, Sendable, Hashable {
 public struct Labgallery_V1_GetImageRequest: RPCMessage, Sendable, Hashable {
     /// Field `name` = 1.
     public var name: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -219,6 +235,7 @@ public struct Labgallery_V1_GetImageRequest: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__GetImageRequest.self) {
             Self(_protobufC: $0)
         }
@@ -252,12 +269,14 @@ public struct Labgallery_V1_GetImageRequest: RPCMessage, Sendable, Hashable {
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__GetImageRequest>) {
         self.name = ProtobufC.string(c.pointee.name)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Labgallery__V1__GetImageRequest>, _ arena: ProtobufCArena) {
         labgallery__v1__get_image_request__init(c)
         if !self.name.isEmpty { c.pointee.name = arena.cString(self.name) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -265,6 +284,9 @@ public struct Labgallery_V1_GetImageRequest: RPCMessage, Sendable, Hashable {
 public struct Labgallery_V1_DeleteImageRequest: RPCMessage, Sendable, Hashable {
     /// Field `name` = 1.
     public var name: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -278,6 +300,7 @@ public struct Labgallery_V1_DeleteImageRequest: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__DeleteImageRequest.self) {
             Self(_protobufC: $0)
         }
@@ -311,12 +334,14 @@ public struct Labgallery_V1_DeleteImageRequest: RPCMessage, Sendable, Hashable {
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__DeleteImageRequest>) {
         self.name = ProtobufC.string(c.pointee.name)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Labgallery__V1__DeleteImageRequest>, _ arena: ProtobufCArena) {
         labgallery__v1__delete_image_request__init(c)
         if !self.name.isEmpty { c.pointee.name = arena.cString(self.name) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -328,6 +353,9 @@ public struct Labgallery_V1_ListImagesRequest: RPCMessage, Sendable, Hashable {
     public var pageSize: Int32 = 0
     /// Field `page_token` = 3.
     public var pageToken: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -345,6 +373,7 @@ public struct Labgallery_V1_ListImagesRequest: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__ListImagesRequest.self) {
             Self(_protobufC: $0)
         }
@@ -380,6 +409,7 @@ public struct Labgallery_V1_ListImagesRequest: RPCMessage, Sendable, Hashable {
         self.gallery = ProtobufC.string(c.pointee.gallery)
         self.pageSize = c.pointee.page_size
         self.pageToken = ProtobufC.string(c.pointee.page_token)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -388,6 +418,7 @@ public struct Labgallery_V1_ListImagesRequest: RPCMessage, Sendable, Hashable {
         if !self.gallery.isEmpty { c.pointee.gallery = arena.cString(self.gallery) }
         c.pointee.page_size = self.pageSize
         if !self.pageToken.isEmpty { c.pointee.page_token = arena.cString(self.pageToken) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -397,6 +428,9 @@ public struct Labgallery_V1_ListImagesResponse: RPCMessage, Sendable, Hashable {
     public var images: [Labgallery_V1_Image] = []
     /// Field `next_page_token` = 2.
     public var nextPageToken: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -412,6 +446,7 @@ public struct Labgallery_V1_ListImagesResponse: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__ListImagesResponse.self) {
             Self(_protobufC: $0)
         }
@@ -446,6 +481,7 @@ public struct Labgallery_V1_ListImagesResponse: RPCMessage, Sendable, Hashable {
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListImagesResponse>) {
         self.images = ProtobufC.map(c.pointee.images, c.pointee.n_images) { Labgallery_V1_Image(_protobufC: $0!) }
         self.nextPageToken = ProtobufC.string(c.pointee.next_page_token)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -456,6 +492,7 @@ public struct Labgallery_V1_ListImagesResponse: RPCMessage, Sendable, Hashable {
             c.pointee.images = arena.messages(self.images, Labgallery__V1__Image.self) { $0._protobufCFill($1, arena) }
         }
         if !self.nextPageToken.isEmpty { c.pointee.next_page_token = arena.cString(self.nextPageToken) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -463,6 +500,9 @@ public struct Labgallery_V1_ListImagesResponse: RPCMessage, Sendable, Hashable {
 public struct Labgallery_V1_ListLabAccountImagesRequest: RPCMessage, Sendable, Hashable {
     /// Field `lab_account` = 1.
     public var labAccount: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -476,6 +516,7 @@ public struct Labgallery_V1_ListLabAccountImagesRequest: RPCMessage, Sendable, H
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__ListLabAccountImagesRequest.self) {
             Self(_protobufC: $0)
         }
@@ -509,12 +550,14 @@ public struct Labgallery_V1_ListLabAccountImagesRequest: RPCMessage, Sendable, H
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListLabAccountImagesRequest>) {
         self.labAccount = ProtobufC.string(c.pointee.lab_account)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Labgallery__V1__ListLabAccountImagesRequest>, _ arena: ProtobufCArena) {
         labgallery__v1__list_lab_account_images_request__init(c)
         if !self.labAccount.isEmpty { c.pointee.lab_account = arena.cString(self.labAccount) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -522,6 +565,9 @@ public struct Labgallery_V1_ListLabAccountImagesRequest: RPCMessage, Sendable, H
 public struct Labgallery_V1_ListLabAccountImagesResponse: RPCMessage, Sendable, Hashable {
     /// Field `images` = 1.
     public var images: [Labgallery_V1_LabAccountImage] = []
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -535,6 +581,7 @@ public struct Labgallery_V1_ListLabAccountImagesResponse: RPCMessage, Sendable, 
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__ListLabAccountImagesResponse.self) {
             Self(_protobufC: $0)
         }
@@ -568,6 +615,7 @@ public struct Labgallery_V1_ListLabAccountImagesResponse: RPCMessage, Sendable, 
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListLabAccountImagesResponse>) {
         self.images = ProtobufC.map(c.pointee.images, c.pointee.n_images) { Labgallery_V1_LabAccountImage(_protobufC: $0!) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -577,6 +625,7 @@ public struct Labgallery_V1_ListLabAccountImagesResponse: RPCMessage, Sendable, 
             c.pointee.n_images = self.images.count
             c.pointee.images = arena.messages(self.images, Labgallery__V1__LabAccountImage.self) { $0._protobufCFill($1, arena) }
         }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -588,6 +637,9 @@ public struct Labgallery_V1_SetImagesEnabledRequest: RPCMessage, Sendable, Hasha
     public var images: [String] = []
     /// Field `enabled` = 3.
     public var enabled: Bool = false
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -605,6 +657,7 @@ public struct Labgallery_V1_SetImagesEnabledRequest: RPCMessage, Sendable, Hasha
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__SetImagesEnabledRequest.self) {
             Self(_protobufC: $0)
         }
@@ -640,6 +693,7 @@ public struct Labgallery_V1_SetImagesEnabledRequest: RPCMessage, Sendable, Hasha
         self.labAccount = ProtobufC.string(c.pointee.lab_account)
         self.images = ProtobufC.map(c.pointee.images, c.pointee.n_images) { ProtobufC.string($0) }
         self.enabled = c.pointee.enabled != 0
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -651,6 +705,7 @@ public struct Labgallery_V1_SetImagesEnabledRequest: RPCMessage, Sendable, Hasha
             c.pointee.images = arena.cStrings(self.images)
         }
         c.pointee.enabled = self.enabled ? 1 : 0
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -658,6 +713,9 @@ public struct Labgallery_V1_SetImagesEnabledRequest: RPCMessage, Sendable, Hasha
 public struct Labgallery_V1_SetImagesEnabledResponse: RPCMessage, Sendable, Hashable {
     /// Field `images` = 1.
     public var images: [Labgallery_V1_LabAccountImage] = []
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -671,6 +729,7 @@ public struct Labgallery_V1_SetImagesEnabledResponse: RPCMessage, Sendable, Hash
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__SetImagesEnabledResponse.self) {
             Self(_protobufC: $0)
         }
@@ -704,6 +763,7 @@ public struct Labgallery_V1_SetImagesEnabledResponse: RPCMessage, Sendable, Hash
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__SetImagesEnabledResponse>) {
         self.images = ProtobufC.map(c.pointee.images, c.pointee.n_images) { Labgallery_V1_LabAccountImage(_protobufC: $0!) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -713,6 +773,7 @@ public struct Labgallery_V1_SetImagesEnabledResponse: RPCMessage, Sendable, Hash
             c.pointee.n_images = self.images.count
             c.pointee.images = arena.messages(self.images, Labgallery__V1__LabAccountImage.self) { $0._protobufCFill($1, arena) }
         }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -724,6 +785,9 @@ public struct Labgallery_V1_SaveLabTemplateImageRequest: RPCMessage, Sendable, H
     public var imageId: String = ""
     /// Field `display_name` = 3.
     public var displayName: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -741,6 +805,7 @@ public struct Labgallery_V1_SaveLabTemplateImageRequest: RPCMessage, Sendable, H
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__SaveLabTemplateImageRequest.self) {
             Self(_protobufC: $0)
         }
@@ -776,6 +841,7 @@ public struct Labgallery_V1_SaveLabTemplateImageRequest: RPCMessage, Sendable, H
         self.lab = ProtobufC.string(c.pointee.lab)
         self.imageId = ProtobufC.string(c.pointee.image_id)
         self.displayName = ProtobufC.string(c.pointee.display_name)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -784,6 +850,7 @@ public struct Labgallery_V1_SaveLabTemplateImageRequest: RPCMessage, Sendable, H
         if !self.lab.isEmpty { c.pointee.lab = arena.cString(self.lab) }
         if !self.imageId.isEmpty { c.pointee.image_id = arena.cString(self.imageId) }
         if !self.displayName.isEmpty { c.pointee.display_name = arena.cString(self.displayName) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 

@@ -16,6 +16,9 @@ public struct Labgallery_V1_CreateLabAccountRequest: RPCMessage, Sendable, Hasha
     public var labAccount: Labgallery_V1_LabAccount? = nil
     /// The oneof `gallery`; nil when no member is set.
     public var gallery: OneOf_Gallery? = nil
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The members of the oneof `gallery`.
     public enum OneOf_Gallery: Sendable, Hashable {
@@ -31,6 +34,9 @@ public struct Labgallery_V1_CreateLabAccountRequest: RPCMessage, Sendable, Hasha
         public var galleryId: String = ""
         /// Field `display_name` = 2.
         public var displayName: String = ""
+        /// Fields this version of the schema does not know, in their wire form; decoding keeps
+        /// them and encoding writes them back.
+        public var unknownFields: [UInt8] = []
 
         /// The default message: every field at its default.
         public init() {}
@@ -46,6 +52,7 @@ public struct Labgallery_V1_CreateLabAccountRequest: RPCMessage, Sendable, Hasha
 
         /// Decodes the protobuf wire form (through protobuf-c).
         public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+            try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
             self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__CreateLabAccountRequest__CreateGallery.self) {
                 Self(_protobufC: $0)
             }
@@ -80,6 +87,7 @@ public struct Labgallery_V1_CreateLabAccountRequest: RPCMessage, Sendable, Hasha
         init(_protobufC c: UnsafePointer<Labgallery__V1__CreateLabAccountRequest__CreateGallery>) {
             self.galleryId = ProtobufC.string(c.pointee.gallery_id)
             self.displayName = ProtobufC.string(c.pointee.display_name)
+            if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
         }
 
         /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -87,6 +95,7 @@ public struct Labgallery_V1_CreateLabAccountRequest: RPCMessage, Sendable, Hasha
             labgallery__v1__create_lab_account_request__create_gallery__init(c)
             if !self.galleryId.isEmpty { c.pointee.gallery_id = arena.cString(self.galleryId) }
             if !self.displayName.isEmpty { c.pointee.display_name = arena.cString(self.displayName) }
+            if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
         }
     }
 
@@ -106,6 +115,7 @@ public struct Labgallery_V1_CreateLabAccountRequest: RPCMessage, Sendable, Hasha
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__CreateLabAccountRequest.self) {
             Self(_protobufC: $0)
         }
@@ -145,6 +155,7 @@ public struct Labgallery_V1_CreateLabAccountRequest: RPCMessage, Sendable, Hasha
         case 4: self.gallery = .attachGallery(ProtobufC.string(c.pointee.attach_gallery))
         default: self.gallery = nil
         }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -163,6 +174,7 @@ public struct Labgallery_V1_CreateLabAccountRequest: RPCMessage, Sendable, Hasha
             c.pointee.attach_gallery = arena.cString(v)
         case nil: break
         }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -170,6 +182,9 @@ public struct Labgallery_V1_CreateLabAccountRequest: RPCMessage, Sendable, Hasha
 public struct Labgallery_V1_GetLabAccountRequest: RPCMessage, Sendable, Hashable {
     /// Field `name` = 1.
     public var name: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -183,6 +198,7 @@ public struct Labgallery_V1_GetLabAccountRequest: RPCMessage, Sendable, Hashable
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__GetLabAccountRequest.self) {
             Self(_protobufC: $0)
         }
@@ -216,12 +232,14 @@ public struct Labgallery_V1_GetLabAccountRequest: RPCMessage, Sendable, Hashable
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__GetLabAccountRequest>) {
         self.name = ProtobufC.string(c.pointee.name)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Labgallery__V1__GetLabAccountRequest>, _ arena: ProtobufCArena) {
         labgallery__v1__get_lab_account_request__init(c)
         if !self.name.isEmpty { c.pointee.name = arena.cString(self.name) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -229,6 +247,9 @@ public struct Labgallery_V1_GetLabAccountRequest: RPCMessage, Sendable, Hashable
 public struct Labgallery_V1_DeleteLabAccountRequest: RPCMessage, Sendable, Hashable {
     /// Field `name` = 1.
     public var name: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -242,6 +263,7 @@ public struct Labgallery_V1_DeleteLabAccountRequest: RPCMessage, Sendable, Hasha
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__DeleteLabAccountRequest.self) {
             Self(_protobufC: $0)
         }
@@ -275,12 +297,14 @@ public struct Labgallery_V1_DeleteLabAccountRequest: RPCMessage, Sendable, Hasha
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__DeleteLabAccountRequest>) {
         self.name = ProtobufC.string(c.pointee.name)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Labgallery__V1__DeleteLabAccountRequest>, _ arena: ProtobufCArena) {
         labgallery__v1__delete_lab_account_request__init(c)
         if !self.name.isEmpty { c.pointee.name = arena.cString(self.name) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -290,6 +314,9 @@ public struct Labgallery_V1_ListLabAccountsRequest: RPCMessage, Sendable, Hashab
     public var pageSize: Int32 = 0
     /// Field `page_token` = 2.
     public var pageToken: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -305,6 +332,7 @@ public struct Labgallery_V1_ListLabAccountsRequest: RPCMessage, Sendable, Hashab
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__ListLabAccountsRequest.self) {
             Self(_protobufC: $0)
         }
@@ -339,6 +367,7 @@ public struct Labgallery_V1_ListLabAccountsRequest: RPCMessage, Sendable, Hashab
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListLabAccountsRequest>) {
         self.pageSize = c.pointee.page_size
         self.pageToken = ProtobufC.string(c.pointee.page_token)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -346,6 +375,7 @@ public struct Labgallery_V1_ListLabAccountsRequest: RPCMessage, Sendable, Hashab
         labgallery__v1__list_lab_accounts_request__init(c)
         c.pointee.page_size = self.pageSize
         if !self.pageToken.isEmpty { c.pointee.page_token = arena.cString(self.pageToken) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -355,6 +385,9 @@ public struct Labgallery_V1_ListLabAccountsResponse: RPCMessage, Sendable, Hasha
     public var labAccounts: [Labgallery_V1_LabAccount] = []
     /// Field `next_page_token` = 2.
     public var nextPageToken: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -370,6 +403,7 @@ public struct Labgallery_V1_ListLabAccountsResponse: RPCMessage, Sendable, Hasha
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__ListLabAccountsResponse.self) {
             Self(_protobufC: $0)
         }
@@ -404,6 +438,7 @@ public struct Labgallery_V1_ListLabAccountsResponse: RPCMessage, Sendable, Hasha
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListLabAccountsResponse>) {
         self.labAccounts = ProtobufC.map(c.pointee.lab_accounts, c.pointee.n_lab_accounts) { Labgallery_V1_LabAccount(_protobufC: $0!) }
         self.nextPageToken = ProtobufC.string(c.pointee.next_page_token)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -414,6 +449,7 @@ public struct Labgallery_V1_ListLabAccountsResponse: RPCMessage, Sendable, Hasha
             c.pointee.lab_accounts = arena.messages(self.labAccounts, Labgallery__V1__LabAccount.self) { $0._protobufCFill($1, arena) }
         }
         if !self.nextPageToken.isEmpty { c.pointee.next_page_token = arena.cString(self.nextPageToken) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 

@@ -16,6 +16,9 @@ public struct Labgallery_V1_CreateLabRequest: RPCMessage, Sendable, Hashable {
     public var labId: String = ""
     /// Field `lab` = 3.
     public var lab: Labgallery_V1_Lab? = nil
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -33,6 +36,7 @@ public struct Labgallery_V1_CreateLabRequest: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__CreateLabRequest.self) {
             Self(_protobufC: $0)
         }
@@ -68,6 +72,7 @@ public struct Labgallery_V1_CreateLabRequest: RPCMessage, Sendable, Hashable {
         self.labAccount = ProtobufC.string(c.pointee.lab_account)
         self.labId = ProtobufC.string(c.pointee.lab_id)
         if let p = c.pointee.lab { self.lab = Labgallery_V1_Lab(_protobufC: p) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -78,6 +83,7 @@ public struct Labgallery_V1_CreateLabRequest: RPCMessage, Sendable, Hashable {
         if let v = self.lab {
             c.pointee.lab = { let p = arena.allocate(Labgallery__V1__Lab.self); v._protobufCFill(p, arena); return p }()
         }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -85,6 +91,9 @@ public struct Labgallery_V1_CreateLabRequest: RPCMessage, Sendable, Hashable {
 public struct Labgallery_V1_GetLabRequest: RPCMessage, Sendable, Hashable {
     /// Field `name` = 1.
     public var name: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -98,6 +107,7 @@ public struct Labgallery_V1_GetLabRequest: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__GetLabRequest.self) {
             Self(_protobufC: $0)
         }
@@ -131,12 +141,14 @@ public struct Labgallery_V1_GetLabRequest: RPCMessage, Sendable, Hashable {
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__GetLabRequest>) {
         self.name = ProtobufC.string(c.pointee.name)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Labgallery__V1__GetLabRequest>, _ arena: ProtobufCArena) {
         labgallery__v1__get_lab_request__init(c)
         if !self.name.isEmpty { c.pointee.name = arena.cString(self.name) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -144,6 +156,9 @@ public struct Labgallery_V1_GetLabRequest: RPCMessage, Sendable, Hashable {
 public struct Labgallery_V1_DeleteLabRequest: RPCMessage, Sendable, Hashable {
     /// Field `name` = 1.
     public var name: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -157,6 +172,7 @@ public struct Labgallery_V1_DeleteLabRequest: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__DeleteLabRequest.self) {
             Self(_protobufC: $0)
         }
@@ -190,12 +206,14 @@ public struct Labgallery_V1_DeleteLabRequest: RPCMessage, Sendable, Hashable {
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__DeleteLabRequest>) {
         self.name = ProtobufC.string(c.pointee.name)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Labgallery__V1__DeleteLabRequest>, _ arena: ProtobufCArena) {
         labgallery__v1__delete_lab_request__init(c)
         if !self.name.isEmpty { c.pointee.name = arena.cString(self.name) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -207,6 +225,9 @@ public struct Labgallery_V1_ListLabsRequest: RPCMessage, Sendable, Hashable {
     public var pageSize: Int32 = 0
     /// Field `page_token` = 3.
     public var pageToken: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -224,6 +245,7 @@ public struct Labgallery_V1_ListLabsRequest: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__ListLabsRequest.self) {
             Self(_protobufC: $0)
         }
@@ -259,6 +281,7 @@ public struct Labgallery_V1_ListLabsRequest: RPCMessage, Sendable, Hashable {
         self.labAccount = ProtobufC.string(c.pointee.lab_account)
         self.pageSize = c.pointee.page_size
         self.pageToken = ProtobufC.string(c.pointee.page_token)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -267,6 +290,7 @@ public struct Labgallery_V1_ListLabsRequest: RPCMessage, Sendable, Hashable {
         if !self.labAccount.isEmpty { c.pointee.lab_account = arena.cString(self.labAccount) }
         c.pointee.page_size = self.pageSize
         if !self.pageToken.isEmpty { c.pointee.page_token = arena.cString(self.pageToken) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -276,6 +300,9 @@ public struct Labgallery_V1_ListLabsResponse: RPCMessage, Sendable, Hashable {
     public var labs: [Labgallery_V1_Lab] = []
     /// Field `next_page_token` = 2.
     public var nextPageToken: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -291,6 +318,7 @@ public struct Labgallery_V1_ListLabsResponse: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__ListLabsResponse.self) {
             Self(_protobufC: $0)
         }
@@ -325,6 +353,7 @@ public struct Labgallery_V1_ListLabsResponse: RPCMessage, Sendable, Hashable {
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListLabsResponse>) {
         self.labs = ProtobufC.map(c.pointee.labs, c.pointee.n_labs) { Labgallery_V1_Lab(_protobufC: $0!) }
         self.nextPageToken = ProtobufC.string(c.pointee.next_page_token)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -335,6 +364,7 @@ public struct Labgallery_V1_ListLabsResponse: RPCMessage, Sendable, Hashable {
             c.pointee.labs = arena.messages(self.labs, Labgallery__V1__Lab.self) { $0._protobufCFill($1, arena) }
         }
         if !self.nextPageToken.isEmpty { c.pointee.next_page_token = arena.cString(self.nextPageToken) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 

@@ -12,6 +12,9 @@ internal import GeneratedCProtos
 public struct Labgallery_V1_GetReplicationStatusRequest: RPCMessage, Sendable, Hashable {
     /// Field `image` = 1.
     public var image: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -25,6 +28,7 @@ public struct Labgallery_V1_GetReplicationStatusRequest: RPCMessage, Sendable, H
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__GetReplicationStatusRequest.self) {
             Self(_protobufC: $0)
         }
@@ -58,12 +62,14 @@ public struct Labgallery_V1_GetReplicationStatusRequest: RPCMessage, Sendable, H
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__GetReplicationStatusRequest>) {
         self.image = ProtobufC.string(c.pointee.image)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Labgallery__V1__GetReplicationStatusRequest>, _ arena: ProtobufCArena) {
         labgallery__v1__get_replication_status_request__init(c)
         if !self.image.isEmpty { c.pointee.image = arena.cString(self.image) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -71,6 +77,9 @@ public struct Labgallery_V1_GetReplicationStatusRequest: RPCMessage, Sendable, H
 public struct Labgallery_V1_WatchReplicationRequest: RPCMessage, Sendable, Hashable {
     /// Field `image` = 1.
     public var image: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -84,6 +93,7 @@ public struct Labgallery_V1_WatchReplicationRequest: RPCMessage, Sendable, Hasha
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__WatchReplicationRequest.self) {
             Self(_protobufC: $0)
         }
@@ -117,12 +127,14 @@ public struct Labgallery_V1_WatchReplicationRequest: RPCMessage, Sendable, Hasha
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__WatchReplicationRequest>) {
         self.image = ProtobufC.string(c.pointee.image)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Labgallery__V1__WatchReplicationRequest>, _ arena: ProtobufCArena) {
         labgallery__v1__watch_replication_request__init(c)
         if !self.image.isEmpty { c.pointee.image = arena.cString(self.image) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -130,6 +142,9 @@ public struct Labgallery_V1_WatchReplicationRequest: RPCMessage, Sendable, Hasha
 public struct Labgallery_V1_WatchGalleryReplicationRequest: RPCMessage, Sendable, Hashable {
     /// Field `gallery` = 1.
     public var gallery: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -143,6 +158,7 @@ public struct Labgallery_V1_WatchGalleryReplicationRequest: RPCMessage, Sendable
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__WatchGalleryReplicationRequest.self) {
             Self(_protobufC: $0)
         }
@@ -176,12 +192,14 @@ public struct Labgallery_V1_WatchGalleryReplicationRequest: RPCMessage, Sendable
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__WatchGalleryReplicationRequest>) {
         self.gallery = ProtobufC.string(c.pointee.gallery)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
     func _protobufCFill(_ c: UnsafeMutablePointer<Labgallery__V1__WatchGalleryReplicationRequest>, _ arena: ProtobufCArena) {
         labgallery__v1__watch_gallery_replication_request__init(c)
         if !self.gallery.isEmpty { c.pointee.gallery = arena.cString(self.gallery) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -191,6 +209,9 @@ public struct Labgallery_V1_RetryReplicationRequest: RPCMessage, Sendable, Hasha
     public var image: String = ""
     /// Regions to retry; empty = every failed region.
     public var regions: [String] = []
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -206,6 +227,7 @@ public struct Labgallery_V1_RetryReplicationRequest: RPCMessage, Sendable, Hasha
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__RetryReplicationRequest.self) {
             Self(_protobufC: $0)
         }
@@ -240,6 +262,7 @@ public struct Labgallery_V1_RetryReplicationRequest: RPCMessage, Sendable, Hasha
     init(_protobufC c: UnsafePointer<Labgallery__V1__RetryReplicationRequest>) {
         self.image = ProtobufC.string(c.pointee.image)
         self.regions = ProtobufC.map(c.pointee.regions, c.pointee.n_regions) { ProtobufC.string($0) }
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -250,6 +273,7 @@ public struct Labgallery_V1_RetryReplicationRequest: RPCMessage, Sendable, Hasha
             c.pointee.n_regions = self.regions.count
             c.pointee.regions = arena.cStrings(self.regions)
         }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 

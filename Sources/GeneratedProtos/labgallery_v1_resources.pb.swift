@@ -186,6 +186,9 @@ public struct Labgallery_V1_LabAccount: RPCMessage, Sendable, Hashable {
     public var region: String = ""
     /// The attached shared image gallery ("galleries/{id}"), or empty.
     public var attachedGallery: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -205,6 +208,7 @@ public struct Labgallery_V1_LabAccount: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__LabAccount.self) {
             Self(_protobufC: $0)
         }
@@ -241,6 +245,7 @@ public struct Labgallery_V1_LabAccount: RPCMessage, Sendable, Hashable {
         self.displayName = ProtobufC.string(c.pointee.display_name)
         self.region = ProtobufC.string(c.pointee.region)
         self.attachedGallery = ProtobufC.string(c.pointee.attached_gallery)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -250,6 +255,7 @@ public struct Labgallery_V1_LabAccount: RPCMessage, Sendable, Hashable {
         if !self.displayName.isEmpty { c.pointee.display_name = arena.cString(self.displayName) }
         if !self.region.isEmpty { c.pointee.region = arena.cString(self.region) }
         if !self.attachedGallery.isEmpty { c.pointee.attached_gallery = arena.cString(self.attachedGallery) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -263,6 +269,9 @@ public struct Labgallery_V1_Gallery: RPCMessage, Sendable, Hashable {
     public var region: String = ""
     /// Output only: the geography of `region`; images replicate to its other regions.
     public var geography: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -282,6 +291,7 @@ public struct Labgallery_V1_Gallery: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__Gallery.self) {
             Self(_protobufC: $0)
         }
@@ -318,6 +328,7 @@ public struct Labgallery_V1_Gallery: RPCMessage, Sendable, Hashable {
         self.displayName = ProtobufC.string(c.pointee.display_name)
         self.region = ProtobufC.string(c.pointee.region)
         self.geography = ProtobufC.string(c.pointee.geography)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -327,6 +338,7 @@ public struct Labgallery_V1_Gallery: RPCMessage, Sendable, Hashable {
         if !self.displayName.isEmpty { c.pointee.display_name = arena.cString(self.displayName) }
         if !self.region.isEmpty { c.pointee.region = arena.cString(self.region) }
         if !self.geography.isEmpty { c.pointee.geography = arena.cString(self.geography) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -352,6 +364,9 @@ public struct Labgallery_V1_Image: RPCMessage, Sendable, Hashable {
     public var region: String = ""
     /// The principal that uploaded or saved the image.
     public var author: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -383,6 +398,7 @@ public struct Labgallery_V1_Image: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__Image.self) {
             Self(_protobufC: $0)
         }
@@ -425,6 +441,7 @@ public struct Labgallery_V1_Image: RPCMessage, Sendable, Hashable {
         self.sha256 = ProtobufC.string(c.pointee.sha256)
         self.region = ProtobufC.string(c.pointee.region)
         self.author = ProtobufC.string(c.pointee.author)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -440,6 +457,7 @@ public struct Labgallery_V1_Image: RPCMessage, Sendable, Hashable {
         if !self.sha256.isEmpty { c.pointee.sha256 = arena.cString(self.sha256) }
         if !self.region.isEmpty { c.pointee.region = arena.cString(self.region) }
         if !self.author.isEmpty { c.pointee.author = arena.cString(self.author) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -459,6 +477,9 @@ public struct Labgallery_V1_LabAccountImage: RPCMessage, Sendable, Hashable {
     /// server's generalized-only policy). Empty when available. It is the FAILED_PRECONDITION
     /// message CreateLab would answer.
     public var unavailableReason: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -478,6 +499,7 @@ public struct Labgallery_V1_LabAccountImage: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__LabAccountImage.self) {
             Self(_protobufC: $0)
         }
@@ -514,6 +536,7 @@ public struct Labgallery_V1_LabAccountImage: RPCMessage, Sendable, Hashable {
         self.enabled = c.pointee.enabled != 0
         self.available = c.pointee.available != 0
         self.unavailableReason = ProtobufC.string(c.pointee.unavailable_reason)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -525,6 +548,7 @@ public struct Labgallery_V1_LabAccountImage: RPCMessage, Sendable, Hashable {
         c.pointee.enabled = self.enabled ? 1 : 0
         c.pointee.available = self.available ? 1 : 0
         if !self.unavailableReason.isEmpty { c.pointee.unavailable_reason = arena.cString(self.unavailableReason) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -536,6 +560,9 @@ public struct Labgallery_V1_Lab: RPCMessage, Sendable, Hashable {
     public var displayName: String = ""
     /// The image the lab's template VM was created from ("galleries/{g}/images/{i}").
     public var templateImage: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -553,6 +580,7 @@ public struct Labgallery_V1_Lab: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__Lab.self) {
             Self(_protobufC: $0)
         }
@@ -588,6 +616,7 @@ public struct Labgallery_V1_Lab: RPCMessage, Sendable, Hashable {
         self.name = ProtobufC.string(c.pointee.name)
         self.displayName = ProtobufC.string(c.pointee.display_name)
         self.templateImage = ProtobufC.string(c.pointee.template_image)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -596,6 +625,7 @@ public struct Labgallery_V1_Lab: RPCMessage, Sendable, Hashable {
         if !self.name.isEmpty { c.pointee.name = arena.cString(self.name) }
         if !self.displayName.isEmpty { c.pointee.display_name = arena.cString(self.displayName) }
         if !self.templateImage.isEmpty { c.pointee.template_image = arena.cString(self.templateImage) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -605,6 +635,9 @@ public struct Labgallery_V1_RoleAssignment: RPCMessage, Sendable, Hashable {
     public var principal: String = ""
     /// Field `role` = 2.
     public var role: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -620,6 +653,7 @@ public struct Labgallery_V1_RoleAssignment: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__RoleAssignment.self) {
             Self(_protobufC: $0)
         }
@@ -654,6 +688,7 @@ public struct Labgallery_V1_RoleAssignment: RPCMessage, Sendable, Hashable {
     init(_protobufC c: UnsafePointer<Labgallery__V1__RoleAssignment>) {
         self.principal = ProtobufC.string(c.pointee.principal)
         self.role = ProtobufC.string(c.pointee.role)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -661,6 +696,7 @@ public struct Labgallery_V1_RoleAssignment: RPCMessage, Sendable, Hashable {
         labgallery__v1__role_assignment__init(c)
         if !self.principal.isEmpty { c.pointee.principal = arena.cString(self.principal) }
         if !self.role.isEmpty { c.pointee.role = arena.cString(self.role) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -680,6 +716,9 @@ public struct Labgallery_V1_RegionReplication: RPCMessage, Sendable, Hashable {
     public var error: String = ""
     /// Field `attempts` = 7.
     public var attempts: Int32 = 0
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -705,6 +744,7 @@ public struct Labgallery_V1_RegionReplication: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__RegionReplication.self) {
             Self(_protobufC: $0)
         }
@@ -744,6 +784,7 @@ public struct Labgallery_V1_RegionReplication: RPCMessage, Sendable, Hashable {
         self.progressPercent = c.pointee.progress_percent
         self.error = ProtobufC.string(c.pointee.error)
         self.attempts = c.pointee.attempts
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -756,6 +797,7 @@ public struct Labgallery_V1_RegionReplication: RPCMessage, Sendable, Hashable {
         c.pointee.progress_percent = self.progressPercent
         if !self.error.isEmpty { c.pointee.error = arena.cString(self.error) }
         c.pointee.attempts = self.attempts
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -770,6 +812,9 @@ public struct Labgallery_V1_ReplicationStatus: RPCMessage, Sendable, Hashable {
     /// The image was deleted (sent to gallery watches, with the regions as last known); nothing
     /// follows it about this image.
     public var deleted: Bool = false
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -789,6 +834,7 @@ public struct Labgallery_V1_ReplicationStatus: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__ReplicationStatus.self) {
             Self(_protobufC: $0)
         }
@@ -825,6 +871,7 @@ public struct Labgallery_V1_ReplicationStatus: RPCMessage, Sendable, Hashable {
         self.aggregatedState = Labgallery_V1_ReplicationState(rawValue: Int32(truncatingIfNeeded: c.pointee.aggregated_state.rawValue))
         self.regions = ProtobufC.map(c.pointee.regions, c.pointee.n_regions) { Labgallery_V1_RegionReplication(_protobufC: $0!) }
         self.deleted = c.pointee.deleted != 0
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -837,6 +884,7 @@ public struct Labgallery_V1_ReplicationStatus: RPCMessage, Sendable, Hashable {
             c.pointee.regions = arena.messages(self.regions, Labgallery__V1__RegionReplication.self) { $0._protobufCFill($1, arena) }
         }
         c.pointee.deleted = self.deleted ? 1 : 0
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -850,6 +898,9 @@ public struct Labgallery_V1_CostLine: RPCMessage, Sendable, Hashable {
     public var sizeBytes: Int64 = 0
     /// Decimal string in the report's currency, e.g. "1.54".
     public var monthlyCost: String = ""
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -869,6 +920,7 @@ public struct Labgallery_V1_CostLine: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__CostLine.self) {
             Self(_protobufC: $0)
         }
@@ -905,6 +957,7 @@ public struct Labgallery_V1_CostLine: RPCMessage, Sendable, Hashable {
         self.region = ProtobufC.string(c.pointee.region)
         self.sizeBytes = Int64(truncatingIfNeeded: c.pointee.size_bytes)
         self.monthlyCost = ProtobufC.string(c.pointee.monthly_cost)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -914,6 +967,7 @@ public struct Labgallery_V1_CostLine: RPCMessage, Sendable, Hashable {
         if !self.region.isEmpty { c.pointee.region = arena.cString(self.region) }
         c.pointee.size_bytes = .init(truncatingIfNeeded: self.sizeBytes)
         if !self.monthlyCost.isEmpty { c.pointee.monthly_cost = arena.cString(self.monthlyCost) }
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
 
@@ -935,6 +989,9 @@ public struct Labgallery_V1_GalleryCost: RPCMessage, Sendable, Hashable {
     /// replicas and lab templates share them), so this is at most billed_bytes; the difference is
     /// what deduplication saves.
     public var storedBytes: Int64 = 0
+    /// Fields this version of the schema does not know, in their wire form; decoding keeps
+    /// them and encoding writes them back.
+    public var unknownFields: [UInt8] = []
 
     /// The default message: every field at its default.
     public init() {}
@@ -960,6 +1017,7 @@ public struct Labgallery_V1_GalleryCost: RPCMessage, Sendable, Hashable {
 
     /// Decodes the protobuf wire form (through protobuf-c).
     public init(serializedBytes bytes: UnsafeRawBufferPointer) throws {
+        try ProtobufC.validate(bytes, as: Self.self, Self._protobufCDescriptor)
         self = try ProtobufC.unpack(bytes, as: Self.self, Self._protobufCDescriptor, Labgallery__V1__GalleryCost.self) {
             Self(_protobufC: $0)
         }
@@ -999,6 +1057,7 @@ public struct Labgallery_V1_GalleryCost: RPCMessage, Sendable, Hashable {
         self.oneTimeReplicationEgress = ProtobufC.string(c.pointee.one_time_replication_egress)
         self.billedBytes = Int64(truncatingIfNeeded: c.pointee.billed_bytes)
         self.storedBytes = Int64(truncatingIfNeeded: c.pointee.stored_bytes)
+        if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
     /// Initializes the protobuf-c struct at `c` from this message; memory comes from `arena`.
@@ -1014,5 +1073,6 @@ public struct Labgallery_V1_GalleryCost: RPCMessage, Sendable, Hashable {
         if !self.oneTimeReplicationEgress.isEmpty { c.pointee.one_time_replication_egress = arena.cString(self.oneTimeReplicationEgress) }
         c.pointee.billed_bytes = .init(truncatingIfNeeded: self.billedBytes)
         c.pointee.stored_bytes = .init(truncatingIfNeeded: self.storedBytes)
+        if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }

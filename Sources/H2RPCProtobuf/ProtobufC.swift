@@ -231,7 +231,8 @@ public enum ProtobufC {
         }
     }
 
-    /// A `char *` field as a String ("" for NULL); invalid UTF-8 is repaired.
+    /// A `char *` field as a String ("" for NULL). Generated decoders run `validate` first,
+    /// so the bytes are valid UTF-8 without NUL (nothing is repaired or truncated).
     @inlinable
     public static func string(_ pointer: UnsafePointer<CChar>?) -> String {
         guard let pointer else { return "" }

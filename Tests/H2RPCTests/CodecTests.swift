@@ -245,6 +245,248 @@ import Testing
         #expect(decoded == Self.envelope)
     }
 
+    // MARK: maps, unknown fields, strings, recursion
+
+    typealias Maps = H2rpc_Fixture_Maps
+    typealias ItemV2 = H2rpc_Fixture_ItemV2
+    typealias Node = H2rpc_Fixture_Node
+
+    static let maps = Maps(
+        labels: ["a": "x", "": "empty key", "ünï": ""],
+        items: [1: Item(name: "one", count: 1), -7: Item(), Int32.max: Item(name: "max")],
+        blobs: ["b": [0, 1, 255], "none": []],
+        colors: [0: .red, UInt64.max: .UNRECOGNIZED(77)],
+        flags: [-1: true, 0: false, Int64.min: true],
+        note: "n"
+    )
+
+    static let itemV2 = ItemV2(name: "v2", count: 5, tags: ["t1", "", "t3"], inner: Item(name: "in", count: -1),
+                               f32: 0xCAFE_BABE, f64: 1, big: Int64.min)
+
+    /// A chain of nodes `levels` sub-messages deep below the root ("0" … "levels").
+    static func chain(_ levels: Int) -> Node {
+        var node = Node(name: "\(levels)")
+        for level in stride(from: levels - 1, through: 0, by: -1) { node = Node(name: "\(level)", child: node) }
+        return node
+    }
+
+    private func decode<M: RPCMessage>(_ type: M.Type, _ wire: [UInt8]) throws -> M {
+        try wire.withUnsafeBytes { try M(serializedBytes: $0) }
+    }
+
+    /// Expects `wire` to be rejected as malformed: the bridge's decoding error, the one
+    /// protobuf-c rejections give (the server answers it as it does any undecodable message).
+    private func expectMalformed<M: RPCMessage>(_ type: M.Type, _ wire: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) {
+        do {
+            _ = try decode(type, wire)
+            Issue.record("decoded malformed bytes \(wire.prefix(32))", sourceLocation: sourceLocation)
+        } catch {
+            #expect(String(describing: error).hasPrefix("invalid protobuf encoding of \(M.self)"), sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func mapFieldsRoundTripAsDictionaries() throws {
+        #expect(try roundTrip(Self.maps) == Self.maps)
+        #expect(Maps().serializedBytes() == [])
+        #expect(Maps(labels: [:], note: "").serializedBytes() == [])
+        // One entry: tag 1, entry { key "k", value "v" }.
+        #expect(Maps(labels: ["k": "v"]).serializedBytes() == [0x0A, 0x06, 0x0A, 0x01, 0x6B, 0x12, 0x01, 0x76])
+        // A key twice: the last value wins; an entry without key or value gets the defaults.
+        let twice: [UInt8] = [0x0A, 0x06, 0x0A, 0x01, 0x6B, 0x12, 0x01, 0x31, 0x0A, 0x06, 0x0A, 0x01, 0x6B, 0x12, 0x01, 0x32]
+        #expect(try decode(Maps.self, twice).labels == ["k": "2"])
+        #expect(try decode(Maps.self, [0x0A, 0x00, 0x12, 0x00]) == Maps(labels: ["": ""], items: [0: Item()]))
+        // Maps inside a recursive message.
+        let tree = Node(named: ["left": Node(name: "l"), "right": Node(named: ["deeper": Node(payload: [1])])])
+        #expect(try roundTrip(tree) == tree)
+    }
+
+    @Test func unknownFieldsArePreservedAndReEmitted() throws {
+        let wire = Self.itemV2.serializedBytes()
+        let old = try decode(Item.self, wire)
+        #expect(old.name == "v2" && old.count == 5)
+        #expect(!old.unknownFields.isEmpty)
+        // protobuf-c writes known fields in number order, then the unknown ones: the same bytes.
+        #expect(old.serializedBytes() == wire)
+        #expect(try decode(ItemV2.self, old.serializedBytes()) == Self.itemV2)
+        // Changing a known field keeps the unknown ones.
+        var renamed = old
+        renamed.name = "renamed"
+        var expected = Self.itemV2
+        expected.name = "renamed"
+        #expect(try decode(ItemV2.self, renamed.serializedBytes()) == expected)
+        // A message without fields keeps everything; serialize(into:) writes them too.
+        let nothing = try decode(H2rpc_Fixture_Nothing.self, Self.envelope.serializedBytes())
+        #expect(nothing != H2rpc_Fixture_Nothing())
+        #expect(try decode(Envelope.self, nothing.serializedBytes()) == Self.envelope)
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
+        defer { storage.deallocate() }
+        var size = 0
+        try nothing.serialize { count in
+            size = count
+            return UnsafeMutableRawBufferPointer(rebasing: storage[0..<count])
+        }
+        #expect([UInt8](storage[0..<size]) == nothing.serializedBytes())
+        // Nested: an Item inside an Envelope, and a message whose only known field is bytes
+        // (the direct bytes path must not drop the unknown ones).
+        let nested: [UInt8] = [0x1A, UInt8(wire.count)] + wire
+        let envelope = try decode(Envelope.self, nested)
+        #expect(envelope.items.first?.unknownFields == old.unknownFields)
+        #expect(envelope.serializedBytes() == nested)
+        let withBlob = try decode(Envelope.self, [0x62, 0x01, 7, 0xF8, 0x07, 0x05])  // body.blob + unknown field 127 = 5
+        #expect(withBlob.body == .blob([7]) && withBlob.unknownFields == [0xF8, 0x07, 0x05])
+        #expect(withBlob.serializedBytes() == [0x62, 0x01, 7, 0xF8, 0x07, 0x05])
+        // Unknown fields count for equality, as in swift-protobuf.
+        #expect(Item(name: "v2", count: 5) != old)
+    }
+
+    @Test(arguments: [
+        [0xFF] as [UInt8],           // not UTF-8
+        [0x61, 0x00, 0x62],          // NUL inside
+        [0x00],                      // NUL alone
+        [0xC0, 0x80],                // overlong NUL
+        [0xE0, 0x80, 0xAF],          // overlong '/'
+        [0xED, 0xA0, 0x80],          // surrogate
+        [0xF4, 0x90, 0x80, 0x80],    // past U+10FFFF
+        [0xE2, 0x82],                // truncated sequence
+        [0x80],                      // lone continuation byte
+    ])
+    func stringsThatAreNotUTF8OrHoldNULAreMalformed(text: [UInt8]) {
+        let field: (UInt8, [UInt8]) -> [UInt8] = { tag, contents in [tag, UInt8(contents.count)] + contents }
+        expectMalformed(Item.self, field(0x0A, text))                                     // singular
+        expectMalformed(Scalars.self, [0x92, 0x02, UInt8(text.count)] + text)             // repeated: r_text = 34
+        expectMalformed(Envelope.self, field(0x0A, field(0x0A, text)))                    // nested: header.id
+        expectMalformed(Envelope.self, field(0x5A, text))                                 // oneof member: note
+        expectMalformed(Envelope.self, [0xA2, 0x01, UInt8(text.count)] + text)            // proto3 optional: maybe_text
+        expectMalformed(Maps.self, field(0x0A, field(0x0A, text)))                        // map key
+        expectMalformed(Maps.self, field(0x0A, field(0x12, text)))                        // map value
+        expectMalformed(Node.self, field(0x12, field(0x12, field(0x0A, text))))           // deep in a recursive message
+    }
+
+    @Test func validUTF8StringsDecode() throws {
+        for text in ["", "a", "é", "€", "𝄞 ✓", "\u{10FFFF}", "\u{FEFF}x"] {
+            #expect(try decode(Item.self, Item(name: text).serializedBytes()).name == text)
+            #expect(try roundTrip(Maps(labels: [text: text])) == Maps(labels: [text: text]))
+        }
+        // Bytes fields may hold anything.
+        #expect(try decode(Envelope.self, [0x62, 0x02, 0x00, 0xFF]).body == .blob([0x00, 0xFF]))
+    }
+
+    /// The wire form of `levels` nested length-delimited fields, level `i` with tag
+    /// `tags[i % tags.count]` (default `Node.child`), built in linear time.
+    static func nestedChildren(_ levels: Int, tags: [UInt8] = [0x12]) -> [UInt8] {
+        var lengths = [Int](repeating: 0, count: levels + 1)
+        for level in stride(from: levels - 1, through: 0, by: -1) {
+            let inner = lengths[level + 1]
+            var size = 1
+            var v = inner
+            while v >= 0x80 { v >>= 7; size += 1 }
+            lengths[level] = 1 + size + inner
+        }
+        var wire: [UInt8] = []
+        wire.reserveCapacity(lengths[0])
+        for level in 0..<levels {
+            wire.append(tags[level % tags.count])
+            var v = lengths[level + 1]
+            while v >= 0x80 { wire.append(UInt8(v & 0x7F) | 0x80); v >>= 7 }
+            wire.append(UInt8(v))
+        }
+        return wire
+    }
+
+    @Test func recursionIsAllowedToDepth100() throws {
+        let deepest = Self.chain(ProtobufLimits.depth)
+        #expect(try roundTrip(deepest) == deepest)
+        expectMalformed(Node.self, Self.chain(ProtobufLimits.depth + 1).serializedBytes())
+        #expect(try decode(Node.self, Self.nestedChildren(100)) != Node())
+        expectMalformed(Node.self, Self.nestedChildren(101))
+        // Far deeper: rejected, never a stack overflow (protobuf-c's unpack is recursive).
+        expectMalformed(Node.self, Self.nestedChildren(1_000_000))
+        // Through the oneof (an indirect enum) and through map entries (each entry is a level).
+        #expect(try decode(Node.self, Self.nestedChildren(100, tags: [0x2A])) != Node())
+        expectMalformed(Node.self, Self.nestedChildren(101, tags: [0x2A]))
+        #expect(try decode(Node.self, Self.nestedChildren(100, tags: [0x22, 0x12])) != Node())  // named: entry.value: …
+        expectMalformed(Node.self, Self.nestedChildren(101, tags: [0x22, 0x12]))
+        expectMalformed(Node.self, Self.nestedChildren(500_000, tags: [0x22, 0x12]))
+        var node = Node(name: "leaf")
+        for _ in 0..<50 { node = Node(named: ["k": node]) }                       // 100 levels with the entries
+        #expect(try roundTrip(node) == node)
+        expectMalformed(Node.self, Node(named: ["k": node]).serializedBytes())    // 102
+    }
+
+    /// Maps, unknown fields and deep nesting against Python's protobuf (upb), the reference:
+    /// Python encodes, Swift decodes and re-encodes, Python checks what Swift wrote; Python
+    /// also rejects the nesting Swift rejects.
+    @Test func mapsUnknownFieldsAndDepthMatchPythonProtobuf() async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("h2rpc-codec-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        try await run(["python3", "-m", "grpc_tools.protoc", "-I", root.appendingPathComponent("Protos").path,
+                       "--python_out=\(tmp.path)", "h2rpc/fixture/fixture.proto"])
+        let script = tmp.appendingPathComponent("features.py")
+        try Self.featuresScript.write(to: script, atomically: true, encoding: .utf8)
+        try await run(["python3", script.path, tmp.path, "make"])
+        func read(_ name: String) throws -> [UInt8] { [UInt8](try Data(contentsOf: tmp.appendingPathComponent(name))) }
+        func write(_ name: String, _ bytes: [UInt8]) throws { try Data(bytes).write(to: tmp.appendingPathComponent(name)) }
+
+        let maps = try decode(Maps.self, try read("maps.bin"))
+        #expect(maps == Self.maps)
+        try write("swift-maps.bin", maps.serializedBytes())
+        let item = try decode(Item.self, try read("itemv2.bin"))
+        #expect(item.name == "v2" && !item.unknownFields.isEmpty)
+        try write("swift-item.bin", item.serializedBytes())
+        let deep = try decode(Node.self, try read("deep100.bin"))
+        #expect(deep == Self.chain(100))
+        try write("swift-deep.bin", deep.serializedBytes())
+        expectMalformed(Node.self, try read("deep101.bin"))
+        try await run(["python3", script.path, tmp.path, "check"])
+    }
+
+    static let featuresScript = #"""
+    import os, sys
+    sys.path.insert(0, sys.argv[1])
+    from h2rpc.fixture import fixture_pb2 as f
+    d, step = sys.argv[1], sys.argv[2]
+
+    maps = f.Maps(note="n")
+    maps.labels.update({"a": "x", "": "empty key", "ünï": ""})
+    maps.items[1].CopyFrom(f.Item(name="one", count=1)); maps.items[-7].CopyFrom(f.Item())
+    maps.items[2**31 - 1].CopyFrom(f.Item(name="max"))
+    maps.blobs.update({"b": bytes([0, 1, 255]), "none": b""})
+    maps.colors.update({0: f.COLOR_RED, 2**64 - 1: 77})
+    maps.flags.update({-1: True, 0: False, -(2**63): True})
+    item = f.ItemV2(name="v2", count=5, tags=["t1", "", "t3"], inner=f.Item(name="in", count=-1),
+                    f32=0xCAFEBABE, f64=1, big=-(2**63))
+
+    def chain(levels):
+        root = f.Node(name="0"); node = root
+        for level in range(1, levels + 1):
+            node.child.name = str(level); node = node.child
+        return root
+
+    def path(name): return os.path.join(d, name)
+    def parse(cls, name):
+        m = cls()
+        with open(path(name), "rb") as fh: m.ParseFromString(fh.read())
+        return m
+
+    if step == "make":
+        for name, m in [("maps.bin", maps), ("itemv2.bin", item), ("deep100.bin", chain(100)), ("deep101.bin", chain(101))]:
+            with open(path(name), "wb") as fh: fh.write(m.SerializeToString())
+        parse(f.Node, "deep100.bin")
+        try:
+            parse(f.Node, "deep101.bin")
+            sys.exit("python accepted 101 levels: the reference limit changed")
+        except Exception:
+            pass
+    else:
+        for cls, name, expected in [(f.Maps, "swift-maps.bin", maps), (f.ItemV2, "swift-item.bin", item),
+                                    (f.Node, "swift-deep.bin", chain(100))]:
+            got = parse(cls, name)
+            if got != expected:
+                sys.exit("%s differs:\n--- got\n%s\n--- expected\n%s" % (name, got, expected))
+    """#
+
     /// Runs a command to its end without blocking a cooperative thread (the process's exit is an event).
     private func run(_ arguments: [String]) async throws {
         let process = Process()
@@ -304,6 +546,12 @@ import Testing
     with open(sys.argv[3], "wb") as fh:
         fh.write(expected.SerializeToString())
     """#
+}
+
+/// Protobuf's limits the bridge enforces.
+enum ProtobufLimits {
+    /// Sub-message nesting below the top-level message that decoding accepts.
+    static let depth = 100
 }
 
 /// Compile-time check of the generated service protocol and client shapes.
