@@ -1,25 +1,81 @@
 import Foundation
 import LabGalleryClient
+@testable import LabGalleryCLIKit
 import Testing
 
 /// The CLI's JSON output for representative values, byte for byte: these literals are the shape
-/// scripts depend on, so they stay exactly as they are wherever the encoding lives.
+/// scripts depend on. They were captured from the `Codable` conformances the client library's
+/// types carried before the CLI owned its JSON shape (commit "Test: the CLI's JSON output for
+/// every client model type…" ran these same literals against them), so passing here proves the
+/// output did not change when the shape moved into `LabGalleryCLIKit`.
 @Suite("labgallery JSON output shape")
 struct JSONOutputTests {
-    /// The CLI's encoder: pretty (or one line), key-sorted, slashes unescaped.
-    func json<T: Encodable>(_ value: T, pretty: Bool = true) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(value), as: UTF8.self)
-    }
-
     @Test("every model type, pretty (as commands print them) and compact (as watch -o json does)")
     func models() throws {
         for (name, value) in JSONGolden.samples {
-            #expect(try json(value) == JSONGolden.expected[name], "\(name)")
+            #expect(try Output.json(value, pretty: true) == JSONGolden.expected[name], "\(name)")
         }
-        #expect(try json(JSONGolden.status, pretty: false) == JSONGolden.compactStatus)
-        #expect(try json(JSONGolden.deleted, pretty: false) == JSONGolden.compactDeleted)
+        #expect(try Output.json(ReplicationStatusJSON(JSONGolden.status), pretty: false) == JSONGolden.compactStatus)
+        #expect(try Output.json(ReplicationStatusJSON(JSONGolden.deleted), pretty: false) == JSONGolden.compactDeleted)
+    }
+
+    @Test("what a command prints: the document and a newline")
+    func emitted() throws {
+        #expect(try Output.render(ImageJSON(JSONGolden.uploaded), .json) { "" } == JSONGolden.expected["uploaded"]! + "\n")
+        #expect(try Output.render(GalleryCostJSON(JSONGolden.cost), .json) { "" } == JSONGolden.expected["cost"]! + "\n")
+    }
+
+    /// `{"key" : [ elements ]}` as the pretty encoder lays it out.
+    func envelope(_ key: String, _ elements: [String]) -> String {
+        let body = elements.isEmpty ? "" : elements.map { $0.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.isEmpty ? "" : "    " + $0 }.joined(separator: "\n") }.joined(separator: ",\n")
+        return "{\n  \"\(key)\" : [\n\(body)\n  ]\n}"
+    }
+
+    @Test("list commands wrap their items like the List responses; deletes name what went")
+    func envelopes() throws {
+        let e = JSONGolden.expected
+        #expect(try Output.json(LabAccountList([JSONGolden.attached, JSONGolden.detached]), pretty: true)
+            == envelope("lab_accounts", [e["attached"]!, e["detached"]!]))
+        #expect(try Output.json(GalleryList([JSONGolden.gallery]), pretty: true) == envelope("galleries", [e["gallery"]!]))
+        #expect(try Output.json(GalleryList([]), pretty: true) == envelope("galleries", []))
+        #expect(try Output.json(ImageList([JSONGolden.uploaded, JSONGolden.saved]), pretty: true)
+            == envelope("images", [e["uploaded"]!, e["saved"]!]))
+        #expect(try Output.json(LabAccountImageList([JSONGolden.available, JSONGolden.unavailable]), pretty: true)
+            == envelope("images", [e["available"]!, e["unavailable"]!]))
+        #expect(try Output.json(LabList([JSONGolden.lab]), pretty: true) == envelope("labs", [e["lab"]!]))
+        #expect(try Output.json(RoleAssignmentList([JSONGolden.role]), pretty: true) == #"""
+            {
+              "role_assignments" : [
+                {
+                  "principal" : "lab-services",
+                  "role" : "Contributor"
+                }
+              ]
+            }
+            """#)
+        #expect(try Output.json(Deleted(deleted: "galleries/shared/images/ubuntu"), pretty: true) == #"""
+            {
+              "deleted" : "galleries/shared/images/ubuntu"
+            }
+            """#)
+    }
+
+    @Test("the output reads back into the same values (what the end-to-end tests decode)")
+    func decodes() throws {
+        func back<T: Codable & Equatable>(_ value: T, _ name: String) throws {
+            let decoded = try JSONDecoder().decode(T.self, from: Data(try #require(JSONGolden.expected[name]).utf8))
+            #expect(decoded == value, "\(name)")
+        }
+        try back(LabAccountJSON(JSONGolden.attached), "attached")
+        try back(LabAccountJSON(JSONGolden.detached), "detached")
+        try back(GalleryJSON(JSONGolden.gallery), "gallery")
+        try back(ImageJSON(JSONGolden.saved), "saved")
+        try back(LabAccountImageJSON(JSONGolden.unavailable), "unavailable")
+        try back(LabJSON(JSONGolden.lab), "lab")
+        try back(RoleAssignmentJSON(JSONGolden.role), "role")
+        try back(ReplicationStatusJSON(JSONGolden.status), "status")
+        try back(GalleryCostJSON(JSONGolden.cost), "cost")
     }
 }
 
@@ -58,13 +114,16 @@ enum JSONGolden {
     static let emptyCost = GalleryCost(gallery: "galleries/empty", currency: "USD", lines: [], monthlyTotal: "0",
                                        oneTimeReplicationEgress: "")
 
+    /// Each sample as the CLI encodes it.
     static let samples: [(String, any Encodable & Sendable)] = [
-        ("attached", attached), ("detached", detached), ("gallery", gallery), ("uploaded", uploaded), ("saved", saved),
-        ("available", available), ("unavailable", unavailable), ("lab", lab), ("role", role), ("status", status),
-        ("deleted", deleted), ("cost", cost), ("emptyCost", emptyCost),
+        ("attached", LabAccountJSON(attached)), ("detached", LabAccountJSON(detached)), ("gallery", GalleryJSON(gallery)),
+        ("uploaded", ImageJSON(uploaded)), ("saved", ImageJSON(saved)),
+        ("available", LabAccountImageJSON(available)), ("unavailable", LabAccountImageJSON(unavailable)), ("lab", LabJSON(lab)),
+        ("role", RoleAssignmentJSON(role)), ("status", ReplicationStatusJSON(status)), ("deleted", ReplicationStatusJSON(deleted)),
+        ("cost", GalleryCostJSON(cost)), ("emptyCost", GalleryCostJSON(emptyCost)),
     ]
 
-    /// What today's CLI prints for each sample (captured from the encoding the client library's
+    /// What the CLI prints for each sample (captured from the encoding the client library's
     /// types carried before the CLI owned its JSON shape).
     static let expected: [String: String] = [
         "attached": #"""
