@@ -8,8 +8,7 @@ import Testing
 // LabGalleryCore and LabGalleryClient both name types `Image`, `Gallery`, `ReplicationWatch`…:
 // test code uses the client's, and qualifies the core's (`LabGalleryCore.X`).
 
-/// The package root (this file is Tests/LabGalleryClientTests/Support.swift).
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+// The CLI's tests (and their helpers that run the binary) are in Tests/LabGalleryCLITests.
 
 /// A small geography so every image has two replicas: `north` (home), `south`, `east`.
 let testRegions = #"{"geographies": {"Testland": ["north", "south", "east"]}}"#
