@@ -11,7 +11,8 @@
 //   H2RPCHealth, Interop      standard services on the core
 //   LabGalleryCore            the domain (no RPC, no generated types)
 //   LabGalleryServer          wiring + executable `labgallery-server`
-//   Clients/labgallery        operator CLI
+//   LabGalleryCLIKit          the operator CLI as a library: commands, argument parsing, output (its JSON shape), prompts
+//   Clients/labgallery        the operator CLI's executable `labgallery`: its entry point alone
 import PackageDescription
 
 let strictSwift: [SwiftSetting] = [
@@ -149,9 +150,15 @@ let package = Package(
             dependencies: ["H2RPC", "GeneratedProtos", "Blocking"],
             swiftSettings: strictSwift
         ),
+        .target(
+            name: "LabGalleryCLIKit",
+            dependencies: ["LabGalleryClient", "Blocking", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Clients/LabGalleryCLIKit",
+            swiftSettings: strictSwift
+        ),
         .executableTarget(
             name: "LabGalleryCLI",
-            dependencies: ["LabGalleryClient", "Blocking", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["LabGalleryCLIKit"],
             path: "Clients/labgallery",
             swiftSettings: strictSwift
         ),
@@ -182,6 +189,14 @@ let package = Package(
         .testTarget(
             name: "LabGalleryClientTests",
             dependencies: ["TestSupport", "Blocking", "LabGalleryClient", "LabGalleryServer", "LabGalleryCore", "H2RPC", "GeneratedProtos"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "LabGalleryCLITests",
+            dependencies: [
+                "TestSupport", "Blocking", "LabGalleryCLIKit", "LabGalleryClient", "LabGalleryServer", "LabGalleryCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: strictSwift
         ),
         .testTarget(

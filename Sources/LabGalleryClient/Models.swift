@@ -1,12 +1,11 @@
 import GeneratedProtos
 
 // The library's own value types (not the generated `Labgallery_V1_*` messages): plain Swift
-// structs that are `Codable` with the proto field names as snake_case JSON keys, so the CLI's
-// `--output json` and any script see the same stable shape as the API contract. Enums encode
-// as their proto names (`"GENERALIZED"`), int64 fields as JSON numbers, money as decimal strings.
+// values, `Sendable` and `Hashable`. Enums' raw values are their proto names (`"GENERALIZED"`),
+// money is a decimal string. They carry no encoding: the CLI owns the shape of its JSON output.
 
 /// The operating system of an image.
-public enum OSType: String, Codable, Sendable, CaseIterable {
+public enum OSType: String, Sendable, CaseIterable {
     /// `OS_TYPE_UNSPECIFIED`: not set (or a value this client does not know).
     case unspecified = "OS_TYPE_UNSPECIFIED"
     /// `WINDOWS`.
@@ -16,7 +15,7 @@ public enum OSType: String, Codable, Sendable, CaseIterable {
 }
 
 /// Whether an image was generalized (sysprep / waagent deprovision) or captured as is.
-public enum OSState: String, Codable, Sendable, CaseIterable {
+public enum OSState: String, Sendable, CaseIterable {
     /// `OS_STATE_UNSPECIFIED`: not set (or unknown).
     case unspecified = "OS_STATE_UNSPECIFIED"
     /// `GENERALIZED`.
@@ -26,7 +25,7 @@ public enum OSState: String, Codable, Sendable, CaseIterable {
 }
 
 /// Where an image came from.
-public enum ImageSource: String, Codable, Sendable, CaseIterable {
+public enum ImageSource: String, Sendable, CaseIterable {
     /// `IMAGE_SOURCE_UNSPECIFIED`.
     case unspecified = "IMAGE_SOURCE_UNSPECIFIED"
     /// `UPLOADED`: sent through `UploadImage`.
@@ -36,7 +35,7 @@ public enum ImageSource: String, Codable, Sendable, CaseIterable {
 }
 
 /// The replication state of one region, or of an image as a whole.
-public enum ReplicationState: String, Codable, Sendable, CaseIterable {
+public enum ReplicationState: String, Sendable, CaseIterable {
     /// `REPLICATION_STATE_UNSPECIFIED`.
     case unspecified = "REPLICATION_STATE_UNSPECIFIED"
     /// `PENDING`: queued.
@@ -53,7 +52,7 @@ public enum ReplicationState: String, Codable, Sendable, CaseIterable {
 }
 
 /// A lab account (`labAccounts/{id}`).
-public struct LabAccount: Codable, Sendable, Hashable {
+public struct LabAccount: Sendable, Hashable {
     /// The resource name, `labAccounts/{id}`.
     public var name: String
     /// A human-readable name.
@@ -63,28 +62,14 @@ public struct LabAccount: Codable, Sendable, Hashable {
     /// The attached gallery (`galleries/{id}`), nil when none is attached.
     public var attachedGallery: String?
 
-    enum CodingKeys: String, CodingKey {
-        case name, displayName = "display_name", region, attachedGallery = "attached_gallery"
-    }
-
     /// Creates a value.
     public init(name: String, displayName: String, region: String, attachedGallery: String?) {
         self.name = name; self.displayName = displayName; self.region = region; self.attachedGallery = attachedGallery
     }
-
-    // Written by hand so `attached_gallery` is always present (null when none): a stable shape.
-    /// Encodes every key, optional fields as `null`.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(name, forKey: .name)
-        try c.encode(displayName, forKey: .displayName)
-        try c.encode(region, forKey: .region)
-        try c.encode(attachedGallery, forKey: .attachedGallery)
-    }
 }
 
 /// A shared image gallery (`galleries/{id}`).
-public struct Gallery: Codable, Sendable, Hashable {
+public struct Gallery: Sendable, Hashable {
     /// The resource name, `galleries/{id}`.
     public var name: String
     /// A human-readable name.
@@ -94,8 +79,6 @@ public struct Gallery: Codable, Sendable, Hashable {
     /// The geography of the home region (output only); images replicate across it.
     public var geography: String
 
-    enum CodingKeys: String, CodingKey { case name, displayName = "display_name", region, geography }
-
     /// Creates a value.
     public init(name: String, displayName: String, region: String, geography: String) {
         self.name = name; self.displayName = displayName; self.region = region; self.geography = geography
@@ -103,7 +86,7 @@ public struct Gallery: Codable, Sendable, Hashable {
 }
 
 /// An image in a gallery (`galleries/{gallery}/images/{id}`).
-public struct Image: Codable, Sendable, Hashable {
+public struct Image: Sendable, Hashable {
     /// The resource name, `galleries/{gallery}/images/{id}`.
     public var name: String
     /// A human-readable name.
@@ -125,11 +108,6 @@ public struct Image: Codable, Sendable, Hashable {
     /// The principal that created it.
     public var author: String
 
-    enum CodingKeys: String, CodingKey {
-        case name, displayName = "display_name", osType = "os_type", osState = "os_state", source
-        case sourceLab = "source_lab", sizeBytes = "size_bytes", sha256, region, author
-    }
-
     /// Creates a value.
     public init(name: String, displayName: String, osType: OSType, osState: OSState, source: ImageSource,
                 sourceLab: String?, sizeBytes: Int64, sha256: String, region: String, author: String) {
@@ -137,27 +115,11 @@ public struct Image: Codable, Sendable, Hashable {
         self.source = source; self.sourceLab = sourceLab; self.sizeBytes = sizeBytes; self.sha256 = sha256
         self.region = region; self.author = author
     }
-
-    // By hand so `source_lab` is always present (null for uploads).
-    /// Encodes every key, optional fields as `null`.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(name, forKey: .name)
-        try c.encode(displayName, forKey: .displayName)
-        try c.encode(osType, forKey: .osType)
-        try c.encode(osState, forKey: .osState)
-        try c.encode(source, forKey: .source)
-        try c.encode(sourceLab, forKey: .sourceLab)
-        try c.encode(sizeBytes, forKey: .sizeBytes)
-        try c.encode(sha256, forKey: .sha256)
-        try c.encode(region, forKey: .region)
-        try c.encode(author, forKey: .author)
-    }
 }
 
 /// An image of a lab account's attached gallery, with whether the account may use it and whether
 /// `createLab` would accept it as a template for the account now.
-public struct LabAccountImage: Codable, Sendable, Hashable {
+public struct LabAccountImage: Sendable, Hashable {
     /// The image.
     public var image: Image
     /// Whether labs of the account may use it as a template (images are enabled by default).
@@ -170,34 +132,20 @@ public struct LabAccountImage: Codable, Sendable, Hashable {
     /// would give); `nil` when available.
     public var unavailableReason: String?
 
-    enum CodingKeys: String, CodingKey { case image, enabled, available, unavailableReason = "unavailable_reason" }
-
     /// Creates a value.
     public init(image: Image, enabled: Bool, available: Bool = true, unavailableReason: String? = nil) {
         self.image = image; self.enabled = enabled; self.available = available; self.unavailableReason = unavailableReason
     }
-
-    // By hand so `unavailable_reason` is always present (null when available).
-    /// Encodes every key, optional fields as `null`.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(image, forKey: .image)
-        try c.encode(enabled, forKey: .enabled)
-        try c.encode(available, forKey: .available)
-        try c.encode(unavailableReason, forKey: .unavailableReason)
-    }
 }
 
 /// A lab (`labAccounts/{account}/labs/{id}`).
-public struct Lab: Codable, Sendable, Hashable {
+public struct Lab: Sendable, Hashable {
     /// The resource name, `labAccounts/{account}/labs/{id}`.
     public var name: String
     /// A human-readable name.
     public var displayName: String
     /// The template image (`galleries/{g}/images/{i}`).
     public var templateImage: String
-
-    enum CodingKeys: String, CodingKey { case name, displayName = "display_name", templateImage = "template_image" }
 
     /// Creates a value.
     public init(name: String, displayName: String, templateImage: String) {
@@ -206,7 +154,7 @@ public struct Lab: Codable, Sendable, Hashable {
 }
 
 /// A role granted to a principal on a gallery, e.g. `lab-services` / `Contributor`.
-public struct RoleAssignment: Codable, Sendable, Hashable {
+public struct RoleAssignment: Sendable, Hashable {
     /// The principal, e.g. `lab-services`.
     public var principal: String
     /// The role, e.g. `Contributor`.
@@ -217,7 +165,7 @@ public struct RoleAssignment: Codable, Sendable, Hashable {
 }
 
 /// The replication of one image to one region.
-public struct RegionReplication: Codable, Sendable, Hashable {
+public struct RegionReplication: Sendable, Hashable {
     /// The target region.
     public var region: String
     /// Where the copy is.
@@ -233,34 +181,16 @@ public struct RegionReplication: Codable, Sendable, Hashable {
     /// How many attempts were made.
     public var attempts: Int
 
-    enum CodingKeys: String, CodingKey {
-        case region, state, bytesCopied = "bytes_copied", bytesTotal = "bytes_total"
-        case progressPercent = "progress_percent", error, attempts
-    }
-
     /// Creates a value.
     public init(region: String, state: ReplicationState, bytesCopied: Int64, bytesTotal: Int64,
                 progressPercent: Double, error: String?, attempts: Int) {
         self.region = region; self.state = state; self.bytesCopied = bytesCopied; self.bytesTotal = bytesTotal
         self.progressPercent = progressPercent; self.error = error; self.attempts = attempts
     }
-
-    // By hand so `error` is always present (null when none).
-    /// Encodes every key, optional fields as `null`.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(region, forKey: .region)
-        try c.encode(state, forKey: .state)
-        try c.encode(bytesCopied, forKey: .bytesCopied)
-        try c.encode(bytesTotal, forKey: .bytesTotal)
-        try c.encode(progressPercent, forKey: .progressPercent)
-        try c.encode(error, forKey: .error)
-        try c.encode(attempts, forKey: .attempts)
-    }
 }
 
 /// The replication of one image to every other region of its gallery's geography.
-public struct ReplicationStatus: Codable, Sendable, Hashable {
+public struct ReplicationStatus: Sendable, Hashable {
     /// The image, `galleries/{g}/images/{i}`.
     public var image: String
     /// REPLICATING while any region is pending or replicating, else FAILED if any failed, else COMPLETED.
@@ -270,8 +200,6 @@ public struct ReplicationStatus: Codable, Sendable, Hashable {
     /// The image was deleted (gallery watches): nothing follows about it.
     public var deleted: Bool
 
-    enum CodingKeys: String, CodingKey { case image, aggregatedState = "aggregated_state", regions, deleted }
-
     /// Creates a value.
     public init(image: String, aggregatedState: ReplicationState, regions: [RegionReplication], deleted: Bool = false) {
         self.image = image; self.aggregatedState = aggregatedState; self.regions = regions; self.deleted = deleted
@@ -279,7 +207,7 @@ public struct ReplicationStatus: Codable, Sendable, Hashable {
 }
 
 /// One priced replica of an image.
-public struct CostLine: Codable, Sendable, Hashable {
+public struct CostLine: Sendable, Hashable {
     /// The image.
     public var image: String
     /// The region of the replica (the home region included).
@@ -289,8 +217,6 @@ public struct CostLine: Codable, Sendable, Hashable {
     /// Monthly storage cost, a decimal string (never a binary float), e.g. `"0.12"`.
     public var monthlyCost: String
 
-    enum CodingKeys: String, CodingKey { case image, region, sizeBytes = "size_bytes", monthlyCost = "monthly_cost" }
-
     /// Creates a value.
     public init(image: String, region: String, sizeBytes: Int64, monthlyCost: String) {
         self.image = image; self.region = region; self.sizeBytes = sizeBytes; self.monthlyCost = monthlyCost
@@ -298,7 +224,7 @@ public struct CostLine: Codable, Sendable, Hashable {
 }
 
 /// The storage cost of a gallery, billed apart from lab usage.
-public struct GalleryCost: Codable, Sendable, Hashable {
+public struct GalleryCost: Sendable, Hashable {
     /// The gallery.
     public var gallery: String
     /// ISO 4217 currency, e.g. `USD`.
@@ -313,11 +239,6 @@ public struct GalleryCost: Codable, Sendable, Hashable {
     public var billedBytes: Int64
     /// Bytes physically stored: identical bytes are stored once per region (at most `billedBytes`).
     public var storedBytes: Int64
-
-    enum CodingKeys: String, CodingKey {
-        case gallery, currency, lines, monthlyTotal = "monthly_total", oneTimeReplicationEgress = "one_time_replication_egress"
-        case billedBytes = "billed_bytes", storedBytes = "stored_bytes"
-    }
 
     /// Creates a value.
     public init(gallery: String, currency: String, lines: [CostLine], monthlyTotal: String, oneTimeReplicationEgress: String,

@@ -10,9 +10,6 @@ import hashlib
 import importlib
 import os
 import pathlib
-import select
-import signal
-import subprocess
 import sys
 
 import grpc
@@ -20,18 +17,10 @@ import grpc_tools
 import pytest
 from grpc_tools import protoc
 
+import labgallery_testing  # Tests/pyhelpers (on the path by conftest.py)
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROTOS = REPO_ROOT / "Protos"
-
-
-def _server_binary() -> pathlib.Path:
-    """The most recently built of the release and debug binaries (a stale one would test old code)."""
-    built = [p for p in (REPO_ROOT / ".build" / c / "labgallery-server" for c in ("release", "debug"))
-             if os.access(p, os.X_OK)]
-    if built:
-        return max(built, key=lambda p: p.stat().st_mtime)
-    pytest.fail("labgallery-server is not built; run `swift build --product labgallery-server` "
-                f"in {REPO_ROOT}", pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -58,28 +47,16 @@ def api(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """labgallery-server on a free port (port 0, read back) with a fresh data dir; yields (port, admin token)."""
-    data_dir = tmp_path_factory.mktemp("gallery") / "data"
-    log_path = data_dir.parent / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([str(_server_binary()), "--port", "0", "--data-dir", str(data_dir)],
-                                   stdout=subprocess.PIPE, stderr=log)
-    try:
-        ready, _, _ = select.select([process.stdout], [], [], 30)
-        line = process.stdout.readline().decode().strip() if ready else ""
-        if not line.startswith("listening on 127.0.0.1:"):
-            pytest.fail(f"server did not report listening: {line!r}; log: {log_path.read_text()!r}", pytrace=False)
-        port = int(line.rsplit(":", 1)[1])
+    root = tmp_path_factory.mktemp("gallery")
+    data_dir = root / "data"
+    # The more recently built of the release and debug binaries (a stale one would test old code).
+    binary = labgallery_testing.find_binary("labgallery-server", ("release", "debug"))
+    with labgallery_testing.ServerProcess([binary, "--port", "0", "--data-dir", data_dir], log_dir=root) as process:
+        port = int(process.wait_for_line(r"listening on 127\.0\.0\.1:(\d+)", timeout=30).group(1))
         token = (data_dir / "admin.token").read_text().strip()
         yield port, token
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                assert process.wait(timeout=20) == 0, "SIGTERM should drain and exit 0"
-            except subprocess.TimeoutExpired:
-                process.kill()
-                raise
-        assert token not in log_path.read_text(), "the admin token must never be logged"
+        assert process.stop(timeout=20) == 0, "SIGTERM should drain and exit 0"
+    assert token not in process.log(), "the admin token must never be logged"
 
 
 def test_main_workflow(api, server):

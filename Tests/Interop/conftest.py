@@ -6,47 +6,17 @@ Build first (one product at a time):
 then run ``python3 -m pytest -q Tests/Interop``. A missing binary fails the suite.
 """
 
-import os
 import pathlib
-import select
-import signal
-import socket
-import subprocess
-import time
+import sys
 
 import grpc
 import pytest
 
-import grpcio_peer_server
-import interop_stubs
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "pyhelpers"))
+import labgallery_testing  # noqa: E402  (Tests/pyhelpers: binaries, ports, server processes)
 
-REPO_ROOT = interop_stubs.REPO_ROOT
-BUILD_DIR = pathlib.Path(os.environ.get("H2RPC_BUILD_DIR", REPO_ROOT / ".build" / "release"))
-SERVER_BINARY = BUILD_DIR / "interop-server"
-CLIENT_BINARY = BUILD_DIR / "interop-client"
-
-
-def _require(binary: pathlib.Path) -> pathlib.Path:
-    if not os.access(binary, os.X_OK):
-        pytest.fail(
-            f"{binary} is missing; build it with "
-            f"`swift build -c release --product {binary.name}` (from {REPO_ROOT})",
-            pytrace=False)
-    return binary
-
-
-def free_port() -> int:
-    """A port free on every interface (IPv6 dual stack when available)."""
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            s.bind(("::", 0))
-            return s.getsockname()[1]
-    except OSError:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("0.0.0.0", 0))
-            return s.getsockname()[1]
-
+import grpcio_peer_server  # noqa: E402
+import interop_stubs  # noqa: E402
 
 @pytest.fixture(scope="session")
 def stubs(tmp_path_factory):
@@ -57,36 +27,20 @@ def stubs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def client_binary():
     """Path of our interop-client executable."""
-    return _require(CLIENT_BINARY)
+    return labgallery_testing.find_binary("interop-client")
 
 
 @pytest.fixture(scope="session")
 def h2rpc_server(tmp_path_factory):
     """Our interop-server on a free port; yields the port; SIGTERM at the end must exit 0."""
-    binary = _require(SERVER_BINARY)
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("h2rpc-server") / "stderr.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([str(binary), "--port", str(port)],
-                                   stdout=subprocess.PIPE, stderr=log)
-    try:
-        ready, _, _ = select.select([process.stdout], [], [], 15)
-        line = process.stdout.readline().decode().strip() if ready else ""
-        if line != f"listening on port {port}":
-            pytest.fail(f"interop-server did not report listening on {port}: got {line!r}; "
-                        f"stderr: {log_path.read_text()!r}", pytrace=False)
+    binary = labgallery_testing.find_binary("interop-server")
+    port = labgallery_testing.free_port()
+    with labgallery_testing.ServerProcess([binary, "--port", port],
+                                          log_dir=tmp_path_factory.mktemp("h2rpc-server")) as server:
+        server.wait_for_line(f"listening on port {port}", timeout=15)
         yield port
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            pytest.fail("interop-server did not exit within 15 s of SIGTERM", pytrace=False)
-        process.stdout.close()
-    assert code == 0, f"interop-server exited with {code}; stderr: {log_path.read_text()!r}"
+        code = server.stop(timeout=15)
+    assert code == 0, f"interop-server exited with {code}; stderr: {server.stderr_path.read_text()!r}"
 
 
 @pytest.fixture(scope="session")

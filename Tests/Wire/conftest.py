@@ -1,62 +1,31 @@
 """Starts our interop-server (release build) for raw HTTP/2 wire tests."""
-import os
 import pathlib
-import signal
-import socket
-import subprocess
-import time
+import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-SERVER = ROOT / ".build" / "release" / "interop-server"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "pyhelpers"))
+import labgallery_testing  # noqa: E402  (Tests/pyhelpers: binaries, ports, server processes)
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     """Yields (port, pid) of a running interop-server; stops it by PID afterwards."""
-    yield from run_server()
+    yield from run_server(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def small_server():
+def small_server(tmp_path_factory):
     """An interop-server allowing 2 concurrent streams per connection."""
-    yield from run_server("--max_concurrent_streams", "2")
+    yield from run_server(tmp_path_factory, "--max_concurrent_streams", "2")
 
 
-def run_server(*extra):
-    assert SERVER.exists(), f"{SERVER} is missing: run `swift build -c release --product interop-server` first"
-    port = free_port()
-    proc = subprocess.Popen([str(SERVER), "--port", str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("interop-server did not start listening")
-    yield port, proc.pid
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("interop-server did not stop on SIGTERM")
-    assert proc.returncode == 0, f"interop-server exited with {proc.returncode}"
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+def run_server(tmp_path_factory, *extra):
+    binary = labgallery_testing.find_binary("interop-server")
+    port = labgallery_testing.free_port()
+    with labgallery_testing.ServerProcess([binary, "--port", port, *extra],
+                                          log_dir=tmp_path_factory.mktemp("interop-server")) as process:
+        process.wait_for_port(port, timeout=20)
+        yield port, process.pid
+        code = process.stop(timeout=10)
+    assert code == 0, f"interop-server exited with {code}; output: {process.log()!r}"

@@ -13,7 +13,7 @@ import h2.events
 import h2.settings
 import pytest
 
-from conftest import rss_kib
+from labgallery_testing import rss_kib
 
 UNARY = "/grpc.testing.TestService/UnaryCall"
 EMPTY = "/grpc.testing.TestService/EmptyCall"

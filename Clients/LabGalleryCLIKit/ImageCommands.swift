@@ -51,7 +51,7 @@ struct ImageCommand: AsyncParsableCommand {
                 ImageUpload(gallery: gallery, imageID: imageID, displayName: displayName, osType: osType, osState: osState, sha256: sha256),
                 from: url, progress: { bar.update($0) })
             bar.finish()
-            try Output.emit(image, output.output) { Output.fields(image.fields) }
+            try Output.emit(ImageJSON(image), output.output) { Output.fields(image.fields) }
         }
 
         /// `Ubuntu_22.04.vhd` → `ubuntu-22-04`: the id rules are 1–63 of [a-z0-9-], starting with a letter.
@@ -80,10 +80,10 @@ struct ImageCommand: AsyncParsableCommand {
             let client = try connection.client()
             if let gallery {
                 let images = try await client.allImages(gallery: gallery)
-                try Output.emit(ImageList(images: images), output.output) { Output.table(Image.headers, images.map(\.row)) }
+                try Output.emit(ImageList(images), output.output) { Output.table(Image.headers, images.map(\.row)) }
             } else if let labAccount {
                 let images = try await client.listLabAccountImages(labAccount: labAccount)
-                try Output.emit(LabAccountImageList(images: images), output.output) {
+                try Output.emit(LabAccountImageList(images), output.output) {
                     Output.table(Image.headers + LabAccountImage.headers, images.map { $0.image.row + $0.row })
                 }
             }
@@ -98,7 +98,7 @@ struct ImageCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
         func run() async throws {
             let image = try await connection.client().getImage(try Names.image(image, gallery: gallery))
-            try Output.emit(image, output.output) { Output.fields(image.fields) }
+            try Output.emit(ImageJSON(image), output.output) { Output.fields(image.fields) }
         }
     }
 
@@ -129,7 +129,7 @@ struct ImageCommand: AsyncParsableCommand {
             var names: [String] = []
             for ref in images { names.append(try await Names.image(ref, labAccount: labAccount, client: client)) }
             let result = try await client.setImagesEnabled(names, enabled: enabled, labAccount: labAccount)
-            try Output.emit(LabAccountImageList(images: result), output.output) {
+            try Output.emit(LabAccountImageList(result), output.output) {
                 Output.table(["NAME"] + LabAccountImage.headers, result.map { [$0.image.name] + $0.row })
             }
         }

@@ -15,7 +15,7 @@ struct ReplicationCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
         func run() async throws {
             let status = try await connection.client().getReplicationStatus(image: try Names.image(image, gallery: gallery))
-            try Output.emit(status, output.output) { status.table }
+            try Output.emit(ReplicationStatusJSON(status), output.output) { status.table }
         }
     }
 
@@ -82,7 +82,7 @@ struct ReplicationCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
         func run() async throws {
             let status = try await connection.client().retryReplication(image: try Names.image(image, gallery: gallery), regions: regions)
-            try Output.emit(status, output.output) { status.table }
+            try Output.emit(ReplicationStatusJSON(status), output.output) { status.table }
         }
     }
 }
@@ -99,13 +99,18 @@ final class ReplicationDisplay {
     }
 
     private let mode: Mode
+    private let write: (String) -> Void
     private var order: [String] = []                  // images in order of appearance
     private var statuses: [String: ReplicationStatus] = [:]
     private var rates: [String: Rate] = [:]           // key: image + " " + region
     private var printed: [String: String] = [:]       // plain mode: last state/decile per region
     private var drawnLines = 0
 
-    init(mode: Mode) { self.mode = mode }
+    /// A display in `mode` writing to `write` (stdout by default).
+    init(mode: Mode, write: @escaping (String) -> Void = { Console.out($0) }) {
+        self.mode = mode
+        self.write = write
+    }
 
     func show(_ status: ReplicationStatus) throws {
         if statuses[status.image] == nil { order.append(status.image) }
@@ -113,18 +118,18 @@ final class ReplicationDisplay {
         updateRates(status)
         switch mode {
         case .json:
-            Console.out(try Output.json(status, pretty: false) + "\n")
+            write(try Output.json(ReplicationStatusJSON(status), pretty: false) + "\n")
         case .plain:
             for r in status.regions {
                 let key = "\(status.image) \(r.region)"
                 let mark = "\(r.state.rawValue) \(Int(r.progressPercent / 10))"
                 guard printed[key] != mark else { continue }
                 printed[key] = mark
-                Console.out("\(status.image)  \(r.region)  \(r.state.rawValue)  \(String(format: "%.0f%%", r.progressPercent))  \(rateText(key, r))\n")
+                write("\(status.image)  \(r.region)  \(r.state.rawValue)  \(String(format: "%.0f%%", r.progressPercent))  \(rateText(key, r))\n")
             }
             if status.aggregatedState.isTerminal, printed[status.image] != status.aggregatedState.rawValue {
                 printed[status.image] = status.aggregatedState.rawValue
-                Console.out("\(status.image)  \(status.aggregatedState.rawValue)\n")
+                write("\(status.image)  \(status.aggregatedState.rawValue)\n")
             }
         case .live:
             redraw()
@@ -132,7 +137,7 @@ final class ReplicationDisplay {
     }
 
     func finish() {
-        if mode == .live { Console.out("\u{1B}[?25h") }  // show the cursor again
+        if mode == .live { write("\u{1B}[?25h") }  // show the cursor again
     }
 
     private func updateRates(_ status: ReplicationStatus) {
@@ -182,6 +187,6 @@ final class ReplicationDisplay {
         var text = drawnLines == 0 ? "\u{1B}[?25l" : "\u{1B}[\(drawnLines)A"
         for line in lines { text += "\r\u{1B}[2K" + line + "\n" }
         drawnLines = lines.count
-        Console.out(text)
+        write(text)
     }
 }

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Blocking
 import Foundation
 import LabGalleryClient
 
@@ -29,7 +28,7 @@ struct LabAccountCommand: AsyncParsableCommand {
             let setup: LabGalleryClient.GallerySetup? = newGallery.map { .createNew(id: $0) } ?? gallery.map { .attach($0) }
             let id = name.hasPrefix("labAccounts/") ? String(name.dropFirst("labAccounts/".count)) : name
             let account = try await connection.client().createLabAccount(id: id, displayName: displayName, region: region, gallery: setup)
-            try Output.emit(account, output.output) { Output.fields(account.fields) }
+            try Output.emit(LabAccountJSON(account), output.output) { Output.fields(account.fields) }
         }
     }
 
@@ -39,7 +38,7 @@ struct LabAccountCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
         func run() async throws {
             let accounts = try await connection.client().allLabAccounts()
-            try Output.emit(LabAccountList(labAccounts: accounts), output.output) { Output.table(LabAccount.headers, accounts.map(\.row)) }
+            try Output.emit(LabAccountList(accounts), output.output) { Output.table(LabAccount.headers, accounts.map(\.row)) }
         }
     }
 
@@ -50,7 +49,7 @@ struct LabAccountCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
         func run() async throws {
             let account = try await connection.client().getLabAccount(name)
-            try Output.emit(account, output.output) { Output.fields(account.fields) }
+            try Output.emit(LabAccountJSON(account), output.output) { Output.fields(account.fields) }
         }
     }
 
@@ -84,7 +83,7 @@ struct GalleryCommand: AsyncParsableCommand {
         func run() async throws {
             let id = name.hasPrefix("galleries/") ? String(name.dropFirst("galleries/".count)) : name
             let gallery = try await connection.client().createGallery(id: id, displayName: displayName, region: region)
-            try Output.emit(gallery, output.output) { Output.fields(gallery.fields) }
+            try Output.emit(GalleryJSON(gallery), output.output) { Output.fields(gallery.fields) }
         }
     }
 
@@ -94,7 +93,7 @@ struct GalleryCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
         func run() async throws {
             let galleries = try await connection.client().allGalleries()
-            try Output.emit(GalleryList(galleries: galleries), output.output) { Output.table(Gallery.headers, galleries.map(\.row)) }
+            try Output.emit(GalleryList(galleries), output.output) { Output.table(Gallery.headers, galleries.map(\.row)) }
         }
     }
 
@@ -105,7 +104,7 @@ struct GalleryCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
         func run() async throws {
             let gallery = try await connection.client().getGallery(name)
-            try Output.emit(gallery, output.output) { Output.fields(gallery.fields) }
+            try Output.emit(GalleryJSON(gallery), output.output) { Output.fields(gallery.fields) }
         }
     }
 
@@ -131,7 +130,7 @@ struct GalleryCommand: AsyncParsableCommand {
         func run() async throws {
             do {
                 let account = try await connection.client().attachGallery(gallery, to: labAccount)
-                try Output.emit(account, output.output) { Output.fields(account.fields) }
+                try Output.emit(LabAccountJSON(account), output.output) { Output.fields(account.fields) }
             } catch let error as LabGalleryClientError where error.code == .failedPrecondition {
                 // The server names the rule; name the command that fixes it.
                 Console.err("hint: detach the current gallery first: labgallery gallery detach --lab-account \(labAccount)\n")
@@ -149,30 +148,27 @@ struct GalleryCommand: AsyncParsableCommand {
         @Flag(name: [.short, .long], help: "Do not ask for confirmation.") var yes = false
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var output: OutputOptions
-        func run() async throws {
+        func run() async throws { try await run(confirmation: .console) }
+
+        /// Detaches, asking `confirmation` first unless `--yes`.
+        func run(confirmation: ConfirmationPrompt) async throws {
             let client = try connection.client()
             var confirmed: String?
             if !yes {
-                guard Console.stdinIsTerminal else {
-                    throw CLIError(message: "refusing to detach without confirmation: stdin is not a terminal; pass --yes",
-                                   exitCode: ExitCodes.notConfirmed)
-                }
+                try confirmation.requireAnswerer("refusing to detach without confirmation: stdin is not a terminal; pass --yes")
                 let account = try await client.getLabAccount(labAccount)
                 guard let gallery = account.attachedGallery else {
                     throw CLIError(message: "\(account.name) has no attached gallery", exitCode: ExitCodes.status(.failedPrecondition))
                 }
-                Console.err("Detach \(gallery) from \(account.name)? Its images become unavailable to the account's new labs. [y/N] ")
-                // Waiting for the operator blocks a thread: not one of the cooperative pool's.
-                let answer = (try await BlockingExecutor.shared.run { readLine() })?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
-                guard answer == "y" || answer == "yes" else {
-                    throw CLIError(message: "not detached", exitCode: ExitCodes.notConfirmed)
-                }
+                try await confirmation.ask(
+                    "Detach \(gallery) from \(account.name)? Its images become unavailable to the account's new labs.",
+                    declined: "not detached")
                 confirmed = gallery
             }
             // Name the confirmed gallery: if another was attached meanwhile, the server refuses
             // (FAILED_PRECONDITION) instead of detaching what the operator did not confirm.
             let account = try await client.detachGallery(from: labAccount, confirm: true, gallery: confirmed)
-            try Output.emit(account, output.output) { Output.fields(account.fields) }
+            try Output.emit(LabAccountJSON(account), output.output) { Output.fields(account.fields) }
         }
     }
 
@@ -183,7 +179,7 @@ struct GalleryCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
         func run() async throws {
             let roles = try await connection.client().listRoleAssignments(gallery: gallery)
-            try Output.emit(RoleAssignmentList(roleAssignments: roles), output.output) {
+            try Output.emit(RoleAssignmentList(roles), output.output) {
                 Output.table(["PRINCIPAL", "ROLE"], roles.map { [$0.principal, $0.role] })
             }
         }
@@ -210,7 +206,7 @@ struct LabCommand: AsyncParsableCommand {
             let client = try connection.client()
             let image = try await Names.image(template, labAccount: labAccount, client: client)
             let lab = try await client.createLab(labAccount: labAccount, id: name, displayName: displayName, templateImage: image)
-            try Output.emit(lab, output.output) { Output.fields(lab.fields) }
+            try Output.emit(LabJSON(lab), output.output) { Output.fields(lab.fields) }
         }
     }
 
@@ -221,7 +217,7 @@ struct LabCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
         func run() async throws {
             let labs = try await connection.client().allLabs(labAccount: labAccount)
-            try Output.emit(LabList(labs: labs), output.output) { Output.table(Lab.headers, labs.map(\.row)) }
+            try Output.emit(LabList(labs), output.output) { Output.table(Lab.headers, labs.map(\.row)) }
         }
     }
 
@@ -233,7 +229,7 @@ struct LabCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
         func run() async throws {
             let lab = try await connection.client().getLab(try Names.lab(name, labAccount: labAccount))
-            try Output.emit(lab, output.output) { Output.fields(lab.fields) }
+            try Output.emit(LabJSON(lab), output.output) { Output.fields(lab.fields) }
         }
     }
 
@@ -263,7 +259,7 @@ struct LabCommand: AsyncParsableCommand {
         func run() async throws {
             let image = try await connection.client().saveLabTemplateImage(
                 lab: try Names.lab(lab, labAccount: labAccount), imageID: imageId, displayName: displayName)
-            try Output.emit(image, output.output) { Output.fields(image.fields) }
+            try Output.emit(ImageJSON(image), output.output) { Output.fields(image.fields) }
         }
     }
 }
@@ -278,7 +274,7 @@ struct CostCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
     func run() async throws {
         let cost = try await connection.client().getGalleryCost(gallery: gallery)
-        try Output.emit(cost, output.output) {
+        try Output.emit(GalleryCostJSON(cost), output.output) {
             var text = "gallery: \(cost.gallery)\n"
             text += Output.table(["IMAGE", "REGION", "SIZE", "MONTHLY (\(cost.currency))"],
                                  cost.lines.map { [$0.image, $0.region, Output.bytes($0.sizeBytes), $0.monthlyCost] })

@@ -1,21 +1,13 @@
 import Foundation
 import LabGalleryClient
+@testable import LabGalleryCLIKit
 import LabGalleryServer
 import Testing
 
-/// The `labgallery` binary against a live server: the seed workflow, JSON parsed with JSONDecoder.
+/// The `labgallery` binary against a live server: the seed workflow, its JSON parsed with
+/// JSONDecoder into the CLI's own output types (`GalleryJSON`, `LabAccountImageList`…).
 @Suite("labgallery CLI")
 struct CLIWorkflowTests {
-    struct Lists: Decodable {
-        var galleries: [Gallery]?
-        var images: [LabAccountImage]?
-        var roleAssignments: [RoleAssignment]?
-        enum CodingKeys: String, CodingKey { case galleries, images, roleAssignments = "role_assignments" }
-    }
-    struct GalleryImages: Decodable { var images: [Image] }
-    struct AccountList: Decodable { var labAccounts: [LabAccount]; enum CodingKeys: String, CodingKey { case labAccounts = "lab_accounts" } }
-    struct LabList: Decodable { var labs: [Lab] }
-
     @Test("the seed workflow, end to end")
     func seedWorkflow() async throws {
         try await withLiveServer(replication: slowReplication(bytesPerSecond: 8 << 20)) { s in
@@ -27,13 +19,13 @@ struct CLIWorkflowTests {
             // Create a gallery; create a lab account attached to it.
             var r = try await cli("gallery", "create", "shared", "--region", "north", "--display-name", "Shared", "--output", "json")
             ok(r)
-            #expect(try r.json(Gallery.self) == Gallery(name: "galleries/shared", displayName: "Shared", region: "north", geography: "Testland"))
+            #expect(try r.json(GalleryJSON.self) == GalleryJSON(Gallery(name: "galleries/shared", displayName: "Shared", region: "north", geography: "Testland")))
             r = try await cli("lab-account", "create", "school", "--region", "north", "--gallery", "shared", "-o", "json")
             ok(r)
-            #expect(try r.json(LabAccount.self).attachedGallery == "galleries/shared")
+            #expect(try r.json(LabAccountJSON.self).attachedGallery == "galleries/shared")
             r = try await cli("gallery", "roles", "galleries/shared", "-o", "json")
             ok(r)
-            #expect(try r.json(Lists.self).roleAssignments == [RoleAssignment(principal: "lab-services", role: "Contributor")])
+            #expect(try r.json(RoleAssignmentList.self).roleAssignments == [RoleAssignmentJSON(RoleAssignment(principal: "lab-services", role: "Contributor"))])
 
             // Attaching a second gallery is refused, and the fix is named.
             ok(try await cli("gallery", "create", "other", "--region", "north"))
@@ -46,7 +38,7 @@ struct CLIWorkflowTests {
             let file = try tempImageFile(2 << 20, name: "Ubuntu_22.04.vhd")
             r = try await cli("image", "upload", file.path, "--gallery", "shared", "--os-state", "generalized", "--os-type", "linux", "-o", "json")
             ok(r)
-            let uploaded = try r.json(Image.self)
+            let uploaded = try r.json(ImageJSON.self)
             #expect(uploaded.name == "galleries/shared/images/ubuntu-22-04" && uploaded.sizeBytes == 2 << 20)
             #expect(r.stderr.contains("upload: 100%") && r.stderr.contains("ETA") && r.stderr.contains("/s"))
             let second = try tempImageFile(256 << 10, name: "windows.vhd")
@@ -55,18 +47,18 @@ struct CLIWorkflowTests {
             // List images of the account: enabled by default.
             r = try await cli("image", "list", "--lab-account", "school", "-o", "json")
             ok(r)
-            let listed = try r.json(Lists.self).images ?? []
+            let listed = try r.json(LabAccountImageList.self).images
             #expect(Set(listed.map(\.image.name)) == ["galleries/shared/images/ubuntu-22-04", "galleries/shared/images/win"])
             #expect(listed.allSatisfy { $0.enabled && $0.available && $0.unavailableReason == nil })
             #expect(r.stdout.contains("\"available\" : true") && r.stdout.contains("\"unavailable_reason\" : null"))
             r = try await cli("image", "list", "--gallery", "shared", "-o", "json")
             ok(r)
-            #expect(try r.json(GalleryImages.self).images.count == 2)
+            #expect(try r.json(ImageList.self).images.count == 2)
 
             // Disable one; a lab from it is refused; a lab from an enabled one works.
             r = try await cli("image", "disable", "--lab-account", "school", "win", "-o", "json")
             ok(r)
-            let disabled = try #require(try r.json(Lists.self).images?.first { $0.image.name.hasSuffix("/win") })
+            let disabled = try #require(try r.json(LabAccountImageList.self).images.first { $0.image.name.hasSuffix("/win") })
             #expect(!disabled.enabled && !disabled.available)
             #expect(disabled.unavailableReason?.contains("disabled for labAccounts/school") == true)
             r = try await cli("image", "list", "--lab-account", "school")
@@ -80,7 +72,7 @@ struct CLIWorkflowTests {
             #expect(r.status == 19, "\(r.stderr)")
             r = try await cli("lab", "create", "bio", "--lab-account", "school", "--template", "shared/ubuntu-22-04", "-o", "json")
             ok(r)
-            #expect(try r.json(Lab.self).templateImage == "galleries/shared/images/ubuntu-22-04")
+            #expect(try r.json(LabJSON.self).templateImage == "galleries/shared/images/ubuntu-22-04")
             r = try await cli("lab", "list", "--lab-account", "school", "-o", "json")
             ok(r)
             #expect(try r.json(LabList.self).labs.map(\.name) == ["labAccounts/school/labs/bio"])
@@ -88,8 +80,8 @@ struct CLIWorkflowTests {
             // Save the lab's template as a specialized image; watch its replication to the end.
             r = try await cli("lab", "save-image", "bio", "--lab-account", "school", "--image-id", "bio-v2", "-o", "json")
             ok(r)
-            let saved = try r.json(Image.self)
-            #expect(saved.osState == .specialized && saved.source == .savedFromLab)
+            let saved = try r.json(ImageJSON.self)
+            #expect(saved.osState == OSState.specialized.rawValue && saved.source == ImageSource.savedFromLab.rawValue)
             r = try await cli("replication", "watch", "bio-v2", "--gallery", "shared")
             ok(r)
             #expect(!r.stdout.contains("\u{1B}["))  // not a terminal: plain lines, no cursor movement
@@ -99,21 +91,21 @@ struct CLIWorkflowTests {
             #expect(lines.last == "galleries/shared/images/bio-v2  COMPLETED")
             r = try await cli("replication", "status", "shared/bio-v2", "-o", "json")
             ok(r)
-            let status = try r.json(ReplicationStatus.self)
-            #expect(status.aggregatedState == .completed && status.regions.count == 2)
+            let status = try r.json(ReplicationStatusJSON.self)
+            #expect(status.aggregatedState == ReplicationState.completed.rawValue && status.regions.count == 2)
 
             // Detach: refused without a terminal and without --yes; confirmed with --yes.
             r = try await cli("gallery", "detach", "--lab-account", "school")
             #expect(r.status == 3 && r.stderr.contains("--yes"))
             r = try await cli("gallery", "detach", "--lab-account", "school", "--yes", "-o", "json")
             ok(r)
-            #expect(try r.json(LabAccount.self).attachedGallery == nil)
+            #expect(try r.json(LabAccountJSON.self).attachedGallery == nil)
             #expect(r.stdout.contains("\"attached_gallery\" : null"))
 
             // The cost of the gallery: one line per replica.
             r = try await cli("cost", "shared", "-o", "json")
             ok(r)
-            let cost = try r.json(GalleryCost.self)
+            let cost = try r.json(GalleryCostJSON.self)
             #expect(cost.gallery == "galleries/shared")
             #expect(Set(cost.lines.filter { $0.image == saved.name }.map(\.region)) == ["north", "south", "east"])
             #expect(Decimal(string: cost.monthlyTotal) != nil)
@@ -131,7 +123,7 @@ struct CLIWorkflowTests {
             #expect(r.status == 0, "\(r.stderr)")
             #expect(r.stdout.contains("attached gallery") && r.stdout.contains("galleries/shared"))
             r = try await cli("lab-account", "list", "-o", "json")
-            #expect(try r.json(AccountList.self).labAccounts.map(\.name) == ["labAccounts/school"])
+            #expect(try r.json(LabAccountList.self).labAccounts.map(\.name) == ["labAccounts/school"])
             r = try await cli("gallery", "list")
             #expect(r.stdout.hasPrefix("NAME") && r.stdout.contains("galleries/shared"))
             r = try await cli("gallery", "show", "nope")
@@ -173,11 +165,11 @@ struct CLIWorkflowTests {
             #expect(r.stderr.contains("labgallery replication retry"))
             r = try await runCLI(["replication", "watch", "--gallery", "g", "-o", "json"], server: s)
             #expect(r.status == 2)
-            let statuses = try r.stdout.split(separator: "\n").map { try JSONDecoder().decode(ReplicationStatus.self, from: Data($0.utf8)) }
-            #expect(statuses.last?.aggregatedState == .failed)
+            let statuses = try r.stdout.split(separator: "\n").map { try JSONDecoder().decode(ReplicationStatusJSON.self, from: Data($0.utf8)) }
+            #expect(statuses.last?.aggregatedState == ReplicationState.failed.rawValue)
             r = try await runCLI(["replication", "retry", "g/img", "--region", "east", "-o", "json"], server: s)
             #expect(r.status == 0, "\(r.stderr)")
-            #expect(try r.json(ReplicationStatus.self).regions.first { $0.region == "east" }?.state != .failed)
+            #expect(try r.json(ReplicationStatusJSON.self).regions.first { $0.region == "east" }?.state != ReplicationState.failed.rawValue)
         }
     }
 }

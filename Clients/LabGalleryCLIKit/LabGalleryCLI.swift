@@ -2,10 +2,10 @@ import ArgumentParser
 import Foundation
 import LabGalleryClient
 
-/// `labgallery`: the operator CLI of a LabGallery server.
-@main
-struct LabGalleryCLI: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+/// `labgallery`: the operator CLI of a LabGallery server. The executable's entry point calls
+/// ``main()``; everything else (commands, argument parsing, output, prompts) lives in this library.
+public struct LabGalleryCLI: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "labgallery",
         abstract: "Operate a LabGallery server: lab accounts, galleries, images, labs, replication, cost.",
         discussion: """
@@ -28,8 +28,10 @@ struct LabGalleryCLI: AsyncParsableCommand {
                       ReplicationCommand.self, CostCommand.self]
     )
 
+    public init() {}
+
     /// Parses, runs, and maps failures to the documented exit codes.
-    static func main() async {
+    public static func main() async {
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {
@@ -37,15 +39,30 @@ struct LabGalleryCLI: AsyncParsableCommand {
             } else {
                 try command.run()
             }
-        } catch let error as LabGalleryClientError {
-            Console.err("error: \(error.code): \(error.message)\n")
-            Self.exit(withError: ExitCode(ExitCodes.status(error.code)))
-        } catch let error as CLIError {
-            Console.err("error: \(error.message)\n")
-            Self.exit(withError: ExitCode(error.exitCode))
         } catch {
+            if let failure = failure(error) {
+                Console.err(failure.message)
+                Self.exit(withError: ExitCode(failure.exitCode))
+            }
             Self.exit(withError: error)  // help, --version, completion scripts, usage errors (64)
         }
+    }
+
+    /// What the CLI prints on stderr and exits with for a failure it reports itself: a server (or
+    /// connection) status is `error: CODE: message` and 10 + the code; a ``CLIError`` is
+    /// `error: message` and its code. nil for ArgumentParser's own errors (help, usage errors),
+    /// which `exit(withError:)` reports.
+    static func failure(_ error: any Error) -> (message: String, exitCode: Int32)? {
+        switch error {
+        case let error as LabGalleryClientError: ("error: \(error.code): \(error.message)\n", ExitCodes.status(error.code))
+        case let error as CLIError: ("error: \(error.message)\n", error.exitCode)
+        default: nil
+        }
+    }
+
+    /// The exit code of any failure: ``failure(_:)``'s, else ArgumentParser's (64 for usage errors).
+    static func exitCode(forFailure error: any Error) -> Int32 {
+        failure(error)?.exitCode ?? exitCode(for: error).rawValue
     }
 }
 
@@ -80,16 +97,22 @@ struct ConnectionOptions: ParsableArguments {
 
     /// The client, from flags, then the environment, then the local defaults.
     func client() throws -> LabGalleryClient {
-        let env = ProcessInfo.processInfo.environment
+        try LabGalleryClient(configuration: configuration(environment: ProcessInfo.processInfo.environment,
+                                                          tokenFile: "labgallery-data/admin.token"))
+    }
+
+    /// The client's configuration: each setting from its flag, else the environment
+    /// (`LABGALLERY_ENDPOINT`, `LABGALLERY_TOKEN`; empty values count as unset), else the default
+    /// (`127.0.0.1:50051`; the token in `tokenFile`, if it can be read).
+    func configuration(environment env: [String: String], tokenFile: String) throws -> LabGalleryClient.Configuration {
         let endpoint = self.endpoint ?? env["LABGALLERY_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1:50051"
         let (host, port) = try LabGalleryClient.parseEndpoint(endpoint)
         var token = self.token ?? env["LABGALLERY_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-        if token == nil, let local = try? String(contentsOfFile: "labgallery-data/admin.token", encoding: .utf8) {
+        if token == nil, let local = try? String(contentsOfFile: tokenFile, encoding: .utf8) {
             token = local.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         guard timeout > 0 else { throw CLIError(message: "--timeout must be positive") }
-        return try LabGalleryClient(configuration: .init(host: host, port: port, token: token, useTLS: tls,
-                                                         defaultTimeout: .milliseconds(Int(timeout * 1000))))
+        return .init(host: host, port: port, token: token, useTLS: tls, defaultTimeout: .milliseconds(Int(timeout * 1000)))
     }
 }
 

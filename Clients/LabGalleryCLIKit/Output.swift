@@ -5,9 +5,14 @@ import LabGalleryClient
 enum Output {
     /// Prints `value` as pretty, key-sorted JSON, or the table `table` builds.
     static func emit<T: Encodable>(_ value: T, _ format: OutputFormat, table: () -> String) throws {
+        Console.out(try render(value, format, table: table))
+    }
+
+    /// What ``emit(_:_:table:)`` prints: `value` as pretty, key-sorted JSON and a newline, or `table()`.
+    static func render<T: Encodable>(_ value: T, _ format: OutputFormat, table: () -> String) throws -> String {
         switch format {
-        case .json: Console.out(try json(value, pretty: true) + "\n")
-        case .table: Console.out(table())
+        case .json: try json(value, pretty: true) + "\n"
+        case .table: table()
         }
     }
 
@@ -99,16 +104,3 @@ extension ReplicationStatus {
             })
     }
 }
-
-// MARK: - JSON envelopes of list commands (shaped like the proto List responses)
-
-struct LabAccountList: Encodable { let labAccounts: [LabAccount]; enum CodingKeys: String, CodingKey { case labAccounts = "lab_accounts" } }
-struct GalleryList: Encodable { let galleries: [Gallery] }
-struct ImageList: Encodable { let images: [Image] }
-struct LabAccountImageList: Encodable { let images: [LabAccountImage] }
-struct LabList: Encodable { let labs: [Lab] }
-struct RoleAssignmentList: Encodable {
-    let roleAssignments: [RoleAssignment]
-    enum CodingKeys: String, CodingKey { case roleAssignments = "role_assignments" }
-}
-struct Deleted: Encodable { let deleted: String }
