@@ -1,13 +1,12 @@
 /*
- * C tests for CH2Shim: a server loop and a client loop talking to each other over
- * loopback, plus a raw nghttp2 peer for frames the shim API cannot produce
- * (truncated message, garbage). Modes for grpcio interop:
- *   h2shim_test                 run all tests
- *   h2shim_test serve           print the port, serve /x.Y/Echo until stdin closes
- *   h2shim_test client PORT     one unary call to a grpcio server (method /x.Y/Echo)
+ * End-to-end tests of CH2Shim through its public API: a server loop and a client loop
+ * talking to each other over loopback, plus a raw nghttp2 peer for frames the shim API
+ * cannot produce (truncated message, garbage). Also the grpcio interop modes (serve,
+ * client PORT; see test_main.c).
  */
 #define _GNU_SOURCE
 #include "h2shim.h"
+#include "test.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,14 +21,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-#define CHECK(c)                                                                    \
-    do {                                                                            \
-        if (!(c)) {                                                                 \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);   \
-            exit(1);                                                                \
-        }                                                                           \
-    } while (0)
 
 /* ------------------------------------------------------------ shared test state */
 
@@ -1002,7 +993,7 @@ static void test_rapid_reset(uint16_t port)
 
 /* ------------------------------------------------------------ interop modes */
 
-static int serve_mode(void)
+int e2e_serve(void)
 {
     uint16_t port;
     W.srv = make_server(0, 0, "127.0.0.1", &port, 0);
@@ -1015,7 +1006,7 @@ static int serve_mode(void)
     return 0;
 }
 
-static int client_mode(uint16_t port)
+int e2e_client(uint16_t port)
 {
     W.cli = make_client();
     h2_id c = connect_to("127.0.0.1", port);
@@ -1034,20 +1025,12 @@ static int client_mode(uint16_t port)
     return rc;
 }
 
-int main(int argc, char **argv)
+void e2e_tests(void)
 {
-    if (argc > 1 && strcmp(argv[1], "serve") == 0) return serve_mode();
-    if (argc > 2 && strcmp(argv[1], "client") == 0) return client_mode((uint16_t)atoi(argv[2]));
-
     uint16_t port, port6;
     W.srv = make_server(1u << 20, 65535, NULL, &port, 1); /* NULL = dual stack, port 0 */
     W.cli = make_client();
     h2_id conn = connect_to("127.0.0.1", port);
-#define RUN(x)                                  \
-    do {                                        \
-        x;                                      \
-        fprintf(stderr, "ok   %s\n", #x);       \
-    } while (0)
     RUN(test_unary(conn));
     RUN(test_trailers_only(conn));
     RUN(test_multi(conn));
@@ -1089,6 +1072,4 @@ int main(int argc, char **argv)
     h2_loop_destroy(W.srv);
     h2_loop_destroy(W.cli);
     world_reset();
-    fprintf(stderr, "all tests passed\n");
-    return 0;
 }
