@@ -52,7 +52,8 @@ void h2_stream_free(h2_stream *st)
     else
         c->streams = st->next;
     if (st->next) st->next->prev = st->prev;
-    LSTAT_SUB(L, inbound, h2_deframer_buffered(&st->deframer));
+    size_t buffered = h2_deframer_buffered(&st->deframer);
+    if (buffered) LSTAT_SUB(L, inbound, buffered);
     h2_deframer_reset(&st->deframer, &L->pool);
     for (h2_msgbuf *b = st->out_head, *n; b; b = n) {
         n = b->next_out;
