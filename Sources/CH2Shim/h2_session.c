@@ -88,7 +88,7 @@ static int send_data_cb(nghttp2_session *s, nghttp2_frame *f, const uint8_t *fra
     h2_stream *st = src->ptr;
     h2_msgbuf *b = st->out_head;
     if (!b || !b->msg || b->msg_len - b->msg_sent < length || f->data.padlen != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
-    if (h2_outq_copy(&c->out, framehd, 9) != 0 || h2_outq_ref(&c->out, b, b->msg + b->msg_sent, length) != 0)
+    if (h2_outq_copy(&c->out, framehd, H2_FRAME_HEADER_LEN) != 0 || h2_outq_ref(&c->out, b, b->msg + b->msg_sent, length) != 0)
         return NGHTTP2_ERR_CALLBACK_FAILURE; /* out of memory: the connection closes */
     b->msg_sent += length;
     if (b->msg_sent == b->msg_len) {

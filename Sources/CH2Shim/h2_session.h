@@ -10,6 +10,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#define H2_FRAME_HEADER_LEN 9            /* HTTP/2 frame header (RFC 9113 4.1) */
 #define H2_MAX_HEADER_BYTES (256 * 1024) /* per header block; beyond → stream reset */
 #define H2_NOCOPY_MIN (16 * 1024)        /* message bytes left to send from which DATA frames reference the
                                             message (NO_COPY + writev) instead of copying it */
