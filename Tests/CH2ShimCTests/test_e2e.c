@@ -66,19 +66,26 @@ static void unlock(void)
     pthread_mutex_unlock(&W.mu);
 }
 
-/* Waits (holding no lock on return) until pred() is true, max 5 s. */
+/* Waits (holding no lock on return) until pred() is true, max 5 s. Callbacks wake it at
+ * once; predicates on counters (h2_loop_stats: no callback announces them) are checked
+ * again every 10 ms. */
 static int wait_for(int (*pred)(void *), void *arg)
 {
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += 5;
+    struct timespec end, dl;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += 5;
     pthread_mutex_lock(&W.mu);
     int ok;
-    while (!(ok = pred(arg)))
-        if (pthread_cond_timedwait(&W.cv, &W.mu, &dl) == ETIMEDOUT) {
-            ok = pred(arg);
-            break;
+    while (!(ok = pred(arg))) {
+        clock_gettime(CLOCK_REALTIME, &dl);
+        if (dl.tv_sec > end.tv_sec || (dl.tv_sec == end.tv_sec && dl.tv_nsec >= end.tv_nsec)) break;
+        dl.tv_nsec += 10 * 1000 * 1000;
+        if (dl.tv_nsec >= 1000000000) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000;
         }
+        pthread_cond_timedwait(&W.cv, &W.mu, &dl);
+    }
     pthread_mutex_unlock(&W.mu);
     return ok;
 }
@@ -447,6 +454,37 @@ static void test_multi(h2_id conn)
 
 static int p_nmsgs_ge(void *a) { ts **pp = a; return pp[0]->nmsgs >= (int)(intptr_t)pp[1]; }
 
+/* Barrier (and a test of h2_loop_run): returns once the loop ran every command posted
+ * before it, since commands run in order. */
+static void mark_run(void *ctx, void *arg, int on_loop)
+{
+    (void)ctx;
+    lock();
+    *(int *)arg = on_loop ? 1 : 2;
+    unlock();
+}
+static int p_flag(void *a) { return *(int *)a != 0; }
+static void loop_barrier(h2_loop *l)
+{
+    int flag = 0;
+    CHECK(h2_loop_run(l, mark_run, NULL, &flag) == 0);
+    CHECK(wait_for(p_flag, &flag) && flag == 1);
+}
+
+/* Waits (5 s at most) for both loops' idle trim to empty their pools. Nothing signals
+ * it, so the counters are polled. */
+static int pools_empty(void)
+{
+    h2_stats cs, ss;
+    for (int i = 0; i < 500; i++) {
+        h2_loop_stats(W.cli, &cs);
+        h2_loop_stats(W.srv, &ss);
+        if (cs.pooled == 0 && ss.pooled == 0) return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
 static void test_flow_control(h2_id conn)
 {
     /* server window 65535 per stream; 40 x 4000-byte messages cannot all pass without consume
@@ -573,10 +611,7 @@ static void test_buffers(h2_id conn)
     h2_loop_stats(W.cli, &cs);
     h2_loop_stats(W.srv, &ss);
     CHECK(cs.pooled > 0 && ss.pooled > 0);
-    usleep(1500000);
-    h2_loop_stats(W.cli, &cs);
-    h2_loop_stats(W.srv, &ss);
-    CHECK(cs.pooled == 0 && ss.pooled == 0);
+    CHECK(pools_empty());
 }
 
 static int p_drained_ge(void *a) { ts **pp = a; return pp[0]->drained >= (size_t)(intptr_t)pp[1]; }
@@ -629,7 +664,8 @@ static void test_stall(void)
     t = open_call(c, "/t.S/Stall");
     for (int i = 0; i < N; i++) send_buf(W.cli, t->id, 1u << 20, (uint8_t)i, 0);
     CHECK(wait_for(p_server_stream_hold, "/t.S/Stall"));
-    usleep(100000);
+    void *arg2[2] = {t, (void *)(intptr_t)(1u << 20)}; /* output under way (the server stalls) */
+    CHECK(wait_for(p_drained_ge, arg2));
     h2_conn_close(W.cli, c);
     CHECK(wait_for(p_closed, t) && t->code == H2_CLOSE_CONN_LOST);
     CHECK(wait_for(p_conn_closed, NULL));
@@ -704,7 +740,7 @@ static void test_rst(h2_id conn)
     /* ops for the dead stream are dropped */
     CHECK(h2_send(W.srv, s->id, RESP_HDRS, 2, 1, (const uint8_t *)"late", 4, TRL_OK, 1, H2_SEND_END) == 0);
     h2_consume(W.srv, s->id, 100);
-    usleep(50000);
+    loop_barrier(W.srv);
     CHECK(s->nclose == 1 && t->nclose == 1);
     world_reset();
 }
