@@ -485,6 +485,28 @@ static int pools_empty(void)
     return 0;
 }
 
+static int p_unconsumed_or_n(void *a)
+{
+    ts **pp = a;
+    return pp[0]->unconsumed > 0 || pp[0]->nmsgs >= (int)(intptr_t)pp[1];
+}
+
+/* The application consumes each message as it arrives, until n arrived. */
+static void consume_until(ts *s, int n)
+{
+    void *arg[2] = {s, (void *)(intptr_t)n};
+    for (;;) {
+        CHECK(wait_for(p_unconsumed_or_n, arg));
+        lock();
+        size_t u = s->unconsumed;
+        s->unconsumed = 0;
+        int got = s->nmsgs;
+        pthread_mutex_unlock(&W.mu);
+        if (u) h2_consume(W.srv, s->id, u);
+        if (got >= n) break;
+    }
+}
+
 static void test_flow_control(h2_id conn)
 {
     /* server window 65535 per stream; 40 x 4000-byte messages cannot all pass without consume
@@ -498,6 +520,8 @@ static void test_flow_control(h2_id conn)
     ts *s = server_stream("/t.S/Slow");
     void *arg[2] = {s, (void *)(intptr_t)3};
     CHECK(wait_for(p_nmsgs_ge, arg));
+    /* A negative check (nothing more arrives while nothing is consumed): no event can say
+     * so, hence the pauses. */
     usleep(200000);
     lock();
     int got = s->nmsgs;
@@ -513,17 +537,8 @@ static void test_flow_control(h2_id conn)
     h2_stats st;
     h2_loop_stats(W.cli, &st);
     CHECK(st.outbound_buffered > 0);
-    /* consume as the app "processes" messages until all ten arrived */
-    for (int round = 0; round < 50; round++) {
-        lock();
-        size_t u = s->unconsumed;
-        s->unconsumed = 0;
-        int n = s->nmsgs;
-        pthread_mutex_unlock(&W.mu);
-        if (u) h2_consume(W.srv, s->id, u);
-        if (n == 40) break;
-        usleep(20000);
-    }
+    /* consume as the app "processes" messages until all forty arrived */
+    consume_until(s, 40);
     CHECK(wait_for(p_ended, s));
     CHECK(s->nmsgs == 40 && t->drained == 40 * (m + 5));
     h2_stats ss;
@@ -687,7 +702,7 @@ static void test_flow_control_large(h2_id conn)
     ts *s = server_stream("/t.S/Slow");
     void *arg[2] = {s, (void *)(intptr_t)1};
     CHECK(wait_for(p_nmsgs_ge, arg));
-    usleep(300000);
+    usleep(300000); /* a negative check (the sender stays stalled): no event can say so */
     lock();
     int held = s->nmsgs;
     pthread_mutex_unlock(&W.mu);
@@ -695,16 +710,7 @@ static void test_flow_control_large(h2_id conn)
     h2_stats st;
     h2_loop_stats(W.srv, &st);
     CHECK(st.inbound_buffered <= 65535 + 5);
-    for (int round = 0; round < 200; round++) {
-        lock();
-        size_t u = s->unconsumed;
-        s->unconsumed = 0;
-        int n = s->nmsgs;
-        pthread_mutex_unlock(&W.mu);
-        if (u) h2_consume(W.srv, s->id, u);
-        if (n == N) break;
-        usleep(10000);
-    }
+    consume_until(s, N);
     CHECK(wait_for(p_ended, s));
     CHECK(s->nmsgs == N && s->msgbytes == N * m);
     h2_reset(W.cli, t->id, NGHTTP2_CANCEL);
@@ -907,6 +913,13 @@ static void test_goaway(uint16_t port, h2_id conn)
     world_reset();
 }
 
+static int p_server_streams_n(void *a)
+{
+    int n = 0;
+    for (ts *t = W.streams; t; t = t->next) n += !t->client;
+    return n >= (int)(intptr_t)a;
+}
+
 static void test_stop_with_open_streams(void)
 {
     uint16_t port;
@@ -918,7 +931,7 @@ static void test_stop_with_open_streams(void)
         t[i] = open_call(c, "/t.S/Hold");
         CHECK(h2_send(W.cli, t[i]->id, NULL, 0, 1, (const uint8_t *)"x", 1, NULL, 0, 0) == 0);
     }
-    usleep(100000);
+    CHECK(wait_for(p_server_streams_n, (void *)(intptr_t)5));
     h2_loop_stop(W.srv);
     h2_loop_stop(W.srv); /* idempotent */
     int n = 0;
