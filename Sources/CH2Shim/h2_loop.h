@@ -31,7 +31,9 @@ typedef struct h2_loop_shared {
     pthread_mutex_t lock;
     h2_cmdq cmds;      /* posted commands, in order */
     bool wake_pending; /* the eventfd was written (or the loop thread posted) since the queue was taken */
-    bool started;      /* h2_loop_start ran (also read unlocked by the loop thread's own checks) */
+    bool started;      /* h2_loop_start ran. Also read unlocked by h2_loop_on_thread: on the loop
+                        * thread it is certainly set (before the thread was created), and any
+                        * other thread gets `false` from the thread comparison either way. */
     bool stopped;      /* h2_loop_stop ran: posting fails */
 } h2_loop_shared;
 
