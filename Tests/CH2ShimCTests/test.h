@@ -26,6 +26,8 @@ void framing_tests(void);
 void msgbuf_tests(void);
 /* test_outq.c: output queue */
 void outq_tests(void);
+/* test_map.c: token map */
+void map_tests(void);
 /* test_ratelim.c: rate limiter */
 void ratelim_tests(void);
 /* test_failmalloc.c: every allocation failed in turn */

@@ -27,6 +27,7 @@ int main(int argc, char **argv)
     msgbuf_tests();
     outq_tests();
     ratelim_tests();
+    map_tests();
     e2e_tests();
     fprintf(stderr, "all tests passed\n");
     return 0;
