@@ -1,6 +1,7 @@
 /* Token map: linear probing with backward-shift deletion (no tombstones, so lookups
  * stay short however many tokens come and go). Owned by the loop thread. */
-#include "h2_internal.h"
+#include "h2_map.h"
+#include "h2_mem.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -15,7 +16,7 @@ int h2_map_init(h2_map *m, size_t cap)
 {
     size_t c = 16;
     while (c < cap) c <<= 1;
-    m->ents = calloc(c, sizeof(h2_map_ent));
+    m->ents = h2_calloc(c, sizeof(h2_map_ent));
     if (!m->ents) return -1;
     m->cap = c;
     m->len = 0;
@@ -24,7 +25,7 @@ int h2_map_init(h2_map *m, size_t cap)
 
 void h2_map_free(h2_map *m)
 {
-    free(m->ents);
+    h2_free(m->ents);
     m->ents = NULL;
     m->cap = m->len = 0;
 }
@@ -42,7 +43,7 @@ void *h2_map_get(const h2_map *m, uint64_t key)
 static int h2_map_grow(h2_map *m)
 {
     size_t ncap = m->cap * 2;
-    h2_map_ent *n = calloc(ncap, sizeof(h2_map_ent));
+    h2_map_ent *n = h2_calloc(ncap, sizeof(h2_map_ent));
     if (!n) return -1;
     size_t mask = ncap - 1;
     for (size_t j = 0; j < m->cap; j++) {
@@ -52,7 +53,7 @@ static int h2_map_grow(h2_map *m)
         while (n[i].key) i = (i + 1) & mask;
         n[i] = *e;
     }
-    free(m->ents);
+    h2_free(m->ents);
     m->ents = n;
     m->cap = ncap;
     return 0;

@@ -1,6 +1,6 @@
 /* Socket helpers: listen (IPv4/IPv6/dual stack), resolve, non-blocking connect. */
 #define _GNU_SOURCE
-#include "h2_internal.h"
+#include "h2_net.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -251,9 +251,6 @@ typedef void (*h2_run_fn)(void *ctx, void *arg, int on_loop);
  */
 int h2_loop_run(h2_loop *loop, h2_run_fn fn, void *ctx, void *arg);
 
-/** 1 if the calling thread is the loop's thread. */
-int h2_loop_is_current(h2_loop *loop);
-
 /** Counters, read without locking (approximate while the loop runs). */
 typedef struct h2_stats {
     uint64_t connections;       /* open connections */

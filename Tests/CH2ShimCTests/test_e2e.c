@@ -1,13 +1,12 @@
 /*
- * C tests for CH2Shim: a server loop and a client loop talking to each other over
- * loopback, plus a raw nghttp2 peer for frames the shim API cannot produce
- * (truncated message, garbage). Modes for grpcio interop:
- *   h2shim_test                 run all tests
- *   h2shim_test serve           print the port, serve /x.Y/Echo until stdin closes
- *   h2shim_test client PORT     one unary call to a grpcio server (method /x.Y/Echo)
+ * End-to-end tests of CH2Shim through its public API: a server loop and a client loop
+ * talking to each other over loopback, plus a raw nghttp2 peer for frames the shim API
+ * cannot produce (truncated message, garbage). Also the grpcio interop modes (serve,
+ * client PORT; see test_main.c).
  */
 #define _GNU_SOURCE
 #include "h2shim.h"
+#include "test.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,14 +21,6 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-#define CHECK(c)                                                                    \
-    do {                                                                            \
-        if (!(c)) {                                                                 \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);   \
-            exit(1);                                                                \
-        }                                                                           \
-    } while (0)
 
 /* ------------------------------------------------------------ shared test state */
 
@@ -75,19 +66,26 @@ static void unlock(void)
     pthread_mutex_unlock(&W.mu);
 }
 
-/* Waits (holding no lock on return) until pred() is true, max 5 s. */
+/* Waits (holding no lock on return) until pred() is true, max 5 s. Callbacks wake it at
+ * once; predicates on counters (h2_loop_stats: no callback announces them) are checked
+ * again every 10 ms. */
 static int wait_for(int (*pred)(void *), void *arg)
 {
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += 5;
+    struct timespec end, dl;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += 5;
     pthread_mutex_lock(&W.mu);
     int ok;
-    while (!(ok = pred(arg)))
-        if (pthread_cond_timedwait(&W.cv, &W.mu, &dl) == ETIMEDOUT) {
-            ok = pred(arg);
-            break;
+    while (!(ok = pred(arg))) {
+        clock_gettime(CLOCK_REALTIME, &dl);
+        if (dl.tv_sec > end.tv_sec || (dl.tv_sec == end.tv_sec && dl.tv_nsec >= end.tv_nsec)) break;
+        dl.tv_nsec += 10 * 1000 * 1000;
+        if (dl.tv_nsec >= 1000000000) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000;
         }
+        pthread_cond_timedwait(&W.cv, &W.mu, &dl);
+    }
     pthread_mutex_unlock(&W.mu);
     return ok;
 }
@@ -456,6 +454,59 @@ static void test_multi(h2_id conn)
 
 static int p_nmsgs_ge(void *a) { ts **pp = a; return pp[0]->nmsgs >= (int)(intptr_t)pp[1]; }
 
+/* Barrier (and a test of h2_loop_run): returns once the loop ran every command posted
+ * before it, since commands run in order. */
+static void mark_run(void *ctx, void *arg, int on_loop)
+{
+    (void)ctx;
+    lock();
+    *(int *)arg = on_loop ? 1 : 2;
+    unlock();
+}
+static int p_flag(void *a) { return *(int *)a != 0; }
+static void loop_barrier(h2_loop *l)
+{
+    int flag = 0;
+    CHECK(h2_loop_run(l, mark_run, NULL, &flag) == 0);
+    CHECK(wait_for(p_flag, &flag) && flag == 1);
+}
+
+/* Waits (5 s at most) for both loops' idle trim to empty their pools. Nothing signals
+ * it, so the counters are polled. */
+static int pools_empty(void)
+{
+    h2_stats cs, ss;
+    for (int i = 0; i < 500; i++) {
+        h2_loop_stats(W.cli, &cs);
+        h2_loop_stats(W.srv, &ss);
+        if (cs.pooled == 0 && ss.pooled == 0) return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
+static int p_unconsumed_or_n(void *a)
+{
+    ts **pp = a;
+    return pp[0]->unconsumed > 0 || pp[0]->nmsgs >= (int)(intptr_t)pp[1];
+}
+
+/* The application consumes each message as it arrives, until n arrived. */
+static void consume_until(ts *s, int n)
+{
+    void *arg[2] = {s, (void *)(intptr_t)n};
+    for (;;) {
+        CHECK(wait_for(p_unconsumed_or_n, arg));
+        lock();
+        size_t u = s->unconsumed;
+        s->unconsumed = 0;
+        int got = s->nmsgs;
+        pthread_mutex_unlock(&W.mu);
+        if (u) h2_consume(W.srv, s->id, u);
+        if (got >= n) break;
+    }
+}
+
 static void test_flow_control(h2_id conn)
 {
     /* server window 65535 per stream; 40 x 4000-byte messages cannot all pass without consume
@@ -469,6 +520,8 @@ static void test_flow_control(h2_id conn)
     ts *s = server_stream("/t.S/Slow");
     void *arg[2] = {s, (void *)(intptr_t)3};
     CHECK(wait_for(p_nmsgs_ge, arg));
+    /* A negative check (nothing more arrives while nothing is consumed): no event can say
+     * so, hence the pauses. */
     usleep(200000);
     lock();
     int got = s->nmsgs;
@@ -484,17 +537,8 @@ static void test_flow_control(h2_id conn)
     h2_stats st;
     h2_loop_stats(W.cli, &st);
     CHECK(st.outbound_buffered > 0);
-    /* consume as the app "processes" messages until all ten arrived */
-    for (int round = 0; round < 50; round++) {
-        lock();
-        size_t u = s->unconsumed;
-        s->unconsumed = 0;
-        int n = s->nmsgs;
-        pthread_mutex_unlock(&W.mu);
-        if (u) h2_consume(W.srv, s->id, u);
-        if (n == 40) break;
-        usleep(20000);
-    }
+    /* consume as the app "processes" messages until all forty arrived */
+    consume_until(s, 40);
     CHECK(wait_for(p_ended, s));
     CHECK(s->nmsgs == 40 && t->drained == 40 * (m + 5));
     h2_stats ss;
@@ -582,10 +626,7 @@ static void test_buffers(h2_id conn)
     h2_loop_stats(W.cli, &cs);
     h2_loop_stats(W.srv, &ss);
     CHECK(cs.pooled > 0 && ss.pooled > 0);
-    usleep(1500000);
-    h2_loop_stats(W.cli, &cs);
-    h2_loop_stats(W.srv, &ss);
-    CHECK(cs.pooled == 0 && ss.pooled == 0);
+    CHECK(pools_empty());
 }
 
 static int p_drained_ge(void *a) { ts **pp = a; return pp[0]->drained >= (size_t)(intptr_t)pp[1]; }
@@ -638,7 +679,8 @@ static void test_stall(void)
     t = open_call(c, "/t.S/Stall");
     for (int i = 0; i < N; i++) send_buf(W.cli, t->id, 1u << 20, (uint8_t)i, 0);
     CHECK(wait_for(p_server_stream_hold, "/t.S/Stall"));
-    usleep(100000);
+    void *arg2[2] = {t, (void *)(intptr_t)(1u << 20)}; /* output under way (the server stalls) */
+    CHECK(wait_for(p_drained_ge, arg2));
     h2_conn_close(W.cli, c);
     CHECK(wait_for(p_closed, t) && t->code == H2_CLOSE_CONN_LOST);
     CHECK(wait_for(p_conn_closed, NULL));
@@ -660,7 +702,7 @@ static void test_flow_control_large(h2_id conn)
     ts *s = server_stream("/t.S/Slow");
     void *arg[2] = {s, (void *)(intptr_t)1};
     CHECK(wait_for(p_nmsgs_ge, arg));
-    usleep(300000);
+    usleep(300000); /* a negative check (the sender stays stalled): no event can say so */
     lock();
     int held = s->nmsgs;
     pthread_mutex_unlock(&W.mu);
@@ -668,16 +710,7 @@ static void test_flow_control_large(h2_id conn)
     h2_stats st;
     h2_loop_stats(W.srv, &st);
     CHECK(st.inbound_buffered <= 65535 + 5);
-    for (int round = 0; round < 200; round++) {
-        lock();
-        size_t u = s->unconsumed;
-        s->unconsumed = 0;
-        int n = s->nmsgs;
-        pthread_mutex_unlock(&W.mu);
-        if (u) h2_consume(W.srv, s->id, u);
-        if (n == N) break;
-        usleep(10000);
-    }
+    consume_until(s, N);
     CHECK(wait_for(p_ended, s));
     CHECK(s->nmsgs == N && s->msgbytes == N * m);
     h2_reset(W.cli, t->id, NGHTTP2_CANCEL);
@@ -713,7 +746,7 @@ static void test_rst(h2_id conn)
     /* ops for the dead stream are dropped */
     CHECK(h2_send(W.srv, s->id, RESP_HDRS, 2, 1, (const uint8_t *)"late", 4, TRL_OK, 1, H2_SEND_END) == 0);
     h2_consume(W.srv, s->id, 100);
-    usleep(50000);
+    loop_barrier(W.srv);
     CHECK(s->nclose == 1 && t->nclose == 1);
     world_reset();
 }
@@ -880,6 +913,13 @@ static void test_goaway(uint16_t port, h2_id conn)
     world_reset();
 }
 
+static int p_server_streams_n(void *a)
+{
+    int n = 0;
+    for (ts *t = W.streams; t; t = t->next) n += !t->client;
+    return n >= (int)(intptr_t)a;
+}
+
 static void test_stop_with_open_streams(void)
 {
     uint16_t port;
@@ -891,7 +931,7 @@ static void test_stop_with_open_streams(void)
         t[i] = open_call(c, "/t.S/Hold");
         CHECK(h2_send(W.cli, t[i]->id, NULL, 0, 1, (const uint8_t *)"x", 1, NULL, 0, 0) == 0);
     }
-    usleep(100000);
+    CHECK(wait_for(p_server_streams_n, (void *)(intptr_t)5));
     h2_loop_stop(W.srv);
     h2_loop_stop(W.srv); /* idempotent */
     int n = 0;
@@ -1002,7 +1042,7 @@ static void test_rapid_reset(uint16_t port)
 
 /* ------------------------------------------------------------ interop modes */
 
-static int serve_mode(void)
+int e2e_serve(void)
 {
     uint16_t port;
     W.srv = make_server(0, 0, "127.0.0.1", &port, 0);
@@ -1015,7 +1055,7 @@ static int serve_mode(void)
     return 0;
 }
 
-static int client_mode(uint16_t port)
+int e2e_client(uint16_t port)
 {
     W.cli = make_client();
     h2_id c = connect_to("127.0.0.1", port);
@@ -1034,20 +1074,12 @@ static int client_mode(uint16_t port)
     return rc;
 }
 
-int main(int argc, char **argv)
+void e2e_tests(void)
 {
-    if (argc > 1 && strcmp(argv[1], "serve") == 0) return serve_mode();
-    if (argc > 2 && strcmp(argv[1], "client") == 0) return client_mode((uint16_t)atoi(argv[2]));
-
     uint16_t port, port6;
     W.srv = make_server(1u << 20, 65535, NULL, &port, 1); /* NULL = dual stack, port 0 */
     W.cli = make_client();
     h2_id conn = connect_to("127.0.0.1", port);
-#define RUN(x)                                  \
-    do {                                        \
-        x;                                      \
-        fprintf(stderr, "ok   %s\n", #x);       \
-    } while (0)
     RUN(test_unary(conn));
     RUN(test_trailers_only(conn));
     RUN(test_multi(conn));
@@ -1089,6 +1121,4 @@ int main(int argc, char **argv)
     h2_loop_destroy(W.srv);
     h2_loop_destroy(W.cli);
     world_reset();
-    fprintf(stderr, "all tests passed\n");
-    return 0;
 }

@@ -1,0 +1,223 @@
+/* Connections: lifecycle, reading into nghttp2, flushing nghttp2's output, accepting. */
+#define _GNU_SOURCE
+#include "h2_conn.h"
+#include "h2_loop.h"
+#include "h2_mem.h"
+#include "h2_net.h"
+#include "h2_session.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+void h2_conn_mark(h2_conn *c)
+{
+    if (c->dirty || c->dead) return;
+    h2_loop *L = c->loop;
+    c->dirty = true;
+    c->dirty_next = L->local.dirty;
+    L->local.dirty = c;
+}
+
+int h2_conn_epoll(h2_conn *c, int op, uint32_t ev)
+{
+    struct epoll_event e = {.events = ev, .data.ptr = c};
+    return epoll_ctl(c->loop->epfd, op, c->fd, &e);
+}
+
+void h2_conn_check(h2_conn *c, int rv)
+{
+    if (rv != 0 && nghttp2_is_fatal(rv)) h2_conn_close_now(c, EPROTO, H2_CLOSE_CONN_LOST, false);
+}
+
+h2_conn *h2_conn_new(h2_loop *L, h2_id id, int fd, bool is_client)
+{
+    h2_conn *c = h2_calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->kind = H2_OBJ_CONN;
+    c->id = id;
+    c->loop = L;
+    c->fd = fd;
+    c->is_client = is_client;
+    h2_outq_init(&c->out, &L->pool);
+    h2_ratelim_init(&c->rst_guard, H2_RST_LIMIT);
+    if (h2_session_setup(c) != 0 || h2_map_put(&L->local.map, id, c) != 0) {
+        if (c->sess) nghttp2_session_del(c->sess);
+        h2_free(c);
+        return NULL;
+    }
+    c->next = L->local.conns;
+    if (L->local.conns) L->local.conns->prev = c;
+    L->local.conns = c;
+    LSTAT_ADD(L, connections, 1);
+    return c;
+}
+
+void h2_conn_close_now(h2_conn *c, int err, uint32_t stream_code, bool failed)
+{
+    if (c->dead) return;
+    h2_loop *L = c->loop;
+    c->dead = true;
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+    while (c->streams) h2_stream_finish(c->streams, stream_code);
+    if (c->sess) nghttp2_session_del(c->sess);
+    c->sess = NULL;
+    h2_map_del(&L->local.map, c->id);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        L->local.conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    LSTAT_SUB(L, connections, 1);
+    if (c->is_client && L->cb.on_conn) L->cb.on_conn(L->cb.ctx, c->id, failed ? H2_CONN_FAILED : H2_CONN_CLOSED, err);
+    c->dead_next = L->local.dead;
+    L->local.dead = c;
+}
+
+void h2_conn_free(h2_conn *c)
+{
+    h2_outq_free(&c->out);
+    h2_free(c->hdr_arena);
+    h2_free(c->hdr_nv);
+    h2_free(c);
+}
+
+static ssize_t sock_writev(void *ctx, const struct iovec *iov, int n)
+{
+    struct msghdr mh = {.msg_iov = (struct iovec *)(uintptr_t)iov, .msg_iovlen = (size_t)n};
+    return sendmsg(*(int *)ctx, &mh, MSG_NOSIGNAL);
+}
+
+/* One flush per touched connection and iteration: pull frames from nghttp2 (copies, large
+ * DATA payloads by reference), write them with one sendmsg. A socket that would block
+ * keeps the rest and waits for EPOLLOUT; nghttp2 is not asked for more until the output
+ * drained (bounded memory). */
+void h2_conn_flush(h2_conn *c)
+{
+    if (c->dead || c->connecting) return;
+    for (;;) {
+        if (h2_outq_pending(&c->out)) {
+            int r = h2_outq_write(&c->out, sock_writev, &c->fd);
+            if (r < 0) {
+                h2_conn_close_now(c, -r, H2_CLOSE_CONN_LOST, false);
+                return;
+            }
+            if (r == 0) break;
+        }
+        h2_outq_reset(&c->out);
+        while (!h2_outq_full(&c->out)) {
+            const uint8_t *p;
+            ssize_t n = nghttp2_session_mem_send(c->sess, &p);
+            if (n < 0) {
+                h2_conn_close_now(c, n == NGHTTP2_ERR_CALLBACK_FAILURE ? ENOMEM : EPROTO, H2_CLOSE_CONN_LOST, false);
+                return;
+            }
+            if (n == 0) break; /* nothing more, or send_data_cb paused with enough queued */
+            if (h2_outq_copy(&c->out, p, (size_t)n) != 0) {
+                h2_conn_close_now(c, ENOMEM, H2_CLOSE_CONN_LOST, false);
+                return;
+            }
+        }
+        if (c->out.queued_bytes == 0) break;
+    }
+    bool pending = h2_outq_pending(&c->out);
+    if (pending != c->want_out) {
+        if (h2_conn_epoll(c, EPOLL_CTL_MOD, EPOLLIN | (pending ? EPOLLOUT : 0)) != 0) {
+            h2_conn_close_now(c, errno, H2_CLOSE_CONN_LOST, false);
+            return;
+        }
+        c->want_out = pending;
+    }
+    if (!pending) {
+        h2_outq_shrink(&c->out); /* after a burst */
+        /* GOAWAY done both ways and nothing in flight: nghttp2 is finished with it. */
+        if (!nghttp2_session_want_read(c->sess) && !nghttp2_session_want_write(c->sess))
+            h2_conn_close_now(c, 0, H2_CLOSE_CONN_LOST, false);
+    }
+}
+
+static void conn_read(h2_conn *c)
+{
+    h2_loop *L = c->loop;
+    uint8_t *rbuf = L->local.rbuf;
+    for (int i = 0; i < 4 && !c->dead; i++) {
+        ssize_t n = recv(c->fd, rbuf, H2_READ_BUF, 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            h2_conn_close_now(c, errno, H2_CLOSE_CONN_LOST, false);
+            return;
+        }
+        if (n == 0) {
+            h2_conn_close_now(c, 0, H2_CLOSE_CONN_LOST, false);
+            return;
+        }
+        ssize_t rv = nghttp2_session_mem_recv(c->sess, rbuf, (size_t)n);
+        if (rv < 0) {
+            /* Malformed input or a flood: nghttp2 may have queued a GOAWAY; try to push
+             * it out once, then drop the connection. */
+            const uint8_t *p;
+            ssize_t k = nghttp2_session_mem_send(c->sess, &p);
+            if (k > 0) (void)send(c->fd, p, (size_t)k, MSG_NOSIGNAL | MSG_DONTWAIT);
+            h2_conn_close_now(c, EPROTO, H2_CLOSE_CONN_LOST, false);
+            return;
+        }
+        h2_conn_mark(c);
+        if ((size_t)n < H2_READ_BUF) return; /* drained for now */
+    }
+}
+
+void h2_conn_connected(h2_conn *c)
+{
+    int err = 0;
+    socklen_t sl = sizeof err;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &sl) != 0) err = errno;
+    if (err) {
+        h2_conn_close_now(c, err, H2_CLOSE_CONN_LOST, true);
+        return;
+    }
+    c->connecting = false;
+    if (h2_conn_epoll(c, EPOLL_CTL_MOD, EPOLLIN) != 0) {
+        h2_conn_close_now(c, errno, H2_CLOSE_CONN_LOST, true);
+        return;
+    }
+    c->want_out = false;
+    h2_loop *L = c->loop;
+    if (L->cb.on_conn) L->cb.on_conn(L->cb.ctx, c->id, H2_CONN_CONNECTED, 0);
+    h2_conn_mark(c);
+}
+
+void h2_conn_event(h2_conn *c, uint32_t ev)
+{
+    if (c->dead) return;
+    if (c->connecting) {
+        if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) h2_conn_connected(c);
+        return;
+    }
+    if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) conn_read(c);
+    if (!c->dead && (ev & EPOLLOUT)) h2_conn_mark(c);
+}
+
+void h2_accept_all(h2_loop *L, h2_listener *ls)
+{
+    for (;;) {
+        int fd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            return; /* EAGAIN, or EMFILE & co: level-triggered epoll retries later */
+        }
+        h2_net_tune(fd);
+        h2_conn *c = h2_conn_new(L, h2_loop_new_id(L), fd, false);
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        if (h2_conn_epoll(c, EPOLL_CTL_ADD, EPOLLIN) != 0) {
+            h2_conn_close_now(c, errno, H2_CLOSE_CONN_LOST, false);
+            continue;
+        }
+        h2_conn_mark(c); /* send our SETTINGS */
+    }
+}

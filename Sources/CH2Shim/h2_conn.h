@@ -1,0 +1,67 @@
+/*
+ * Connections (private): one socket, one nghttp2 session, the live streams, the output
+ * queue. Loop thread only. Closing is immediate (socket, streams, session); the struct
+ * itself is freed at the end of the loop iteration (epoll events or the flush list may
+ * still point at it).
+ */
+#ifndef H2_CONN_H
+#define H2_CONN_H
+
+#include "h2_outq.h"
+#include "h2_ratelim.h"
+#include "h2_stream.h"
+
+#include <nghttp2/nghttp2.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define H2_RST_LIMIT 1000 /* peer RST_STREAMs per second (before any response) before ENHANCE_YOUR_CALM */
+
+struct h2_conn {
+    int kind; /* H2_OBJ_CONN */
+    h2_id id;
+    h2_loop *loop;
+    int fd;
+    nghttp2_session *sess;
+    bool is_client;
+    bool connecting;
+    bool dead;
+    bool dirty;
+    bool want_out; /* EPOLLOUT registered */
+    bool goaway_recv;
+    h2_conn *prev, *next; /* loop's connection list */
+    h2_conn *dirty_next;  /* flush list of this iteration */
+    h2_conn *dead_next;   /* freed at the end of the iteration */
+    h2_stream *streams;   /* live streams */
+    h2_outq out;
+    size_t big_queued;    /* queued message buffers with a large message, on any stream */
+    /* header block being received: offsets into hdr_arena until delivery */
+    uint8_t *hdr_arena;
+    size_t hdr_arena_len, hdr_arena_cap;
+    h2_nv *hdr_nv;
+    size_t hdr_n, hdr_nv_cap;
+    h2_ratelim rst_guard; /* rapid-reset guard (server connections) */
+};
+
+typedef struct h2_listener {
+    int kind; /* H2_OBJ_LISTENER */
+    int fd;
+    struct h2_listener *next;
+} h2_listener;
+
+h2_conn *h2_conn_new(h2_loop *L, h2_id id, int fd, bool is_client);
+/* Closes at once. Never called from inside an nghttp2 callback. */
+void h2_conn_close_now(h2_conn *c, int err, uint32_t stream_code, bool failed);
+void h2_conn_free(h2_conn *c);
+/* Puts the connection on this iteration's flush list. */
+void h2_conn_mark(h2_conn *c);
+int h2_conn_epoll(h2_conn *c, int op, uint32_t ev);
+/* One flush: pull frames from nghttp2, write them. */
+void h2_conn_flush(h2_conn *c);
+void h2_conn_event(h2_conn *c, uint32_t ev);
+void h2_conn_connected(h2_conn *c);
+/* Closes the connection if an nghttp2 return code is fatal. */
+void h2_conn_check(h2_conn *c, int rv);
+void h2_accept_all(h2_loop *L, h2_listener *ls);
+
+#endif

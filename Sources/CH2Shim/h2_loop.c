@@ -1,0 +1,428 @@
+/* The loop: command queue, command handlers, the epoll thread, teardown. */
+#define _GNU_SOURCE
+#include "h2_loop.h"
+#include "h2_mem.h"
+#include "h2_net.h"
+#include "h2_session.h"
+
+#include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- commands */
+
+void h2_cmd_free(h2_loop *L, h2_cmd *c)
+{
+    if (c->kind == H2_CMD_SEND)
+        h2_msgbuf_put(&L->pool, (h2_msgbuf *)c);
+    else
+        h2_free(c);
+}
+
+bool h2_loop_on_thread(const h2_loop *L)
+{
+    return L->shared.started && pthread_equal(pthread_self(), L->thread);
+}
+
+int h2_loop_post(h2_loop *L, h2_cmd *c)
+{
+    bool wake = false;
+    pthread_mutex_lock(&L->shared.lock);
+    if (L->shared.stopped) {
+        pthread_mutex_unlock(&L->shared.lock);
+        return -1;
+    }
+    h2_cmdq_push(&L->shared.cmds, c);
+    if (!L->shared.wake_pending) {
+        L->shared.wake_pending = true;
+        /* The loop drains its queue before it sleeps: posting from the loop thread itself
+         * (a handler run inline) needs no eventfd write. */
+        wake = !h2_loop_on_thread(L);
+    }
+    pthread_mutex_unlock(&L->shared.lock);
+    if (wake) {
+        uint64_t one = 1;
+        ssize_t r;
+        do r = write(L->evfd, &one, sizeof one);
+        while (r < 0 && errno == EINTR);
+        /* EAGAIN means the counter is saturated: the loop is awake anyway. */
+    }
+    return 0;
+}
+
+static bool queue_nonempty(h2_loop *L)
+{
+    pthread_mutex_lock(&L->shared.lock);
+    bool nonempty = L->shared.cmds.head != NULL;
+    pthread_mutex_unlock(&L->shared.lock);
+    return nonempty;
+}
+
+static h2_cmd *take_all(h2_loop *L)
+{
+    pthread_mutex_lock(&L->shared.lock);
+    h2_cmd *h = h2_cmdq_take_all(&L->shared.cmds);
+    L->shared.wake_pending = false;
+    pthread_mutex_unlock(&L->shared.lock);
+    return h;
+}
+
+static void *lookup(h2_loop *L, h2_id id, int kind)
+{
+    int *k = h2_map_get(&L->local.map, id);
+    return (k && *k == kind) ? (void *)k : NULL;
+}
+
+static void do_open(h2_loop *L, h2_ctl_cmd *cmd)
+{
+    void *user = cmd->u.open.user;
+    h2_conn *c = lookup(L, cmd->u.open.conn, H2_OBJ_CONN);
+    h2_stream *st = (c && c->is_client && !c->goaway_recv) ? h2_stream_new(c, cmd->head.id, true) : NULL;
+    if (!st) {
+        if (L->cb.on_close) L->cb.on_close(L->cb.ctx, user, H2_CLOSE_REFUSED);
+        return;
+    }
+    h2_stream_set_user(st, user);
+    nghttp2_data_provider prd = h2_session_data_provider(st);
+    int32_t sid = nghttp2_submit_request(c->sess, NULL, cmd->u.open.hdrs, cmd->u.open.nhdrs, &prd, st);
+    if (sid < 0) {
+        h2_stream_finish(st, H2_CLOSE_REFUSED);
+        h2_conn_check(c, sid);
+        return;
+    }
+    st->sid = sid;
+    h2_conn_mark(c);
+}
+
+/* A stream that cannot send what it was given ends: reset (or close on a fatal error). */
+static void send_failed(h2_stream *st, int rv)
+{
+    h2_conn *c = st->conn;
+    st->local_end = true;
+    if (rv != 0 && nghttp2_is_fatal(rv))
+        h2_conn_check(c, rv);
+    else
+        h2_conn_check(c, nghttp2_submit_rst_stream(c->sess, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_INTERNAL_ERROR));
+    h2_conn_mark(c);
+}
+
+/* Returns true if the buffer was kept (queued on the stream). */
+static bool do_send(h2_loop *L, h2_msgbuf *b)
+{
+    h2_stream *st = lookup(L, b->cmd.id, H2_OBJ_STREAM);
+    if (!st || st->local_end) return false;
+    h2_conn *c = st->conn;
+    bool end = (b->flags & H2_SEND_END) || b->ntrls;
+    if (!st->is_client && !st->resp_sent) {
+        const nghttp2_nv *h = b->hdrs;
+        size_t nh = b->nhdrs;
+        bool trailers_only = false;
+        if (nh && (b->flags & H2_SEND_END) && !b->msg && !b->ntrls) {
+            trailers_only = true;
+        } else if (!nh && !b->msg && b->ntrls) {
+            h = b->trls; /* trailers with nothing before them: Trailers-Only */
+            nh = b->ntrls;
+            trailers_only = true;
+        } else if (!nh) {
+            send_failed(st, 0); /* a message before any response headers: an application bug */
+            return false;
+        }
+        nghttp2_data_provider prd = h2_session_data_provider(st);
+        int rv = nghttp2_submit_response(c->sess, st->sid, h, nh, trailers_only ? NULL : &prd);
+        if (rv != 0) {
+            send_failed(st, rv);
+            return false;
+        }
+        st->resp_sent = true;
+        h2_conn_mark(c);
+        if (trailers_only) {
+            st->local_end = true;
+            return false;
+        }
+    }
+    if (!b->msg && !end) return false; /* headers only (or repeated headers: ignored) */
+    if (b->msg && b->msg_len >= H2_NOCOPY_MIN) {
+        b->big = true;
+        c->big_queued++;
+    }
+    h2_stream_enqueue(st, b);
+    if (b->msg) LSTAT_ADD(L, outbound, b->msg_len);
+    if (end) st->local_end = true;
+    if (st->data_deferred) {
+        st->data_deferred = false;
+        h2_conn_check(c, nghttp2_session_resume_data(c->sess, st->sid));
+    }
+    h2_conn_mark(c);
+    return true;
+}
+
+static void do_reset(h2_loop *L, h2_ctl_cmd *cmd)
+{
+    h2_stream *st = lookup(L, cmd->head.id, H2_OBJ_STREAM);
+    if (!st || st->sid <= 0) return;
+    st->local_end = true;
+    h2_conn_check(st->conn, nghttp2_submit_rst_stream(st->conn->sess, NGHTTP2_FLAG_NONE, st->sid, cmd->u.reset.code));
+    h2_conn_mark(st->conn);
+}
+
+static void do_consume(h2_loop *L, h2_ctl_cmd *cmd)
+{
+    h2_stream *st = lookup(L, cmd->head.id, H2_OBJ_STREAM);
+    if (!st) return;
+    size_t n = h2_stream_consumed(st, cmd->u.consume.bytes);
+    if (n == 0) return;
+    h2_conn_check(st->conn, h2_stream_release(st, n));
+    h2_conn_mark(st->conn);
+}
+
+static void do_connect(h2_loop *L, h2_ctl_cmd *cmd)
+{
+    h2_id id = cmd->head.id;
+    int done = 0;
+    int fd = h2_net_connect((struct sockaddr *)&cmd->u.connect.addr, cmd->u.connect.addrlen, &done);
+    if (fd < 0) {
+        if (L->cb.on_conn) L->cb.on_conn(L->cb.ctx, id, H2_CONN_FAILED, -fd);
+        return;
+    }
+    h2_conn *c = h2_conn_new(L, id, fd, true);
+    if (!c) {
+        close(fd);
+        if (L->cb.on_conn) L->cb.on_conn(L->cb.ctx, id, H2_CONN_FAILED, ENOMEM);
+        return;
+    }
+    c->connecting = true;
+    if (h2_conn_epoll(c, EPOLL_CTL_ADD, EPOLLOUT) != 0) {
+        h2_conn_close_now(c, errno, H2_CLOSE_CONN_LOST, true);
+        return;
+    }
+    c->want_out = true;
+    if (done) h2_conn_connected(c);
+}
+
+void h2_listeners_close(h2_loop *L)
+{
+    while (L->local.listeners) {
+        h2_listener *ls = L->local.listeners;
+        L->local.listeners = ls->next;
+        close(ls->fd);
+        h2_free(ls);
+    }
+}
+
+static void do_goaway(h2_loop *L)
+{
+    h2_listeners_close(L);
+    for (h2_conn *c = L->local.conns, *next; c; c = next) {
+        next = c->next; /* closing unlinks c */
+        if (c->is_client) continue;
+        h2_conn_check(c, nghttp2_submit_goaway(c->sess, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->sess),
+                                               NGHTTP2_NO_ERROR, NULL, 0));
+        h2_conn_mark(c);
+    }
+}
+
+static void do_listen(h2_loop *L, int fd)
+{
+    h2_listener *ls = h2_calloc(1, sizeof *ls);
+    if (!ls) {
+        close(fd);
+        return;
+    }
+    ls->kind = H2_OBJ_LISTENER;
+    ls->fd = fd;
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = ls};
+    if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, fd, &e) != 0) {
+        close(fd);
+        h2_free(ls);
+        return;
+    }
+    ls->next = L->local.listeners;
+    L->local.listeners = ls;
+}
+
+static void run_cmds(h2_loop *L)
+{
+    h2_cmd *cmd = take_all(L);
+    while (cmd) {
+        h2_cmd *next = cmd->next;
+        h2_ctl_cmd *ctl = (h2_ctl_cmd *)cmd;
+        bool kept = false;
+        switch (cmd->kind) {
+        case H2_CMD_SEND: kept = do_send(L, (h2_msgbuf *)cmd); break;
+        case H2_CMD_RESET: do_reset(L, ctl); break;
+        case H2_CMD_CONSUME: do_consume(L, ctl); break;
+        case H2_CMD_OPEN: do_open(L, ctl); break;
+        case H2_CMD_CONNECT: do_connect(L, ctl); break;
+        case H2_CMD_CLOSE_CONN: {
+            h2_conn *c = lookup(L, cmd->id, H2_OBJ_CONN);
+            if (c) h2_conn_close_now(c, 0, H2_CLOSE_CONN_LOST, false);
+            break;
+        }
+        case H2_CMD_GOAWAY: do_goaway(L); break;
+        case H2_CMD_LISTEN: do_listen(L, ctl->u.listen.fd); break;
+        case H2_CMD_RUN: ctl->u.run.fn(ctl->u.run.ctx, ctl->u.run.arg, 1); break;
+        }
+        if (!kept) h2_cmd_free(L, cmd);
+        cmd = next;
+    }
+}
+
+/* Commands still queued when the loop stopped: honour the on_close / on_conn promises. */
+static void drop_cmds(h2_loop *L, h2_cmd *cmd)
+{
+    while (cmd) {
+        h2_cmd *next = cmd->next;
+        h2_ctl_cmd *ctl = (h2_ctl_cmd *)cmd;
+        switch (cmd->kind) {
+        case H2_CMD_OPEN:
+            if (L->cb.on_close) L->cb.on_close(L->cb.ctx, ctl->u.open.user, H2_CLOSE_SHUTDOWN);
+            break;
+        case H2_CMD_CONNECT:
+            if (L->cb.on_conn) L->cb.on_conn(L->cb.ctx, cmd->id, H2_CONN_FAILED, ECANCELED);
+            break;
+        case H2_CMD_LISTEN: close(ctl->u.listen.fd); break;
+        case H2_CMD_RUN: ctl->u.run.fn(ctl->u.run.ctx, ctl->u.run.arg, 0); break;
+        default: break;
+        }
+        h2_cmd_free(L, cmd);
+        cmd = next;
+    }
+}
+
+/* ---------------------------------------------------------------- the thread */
+
+static void *loop_main(void *arg)
+{
+    h2_loop *L = arg;
+    h2_loop_local *lo = &L->local;
+    struct epoll_event evs[H2_MAX_EVENTS];
+    int timeout = -1;
+    while (!atomic_load_explicit(&L->stop_flag, memory_order_acquire)) {
+        int n = epoll_wait(L->epfd, evs, H2_MAX_EVENTS, timeout);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        if (n == 0 && timeout > 0) { /* idle for H2_POOL_IDLE_MS: give memory back */
+            h2_bufpool_trim(&L->pool);
+#ifdef __GLIBC__
+            /* After a burst (e.g. thousands of cancelled streams) the freed blocks stay in
+             * malloc's arenas and keep the RSS up; return them to the system once idle. */
+            malloc_trim(0);
+#endif
+            lo->active = false;
+            timeout = queue_nonempty(L) ? 0 : -1;
+            continue;
+        }
+        lo->active = true;
+        for (int i = 0; i < n; i++) {
+            int kind = *(int *)evs[i].data.ptr;
+            if (kind == H2_OBJ_WAKE) {
+                uint64_t v;
+                /* Read the eventfd before taking the queue so no wake-up is lost. */
+                ssize_t r = read(L->evfd, &v, sizeof v);
+                (void)r;
+                run_cmds(L);
+            } else if (kind == H2_OBJ_LISTENER) {
+                h2_accept_all(L, evs[i].data.ptr);
+            } else {
+                h2_conn_event(evs[i].data.ptr, evs[i].events);
+            }
+        }
+        /* Commands posted from this thread (inline handlers answering, jobs scheduling
+         * jobs) run now, so one flush carries them; bounded so sockets are not starved. */
+        for (int round = 0; round < 8 && queue_nonempty(L); round++) run_cmds(L);
+        while (lo->dirty) {
+            h2_conn *c = lo->dirty;
+            lo->dirty = c->dirty_next;
+            c->dirty = false;
+            h2_conn_flush(c);
+        }
+        while (lo->dead) {
+            h2_conn *c = lo->dead;
+            lo->dead = c->dead_next;
+            h2_conn_free(c);
+        }
+        /* Checked last: flushing runs callbacks (on_drain) that may post from this thread,
+         * and such posts do not write the eventfd. After activity, wake once idle to trim. */
+        timeout = queue_nonempty(L) ? 0 : (lo->active || !h2_bufpool_empty(&L->pool)) ? H2_POOL_IDLE_MS : -1;
+    }
+    if (lo->teardown_on_exit) h2_loop_teardown(L);
+    if (lo->free_on_exit) h2_loop_release(L);
+    return NULL;
+}
+
+int h2_loop_start_thread(h2_loop *L)
+{
+    return pthread_create(&L->thread, NULL, loop_main, L);
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+int h2_loop_init(h2_loop *L)
+{
+    atomic_init(&L->next_id, 1);
+    atomic_init(&L->stop_flag, false);
+    L->wake_kind = H2_OBJ_WAKE;
+    L->epfd = L->evfd = -1;
+    int e = 0;
+    if (pthread_mutex_init(&L->shared.lock, NULL) != 0) return ENOMEM;
+    if (h2_bufpool_init(&L->pool) != 0) {
+        pthread_mutex_destroy(&L->shared.lock);
+        return ENOMEM;
+    }
+    if (h2_map_init(&L->local.map, 1024) != 0) { e = ENOMEM; goto fail; }
+    if ((L->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) { e = errno; goto fail; }
+    if ((L->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) { e = errno; goto fail; }
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &L->wake_kind};
+    if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, L->evfd, &ev) != 0) { e = errno; goto fail; }
+    if (h2_session_callbacks_new(&L->scb, &L->opt) != 0) { e = ENOMEM; goto fail; }
+    return 0;
+fail:
+    if (L->evfd >= 0) close(L->evfd);
+    if (L->epfd >= 0) close(L->epfd);
+    h2_map_free(&L->local.map);
+    h2_bufpool_destroy(&L->pool);
+    pthread_mutex_destroy(&L->shared.lock);
+    return e;
+}
+
+void h2_loop_join(h2_loop *L)
+{
+    if (L->local.joined) return;
+    uint64_t one = 1;
+    ssize_t r = write(L->evfd, &one, sizeof one);
+    (void)r;
+    pthread_join(L->thread, NULL);
+    L->local.joined = true;
+}
+
+void h2_loop_teardown(h2_loop *L)
+{
+    drop_cmds(L, take_all(L));
+    h2_listeners_close(L);
+    while (L->local.conns) h2_conn_close_now(L->local.conns, 0, H2_CLOSE_SHUTDOWN, false);
+    L->local.dirty = NULL;
+    while (L->local.dead) {
+        h2_conn *c = L->local.dead;
+        L->local.dead = c->dead_next;
+        h2_conn_free(c);
+    }
+}
+
+void h2_loop_release(h2_loop *L)
+{
+    nghttp2_session_callbacks_del(L->scb);
+    nghttp2_option_del(L->opt);
+    close(L->evfd);
+    close(L->epfd);
+    h2_map_free(&L->local.map);
+    pthread_mutex_destroy(&L->shared.lock);
+    h2_bufpool_destroy(&L->pool);
+    h2_free(L);
+}

@@ -1,0 +1,17 @@
+/* Socket helpers (private). */
+#ifndef H2_NET_H
+#define H2_NET_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Creates a bound, listening, non-blocking socket. Returns fd or -errno; *port = bound port. */
+int h2_net_listen(const char *host, uint16_t port, int reuse_port, uint16_t *bound_port);
+/* Resolves host:port (first result). Returns 0 or -errno (EAI errors map to -EHOSTUNREACH/-ENOENT). */
+int h2_net_resolve(const char *host, uint16_t port, struct sockaddr_storage *out, socklen_t *outlen);
+/* Non-blocking connect. Returns fd (connect in progress or done) or -errno. *done = 1 if connected at once. */
+int h2_net_connect(const struct sockaddr *sa, socklen_t salen, int *done);
+/* TCP_NODELAY (and nothing else that could fail the connection). */
+void h2_net_tune(int fd);
+
+#endif

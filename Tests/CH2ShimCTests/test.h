@@ -1,0 +1,40 @@
+/* Shared by the CH2Shim C tests: one binary, one file per unit (test_<unit>.c), a small main. */
+#ifndef H2_TEST_H
+#define H2_TEST_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define CHECK(c)                                                                    \
+    do {                                                                            \
+        if (!(c)) {                                                                 \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);   \
+            exit(1);                                                                \
+        }                                                                           \
+    } while (0)
+
+#define RUN(x)                                  \
+    do {                                        \
+        x;                                      \
+        fprintf(stderr, "ok   %s\n", #x);       \
+    } while (0)
+
+/* test_framing.c: gRPC prefix and deframer */
+void framing_tests(void);
+/* test_msgbuf.c: message buffers and pool */
+void msgbuf_tests(void);
+/* test_outq.c: output queue */
+void outq_tests(void);
+/* test_map.c: token map */
+void map_tests(void);
+/* test_ratelim.c: rate limiter */
+void ratelim_tests(void);
+/* test_failmalloc.c: every allocation failed in turn */
+void failmalloc_tests(void);
+/* test_e2e.c: loops over loopback through the public API; grpcio interop modes */
+void e2e_tests(void);
+int e2e_serve(void);
+int e2e_client(uint16_t port);
+
+#endif
