@@ -10,7 +10,7 @@ APT_PACKAGES := libnghttp2-dev libprotobuf-c-dev libsqlite3-dev pkg-config \
                 nghttp2-client nghttp2-server valgrind tmux bc
 PY_PACKAGES := grpcio==1.85.1 grpcio-tools==1.85.1 protobuf pytest h2
 
-.PHONY: deps pydeps build build-release run run-interop test test-swift test-interop generate check-generated bench clean
+.PHONY: deps pydeps build build-release run run-interop test lint format generate check-generated bench clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -41,16 +41,29 @@ run: build-release
 run-interop: build-release
 	.build/release/interop-server --port $(PORT)
 
-# Every test: the C shim (under valgrind, and against grpcio), Swift unit and end-to-end
-# tests, interop both ways against Python grpcio, and raw HTTP/2 bad-input tests.
+# The layers are enforced on every test build: a target may import only what it declares,
+# and a warning is an error.
+STRICT := --explicit-target-dependency-import-check error -Xswiftc -warnings-as-errors
+
+# Every test: the formatter's lint, the C shim (plain, valgrind, failmalloc, ASan+UBSan,
+# against grpcio), Swift unit and end-to-end tests, interop both ways against Python grpcio,
+# raw HTTP/2 bad-input tests, the generator's golden tests.
 test: deps pydeps
+	Tools/lint.sh
 	Tests/CH2ShimCTests/run_tests.sh
-	$(SWIFT) build --build-tests
+	$(SWIFT) build --build-tests $(STRICT)
 	$(SWIFT) test --skip-build --skip ExecutionTests
 	$(SWIFT) test --skip-build --filter ExecutionTests
-	$(SWIFT) build -c release --product interop-server
-	$(SWIFT) build -c release --product interop-client
+	$(SWIFT) build -c release --product interop-server $(STRICT)
+	$(SWIFT) build -c release --product interop-client $(STRICT)
 	$(PYTHON) -m pytest -q Tests/Interop Tests/Wire Tests/GalleryPython Tests/Generator
+
+# `swift format` (the toolchain's formatter, configured by .swift-format): lint fails on any
+# difference; format rewrites the files in place.
+lint:
+	Tools/lint.sh
+format:
+	Tools/lint.sh --fix
 
 # Regenerates protobuf-c C code and the Swift layer from Protos/.
 generate: deps pydeps
