@@ -37,6 +37,9 @@ public final class SQLiteStorage: Storage {
         }
     }
 
+    /// Closes the pool's connections (blocks; waits for transactions in progress).
+    public func close() throws { try pool.close() }
+
     /// A database that cannot take the transaction now (locked past the busy timeout, disk or
     /// quota full, I/O error, read-only file) is UNAVAILABLE with SQLite's reason; anything else
     /// is INTERNAL. Either way nothing was committed.

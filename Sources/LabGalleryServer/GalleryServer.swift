@@ -108,10 +108,8 @@ public final class GalleryServer: Sendable {
         replication.closeWatchers()
         await server.shutdown(gracePeriod: configuration.shutdownGracePeriod)
         await replication.stop()
-        if let sqlite = core.storage as? SQLiteStorage {
-            do { try await core.executor.run { try sqlite.pool.close() } } catch {
-                logger.error("closing the database failed", metadata: ["error": "\(error)"])
-            }
+        do { try await core.executor.run { try core.storage.close() } } catch {
+            logger.error("closing the database failed", metadata: ["error": "\(error)"])
         }
     }
 }
