@@ -1,4 +1,11 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Where everything lives under the data directory:
 ///
@@ -50,5 +57,30 @@ public struct DataLayout: Sendable, Equatable {
     private func randomSuffix() -> String {
         var rng = SystemRandomNumberGenerator()
         return Data((0..<8).map { _ in UInt8.random(in: .min ... .max, using: &rng) }).hexString
+    }
+}
+
+extension DataLayout {
+    /// Partial replicas of a region: `<data-dir>/regions/<region>/partial`. Unlike `tmp`, startup
+    /// recovery keeps the files a replication row references (jobs resume from them).
+    public func partialDirectory(region: String) -> URL {
+        regionsURL.appendingPathComponent(region).appendingPathComponent("partial")
+    }
+
+    /// A fresh relative path for a partial replica of `image` in `region`.
+    func newReplicaPartialPath(region: String, image: ImageName) -> String {
+        "regions/\(region)/partial/\(image.gallery.id)/\(image.id).\(UUID().uuidString.lowercased()).part"
+    }
+
+    /// Absolute URL of a path relative to the data directory (public for the engine's callers and tests).
+    public func absoluteURL(_ relativePath: String) -> URL { url(relativePath) }
+}
+
+extension DataLayout {
+    /// The path of a live blob of `region` with these bytes, whose file exists; `nil` if none.
+    func liveBlobPath(region: String, sha256: String, _ tx: any StorageTransaction) throws -> String? {
+        guard let blob = try tx.liveBlob(region: region, sha256: sha256),
+              access(url(blob.path).path, F_OK) == 0 else { return nil }
+        return blob.path
     }
 }

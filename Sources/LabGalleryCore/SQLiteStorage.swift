@@ -347,6 +347,36 @@ struct SQLiteTransaction: StorageTransaction {
 
     // MARK: Replication
 
+    private func replicationRow(_ row: Row) throws -> ReplicationRow {
+        let image = ImageName(gallery: GalleryName(id: row["galleryId"]), id: row["imageId"])
+        guard let state = ReplicationState(rawValue: row["state"]) else {
+            throw LabGalleryError.internal(message: "corrupt replication row of \(image): unknown state")
+        }
+        let record = RegionReplication(region: row["region"], state: state, bytesCopied: row["bytesCopied"],
+                                       bytesTotal: row["bytesTotal"], error: row["error"], attempts: row["attempts"])
+        return ReplicationRow(image: image, record: record, partialPath: row["partialPath"], blobPath: row["blobPath"])
+    }
+
+    func replicationRows(of image: ImageName) throws -> [ReplicationRow] {
+        try Row.fetchAll(db, sql: "SELECT * FROM replication WHERE galleryId = ? AND imageId = ? ORDER BY region",
+                         arguments: [image.gallery.id, image.id]).map(replicationRow)
+    }
+
+    func allReplicationRows() throws -> [ReplicationRow] {
+        try Row.fetchAll(db, sql: "SELECT * FROM replication ORDER BY galleryId, imageId, region").map(replicationRow)
+    }
+
+    func updateReplication(_ row: ReplicationRow) throws -> Bool {
+        let r = row.record
+        try db.execute(sql: """
+            UPDATE replication SET state = ?, bytesCopied = ?, bytesTotal = ?, error = ?, attempts = ?, partialPath = ?, blobPath = ?
+            WHERE galleryId = ? AND imageId = ? AND region = ?
+            """, arguments: [r.state.rawValue, r.bytesCopied, r.bytesTotal, r.error, r.attempts, row.partialPath, row.blobPath,
+                             row.image.gallery.id, row.image.id, r.region])
+        return db.changesCount > 0
+    }
+
+
     func insertReplications(_ rows: [ReplicationRow]) throws {
         for row in rows {
             let r = row.record

@@ -81,7 +81,7 @@ public final class GalleryServer: Sendable {
             transport: transport,
             services: [
                 LabAccountService(core: core), GalleryService(core: core), ImageService(core: core),
-                LabService(core: core), ReplicationService(engine: replication),
+                LabService(core: core), ReplicationService(core: core),
                 BillingService(core: core, priceSheet: configuration.priceSheet), health,
             ],
             interceptors: [AuthenticationInterceptor(core: core, logger: logger), CallLogInterceptor(logger: logger)])
