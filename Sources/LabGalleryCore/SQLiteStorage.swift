@@ -281,9 +281,8 @@ struct SQLiteTransaction: StorageTransaction {
     }
 
     func deleteGallery(_ name: GalleryName) throws {
-        // Overrides and replication rows reference images; delete them explicitly before the cascade.
-        try db.execute(sql: "DELETE FROM imageDisabled WHERE galleryId = ?", arguments: [name.id])
-        try db.execute(sql: "DELETE FROM replication WHERE galleryId = ?", arguments: [name.id])
+        // The schema cascades: role assignments and images go with the gallery, and with each
+        // image its replication rows and per-account overrides.
         try db.execute(sql: "DELETE FROM gallery WHERE id = ?", arguments: [name.id])
     }
 
@@ -339,10 +338,8 @@ struct SQLiteTransaction: StorageTransaction {
     }
 
     func deleteImage(_ name: ImageName) throws {
-        let args: StatementArguments = [name.gallery.id, name.id]
-        try db.execute(sql: "DELETE FROM imageDisabled WHERE galleryId = ? AND imageId = ?", arguments: args)
-        try db.execute(sql: "DELETE FROM replication WHERE galleryId = ? AND imageId = ?", arguments: args)
-        try db.execute(sql: "DELETE FROM image WHERE galleryId = ? AND id = ?", arguments: args)
+        // The schema cascades to the image's replication rows and per-account overrides.
+        try db.execute(sql: "DELETE FROM image WHERE galleryId = ? AND id = ?", arguments: [name.gallery.id, name.id])
     }
 
     // MARK: Replication
