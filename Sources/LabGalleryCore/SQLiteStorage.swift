@@ -344,56 +344,30 @@ struct SQLiteTransaction: StorageTransaction {
 
     // MARK: Replication
 
-    private func replicationRow(_ row: Row) throws -> ReplicationRow {
-        let image = ImageName(gallery: GalleryName(id: row["galleryId"]), id: row["imageId"])
-        guard let state = ReplicationState(rawValue: row["state"]) else {
-            throw LabGalleryError.internal(message: "corrupt replication row of \(image): unknown state")
-        }
-        let record = RegionReplication(region: row["region"], state: state, bytesCopied: row["bytesCopied"],
-                                       bytesTotal: row["bytesTotal"], error: row["error"], attempts: row["attempts"])
-        return ReplicationRow(image: image, record: record, partialPath: row["partialPath"], blobPath: row["blobPath"])
-    }
-
     func replicationRows(of image: ImageName) throws -> [ReplicationRow] {
-        try Row.fetchAll(db, sql: "SELECT * FROM replication WHERE galleryId = ? AND imageId = ? ORDER BY region",
-                         arguments: [image.gallery.id, image.id]).map(replicationRow)
+        try ReplicationRecord.of(image).order(ReplicationRecord.Columns.region).fetchAll(db).map { try $0.domain() }
     }
 
     func allReplicationRows() throws -> [ReplicationRow] {
-        try Row.fetchAll(db, sql: "SELECT * FROM replication ORDER BY galleryId, imageId, region").map(replicationRow)
+        typealias C = ReplicationRecord.Columns
+        return try ReplicationRecord.order(C.galleryId, C.imageId, C.region).fetchAll(db).map { try $0.domain() }
     }
 
     func updateReplication(_ row: ReplicationRow) throws -> Bool {
-        let r = row.record
-        try db.execute(sql: """
-            UPDATE replication SET state = ?, bytesCopied = ?, bytesTotal = ?, error = ?, attempts = ?, partialPath = ?, blobPath = ?
-            WHERE galleryId = ? AND imageId = ? AND region = ?
-            """, arguments: [r.state.rawValue, r.bytesCopied, r.bytesTotal, r.error, r.attempts, row.partialPath, row.blobPath,
-                             row.image.gallery.id, row.image.id, r.region])
-        return db.changesCount > 0
+        do {
+            try ReplicationRecord(row).update(db)
+            return true
+        } catch RecordError.recordNotFound {
+            return false
+        }
     }
 
-
     func insertReplications(_ rows: [ReplicationRow]) throws {
-        for row in rows {
-            let r = row.record
-            try db.execute(sql: """
-                INSERT INTO replication (galleryId, imageId, region, state, bytesCopied, bytesTotal, error, attempts, partialPath, blobPath)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [row.image.gallery.id, row.image.id, r.region, r.state.rawValue, r.bytesCopied, r.bytesTotal,
-                                 r.error, r.attempts, row.partialPath, row.blobPath])
-        }
+        for row in rows { try ReplicationRecord(row).insert(db) }
     }
 
     func replications(of image: ImageName) throws -> [RegionReplication] {
-        try Row.fetchAll(db, sql: "SELECT * FROM replication WHERE galleryId = ? AND imageId = ? ORDER BY region",
-                         arguments: [image.gallery.id, image.id]).map { row in
-            guard let state = ReplicationState(rawValue: row["state"]) else {
-                throw LabGalleryError.internal(message: "corrupt replication row of \(image): unknown state")
-            }
-            return RegionReplication(region: row["region"], state: state, bytesCopied: row["bytesCopied"],
-                                     bytesTotal: row["bytesTotal"], error: row["error"], attempts: row["attempts"])
-        }
+        try replicationRows(of: image).map(\.record)
     }
 
     // MARK: Enablement
@@ -472,37 +446,30 @@ struct SQLiteTransaction: StorageTransaction {
 
     // MARK: Blobs
 
-    private func blobRecord(_ row: Row) throws -> BlobRecord {
-        guard let state = BlobRecord.State(rawValue: row["state"]) else {
-            throw LabGalleryError.internal(message: "corrupt blob row \(row["path"] as String): unknown state")
-        }
-        return BlobRecord(path: row["path"], region: row["region"], sha256: row["sha256"], sizeBytes: row["sizeBytes"], state: state)
-    }
-
     func blob(_ path: String) throws -> BlobRecord? {
-        try Row.fetchOne(db, sql: "SELECT * FROM blob WHERE path = ?", arguments: [path]).map(blobRecord)
+        try BlobRow.fetchOne(db, key: path)?.domain()
     }
 
     func liveBlob(region: String, sha256: String) throws -> BlobRecord? {
-        try Row.fetchOne(db, sql: "SELECT * FROM blob WHERE region = ? AND sha256 = ? AND state = 'live' ORDER BY path LIMIT 1",
-                         arguments: [region, sha256]).map(blobRecord)
+        typealias C = BlobRow.Columns
+        return try BlobRow.filter(C.region == region && C.sha256 == sha256 && C.state == BlobRecord.State.live.rawValue)
+            .order(C.path).fetchOne(db)?.domain()
     }
 
     func blobs() throws -> [BlobRecord] {
-        try Row.fetchAll(db, sql: "SELECT * FROM blob ORDER BY path").map(blobRecord)
+        try BlobRow.order(BlobRow.Columns.path).fetchAll(db).map { try $0.domain() }
     }
 
     func insertBlob(_ blob: BlobRecord) throws {
-        try db.execute(sql: "INSERT INTO blob (path, region, sha256, sizeBytes, state) VALUES (?, ?, ?, ?, ?)",
-                       arguments: [blob.path, blob.region, blob.sha256, blob.sizeBytes, blob.state.rawValue])
+        try BlobRow(blob).insert(db)
     }
 
     func setBlobState(_ state: BlobRecord.State, path: String) throws {
-        try db.execute(sql: "UPDATE blob SET state = ? WHERE path = ?", arguments: [state.rawValue, path])
+        try BlobRow.filter(key: path).updateAll(db, BlobRow.Columns.state.set(to: state.rawValue))
     }
 
     func deleteBlob(path: String) throws {
-        try db.execute(sql: "DELETE FROM blob WHERE path = ?", arguments: [path])
+        try BlobRow.deleteOne(db, key: path)
     }
 
     func blobReferences(_ path: String) throws -> Int {
@@ -516,7 +483,8 @@ struct SQLiteTransaction: StorageTransaction {
     // MARK: Files
 
     func partialFilePaths() throws -> Set<String> {
-        Set(try String.fetchAll(db, sql: "SELECT partialPath FROM replication WHERE partialPath IS NOT NULL"))
+        typealias C = ReplicationRecord.Columns
+        return Set(try String.fetchAll(db, ReplicationRecord.select(C.partialPath).filter(C.partialPath != nil)))
     }
 
     func referencedFilePaths() throws -> Set<String> {
