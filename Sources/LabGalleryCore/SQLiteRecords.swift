@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 
 // GRDB records of the tables the replication engine and the blob life cycle use: typed columns
@@ -72,5 +73,133 @@ struct BlobRow: Codable, FetchableRecord, PersistableRecord, Sendable {
             throw LabGalleryError.internal(message: "corrupt blob row \(path): unknown state")
         }
         return BlobRecord(path: path, region: region, sha256: sha256, sizeBytes: sizeBytes, state: state)
+    }
+}
+
+/// A row of `gallery`.
+struct GalleryRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "gallery"
+    enum Columns: String, ColumnExpression { case id, displayName, region, geography }
+    var id: String
+    var displayName: String
+    var region: String
+    var geography: String
+
+    var domain: Gallery { Gallery(name: GalleryName(id: id).description, displayName: displayName, region: region, geography: geography) }
+}
+
+/// A row of `labAccount`.
+struct LabAccountRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "labAccount"
+    enum Columns: String, ColumnExpression { case id, displayName, region, attachedGalleryId }
+    var id: String
+    var displayName: String
+    var region: String
+    var attachedGalleryId: String?
+
+    var domain: LabAccount {
+        LabAccount(name: LabAccountName(id: id).description, displayName: displayName, region: region,
+                   attachedGallery: attachedGalleryId.map { GalleryName(id: $0).description })
+    }
+}
+
+/// A row of `roleAssignment`.
+struct RoleAssignmentRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "roleAssignment"
+    enum Columns: String, ColumnExpression { case galleryId, principal, role }
+    var galleryId: String
+    var principal: String
+    var role: String
+}
+
+/// A row of `image`.
+struct ImageRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "image"
+    enum Columns: String, ColumnExpression {
+        case galleryId, id, displayName, osType, osState, source, sourceLab, sizeBytes, sha256, region, author, blobPath
+    }
+    var galleryId: String
+    var id: String
+    var displayName: String
+    var osType: String
+    var osState: String
+    var source: String
+    var sourceLab: String?
+    var sizeBytes: Int64
+    var sha256: String
+    var region: String
+    var author: String
+    var blobPath: String
+
+    init(_ stored: StoredImage, name: ImageName) {
+        let i = stored.image
+        galleryId = name.gallery.id; id = name.id; displayName = i.displayName; osType = i.osType.rawValue
+        osState = i.osState.rawValue; source = i.source.rawValue; sourceLab = i.sourceLab; sizeBytes = i.sizeBytes
+        sha256 = i.sha256; region = i.region; author = i.author; blobPath = stored.blobPath
+    }
+
+    func domain() throws -> StoredImage {
+        let name = ImageName(gallery: GalleryName(id: galleryId), id: id)
+        guard let osType = OSType(rawValue: osType), let osState = OSState(rawValue: osState),
+              let source = ImageSource(rawValue: source) else {
+            throw LabGalleryError.internal(message: "corrupt image row \(name): unknown enum value")
+        }
+        let image = Image(name: name.description, displayName: displayName, osType: osType, osState: osState, source: source,
+                          sourceLab: sourceLab, sizeBytes: sizeBytes, sha256: sha256, region: region, author: author)
+        return StoredImage(image: image, blobPath: blobPath)
+    }
+}
+
+/// A row of `imageDisabled`: an image disabled for a lab account.
+struct ImageDisabledRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "imageDisabled"
+    enum Columns: String, ColumnExpression { case labAccountId, galleryId, imageId }
+    var labAccountId: String
+    var galleryId: String
+    var imageId: String
+}
+
+/// A row of `lab`.
+struct LabRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "lab"
+    enum Columns: String, ColumnExpression {
+        case labAccountId, id, displayName, templateGalleryId, templateImageId, templateOsType, templatePath
+    }
+    var labAccountId: String
+    var id: String
+    var displayName: String
+    var templateGalleryId: String
+    var templateImageId: String
+    var templateOsType: String
+    var templatePath: String
+
+    var name: LabName { LabName(labAccount: LabAccountName(id: labAccountId), id: id) }
+
+    func domain() throws -> StoredLab {
+        let template = ImageName(gallery: GalleryName(id: templateGalleryId), id: templateImageId)
+        guard let osType = OSType(rawValue: templateOsType) else {
+            throw LabGalleryError.internal(message: "corrupt lab row \(name): unknown OS type")
+        }
+        return StoredLab(lab: Lab(name: name.description, displayName: displayName, templateImage: template.description),
+                         templatePath: templatePath, templateOSType: osType)
+    }
+}
+
+/// A row of `token`: a token's record with the SHA-256 of its secret (never the secret).
+struct TokenRow: Codable, FetchableRecord, PersistableRecord, Sendable {
+    static let databaseTableName = "token"
+    enum Columns: String, ColumnExpression { case id, secretHash, principal, role, createdAt, revoked }
+    var id: String
+    var secretHash: String
+    var principal: String
+    var role: String
+    var createdAt: Date
+    var revoked: Bool
+
+    func domain() throws -> TokenInfo {
+        guard let role = Role(rawValue: role) else {
+            throw LabGalleryError.internal(message: "corrupt token row \(id): unknown role")
+        }
+        return TokenInfo(id: id, principal: principal, role: role, createdAt: createdAt, revoked: revoked)
     }
 }
