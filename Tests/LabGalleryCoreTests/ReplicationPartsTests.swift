@@ -343,3 +343,29 @@ private struct TestLink: ReplicaLink {
         #expect(faulty.setUpDelay(attempt: 1) == .milliseconds(20))
     }
 }
+
+/// The replication use cases go through the service, which checks roles and names before it
+/// reaches the engine.
+@Suite struct ReplicationUseCaseTests {
+    @Test func rolesAndNamesAreCheckedFirstAndWatchesNeedARunningEngine() async throws {
+        let f = try await Fixture(LabGalleryConfiguration(regionCatalog: replicationCatalog))
+        try await f.gallery("g", region: "r1")
+        let image = try await f.upload("galleries/g", "img", bytes: pattern(1000, multiplier: 3, offset: 1))
+        await expectError(.permissionDenied) { _ = try await f.service.retryReplication(image: image.name, regions: [], caller: reader) }
+        await expectError(.invalidArgument, field: "image") { _ = try await f.service.watchReplication(image: "bad", caller: reader) }
+        await expectError(.invalidArgument, field: "gallery") { _ = try await f.service.watchGalleryReplication(gallery: "bad", caller: reader) }
+        await expectError(.unavailable, contains: ["replication is not running"]) {
+            _ = try await f.service.watchReplication(image: image.name, caller: reader)
+        }
+        // Without an engine the status is the persisted one, and a retry only records.
+        let status = try await f.service.replicationStatus(image: image.name, caller: reader)
+        #expect(status.regions.map(\.region) == ["r2", "r3"] && status.regions.allSatisfy { $0.state == .pending })
+
+        // With one, the service routes to it: the watch sees the replication to its end.
+        let engine = ReplicationEngine(service: f.service, configuration: fastReplication())
+        try await startEngine(engine)
+        #expect(try await watchAll(f.service, image.name).last?.aggregatedState == .completed)
+        await engine.stop()
+        await expectError(.unavailable) { _ = try await f.service.watchReplication(image: image.name, caller: reader) }
+    }
+}
