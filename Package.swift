@@ -4,6 +4,7 @@
 //   CNGHTTP2, CProtobufC      system libraries (pkg-config, Debian -dev packages)
 //   Blocking                  threads for blocking work (never Swift's cooperative pool)
 //   CH2Shim                   C: sockets, epoll loop, nghttp2 sessions, gRPC framing
+//   CLinuxFiles               C: copy_file_range, sync_file_range (GNU calls Glibc's module hides)
 //   GeneratedCProtos          protoc-c output for Protos/ (generated, committed)
 //   H2RPC                     Swift RPC core: status, metadata, deadlines, server, client, transports
 //   H2RPCProtobuf             bridge from generated value types to protobuf-c encode/decode
@@ -54,6 +55,9 @@ let package = Package(
         .target(
             name: "CH2Shim",
             dependencies: ["CNGHTTP2"]
+        ),
+        .target(
+            name: "CLinuxFiles"
         ),
         .target(
             name: "GeneratedCProtos",
@@ -118,6 +122,7 @@ let package = Package(
             name: "LabGalleryCore",
             dependencies: [
                 "Blocking",
+                "CLinuxFiles",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

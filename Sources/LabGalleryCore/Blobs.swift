@@ -61,9 +61,7 @@ extension LabGalleryService {
 
     /// The path of a live blob of `region` with these bytes, whose file exists; `nil` if none.
     func liveBlobPath(region: String, sha256: String, _ tx: any StorageTransaction) throws -> String? {
-        guard let blob = try tx.liveBlob(region: region, sha256: sha256),
-              access(layout.url(blob.path).path, F_OK) == 0 else { return nil }
-        return blob.path
+        try layout.liveBlobPath(region: region, sha256: sha256, tx)
     }
 
     /// Checks, inside a transaction that is about to reference it, that the blob at `path` is live

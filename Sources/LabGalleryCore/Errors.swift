@@ -1,6 +1,6 @@
 /// The one error type of the domain core.
 ///
-/// Each case maps 1:1 to a gRPC status code (see ``code``), and each carries a message
+/// Each case has its ``Code`` (the server maps codes to gRPC statuses), and each carries a message
 /// written for a human operator: it names the field, resource or rule involved and,
 /// where there is one, what to do about it. The server layer forwards ``message``
 /// verbatim as `grpc-message`.
@@ -28,31 +28,32 @@ public enum LabGalleryError: Error, Sendable, Equatable, CustomStringConvertible
     /// full (`UNAVAILABLE`); retrying later may succeed.
     case unavailable(message: String)
 
-    /// gRPC status codes used by the core (numeric values are gRPC's).
-    public enum Code: Int, Sendable, Equatable {
-        /// `NOT_FOUND` (5).
-        case notFound = 5
-        /// `ALREADY_EXISTS` (6).
-        case alreadyExists = 6
-        /// `INVALID_ARGUMENT` (3).
-        case invalidArgument = 3
-        /// `FAILED_PRECONDITION` (9).
-        case failedPrecondition = 9
-        /// `PERMISSION_DENIED` (7).
-        case permissionDenied = 7
-        /// `UNAUTHENTICATED` (16).
-        case unauthenticated = 16
-        /// `INTERNAL` (13).
-        case `internal` = 13
-        /// `CANCELLED` (1).
-        case cancelled = 1
-        /// `DATA_LOSS` (15).
-        case dataLoss = 15
-        /// `UNAVAILABLE` (14).
-        case unavailable = 14
+    /// The kinds of domain error, one per case. The domain's own codes: `LabGalleryServer` maps
+    /// them to gRPC status codes (in one place, its `Errors.swift`).
+    public enum Code: Sendable, Equatable, CaseIterable {
+        /// A resource does not exist.
+        case notFound
+        /// A resource with this name already exists.
+        case alreadyExists
+        /// A request field is malformed or missing.
+        case invalidArgument
+        /// A domain rule forbids the operation in the current state.
+        case failedPrecondition
+        /// The caller lacks the role needed.
+        case permissionDenied
+        /// The caller could not be identified.
+        case unauthenticated
+        /// An unexpected failure.
+        case `internal`
+        /// The call was cancelled while the work ran.
+        case cancelled
+        /// Stored bytes are missing or damaged.
+        case dataLoss
+        /// A dependency is temporarily unable to serve.
+        case unavailable
     }
 
-    /// The gRPC status code this error maps to.
+    /// The kind of error.
     public var code: Code {
         switch self {
         case .notFound: .notFound

@@ -209,17 +209,4 @@ extension LabGalleryService {
             return try storeImage(image(size: writer.size, sha256: writer.sha256), name: name, writer: &writer, check: recheck)
         }
     }
-
-    /// GetReplicationStatus (reader): one entry per other region of the gallery's geography.
-    /// Field: `image`.
-    public func replicationStatus(image: String, caller: Principal) async throws(LabGalleryError) -> ReplicationStatus {
-        try await blocking { () throws(LabGalleryError) in
-            try require(.reader, for: caller)
-            let n = try ImageName(parsing: image, field: "image")
-            return try read { tx in
-                _ = try requireImage(n, tx)
-                return ReplicationStatus(image: n.description, regions: try tx.replications(of: n))
-            }
-        }
-    }
 }

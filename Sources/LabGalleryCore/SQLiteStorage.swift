@@ -37,6 +37,9 @@ public final class SQLiteStorage: Storage {
         }
     }
 
+    /// Closes the pool's connections (blocks; waits for transactions in progress).
+    public func close() throws { try pool.close() }
+
     /// A database that cannot take the transaction now (locked past the busy timeout, disk or
     /// quota full, I/O error, read-only file) is UNAVAILABLE with SQLite's reason; anything else
     /// is INTERNAL. Either way nothing was committed.
@@ -221,258 +224,206 @@ struct SQLiteTransaction: StorageTransaction {
 
     // MARK: Lab accounts
 
-    private func labAccount(_ row: Row) -> LabAccount {
-        let gallery: String? = row["attachedGalleryId"]
-        return LabAccount(name: LabAccountName(id: row["id"]).description, displayName: row["displayName"],
-                          region: row["region"], attachedGallery: gallery.map { GalleryName(id: $0).description })
+    /// A page of rows ordered by `id`, strictly after `after`, at most `limit` (`nil`: all).
+    private func page<R: FetchableRecord & TableRecord>(_ request: QueryInterfaceRequest<R>, id: Column,
+                                                        after: String?, limit: Int?) throws -> [R] {
+        var q = request.filter(id > (after ?? "")).order(id)
+        if let limit { q = q.limit(limit) }
+        return try q.fetchAll(db)
     }
 
     func labAccount(_ name: LabAccountName) throws -> LabAccount? {
-        try Row.fetchOne(db, sql: "SELECT * FROM labAccount WHERE id = ?", arguments: [name.id]).map(labAccount)
+        try LabAccountRow.fetchOne(db, key: name.id)?.domain
     }
 
     func labAccounts(after: String?, limit: Int?) throws -> [LabAccount] {
-        try Row.fetchAll(db, sql: "SELECT * FROM labAccount WHERE id > ? ORDER BY id LIMIT ?",
-                         arguments: [after ?? "", limit ?? -1]).map(labAccount)
+        try page(LabAccountRow.all(), id: Column(LabAccountRow.Columns.id.rawValue), after: after, limit: limit).map(\.domain)
     }
 
     func insertLabAccount(_ account: LabAccount) throws {
         let name = try LabAccountName(parsing: account.name, field: "name")
         let gallery = try account.attachedGallery.map { try GalleryName(parsing: $0, field: "attached_gallery").id }
-        try db.execute(sql: "INSERT INTO labAccount (id, displayName, region, attachedGalleryId) VALUES (?, ?, ?, ?)",
-                       arguments: [name.id, account.displayName, account.region, gallery])
+        try LabAccountRow(id: name.id, displayName: account.displayName, region: account.region, attachedGalleryId: gallery).insert(db)
     }
 
     func setAttachedGallery(_ gallery: GalleryName?, of account: LabAccountName) throws {
-        try db.execute(sql: "UPDATE labAccount SET attachedGalleryId = ? WHERE id = ?", arguments: [gallery?.id, account.id])
+        try LabAccountRow.filter(key: account.id).updateAll(db, LabAccountRow.Columns.attachedGalleryId.set(to: gallery?.id))
     }
 
     func deleteLabAccount(_ name: LabAccountName) throws {
-        try db.execute(sql: "DELETE FROM labAccount WHERE id = ?", arguments: [name.id])
+        // The schema cascades to the account's image overrides.
+        try LabAccountRow.deleteOne(db, key: name.id)
     }
 
     func countLabAccounts(attachedTo gallery: GalleryName) throws -> Int {
-        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM labAccount WHERE attachedGalleryId = ?", arguments: [gallery.id]) ?? 0
+        try LabAccountRow.filter(LabAccountRow.Columns.attachedGalleryId == gallery.id).fetchCount(db)
     }
 
     // MARK: Galleries
 
-    private func gallery(_ row: Row) -> Gallery {
-        Gallery(name: GalleryName(id: row["id"]).description, displayName: row["displayName"],
-                region: row["region"], geography: row["geography"])
-    }
-
     func gallery(_ name: GalleryName) throws -> Gallery? {
-        try Row.fetchOne(db, sql: "SELECT * FROM gallery WHERE id = ?", arguments: [name.id]).map(gallery)
+        try GalleryRow.fetchOne(db, key: name.id)?.domain
     }
 
     func galleries(after: String?, limit: Int?) throws -> [Gallery] {
-        try Row.fetchAll(db, sql: "SELECT * FROM gallery WHERE id > ? ORDER BY id LIMIT ?",
-                         arguments: [after ?? "", limit ?? -1]).map(gallery)
+        try page(GalleryRow.all(), id: Column(GalleryRow.Columns.id.rawValue), after: after, limit: limit).map(\.domain)
     }
 
     func insertGallery(_ gallery: Gallery) throws {
         let name = try GalleryName(parsing: gallery.name, field: "name")
-        try db.execute(sql: "INSERT INTO gallery (id, displayName, region, geography) VALUES (?, ?, ?, ?)",
-                       arguments: [name.id, gallery.displayName, gallery.region, gallery.geography])
+        try GalleryRow(id: name.id, displayName: gallery.displayName, region: gallery.region, geography: gallery.geography).insert(db)
     }
 
     func deleteGallery(_ name: GalleryName) throws {
-        // Overrides and replication rows reference images; delete them explicitly before the cascade.
-        try db.execute(sql: "DELETE FROM imageDisabled WHERE galleryId = ?", arguments: [name.id])
-        try db.execute(sql: "DELETE FROM replication WHERE galleryId = ?", arguments: [name.id])
-        try db.execute(sql: "DELETE FROM gallery WHERE id = ?", arguments: [name.id])
+        // The schema cascades: role assignments and images go with the gallery, and with each
+        // image its replication rows and per-account overrides.
+        try GalleryRow.deleteOne(db, key: name.id)
     }
 
     // MARK: Role assignments
 
     func roleAssignments(on gallery: GalleryName) throws -> [RoleAssignment] {
-        try Row.fetchAll(db, sql: "SELECT principal, role FROM roleAssignment WHERE galleryId = ? ORDER BY principal, role",
-                         arguments: [gallery.id]).map { RoleAssignment(principal: $0["principal"], role: $0["role"]) }
+        typealias C = RoleAssignmentRow.Columns
+        return try RoleAssignmentRow.filter(C.galleryId == gallery.id).order(C.principal, C.role).fetchAll(db)
+            .map { RoleAssignment(principal: $0.principal, role: $0.role) }
     }
 
     func grant(_ assignment: RoleAssignment, on gallery: GalleryName) throws {
-        try db.execute(sql: "INSERT OR IGNORE INTO roleAssignment (galleryId, principal, role) VALUES (?, ?, ?)",
-                       arguments: [gallery.id, assignment.principal, assignment.role])
+        try RoleAssignmentRow(galleryId: gallery.id, principal: assignment.principal, role: assignment.role).insert(db, onConflict: .ignore)
     }
 
     func revoke(_ assignment: RoleAssignment, on gallery: GalleryName) throws {
-        try db.execute(sql: "DELETE FROM roleAssignment WHERE galleryId = ? AND principal = ? AND role = ?",
-                       arguments: [gallery.id, assignment.principal, assignment.role])
+        try RoleAssignmentRow.deleteOne(db, key: ["galleryId": gallery.id, "principal": assignment.principal, "role": assignment.role])
     }
 
     // MARK: Images
 
-    private func storedImage(_ row: Row) throws -> StoredImage {
-        let name = ImageName(gallery: GalleryName(id: row["galleryId"]), id: row["id"])
-        guard let osType = OSType(rawValue: row["osType"]), let osState = OSState(rawValue: row["osState"]),
-              let source = ImageSource(rawValue: row["source"]) else {
-            throw LabGalleryError.internal(message: "corrupt image row \(name): unknown enum value")
-        }
-        let image = Image(name: name.description, displayName: row["displayName"], osType: osType, osState: osState,
-                          source: source, sourceLab: row["sourceLab"], sizeBytes: row["sizeBytes"], sha256: row["sha256"],
-                          region: row["region"], author: row["author"])
-        return StoredImage(image: image, blobPath: row["blobPath"])
-    }
-
     func image(_ name: ImageName) throws -> StoredImage? {
-        try Row.fetchOne(db, sql: "SELECT * FROM image WHERE galleryId = ? AND id = ?", arguments: [name.gallery.id, name.id])
-            .map(storedImage)
+        try ImageRow.fetchOne(db, key: ["galleryId": name.gallery.id, "id": name.id])?.domain()
     }
 
     func images(in gallery: GalleryName, after: String?, limit: Int?) throws -> [StoredImage] {
-        try Row.fetchAll(db, sql: "SELECT * FROM image WHERE galleryId = ? AND id > ? ORDER BY id LIMIT ?",
-                         arguments: [gallery.id, after ?? "", limit ?? -1]).map(storedImage)
+        try page(ImageRow.filter(ImageRow.Columns.galleryId == gallery.id), id: Column(ImageRow.Columns.id.rawValue),
+                 after: after, limit: limit).map { try $0.domain() }
     }
 
     func insertImage(_ stored: StoredImage) throws {
-        let i = stored.image
-        let name = try ImageName(parsing: i.name, field: "name")
-        try db.execute(sql: """
-            INSERT INTO image (galleryId, id, displayName, osType, osState, source, sourceLab, sizeBytes, sha256, region, author, blobPath)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [name.gallery.id, name.id, i.displayName, i.osType.rawValue, i.osState.rawValue, i.source.rawValue,
-                             i.sourceLab, i.sizeBytes, i.sha256, i.region, i.author, stored.blobPath])
+        try ImageRow(stored, name: try ImageName(parsing: stored.image.name, field: "name")).insert(db)
     }
 
     func deleteImage(_ name: ImageName) throws {
-        let args: StatementArguments = [name.gallery.id, name.id]
-        try db.execute(sql: "DELETE FROM imageDisabled WHERE galleryId = ? AND imageId = ?", arguments: args)
-        try db.execute(sql: "DELETE FROM replication WHERE galleryId = ? AND imageId = ?", arguments: args)
-        try db.execute(sql: "DELETE FROM image WHERE galleryId = ? AND id = ?", arguments: args)
+        // The schema cascades to the image's replication rows and per-account overrides.
+        try ImageRow.deleteOne(db, key: ["galleryId": name.gallery.id, "id": name.id])
     }
 
     // MARK: Replication
 
-    func insertReplications(_ rows: [ReplicationRow]) throws {
-        for row in rows {
-            let r = row.record
-            try db.execute(sql: """
-                INSERT INTO replication (galleryId, imageId, region, state, bytesCopied, bytesTotal, error, attempts, partialPath, blobPath)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [row.image.gallery.id, row.image.id, r.region, r.state.rawValue, r.bytesCopied, r.bytesTotal,
-                                 r.error, r.attempts, row.partialPath, row.blobPath])
+    func replicationRows(of image: ImageName) throws -> [ReplicationRow] {
+        try ReplicationRecord.of(image).order(ReplicationRecord.Columns.region).fetchAll(db).map { try $0.domain() }
+    }
+
+    func allReplicationRows() throws -> [ReplicationRow] {
+        typealias C = ReplicationRecord.Columns
+        return try ReplicationRecord.order(C.galleryId, C.imageId, C.region).fetchAll(db).map { try $0.domain() }
+    }
+
+    func updateReplication(_ row: ReplicationRow) throws -> Bool {
+        do {
+            try ReplicationRecord(row).update(db)
+            return true
+        } catch RecordError.recordNotFound {
+            return false
         }
     }
 
+    func insertReplications(_ rows: [ReplicationRow]) throws {
+        for row in rows { try ReplicationRecord(row).insert(db) }
+    }
+
     func replications(of image: ImageName) throws -> [RegionReplication] {
-        try Row.fetchAll(db, sql: "SELECT * FROM replication WHERE galleryId = ? AND imageId = ? ORDER BY region",
-                         arguments: [image.gallery.id, image.id]).map { row in
-            guard let state = ReplicationState(rawValue: row["state"]) else {
-                throw LabGalleryError.internal(message: "corrupt replication row of \(image): unknown state")
-            }
-            return RegionReplication(region: row["region"], state: state, bytesCopied: row["bytesCopied"],
-                                     bytesTotal: row["bytesTotal"], error: row["error"], attempts: row["attempts"])
-        }
+        try replicationRows(of: image).map(\.record)
     }
 
     // MARK: Enablement
 
     func disabledImages(for account: LabAccountName) throws -> Set<ImageName> {
-        Set(try Row.fetchAll(db, sql: "SELECT galleryId, imageId FROM imageDisabled WHERE labAccountId = ?", arguments: [account.id])
-            .map { ImageName(gallery: GalleryName(id: $0["galleryId"]), id: $0["imageId"]) })
+        Set(try ImageDisabledRow.filter(ImageDisabledRow.Columns.labAccountId == account.id).fetchAll(db)
+            .map { ImageName(gallery: GalleryName(id: $0.galleryId), id: $0.imageId) })
     }
 
     func setImageDisabled(_ disabled: Bool, image: ImageName, for account: LabAccountName) throws {
-        let args: StatementArguments = [account.id, image.gallery.id, image.id]
-        if disabled {
-            try db.execute(sql: "INSERT OR IGNORE INTO imageDisabled (labAccountId, galleryId, imageId) VALUES (?, ?, ?)", arguments: args)
-        } else {
-            try db.execute(sql: "DELETE FROM imageDisabled WHERE labAccountId = ? AND galleryId = ? AND imageId = ?", arguments: args)
-        }
+        let row = ImageDisabledRow(labAccountId: account.id, galleryId: image.gallery.id, imageId: image.id)
+        if disabled { try row.insert(db, onConflict: .ignore) } else { try row.delete(db) }
     }
 
     func clearImageOverrides(for account: LabAccountName) throws {
-        try db.execute(sql: "DELETE FROM imageDisabled WHERE labAccountId = ?", arguments: [account.id])
+        try ImageDisabledRow.filter(ImageDisabledRow.Columns.labAccountId == account.id).deleteAll(db)
     }
 
     // MARK: Labs
 
-    private func storedLab(_ row: Row) throws -> StoredLab {
-        let name = LabName(labAccount: LabAccountName(id: row["labAccountId"]), id: row["id"])
-        let template = ImageName(gallery: GalleryName(id: row["templateGalleryId"]), id: row["templateImageId"])
-        guard let osType = OSType(rawValue: row["templateOsType"]) else {
-            throw LabGalleryError.internal(message: "corrupt lab row \(name): unknown OS type")
-        }
-        return StoredLab(lab: Lab(name: name.description, displayName: row["displayName"], templateImage: template.description),
-                         templatePath: row["templatePath"], templateOSType: osType)
-    }
-
     func lab(_ name: LabName) throws -> StoredLab? {
-        try Row.fetchOne(db, sql: "SELECT * FROM lab WHERE labAccountId = ? AND id = ?", arguments: [name.labAccount.id, name.id])
-            .map(storedLab)
+        try LabRow.fetchOne(db, key: ["labAccountId": name.labAccount.id, "id": name.id])?.domain()
     }
 
     func labs(in account: LabAccountName, after: String?, limit: Int?) throws -> [StoredLab] {
-        try Row.fetchAll(db, sql: "SELECT * FROM lab WHERE labAccountId = ? AND id > ? ORDER BY id LIMIT ?",
-                         arguments: [account.id, after ?? "", limit ?? -1]).map(storedLab)
+        try page(LabRow.filter(LabRow.Columns.labAccountId == account.id), id: Column(LabRow.Columns.id.rawValue),
+                 after: after, limit: limit).map { try $0.domain() }
     }
 
     func insertLab(_ stored: StoredLab) throws {
         let name = try LabName(parsing: stored.lab.name, field: "name")
         let template = try ImageName(parsing: stored.lab.templateImage, field: "template_image")
-        try db.execute(sql: """
-            INSERT INTO lab (labAccountId, id, displayName, templateGalleryId, templateImageId, templateOsType, templatePath)
-            VALUES (?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [name.labAccount.id, name.id, stored.lab.displayName, template.gallery.id, template.id,
-                             stored.templateOSType.rawValue, stored.templatePath])
+        try LabRow(labAccountId: name.labAccount.id, id: name.id, displayName: stored.lab.displayName,
+                   templateGalleryId: template.gallery.id, templateImageId: template.id,
+                   templateOsType: stored.templateOSType.rawValue, templatePath: stored.templatePath).insert(db)
     }
 
     func deleteLab(_ name: LabName) throws {
-        try db.execute(sql: "DELETE FROM lab WHERE labAccountId = ? AND id = ?", arguments: [name.labAccount.id, name.id])
+        try LabRow.deleteOne(db, key: ["labAccountId": name.labAccount.id, "id": name.id])
     }
 
     func countLabs(in account: LabAccountName) throws -> Int {
-        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM lab WHERE labAccountId = ?", arguments: [account.id]) ?? 0
-    }
-
-    private func labNames(_ rows: [Row]) -> [String] {
-        rows.map { LabName(labAccount: LabAccountName(id: $0["labAccountId"]), id: $0["id"]).description }
+        try LabRow.filter(LabRow.Columns.labAccountId == account.id).fetchCount(db)
     }
 
     func labs(usingTemplate image: ImageName) throws -> [String] {
-        labNames(try Row.fetchAll(db, sql: "SELECT labAccountId, id FROM lab WHERE templateGalleryId = ? AND templateImageId = ? ORDER BY labAccountId, id",
-                                  arguments: [image.gallery.id, image.id]))
+        typealias C = LabRow.Columns
+        return try LabRow.filter(C.templateGalleryId == image.gallery.id && C.templateImageId == image.id)
+            .order(C.labAccountId, C.id).fetchAll(db).map(\.name.description)
     }
 
     func labs(usingTemplatesIn gallery: GalleryName) throws -> [String] {
-        labNames(try Row.fetchAll(db, sql: "SELECT labAccountId, id FROM lab WHERE templateGalleryId = ? ORDER BY labAccountId, id",
-                                  arguments: [gallery.id]))
+        typealias C = LabRow.Columns
+        return try LabRow.filter(C.templateGalleryId == gallery.id).order(C.labAccountId, C.id).fetchAll(db).map(\.name.description)
     }
 
     // MARK: Blobs
 
-    private func blobRecord(_ row: Row) throws -> BlobRecord {
-        guard let state = BlobRecord.State(rawValue: row["state"]) else {
-            throw LabGalleryError.internal(message: "corrupt blob row \(row["path"] as String): unknown state")
-        }
-        return BlobRecord(path: row["path"], region: row["region"], sha256: row["sha256"], sizeBytes: row["sizeBytes"], state: state)
-    }
-
     func blob(_ path: String) throws -> BlobRecord? {
-        try Row.fetchOne(db, sql: "SELECT * FROM blob WHERE path = ?", arguments: [path]).map(blobRecord)
+        try BlobRow.fetchOne(db, key: path)?.domain()
     }
 
     func liveBlob(region: String, sha256: String) throws -> BlobRecord? {
-        try Row.fetchOne(db, sql: "SELECT * FROM blob WHERE region = ? AND sha256 = ? AND state = 'live' ORDER BY path LIMIT 1",
-                         arguments: [region, sha256]).map(blobRecord)
+        typealias C = BlobRow.Columns
+        return try BlobRow.filter(C.region == region && C.sha256 == sha256 && C.state == BlobRecord.State.live.rawValue)
+            .order(C.path).fetchOne(db)?.domain()
     }
 
     func blobs() throws -> [BlobRecord] {
-        try Row.fetchAll(db, sql: "SELECT * FROM blob ORDER BY path").map(blobRecord)
+        try BlobRow.order(BlobRow.Columns.path).fetchAll(db).map { try $0.domain() }
     }
 
     func insertBlob(_ blob: BlobRecord) throws {
-        try db.execute(sql: "INSERT INTO blob (path, region, sha256, sizeBytes, state) VALUES (?, ?, ?, ?, ?)",
-                       arguments: [blob.path, blob.region, blob.sha256, blob.sizeBytes, blob.state.rawValue])
+        try BlobRow(blob).insert(db)
     }
 
     func setBlobState(_ state: BlobRecord.State, path: String) throws {
-        try db.execute(sql: "UPDATE blob SET state = ? WHERE path = ?", arguments: [state.rawValue, path])
+        try BlobRow.filter(key: path).updateAll(db, BlobRow.Columns.state.set(to: state.rawValue))
     }
 
     func deleteBlob(path: String) throws {
-        try db.execute(sql: "DELETE FROM blob WHERE path = ?", arguments: [path])
+        try BlobRow.deleteOne(db, key: path)
     }
 
     func blobReferences(_ path: String) throws -> Int {
@@ -486,7 +437,8 @@ struct SQLiteTransaction: StorageTransaction {
     // MARK: Files
 
     func partialFilePaths() throws -> Set<String> {
-        Set(try String.fetchAll(db, sql: "SELECT partialPath FROM replication WHERE partialPath IS NOT NULL"))
+        typealias C = ReplicationRecord.Columns
+        return Set(try String.fetchAll(db, ReplicationRecord.select(C.partialPath).filter(C.partialPath != nil)))
     }
 
     func referencedFilePaths() throws -> Set<String> {
@@ -499,32 +451,24 @@ struct SQLiteTransaction: StorageTransaction {
 
     // MARK: Tokens
 
-    private func tokenInfo(_ row: Row) throws -> TokenInfo {
-        guard let role = Role(rawValue: row["role"]) else {
-            throw LabGalleryError.internal(message: "corrupt token row \(row["id"] as String): unknown role")
-        }
-        return TokenInfo(id: row["id"], principal: row["principal"], role: role, createdAt: row["createdAt"], revoked: row["revoked"])
-    }
-
     func insertToken(_ token: TokenInfo, secretHash: String) throws {
-        try db.execute(sql: "INSERT INTO token (id, secretHash, principal, role, createdAt, revoked) VALUES (?, ?, ?, ?, ?, ?)",
-                       arguments: [token.id, secretHash, token.principal, token.role.rawValue, token.createdAt, token.revoked])
+        try TokenRow(id: token.id, secretHash: secretHash, principal: token.principal, role: token.role.rawValue,
+                     createdAt: token.createdAt, revoked: token.revoked).insert(db)
     }
 
     func token(secretHash: String) throws -> TokenInfo? {
-        try Row.fetchOne(db, sql: "SELECT * FROM token WHERE secretHash = ?", arguments: [secretHash]).map(tokenInfo)
+        try TokenRow.filter(TokenRow.Columns.secretHash == secretHash).fetchOne(db)?.domain()
     }
 
     func tokens() throws -> [TokenInfo] {
-        try Row.fetchAll(db, sql: "SELECT * FROM token ORDER BY rowid").map(tokenInfo)
+        try TokenRow.order(Column.rowID).fetchAll(db).map { try $0.domain() }
     }
 
     func revokeToken(id: String) throws -> Bool {
-        try db.execute(sql: "UPDATE token SET revoked = 1 WHERE id = ?", arguments: [id])
-        return db.changesCount > 0
+        try TokenRow.filter(key: id).updateAll(db, TokenRow.Columns.revoked.set(to: true)) > 0
     }
 
     func countTokens() throws -> Int {
-        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM token") ?? 0
+        try TokenRow.fetchCount(db)
     }
 }

@@ -13,6 +13,8 @@ public protocol Storage: Sendable {
     /// Runs `body` in a read-write transaction; commits if it returns, rolls back if it throws
     /// (rethrowing the error unchanged).
     func write<T>(_ body: (any StorageTransaction) throws -> T) throws -> T
+    /// Closes the storage (blocks until its connections are closed); nothing may use it afterwards.
+    func close() throws
 }
 
 /// A stored blob: one file of a region's blob store, named by the data-directory-relative `path`

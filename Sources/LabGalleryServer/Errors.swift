@@ -1,12 +1,30 @@
 import H2RPC
 import LabGalleryCore
 
-// The core's error codes are gRPC's numbers, so the mapping is by raw value; its messages already
+// The one place where domain error codes become gRPC status codes. The core's messages already
 // name the proto field (or the rule and the fix) and go out verbatim as `grpc-message`.
 // The conformance lives here because this module is the only one that knows both layers.
+extension LabGalleryError.Code {
+    /// The gRPC status code of this kind of domain error.
+    public var grpcStatus: Status.Code {
+        switch self {
+        case .notFound: .notFound
+        case .alreadyExists: .alreadyExists
+        case .invalidArgument: .invalidArgument
+        case .failedPrecondition: .failedPrecondition
+        case .permissionDenied: .permissionDenied
+        case .unauthenticated: .unauthenticated
+        case .internal: .internal
+        case .cancelled: .cancelled
+        case .dataLoss: .dataLoss
+        case .unavailable: .unavailable
+        }
+    }
+}
+
 extension LabGalleryError: RPCErrorConvertible {
     /// The gRPC status this domain error ends a call with.
     public var rpcError: RPCError {
-        RPCError(Status.Code(wireValue: code.rawValue), message)
+        RPCError(code.grpcStatus, message)
     }
 }

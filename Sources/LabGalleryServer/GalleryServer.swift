@@ -81,7 +81,7 @@ public final class GalleryServer: Sendable {
             transport: transport,
             services: [
                 LabAccountService(core: core), GalleryService(core: core), ImageService(core: core),
-                LabService(core: core), ReplicationService(engine: replication),
+                LabService(core: core), ReplicationService(core: core),
                 BillingService(core: core, priceSheet: configuration.priceSheet), health,
             ],
             interceptors: [AuthenticationInterceptor(core: core, logger: logger), CallLogInterceptor(logger: logger)])
@@ -108,10 +108,8 @@ public final class GalleryServer: Sendable {
         replication.closeWatchers()
         await server.shutdown(gracePeriod: configuration.shutdownGracePeriod)
         await replication.stop()
-        if let sqlite = core.storage as? SQLiteStorage {
-            do { try await core.executor.run { try sqlite.pool.close() } } catch {
-                logger.error("closing the database failed", metadata: ["error": "\(error)"])
-            }
+        do { try await core.executor.run { try core.storage.close() } } catch {
+            logger.error("closing the database failed", metadata: ["error": "\(error)"])
         }
     }
 }

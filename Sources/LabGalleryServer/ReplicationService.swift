@@ -3,39 +3,39 @@ import H2RPC
 import LabGalleryCore
 import Synchronization
 
-/// `labgallery.v1.ReplicationService` on the replication engine.
+/// `labgallery.v1.ReplicationService` on the core (which checks roles and reaches the replication engine).
 ///
 /// Watch streams read from a per-call mailbox that keeps only the latest status per image, so a slow
 /// client (whose `write` suspends under HTTP/2 flow control) sees progress coalesced and never slows
 /// replication or grows server memory. Client cancellation and deadlines cancel the handler's task,
 /// which ends the wait; server shutdown ends every stream with UNAVAILABLE.
 public struct ReplicationService: Labgallery_V1_ReplicationService.ServiceProtocol {
-    private let engine: ReplicationEngine
+    private let core: LabGalleryService
     private let encodings = StatusEncodings()
 
-    /// Creates the service over the engine.
-    public init(engine: ReplicationEngine) { self.engine = engine }
+    /// Creates the service over the core.
+    public init(core: LabGalleryService) { self.core = core }
 
     /// GetReplicationStatus: one entry per other region of the gallery's geography (live progress).
     public func getReplicationStatus(request: Labgallery_V1_GetReplicationStatusRequest, context: ServerContext) async throws -> Labgallery_V1_ReplicationStatus {
-        Mapping.replicationStatus(try await engine.status(image: request.image, caller: try Caller.current()))
+        Mapping.replicationStatus(try await core.replicationStatus(image: request.image, caller: try Caller.current()))
     }
 
     /// WatchReplication: the full state at once, then one per change; ends OK after a COMPLETED or FAILED state.
     public func watchReplication(request: Labgallery_V1_WatchReplicationRequest, response: ResponseWriter<Labgallery_V1_ReplicationStatus>, context: ServerContext) async throws {
-        let watch = try await engine.watch(image: request.image, caller: try Caller.current())
+        let watch = try await core.watchReplication(image: request.image, caller: try Caller.current())
         try await pump(watch, to: response)
     }
 
     /// WatchGalleryReplication: every image's state, then every change, until the client cancels.
     public func watchGalleryReplication(request: Labgallery_V1_WatchGalleryReplicationRequest, response: ResponseWriter<Labgallery_V1_ReplicationStatus>, context: ServerContext) async throws {
-        let watch = try await engine.watchGallery(gallery: request.gallery, caller: try Caller.current())
+        let watch = try await core.watchGalleryReplication(gallery: request.gallery, caller: try Caller.current())
         try await pump(watch, to: response)
     }
 
     /// RetryReplication: re-queues failed regions (all of them when `regions` is empty).
     public func retryReplication(request: Labgallery_V1_RetryReplicationRequest, context: ServerContext) async throws -> Labgallery_V1_ReplicationStatus {
-        Mapping.replicationStatus(try await engine.retry(image: request.image, regions: request.regions, caller: try Caller.current()))
+        Mapping.replicationStatus(try await core.retryReplication(image: request.image, regions: request.regions, caller: try Caller.current()))
     }
 
     private func pump(_ watch: ReplicationWatch, to response: ResponseWriter<Labgallery_V1_ReplicationStatus>) async throws {

@@ -50,4 +50,77 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: layout.url(files[0]).path))
         #expect(!FileManager.default.fileExists(atPath: layout.url(files[1]).path))
     }
+
+    /// An old database (schema v2) opens under the current schema with every row of every table,
+    /// and its foreign keys cascade: deleting an image or a gallery takes the replication rows,
+    /// overrides and role assignments with it (the storage deletes nothing by hand).
+    @Test func aVersion2DatabaseKeepsItsRowsAndItsForeignKeysCascade() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lgcore-v2c-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let layout = DataLayout(root: dir)
+        let sha = String(repeating: "ab", count: 32)
+        try await blocking {
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            let pool = try DatabasePool(path: layout.databaseURL.path)
+            try SQLiteStorage.migrator.migrate(pool, upTo: "v2")
+            try pool.write { db in
+                try db.execute(sql: """
+                    INSERT INTO gallery VALUES ('g', 'G', 'eastus', 'United States');
+                    INSERT INTO labAccount VALUES ('a', 'A', 'eastus', 'g');
+                    INSERT INTO roleAssignment VALUES ('g', 'lab-services', 'Contributor');
+                    INSERT INTO image (galleryId, id, displayName, osType, osState, source, sourceLab, sizeBytes, sha256, region, author, blobPath)
+                        VALUES ('g', 'one', 'One', 'LINUX', 'GENERALIZED', 'UPLOADED', NULL, 10, '\(sha)', 'eastus', 'alice', 'regions/eastus/blobs/g/one.blob'),
+                               ('g', 'two', 'Two', 'WINDOWS', 'SPECIALIZED', 'UPLOADED', NULL, 20, '\(sha)', 'eastus', 'bob', 'regions/eastus/blobs/g/two.blob');
+                    INSERT INTO replication (galleryId, imageId, region, state, bytesCopied, bytesTotal, error, attempts, blobPath, partialPath)
+                        VALUES ('g', 'one', 'westus', 'REPLICATING', 4, 10, NULL, 1, NULL, 'regions/westus/partial/g/one.x.part'),
+                               ('g', 'two', 'westus', 'FAILED', 0, 20, 'link down', 5, NULL, NULL);
+                    INSERT INTO imageDisabled VALUES ('a', 'g', 'one'), ('a', 'g', 'two');
+                    """)
+            }
+            try pool.close()
+        }
+        let storage = try await blocking { try SQLiteStorage(path: layout.databaseURL.path) }
+        defer { try? storage.close() }
+        let one = ImageName(gallery: GalleryName(id: "g"), id: "one"), two = ImageName(gallery: GalleryName(id: "g"), id: "two")
+        try await blocking {
+            try storage.read { (tx) throws in
+                let rows = try tx.allReplicationRows()
+                #expect(rows.map(\.record.state) == [.replicating, .failed])
+                #expect(rows[0].partialPath == "regions/westus/partial/g/one.x.part" && rows[0].record.bytesCopied == 4)
+                #expect(rows[1].record.error == "link down" && rows[1].record.attempts == 5)
+                #expect(try tx.disabledImages(for: LabAccountName(id: "a")) == [one, two])
+                #expect(try tx.roleAssignments(on: GalleryName(id: "g")) == [RoleAssignment(principal: "lab-services", role: "Contributor")])
+                #expect(try tx.images(in: GalleryName(id: "g"), after: nil, limit: nil).map(\.image.author) == ["alice", "bob"])
+            }
+            let cascades = try storage.pool.read { db in
+                try Row.fetchAll(db, sql: """
+                    SELECT m.name AS child, f."table" AS parent, f.on_delete AS onDelete
+                    FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f
+                    WHERE m.type = 'table' GROUP BY m.name, f.id ORDER BY m.name, f."table"
+                    """).map { "\($0["child"] as String)→\($0["parent"] as String) \($0["onDelete"] as String)" }
+            }
+            for edge in ["image→gallery CASCADE", "imageDisabled→image CASCADE", "imageDisabled→labAccount CASCADE",
+                         "replication→image CASCADE", "roleAssignment→gallery CASCADE"] {
+                #expect(cascades.contains(edge), "\(edge) in \(cascades)")
+            }
+            #expect(try storage.pool.read { db in try Row.fetchAll(db, sql: "PRAGMA foreign_key_check") }.isEmpty)
+
+            try storage.write { tx in try tx.deleteImage(one) }
+            try storage.read { (tx) throws in
+                #expect(try tx.replicationRows(of: one).isEmpty)
+                #expect(try tx.replicationRows(of: two).count == 1)
+                #expect(try tx.disabledImages(for: LabAccountName(id: "a")) == [two])
+            }
+            try storage.write { (tx) throws in
+                try tx.setAttachedGallery(nil, of: LabAccountName(id: "a"))
+                try tx.deleteGallery(GalleryName(id: "g"))
+            }
+            try storage.read { (tx) throws in
+                #expect(try tx.allReplicationRows().isEmpty)
+                #expect(try tx.disabledImages(for: LabAccountName(id: "a")).isEmpty)
+                #expect(try tx.roleAssignments(on: GalleryName(id: "g")).isEmpty)
+                #expect(try tx.labAccount(LabAccountName(id: "a")) != nil, "the account stays")
+            }
+        }
+    }
 }

@@ -72,14 +72,17 @@ import Testing
         }
     }
 
-    @Test func errorCodesMapToGRPC() async {
-        #expect(LabGalleryError.notFound(resource: "x", message: "m").code.rawValue == 5)
-        #expect(LabGalleryError.alreadyExists(resource: "x", message: "m").code.rawValue == 6)
-        #expect(LabGalleryError.invalidArgument(field: "f", message: "m").code.rawValue == 3)
-        #expect(LabGalleryError.failedPrecondition(message: "m").code.rawValue == 9)
-        #expect(LabGalleryError.permissionDenied(message: "m").code.rawValue == 7)
-        #expect(LabGalleryError.unauthenticated(message: "m").code.rawValue == 16)
-        #expect(LabGalleryError.internal(message: "m").code.rawValue == 13)
+    @Test func everyErrorHasItsDomainCode() async {
+        #expect(LabGalleryError.notFound(resource: "x", message: "m").code == .notFound)
+        #expect(LabGalleryError.alreadyExists(resource: "x", message: "m").code == .alreadyExists)
+        #expect(LabGalleryError.invalidArgument(field: "f", message: "m").code == .invalidArgument)
+        #expect(LabGalleryError.failedPrecondition(message: "m").code == .failedPrecondition)
+        #expect(LabGalleryError.permissionDenied(message: "m").code == .permissionDenied)
+        #expect(LabGalleryError.unauthenticated(message: "m").code == .unauthenticated)
+        #expect(LabGalleryError.internal(message: "m").code == .internal)
+        #expect(LabGalleryError.dataLoss(message: "m").code == .dataLoss)
+        #expect(LabGalleryError.unavailable(message: "m").code == .unavailable)
+        #expect(LabGalleryError.cancelled(message: "m").code == .cancelled)
     }
 }
 

@@ -31,7 +31,7 @@ import Testing
         let copied = x.engine.bytesCopied
         _ = try await x.f.service.createLab(labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: base.name, caller: educator)
         let saved = try await x.f.service.saveLabTemplateImage(lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "", caller: educator)
-        let status = try await x.engine.status(image: saved.name, caller: reader)
+        let status = try await x.f.service.replicationStatus(image: saved.name, caller: reader)
         #expect(status.aggregatedState == .completed && status.regions.map(\.region) == ["r2", "r3"])
         #expect(x.engine.bytesCopied == copied, "nothing was copied")
         await x.engine.stop()
@@ -60,7 +60,7 @@ import Testing
         #expect(try await x.watchAll(image.name).last?.aggregatedState == .failed)
         for _ in 0..<30 {
             // The retry may land while the last attempt's thread is still exiting.
-            _ = try await x.engine.retry(image: image.name, regions: [], caller: admin)
+            _ = try await x.f.service.retryReplication(image: image.name, regions: [], caller: admin)
             let last = try #require(try await x.watchAll(image.name).last)
             #expect(last.aggregatedState == .failed && last.regions.first { $0.region == "r2" }?.attempts == 1)
         }
@@ -71,7 +71,7 @@ import Testing
         let x = try await ReplicationFixture(fastReplication(bandwidth: 1 << 20))
         for i in 0..<25 {
             let image = try await x.f.upload("galleries/g", "img\(i)", bytes: pattern(5_000, multiplier: 7, offset: i))
-            let w = try await x.engine.watch(image: image.name, caller: reader)
+            let w = try await x.f.service.watchReplication(image: image.name, caller: reader)
             let first = try #require(try await w.next())
             #expect(first.image == image.name)
         }
@@ -84,7 +84,7 @@ import Testing
         let b = try await x.f.upload("galleries/g", "b", bytes: pattern(1000, multiplier: 5, offset: 0))
         _ = try await x.watchAll(a.name)
         _ = try await x.watchAll(b.name)
-        let w = try await x.engine.watchGallery(gallery: "galleries/g", caller: reader)
+        let w = try await x.f.service.watchGalleryReplication(gallery: "galleries/g", caller: reader)
         #expect(Set([try await w.next()?.image, try await w.next()?.image]) == [a.name, b.name])
         try await x.f.service.deleteImage(name: a.name, caller: admin)
         let gone = try #require(try await w.next())
@@ -106,7 +106,7 @@ import Testing
         let engine = ReplicationEngine(service: f.service, configuration: fastReplication(bandwidth: 512 * 1024, maxAttempts: 1000))
         try await startEngine(engine)
         let image = try await f.upload("galleries/g", "img", bytes: pattern(600_000, multiplier: 23, offset: 9))
-        let w = try await engine.watch(image: image.name, caller: reader)
+        let w = try await f.service.watchReplication(image: image.name, caller: reader)
         while let s = try await w.next(), !s.regions.allSatisfy({ $0.state == .replicating && $0.bytesCopied > 0 }) {}
 
         let lock = try DatabaseLockHolder(path: f.service.layout.databaseURL.path)

@@ -32,7 +32,7 @@ final class ReplicationFixture: Sendable {
     }
     /// Every status of a WatchReplication stream until it ends.
     func watchAll(_ image: String) async throws -> [ReplicationStatus] {
-        let w = try await engine.watch(image: image, caller: reader)
+        let w = try await f.service.watchReplication(image: image, caller: reader)
         var out: [ReplicationStatus] = []
         while let s = try await w.next() { out.append(s) }
         return out
@@ -48,9 +48,9 @@ func startEngine(_ engine: ReplicationEngine) async throws {
     try await blocking { try engine.start() }
 }
 
-/// Every status of a WatchReplication stream of `engine` until it ends.
-func watchAll(_ engine: ReplicationEngine, _ image: String) async throws -> [ReplicationStatus] {
-    let w = try await engine.watch(image: image, caller: reader)
+/// Every status of a WatchReplication stream of `service` (its running engine) until it ends.
+func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [ReplicationStatus] {
+    let w = try await service.watchReplication(image: image, caller: reader)
     var out: [ReplicationStatus] = []
     while let s = try await w.next() { out.append(s) }
     return out
@@ -114,7 +114,7 @@ func sha256(of url: URL) async throws -> String {
         // the test has seen it, then an engine with a short backoff takes over (as after a restart).
         let x = try await ReplicationFixture(fastReplication(["r2": link(corrupt: 1)], maxAttempts: 3, backoff: .seconds(3600)))
         let image = try await x.f.upload("galleries/g", "img", bytes: Array(repeating: 5, count: 300_000))
-        let w = try await x.engine.watch(image: image.name, caller: reader)
+        let w = try await x.f.service.watchReplication(image: image.name, caller: reader)
         while let s = try await w.next() {
             if s.regions.contains(where: { $0.region == "r2" && $0.state == .pending && ($0.error ?? "").contains("checksum mismatch") }) { break }
         }
@@ -123,7 +123,7 @@ func sha256(of url: URL) async throws -> String {
         await x.engine.stop()
         let resumed = ReplicationEngine(service: x.f.service, configuration: fastReplication(["r2": link(corrupt: 1)], maxAttempts: 3))
         try await startEngine(resumed)
-        let done = try await watchAll(resumed, image.name)
+        let done = try await watchAll(x.f.service, image.name)
         let r2 = try #require(done.last?.regions.first { $0.region == "r2" })
         #expect(r2.state == .completed && r2.attempts == 2, "the second attempt started from scratch and verified")
         await resumed.stop()
@@ -132,7 +132,7 @@ func sha256(of url: URL) async throws -> String {
     @Test func injectedFaultsRetryWithBackoffThenSucceed() async throws {
         let x = try await ReplicationFixture(fastReplication(["r3": link(fail: 2)], maxAttempts: 5, backoff: .seconds(3600)))
         let image = try await x.f.upload("galleries/g", "img", bytes: Array(repeating: 1, count: 400_000))
-        let w = try await x.engine.watch(image: image.name, caller: reader)
+        let w = try await x.f.service.watchReplication(image: image.name, caller: reader)
         while let s = try await w.next() {
             let r2 = s.regions.first { $0.region == "r2" }, r3 = s.regions.first { $0.region == "r3" }
             if r2?.state == .completed, r3?.state == .pending, (r3?.error ?? "").contains("attempt 1 of 5 failed: connection to r3 reset") { break }
@@ -142,7 +142,7 @@ func sha256(of url: URL) async throws -> String {
         #expect(kept.partialPath != nil && kept.record.bytesCopied >= 128 * 1024, "a transfer error keeps the partial copy")
         let resumed = ReplicationEngine(service: x.f.service, configuration: fastReplication(["r3": link(fail: 2)], maxAttempts: 5))
         try await startEngine(resumed)
-        let r3 = try #require(try await watchAll(resumed, image.name).last?.regions.first { $0.region == "r3" })
+        let r3 = try #require(try await watchAll(x.f.service, image.name).last?.regions.first { $0.region == "r3" })
         #expect(r3.state == .completed && r3.attempts == 3 && r3.error == nil)
         // Attempts 2 and 3 continued from the partial copy: only the rest of r3 was written again.
         #expect(resumed.bytesCopied <= 400_000 - kept.record.bytesCopied + 64 * 1024)
@@ -157,20 +157,20 @@ func sha256(of url: URL) async throws -> String {
         #expect(last.aggregatedState == .failed && r2.state == .failed && r2.attempts == 3)
         #expect(r2.error?.contains("unreachable") == true)
 
-        await expectError(.invalidArgument, field: "regions", contains: ["home region"]) { _ = try await x.engine.retry(image: image.name, regions: ["r1"], caller: admin) }
-        await expectError(.invalidArgument, field: "regions", contains: ["x1"]) { _ = try await x.engine.retry(image: image.name, regions: ["x1"], caller: admin) }
-        await expectError(.failedPrecondition, contains: ["r3", "COMPLETED", "not FAILED"]) { _ = try await x.engine.retry(image: image.name, regions: ["r3"], caller: admin) }
-        await expectError(.permissionDenied) { _ = try await x.engine.retry(image: image.name, regions: [], caller: reader) }
+        await expectError(.invalidArgument, field: "regions", contains: ["home region"]) { _ = try await x.f.service.retryReplication(image: image.name, regions: ["r1"], caller: admin) }
+        await expectError(.invalidArgument, field: "regions", contains: ["x1"]) { _ = try await x.f.service.retryReplication(image: image.name, regions: ["x1"], caller: admin) }
+        await expectError(.failedPrecondition, contains: ["r3", "COMPLETED", "not FAILED"]) { _ = try await x.f.service.retryReplication(image: image.name, regions: ["r3"], caller: admin) }
+        await expectError(.permissionDenied) { _ = try await x.f.service.retryReplication(image: image.name, regions: [], caller: reader) }
 
         // The operator fixes the link (a restart with a new config), then retries every failed region.
         await x.engine.stop()
         let fixed = ReplicationEngine(service: x.f.service, configuration: fastReplication())
         try await startEngine(fixed)
-        let queued = try await fixed.retry(image: image.name, regions: [], caller: admin)
+        let queued = try await x.f.service.retryReplication(image: image.name, regions: [], caller: admin)
         #expect(queued.regions.first { $0.region == "r2" }?.state == .pending)
         #expect(queued.regions.first { $0.region == "r2" }?.attempts == 0)
         #expect(queued.regions.first { $0.region == "r3" }?.state == .completed)
-        let w = try await fixed.watch(image: image.name, caller: reader)
+        let w = try await x.f.service.watchReplication(image: image.name, caller: reader)
         var final: ReplicationStatus?
         while let s = try await w.next() { final = s }
         #expect(final?.aggregatedState == .completed)
@@ -196,7 +196,7 @@ func sha256(of url: URL) async throws -> String {
 
         let resumed = ReplicationEngine(service: x.f.service, configuration: fastReplication(concurrency: 2))
         try await startEngine(resumed)
-        let w = try await resumed.watch(image: image.name, caller: reader)
+        let w = try await x.f.service.watchReplication(image: image.name, caller: reader)
         var final: ReplicationStatus?
         while let s = try await w.next() { final = s }
         #expect(final?.aggregatedState == .completed)
@@ -225,7 +225,7 @@ func sha256(of url: URL) async throws -> String {
         try handle.close()
         let resumed = ReplicationEngine(service: x.f.service, configuration: fastReplication())
         try await startEngine(resumed)
-        let w = try await resumed.watch(image: image.name, caller: reader)
+        let w = try await x.f.service.watchReplication(image: image.name, caller: reader)
         var final: ReplicationStatus?
         while let s = try await w.next() { final = s }
         #expect(final?.aggregatedState == .completed)
@@ -286,7 +286,7 @@ func sha256(of url: URL) async throws -> String {
     @Test func deleteImageCancelsJobsAndRemovesReplicas() async throws {
         let x = try await ReplicationFixture(fastReplication(bandwidth: 256 * 1024))
         let image = try await x.f.upload("galleries/g", "img", bytes: Array(repeating: 4, count: 1_000_000))
-        let w = try await x.engine.watch(image: image.name, caller: reader)
+        let w = try await x.f.service.watchReplication(image: image.name, caller: reader)
         _ = try await w.next()
         try await waitUntil("both jobs running") { x.engine.runningJobs == 2 }
         try await x.f.service.deleteImage(name: image.name, caller: admin)
@@ -301,7 +301,7 @@ func sha256(of url: URL) async throws -> String {
     @Test func slowWatcherIsCoalescedButSeesTheTerminalState() async throws {
         let x = try await ReplicationFixture(fastReplication(bandwidth: 2 << 20))
         let image = try await x.f.upload("galleries/g", "img", bytes: Array(repeating: 8, count: 600_000))
-        let slow = try await x.engine.watch(image: image.name, caller: reader)
+        let slow = try await x.f.service.watchReplication(image: image.name, caller: reader)
         // Never read while the copy runs: the mailbox holds at most the latest status.
         var maxPending = 0
         while try await x.rows(image.name).contains(where: { $0.record.state != .completed }) || x.engine.runningJobs > 0 {
@@ -329,7 +329,7 @@ func sha256(of url: URL) async throws -> String {
     @Test func watchEndsOnCancellationAndOnShutdown() async throws {
         let x = try await ReplicationFixture(fastReplication(bandwidth: 64 * 1024))
         let image = try await x.f.upload("galleries/g", "img", bytes: Array(repeating: 2, count: 500_000))
-        let w = try await x.engine.watch(image: image.name, caller: reader)
+        let w = try await x.f.service.watchReplication(image: image.name, caller: reader)
         let task = Task { () -> (any Error)? in
             do { while try await w.next() != nil {} } catch { return error }
             return nil
@@ -338,11 +338,11 @@ func sha256(of url: URL) async throws -> String {
         task.cancel()
         #expect(await task.value is CancellationError)
 
-        let g = try await x.engine.watchGallery(gallery: "galleries/g", caller: reader)
+        let g = try await x.f.service.watchGalleryReplication(gallery: "galleries/g", caller: reader)
         #expect(try await g.next()?.image == image.name)
         x.engine.closeWatchers()
         await #expect(throws: ReplicationWatchError.shutdown) { while try await g.next() != nil {} }
-        let late = try await x.engine.watch(image: image.name, caller: reader)
+        let late = try await x.f.service.watchReplication(image: image.name, caller: reader)
         await #expect(throws: ReplicationWatchError.shutdown, "a watch opened after the close ends at once") { _ = try await late.next() }
         await x.engine.stop()
     }
@@ -350,7 +350,7 @@ func sha256(of url: URL) async throws -> String {
     @Test func galleryWatchSendsEveryImageThenChanges() async throws {
         let x = try await ReplicationFixture(fastReplication())
         let a = try await x.f.upload("galleries/g", "a", bytes: Array(repeating: 1, count: 1000))
-        let w = try await x.engine.watchGallery(gallery: "galleries/g", caller: reader)
+        let w = try await x.f.service.watchGalleryReplication(gallery: "galleries/g", caller: reader)
         #expect(try await w.next()?.image == a.name)
         let b = try await x.f.upload("galleries/g", "b", bytes: Array(repeating: 2, count: 1000))
         var sawB = false
@@ -358,8 +358,8 @@ func sha256(of url: URL) async throws -> String {
             if s.image == b.name && s.aggregatedState == .completed { sawB = true; break }
         }
         #expect(sawB)
-        await expectError(.notFound) { _ = try await x.engine.watchGallery(gallery: "galleries/none", caller: reader) }
-        await expectError(.invalidArgument, field: "gallery") { _ = try await x.engine.watchGallery(gallery: "nope", caller: reader) }
+        await expectError(.notFound) { _ = try await x.f.service.watchGalleryReplication(gallery: "galleries/none", caller: reader) }
+        await expectError(.invalidArgument, field: "gallery") { _ = try await x.f.service.watchGalleryReplication(gallery: "nope", caller: reader) }
         await x.engine.stop()
     }
 

@@ -40,7 +40,7 @@ import Testing
         func replicate() async throws {
             try await startEngine(engine)
             for image in images {
-                let w = try await engine.watch(image: "galleries/g/images/\(image)", caller: reader)
+                let w = try await f.service.watchReplication(image: "galleries/g/images/\(image)", caller: reader)
                 var last: ReplicationStatus?
                 while let s = try await w.next() { last = s }
                 #expect(last?.regions.map(\.state) == [.completed, .failed])

@@ -77,15 +77,11 @@ public struct ReplicationConfiguration: Sendable, Equatable {
         return l
     }
 
+    /// The backoff between attempts: doubling from ``backoffInitial`` up to ``backoffMax``.
+    public var backoff: Backoff { Backoff(initial: backoffInitial, maximum: backoffMax) }
+
     /// Backoff before attempt `attempt + 1` after `attempt` failed attempts (1-based): capped doubling.
-    public func backoff(afterAttempt attempt: Int) -> Duration {
-        var d = backoffInitial
-        for _ in 1..<max(1, attempt) {
-            d = d * 2
-            if d >= backoffMax { return backoffMax }
-        }
-        return min(d, backoffMax)
-    }
+    public func backoff(afterAttempt attempt: Int) -> Duration { backoff.delay(afterAttempt: attempt) }
 
     private struct FileLink: Decodable {
         var bandwidthMiBps: Double?

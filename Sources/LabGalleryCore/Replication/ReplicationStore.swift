@@ -1,94 +1,100 @@
 import Foundation
-import GRDB
-import Synchronization
 
-/// A replication row as the engine sees it: the public record plus the files it owns.
-public struct ReplicationRow: Hashable, Sendable {
-    /// The replicated image.
-    public var image: ImageName
-    /// State and progress of the copy to `record.region`.
-    public var record: RegionReplication
-    /// The partial replica being written (relative to the data directory), kept across restarts so a
-    /// job resumes from `record.bytesCopied`; `nil` when no copy is in progress.
-    public var partialPath: String?
-    /// The finished replica (relative path), set when COMPLETED.
-    public var blobPath: String?
-    /// Memberwise initializer.
-    public init(image: ImageName, record: RegionReplication, partialPath: String?, blobPath: String?) {
-        self.image = image; self.record = record; self.partialPath = partialPath; self.blobPath = blobPath
-    }
-    /// Every file of the row (partial and finished replica).
-    public var files: [String] { [partialPath, blobPath].compactMap { $0 } }
+/// What the replication engine needs from persistence, and nothing more: its rows, the image a
+/// job copies, and the few transactions of a job's life. Every method blocks (database): call it
+/// from a job's thread or ``LabGalleryService/blocking(_:)``. The engine knows no use case and no
+/// service; ``StorageReplicationStore`` implements this over any ``Storage``.
+public protocol ReplicationStore: Sendable {
+    /// Where the files are.
+    var layout: DataLayout { get }
+    /// Every replication row, ordered by gallery, image, region (engine start).
+    func allRows() throws(LabGalleryError) -> [ReplicationRow]
+    /// A job's row and the image it copies, or `nil` when either is gone.
+    func job(_ image: ImageName, region: String) throws(LabGalleryError) -> (row: ReplicationRow, source: StoredImage)?
+    /// Writes the row; `false` if it is gone (its image was deleted).
+    func update(_ row: ReplicationRow) throws(LabGalleryError) -> Bool
+    /// When `region` holds a live blob with these bytes: writes `row` COMPLETED sharing it and
+    /// returns the row as written. `.some(nil)`: no such blob; `nil`: the row is gone.
+    func completeSharing(_ row: ReplicationRow, sha256: String) throws(LabGalleryError) -> ReplicationRow??
+    /// Before a verified replica is renamed into place: a live blob of the region with these bytes
+    /// to share (`shared`), or a `writing` blob row at the row's (or a new) path, recorded in the
+    /// row. `nil`: the row is gone.
+    func nameReplica(_ row: ReplicationRow, sha256: String, size: Int64) throws(LabGalleryError) -> (path: String, shared: Bool)?
+    /// Makes `blob` live and writes the COMPLETED row in one transaction; `false` if the row is gone.
+    func complete(_ row: ReplicationRow, blob: String) throws(LabGalleryError) -> Bool
+    /// The state of the blob row at `path`, `nil` if there is none.
+    func blobState(_ path: String) throws(LabGalleryError) -> BlobRecord.State?
 }
 
-extension SQLiteTransaction {
-    private func replicationRow(_ row: Row) throws -> ReplicationRow {
-        let image = ImageName(gallery: GalleryName(id: row["galleryId"]), id: row["imageId"])
-        guard let state = ReplicationState(rawValue: row["state"]) else {
-            throw LabGalleryError.internal(message: "corrupt replication row of \(image): unknown state")
+/// ``ReplicationStore`` over a ``Storage`` (the SQL lives in the storage).
+public struct StorageReplicationStore: ReplicationStore {
+    /// The storage.
+    public let storage: any Storage
+    /// The data directory.
+    public let layout: DataLayout
+
+    /// Creates the store.
+    public init(storage: any Storage, layout: DataLayout) { self.storage = storage; self.layout = layout }
+
+    private func read<T>(_ body: (any StorageTransaction) throws -> T) throws(LabGalleryError) -> T {
+        do { return try storage.read(body) } catch { throw LabGalleryError.wrap(error, "database read failed") }
+    }
+
+    private func write<T>(_ body: (any StorageTransaction) throws -> T) throws(LabGalleryError) -> T {
+        do { return try storage.write(body) } catch { throw LabGalleryError.wrap(error, "database write failed") }
+    }
+
+    public func allRows() throws(LabGalleryError) -> [ReplicationRow] {
+        try read { tx in try tx.allReplicationRows() }
+    }
+
+    public func job(_ image: ImageName, region: String) throws(LabGalleryError) -> (row: ReplicationRow, source: StoredImage)? {
+        try read { tx in
+            guard let row = try tx.replicationRows(of: image).first(where: { $0.record.region == region }),
+                  let source = try tx.image(image) else { return nil }
+            return (row, source)
         }
-        let record = RegionReplication(region: row["region"], state: state, bytesCopied: row["bytesCopied"],
-                                       bytesTotal: row["bytesTotal"], error: row["error"], attempts: row["attempts"])
-        return ReplicationRow(image: image, record: record, partialPath: row["partialPath"], blobPath: row["blobPath"])
     }
 
-    func replicationRows(of image: ImageName) throws -> [ReplicationRow] {
-        try Row.fetchAll(db, sql: "SELECT * FROM replication WHERE galleryId = ? AND imageId = ? ORDER BY region",
-                         arguments: [image.gallery.id, image.id]).map(replicationRow)
+    public func update(_ row: ReplicationRow) throws(LabGalleryError) -> Bool {
+        try write { tx in try tx.updateReplication(row) }
     }
 
-    func allReplicationRows() throws -> [ReplicationRow] {
-        try Row.fetchAll(db, sql: "SELECT * FROM replication ORDER BY galleryId, imageId, region").map(replicationRow)
+    public func completeSharing(_ row: ReplicationRow, sha256: String) throws(LabGalleryError) -> ReplicationRow?? {
+        try write { tx -> ReplicationRow?? in
+            guard let blob = try layout.liveBlobPath(region: row.record.region, sha256: sha256, tx) else { return .some(nil) }
+            var done = row
+            done.blobPath = blob
+            done.record.state = .completed
+            done.record.bytesCopied = done.record.bytesTotal
+            done.record.error = nil
+            done.partialPath = nil
+            return try tx.updateReplication(done) ? .some(done) : nil
+        }
     }
 
-    func updateReplication(_ row: ReplicationRow) throws -> Bool {
-        let r = row.record
-        try db.execute(sql: """
-            UPDATE replication SET state = ?, bytesCopied = ?, bytesTotal = ?, error = ?, attempts = ?, partialPath = ?, blobPath = ?
-            WHERE galleryId = ? AND imageId = ? AND region = ?
-            """, arguments: [r.state.rawValue, r.bytesCopied, r.bytesTotal, r.error, r.attempts, row.partialPath, row.blobPath,
-                             row.image.gallery.id, row.image.id, r.region])
-        return db.changesCount > 0
-    }
-}
-
-extension DataLayout {
-    /// Partial replicas of a region: `<data-dir>/regions/<region>/partial`. Unlike `tmp`, startup
-    /// recovery keeps the files a replication row references (jobs resume from them).
-    public func partialDirectory(region: String) -> URL {
-        regionsURL.appendingPathComponent(region).appendingPathComponent("partial")
+    public func nameReplica(_ row: ReplicationRow, sha256: String, size: Int64) throws(LabGalleryError) -> (path: String, shared: Bool)? {
+        let region = row.record.region
+        return try write { tx in
+            if let existing = try layout.liveBlobPath(region: region, sha256: sha256, tx) { return (existing, true) }
+            let path = row.blobPath ?? layout.newBlobPath(region: region, sha256: sha256)
+            if try tx.blob(path) == nil {
+                try tx.insertBlob(BlobRecord(path: path, region: region, sha256: sha256, sizeBytes: size, state: .writing))
+            }
+            var named = row
+            named.blobPath = path
+            return try tx.updateReplication(named) ? (path, false) : nil
+        }
     }
 
-    /// A fresh relative path for a partial replica of `image` in `region`.
-    func newReplicaPartialPath(region: String, image: ImageName) -> String {
-        "regions/\(region)/partial/\(image.gallery.id)/\(image.id).\(UUID().uuidString.lowercased()).part"
+    public func complete(_ row: ReplicationRow, blob: String) throws(LabGalleryError) -> Bool {
+        try write { tx in
+            try tx.setBlobState(.live, path: blob)
+            return try tx.updateReplication(row)
+        }
     }
 
-    /// Absolute URL of a path relative to the data directory (public for the engine's callers and tests).
-    public func absoluteURL(_ relativePath: String) -> URL { url(relativePath) }
-}
-
-/// How the use cases tell the replication engine about new and deleted images. Without an engine
-/// (core-only tests, token commands) the calls do nothing and replication rows simply stay PENDING.
-public final class ReplicationHooks: Sendable {
-    /// Receives the events; set by ``ReplicationEngine/start()``.
-    public protocol Observer: AnyObject, Sendable {
-        /// An image and its replication rows (as committed) were stored.
-        func imageStored(_ image: ImageName, rows: [ReplicationRow])
-        /// An image (and its rows) was deleted; its jobs must stop writing.
-        func imageDeleted(_ image: ImageName)
-        /// A gallery was deleted (after ``imageDeleted(_:)`` for each of its images).
-        func galleryDeleted(_ gallery: GalleryName)
+    public func blobState(_ path: String) throws(LabGalleryError) -> BlobRecord.State? {
+        try read { tx in try tx.blob(path)?.state }
     }
-
-    private let observer = Mutex<(any Observer)?>(nil)
-
-    init() {}
-
-    /// Installs (or with `nil`, removes) the observer.
-    public func setObserver(_ o: (any Observer)?) { observer.withLock { $0 = o } }
-
-    func imageStored(_ image: ImageName, rows: [ReplicationRow]) { observer.withLock { $0 }?.imageStored(image, rows: rows) }
-    func imageDeleted(_ image: ImageName) { observer.withLock { $0 }?.imageDeleted(image) }
-    func galleryDeleted(_ gallery: GalleryName) { observer.withLock { $0 }?.galleryDeleted(gallery) }
 }

@@ -1,4 +1,4 @@
-import Crypto
+import CLinuxFiles
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -7,118 +7,6 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-
-/// Where everything lives under the data directory:
-///
-/// ```
-/// <data-dir>/labgallery.sqlite                                   database (+ -wal, -shm)
-/// <data-dir>/admin.token                                         first-start admin token (0600)
-/// <data-dir>/regions/<region>/tmp/<random>.part                  uploads / copies in progress
-/// <data-dir>/regions/<region>/partial/<gallery>/<image>.<uuid>.part   replica copies (resumable)
-/// <data-dir>/regions/<region>/blobs/<ab>/<sha256>.<random>.blob  a blob: image bytes, stored once
-///                                                                per region and content
-/// <data-dir>/lost+found/<time>/<path>                            files start-up found but no row names
-/// ```
-///
-/// Images, replicas and lab templates reference blobs (``BlobRecord``); a blob is deleted only
-/// when its last reference goes. Final names carry a random suffix so that a blob being removed
-/// and a new blob of the same bytes never share a file.
-public struct DataLayout: Sendable, Equatable {
-    /// The data directory.
-    public let root: URL
-    /// Creates a layout rooted at `root`.
-    public init(root: URL) { self.root = root.standardizedFileURL }
-
-    /// `<data-dir>/labgallery.sqlite`.
-    public var databaseURL: URL { root.appendingPathComponent("labgallery.sqlite") }
-    /// `<data-dir>/admin.token`.
-    public var adminTokenURL: URL { root.appendingPathComponent("admin.token") }
-    /// `<data-dir>/regions`.
-    public var regionsURL: URL { root.appendingPathComponent("regions") }
-    /// `<data-dir>/labs` (lab templates of data directories from before content-addressed blobs).
-    public var labsURL: URL { root.appendingPathComponent("labs") }
-    /// `<data-dir>/lost+found`: where start-up moves files that no database row names.
-    public var lostAndFoundURL: URL { root.appendingPathComponent("lost+found") }
-
-    /// Temp directory of a region's blob store.
-    public func tempDirectory(region: String) -> URL { regionsURL.appendingPathComponent(region).appendingPathComponent("tmp") }
-    /// Blob directory of a region.
-    public func blobDirectory(region: String) -> URL { regionsURL.appendingPathComponent(region).appendingPathComponent("blobs") }
-    /// Temp directory for template copies of older data directories.
-    public var labTempDirectory: URL { labsURL.appendingPathComponent("tmp") }
-
-    /// A fresh relative path for a blob of `region` holding bytes with this SHA-256.
-    func newBlobPath(region: String, sha256: String) -> String {
-        "regions/\(region)/blobs/\(sha256.prefix(2))/\(sha256).\(randomSuffix()).blob"
-    }
-
-    /// Absolute URL of a path relative to the data directory.
-    func url(_ relativePath: String) -> URL { root.appendingPathComponent(relativePath) }
-
-    private func randomSuffix() -> String {
-        var rng = SystemRandomNumberGenerator()
-        return Data((0..<8).map { _ in UInt8.random(in: .min ... .max, using: &rng) }).hexString
-    }
-}
-
-/// A temporary file being written: bytes go straight to disk (never buffered whole in memory)
-/// and through a SHA-256 computed on its own thread (``HashPipeline``); writeback to the disk
-/// starts as data arrives, so the final fsync has little left to do. `commit` makes the file
-/// durable under its final name; `discard` removes it. Owned by one upload/copy at a time.
-struct BlobWriter: Sendable {
-    private(set) var fd: Int32
-    let tempURL: URL
-    private let hash = HashPipeline()
-    private(set) var size: Int64 = 0
-    private var writeback = FileOps.Writeback()
-
-    /// Creates `<dir>/<random>.part` exclusively (mode 0600), creating `dir` if needed.
-    init(in dir: URL) throws(LabGalleryError) {
-        try FileOps.createDirectory(dir)
-        var rng = SystemRandomNumberGenerator()
-        let name = Data((0..<16).map { _ in UInt8.random(in: .min ... .max, using: &rng) }).hexString + ".part"
-        tempURL = dir.appendingPathComponent(name)
-        fd = open(tempURL.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw FileOps.error("create \(tempURL.path)") }
-    }
-
-    /// Appends bytes and feeds the hash (which runs while the bytes are being written).
-    mutating func write(_ bytes: UnsafeRawBufferPointer) throws(LabGalleryError) {
-        guard !bytes.isEmpty else { return }
-        let fd = fd, path = tempURL.path
-        var written = size
-        var writeback = writeback
-        defer { size = written; self.writeback = writeback }
-        try hash.feed(bytes) { (piece) throws(LabGalleryError) in
-            try FileOps.writeAll(fd, piece, at: written, path: path)
-            written += Int64(piece.count)
-            writeback.advance(fd, to: written)
-        }
-    }
-
-    /// Lowercase hex SHA-256 of everything written (waits for the hash thread); nothing may be
-    /// written afterwards.
-    var sha256: String { hash.finish() }
-
-    /// fsync + close the temp file, rename it to `layout.url(relativePath)` (creating parent
-    /// directories) and fsync the parent directory so the rename itself is durable.
-    mutating func commit(to finalURL: URL) throws(LabGalleryError) {
-        guard fsync(fd) == 0 else { let e = FileOps.error("fsync \(tempURL.path)"); discard(); throw e }
-        close(fd); fd = -1
-        do throws(LabGalleryError) {
-            try FileOps.renameDurably(tempURL, to: finalURL)
-        } catch {
-            unlink(tempURL.path)
-            throw error
-        }
-    }
-
-    /// Closes and removes the temp file (idempotent).
-    mutating func discard() {
-        if fd >= 0 { close(fd); fd = -1 }
-        unlink(tempURL.path)
-    }
-}
 
 /// Small POSIX helpers with errors mapped to ``LabGalleryError/internal(message:)``.
 enum FileOps {
@@ -205,7 +93,7 @@ enum FileOps {
 
         mutating func advance(_ fd: Int32, to end: Int64) {
             guard end - started >= Self.step else { return }
-            _ = FileOps.syncFileRange?(fd, started, end - started, 2 /* SYNC_FILE_RANGE_WRITE */)
+            _ = clf_start_writeback(fd, started, end - started)
             started = end
         }
     }
@@ -215,10 +103,9 @@ enum FileOps {
     /// bytes copied (0 at the source's end), or nil when the kernel cannot do it for these files
     /// (other filesystem, no support), in which case the caller reads and writes itself.
     static func copyRange(from source: Int32, at from: Int64, to target: Int32, at to: Int64, count: Int) throws(LabGalleryError) -> Int? {
-        guard let copyFileRange else { return nil }
         var inOffset = from, outOffset = to
         while true {
-            let n = copyFileRange(source, &inOffset, target, &outOffset, count, 0)
+            let n = clf_copy_file_range(source, &inOffset, target, &outOffset, count)
             if n >= 0 { return n }
             switch errno {
             case EINTR: continue
@@ -226,15 +113,6 @@ enum FileOps {
             default: throw error("copy_file_range")
             }
         }
-    }
-
-    // Glibc's Swift module does not export these GNU calls (they need _GNU_SOURCE).
-    private static let syncFileRange = libc("sync_file_range", as: (@convention(c) (Int32, Int64, Int64, UInt32) -> Int32).self)
-    private static let copyFileRange = libc("copy_file_range",
-        as: (@convention(c) (Int32, UnsafeMutablePointer<Int64>?, Int32, UnsafeMutablePointer<Int64>?, Int, UInt32) -> Int).self)
-
-    private static func libc<F>(_ name: String, as type: F.Type) -> F? {
-        dlsym(nil, name).map { unsafeBitCast($0, to: type) }
     }
 
     /// Removes a file, ignoring "does not exist" (used after commits; recovery catches leftovers).
