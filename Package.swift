@@ -5,7 +5,10 @@
 //   Blocking                  threads for blocking work (never Swift's cooperative pool)
 //   CH2Shim                   C: sockets, epoll loop, nghttp2 sessions, gRPC framing
 //   GeneratedCProtos          protoc-c output for Protos/ (generated, committed)
-//   H2RPC                     Swift RPC core: status, metadata, deadlines, server, client, transports
+//   H2RPC                     Swift RPC core, no C: status, metadata, deadlines, router, server, client,
+//                             the transport protocols and their request/response part enums
+//   H2RPCNGHTTP2Transport     the HTTP/2 transport on CH2Shim (the only Swift code that knows gRPC framing)
+//   H2RPCInProcessTransport   client and server in one process, no C (tests, embedding)
 //   H2RPCProtobuf             bridge from generated value types to protobuf-c encode/decode
 //   GeneratedProtos           Swift messages, service protocols, client stubs (generated, committed)
 //   H2RPCHealth, Interop      standard services on the core
@@ -22,7 +25,9 @@ let package = Package(
     name: "LabGallery",
     platforms: [.macOS(.v15)],
     products: [
-        .library(name: "H2RPC", targets: ["H2RPC", "H2RPCProtobuf"]),
+        .library(name: "H2RPC", targets: ["H2RPC", "H2RPCProtobuf", "H2RPCNGHTTP2Transport"]),
+        .library(name: "H2RPCNGHTTP2Transport", targets: ["H2RPCNGHTTP2Transport"]),
+        .library(name: "H2RPCInProcessTransport", targets: ["H2RPCInProcessTransport"]),
         .library(name: "LabGalleryProtos", targets: ["GeneratedProtos"]),
         .executable(name: "interop-server", targets: ["InteropServer"]),
         .executable(name: "interop-client", targets: ["InteropClient"]),
@@ -69,7 +74,16 @@ let package = Package(
         // MARK: RPC core
         .target(
             name: "H2RPC",
-            dependencies: ["CH2Shim"],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "H2RPCNGHTTP2Transport",
+            dependencies: ["H2RPC", "CH2Shim"],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "H2RPCInProcessTransport",
+            dependencies: ["H2RPC"],
             swiftSettings: strictSwift
         ),
         .target(
@@ -96,18 +110,18 @@ let package = Package(
         ),
         .executableTarget(
             name: "InteropServer",
-            dependencies: ["Interop", "H2RPCHealth", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Interop", "H2RPCHealth", "H2RPCNGHTTP2Transport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strictSwift
         ),
         .executableTarget(
             name: "InteropClient",
-            dependencies: ["Interop", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Interop", "H2RPCNGHTTP2Transport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strictSwift
         ),
 
         .executableTarget(
             name: "H2RPCBench",
-            dependencies: ["H2RPC", "GeneratedProtos", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["H2RPC", "H2RPCNGHTTP2Transport", "GeneratedProtos", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/H2RPCBench",
             swiftSettings: strictSwift
         ),
@@ -127,7 +141,7 @@ let package = Package(
             name: "LabGalleryServer",
             dependencies: [
                 "Blocking",
-                "LabGalleryCore", "H2RPC", "H2RPCHealth", "GeneratedProtos",
+                "LabGalleryCore", "H2RPC", "H2RPCNGHTTP2Transport", "H2RPCHealth", "GeneratedProtos",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
@@ -146,7 +160,7 @@ let package = Package(
         // MARK: Clients
         .target(
             name: "LabGalleryClient",
-            dependencies: ["H2RPC", "GeneratedProtos", "Blocking"],
+            dependencies: ["H2RPC", "H2RPCNGHTTP2Transport", "GeneratedProtos", "Blocking"],
             swiftSettings: strictSwift
         ),
         .executableTarget(
@@ -157,7 +171,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "LabGalleryBench",
-            dependencies: ["H2RPC", "GeneratedProtos", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["H2RPC", "H2RPCNGHTTP2Transport", "GeneratedProtos", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/LabGalleryBench",
             swiftSettings: strictSwift
         ),
@@ -171,17 +185,17 @@ let package = Package(
         ),
         .testTarget(
             name: "H2RPCTests",
-            dependencies: ["TestSupport", "H2RPC", "H2RPCHealth", "GeneratedProtos", "Interop", "CH2Shim"],
+            dependencies: ["TestSupport", "H2RPC", "H2RPCNGHTTP2Transport", "H2RPCInProcessTransport", "H2RPCHealth", "GeneratedProtos", "Interop", "CH2Shim"],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "LabGalleryServerTests",
-            dependencies: ["TestSupport", "Blocking", "LabGalleryServer", "H2RPC", "GeneratedProtos", "LabGalleryCore"],
+            dependencies: ["TestSupport", "Blocking", "LabGalleryServer", "H2RPC", "H2RPCNGHTTP2Transport", "H2RPCInProcessTransport", "GeneratedProtos", "LabGalleryCore"],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "LabGalleryClientTests",
-            dependencies: ["TestSupport", "Blocking", "LabGalleryClient", "LabGalleryServer", "LabGalleryCore", "H2RPC", "GeneratedProtos"],
+            dependencies: ["TestSupport", "Blocking", "LabGalleryClient", "LabGalleryServer", "LabGalleryCore", "H2RPC", "H2RPCNGHTTP2Transport", "GeneratedProtos"],
             swiftSettings: strictSwift
         ),
         .testTarget(

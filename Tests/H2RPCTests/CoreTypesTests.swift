@@ -1,5 +1,6 @@
 import Testing
 @testable import H2RPC
+@testable import H2RPCNGHTTP2Transport
 import CH2Shim
 
 @Suite struct CoreTypesTests {
