@@ -19,6 +19,10 @@ public struct InProcessTransport: Sendable {
     /// The client half: give it to `RPCClient`.
     public let client: Client
 
+    /// Another client half on the same server, like a second connection: closing it ends only
+    /// the calls opened through it.
+    public func makeClient() -> Client { Client(server: server) }
+
     /// Creates a connected pair.
     public init() {
         let server = Server()
@@ -63,6 +67,8 @@ public struct InProcessTransport: Sendable {
     /// The client half.
     public final class Client: ClientTransport {
         private let server: Server
+        /// Calls in flight through this client, so `close` can end them as a lost connection would.
+        fileprivate let open = Mutex<[ObjectIdentifier: Link]>([:])
 
         fileprivate init(server: Server) { self.server = server }
 
@@ -72,8 +78,9 @@ public struct InProcessTransport: Sendable {
                 events.receive(.status(Status(code: .unavailable, message: "the in-process server is not serving"), [:]))
                 return Outbound(link: nil)
             }
-            let link = Link(events: events, server: server)
+            let link = Link(events: events, server: server, client: self)
             server.open.withLock { $0[ObjectIdentifier(link)] = link }
+            open.withLock { $0[ObjectIdentifier(link)] = link }
             let request = RequestHead(path: head.method.path, metadata: filtered(head.metadata),
                                       timeout: head.timeout.map { .valid($0) } ?? .none, peer: "in-process")
             let call = acceptor.accept(request, outbound: ServerOutbound(link: link))
@@ -81,8 +88,18 @@ public struct InProcessTransport: Sendable {
             return Outbound(link: link)
         }
 
-        /// Nothing to close: calls end with the server half.
-        public func close() {}
+        /// Ends the calls in flight through this client as a lost connection would (UNAVAILABLE
+        /// for the caller, cancellation for the handler). Later calls open as usual.
+        public func close() {
+            let links = open.withLock { links -> [Link] in
+                defer { links.removeAll() }
+                return Array(links.values)
+            }
+            for link in links {
+                link.events.receive(.status(Status(code: .unavailable, message: "the in-process client was closed"), [:]))
+                link.close(cancelled: true)
+            }
+        }
     }
 
     /// Shared by both halves of one call.
@@ -91,10 +108,12 @@ public struct InProcessTransport: Sendable {
         let call = Mutex<ServerCall?>(nil)
         let closed = Atomic<Bool>(false)
         weak let server: Server?
+        weak let client: Client?
 
-        init(events: ClientCallEvents, server: Server) {
+        init(events: ClientCallEvents, server: Server, client: Client) {
             self.events = events
             self.server = server
+            self.client = client
         }
 
         var serverCall: ServerCall? { call.withLock { $0 } }
@@ -103,6 +122,7 @@ public struct InProcessTransport: Sendable {
         func close(cancelled: Bool) {
             if closed.exchange(true, ordering: .acquiringAndReleasing) { return }
             _ = server?.open.withLock { $0.removeValue(forKey: ObjectIdentifier(self)) }
+            _ = client?.open.withLock { $0.removeValue(forKey: ObjectIdentifier(self)) }
             serverCall?.closed(cancelled: cancelled)
         }
     }

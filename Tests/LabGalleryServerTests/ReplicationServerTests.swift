@@ -36,7 +36,7 @@ final class ReplicationServer {
     }
 
     func admin() throws -> Clients {
-        let rpc = RPCClient(transport: transport.client, interceptors: [Authorization(value: "Bearer \(token)")])
+        let rpc = RPCClient(transport: transport.makeClient(), interceptors: [Authorization(value: "Bearer \(token)")])
         rpcs.append(rpc)
         return Clients(rpc: rpc)
     }

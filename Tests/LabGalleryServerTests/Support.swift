@@ -71,7 +71,7 @@ final class TestServer {
 
     /// Clients sending `authorization: <authorization>` (nil: none).
     func connect(authorization: String?) throws -> Clients {
-        let transport: any ClientTransport = try inProcess?.client ?? H2ClientTransport(host: "127.0.0.1", port: port)
+        let transport: any ClientTransport = try inProcess?.makeClient() ?? H2ClientTransport(host: "127.0.0.1", port: port)
         let rpc = RPCClient(transport: transport,
                             interceptors: authorization.map { [Authorization(value: $0)] } ?? [])
         clients.append(rpc)
