@@ -44,6 +44,20 @@ import CH2Shim
         #expect(Metadata.wireValue(.binary([0xab, 0xab])) == "q6s")
     }
 
+    @Test func oneTableOfReservedHeaders() {
+        for name in ReservedHeaders.names {
+            #expect(ReservedHeaders.contains(name.description), "\(name)")
+        }
+        for name in [":path", ":status", ":x"] { #expect(ReservedHeaders.contains(name)) }
+        for name in ["", "authorization", "user-agent", "x-bin", "grpc-previous-rpc-attempts", "tee", "hos", "grpc-statu"] {
+            #expect(!ReservedHeaders.contains(name), "\(name)")
+        }
+        var user = Metadata()
+        user.add("te", "trailers")
+        user.add("x-kept", "1")
+        #expect(user.filter { !Metadata.isReserved($0.key) }.map(\.key) == ["x-kept"])
+    }
+
     @Test func receivedNamesAreReservedLikeMetadataKeys() {
         let names = ["content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "grpc-status",
                      "grpc-message", "grpc-status-details-bin", "content-length", "connection", "transfer-encoding",
