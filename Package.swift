@@ -6,7 +6,10 @@
 //   CH2Shim                   C: sockets, epoll loop, nghttp2 sessions, gRPC framing
 //   CLinuxFiles               C: copy_file_range, sync_file_range (GNU calls Glibc's module hides)
 //   GeneratedCProtos          protoc-c output for Protos/ (generated, committed)
-//   H2RPC                     Swift RPC core: status, metadata, deadlines, server, client, transports
+//   H2RPC                     Swift RPC core, no C: status, metadata, deadlines, router, server, client,
+//                             the transport protocols and their request/response part enums
+//   H2RPCNGHTTP2Transport     the HTTP/2 transport on CH2Shim (the only Swift code that knows gRPC framing)
+//   H2RPCInProcessTransport   client and server in one process, no C (tests, embedding)
 //   H2RPCProtobuf             bridge from generated value types to protobuf-c encode/decode
 //   GeneratedProtos           Swift messages, service protocols, client stubs (generated, committed)
 //   H2RPCHealth, Interop      standard services on the core
@@ -24,7 +27,9 @@ let package = Package(
     name: "LabGallery",
     platforms: [.macOS(.v15)],
     products: [
-        .library(name: "H2RPC", targets: ["H2RPC", "H2RPCProtobuf"]),
+        .library(name: "H2RPC", targets: ["H2RPC", "H2RPCProtobuf", "H2RPCNGHTTP2Transport"]),
+        .library(name: "H2RPCNGHTTP2Transport", targets: ["H2RPCNGHTTP2Transport"]),
+        .library(name: "H2RPCInProcessTransport", targets: ["H2RPCInProcessTransport"]),
         .library(name: "LabGalleryProtos", targets: ["GeneratedProtos"]),
         .executable(name: "interop-server", targets: ["InteropServer"]),
         .executable(name: "interop-client", targets: ["InteropClient"]),
@@ -74,7 +79,16 @@ let package = Package(
         // MARK: RPC core
         .target(
             name: "H2RPC",
-            dependencies: ["CH2Shim"],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "H2RPCNGHTTP2Transport",
+            dependencies: ["H2RPC", "CH2Shim"],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "H2RPCInProcessTransport",
+            dependencies: ["H2RPC"],
             swiftSettings: strictSwift
         ),
         .target(
@@ -101,18 +115,18 @@ let package = Package(
         ),
         .executableTarget(
             name: "InteropServer",
-            dependencies: ["Interop", "H2RPCHealth", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Interop", "H2RPCHealth", "H2RPCNGHTTP2Transport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strictSwift
         ),
         .executableTarget(
             name: "InteropClient",
-            dependencies: ["Interop", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Interop", "H2RPCNGHTTP2Transport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strictSwift
         ),
 
         .executableTarget(
             name: "H2RPCBench",
-            dependencies: ["H2RPC", "GeneratedProtos", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["H2RPC", "H2RPCNGHTTP2Transport", "GeneratedProtos", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/H2RPCBench",
             swiftSettings: strictSwift
         ),
@@ -133,7 +147,7 @@ let package = Package(
             name: "LabGalleryServer",
             dependencies: [
                 "Blocking",
-                "LabGalleryCore", "H2RPC", "H2RPCHealth", "GeneratedProtos",
+                "LabGalleryCore", "H2RPC", "H2RPCNGHTTP2Transport", "H2RPCHealth", "GeneratedProtos",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
@@ -152,7 +166,7 @@ let package = Package(
         // MARK: Clients
         .target(
             name: "LabGalleryClient",
-            dependencies: ["H2RPC", "GeneratedProtos", "Blocking"],
+            dependencies: ["H2RPC", "H2RPCNGHTTP2Transport", "GeneratedProtos", "Blocking"],
             swiftSettings: strictSwift
         ),
         .target(
@@ -169,7 +183,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "LabGalleryBench",
-            dependencies: ["H2RPC", "GeneratedProtos", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["H2RPC", "H2RPCNGHTTP2Transport", "GeneratedProtos", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Benchmarks/LabGalleryBench",
             swiftSettings: strictSwift
         ),
@@ -183,17 +197,17 @@ let package = Package(
         ),
         .testTarget(
             name: "H2RPCTests",
-            dependencies: ["TestSupport", "H2RPC", "H2RPCHealth", "GeneratedProtos", "Interop", "CH2Shim"],
+            dependencies: ["TestSupport", "H2RPC", "H2RPCNGHTTP2Transport", "H2RPCInProcessTransport", "H2RPCHealth", "GeneratedProtos", "Interop", "CH2Shim"],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "LabGalleryServerTests",
-            dependencies: ["TestSupport", "Blocking", "LabGalleryServer", "H2RPC", "GeneratedProtos", "LabGalleryCore"],
+            dependencies: ["TestSupport", "Blocking", "LabGalleryServer", "H2RPC", "H2RPCNGHTTP2Transport", "H2RPCInProcessTransport", "GeneratedProtos", "LabGalleryCore"],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "LabGalleryClientTests",
-            dependencies: ["TestSupport", "Blocking", "LabGalleryClient", "LabGalleryServer", "LabGalleryCore", "H2RPC", "GeneratedProtos"],
+            dependencies: ["TestSupport", "Blocking", "LabGalleryClient", "LabGalleryServer", "LabGalleryCore", "H2RPC", "H2RPCNGHTTP2Transport", "GeneratedProtos"],
             swiftSettings: strictSwift
         ),
         .testTarget(

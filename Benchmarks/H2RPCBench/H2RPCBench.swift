@@ -1,6 +1,7 @@
 import ArgumentParser
 import GeneratedProtos
 import H2RPC
+import H2RPCNGHTTP2Transport
 #if canImport(Glibc)
 import Glibc
 #endif

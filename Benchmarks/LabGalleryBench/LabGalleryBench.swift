@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GeneratedProtos
 import H2RPC
+import H2RPCNGHTTP2Transport
 import Synchronization
 
 /// Adds the bearer token to every call.

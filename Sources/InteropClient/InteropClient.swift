@@ -1,5 +1,6 @@
 import ArgumentParser
 import H2RPC
+import H2RPCNGHTTP2Transport
 import Interop
 #if canImport(Glibc)
 import Glibc

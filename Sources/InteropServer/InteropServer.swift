@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import H2RPC
+import H2RPCNGHTTP2Transport
 import H2RPCHealth
 import Interop
 #if canImport(Glibc)

@@ -1,6 +1,7 @@
 import Foundation
 import GeneratedProtos
 import H2RPC
+import H2RPCNGHTTP2Transport
 
 /// A typed client of one LabGallery server.
 ///

@@ -2,11 +2,13 @@ import Blocking
 import Foundation
 import GeneratedProtos
 import H2RPC
+import H2RPCNGHTTP2Transport
 import H2RPCHealth
 import LabGalleryCore
 import Logging
 
-/// The gallery API server: the core, its services, authentication, health, on an HTTP/2 listener.
+/// The gallery API server: the core, its services, authentication, health, on a transport: an
+/// HTTP/2 listener (nghttp2) by default, or any `ServerTransport` (e.g. in-process, for tests).
 ///
 /// `init` prepares the data directory (open and migrate the database, startup file recovery,
 /// first-start admin token); ``start()`` listens; ``shutdown()`` drains and closes the database.
@@ -17,7 +19,9 @@ public final class GalleryServer: Sendable {
     public let configuration: ServerConfiguration
     /// The replication engine (started by `init`, stopped by ``shutdown()``).
     public let replication: ReplicationEngine
-    private let transport: H2ServerTransport
+    private let transport: any ServerTransport
+    /// The HTTP/2 listener, when the server made its own (it knows the bound port).
+    private let listener: H2ServerTransport?
     private let server: RPCServer
     private let health: HealthService
     private let logger: Logger
@@ -35,8 +39,10 @@ public final class GalleryServer: Sendable {
     /// no row names moved to `lost+found`), reconciles replication with the region catalog and, on
     /// first start, writes `<data-dir>/admin.token` (mode 0600); the log names the file, never the
     /// token. All of it runs on the blocking executor, never on the cooperative pool.
+    /// `transport` nil: HTTP/2 on `configuration.host`/`port` with its message size limit; otherwise
+    /// calls come from `transport` (its own limits apply; `host` and `port` are unused).
     /// `logger` nil: no logging (for embedding and tests).
-    public init(configuration: ServerConfiguration, logger: Logger? = nil) async throws {
+    public init(configuration: ServerConfiguration, transport: (any ServerTransport)? = nil, logger: Logger? = nil) async throws {
         let logger = logger ?? Logger(label: "labgallery-server", factory: { _ in SwiftLogNoOpLogHandler() })
         self.configuration = configuration
         self.logger = logger
@@ -75,10 +81,17 @@ public final class GalleryServer: Sendable {
         self.replication = replication
         health = HealthService()
         for name in Self.serviceNames { health.setStatus(.serving, for: name) }
-        transport = try H2ServerTransport(host: configuration.host, port: configuration.port,
-                                          configuration: H2Configuration(maxReceiveMessageSize: configuration.maxReceiveMessageSize))
+        if let transport {
+            self.transport = transport
+            listener = nil
+        } else {
+            let listener = try H2ServerTransport(host: configuration.host, port: configuration.port,
+                                                 configuration: H2Configuration(maxReceiveMessageSize: configuration.maxReceiveMessageSize))
+            self.transport = listener
+            self.listener = listener
+        }
         server = RPCServer(
-            transport: transport,
+            transport: self.transport,
             services: [
                 LabAccountService(core: core), GalleryService(core: core), ImageService(core: core),
                 LabService(core: core), ReplicationService(core: core),
@@ -87,17 +100,18 @@ public final class GalleryServer: Sendable {
             interceptors: [AuthenticationInterceptor(core: core, logger: logger), CallLogInterceptor(logger: logger)])
     }
 
-    /// Starts listening; returns the bound port (the real one when configured with port 0).
+    /// Starts listening; returns the bound port (the real one when configured with port 0; 0 on a
+    /// transport given to `init`).
     @discardableResult
     public func start() async throws -> Int {
         // After init's file recovery (which keeps the partial replicas jobs reference): resume every job.
         try await core.executor.run { () throws(LabGalleryError) in try replication.start() }
         try server.start()
-        return transport.boundPort
+        return boundPort
     }
 
-    /// The port bound by ``start()``.
-    public var boundPort: Int { transport.boundPort }
+    /// The port bound by ``start()`` (0 on a transport given to `init`).
+    public var boundPort: Int { listener?.boundPort ?? 0 }
 
     /// Graceful shutdown: health reports NOT_SERVING (ending health watches), replication watch
     /// streams end with UNAVAILABLE (clients reconnect elsewhere or later), new calls are refused

@@ -1,4 +1,5 @@
 import H2RPC
+import H2RPCNGHTTP2Transport
 import Synchronization
 import TestSupport
 import Testing

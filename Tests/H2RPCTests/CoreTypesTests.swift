@@ -1,5 +1,6 @@
 import Testing
 @testable import H2RPC
+@testable import H2RPCNGHTTP2Transport
 import CH2Shim
 
 @Suite struct CoreTypesTests {
@@ -41,6 +42,20 @@ import CH2Shim
         let bad = Array("@@".utf8).withUnsafeBufferPointer { Metadata.wireEntry(key: "k-bin", value: $0) }
         #expect(bad == nil)
         #expect(Metadata.wireValue(.binary([0xab, 0xab])) == "q6s")
+    }
+
+    @Test func oneTableOfReservedHeaders() {
+        for name in ReservedHeaders.names {
+            #expect(ReservedHeaders.contains(name.description), "\(name)")
+        }
+        for name in [":path", ":status", ":x"] { #expect(ReservedHeaders.contains(name)) }
+        for name in ["", "authorization", "user-agent", "x-bin", "grpc-previous-rpc-attempts", "tee", "hos", "grpc-statu"] {
+            #expect(!ReservedHeaders.contains(name), "\(name)")
+        }
+        var user = Metadata()
+        user.add("te", "trailers")
+        user.add("x-kept", "1")
+        #expect(user.filter { !Metadata.isReserved($0.key) }.map(\.key) == ["x-kept"])
     }
 
     @Test func receivedNamesAreReservedLikeMetadataKeys() {

@@ -1,4 +1,6 @@
 import H2RPC
+import H2RPCNGHTTP2Transport
+import H2RPCInProcessTransport
 import Synchronization
 import TestSupport
 import Testing

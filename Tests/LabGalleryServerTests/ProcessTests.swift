@@ -1,6 +1,7 @@
 import Foundation
 import GeneratedProtos
 import H2RPC
+import H2RPCNGHTTP2Transport
 import LabGalleryCore
 import Synchronization
 import TestSupport

@@ -1,6 +1,8 @@
 import Foundation
 import GeneratedProtos
 import H2RPC
+import H2RPCInProcessTransport
+import H2RPCNGHTTP2Transport
 import LabGalleryCore
 import LabGalleryServer
 import Synchronization
@@ -15,12 +17,12 @@ func writeTestCatalog(in dir: URL) throws -> URL {
     return url
 }
 
-/// A GalleryServer with a custom replication config, on port 0 over a temp data dir.
+/// A GalleryServer with a custom replication config, in-process over a temp data dir.
 final class ReplicationServer {
     let dir: URL
     let server: GalleryServer
-    let port: Int
     let token: String
+    private let transport = InProcessTransport()
     private var rpcs: [RPCClient] = []
 
     init(_ replication: ReplicationConfiguration) async throws {
@@ -28,13 +30,13 @@ final class ReplicationServer {
         let catalog = try writeTestCatalog(in: dir.appendingPathExtension("conf"))
         server = try await GalleryServer(configuration: ServerConfiguration(
             host: "127.0.0.1", port: 0, dataDirectory: dir, regionsFile: catalog, shutdownGracePeriod: .seconds(1),
-            replication: replication))
-        port = try await server.start()
+            replication: replication), transport: transport.server)
+        try await server.start()
         token = try String(contentsOf: dir.appendingPathComponent("admin.token"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     func admin() throws -> Clients {
-        let rpc = RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: port), interceptors: [Authorization(value: "Bearer \(token)")])
+        let rpc = RPCClient(transport: transport.makeClient(), interceptors: [Authorization(value: "Bearer \(token)")])
         rpcs.append(rpc)
         return Clients(rpc: rpc)
     }

@@ -2,6 +2,8 @@ import Blocking
 import Foundation
 import GeneratedProtos
 import H2RPC
+import H2RPCInProcessTransport
+import H2RPCNGHTTP2Transport
 import LabGalleryCore
 import LabGalleryServer
 import TestSupport
@@ -27,21 +29,36 @@ struct Clients {
     var health: Grpc_Health_V1_Health.Client { .init(wrapping: rpc) }
 }
 
-/// A real `GalleryServer` on 127.0.0.1, port 0, over a fresh temp data directory,
-/// with clients connecting through real sockets (H2ClientTransport).
+/// How a test server takes its calls.
+enum TestTransport {
+    /// The in-process transport: no sockets, no HTTP/2 (every test not about the wire).
+    case inProcess
+    /// HTTP/2 on 127.0.0.1, port 0, with clients connecting through real sockets (H2ClientTransport):
+    /// tests of what only the wire does (message size limits, connections).
+    case sockets
+}
+
+/// A real `GalleryServer` over a fresh temp data directory, on the in-process transport or on
+/// 127.0.0.1, port 0 (see ``TestTransport``).
 final class TestServer {
     let dataDir: URL
     let server: GalleryServer
+    /// The bound port (0 in-process).
     let port: Int
     let adminToken: String
+    private let inProcess: InProcessTransport?
     private var clients: [RPCClient] = []
 
-    init(templateImages: TemplateImagePolicy = .any, regionsFile: URL? = nil, maxMessageSize: Int = 4 << 20) async throws {
+    init(templateImages: TemplateImagePolicy = .any, regionsFile: URL? = nil, maxMessageSize: Int = 4 << 20,
+         transport: TestTransport = .inProcess) async throws {
         dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("lgs-\(UUID().uuidString)")
+        let inProcess = transport == .inProcess ? InProcessTransport() : nil
+        self.inProcess = inProcess
         server = try await GalleryServer(
             configuration: ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: dataDir,
                                                maxReceiveMessageSize: maxMessageSize, templateImages: templateImages,
-                                               regionsFile: regionsFile, shutdownGracePeriod: .seconds(1)))
+                                               regionsFile: regionsFile, shutdownGracePeriod: .seconds(1)),
+            transport: inProcess?.server)
         port = try await server.start()
         adminToken = try String(contentsOf: dataDir.appendingPathComponent("admin.token"), encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
@@ -54,7 +71,8 @@ final class TestServer {
 
     /// Clients sending `authorization: <authorization>` (nil: none).
     func connect(authorization: String?) throws -> Clients {
-        let rpc = RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: port),
+        let transport: any ClientTransport = try inProcess?.makeClient() ?? H2ClientTransport(host: "127.0.0.1", port: port)
+        let rpc = RPCClient(transport: transport,
                             interceptors: authorization.map { [Authorization(value: $0)] } ?? [])
         clients.append(rpc)
         return Clients(rpc: rpc)
@@ -87,8 +105,9 @@ final class TestServer {
 
 /// Runs `body` against a fresh server, stopping it afterwards even when `body` throws.
 func withServer(templateImages: TemplateImagePolicy = .any, regionsFile: URL? = nil, maxMessageSize: Int = 4 << 20,
-                _ body: (TestServer) async throws -> Void) async throws {
-    let server = try await TestServer(templateImages: templateImages, regionsFile: regionsFile, maxMessageSize: maxMessageSize)
+                transport: TestTransport = .inProcess, _ body: (TestServer) async throws -> Void) async throws {
+    let server = try await TestServer(templateImages: templateImages, regionsFile: regionsFile, maxMessageSize: maxMessageSize,
+                                      transport: transport)
     do {
         try await body(server)
     } catch {

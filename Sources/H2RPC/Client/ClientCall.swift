@@ -32,8 +32,18 @@ public final class ClientCallEvents: Sendable {
 
     // MARK: transport events
 
+    /// A part of the response arrived.
+    public func receive(_ part: RPCResponsePart) {
+        switch part {
+        case .metadata(let metadata): receiveHeaders(metadata)
+        case .message(let message): inbound.push(message)
+        case .status(let status, let trailers), .trailersOnly(let status, let trailers):
+            receiveStatus(status, trailers: trailers)
+        }
+    }
+
     /// Response headers arrived.
-    public func receiveHeaders(_ metadata: Metadata) {
+    func receiveHeaders(_ metadata: Metadata) {
         let waiters = state.withLock { s -> [CheckedContinuation<Metadata, Never>] in
             if s.headers == nil { s.headers = metadata }
             defer { s.headerWaiters.removeAll() }
@@ -42,19 +52,9 @@ public final class ClientCallEvents: Sendable {
         for w in waiters { w.resume(returning: metadata) }
     }
 
-    /// A response message arrived.
-    public func receiveMessage(_ bytes: [UInt8]) {
-        inbound.push(MessageBytes(bytes))
-    }
-
-    /// A response message arrived (possibly in transport memory, not copied).
-    func receiveMessage(_ bytes: MessageBytes) {
-        inbound.push(bytes)
-    }
-
     /// The call ended with `status` (trailers, Trailers-Only, reset, connection loss, local
     /// deadline or cancellation). Only the first status counts.
-    public func receiveStatus(_ status: Status, trailers: Metadata) {
+    func receiveStatus(_ status: Status, trailers: Metadata) {
         typealias Woken = (headers: [CheckedContinuation<Metadata, Never>],
                            status: [CheckedContinuation<(Status, Metadata), Never>],
                            timer: Task<Void, Never>?)
@@ -105,20 +105,20 @@ public final class ClientCallEvents: Sendable {
     }
 
     /// Encodes a request for the stream's transport (into its send memory where it can).
-    func encode<M: RPCMessage>(_ message: M) throws -> OutboundMessage {
+    func encode<M: RPCMessage>(_ message: M) throws -> MessageBytes {
         if let outbound { return try outbound.encode(message) }
-        return OutboundMessage(bytes: try message.serializedBytes())
+        return MessageBytes(try message.serializedBytes())
     }
 
-    func send(_ message: OutboundMessage) async throws {
+    func send(_ message: MessageBytes) async throws {
         if let (status, trailers) = state.withLock({ $0.status }) {
             throw RPCError(status.code == .ok ? .failedPrecondition : status.code,
                            status.code == .ok ? "the call already ended" : status.message, metadata: trailers)
         }
-        try await flow.reserve(message.count + 5)
+        try await flow.reserve(message.count)
         let closed = state.withLock { $0.sendClosed }
         if closed { throw RPCError(.failedPrecondition, "send after finish: the request stream is already closed") }
-        outbound?.send(message, end: false)
+        outbound?.write(.message(message))
     }
 
     func finishSending() {
@@ -126,7 +126,7 @@ public final class ClientCallEvents: Sendable {
             defer { s.sendClosed = true }
             return !s.sendClosed && s.status == nil
         }
-        if first { outbound?.send(message: nil, end: true) }
+        if first { outbound?.write(.end) }
     }
 
     func headers() async -> Metadata {
@@ -182,6 +182,7 @@ private final class OutboundBox: Sendable {
 /// OK), or with `response()` for a single one. Cancelling the task that reads cancels the
 /// call; so does dropping the last reference to an unfinished call.
 public final class ClientCall<Request: RPCMessage, Response: RPCMessage>: AsyncSequence, Sendable {
+    /// A decoded response message.
     public typealias Element = Response
     let events: ClientCallEvents
 
@@ -195,7 +196,7 @@ public final class ClientCall<Request: RPCMessage, Response: RPCMessage>: AsyncS
 
     /// Sends one request message; waits while the server is not reading fast enough.
     public func send(_ message: Request) async throws {
-        let encoded: OutboundMessage
+        let encoded: MessageBytes
         do { encoded = try events.encode(message) } catch {
             throw RPCError(.internal, "could not encode the request message \(Request.self): \(error)")
         }
@@ -251,6 +252,7 @@ public final class ClientCall<Request: RPCMessage, Response: RPCMessage>: AsyncS
     /// Iterates the response messages.
     public struct AsyncIterator: AsyncIteratorProtocol {
         let call: ClientCall
+        /// The next response, or nil at the end of an OK call; throws the status of a failed one.
         public mutating func next() async throws -> Response? {
             if let bytes = try await call.events.nextMessage() { return try call.decode(bytes) }
             try await call.throwStatusIfFailed()
@@ -258,5 +260,6 @@ public final class ClientCall<Request: RPCMessage, Response: RPCMessage>: AsyncS
         }
     }
 
+    /// The iterator.
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(call: self) }
 }

@@ -17,20 +17,24 @@ public struct ClientRequestHead: Sendable {
 
 /// The outbound half of one client stream, implemented by a transport.
 public protocol ClientStreamOutbound: Sendable {
-    /// Sends one message and/or half-closes the stream.
-    func send(message: [UInt8]?, end: Bool)
-    /// Encodes a request message for this stream, straight into the transport's send memory
-    /// where it can (the default encodes into an array).
-    func encode<M: RPCMessage>(_ message: M) throws -> OutboundMessage
-    /// Sends one message from `encode`.
-    func send(_ message: OutboundMessage, end: Bool)
-    /// Aborts the stream (RST_STREAM CANCEL).
+    /// Writes a part of the request stream: a message, or the half-close.
+    func write(_ part: RPCRequestPart)
+    /// Encodes a request message for this stream. Zero-copy capability: a transport encodes
+    /// straight into its send memory (``MessageBytes/init(buffer:)``) and, when the message is
+    /// written, sends that memory without copying it. The default encodes into an array.
+    func encode<M: RPCMessage>(_ message: M) throws -> MessageBytes
+    /// Aborts the stream (HTTP/2: RST_STREAM CANCEL).
     func cancel()
-    /// Releases `bytes` of consumed inbound data (reopens the server's window).
+    /// Releases a consumed response message of `bytes` bytes (framing not included): the
+    /// transport reopens the server's flow-control window by as much (plus its framing).
     func consume(_ bytes: Int)
 }
 
 /// A client transport: opens streams to one server.
+///
+/// Per stream it reports what arrives to the call's ``ClientCallEvents``: the
+/// ``RPCResponsePart``s (``ClientCallEvents/receive(_:)``) and drained output
+/// (``ClientCallEvents/drained(_:)``).
 public protocol ClientTransport: Sendable {
     /// Opens a stream; the transport reports what arrives to `events`.
     func openStream(_ head: ClientRequestHead, events: ClientCallEvents) -> any ClientStreamOutbound
@@ -39,11 +43,8 @@ public protocol ClientTransport: Sendable {
 }
 
 extension ClientStreamOutbound {
-    public func encode<M: RPCMessage>(_ message: M) throws -> OutboundMessage {
-        OutboundMessage(bytes: try message.serializedBytes())
-    }
-
-    public func send(_ message: OutboundMessage, end: Bool) {
-        send(message: message.bytes, end: end)
+    /// Encodes into an array.
+    public func encode<M: RPCMessage>(_ message: M) throws -> MessageBytes {
+        MessageBytes(try message.serializedBytes())
     }
 }

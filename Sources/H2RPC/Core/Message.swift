@@ -17,6 +17,7 @@ public protocol RPCMessage: Sendable {
 }
 
 extension RPCMessage {
+    /// Encodes with `serializedBytes()` and copies into the memory `allocate` returns.
     public func serialize(into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
         let bytes = try serializedBytes()
         let target = try allocate(bytes.count)
@@ -24,84 +25,71 @@ extension RPCMessage {
     }
 }
 
-/// The bytes of one received message, read-only: an array, or memory a transport handed over
-/// without copying it (released when the last copy of this value goes away).
-struct MessageBytes: Sendable {
-    private enum Storage: Sendable {
+/// The bytes of one message, read-only: an array, or memory a transport owns (a received
+/// message handed over without copying it, or an outbound message a transport encoded straight
+/// into its send memory). The memory is released when the last copy of this value goes away.
+///
+/// This is the zero-copy capability of the transport interface: a transport that has the bytes
+/// in its own memory wraps that memory in a ``MessageBuffer`` instead of copying it into an array.
+public struct MessageBytes: Sendable {
+    @usableFromInline
+    enum Storage: Sendable {
         case array([UInt8])
-        case buffer(any TransportMessageBuffer)
+        case buffer(any MessageBuffer)
     }
-    private let storage: Storage
+    @usableFromInline
+    let storage: Storage
 
-    init(_ bytes: [UInt8]) { storage = .array(bytes) }
-    init(_ buffer: any TransportMessageBuffer) { storage = .buffer(buffer) }
+    /// Bytes in an array.
+    @inlinable
+    public init(_ bytes: [UInt8]) { storage = .array(bytes) }
+    /// Bytes in transport memory (not copied).
+    @inlinable
+    public init(buffer: any MessageBuffer) { storage = .buffer(buffer) }
 
-    var count: Int {
+    /// The size in bytes.
+    @inlinable
+    public var count: Int {
         switch storage {
         case .array(let a): return a.count
         case .buffer(let b): return b.count
         }
     }
 
-    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    /// Calls `body` with the bytes (valid only during the call).
+    @inlinable
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         switch storage {
         case .array(let a): return try a.withUnsafeBytes(body)
         case .buffer(let b): return try withExtendedLifetime(b) { try body(b.bytes) }
         }
     }
-}
 
-/// Transport memory holding one received message; the transport frees it in `deinit`.
-protocol TransportMessageBuffer: AnyObject, Sendable {
-    var count: Int { get }
-    /// The message; valid while this object is alive.
-    var bytes: UnsafeRawBufferPointer { get }
-}
-
-/// One request message encoded for a transport (see `ClientStreamOutbound.encode`): an
-/// array, or transport memory the message was encoded into.
-public struct OutboundMessage: Sendable {
-    enum Storage: Sendable {
-        case bytes([UInt8])
-        case buffer(any OutboundMessageBuffer)
-    }
-    let storage: Storage
-
-    /// A message encoded into an array.
-    public init(bytes: [UInt8]) { storage = .bytes(bytes) }
-    /// A message encoded into transport memory.
-    public init(buffer: any OutboundMessageBuffer) { storage = .buffer(buffer) }
-
-    /// The encoded size in bytes.
-    public var count: Int {
+    /// The bytes as an array (a copy when they are in transport memory).
+    public var array: [UInt8] {
         switch storage {
-        case .bytes(let b): return b.count
-        case .buffer(let b): return b.count
+        case .array(let a): return a
+        case .buffer(let b): return [UInt8](b.bytes)
         }
     }
 
-    /// The encoded bytes as an array (a copy if they are in transport memory).
-    public var bytes: [UInt8] {
-        switch storage {
-        case .bytes(let b): return b
-        case .buffer(let b): return b.copyBytes()
-        }
-    }
-
-    /// The transport memory, if the message was encoded into some.
-    public var buffer: (any OutboundMessageBuffer)? {
+    /// The transport memory holding the bytes, if they are in some: a transport takes its own
+    /// buffers back this way (e.g. to send an encoded message without copying it).
+    @inlinable
+    public var buffer: (any MessageBuffer)? {
         if case .buffer(let b) = storage { return b }
         return nil
     }
 }
 
-/// Transport memory an outbound message was encoded into. The transport frees it when the
-/// message is dropped without being sent.
-public protocol OutboundMessageBuffer: AnyObject, Sendable {
-    /// The encoded size in bytes.
+/// Transport memory holding one message (see ``MessageBytes``); the transport frees it in
+/// `deinit`.
+public protocol MessageBuffer: AnyObject, Sendable {
+    /// The size in bytes.
     var count: Int { get }
-    /// A copy of the encoded bytes.
-    func copyBytes() -> [UInt8]
+    /// The message; valid while this object is alive (and, for a buffer a transport takes back
+    /// to send, until it does).
+    var bytes: UnsafeRawBufferPointer { get }
 }
 
 /// Identifies an RPC method: `/package.Service/Method` on the wire.
@@ -120,6 +108,7 @@ public struct MethodDescriptor: Sendable, Hashable, CustomStringConvertible {
         self.path = "/\(service)/\(method)"
     }
 
+    /// The path, e.g. `/grpc.testing.TestService/UnaryCall`.
     public var description: String { path }
 }
 
@@ -135,7 +124,7 @@ public enum RPCKind: Sendable, Hashable {
     case bidirectionalStreaming
 
     /// Whether the handler starts before the request stream ended.
-    var streamsRequests: Bool { self == .clientStreaming || self == .bidirectionalStreaming }
+    public var streamsRequests: Bool { self == .clientStreaming || self == .bidirectionalStreaming }
     /// Whether the handler may write more than one response.
-    var streamsResponses: Bool { self == .serverStreaming || self == .bidirectionalStreaming }
+    public var streamsResponses: Bool { self == .serverStreaming || self == .bidirectionalStreaming }
 }

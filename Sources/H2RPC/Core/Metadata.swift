@@ -13,6 +13,7 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
         /// A string value from a literal.
         public init(stringLiteral value: String) { self = .string(value) }
 
+        /// The string, or the binary value in unpadded base64.
         public var description: String {
             switch self {
             case .string(let s): return s
@@ -27,6 +28,12 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
         public var key: String
         /// The value.
         public var value: Value
+
+        /// Creates an entry; `key` must be lower-case (as HTTP/2 field names are).
+        public init(key: String, value: Value) {
+            self.key = key
+            self.value = value
+        }
     }
 
     private var entries: [Entry]
@@ -56,7 +63,7 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
     }
 
     /// Adds an entry read off the wire (HTTP/2 field names are already lower-case).
-    mutating func append(_ entry: Entry) {
+    public mutating func append(_ entry: Entry) {
         entries.append(entry)
     }
 
@@ -117,6 +124,7 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
     /// Whether there are no entries.
     public var isEmpty: Bool { entries.isEmpty }
 
+    /// Iterates the entries in order.
     public func makeIterator() -> IndexingIterator<[Entry]> { entries.makeIterator() }
 
     /// Appends every entry of `other`.
@@ -126,7 +134,7 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
 
     /// Builds an entry from a received header; `-bin` values are base64-decoded.
     /// Returns nil for a `-bin` value that is not valid base64.
-    static func wireEntry(key: String, value: UnsafeBufferPointer<UInt8>) -> Entry? {
+    public static func wireEntry(key: String, value: UnsafeBufferPointer<UInt8>) -> Entry? {
         if key.hasSuffix("-bin") {
             // Several values may arrive joined by commas.
             var out: [UInt8] = []
@@ -141,25 +149,17 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
     }
 
     /// The wire form of an entry's value.
-    static func wireValue(_ value: Value) -> String {
+    public static func wireValue(_ value: Value) -> String {
         switch value {
         case .string(let s): return s
         case .binary(let b): return Base64.encode(b, padded: false)
         }
     }
 
-    /// Header names the transport owns; they are never surfaced as, or sent from, user metadata.
-    /// (`HeaderField.nameIsReserved` checks received names against the same list.)
-    static func isReserved(_ key: String) -> Bool {
-        if key.hasPrefix(":") { return true }
-        switch key {
-        case "content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding",
-             "grpc-status", "grpc-message", "grpc-status-details-bin", "content-length",
-             "connection", "transfer-encoding", "host", "keep-alive", "upgrade", "proxy-connection":
-            return true
-        default:
-            return false
-        }
+    /// Whether `key` is a header name the transport owns (see ``ReservedHeaders``): such
+    /// entries are never surfaced as, or sent from, user metadata.
+    public static func isReserved(_ key: String) -> Bool {
+        ReservedHeaders.contains(key)
     }
 }
 

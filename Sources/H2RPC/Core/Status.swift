@@ -63,6 +63,7 @@ public struct Status: Sendable, Hashable, CustomStringConvertible {
     /// The OK status.
     public static let ok = Status(code: .ok)
 
+    /// `CODE: message`, or `CODE` alone.
     public var description: String {
         message.isEmpty ? code.description : "\(code): \(message)"
     }
@@ -90,12 +91,13 @@ public struct RPCError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The error as a status.
     public var status: Status { Status(code: code, message: message) }
 
+    /// `CODE: message`.
     public var description: String { "\(code): \(message)" }
 }
 
 extension RPCError {
-    /// Maps any error thrown inside a call to the status it ends with.
-    static func from(_ error: any Error) -> RPCError {
+    /// Maps any error thrown inside a call (or by a transport) to the status it ends with.
+    public static func from(_ error: any Error) -> RPCError {
         if let rpc = error as? RPCError { return rpc }
         if let convertible = error as? any RPCErrorConvertible { return convertible.rpcError }
         if error is CancellationError { return RPCError(.cancelled, "the call was cancelled") }

@@ -3,6 +3,8 @@ import Synchronization
 /// Outbound back-pressure for one stream: writers wait while more than `highWater`
 /// bytes are queued in the transport, and resume when it drains below `lowWater`.
 /// This bounds the memory a slow reader can pin to roughly `highWater` + one message.
+/// Writers reserve message bytes; a transport reports what it drained, framing included if it
+/// cannot tell it apart, so the marks are approximate by a few bytes per message.
 final class OutboundFlow: Sendable {
     static let highWater = 256 * 1024
     static let lowWater = 64 * 1024
@@ -75,8 +77,8 @@ final class OutboundFlow: Sendable {
 }
 
 /// Inbound messages of one stream, fed by the transport and read by one consumer.
-/// Each message taken releases its bytes to the transport (`onConsume`), which reopens
-/// the peer's flow-control window: a slow reader slows the sender.
+/// Each message taken releases its bytes to the transport (`onConsume`, message bytes without
+/// framing), which reopens the peer's flow-control window: a slow reader slows the sender.
 final class InboundQueue: Sendable {
     private struct State {
         var messages: [MessageBytes] = []
@@ -115,11 +117,11 @@ final class InboundQueue: Sendable {
         }
         switch outcome {
         case .handed(let waiter):
-            onConsume(message.count + 5)
+            onConsume(message.count)
             waiter.resume(returning: message)
         case .dropped:
             // Nobody will read it: release its window at once instead of holding it.
-            onConsume(message.count + 5)
+            onConsume(message.count)
         case .queued:
             break
         }
@@ -151,7 +153,7 @@ final class InboundQueue: Sendable {
     func next() async throws -> MessageBytes? {
         switch state.withLock({ $0.take() }) {
         case .message(let m):
-            onConsume(m.count + 5)
+            onConsume(m.count)
             return m
         case .end: return nil
         case .failed(let e): throw e
@@ -167,7 +169,7 @@ final class InboundQueue: Sendable {
                     }
                     switch step {
                     case .message(let m)?:
-                        onConsume(m.count + 5)
+                        onConsume(m.count)
                         c.resume(returning: m)
                     case .end?: c.resume(returning: nil)
                     case .failed(let e)?: c.resume(throwing: e)

@@ -25,8 +25,8 @@ public struct RPCRouter: Sendable {
         _ descriptor: MethodDescriptor,
         handler: @escaping @Sendable (Request, ResponseWriter<Response>, ServerContext) async throws -> Void
     ) {
-        routes[descriptor.path] = Route(descriptor: descriptor, kind: .serverStreaming, handler: .streaming { call in
-            let request = try decodeRequest(Request.self, call.singleRequest())
+        routes[descriptor.path] = Route(descriptor: descriptor, kind: .serverStreaming, handler: .streaming { call, single in
+            let request = try decodeRequest(Request.self, single ?? MessageBytes([]))
             try await handler(request, ResponseWriter(call: call), call.context)
         })
     }
@@ -36,7 +36,7 @@ public struct RPCRouter: Sendable {
         _ descriptor: MethodDescriptor,
         handler: @escaping @Sendable (RequestStream<Request>, ServerContext) async throws -> Response
     ) {
-        routes[descriptor.path] = Route(descriptor: descriptor, kind: .clientStreaming, handler: .streaming { call in
+        routes[descriptor.path] = Route(descriptor: descriptor, kind: .clientStreaming, handler: .streaming { call, _ in
             let response = try await handler(RequestStream(call.requests), call.context)
             try await ResponseWriter<Response>(call: call).write(response)
         })
@@ -47,7 +47,7 @@ public struct RPCRouter: Sendable {
         _ descriptor: MethodDescriptor,
         handler: @escaping @Sendable (RequestStream<Request>, ResponseWriter<Response>, ServerContext) async throws -> Void
     ) {
-        routes[descriptor.path] = Route(descriptor: descriptor, kind: .bidirectionalStreaming, handler: .streaming { call in
+        routes[descriptor.path] = Route(descriptor: descriptor, kind: .bidirectionalStreaming, handler: .streaming { call, _ in
             try await handler(RequestStream(call.requests), ResponseWriter(call: call), call.context)
         })
     }
@@ -63,7 +63,8 @@ struct Route: Sendable {
     enum Handler: Sendable {
         /// Request bytes in, response bytes out: the hot path, no streams involved.
         case unary(@Sendable (MessageBytes, ServerContext) async throws -> [UInt8])
-        case streaming(@Sendable (ServerCall) async throws -> Void)
+        /// The call, and its request message for a server-streaming call.
+        case streaming(@Sendable (ServerCall, MessageBytes?) async throws -> Void)
     }
     let descriptor: MethodDescriptor
     let kind: RPCKind
@@ -74,7 +75,7 @@ struct Route: Sendable {
         let copy: Handler
         switch handler {
         case .unary(let h): copy = .unary { try await h($0, $1) }
-        case .streaming(let h): copy = .streaming { try await h($0) }
+        case .streaming(let h): copy = .streaming { try await h($0, $1) }
         }
         return Route(descriptor: MethodDescriptor(service: descriptor.service, method: descriptor.method), kind: kind, handler: copy)
     }

@@ -35,9 +35,11 @@ public final class RPCServer: Sendable {
     /// `gracePeriod`, then close every connection (cancelling what is left).
     public func shutdown(gracePeriod: Duration = .seconds(10)) async {
         transport.beginGracefulShutdown()
-        let deadline = ContinuousClock.now + gracePeriod
-        while dispatcher.activeCalls > 0, ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(10))
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.dispatcher.drained() }
+            group.addTask { try? await Task.sleep(for: gracePeriod) }
+            await group.next()
+            group.cancelAll()
         }
         transport.stop()
     }
@@ -50,15 +52,47 @@ final class ServerDispatcher: ServerCallAcceptor {
     let active = Atomic<Int>(0)
     /// The copies `makeThreadAcceptor` made: their calls count in `activeCalls` too.
     private let threadCopies = Mutex<[ServerDispatcher]>([])
+    /// Shared by a dispatcher and its thread copies: wakes `drained()` when the last call ends.
+    private let drain: Drain
+    /// The dispatcher this one is a thread copy of (nil for the server's own).
+    private unowned let root: ServerDispatcher?
+
+    /// Shutdown's wait for the last call: `draining` is set once, then every call that ends
+    /// checks the total under `waiter`'s lock (as `drained` does), so no wake-up is lost.
+    private final class Drain: Sendable {
+        let draining = Atomic<Bool>(false)
+        let waiter = Mutex<CheckedContinuation<Void, Never>?>(nil)
+    }
 
     init(router: RPCRouter, interceptors: [any ServerInterceptor]) {
         self.routes = router.routes
         self.interceptors = interceptors
+        self.drain = Drain()
+        self.root = nil
     }
 
-    private init(routes: [String: Route], interceptors: [any ServerInterceptor]) {
+    private init(routes: [String: Route], interceptors: [any ServerInterceptor], root: ServerDispatcher) {
         self.routes = routes
         self.interceptors = interceptors
+        self.drain = root.drain
+        self.root = root
+    }
+
+    /// Returns once no call is in progress (after shutdown began); returns early if cancelled.
+    func drained() async {
+        drain.draining.store(true, ordering: .sequentiallyConsistent)
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let idle = drain.waiter.withLock { w -> Bool in
+                    if activeCalls == 0 || Task.isCancelled { return true }
+                    w = c
+                    return false
+                }
+                if idle { c.resume() }
+            }
+        } onCancel: {
+            drain.waiter.withLock { w in defer { w = nil }; return w }?.resume()
+        }
     }
 
     /// Calls in progress, on this dispatcher and its thread copies.
@@ -77,14 +111,14 @@ final class ServerDispatcher: ServerCallAcceptor {
             let copy = route.threadCopy()
             copies[copy.descriptor.path] = copy
         }
-        let dispatcher = ServerDispatcher(routes: copies, interceptors: interceptors)
+        let dispatcher = ServerDispatcher(routes: copies, interceptors: interceptors, root: root ?? self)
         threadCopies.withLock { $0.append(dispatcher) }
         return dispatcher
     }
 
     func accept(_ head: RequestHead, outbound: any ServerStreamOutbound) -> ServerCall? {
         func reject(_ error: RPCError) -> ServerCall? {
-            outbound.sendTrailersOnly(status: error.status, trailers: error.metadata)
+            outbound.write(.trailersOnly(error.status, error.metadata))
             return nil
         }
         guard let route = routes[head.path] else {
@@ -107,13 +141,21 @@ final class ServerDispatcher: ServerCallAcceptor {
         let context = ServerContext(descriptor: route.descriptor, metadata: head.metadata, deadline: deadline, peer: head.peer)
         active.add(1, ordering: .relaxed)
         let call = ServerCall(context: context, route: route, outbound: outbound, dispatcher: self, executor: head.executor,
-                              startsInline: head.startsHandlerInline && head.executor != nil)
+                              startsInline: head.deliversEventsOnExecutor && head.executor != nil)
         if route.kind.streamsRequests { call.start() }
         return call
     }
 
     func callEnded() {
-        active.subtract(1, ordering: .relaxed)
+        active.subtract(1, ordering: .sequentiallyConsistent)
+        if drain.draining.load(ordering: .sequentiallyConsistent) {
+            let counter = root ?? self
+            drain.waiter.withLock { w -> CheckedContinuation<Void, Never>? in
+                guard counter.activeCalls == 0 else { return nil }
+                defer { w = nil }
+                return w
+            }?.resume()
+        }
     }
 
     /// Runs `body` inside every interceptor.

@@ -2,9 +2,10 @@ import Synchronization
 
 /// One call on the server: the bridge between a transport stream and a handler task.
 ///
-/// The transport feeds it (`receive`, `receiveEnd`, `receiveError`, `drained`, `closed`);
-/// the handler runs in its own task and answers through `ServerStreamOutbound`. Exactly
-/// one of handler completion, deadline expiry and client cancellation ends the call.
+/// The transport feeds it (``receive(_:)``, ``receiveError(_:)``, ``drained(_:)``,
+/// ``closed(cancelled:)``); the handler runs in its own task and answers through the
+/// ``ServerStreamOutbound`` the call was accepted with. Exactly one of handler completion,
+/// deadline expiry and client cancellation settles the call (see `ServerCallState`).
 public final class ServerCall: Sendable {
     let context: ServerContext
     let route: Route
@@ -15,29 +16,14 @@ public final class ServerCall: Sendable {
     let flow: OutboundFlow?
     private let dispatcher: ServerDispatcher
     private let executor: (any TaskExecutor)?
-    /// Start the handler with `Task.immediate` (see `RequestHead.startsHandlerInline`).
+    /// Start the handler with `Task.immediate` (see `RequestHead.deliversEventsOnExecutor`).
     private let startsInline: Bool
     private let state = Mutex(State())
 
     private struct State {
-        var finished = false
-        var headersSent = false
-        var started = false
-        var single: MessageBytes? = nil
-        var received = 0
-        var accounted = false
-        /// The handler's task returned (it may have done so before `start` stored it).
-        var handlerDone = false
+        var call = ServerCallState()
         var task: Task<Void, Never>? = nil
         var deadlineTask: Task<Void, Never>? = nil
-
-        /// Whether the call is over for the dispatcher now: it is when no handler started
-        /// (a started handler's `run` accounts for it). True once at most.
-        mutating func endIfNeverStarted() -> Bool {
-            if started || accounted { return false }
-            accounted = true
-            return true
-        }
     }
 
     init(context: ServerContext, route: Route, outbound: any ServerStreamOutbound, dispatcher: ServerDispatcher,
@@ -54,61 +40,57 @@ public final class ServerCall: Sendable {
         self.flow = route.kind.streamsResponses ? OutboundFlow() : nil
     }
 
-    /// Whether the transport should count a message as consumed at once (unary requests
-    /// are taken by the call immediately; streamed ones when the handler reads them).
+    /// Whether the transport should count a request message as consumed as soon as it delivered
+    /// it (single-request calls take it at once); otherwise the call releases each message with
+    /// ``ServerStreamOutbound/consume(_:)`` when the handler reads it.
     public var consumesOnReceipt: Bool { inbound == nil }
 
     // MARK: transport events
 
-    /// One request message arrived.
-    public func receive(_ message: [UInt8]) {
-        receive(MessageBytes(message))
+    /// A part of the request stream arrived.
+    @inlinable
+    public func receive(_ part: RPCRequestPart) {
+        switch part {
+        case .message(let message): receiveMessage(message)
+        case .end: receiveEnd()
+        }
     }
 
-    /// One request message arrived (possibly in transport memory, not copied).
-    func receive(_ message: MessageBytes) {
+    @usableFromInline
+    func receiveMessage(_ message: MessageBytes) {
         if let inbound {
             inbound.push(message)
             return
         }
-        let duplicate = state.withLock { s -> Bool in
-            s.received += 1
-            if s.received == 1 { s.single = message; return false }
-            return true
-        }
-        if duplicate {
+        if state.withLock({ $0.call.receiveRequest(message) }) == .duplicate {
             fail(RPCError(.internal, "\(route.descriptor.path) takes one request message, received more"))
         }
     }
 
-    /// The client half-closed.
-    public func receiveEnd() {
+    @usableFromInline
+    func receiveEnd() {
         if let inbound {
             inbound.finish()
             return
         }
-        switch state.withLock({ $0.finished ? nil : $0.received }) {
-        case 1?: start()
-        case 0?: fail(RPCError(.internal, "\(route.descriptor.path) takes one request message, received none"))
-        default: break  // over already (more than one message failed it)
-        }
+        start()
     }
 
-    /// The inbound message stream is broken (oversized or truncated message, bad flag).
+    /// The inbound message stream is broken (oversized or truncated message, bad flag): the
+    /// call ends with `error`.
     public func receiveError(_ error: RPCError) {
         fail(error)
     }
 
-    /// `bytes` of queued response data went out.
+    /// `bytes` of written response data went out (reopens back-pressure).
     public func drained(_ bytes: Int) {
         flow?.drained(bytes)
     }
 
     /// The stream closed. `cancelled`: before the call finished (RST_STREAM, connection lost).
     public func closed(cancelled: Bool) {
-        let (task, timer, ended) = state.withLock { s -> (Task<Void, Never>?, Task<Void, Never>?, Bool) in
-            s.finished = true
-            return (s.task, s.deadlineTask, s.endIfNeverStarted())
+        let (task, timer, ended) = state.withLock { s in
+            (s.task, s.deadlineTask, s.call.streamClosed())
         }
         timer?.cancel()
         if inbound != nil || flow != nil {
@@ -124,12 +106,15 @@ public final class ServerCall: Sendable {
 
     /// Starts the handler (streaming-request calls at once; others when the request is complete).
     func start() {
-        let go = state.withLock { s -> Bool in
-            if s.started || s.finished { return false }
-            s.started = true
-            return true
+        let requiresRequest = !route.kind.streamsRequests
+        let request: MessageBytes?
+        switch state.withLock({ $0.call.start(requiresRequest: requiresRequest) }) {
+        case .none: return
+        case .missingRequest:
+            fail(RPCError(.internal, "\(route.descriptor.path) takes one request message, received none"))
+            return
+        case .run(let message): request = message
         }
-        guard go else { return }
         if let deadline = context.deadline {
             let timer = Task { [weak self] in
                 try? await Task.sleep(until: deadline, clock: .continuous)
@@ -142,47 +127,41 @@ public final class ServerCall: Sendable {
         if startsInline, #available(macOS 26.0, *) {
             // On the executor's thread already: the handler runs here until it first suspends
             // (a unary handler usually answers before returning), no job enqueued for it.
-            task = Task.immediate(executorPreference: executor) { await self.run() }
+            task = Task.immediate(executorPreference: executor) { await self.run(request) }
         } else {
-            task = Task(executorPreference: executor) { await self.run() }
+            task = Task(executorPreference: executor) { await self.run(request) }
         }
         let cancel = state.withLock { s -> Bool in
-            if s.handlerDone { return false }
+            if s.call.isEnded { return false }
             s.task = task
-            return s.finished
+            return s.call.isSettled
         }
         if cancel { task.cancel() }
     }
 
-    private func run() async {
+    private func run(_ request: MessageBytes?) async {
         do {
             // Without interceptors, no closure and one async frame less per call.
             if dispatcher.interceptors.isEmpty {
-                try await handle()
+                try await handle(request)
             } else {
-                try await dispatcher.intercept(context) { try await self.handle() }
+                try await dispatcher.intercept(context) { try await self.handle(request) }
             }
         } catch {
             finish(message: nil, error: RPCError.from(error))
         }
-        // The call is over for the dispatcher, exactly once: here when a handler started
-        // (see `State.endIfNeverStarted` otherwise).
-        let (timer, ended) = state.withLock { s -> (Task<Void, Never>?, Bool) in
-            s.handlerDone = true
-            defer { s.accounted = true }
-            return (s.deadlineTask, !s.accounted)
-        }
+        let (timer, ended) = state.withLock { s in (s.deadlineTask, s.call.handlerReturned()) }
         timer?.cancel()
         if ended { dispatcher.callEnded() }
     }
 
-    private func handle() async throws {
+    private func handle(_ request: MessageBytes?) async throws {
         switch route.handler {
         case .unary(let handler):
-            let response = try await handler(singleRequest(), context)
+            let response = try await handler(request ?? MessageBytes([]), context)
             finish(message: response, error: nil)
         case .streaming(let handler):
-            try await handler(self)
+            try await handler(self, request)
             finish(message: nil, error: nil)
         }
     }
@@ -198,18 +177,11 @@ public final class ServerCall: Sendable {
         inbound?.fail(error)
         flow?.close(error)
         task?.cancel()
-        if state.withLock({ $0.endIfNeverStarted() }) { dispatcher.callEnded() }
     }
 
     /// The one place a call's status is sent.
     private func finish(message: [UInt8]?, error: RPCError?) {
-        let headersWereSent: Bool? = state.withLock { s in
-            if s.finished { return nil }
-            s.finished = true
-            defer { s.headersSent = true }
-            return s.headersSent
-        }
-        guard let headersWereSent else { return }
+        guard let step = state.withLock({ $0.call.finish() }) else { return }
         let response = context.storage.response.withLock { $0 }
         var trailers = response.trailing
         let status: Status
@@ -219,12 +191,21 @@ public final class ServerCall: Sendable {
         } else {
             status = .ok
         }
-        if !headersWereSent && message == nil && response.initial.isEmpty {
-            outbound.sendTrailersOnly(status: status, trailers: trailers)
+        if step.headersSent {
+            if let message {
+                outbound.write(.message(MessageBytes(message)), .status(status, trailers), nil)
+            } else {
+                outbound.write(.status(status, trailers))
+            }
+        } else if let message {
+            outbound.write(.metadata(response.initial), .message(MessageBytes(message)), .status(status, trailers))
+        } else if response.initial.isEmpty {
+            outbound.write(.trailersOnly(status, trailers))
         } else {
-            outbound.send(headers: headersWereSent ? nil : response.initial, message: message, status: status, trailers: trailers)
+            outbound.write(.metadata(response.initial), .status(status, trailers), nil)
         }
         flow?.close(RPCError(.cancelled, "the call is over"))
+        if step.callEnded { dispatcher.callEnded() }
     }
 
     // MARK: handler side
@@ -232,19 +213,15 @@ public final class ServerCall: Sendable {
     /// The request stream of a streaming-request call.
     var requests: InboundQueue { inbound! }
 
-    func singleRequest() -> MessageBytes {
-        state.withLock { $0.single } ?? MessageBytes([])
-    }
-
     func writeMessage(_ bytes: [UInt8]) async throws {
-        try await flow?.reserve(bytes.count + 5)
-        let first: Bool? = state.withLock { s in
-            if s.finished { return nil }
-            defer { s.headersSent = true }
-            return !s.headersSent
+        try await flow?.reserve(bytes.count)
+        guard let first = state.withLock({ $0.call.writeMessage() }) else {
+            throw RPCError(.cancelled, "the call is already over")
         }
-        guard let first else { throw RPCError(.cancelled, "the call is already over") }
-        let headers = first ? context.storage.response.withLock { $0.initial } : nil
-        outbound.send(headers: headers, message: bytes, status: nil, trailers: [:])
+        if first {
+            outbound.write(.metadata(context.storage.response.withLock { $0.initial }), .message(MessageBytes(bytes)), nil)
+        } else {
+            outbound.write(.message(MessageBytes(bytes)))
+        }
     }
 }

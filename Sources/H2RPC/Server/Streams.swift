@@ -3,19 +3,23 @@
 /// Iterate it once. Taking a message reopens the client's flow-control window, so a
 /// handler that reads slowly slows the client down instead of buffering without bound.
 public struct RequestStream<Message: RPCMessage>: AsyncSequence, Sendable {
+    /// A decoded request message.
     public typealias Element = Message
     let queue: InboundQueue
 
     init(_ queue: InboundQueue) { self.queue = queue }
 
+    /// Reads and decodes the messages.
     public struct AsyncIterator: AsyncIteratorProtocol {
         let queue: InboundQueue
+        /// The next message, or nil once the client half-closed; throws if the call ended or a message does not decode.
         public mutating func next() async throws -> Message? {
             guard let bytes = try await queue.next() else { return nil }
             return try decodeRequest(Message.self, bytes)
         }
     }
 
+    /// The iterator (iterate once).
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(queue: queue) }
 }
 

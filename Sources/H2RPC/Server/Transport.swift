@@ -2,8 +2,11 @@
 public struct RequestHead: Sendable {
     /// The `grpc-timeout` header.
     public enum Timeout: Sendable {
+        /// No `grpc-timeout` header: no deadline.
         case none
+        /// A well-formed timeout.
         case valid(Duration)
+        /// A header that does not parse (the raw value); the call is rejected with INTERNAL.
         case malformed(String)
     }
 
@@ -21,10 +24,12 @@ public struct RequestHead: Sendable {
     public var peer: String
     /// Where the call's handler runs; nil = Swift's global executor.
     public var executor: (any TaskExecutor)? = nil
-    /// The transport delivers this call's events on `executor`'s own thread, so the handler
-    /// can start right there (`Task.immediate`) instead of being enqueued as a job: a handler
-    /// that never suspends runs to its response inside the event that completed the request.
-    var startsHandlerInline = false
+    /// Inline-handler capability: the transport promises that it delivers every event of this
+    /// call (`accept`, each ``RPCRequestPart``, `closed`) on `executor`'s own thread. The handler
+    /// then starts right there (`Task.immediate`) instead of being enqueued as a job: a handler
+    /// that never suspends runs to its response inside the event that completed the request, with
+    /// no thread hop. Ignored without an `executor`. Default false.
+    public var deliversEventsOnExecutor = false
 
     /// Creates a request head.
     public init(path: String, metadata: Metadata, timeout: Timeout = .none, encoding: String? = nil,
@@ -39,16 +44,25 @@ public struct RequestHead: Sendable {
 }
 
 /// The outbound half of one server stream, implemented by a transport.
+///
+/// The call writes ``RPCResponsePart``s in stream order: `.metadata` first (in the same write as
+/// the first message or the status), then messages, then `.status`; or `.trailersOnly` alone.
+/// A write is one hand-off to the transport: a unary call answers with one write of
+/// `.metadata`, `.message`, `.status`, which a transport can send in one batch (one flush).
 public protocol ServerStreamOutbound: Sendable {
-    /// Sends, in order and each optional: response headers, one message, the status with
-    /// trailers (which ends the stream).
-    func send(headers: Metadata?, message: [UInt8]?, status: Status?, trailers: Metadata)
-    /// Ends the stream with a Trailers-Only response (nothing was sent before).
-    func sendTrailersOnly(status: Status, trailers: Metadata)
-    /// Aborts the stream (RST_STREAM CANCEL).
+    /// Writes one to three parts, in order, as one batch.
+    func write(_ first: RPCResponsePart, _ second: RPCResponsePart?, _ third: RPCResponsePart?)
+    /// Aborts the stream (HTTP/2: RST_STREAM CANCEL).
     func reset()
-    /// Releases `bytes` of consumed inbound data (reopens the peer's window).
+    /// Releases a consumed request message of `bytes` bytes (framing not included): the
+    /// transport reopens the peer's flow-control window by as much (plus its framing).
     func consume(_ bytes: Int)
+}
+
+extension ServerStreamOutbound {
+    /// Writes one part.
+    @inlinable
+    public func write(_ part: RPCResponsePart) { write(part, nil, nil) }
 }
 
 /// Receives the calls a transport accepts: implemented by the server's dispatcher.
@@ -64,10 +78,17 @@ public protocol ServerCallAcceptor: Sendable {
 }
 
 extension ServerCallAcceptor {
+    /// `self`: one acceptor for every thread.
     public func makeThreadAcceptor() -> any ServerCallAcceptor { self }
 }
 
 /// A server transport: accepts streams and hands them to an acceptor.
+///
+/// Per stream it calls the acceptor with the ``RequestHead``, then feeds the returned
+/// ``ServerCall`` the ``RPCRequestPart``s that arrive (``ServerCall/receive(_:)``), stream
+/// errors (``ServerCall/receiveError(_:)``), drained output (``ServerCall/drained(_:)``) and the
+/// stream's close (``ServerCall/closed(cancelled:)``); the call answers through the
+/// ``ServerStreamOutbound`` it was given.
 public protocol ServerTransport: Sendable {
     /// Starts accepting; returns once listening.
     func start(acceptor: any ServerCallAcceptor) throws

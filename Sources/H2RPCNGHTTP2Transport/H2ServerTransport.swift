@@ -1,3 +1,4 @@
+import H2RPC
 import CH2Shim
 import Synchronization
 #if canImport(Glibc)
@@ -34,6 +35,7 @@ public final class H2ServerTransport: ServerTransport {
     /// The port actually bound (after `start`).
     public var boundPort: Int { Int(port.load(ordering: .relaxed)) }
 
+    /// Listens on every event loop and starts them.
     public func start(acceptor: any ServerCallAcceptor) throws {
         var listenPort = requestedPort
         for (loop, executor) in zip(loops, executors) {
@@ -54,10 +56,12 @@ public final class H2ServerTransport: ServerTransport {
         }
     }
 
+    /// Sends GOAWAY on every connection: no new streams, open ones continue.
     public func beginGracefulShutdown() {
         for loop in loops { h2_loop_goaway(loop.raw) }
     }
 
+    /// Stops the event loops, closing every connection (open streams are cancelled).
     public func stop() {
         for loop in loops { loop.stop() }
     }
@@ -148,9 +152,9 @@ private final class ServerSide: H2LoopDelegate, Sendable {
                                hasTE: hasTE, peer: strings.peer(conn))
         head.executor = executor
         // Every request event (this one, its messages, its end) arrives on the loop thread.
-        head.startsHandlerInline = executor != nil
+        head.deliversEventsOnExecutor = executor != nil
         user.call = acceptor.accept(head, outbound: H2ServerOutbound(handle: handle))
-        if flags & Int32(H2_HEADERS_END_STREAM) != 0 { user.call?.receiveEnd() }
+        if flags & Int32(H2_HEADERS_END_STREAM) != 0 { user.call?.receive(.end) }
         return user
     }
 }
@@ -236,7 +240,7 @@ private final class H2ServerStreamUser: H2StreamUser {
     }
 
     override func onMessage(compressed: Bool, _ message: H2MessageBuffer) -> Int {
-        receive(compressed: compressed, count: message.count) { MessageBytes(message) }
+        receive(compressed: compressed, count: message.count) { MessageBytes(buffer: message) }
     }
 
     /// Returns how many bytes (prefix included) count as consumed now.
@@ -248,11 +252,11 @@ private final class H2ServerStreamUser: H2StreamUser {
             self.call = nil
             return count + 5
         }
-        call.receive(message())
+        call.receive(.message(message()))
         return call.consumesOnReceipt ? count + 5 : 0
     }
 
-    override func onEnd() { call?.receiveEnd() }
+    override func onEnd() { call?.receive(.end) }
 
     override func onStreamError(kind: Int32, detail: Int) {
         guard let call else { return }
@@ -276,38 +280,52 @@ private final class H2ServerStreamUser: H2StreamUser {
 struct H2ServerOutbound: ServerStreamOutbound {
     let handle: H2StreamHandle
 
-    func send(headers: Metadata?, message: [UInt8]?, status: Status?, trailers: Metadata) {
-        if let message, headers?.isEmpty ?? false, status?.code == .ok, status?.message.isEmpty ?? false, trailers.isEmpty {
-            // The common unary success: prebuilt header blocks, nothing to build per call.
+    func write(_ first: RPCResponsePart, _ second: RPCResponsePart?, _ third: RPCResponsePart?) {
+        // The common unary success: empty metadata, a message, OK without message or trailers:
+        // prebuilt header blocks, nothing to build per call.
+        if case .metadata(let headers) = first, headers.isEmpty,
+           case .message(let message)? = second,
+           case .status(let status, let trailers)? = third,
+           status.code == .ok, status.message.isEmpty, trailers.isEmpty {
             handle.send(headers: StaticBlocks.responseHeaders, message: message, trailers: StaticBlocks.okTrailers, end: true)
             return
         }
         var h: HeaderBlock? = nil
-        if let headers {
-            var block = HeaderBlock.responseHeaders()
-            block.add(metadata: headers)
-            h = block
-        }
+        var m: MessageBytes? = nil
         var t: HeaderBlock? = nil
-        if let status {
-            var block = HeaderBlock()
-            addStatus(&block, status)
-            block.add(metadata: trailers)
-            t = block
+        /// Collects one part; true when it was a Trailers-Only response, sent at once.
+        func collect(_ part: RPCResponsePart?) -> Bool {
+            switch part {
+            case .metadata(let headers)?:
+                var block = HeaderBlock.responseHeaders()
+                block.add(metadata: headers)
+                h = block
+            case .message(let message)?:
+                m = message
+            case .status(let status, let trailers)?:
+                var block = HeaderBlock()
+                addStatus(&block, status)
+                block.add(metadata: trailers)
+                t = block
+            case .trailersOnly(let status, let trailers)?:
+                var block = HeaderBlock.responseHeaders()
+                addStatus(&block, status)
+                block.add(metadata: trailers)
+                handle.send(headers: block, message: nil, trailers: nil, end: true)
+                return true
+            case nil:
+                break
+            }
+            return false
         }
-        handle.send(headers: h, message: message, trailers: t, end: status != nil)
-    }
-
-    func sendTrailersOnly(status: Status, trailers: Metadata) {
-        var block = HeaderBlock.responseHeaders()
-        addStatus(&block, status)
-        block.add(metadata: trailers)
-        handle.send(headers: block, message: nil, trailers: nil, end: true)
+        if collect(first) || collect(second) || collect(third) { return }
+        handle.send(headers: h, message: m, trailers: t, end: t != nil)
     }
 
     func reset() { handle.reset() }
 
-    func consume(_ bytes: Int) { handle.consume(bytes) }
+    /// Adds the 5-byte gRPC prefix the core does not know about.
+    func consume(_ bytes: Int) { handle.consume(bytes + 5) }
 }
 
 @inline(__always)

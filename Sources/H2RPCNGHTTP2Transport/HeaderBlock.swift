@@ -1,3 +1,4 @@
+import H2RPC
 import CH2Shim
 #if canImport(Glibc)
 import Glibc
@@ -86,25 +87,8 @@ struct HeaderField {
         return buf.count == 0 || memcmp(buf.baseAddress!, s.utf8Start, buf.count) == 0
     }
 
-    /// `Metadata.isReserved(nameString)` (the same list), without making a string.
-    var nameIsReserved: Bool {
-        if name.first == UInt8(ascii: ":") { return true }
-        switch name.count {
-        case 2: return nameIs("te")
-        case 4: return nameIs("host")
-        case 7: return nameIs("upgrade")
-        case 10: return nameIs("connection") || nameIs("keep-alive")
-        case 11: return nameIs("grpc-status")
-        case 12: return nameIs("content-type") || nameIs("grpc-timeout") || nameIs("grpc-message")
-        case 13: return nameIs("grpc-encoding")
-        case 14: return nameIs("content-length")
-        case 16: return nameIs("proxy-connection")
-        case 17: return nameIs("transfer-encoding")
-        case 20: return nameIs("grpc-accept-encoding")
-        case 23: return nameIs("grpc-status-details-bin")
-        default: return false
-        }
-    }
+    /// Whether the name is reserved (``ReservedHeaders``, the table user metadata is filtered by).
+    var nameIsReserved: Bool { ReservedHeaders.contains(name) }
 
     /// Whether the name ends in `-bin` (a binary metadata value, base64 on the wire).
     var nameIsBinary: Bool {

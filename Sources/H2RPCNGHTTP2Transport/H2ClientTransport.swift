@@ -1,3 +1,4 @@
+import H2RPC
 import CH2Shim
 import Synchronization
 
@@ -32,6 +33,8 @@ public final class H2ClientTransport: ClientTransport {
         }
     }
 
+    /// Opens an HTTP/2 stream for the call (connecting first if needed); UNAVAILABLE if the
+    /// server cannot be reached.
     public func openStream(_ head: ClientRequestHead, events: ClientCallEvents) -> any ClientStreamOutbound {
         var block = HeaderBlock(capacity: 256)
         block.add(":method", "POST")
@@ -45,7 +48,7 @@ public final class H2ClientTransport: ClientTransport {
         block.add(metadata: head.metadata)
         let conn = connection()
         if conn == 0 {
-            events.receiveStatus(Status(code: .unavailable, message: "could not connect to \(authority)"), trailers: [:])
+            events.receive(.status(Status(code: .unavailable, message: "could not connect to \(authority)"), [:]))
             return H2ClientOutbound(handle: nil)
         }
         let user = H2ClientStreamUser(events: events, loop: loop, maxReceive: side.maxReceive, authority: authority)
@@ -56,6 +59,7 @@ public final class H2ClientTransport: ClientTransport {
         return H2ClientOutbound(handle: handle)
     }
 
+    /// Closes the connection; open calls end with UNAVAILABLE. The next call reconnects.
     public func close() {
         let conn = side.connection.withLock { c -> h2_id in defer { c = 0 }; return c }
         if conn != 0 { h2_conn_close(loop.raw, conn) }
@@ -113,19 +117,19 @@ private final class H2ClientStreamUser: H2StreamUser {
         if flags & Int32(H2_HEADERS_TRAILERS) == 0 {
             if let http = parsed.httpStatus, http != 200 {
                 let status = parsed.status ?? Status(code: statusForHTTP(http), message: "the server answered with HTTP status \(http)")
-                events.receiveStatus(status, trailers: parsed.trailers)
+                events.receive(.status(status, parsed.trailers))
                 if !ended { handle?.reset() }
                 return
             }
             if ended {
                 // Trailers-Only.
-                events.receiveStatus(parsed.status ?? Status(code: .internal, message: "the response ended without grpc-status"), trailers: parsed.trailers)
+                events.receive(.trailersOnly(parsed.status ?? Status(code: .internal, message: "the response ended without grpc-status"), parsed.trailers))
             } else {
-                events.receiveHeaders(parsed.trailers)
+                events.receive(.metadata(parsed.trailers))
             }
             return
         }
-        events.receiveStatus(parsed.status ?? Status(code: .internal, message: "the response trailers lack grpc-status"), trailers: parsed.trailers)
+        events.receive(.status(parsed.status ?? Status(code: .internal, message: "the response trailers lack grpc-status"), parsed.trailers))
     }
 
     override func onMessage(compressed: Bool, _ data: UnsafeBufferPointer<UInt8>) -> Int {
@@ -133,25 +137,25 @@ private final class H2ClientStreamUser: H2StreamUser {
     }
 
     override func onMessage(compressed: Bool, _ message: H2MessageBuffer) -> Int {
-        receive(compressed: compressed, count: message.count) { MessageBytes(message) }
+        receive(compressed: compressed, count: message.count) { MessageBytes(buffer: message) }
     }
 
     @inline(__always)
     private func receive(compressed: Bool, count: Int, _ message: () -> MessageBytes) -> Int {
         if compressed {
-            events.receiveStatus(Status(code: .internal, message: "a response message has the compressed flag set but no grpc-encoding was negotiated"), trailers: [:])
+            events.receive(.status(Status(code: .internal, message: "a response message has the compressed flag set but no grpc-encoding was negotiated"), [:]))
             handle?.reset()
             return count + 5
         }
-        events.receiveMessage(message())
+        events.receive(.message(message()))
         return 0
     }
 
     override func onStreamError(kind: Int32, detail: Int) {
         if kind == H2_STREAM_ERR_TOO_LARGE {
-            events.receiveStatus(Status(code: .resourceExhausted, message: "a response message of \(detail) bytes exceeds this client's limit of \(maxReceive) bytes"), trailers: [:])
+            events.receive(.status(Status(code: .resourceExhausted, message: "a response message of \(detail) bytes exceeds this client's limit of \(maxReceive) bytes"), [:]))
         } else {
-            events.receiveStatus(Status(code: .internal, message: "the response stream ended inside a message"), trailers: [:])
+            events.receive(.status(Status(code: .internal, message: "the response stream ended inside a message"), [:]))
         }
         handle?.reset()
     }
@@ -171,7 +175,7 @@ private final class H2ClientStreamUser: H2StreamUser {
         case UInt32(H2_CLOSE_SHUTDOWN): status = Status(code: .unavailable, message: "the client transport was shut down")
         default: status = Status(code: .internal, message: "the stream was reset with HTTP/2 error code \(code)")
         }
-        events.receiveStatus(status, trailers: [:])
+        events.receive(.status(status, [:]))
     }
 }
 
@@ -179,20 +183,20 @@ private final class H2ClientStreamUser: H2StreamUser {
 struct H2ClientOutbound: ClientStreamOutbound {
     let handle: H2StreamHandle?
 
-    func send(message: [UInt8]?, end: Bool) {
-        handle?.send(headers: nil, message: message, trailers: nil, end: end)
+    func write(_ part: RPCRequestPart) {
+        switch part {
+        case .message(let message): handle?.send(message, end: false)
+        case .end: handle?.send(headers: nil, message: nil, trailers: nil, end: true)
+        }
     }
 
-    func encode<M: RPCMessage>(_ message: M) throws -> OutboundMessage {
-        guard let handle else { return OutboundMessage(bytes: try message.serializedBytes()) }
+    func encode<M: RPCMessage>(_ message: M) throws -> MessageBytes {
+        guard let handle else { return MessageBytes(try message.serializedBytes()) }
         return try handle.encode(message)
-    }
-
-    func send(_ message: OutboundMessage, end: Bool) {
-        handle?.send(message, end: end)
     }
 
     func cancel() { handle?.reset() }
 
-    func consume(_ bytes: Int) { handle?.consume(bytes) }
+    /// Adds the 5-byte gRPC prefix the core does not know about.
+    func consume(_ bytes: Int) { handle?.consume(bytes + 5) }
 }

@@ -1,3 +1,4 @@
+import H2RPC
 import CH2Shim
 import Synchronization
 #if canImport(Glibc)
@@ -168,7 +169,7 @@ struct H2StreamHandle: Sendable {
     let loop: H2Loop
     let id: h2_id
 
-    func send(headers: HeaderBlock?, message: [UInt8]?, trailers: HeaderBlock?, end: Bool) {
+    func send(headers: HeaderBlock?, message: MessageBytes?, trailers: HeaderBlock?, end: Bool) {
         let h = headers ?? HeaderBlock(capacity: 0)
         let t = trailers ?? HeaderBlock(capacity: 0)
         h.withNV { hp, hn in
@@ -180,11 +181,11 @@ struct H2StreamHandle: Sendable {
     }
 
     /// Sends field arrays the caller keeps alive for the call (the shim copies them).
-    func send(headers: UnsafeBufferPointer<h2_nv>, message: [UInt8]?, trailers: UnsafeBufferPointer<h2_nv>, end: Bool) {
+    func send(headers: UnsafeBufferPointer<h2_nv>, message: MessageBytes?, trailers: UnsafeBufferPointer<h2_nv>, end: Bool) {
         let flags: Int32 = end ? Int32(H2_SEND_END) : 0
         if let message {
-            message.withUnsafeBufferPointer { m in
-                _ = h2_send(loop.raw, id, headers.baseAddress, headers.count, 1, m.baseAddress, m.count,
+            message.withUnsafeBytes { m in
+                _ = h2_send(loop.raw, id, headers.baseAddress, headers.count, 1, m.baseAddress?.assumingMemoryBound(to: UInt8.self), m.count,
                             trailers.baseAddress, trailers.count, flags)
             }
         } else {
@@ -195,7 +196,7 @@ struct H2StreamHandle: Sendable {
 
     /// Encodes `message` straight into a shim message buffer (no intermediate array, no copy
     /// when it is sent).
-    func encode<M: RPCMessage>(_ message: M) throws -> OutboundMessage {
+    func encode<M: RPCMessage>(_ message: M) throws -> MessageBytes {
         var buffer: H2SendBuffer? = nil
         try message.serialize { size in
             guard let p = h2_buf_alloc(loop.raw, size) else {
@@ -205,16 +206,16 @@ struct H2StreamHandle: Sendable {
             buffer = b
             return UnsafeMutableRawBufferPointer(start: p, count: size)
         }
-        guard let buffer else { return OutboundMessage(bytes: try message.serializedBytes()) }
-        return OutboundMessage(buffer: buffer)
+        guard let buffer else { return MessageBytes(try message.serializedBytes()) }
+        return MessageBytes(buffer: buffer)
     }
 
     /// Sends a message from `encode` (its buffer passes to the shim) or an array.
-    func send(_ message: OutboundMessage, end: Bool) {
+    func send(_ message: MessageBytes, end: Bool) {
         if let buffer = message.buffer as? H2SendBuffer, buffer.loop === loop, let p = buffer.take() {
             _ = h2_send_buf(loop.raw, id, p, buffer.count, end ? Int32(H2_SEND_END) : 0)
         } else {
-            send(headers: nil, message: message.bytes, trailers: nil, end: end)
+            send(headers: nil, message: message, trailers: nil, end: end)
         }
     }
 
@@ -254,7 +255,7 @@ final class H2LoopExecutor: TaskExecutor, @unchecked Sendable {
 
 /// A received message in a shim buffer, handed over by `on_message_buf`: freed (back to the
 /// loop's pool) when the last reference goes. Holds the loop, so the shim outlives it.
-final class H2MessageBuffer: TransportMessageBuffer {
+final class H2MessageBuffer: MessageBuffer {
     let loop: H2Loop
     private let address: UInt
     let count: Int
@@ -274,7 +275,7 @@ final class H2MessageBuffer: TransportMessageBuffer {
 
 /// A shim message buffer an outbound message was encoded into (`h2_buf_alloc`): passes to the
 /// shim when sent (`take`), or is freed with this object. Holds the loop, so the shim outlives it.
-final class H2SendBuffer: OutboundMessageBuffer {
+final class H2SendBuffer: MessageBuffer {
     let loop: H2Loop
     private let address: Atomic<UInt>
     let count: Int
@@ -290,9 +291,10 @@ final class H2SendBuffer: OutboundMessageBuffer {
         UnsafeMutablePointer(bitPattern: address.exchange(0, ordering: .acquiringAndReleasing))
     }
 
-    func copyBytes() -> [UInt8] {
-        guard let p = UnsafeMutablePointer<UInt8>(bitPattern: address.load(ordering: .acquiring)) else { return [] }
-        return [UInt8](UnsafeBufferPointer(start: p, count: count))
+    /// The encoded bytes (empty once taken).
+    var bytes: UnsafeRawBufferPointer {
+        guard let p = UnsafeRawPointer(bitPattern: address.load(ordering: .acquiring)) else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(start: p, count: count)
     }
 
     deinit {

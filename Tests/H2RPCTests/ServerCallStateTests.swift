@@ -1,0 +1,121 @@
+@testable import H2RPC
+import Testing
+
+/// `ServerCallState` on its own: every order of events reports "call ended" exactly once.
+@Suite struct ServerCallStateTests {
+    /// The events a call can see, applied to the state; returns whether that one ended the call.
+    enum Event: CaseIterable, CustomTestStringConvertible {
+        case request, start, write, finish, close, handlerReturned
+        var testDescription: String { "\(self)" }
+
+        func apply(_ state: inout ServerCallState, handlerStarted: inout Bool) -> Bool {
+            switch self {
+            case .request:
+                _ = state.receiveRequest(MessageBytes([1]))
+                return false
+            case .start:
+                if case .run = state.start(requiresRequest: false) { handlerStarted = true }
+                return false
+            case .write:
+                _ = state.writeMessage()
+                return false
+            case .finish:
+                return state.finish()?.callEnded ?? false
+            case .close:
+                return state.streamClosed()
+            case .handlerReturned:
+                // Only a handler that started can return.
+                return handlerStarted ? state.handlerReturned() : false
+            }
+        }
+    }
+
+    @Test func unaryCallEndsOnceWhenTheHandlerReturns() {
+        var s = ServerCallState()
+        check(s.receiveRequest(MessageBytes([1, 2])) == .stored)
+        guard case .run(let request?) = s.start(requiresRequest: true) else {
+            Issue.record("the handler should start with its request")
+            return
+        }
+        #expect(request.count == 2)
+        check(s.finish() == .init(headersSent: false, callEnded: false))
+        check(s.finish() == nil, "the status is sent once")
+        check(!s.streamClosed(), "the close after the status ends nothing")
+        check(s.handlerReturned())
+        #expect(s.isEnded)
+    }
+
+    @Test func aSecondRequestMessageIsADuplicate() {
+        var s = ServerCallState()
+        check(s.receiveRequest(MessageBytes([1])) == .stored)
+        check(s.receiveRequest(MessageBytes([2])) == .duplicate)
+        // The call fails before any handler: the failure's status ends it.
+        check(s.finish() == .init(headersSent: false, callEnded: true))
+        check(s.receiveRequest(MessageBytes([3])) == .ignored)
+        if case .none = s.start(requiresRequest: true) {} else { Issue.record("an ended call does not start") }
+    }
+
+    @Test func aMissingRequestIsReportedAndStartsNothing() {
+        var s = ServerCallState()
+        guard case .missingRequest = s.start(requiresRequest: true) else {
+            Issue.record("expected missingRequest")
+            return
+        }
+        check(s.finish()?.callEnded == true)
+    }
+
+    @Test func headersAreSentWithTheFirstMessageOnly() {
+        var s = ServerCallState()
+        _ = s.start(requiresRequest: false)
+        check(s.writeMessage() == true)
+        check(s.writeMessage() == false)
+        check(s.finish() == .init(headersSent: true, callEnded: false))
+        check(s.writeMessage() == nil, "no message after the status")
+    }
+
+    @Test func aClosedStreamBeforeTheHandlerEndsTheCallAtOnce() {
+        var s = ServerCallState()
+        check(s.streamClosed())
+        check(s.finish() == nil)
+        check(!s.handlerReturned())
+    }
+
+    @Test func aCancelledCallEndsWhenItsHandlerReturns() {
+        var s = ServerCallState()
+        _ = s.start(requiresRequest: false)
+        check(!s.streamClosed())
+        #expect(s.isSettled && !s.isEnded)
+        check(s.finish() == nil, "no status on a closed stream")
+        check(s.handlerReturned())
+    }
+
+    /// Every permutation of the six events: exactly one reports the end, provided the call did end
+    /// (its outcome settled, and its handler returned or never started).
+    @Test func everyOrderOfEventsEndsTheCallExactlyOnce() {
+        func permutations(_ items: [Event]) -> [[Event]] {
+            if items.count <= 1 { return [items] }
+            return items.indices.flatMap { i -> [[Event]] in
+                var rest = items
+                let head = rest.remove(at: i)
+                return permutations(rest).map { [head] + $0 }
+            }
+        }
+        for order in permutations(Event.allCases) {
+            var s = ServerCallState()
+            var started = false
+            var ends = 0
+            for event in order where event.apply(&s, handlerStarted: &started) { ends += 1 }
+            #expect(ends == (s.isEnded ? 1 : 0), "\(order)")
+            // A started handler returns before `handlerReturned` in the order only if it came later;
+            // either way, once both the outcome and the handler are done the call ended.
+            if !started || order.firstIndex(of: .handlerReturned)! > order.firstIndex(of: .start)! {
+                #expect(s.isEnded, "\(order)")
+            }
+        }
+    }
+}
+
+/// `#expect` for a condition that calls a mutating method (the macro cannot capture `inout`).
+private func check(_ condition: Bool, _ comment: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(condition, comment, sourceLocation: sourceLocation)
+}
