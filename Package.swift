@@ -1,22 +1,34 @@
 // swift-tools-version:6.0
 //
-// Layers, bottom to top (each a target; a layer only depends on the ones below it):
-//   CNGHTTP2, CProtobufC      system libraries (pkg-config, Debian -dev packages)
-//   Blocking                  threads for blocking work (never Swift's cooperative pool)
-//   CH2Shim                   C: sockets, epoll loop, nghttp2 sessions, gRPC framing
+// LabGallery runs on Linux only: the C shim is built on epoll and eventfd, so no Apple platform
+// is declared. Benchmarks are a package of their own (Benchmarks/Package.swift), so building the
+// product never builds them.
+//
+// Every target, bottom to top (a layer depends only on the ones above it in this list):
+//   CNGHTTP2, CProtobufC      system libraries (pkg-config; Debian libnghttp2-dev, libprotobuf-c-dev)
+//   CH2Shim                   C: sockets, epoll loops, nghttp2 sessions, gRPC framing, flow control
 //   CLinuxFiles               C: copy_file_range, sync_file_range (GNU calls Glibc's module hides)
 //   GeneratedCProtos          protoc-c output for Protos/ (generated, committed)
-//   H2RPC                     Swift RPC core, no C: status, metadata, deadlines, router, server, client,
-//                             the transport protocols and their request/response part enums
+//   Blocking                  threads for blocking work (never Swift's cooperative pool)
+//   H2RPC                     RPC core, no C: status, metadata, deadlines, router, server and client
+//                             calls, interceptors, the transport protocols and their part enums
 //   H2RPCNGHTTP2Transport     the HTTP/2 transport on CH2Shim (the only Swift code that knows gRPC framing)
 //   H2RPCInProcessTransport   client and server in one process, no C (tests, embedding)
 //   H2RPCProtobuf             bridge from generated value types to protobuf-c encode/decode
 //   GeneratedProtos           Swift messages, service protocols, client stubs (generated, committed)
-//   H2RPCHealth, Interop      standard services on the core
-//   LabGalleryCore            the domain (no RPC, no generated types)
-//   LabGalleryServer          wiring + executable `labgallery-server`
-//   LabGalleryCLIKit          the operator CLI as a library: commands, argument parsing, output (its JSON shape), prompts
-//   Clients/labgallery        the operator CLI's executable `labgallery`: its entry point alone
+//   H2RPCHealth               grpc.health.v1.Health
+//   Interop                   grpc's interop TestService and test cases
+//   InteropServer, InteropClient   executables `interop-server`, `interop-client`
+//   LabGalleryCore            the domain: use cases, storage, blobs, replication, billing (no RPC)
+//   LabGalleryServer          API <-> domain mapping, auth, wiring of a transport
+//   LabGalleryServerApp       executable `labgallery-server` (serve, token, fsck)
+//   LabGalleryClient          the typed Swift client library
+//   LabGalleryCLIKit          the operator CLI as a library: commands, parsing, output (its JSON shape), prompts
+//   LabGalleryCLI             executable `labgallery` (Clients/labgallery): its entry point alone
+// Tests:
+//   TestSupport               shared by every test target: bytes, SHA-256, eventually, the bearer
+//                             interceptor, a live gallery server
+//   H2RPCTests, LabGalleryCoreTests, LabGalleryServerTests, LabGalleryClientTests, LabGalleryCLITests
 import PackageDescription
 
 let strictSwift: [SwiftSetting] = [
@@ -25,17 +37,14 @@ let strictSwift: [SwiftSetting] = [
 
 let package = Package(
     name: "LabGallery",
-    platforms: [.macOS(.v15)],
     products: [
-        .library(name: "H2RPC", targets: ["H2RPC", "H2RPCProtobuf", "H2RPCNGHTTP2Transport"]),
+        .library(name: "H2RPC", targets: ["H2RPC", "H2RPCProtobuf"]),
         .library(name: "H2RPCNGHTTP2Transport", targets: ["H2RPCNGHTTP2Transport"]),
         .library(name: "H2RPCInProcessTransport", targets: ["H2RPCInProcessTransport"]),
         .library(name: "LabGalleryProtos", targets: ["GeneratedProtos"]),
         .executable(name: "interop-server", targets: ["InteropServer"]),
         .executable(name: "interop-client", targets: ["InteropClient"]),
         .executable(name: "labgallery-server", targets: ["LabGalleryServerApp"]),
-        .executable(name: "h2rpc-bench", targets: ["H2RPCBench"]),
-        .executable(name: "labgallery-bench", targets: ["LabGalleryBench"]),
         .library(name: "LabGalleryClient", targets: ["LabGalleryClient"]),
         .executable(name: "labgallery", targets: ["LabGalleryCLI"]),
     ],
@@ -124,12 +133,6 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
-        .executableTarget(
-            name: "H2RPCBench",
-            dependencies: ["H2RPC", "H2RPCNGHTTP2Transport", "GeneratedProtos", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            path: "Benchmarks/H2RPCBench",
-            swiftSettings: strictSwift
-        ),
 
         // MARK: Domain
         .target(
@@ -181,17 +184,14 @@ let package = Package(
             path: "Clients/labgallery",
             swiftSettings: strictSwift
         ),
-        .executableTarget(
-            name: "LabGalleryBench",
-            dependencies: ["H2RPC", "H2RPCNGHTTP2Transport", "GeneratedProtos", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            path: "Benchmarks/LabGalleryBench",
-            swiftSettings: strictSwift
-        ),
 
         // MARK: Tests
         .target(
             name: "TestSupport",
-            dependencies: ["Blocking"],
+            dependencies: [
+                "Blocking", "H2RPC", "LabGalleryCore", "LabGalleryServer", "LabGalleryClient",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             path: "Tests/TestSupport",
             swiftSettings: strictSwift
         ),

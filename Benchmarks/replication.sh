@@ -19,8 +19,9 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 swift build -c release --product labgallery-server >/dev/null
-swift build -c release --product labgallery-bench >/dev/null
+swift build -c release --package-path Benchmarks --product labgallery-bench >/dev/null
 BIN=.build/release
+BENCH_BIN=Benchmarks/.build/release
 
 now() { date +%s.%N; }
 rss_kib() { awk '/VmRSS/ {print $2}' /proc/"$1"/status; }
@@ -39,7 +40,7 @@ PORT=$(head -1 "$WORK/server.out" | awk -F: '{print $NF}')
 TOKEN=$(cat "$WORK/data/admin.token")
 RSS_IDLE=$(rss_kib "$SERVER")
 
-bench() { "$BIN/labgallery-bench" --port "$PORT" --token "$TOKEN" --region r1 --file "$WORK/image.bin" "$@"; }
+bench() { "$BENCH_BIN/labgallery-bench" --port "$PORT" --token "$TOKEN" --region r1 --file "$WORK/image.bin" "$@"; }
 timed() { local t0 t1; t0=$(now); "$@"; t1=$(now); echo "$t1 - $t0" | bc -l; }
 cat_sync() { cat "$WORK/image.bin" > "$WORK/copy.bin"; sync "$WORK/copy.bin"; }
 cp_sync() { cp "$WORK/image.bin" "$WORK/copy2.bin"; sync "$WORK/copy2.bin"; }
@@ -71,7 +72,7 @@ rm -f "$WORK/copy.bin" "$WORK/copy2.bin"
 head -c $((TEMPLATE_MIB << 20)) /dev/urandom > "$WORK/big.bin"
 LAB=(); SAVE=()
 for r in $(seq "$TEMPLATE_ROUNDS"); do
-  T=$("$BIN/labgallery-bench" --port "$PORT" --token "$TOKEN" --region r1 --file "$WORK/big.bin" --image-id "big$r" --templates)
+  T=$("$BENCH_BIN/labgallery-bench" --port "$PORT" --token "$TOKEN" --region r1 --file "$WORK/big.bin" --image-id "big$r" --templates)
   LAB+=("$(field "$T" createlab_ms)"); SAVE+=("$(field "$T" save_ms)")
 done
 rm -f "$WORK/big.bin"

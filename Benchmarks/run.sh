@@ -23,8 +23,9 @@ wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/n
 rss_kib() { awk '/VmRSS/ {print $2}' /proc/"$1"/status; }
 
 swift build -c release --product interop-server >/dev/null
-swift build -c release --product h2rpc-bench >/dev/null
+swift build -c release --package-path Benchmarks --product h2rpc-bench >/dev/null
 BIN=.build/release
+BENCH_BIN=Benchmarks/.build/release
 
 # SimpleRequest{response_size: 16} framed (5-byte prefix): 16-byte payload responses.
 printf '\x00\x00\x00\x00\x02\x10\x10' > "$WORK/request.bin"
@@ -84,7 +85,7 @@ read -r R_PY P50_PY P99_PY OK_PY N_PY < <(load grpcio "http://127.0.0.1:$GRPCIO/
 read -r R_NG P50_NG P99_NG OK_NG N_NG < <(load nghttpd "http://127.0.0.1:$NGHTTPD/unary")
 
 # Server streaming, our client against our server.
-STREAM_LINE=$($BIN/h2rpc-bench stream --port "$OURS" --messages "${STREAM_MESSAGES:-2000000}" --size 1024 --streams 4)
+STREAM_LINE=$($BENCH_BIN/h2rpc-bench stream --port "$OURS" --messages "${STREAM_MESSAGES:-2000000}" --size 1024 --streams 4)
 MSGS=$(sed -n 's/.*msgs_per_sec=\([0-9]*\).*/\1/p' <<<"$STREAM_LINE")
 if [ -n "${BASELINE_BIN:-}" ]; then
   BASE_STREAM=$("$BASELINE_BIN/h2rpc-bench" stream --port "$BASE" --messages "${STREAM_MESSAGES:-2000000}" --size 1024 --streams 4)
@@ -93,7 +94,7 @@ fi
 
 # Cancellation: RSS after 10,000 mid-stream cancels, once idle.
 sleep 1; RSS_BEFORE=$(rss_kib "$OURS_PID")
-$BIN/h2rpc-bench cancel --port "$OURS" --calls 10000 --concurrency 100 >/dev/null
+$BENCH_BIN/h2rpc-bench cancel --port "$OURS" --calls 10000 --concurrency 100 >/dev/null
 sleep 3; RSS_AFTER=$(rss_kib "$OURS_PID")
 
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }

@@ -122,7 +122,7 @@ import Testing
             _ = try await h.client.unary(TestService.sleep, request: Blob(), options: CallOptions(timeout: .milliseconds(200)), responseType: Blob.self)
         } throws: { ($0 as? RPCError)?.code == .deadlineExceeded }
         #expect(ContinuousClock.now - start < .seconds(5))
-        #expect(await probe.wait { $0.cancelledCount == 1 })
+        try await eventually("cancelledCount == 1") { probe.cancelledCount == 1 }
         await h.stop()
     }
 
@@ -133,10 +133,10 @@ import Testing
         let task = Task {
             try await h.client.unary(TestService.sleep, request: Blob(), responseType: Blob.self)
         }
-        #expect(await probe.wait { $0.startedCount == 1 })
+        try await eventually("startedCount == 1") { probe.startedCount == 1 }
         task.cancel()
         await #expect { _ = try await task.value } throws: { ($0 as? RPCError)?.code == .cancelled }
-        #expect(await probe.wait { $0.cancelledCount == 1 })
+        try await eventually("cancelledCount == 1") { probe.cancelledCount == 1 }
         await h.stop()
     }
 
@@ -147,7 +147,7 @@ import Testing
         let h = try Harness(kind, services: [TestService(probe: probe)])
         // Ask for 100,000 messages of 1 KiB (100 MB) and read none of them.
         let call = try await h.client.serverStreaming(TestService.flood, request: Blob([100]), responseType: Blob.self)
-        #expect(await probe.wait { $0.startedCount == 1 })
+        try await eventually("startedCount == 1") { probe.startedCount == 1 }
         // Wait until the writer parks: no progress across 300 ms (up to 10 s on a busy machine).
         var stalled = -1
         let deadline = ContinuousClock.now + .seconds(10)
@@ -167,7 +167,7 @@ import Testing
         }
         #expect(probe.written > stalled)
         call.cancel()
-        #expect(await probe.wait { $0.cancelledCount == 1 })
+        try await eventually("cancelledCount == 1") { probe.cancelledCount == 1 }
         await h.stop()
     }
 
@@ -229,7 +229,7 @@ import Testing
         let probe = Probe()
         let h = try Harness(kind, services: [TestService(probe: probe)])
         let inFlight = Task { try await h.client.unary(TestService.nap, request: Blob("late"), responseType: Blob.self) }
-        #expect(await probe.wait { $0.startedCount == 1 })
+        try await eventually("startedCount == 1") { probe.startedCount == 1 }
         let start = ContinuousClock.now
         await h.server.shutdown(gracePeriod: .seconds(10))
         // The call in flight finished normally, and shutdown did not wait out the grace period.
@@ -246,11 +246,11 @@ import Testing
         let probe = Probe()
         let h = try Harness(kind, services: [TestService(probe: probe)])
         let stuck = Task { try await h.client.unary(TestService.sleep, request: Blob(), responseType: Blob.self) }
-        #expect(await probe.wait { $0.startedCount == 1 })
+        try await eventually("startedCount == 1") { probe.startedCount == 1 }
         let start = ContinuousClock.now
         await h.server.shutdown(gracePeriod: .milliseconds(200))
         #expect(ContinuousClock.now - start < .seconds(3))
-        #expect(await probe.wait { $0.cancelledCount == 1 })
+        try await eventually("cancelledCount == 1") { probe.cancelledCount == 1 }
         await #expect { _ = try await stuck.value } throws: { error in
             let code = (error as? RPCError)?.code
             return code == .unavailable || code == .cancelled

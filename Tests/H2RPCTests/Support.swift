@@ -145,15 +145,5 @@ final class Probe: Sendable {
     var startedCount: Int { state.withLock { $0.started } }
     var cancelledCount: Int { state.withLock { $0.cancelled } }
     var written: Int { state.withLock { $0.written } }
-
-    /// Polls `condition` for up to `seconds`.
-    func wait(_ seconds: Double = 5, _ condition: (Probe) -> Bool) async -> Bool {
-        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-        while ContinuousClock.now < deadline {
-            if condition(self) { return true }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return condition(self)
-    }
 }
 

@@ -3,6 +3,7 @@ import Foundation
 import LabGalleryClient
 @testable import LabGalleryCLIKit
 import Synchronization
+import TestSupport
 import Testing
 
 // The CLI library without a process: parsing, validation, exit codes, names, rendering and the

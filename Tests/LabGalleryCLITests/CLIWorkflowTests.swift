@@ -2,6 +2,7 @@ import Foundation
 import LabGalleryClient
 @testable import LabGalleryCLIKit
 import LabGalleryServer
+import TestSupport
 import Testing
 
 /// The `labgallery` binary against a live server: the seed workflow, its JSON parsed with

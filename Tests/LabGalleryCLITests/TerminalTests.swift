@@ -1,5 +1,6 @@
 import Foundation
 import LabGalleryClient
+import TestSupport
 import Testing
 
 /// A tmux session on its own socket (so nothing else's tmux is touched), 120×40, running bash.

@@ -123,7 +123,7 @@ import Testing
         #expect(last?.aggregatedState == .completed)
         for region in ["r2", "r3"] {
             let blob = try #require(f.files(under: "regions/\(region)/blobs").first)
-            #expect(try await sha256(of: f.dir.appendingPathComponent(blob)) == image.sha256)
+            #expect(try await sha256Hex(of: f.dir.appendingPathComponent(blob)) == image.sha256)
         }
         await engine.stop()
     }
@@ -154,7 +154,7 @@ final class DatabaseLockHolder: Sendable {
 
     /// Waits for the lock to be held (the helper prints `locked`).
     func waitUntilLocked() async throws {
-        try await waitUntil("the lock holder") { (try? String(contentsOf: output, encoding: .utf8))?.contains("locked") == true }
+        try await eventually("the lock holder") { (try? String(contentsOf: output, encoding: .utf8))?.contains("locked") == true }
     }
 
     /// Releases the lock (the helper rolls back and exits).

@@ -163,7 +163,7 @@ private func row(_ state: ReplicationState, attempts: Int = 0, copied: Int64 = 0
                 done.update { $0 += 1 }
             }
         }
-        try await waitUntil("every job to run") { done.get == 20 }
+        try await eventually("every job to run") { done.get == 20 }
         #expect(threads.get.count <= 2)
         pool.stop()
     }
@@ -262,7 +262,7 @@ private struct TestLink: ReplicaLink {
         bytes = pattern(50_000, multiplier: 7, offset: 3)
         source = dir.appendingPathComponent("source.blob")
         try Data(bytes).write(to: source)
-        sha = try await sha256(of: source)
+        sha = try await sha256Hex(of: source)
     }
 
     private func request(attempt: Int, durable: Int64 = 0) -> ReplicaCopier.Request {

@@ -56,14 +56,6 @@ func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [Re
     return out
 }
 
-/// SHA-256 of a file, through the core's own streaming copy (into a scratch dir, then discarded).
-func sha256(of url: URL) async throws -> String {
-    try await blocking {
-        var w = try FileOps.copy(url, into: FileManager.default.temporaryDirectory.appendingPathComponent("lgcore-sha"))
-        defer { w.discard() }
-        return w.sha256
-    }
-}
 
 @Suite(.serialized) struct ReplicationEngineTests {
     @Test func pendingReplicatingCompletedWithVerifiedReplicas() async throws {
@@ -86,7 +78,7 @@ func sha256(of url: URL) async throws -> String {
             let blob = try #require(row.blobPath)
             #expect(blob.hasPrefix("regions/\(row.record.region)/blobs/\(image.sha256.prefix(2))/\(image.sha256)."))
             #expect(row.partialPath == nil)
-            #expect(try await sha256(of: x.f.dir.appendingPathComponent(blob)) == image.sha256)
+            #expect(try await sha256Hex(of: x.f.dir.appendingPathComponent(blob)) == image.sha256)
         }
         #expect(x.f.files(under: "regions/r2/partial").isEmpty)
         // Already terminal: one message, then the end.
@@ -183,7 +175,7 @@ func sha256(of url: URL) async throws -> String {
         let bytes = pattern(1_500_000, multiplier: 7, offset: 3)
         let image = try await x.f.upload("galleries/g", "img", bytes: bytes, chunk: 500_000)
         // Wait until both jobs have persisted some progress, then stop (as a shutdown would).
-        try await waitUntil("persisted progress of both jobs") {
+        try await eventually("persisted progress of both jobs") {
             try await x.rows(image.name).allSatisfy { $0.record.bytesCopied >= 256 * 1024 }
         }
         await x.engine.stop()
@@ -203,7 +195,7 @@ func sha256(of url: URL) async throws -> String {
         let persisted = before.reduce(Int64(0)) { $0 + $1.record.bytesCopied }
         #expect(resumed.bytesCopied == 2 * 1_500_000 - persisted, "only the bytes after the persisted offsets were copied again")
         for row in try await x.rows(image.name) {
-            #expect(try await sha256(of: x.f.dir.appendingPathComponent(try #require(row.blobPath))) == image.sha256)
+            #expect(try await sha256Hex(of: x.f.dir.appendingPathComponent(try #require(row.blobPath))) == image.sha256)
             #expect(row.record.attempts == 1, "a resume is the same attempt")
         }
         await resumed.stop()
@@ -213,7 +205,7 @@ func sha256(of url: URL) async throws -> String {
         let x = try await ReplicationFixture(fastReplication(bandwidth: 1 << 20, concurrency: 1))
         let bytes = pattern(800_000, multiplier: 13, offset: 0)
         let image = try await x.f.upload("galleries/g", "img", bytes: bytes, chunk: 400_000)
-        try await waitUntil("persisted progress") {
+        try await eventually("persisted progress") {
             try await x.rows(image.name).contains { $0.record.bytesCopied >= 128 * 1024 }
         }
         await x.engine.stop()
@@ -230,7 +222,7 @@ func sha256(of url: URL) async throws -> String {
         while let s = try await w.next() { final = s }
         #expect(final?.aggregatedState == .completed)
         for r in try await x.rows(image.name) {
-            #expect(try await sha256(of: x.f.dir.appendingPathComponent(try #require(r.blobPath))) == image.sha256)
+            #expect(try await sha256Hex(of: x.f.dir.appendingPathComponent(try #require(r.blobPath))) == image.sha256)
         }
         await resumed.stop()
     }
@@ -278,7 +270,7 @@ func sha256(of url: URL) async throws -> String {
         #expect(x.engine.bytesCopied == 0, "neither region was copied again")
         for (before, after) in zip(rows, try await x.rows(image.name)) {
             #expect(after.blobPath == before.blobPath && after.partialPath == nil && after.record.attempts == 1)
-            #expect(try await sha256(of: layout.url(try #require(after.blobPath))) == image.sha256)
+            #expect(try await sha256Hex(of: layout.url(try #require(after.blobPath))) == image.sha256)
         }
         await x.engine.stop()
     }
@@ -288,12 +280,12 @@ func sha256(of url: URL) async throws -> String {
         let image = try await x.f.upload("galleries/g", "img", bytes: Array(repeating: 4, count: 1_000_000))
         let w = try await x.f.service.watchReplication(image: image.name, caller: reader)
         _ = try await w.next()
-        try await waitUntil("both jobs running") { x.engine.runningJobs == 2 }
+        try await eventually("both jobs running") { x.engine.runningJobs == 2 }
         try await x.f.service.deleteImage(name: image.name, caller: admin)
         var ended: (any Error)?
         do { while try await w.next() != nil {} } catch { ended = error }
         #expect((ended as? LabGalleryError)?.code == .notFound)
-        try await waitUntil("the jobs to stop") { x.engine.runningJobs == 0 }
+        try await eventually("the jobs to stop") { x.engine.runningJobs == 0 }
         #expect(x.f.files(under: "regions/r2").isEmpty && x.f.files(under: "regions/r3").isEmpty)
         await x.engine.stop()
     }
@@ -304,9 +296,9 @@ func sha256(of url: URL) async throws -> String {
         let slow = try await x.f.service.watchReplication(image: image.name, caller: reader)
         // Never read while the copy runs: the mailbox holds at most the latest status.
         var maxPending = 0
-        while try await x.rows(image.name).contains(where: { $0.record.state != .completed }) || x.engine.runningJobs > 0 {
+        try await eventually("every replica completed") {
             maxPending = max(maxPending, slow.pendingCount)
-            try await Task.sleep(for: .milliseconds(5))
+            return try await !x.rows(image.name).contains(where: { $0.record.state != .completed }) && x.engine.runningJobs == 0
         }
         #expect(maxPending <= 1)
         var got: [ReplicationStatus] = []

@@ -21,7 +21,7 @@ import Testing
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             func connect() throws -> Clients {
                 Clients(rpc: RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: server.port),
-                                       interceptors: [Authorization(value: "Bearer \(token)")]))
+                                       interceptors: [Authorization(bearer: token)]))
             }
             let setup = try connect()
             if round == 0 {
@@ -61,7 +61,7 @@ import Testing
                     }
                 }
                 group.addTask {
-                    while log.operations < killAfter { try await Task.sleep(for: .milliseconds(2)) }
+                    try await eventually("\(killAfter) operations") { log.operations >= killAfter }
                     log.kill(pid)
                 }
                 try await group.waitForAll()
@@ -115,7 +115,7 @@ private func storeOneImage(_ dir: TempDirectory, bytes: Int) async throws {
     let server = try await ServerProcess.launch(dataDir: dir.url, name: "store")
     let token = try String(contentsOf: dir.url.appendingPathComponent("admin.token"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
     let c = Clients(rpc: RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: server.port),
-                                   interceptors: [Authorization(value: "Bearer \(token)")]))
+                                   interceptors: [Authorization(bearer: token)]))
     try await c.createGallery("g")
     try await c.upload(gallery: "galleries/g", id: "img", bytes: testBytes(bytes))
     c.rpc.close()

@@ -169,10 +169,10 @@ import Testing
             try await call.send(.init(data: .header(.init(gallery: "galleries/g", imageId: "img", osType: .linux, osState: .generalized))))
             try await call.send(.init(data: .chunk(testBytes(50_000))))
             // Wait until the server has the temp file open, then cut the stream.
-            try await waitUntil("the upload's temp file") { !s.files(under: "regions/eastus/tmp").isEmpty }
+            try await eventually("the upload's temp file") { !s.files(under: "regions/eastus/tmp").isEmpty }
             #expect(s.files(under: "regions/eastus/tmp").count == 1)
             call.cancel()
-            try await waitUntil("the aborted upload's temp file to go") { s.files(under: "regions").isEmpty }
+            try await eventually("the aborted upload's temp file to go") { s.files(under: "regions").isEmpty }
             #expect(s.files(under: "regions").isEmpty, "the aborted upload's temp file is removed")
             await expectRPC(.notFound) { _ = try await c.images.getImage(.init(name: "galleries/g/images/img")) }
         }
@@ -189,7 +189,7 @@ import Testing
             // Chunks under the limit stream any total size.
             let image = try await c.upload(gallery: "galleries/g", id: "ok", bytes: testBytes(200_000), chunkSize: 32 * 1024)
             #expect(image.sizeBytes == 200_000)
-            try await waitUntil("the failed upload's temp file to go") { s.files(under: "regions/eastus/tmp").isEmpty }
+            try await eventually("the failed upload's temp file to go") { s.files(under: "regions/eastus/tmp").isEmpty }
             #expect(s.files(under: "regions/eastus/tmp").isEmpty)
         }
     }

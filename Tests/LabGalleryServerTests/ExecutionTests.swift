@@ -39,7 +39,7 @@ import Testing
                 call.cancel()
             })
         }
-        try await waitUntil("eight uploads writing") { s.files(under: "regions/r1/tmp").count == 8 }
+        try await eventually("eight uploads writing") { s.files(under: "regions/r1/tmp").count == 8 }
 
         for _ in 0..<5 {
             // A call whose 100 ms deadline passes while it waits: it fails on time.
@@ -65,7 +65,7 @@ import Testing
         // The uploads are cut off: nothing of them is stored, their temp files go.
         stop.set()
         for u in uploads { await u.value }
-        try await waitUntil("the cancelled uploads' temp files to go") { s.files(under: "regions/r1/tmp").isEmpty }
+        try await eventually("the cancelled uploads' temp files to go") { s.files(under: "regions/r1/tmp").isEmpty }
         #expect(try await c.images.listImages(.init(gallery: "galleries/g")).images.map(\.name) == replicating)
         await s.stop()
     }

@@ -23,7 +23,7 @@ import Testing
         #expect(token.hasPrefix("lg_") && token.count >= 40)
 
         let rpc = RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: first.port),
-                            interceptors: [Authorization(value: "Bearer \(token)")])
+                            interceptors: [Authorization(bearer: token)])
         let c = Clients(rpc: rpc)
         #expect(try await c.health.check(.init()).status == .serving)
         _ = try await c.createGallery("g")
@@ -38,7 +38,7 @@ import Testing
         // A restart keeps the data and the token, writes no new token, and SIGINT also exits 0.
         let second = try await ServerProcess.launch(dataDir: dir.url, name: "second")
         let rpc2 = RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: second.port),
-                             interceptors: [Authorization(value: "Bearer \(token)")])
+                             interceptors: [Authorization(bearer: token)])
         #expect(try await Clients(rpc: rpc2).galleries.getGallery(.init(name: "galleries/g")).name == "galleries/g")
         rpc2.close()
         #expect(try await second.stop(signal: SIGINT) == 0)
@@ -52,7 +52,7 @@ import Testing
             .trimmingCharacters(in: .whitespacesAndNewlines)
         func connect(_ port: Int) throws -> Clients {
             Clients(rpc: RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: port),
-                                   interceptors: [Authorization(value: "Bearer \(token)")]))
+                                   interceptors: [Authorization(bearer: token)]))
         }
         let setup = try connect(server.port)
         try await setup.createGallery("base")
@@ -85,8 +85,8 @@ import Testing
                 }
             }
             group.addTask {
-                while acked.state.withLock({ $0.galleries.count + $0.images.count }) < 60 {
-                    try await Task.sleep(for: .milliseconds(5))
+                try await eventually("60 acknowledged writes") {
+                    acked.state.withLock { $0.galleries.count + $0.images.count } >= 60
                 }
                 acked.killed.store(true, ordering: .releasing)
                 kill(pid, SIGKILL)
@@ -125,7 +125,7 @@ import Testing
             let report = try core.recoverFiles()
             #expect(report.removedTempFiles.isEmpty && report.removedBlobs.isEmpty && report.lostAndFound.isEmpty)
             #expect(try core.fsck().isClean)
-            try sqlite.pool.close()
+            try core.storage.close()
         }
     }
 }

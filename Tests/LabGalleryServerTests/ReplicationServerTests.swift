@@ -36,7 +36,7 @@ final class ReplicationServer {
     }
 
     func admin() throws -> Clients {
-        let rpc = RPCClient(transport: transport.makeClient(), interceptors: [Authorization(value: "Bearer \(token)")])
+        let rpc = RPCClient(transport: transport.makeClient(), interceptors: [Authorization(bearer: token)])
         rpcs.append(rpc)
         return Clients(rpc: rpc)
     }
@@ -190,7 +190,7 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
         var (server, port, _) = try await Self.launch(dataDir: dataDir, args: args, name: "first")
         let token = try String(contentsOf: dataDir.appendingPathComponent("admin.token"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         func connect(_ port: Int) throws -> Clients {
-            Clients(rpc: RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: port), interceptors: [Authorization(value: "Bearer \(token)")]))
+            Clients(rpc: RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: port), interceptors: [Authorization(bearer: token)]))
         }
         let c = try connect(port)
         try await c.createGallery("g", region: "r1")
@@ -256,7 +256,7 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
 private func replicationRows(dataDir: URL, catalog: URL) async throws -> [ReplicationRow] {
     try await blocking {
         let core = try LabGalleryService.open(dataDirectory: dataDir, configuration: LabGalleryConfiguration(regionCatalog: RegionCatalog(contentsOf: catalog)))
-        defer { try? (core.storage as! SQLiteStorage).pool.close() }
+        defer { try? core.storage.close() }
         return try core.storage.read { try $0.replicationRows(of: ImageName(gallery: GalleryName(id: "g"), id: "big")) }
     }
 }
@@ -276,18 +276,18 @@ private func replicationRows(dataDir: URL, catalog: URL) async throws -> [Replic
             let single = try await c.replication.watchReplication(.init(image: image.name))
             tasks.append(Task { do { for try await _ in single {} } catch {} })
         }
-        try await waitUntil("100 open watches") { s.server.replication.openWatches == 100 }
+        try await eventually("100 open watches") { s.server.replication.openWatches == 100 }
         for t in tasks { t.cancel() }
-        try await waitUntil("the cancelled watches to leave the engine") { s.server.replication.openWatches == 0 }
+        try await eventually("the cancelled watches to leave the engine") { s.server.replication.openWatches == 0 }
         // Dropped with their connection.
         let other = try s.admin()
         for _ in 0..<20 {
             let call = try await other.replication.watchGalleryReplication(.init(gallery: "galleries/g"))
             tasks.append(Task { do { for try await _ in call {} } catch {} })
         }
-        try await waitUntil("20 open watches") { s.server.replication.openWatches == 20 }
+        try await eventually("20 open watches") { s.server.replication.openWatches == 20 }
         other.rpc.close()
-        try await waitUntil("the dropped watches to leave the engine") { s.server.replication.openWatches == 0 }
+        try await eventually("the dropped watches to leave the engine") { s.server.replication.openWatches == 0 }
         await s.stop()
     }
 }

@@ -9,14 +9,6 @@ import LabGalleryServer
 import TestSupport
 import Testing
 
-/// Adds `authorization: <value>` to every call.
-struct Authorization: ClientInterceptor {
-    let value: String
-    func prepare(_ head: inout ClientRequestHead) throws {
-        head.metadata.replace("authorization", value)
-    }
-}
-
 /// Typed clients of every gallery service over one connection.
 struct Clients {
     let rpc: RPCClient
@@ -178,26 +170,3 @@ extension Clients {
         try await upload(gallery: "galleries/g", id: "img", bytes: bytes)
     }
 }
-
-/// SHA-256, lowercase hex, from coreutils' `sha256sum`: an independent check of the server's
-/// checksum (the server hashes with swift-crypto), computed off the cooperative pool.
-func sha256Hex(_ message: [UInt8]) async throws -> String {
-    try await blocking {
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("sha-\(UUID().uuidString)")
-        try Data(message).write(to: file)
-        defer { try? FileManager.default.removeItem(at: file) }
-        let out = Pipe()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
-        process.arguments = [file.path]
-        process.standardOutput = out
-        try process.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0, let hex = text.split(separator: " ").first, hex.count == 64 else {
-            throw CancellationError()
-        }
-        return String(hex)
-    }
-}
-

@@ -1,4 +1,5 @@
 import Blocking
+import Crypto
 import Foundation
 import Testing
 
@@ -10,10 +11,11 @@ public func blocking<T>(_ body: () throws -> T) async throws -> T {
     try await BlockingExecutor.shared.run(body)
 }
 
-/// Waits until `condition` holds, checking every few milliseconds. The time-out only catches a
-/// hang (the event never comes); it is not a performance bound.
-public func waitUntil(_ what: String, timeout: Duration = .seconds(120), sourceLocation: SourceLocation = #_sourceLocation,
-                      _ condition: () async throws -> Bool) async throws {
+/// Waits until `condition` holds, checking every few milliseconds: the one way a test waits
+/// for an event it cannot be told about. The time-out only catches a hang (the event never
+/// comes); it is not a performance bound.
+public func eventually(_ what: String, timeout: Duration = .seconds(120), sourceLocation: SourceLocation = #_sourceLocation,
+                       _ condition: () async throws -> Bool) async throws {
     let end = ContinuousClock.now + timeout
     while try await !condition() {
         guard ContinuousClock.now < end else {
@@ -22,6 +24,27 @@ public func waitUntil(_ what: String, timeout: Duration = .seconds(120), sourceL
         }
         try await Task.sleep(for: .milliseconds(5))
     }
+}
+
+/// SHA-256 of `bytes`, lowercase hex (swift-crypto), computed on a thread made for blocking work.
+public func sha256Hex(_ bytes: [UInt8]) async throws -> String {
+    try await blocking { hex(SHA256.hash(data: bytes)) }
+}
+
+/// SHA-256 of a file's bytes, lowercase hex (swift-crypto), read and hashed in 1 MiB chunks on a
+/// thread made for blocking work.
+public func sha256Hex(of url: URL) async throws -> String {
+    try await blocking {
+        let handle = try FileHandle(forReadingFrom: url)
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
+        return hex(hasher.finalize())
+    }
+}
+
+private func hex(_ digest: SHA256.Digest) -> String {
+    digest.map { String(format: "%02x", $0) }.joined()
 }
 
 /// Waits for a child process to end on a thread made for blocking.
