@@ -32,7 +32,7 @@
 import PackageDescription
 
 let strictSwift: [SwiftSetting] = [
-    .swiftLanguageMode(.v6),
+    .swiftLanguageMode(.v6)
 ]
 
 let package = Package(
@@ -124,15 +124,19 @@ let package = Package(
         ),
         .executableTarget(
             name: "InteropServer",
-            dependencies: ["Interop", "H2RPCHealth", "H2RPCNGHTTP2Transport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "Interop", "H2RPCHealth", "H2RPCNGHTTP2Transport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: strictSwift
         ),
         .executableTarget(
             name: "InteropClient",
-            dependencies: ["Interop", "H2RPCNGHTTP2Transport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "Interop", "H2RPCNGHTTP2Transport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: strictSwift
         ),
-
 
         // MARK: Domain
         .target(
@@ -174,7 +178,9 @@ let package = Package(
         ),
         .target(
             name: "LabGalleryCLIKit",
-            dependencies: ["LabGalleryClient", "Blocking", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "LabGalleryClient", "Blocking", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             path: "Clients/LabGalleryCLIKit",
             swiftSettings: strictSwift
         ),
@@ -197,17 +203,26 @@ let package = Package(
         ),
         .testTarget(
             name: "H2RPCTests",
-            dependencies: ["TestSupport", "H2RPC", "H2RPCNGHTTP2Transport", "H2RPCInProcessTransport", "H2RPCHealth", "GeneratedProtos", "Interop", "CH2Shim"],
+            dependencies: [
+                "TestSupport", "H2RPC", "H2RPCNGHTTP2Transport", "H2RPCInProcessTransport", "H2RPCHealth",
+                "GeneratedProtos", "Interop", "CH2Shim",
+            ],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "LabGalleryServerTests",
-            dependencies: ["TestSupport", "Blocking", "LabGalleryServer", "H2RPC", "H2RPCNGHTTP2Transport", "H2RPCInProcessTransport", "GeneratedProtos", "LabGalleryCore"],
+            dependencies: [
+                "TestSupport", "Blocking", "LabGalleryServer", "H2RPC", "H2RPCNGHTTP2Transport",
+                "H2RPCInProcessTransport", "GeneratedProtos", "LabGalleryCore",
+            ],
             swiftSettings: strictSwift
         ),
         .testTarget(
             name: "LabGalleryClientTests",
-            dependencies: ["TestSupport", "Blocking", "LabGalleryClient", "LabGalleryServer", "LabGalleryCore", "H2RPC", "H2RPCNGHTTP2Transport", "GeneratedProtos"],
+            dependencies: [
+                "TestSupport", "Blocking", "LabGalleryClient", "LabGalleryServer", "LabGalleryCore", "H2RPC",
+                "H2RPCNGHTTP2Transport", "GeneratedProtos",
+            ],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -14,20 +14,25 @@ struct LabAccountCommand: AsyncParsableCommand {
             abstract: "Create a lab account, optionally creating (--new-gallery) or attaching (--gallery) a gallery.")
         @Argument(help: "The lab account id, e.g. school.") var name: String
         @Option(help: "The region its labs run in, e.g. westus2.") var region: String
-        @Option(name: .customLong("new-gallery"), help: "Create this gallery in the account's region and attach it.") var newGallery: String?
+        @Option(name: .customLong("new-gallery"), help: "Create this gallery in the account's region and attach it.")
+        var newGallery: String?
         @Option(help: "Attach this existing gallery.") var gallery: String?
         @Option(help: "A human-readable name.") var displayName = ""
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var output: OutputOptions
 
         func validate() throws {
-            if newGallery != nil && gallery != nil { throw ValidationError("--new-gallery and --gallery exclude each other") }
+            if newGallery != nil && gallery != nil {
+                throw ValidationError("--new-gallery and --gallery exclude each other")
+            }
         }
 
         func run() async throws {
-            let setup: LabGalleryClient.GallerySetup? = newGallery.map { .createNew(id: $0) } ?? gallery.map { .attach($0) }
+            let setup: LabGalleryClient.GallerySetup? =
+                newGallery.map { .createNew(id: $0) } ?? gallery.map { .attach($0) }
             let id = name.hasPrefix("labAccounts/") ? String(name.dropFirst("labAccounts/".count)) : name
-            let account = try await connection.client().createLabAccount(id: id, displayName: displayName, region: region, gallery: setup)
+            let account = try await connection.client().createLabAccount(
+                id: id, displayName: displayName, region: region, gallery: setup)
             try Output.emit(LabAccountJSON(account), output.output) { Output.fields(account.fields) }
         }
     }
@@ -38,7 +43,9 @@ struct LabAccountCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
         func run() async throws {
             let accounts = try await connection.client().allLabAccounts()
-            try Output.emit(LabAccountList(accounts), output.output) { Output.table(LabAccount.headers, accounts.map(\.row)) }
+            try Output.emit(LabAccountList(accounts), output.output) {
+                Output.table(LabAccount.headers, accounts.map(\.row))
+            }
         }
     }
 
@@ -70,7 +77,8 @@ struct LabAccountCommand: AsyncParsableCommand {
 
 struct GalleryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "gallery", abstract: "Create, list, show, delete, attach and detach galleries; list their role assignments.",
+        commandName: "gallery",
+        abstract: "Create, list, show, delete, attach and detach galleries; list their role assignments.",
         subcommands: [Create.self, List.self, Show.self, Delete.self, Attach.self, Detach.self, Roles.self])
 
     struct Create: AsyncParsableCommand {
@@ -93,7 +101,9 @@ struct GalleryCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
         func run() async throws {
             let galleries = try await connection.client().allGalleries()
-            try Output.emit(GalleryList(galleries), output.output) { Output.table(Gallery.headers, galleries.map(\.row)) }
+            try Output.emit(GalleryList(galleries), output.output) {
+                Output.table(Gallery.headers, galleries.map(\.row))
+            }
         }
     }
 
@@ -133,7 +143,8 @@ struct GalleryCommand: AsyncParsableCommand {
                 try Output.emit(LabAccountJSON(account), output.output) { Output.fields(account.fields) }
             } catch let error as LabGalleryClientError where error.code == .failedPrecondition {
                 // The server names the rule; name the command that fixes it.
-                Console.err("hint: detach the current gallery first: labgallery gallery detach --lab-account \(labAccount)\n")
+                Console.err(
+                    "hint: detach the current gallery first: labgallery gallery detach --lab-account \(labAccount)\n")
                 throw error
             }
         }
@@ -143,7 +154,8 @@ struct GalleryCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Detach the gallery of a lab account (asks for confirmation unless --yes).",
             discussion: "Without a terminal on stdin the command refuses unless --yes is given (exit code 3). "
-                + "Only the gallery shown at the prompt is detached: if another was attached meanwhile, the server refuses (exit code 19).")
+                + "Only the gallery shown at the prompt is detached: if another was attached meanwhile, the server refuses (exit code 19)."
+        )
         @Option(help: "The lab account.") var labAccount: String
         @Flag(name: [.short, .long], help: "Do not ask for confirmation.") var yes = false
         @OptionGroup var connection: ConnectionOptions
@@ -155,10 +167,13 @@ struct GalleryCommand: AsyncParsableCommand {
             let client = try connection.client()
             var confirmed: String?
             if !yes {
-                try confirmation.requireAnswerer("refusing to detach without confirmation: stdin is not a terminal; pass --yes")
+                try confirmation.requireAnswerer(
+                    "refusing to detach without confirmation: stdin is not a terminal; pass --yes")
                 let account = try await client.getLabAccount(labAccount)
                 guard let gallery = account.attachedGallery else {
-                    throw CLIError(message: "\(account.name) has no attached gallery", exitCode: ExitCodes.status(.failedPrecondition))
+                    throw CLIError(
+                        message: "\(account.name) has no attached gallery",
+                        exitCode: ExitCodes.status(.failedPrecondition))
                 }
                 try await confirmation.ask(
                     "Detach \(gallery) from \(account.name)? Its images become unavailable to the account's new labs.",
@@ -205,7 +220,8 @@ struct LabCommand: AsyncParsableCommand {
         func run() async throws {
             let client = try connection.client()
             let image = try await Names.image(template, labAccount: labAccount, client: client)
-            let lab = try await client.createLab(labAccount: labAccount, id: name, displayName: displayName, templateImage: image)
+            let lab = try await client.createLab(
+                labAccount: labAccount, id: name, displayName: displayName, templateImage: image)
             try Output.emit(LabJSON(lab), output.output) { Output.fields(lab.fields) }
         }
     }
@@ -276,8 +292,9 @@ struct CostCommand: AsyncParsableCommand {
         let cost = try await connection.client().getGalleryCost(gallery: gallery)
         try Output.emit(GalleryCostJSON(cost), output.output) {
             var text = "gallery: \(cost.gallery)\n"
-            text += Output.table(["IMAGE", "REGION", "SIZE", "MONTHLY (\(cost.currency))"],
-                                 cost.lines.map { [$0.image, $0.region, Output.bytes($0.sizeBytes), $0.monthlyCost] })
+            text += Output.table(
+                ["IMAGE", "REGION", "SIZE", "MONTHLY (\(cost.currency))"],
+                cost.lines.map { [$0.image, $0.region, Output.bytes($0.sizeBytes), $0.monthlyCost] })
             text += "monthly total: \(cost.monthlyTotal) \(cost.currency)\n"
             if !cost.oneTimeReplicationEgress.isEmpty {
                 text += "one-time replication egress: \(cost.oneTimeReplicationEgress) \(cost.currency)\n"

@@ -48,7 +48,9 @@ struct ImageCommand: AsyncParsableCommand {
             let imageID = id ?? Self.defaultID(url)
             let bar = UploadProgressBar(terminal: Console.stderrIsTerminal)
             let image = try await connection.client().uploadImage(
-                ImageUpload(gallery: gallery, imageID: imageID, displayName: displayName, osType: osType, osState: osState, sha256: sha256),
+                ImageUpload(
+                    gallery: gallery, imageID: imageID, displayName: displayName, osType: osType, osState: osState,
+                    sha256: sha256),
                 from: url, progress: { bar.update($0) })
             bar.finish()
             try Output.emit(ImageJSON(image), output.output) { Output.fields(image.fields) }
@@ -66,14 +68,18 @@ struct ImageCommand: AsyncParsableCommand {
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List the images of a gallery, or of a lab account's attached gallery with whether each is enabled and available to create labs now.")
+            abstract:
+                "List the images of a gallery, or of a lab account's attached gallery with whether each is enabled and available to create labs now."
+        )
         @Option(help: "The gallery.") var gallery: String?
         @Option(help: "The lab account.") var labAccount: String?
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var output: OutputOptions
 
         func validate() throws {
-            if (gallery == nil) == (labAccount == nil) { throw ValidationError("give exactly one of --gallery and --lab-account") }
+            if (gallery == nil) == (labAccount == nil) {
+                throw ValidationError("give exactly one of --gallery and --lab-account")
+            }
         }
 
         func run() async throws {
@@ -196,7 +202,9 @@ final class UploadProgressBar: Sendable {
         let eta = rate > 0 ? Double(total - p.bytesSent) / rate : .infinity
         let width = 30
         let filled = Int(fraction * Double(width))
-        let barText = bar ? "[" + String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled) + "] " : ""
+        let barText =
+            bar
+            ? "[" + String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled) + "] " : ""
         return barText + String(format: "%3.0f%%", fraction * 100)
             + "  \(Output.bytes(p.bytesSent))/\(Output.bytes(total))  \(Output.rate(rate))  ETA \(Output.duration(eta))"
     }

@@ -14,11 +14,16 @@ struct LabAccountJSON: Codable, Hashable {
     var attachedGallery: String?
 
     enum CodingKeys: String, CodingKey {
-        case name, displayName = "display_name", region, attachedGallery = "attached_gallery"
+        case name
+        case displayName = "display_name"
+        case region
+        case attachedGallery = "attached_gallery"
     }
 
     init(_ account: LabAccount) {
-        name = account.name; displayName = account.displayName; region = account.region
+        name = account.name
+        displayName = account.displayName
+        region = account.region
         attachedGallery = account.attachedGallery
     }
 
@@ -38,10 +43,17 @@ struct GalleryJSON: Codable, Hashable {
     var region: String
     var geography: String
 
-    enum CodingKeys: String, CodingKey { case name, displayName = "display_name", region, geography }
+    enum CodingKeys: String, CodingKey {
+        case name
+        case displayName = "display_name"
+        case region, geography
+    }
 
     init(_ gallery: Gallery) {
-        name = gallery.name; displayName = gallery.displayName; region = gallery.region; geography = gallery.geography
+        name = gallery.name
+        displayName = gallery.displayName
+        region = gallery.region
+        geography = gallery.geography
     }
 }
 
@@ -60,15 +72,27 @@ struct ImageJSON: Codable, Hashable {
     var author: String
 
     enum CodingKeys: String, CodingKey {
-        case name, displayName = "display_name", osType = "os_type", osState = "os_state", source
-        case sourceLab = "source_lab", sizeBytes = "size_bytes", sha256, region, author
+        case name
+        case displayName = "display_name"
+        case osType = "os_type"
+        case osState = "os_state"
+        case source
+        case sourceLab = "source_lab"
+        case sizeBytes = "size_bytes"
+        case sha256, region, author
     }
 
     init(_ image: Image) {
-        name = image.name; displayName = image.displayName
-        osType = image.osType.rawValue; osState = image.osState.rawValue; source = image.source.rawValue
-        sourceLab = image.sourceLab; sizeBytes = image.sizeBytes; sha256 = image.sha256
-        region = image.region; author = image.author
+        name = image.name
+        displayName = image.displayName
+        osType = image.osType.rawValue
+        osState = image.osState.rawValue
+        source = image.source.rawValue
+        sourceLab = image.sourceLab
+        sizeBytes = image.sizeBytes
+        sha256 = image.sha256
+        region = image.region
+        author = image.author
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -93,10 +117,15 @@ struct LabAccountImageJSON: Codable, Hashable {
     var available: Bool
     var unavailableReason: String?
 
-    enum CodingKeys: String, CodingKey { case image, enabled, available, unavailableReason = "unavailable_reason" }
+    enum CodingKeys: String, CodingKey {
+        case image, enabled, available
+        case unavailableReason = "unavailable_reason"
+    }
 
     init(_ item: LabAccountImage) {
-        image = ImageJSON(item.image); enabled = item.enabled; available = item.available
+        image = ImageJSON(item.image)
+        enabled = item.enabled
+        available = item.available
         unavailableReason = item.unavailableReason
     }
 
@@ -115,9 +144,17 @@ struct LabJSON: Codable, Hashable {
     var displayName: String
     var templateImage: String
 
-    enum CodingKeys: String, CodingKey { case name, displayName = "display_name", templateImage = "template_image" }
+    enum CodingKeys: String, CodingKey {
+        case name
+        case displayName = "display_name"
+        case templateImage = "template_image"
+    }
 
-    init(_ lab: Lab) { name = lab.name; displayName = lab.displayName; templateImage = lab.templateImage }
+    init(_ lab: Lab) {
+        name = lab.name
+        displayName = lab.displayName
+        templateImage = lab.templateImage
+    }
 }
 
 /// A role assignment: `principal`, `role`.
@@ -125,7 +162,10 @@ struct RoleAssignmentJSON: Codable, Hashable {
     var principal: String
     var role: String
 
-    init(_ assignment: RoleAssignment) { principal = assignment.principal; role = assignment.role }
+    init(_ assignment: RoleAssignment) {
+        principal = assignment.principal
+        role = assignment.role
+    }
 }
 
 /// One region's replication: `region`, `state`, `bytes_copied`, `bytes_total`, `progress_percent`,
@@ -140,13 +180,21 @@ struct RegionReplicationJSON: Codable, Hashable {
     var attempts: Int
 
     enum CodingKeys: String, CodingKey {
-        case region, state, bytesCopied = "bytes_copied", bytesTotal = "bytes_total"
-        case progressPercent = "progress_percent", error, attempts
+        case region, state
+        case bytesCopied = "bytes_copied"
+        case bytesTotal = "bytes_total"
+        case progressPercent = "progress_percent"
+        case error, attempts
     }
 
     init(_ r: RegionReplication) {
-        region = r.region; state = r.state.rawValue; bytesCopied = r.bytesCopied; bytesTotal = r.bytesTotal
-        progressPercent = r.progressPercent; error = r.error; attempts = r.attempts
+        region = r.region
+        state = r.state.rawValue
+        bytesCopied = r.bytesCopied
+        bytesTotal = r.bytesTotal
+        progressPercent = r.progressPercent
+        error = r.error
+        attempts = r.attempts
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -168,11 +216,17 @@ struct ReplicationStatusJSON: Codable, Hashable {
     var regions: [RegionReplicationJSON]
     var deleted: Bool
 
-    enum CodingKeys: String, CodingKey { case image, aggregatedState = "aggregated_state", regions, deleted }
+    enum CodingKeys: String, CodingKey {
+        case image
+        case aggregatedState = "aggregated_state"
+        case regions, deleted
+    }
 
     init(_ status: ReplicationStatus) {
-        image = status.image; aggregatedState = status.aggregatedState.rawValue
-        regions = status.regions.map(RegionReplicationJSON.init); deleted = status.deleted
+        image = status.image
+        aggregatedState = status.aggregatedState.rawValue
+        regions = status.regions.map(RegionReplicationJSON.init)
+        deleted = status.deleted
     }
 }
 
@@ -183,9 +237,18 @@ struct CostLineJSON: Codable, Hashable {
     var sizeBytes: Int64
     var monthlyCost: String
 
-    enum CodingKeys: String, CodingKey { case image, region, sizeBytes = "size_bytes", monthlyCost = "monthly_cost" }
+    enum CodingKeys: String, CodingKey {
+        case image, region
+        case sizeBytes = "size_bytes"
+        case monthlyCost = "monthly_cost"
+    }
 
-    init(_ line: CostLine) { image = line.image; region = line.region; sizeBytes = line.sizeBytes; monthlyCost = line.monthlyCost }
+    init(_ line: CostLine) {
+        image = line.image
+        region = line.region
+        sizeBytes = line.sizeBytes
+        monthlyCost = line.monthlyCost
+    }
 }
 
 /// A gallery's cost: `gallery`, `currency`, `lines`, `monthly_total`, `one_time_replication_egress`,
@@ -200,14 +263,21 @@ struct GalleryCostJSON: Codable, Hashable {
     var storedBytes: Int64
 
     enum CodingKeys: String, CodingKey {
-        case gallery, currency, lines, monthlyTotal = "monthly_total", oneTimeReplicationEgress = "one_time_replication_egress"
-        case billedBytes = "billed_bytes", storedBytes = "stored_bytes"
+        case gallery, currency, lines
+        case monthlyTotal = "monthly_total"
+        case oneTimeReplicationEgress = "one_time_replication_egress"
+        case billedBytes = "billed_bytes"
+        case storedBytes = "stored_bytes"
     }
 
     init(_ cost: GalleryCost) {
-        gallery = cost.gallery; currency = cost.currency; lines = cost.lines.map(CostLineJSON.init)
-        monthlyTotal = cost.monthlyTotal; oneTimeReplicationEgress = cost.oneTimeReplicationEgress
-        billedBytes = cost.billedBytes; storedBytes = cost.storedBytes
+        gallery = cost.gallery
+        currency = cost.currency
+        lines = cost.lines.map(CostLineJSON.init)
+        monthlyTotal = cost.monthlyTotal
+        oneTimeReplicationEgress = cost.oneTimeReplicationEgress
+        billedBytes = cost.billedBytes
+        storedBytes = cost.storedBytes
     }
 }
 

@@ -24,8 +24,10 @@ public struct LabGalleryCLI: AsyncParsableCommand {
             17 PERMISSION_DENIED, 19 FAILED_PRECONDITION, 22 UNIMPLEMENTED, 24 UNAVAILABLE, \
             26 UNAUTHENTICATED, …); 64 usage error.
             """,
-        subcommands: [LabAccountCommand.self, GalleryCommand.self, ImageCommand.self, LabCommand.self,
-                      ReplicationCommand.self, CostCommand.self]
+        subcommands: [
+            LabAccountCommand.self, GalleryCommand.self, ImageCommand.self, LabCommand.self,
+            ReplicationCommand.self, CostCommand.self,
+        ]
     )
 
     public init() {}
@@ -54,7 +56,8 @@ public struct LabGalleryCLI: AsyncParsableCommand {
     /// which `exit(withError:)` reports.
     static func failure(_ error: any Error) -> (message: String, exitCode: Int32)? {
         switch error {
-        case let error as LabGalleryClientError: ("error: \(error.code): \(error.message)\n", ExitCodes.status(error.code))
+        case let error as LabGalleryClientError:
+            ("error: \(error.code): \(error.message)\n", ExitCodes.status(error.code))
         case let error as CLIError: ("error: \(error.message)\n", error.exitCode)
         default: nil
         }
@@ -83,7 +86,9 @@ struct CLIError: Error {
 
 /// How to reach the server (every command that talks to one includes these).
 struct ConnectionOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Server address host:port (env LABGALLERY_ENDPOINT; default 127.0.0.1:50051).", valueName: "host:port"))
+    @Option(
+        help: ArgumentHelp(
+            "Server address host:port (env LABGALLERY_ENDPOINT; default 127.0.0.1:50051).", valueName: "host:port"))
     var endpoint: String?
 
     @Option(help: "Bearer token (env LABGALLERY_TOKEN; default: ./labgallery-data/admin.token if present).")
@@ -92,27 +97,32 @@ struct ConnectionOptions: ParsableArguments {
     @Flag(help: "Use TLS. Not available: the transport speaks h2c only, so this is an error.")
     var tls = false
 
-    @Option(help: ArgumentHelp("Deadline of each call in seconds (streams and uploads have none).", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp("Deadline of each call in seconds (streams and uploads have none).", valueName: "seconds"))
     var timeout: Double = 30
 
     /// The client, from flags, then the environment, then the local defaults.
     func client() throws -> LabGalleryClient {
-        try LabGalleryClient(configuration: configuration(environment: ProcessInfo.processInfo.environment,
-                                                          tokenFile: "labgallery-data/admin.token"))
+        try LabGalleryClient(
+            configuration: configuration(
+                environment: ProcessInfo.processInfo.environment,
+                tokenFile: "labgallery-data/admin.token"))
     }
 
     /// The client's configuration: each setting from its flag, else the environment
     /// (`LABGALLERY_ENDPOINT`, `LABGALLERY_TOKEN`; empty values count as unset), else the default
     /// (`127.0.0.1:50051`; the token in `tokenFile`, if it can be read).
     func configuration(environment env: [String: String], tokenFile: String) throws -> LabGalleryClient.Configuration {
-        let endpoint = self.endpoint ?? env["LABGALLERY_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1:50051"
+        let endpoint =
+            self.endpoint ?? env["LABGALLERY_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1:50051"
         let (host, port) = try LabGalleryClient.parseEndpoint(endpoint)
         var token = self.token ?? env["LABGALLERY_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         if token == nil, let local = try? String(contentsOfFile: tokenFile, encoding: .utf8) {
             token = local.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         guard timeout > 0 else { throw CLIError(message: "--timeout must be positive") }
-        return .init(host: host, port: port, token: token, useTLS: tls, defaultTimeout: .milliseconds(Int(timeout * 1000)))
+        return .init(
+            host: host, port: port, token: token, useTLS: tls, defaultTimeout: .milliseconds(Int(timeout * 1000)))
     }
 }
 
@@ -142,7 +152,8 @@ enum Names {
     static func image(_ ref: String, gallery: String?) throws -> String {
         if ref.contains("/") { return ResourceName.image(ref) }
         guard let gallery else {
-            throw CLIError(message: "image \"\(ref)\": give galleries/G/images/\(ref), G/\(ref), or --gallery G", exitCode: 64)
+            throw CLIError(
+                message: "image \"\(ref)\": give galleries/G/images/\(ref), G/\(ref), or --gallery G", exitCode: 64)
         }
         return "\(ResourceName.gallery(gallery))/images/\(ref)"
     }
@@ -152,7 +163,9 @@ enum Names {
         if ref.contains("/") { return ResourceName.image(ref) }
         let account = try await client.getLabAccount(labAccount)
         guard let gallery = account.attachedGallery else {
-            throw CLIError(message: "image \"\(ref)\": \(account.name) has no attached gallery; give the full image name", exitCode: 64)
+            throw CLIError(
+                message: "image \"\(ref)\": \(account.name) has no attached gallery; give the full image name",
+                exitCode: 64)
         }
         return "\(gallery)/images/\(ref)"
     }
@@ -161,7 +174,8 @@ enum Names {
     static func lab(_ ref: String, labAccount: String?) throws -> String {
         if ref.contains("/") { return ResourceName.lab(ref) }
         guard let labAccount else {
-            throw CLIError(message: "lab \"\(ref)\": give labAccounts/A/labs/\(ref), A/\(ref), or --lab-account A", exitCode: 64)
+            throw CLIError(
+                message: "lab \"\(ref)\": give labAccounts/A/labs/\(ref), A/\(ref), or --lab-account A", exitCode: 64)
         }
         return "\(ResourceName.labAccount(labAccount))/labs/\(ref)"
     }

@@ -19,17 +19,22 @@ enum Output {
     /// JSON with sorted keys and unescaped slashes (resource names stay readable).
     static func json<T: Encodable>(_ value: T, pretty: Bool) throws -> String {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        encoder.outputFormatting =
+            pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
     /// Columns padded to their widest cell.
     static func table(_ headers: [String], _ rows: [[String]]) -> String {
         var widths = headers.map(\.count)
-        for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
+        for row in rows {
+            for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
+        }
         func line(_ cells: [String]) -> String {
-            cells.enumerated().map { i, c in i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ") + "\n"
+            cells.enumerated().map { i, c in
+                i == cells.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            }
+            .joined(separator: "  ") + "\n"
         }
         return line(headers) + rows.map(line).joined()
     }
@@ -44,7 +49,10 @@ enum Output {
         let units = ["B", "KiB", "MiB", "GiB", "TiB"]
         var value = Double(n)
         var unit = 0
-        while value >= 1024, unit < units.count - 1 { value /= 1024; unit += 1 }
+        while value >= 1024, unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
         return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
     }
 
@@ -61,23 +69,31 @@ enum Output {
 
 extension LabAccount {
     var fields: [(String, String)] {
-        [("name", name), ("display name", displayName), ("region", region), ("attached gallery", attachedGallery ?? "-")]
+        [
+            ("name", name), ("display name", displayName), ("region", region),
+            ("attached gallery", attachedGallery ?? "-"),
+        ]
     }
     var row: [String] { [name, region, attachedGallery ?? "-", displayName] }
     static let headers = ["NAME", "REGION", "ATTACHED GALLERY", "DISPLAY NAME"]
 }
 
 extension Gallery {
-    var fields: [(String, String)] { [("name", name), ("display name", displayName), ("region", region), ("geography", geography)] }
+    var fields: [(String, String)] {
+        [("name", name), ("display name", displayName), ("region", region), ("geography", geography)]
+    }
     var row: [String] { [name, region, geography, displayName] }
     static let headers = ["NAME", "REGION", "GEOGRAPHY", "DISPLAY NAME"]
 }
 
 extension Image {
     var fields: [(String, String)] {
-        [("name", name), ("display name", displayName), ("os type", osType.rawValue), ("os state", osState.rawValue),
-         ("source", source.rawValue), ("source lab", sourceLab ?? "-"), ("size", "\(Output.bytes(sizeBytes)) (\(sizeBytes) bytes)"),
-         ("sha256", sha256), ("region", region), ("author", author)]
+        [
+            ("name", name), ("display name", displayName), ("os type", osType.rawValue), ("os state", osState.rawValue),
+            ("source", source.rawValue), ("source lab", sourceLab ?? "-"),
+            ("size", "\(Output.bytes(sizeBytes)) (\(sizeBytes) bytes)"),
+            ("sha256", sha256), ("region", region), ("author", author),
+        ]
     }
     var row: [String] { [name, osType.rawValue, osState.rawValue, source.rawValue, Output.bytes(sizeBytes)] }
     static let headers = ["NAME", "OS TYPE", "OS STATE", "SOURCE", "SIZE"]
@@ -90,7 +106,9 @@ extension LabAccountImage {
 }
 
 extension Lab {
-    var fields: [(String, String)] { [("name", name), ("display name", displayName), ("template image", templateImage)] }
+    var fields: [(String, String)] {
+        [("name", name), ("display name", displayName), ("template image", templateImage)]
+    }
     var row: [String] { [name, templateImage, displayName] }
     static let headers = ["NAME", "TEMPLATE IMAGE", "DISPLAY NAME"]
 }
@@ -98,9 +116,14 @@ extension Lab {
 extension ReplicationStatus {
     var table: String {
         "image: \(image)\nstate: \(aggregatedState.rawValue)\n"
-            + Output.table(["REGION", "STATE", "PROGRESS", "COPIED", "ATTEMPTS", "ERROR"], regions.map {
-                [$0.region, $0.state.rawValue, String(format: "%.1f%%", $0.progressPercent),
-                 "\(Output.bytes($0.bytesCopied))/\(Output.bytes($0.bytesTotal))", "\($0.attempts)", $0.error ?? ""]
-            })
+            + Output.table(
+                ["REGION", "STATE", "PROGRESS", "COPIED", "ATTEMPTS", "ERROR"],
+                regions.map {
+                    [
+                        $0.region, $0.state.rawValue, String(format: "%.1f%%", $0.progressPercent),
+                        "\(Output.bytes($0.bytesCopied))/\(Output.bytes($0.bytesTotal))", "\($0.attempts)",
+                        $0.error ?? "",
+                    ]
+                })
     }
 }

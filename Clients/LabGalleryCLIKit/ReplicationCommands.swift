@@ -14,7 +14,8 @@ struct ReplicationCommand: AsyncParsableCommand {
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var output: OutputOptions
         func run() async throws {
-            let status = try await connection.client().getReplicationStatus(image: try Names.image(image, gallery: gallery))
+            let status = try await connection.client().getReplicationStatus(
+                image: try Names.image(image, gallery: gallery))
             try Output.emit(ReplicationStatusJSON(status), output.output) { status.table }
         }
     }
@@ -40,7 +41,8 @@ struct ReplicationCommand: AsyncParsableCommand {
 
         func run() async throws {
             let client = try connection.client()
-            let display = ReplicationDisplay(mode: output.output == .json ? .json : Console.stdoutIsTerminal ? .live : .plain)
+            let display = ReplicationDisplay(
+                mode: output.output == .json ? .json : Console.stdoutIsTerminal ? .live : .plain)
             var last: [String: ReplicationStatus] = [:]
             if let image {
                 for try await status in client.watchReplication(image: try Names.image(image, gallery: gallery)) {
@@ -58,30 +60,40 @@ struct ReplicationCommand: AsyncParsableCommand {
                     last[status.image] = status
                     try display.show(status)
                     // A deleted image is done too; a deleted gallery ends the stream with NOT_FOUND.
-                    let done = expected.allSatisfy { last[$0].map { $0.deleted || $0.aggregatedState.isTerminal } == true }
+                    let done = expected.allSatisfy {
+                        last[$0].map { $0.deleted || $0.aggregatedState.isTerminal } == true
+                    }
                     if done && !follow { break }
                 }
             }
             display.finish()
-            let failed = last.values.filter { !$0.deleted }.flatMap { s in s.regions.filter { $0.state == .failed }.map { (s.image, $0) } }
+            let failed = last.values.filter { !$0.deleted }.flatMap { s in
+                s.regions.filter { $0.state == .failed }.map { (s.image, $0) }
+            }
             if !failed.isEmpty {
                 for (image, region) in failed {
-                    Console.err("failed: \(image) in \(region.region): \(region.error ?? "no reason given") (labgallery replication retry \(image))\n")
+                    Console.err(
+                        "failed: \(image) in \(region.region): \(region.error ?? "no reason given") (labgallery replication retry \(image))\n"
+                    )
                 }
-                throw CLIError(message: "replication failed in \(failed.count) region(s)", exitCode: ExitCodes.replicationFailed)
+                throw CLIError(
+                    message: "replication failed in \(failed.count) region(s)", exitCode: ExitCodes.replicationFailed)
             }
         }
     }
 
     struct Retry: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Retry an image's failed replication (all failed regions, or --region).")
+        static let configuration = CommandConfiguration(
+            abstract: "Retry an image's failed replication (all failed regions, or --region).")
         @Argument(help: "galleries/G/images/I, G/I, or I with --gallery.") var image: String
         @Option(help: "The gallery (for a bare image id).") var gallery: String?
-        @Option(name: .customLong("region"), help: "A region to retry (repeatable; default: every failed region).") var regions: [String] = []
+        @Option(name: .customLong("region"), help: "A region to retry (repeatable; default: every failed region).")
+        var regions: [String] = []
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var output: OutputOptions
         func run() async throws {
-            let status = try await connection.client().retryReplication(image: try Names.image(image, gallery: gallery), regions: regions)
+            let status = try await connection.client().retryReplication(
+                image: try Names.image(image, gallery: gallery), regions: regions)
             try Output.emit(ReplicationStatusJSON(status), output.output) { status.table }
         }
     }
@@ -100,10 +112,10 @@ final class ReplicationDisplay {
 
     private let mode: Mode
     private let write: (String) -> Void
-    private var order: [String] = []                  // images in order of appearance
+    private var order: [String] = []  // images in order of appearance
     private var statuses: [String: ReplicationStatus] = [:]
-    private var rates: [String: Rate] = [:]           // key: image + " " + region
-    private var printed: [String: String] = [:]       // plain mode: last state/decile per region
+    private var rates: [String: Rate] = [:]  // key: image + " " + region
+    private var printed: [String: String] = [:]  // plain mode: last state/decile per region
     private var drawnLines = 0
 
     /// A display in `mode` writing to `write` (stdout by default).
@@ -125,7 +137,9 @@ final class ReplicationDisplay {
                 let mark = "\(r.state.rawValue) \(Int(r.progressPercent / 10))"
                 guard printed[key] != mark else { continue }
                 printed[key] = mark
-                write("\(status.image)  \(r.region)  \(r.state.rawValue)  \(String(format: "%.0f%%", r.progressPercent))  \(rateText(key, r))\n")
+                write(
+                    "\(status.image)  \(r.region)  \(r.state.rawValue)  \(String(format: "%.0f%%", r.progressPercent))  \(rateText(key, r))\n"
+                )
             }
             if status.aggregatedState.isTerminal, printed[status.image] != status.aggregatedState.rawValue {
                 printed[status.image] = status.aggregatedState.rawValue
@@ -144,7 +158,10 @@ final class ReplicationDisplay {
         let now = ContinuousClock.now
         for r in status.regions {
             let key = "\(status.image) \(r.region)"
-            guard var rate = rates[key] else { rates[key] = Rate(bytes: r.bytesCopied, at: now); continue }
+            guard var rate = rates[key] else {
+                rates[key] = Rate(bytes: r.bytesCopied, at: now)
+                continue
+            }
             let dt = now - rate.at
             let seconds = Double(dt.components.seconds) + Double(dt.components.attoseconds) / 1e18
             if r.state != .replicating {
@@ -175,7 +192,8 @@ final class ReplicationDisplay {
             for r in status.regions {
                 let filled = Int((min(max(r.progressPercent, 0), 100) / 100 * 30).rounded(.down))
                 let bar = "[" + String(repeating: "#", count: filled) + String(repeating: "-", count: 30 - filled) + "]"
-                var line = "  " + r.region.padding(toLength: width, withPad: " ", startingAt: 0)
+                var line =
+                    "  " + r.region.padding(toLength: width, withPad: " ", startingAt: 0)
                     + "  " + r.state.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)
                     + "  " + bar + String(format: " %5.1f%%", r.progressPercent)
                     + "  " + rateText("\(image) \(r.region)", r)

@@ -33,7 +33,9 @@ public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
     /// `idleTimeout` seconds ends.
     public init(maxThreads: Int, name: String = "blocking", idleTimeout: TimeInterval = 10) {
         precondition(maxThreads >= 1, "a blocking pool needs at least one thread")
-        self.maxThreads = maxThreads; self.name = name; self.idleTimeout = idleTimeout
+        self.maxThreads = maxThreads
+        self.name = name
+        self.idleTimeout = idleTimeout
     }
 
     /// Runs `body` on one of the pool's threads, in the calling task (cancellation is visible
@@ -67,7 +69,10 @@ public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
             if head < queue.count {
                 let job = queue[head]
                 head += 1
-                if head == queue.count { queue.removeAll(keepingCapacity: true); head = 0 }
+                if head == queue.count {
+                    queue.removeAll(keepingCapacity: true)
+                    head = 0
+                }
                 condition.unlock()
                 job.runSynchronously(on: asUnownedTaskExecutor())
                 condition.lock()

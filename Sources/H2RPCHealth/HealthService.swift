@@ -43,7 +43,9 @@ public final class HealthService: Grpc_Health_V1_Health.ServiceProtocol, Sendabl
     }
 
     /// The status of `request.service` ("" for the server); NOT_FOUND for an unknown service.
-    public func check(request: Grpc_Health_V1_HealthCheckRequest, context: ServerContext) async throws -> Grpc_Health_V1_HealthCheckResponse {
+    public func check(request: Grpc_Health_V1_HealthCheckRequest, context: ServerContext) async throws
+        -> Grpc_Health_V1_HealthCheckResponse
+    {
         guard let status = state.withLock({ $0.statuses[request.service] }) else {
             throw RPCError(.notFound, "unknown service '\(request.service)'")
         }
@@ -51,7 +53,10 @@ public final class HealthService: Grpc_Health_V1_Health.ServiceProtocol, Sendabl
     }
 
     /// The status of `request.service` now, then each change, until the call ends.
-    public func watch(request: Grpc_Health_V1_HealthCheckRequest, response: ResponseWriter<Grpc_Health_V1_HealthCheckResponse>, context: ServerContext) async throws {
+    public func watch(
+        request: Grpc_Health_V1_HealthCheckRequest, response: ResponseWriter<Grpc_Health_V1_HealthCheckResponse>,
+        context: ServerContext
+    ) async throws {
         // Newest-only buffering: a slow watcher sees the latest status, never an unbounded backlog.
         let (stream, continuation) = AsyncStream<ServingStatus>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let id = state.withLock { s -> Int in

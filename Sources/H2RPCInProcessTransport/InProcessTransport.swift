@@ -75,14 +75,16 @@ public struct InProcessTransport: Sendable {
         /// Opens a call on the server half (UNAVAILABLE if it is not serving).
         public func openStream(_ head: ClientRequestHead, events: ClientCallEvents) -> any ClientStreamOutbound {
             guard server.accepting.load(ordering: .acquiring), let acceptor = server.acceptor.withLock({ $0 }) else {
-                events.receive(.status(Status(code: .unavailable, message: "the in-process server is not serving"), [:]))
+                events.receive(
+                    .status(Status(code: .unavailable, message: "the in-process server is not serving"), [:]))
                 return Outbound(link: nil)
             }
             let link = Link(events: events, server: server, client: self)
             server.open.withLock { $0[ObjectIdentifier(link)] = link }
             open.withLock { $0[ObjectIdentifier(link)] = link }
-            let request = RequestHead(path: head.method.path, metadata: filtered(head.metadata),
-                                      timeout: head.timeout.map { .valid($0) } ?? .none, peer: "in-process")
+            let request = RequestHead(
+                path: head.method.path, metadata: filtered(head.metadata),
+                timeout: head.timeout.map { .valid($0) } ?? .none, peer: "in-process")
             let call = acceptor.accept(request, outbound: ServerOutbound(link: link))
             link.call.withLock { $0 = call }
             return Outbound(link: link)
@@ -96,7 +98,8 @@ public struct InProcessTransport: Sendable {
                 return Array(links.values)
             }
             for link in links {
-                link.events.receive(.status(Status(code: .unavailable, message: "the in-process client was closed"), [:]))
+                link.events.receive(
+                    .status(Status(code: .unavailable, message: "the in-process client was closed"), [:]))
                 link.close(cancelled: true)
             }
         }

@@ -1,5 +1,5 @@
-import H2RPC
 import CH2Shim
+import H2RPC
 import Synchronization
 
 /// The HTTP/2 client transport on libnghttp2: one connection to one server, shared by
@@ -61,7 +61,10 @@ public final class H2ClientTransport: ClientTransport {
 
     /// Closes the connection; open calls end with UNAVAILABLE. The next call reconnects.
     public func close() {
-        let conn = side.connection.withLock { c -> h2_id in defer { c = 0 }; return c }
+        let conn = side.connection.withLock { c -> h2_id in
+            defer { c = 0 }
+            return c
+        }
         if conn != 0 { h2_conn_close(loop.raw, conn) }
     }
 
@@ -76,7 +79,8 @@ private final class ClientSide: H2LoopDelegate, Sendable {
 
     init(maxReceive: Int) { self.maxReceive = maxReceive }
 
-    func onRequest(conn: h2_id, stream: h2_id, _ nv: UnsafePointer<h2_nv>?, _ count: Int, flags: Int32) -> H2StreamUser? {
+    func onRequest(conn: h2_id, stream: h2_id, _ nv: UnsafePointer<h2_nv>?, _ count: Int, flags: Int32) -> H2StreamUser?
+    {
         nil
     }
 
@@ -116,20 +120,28 @@ private final class H2ClientStreamUser: H2StreamUser {
         let ended = flags & Int32(H2_HEADERS_END_STREAM) != 0
         if flags & Int32(H2_HEADERS_TRAILERS) == 0 {
             if let http = parsed.httpStatus, http != 200 {
-                let status = parsed.status ?? Status(code: statusForHTTP(http), message: "the server answered with HTTP status \(http)")
+                let status =
+                    parsed.status
+                    ?? Status(code: statusForHTTP(http), message: "the server answered with HTTP status \(http)")
                 events.receive(.status(status, parsed.trailers))
                 if !ended { handle?.reset() }
                 return
             }
             if ended {
                 // Trailers-Only.
-                events.receive(.trailersOnly(parsed.status ?? Status(code: .internal, message: "the response ended without grpc-status"), parsed.trailers))
+                events.receive(
+                    .trailersOnly(
+                        parsed.status ?? Status(code: .internal, message: "the response ended without grpc-status"),
+                        parsed.trailers))
             } else {
                 events.receive(.metadata(parsed.trailers))
             }
             return
         }
-        events.receive(.status(parsed.status ?? Status(code: .internal, message: "the response trailers lack grpc-status"), parsed.trailers))
+        events.receive(
+            .status(
+                parsed.status ?? Status(code: .internal, message: "the response trailers lack grpc-status"),
+                parsed.trailers))
     }
 
     override func onMessage(compressed: Bool, _ data: UnsafeBufferPointer<UInt8>) -> Int {
@@ -143,7 +155,12 @@ private final class H2ClientStreamUser: H2StreamUser {
     @inline(__always)
     private func receive(compressed: Bool, count: Int, _ message: () -> MessageBytes) -> Int {
         if compressed {
-            events.receive(.status(Status(code: .internal, message: "a response message has the compressed flag set but no grpc-encoding was negotiated"), [:]))
+            events.receive(
+                .status(
+                    Status(
+                        code: .internal,
+                        message: "a response message has the compressed flag set but no grpc-encoding was negotiated"),
+                    [:]))
             handle?.reset()
             return count + 5
         }
@@ -153,7 +170,13 @@ private final class H2ClientStreamUser: H2StreamUser {
 
     override func onStreamError(kind: Int32, detail: Int) {
         if kind == H2_STREAM_ERR_TOO_LARGE {
-            events.receive(.status(Status(code: .resourceExhausted, message: "a response message of \(detail) bytes exceeds this client's limit of \(maxReceive) bytes"), [:]))
+            events.receive(
+                .status(
+                    Status(
+                        code: .resourceExhausted,
+                        message:
+                            "a response message of \(detail) bytes exceeds this client's limit of \(maxReceive) bytes"),
+                    [:]))
         } else {
             events.receive(.status(Status(code: .internal, message: "the response stream ended inside a message"), [:]))
         }
@@ -168,11 +191,16 @@ private final class H2ClientStreamUser: H2StreamUser {
         let status: Status
         switch code {
         case 0: status = Status(code: .internal, message: "the stream closed without a status")
-        case 0x7, UInt32(H2_CLOSE_REFUSED): status = Status(code: .unavailable, message: "\(authority) refused the stream; retry later")
+        case 0x7, UInt32(H2_CLOSE_REFUSED):
+            status = Status(code: .unavailable, message: "\(authority) refused the stream; retry later")
         case 0x8: status = Status(code: .cancelled, message: "the stream was cancelled")
-        case 0xb: status = Status(code: .resourceExhausted, message: "\(authority) asked to calm down (ENHANCE_YOUR_CALM)")
-        case UInt32(H2_CLOSE_CONN_LOST): status = Status(code: .unavailable, message: "the connection to \(authority) was lost or could not be established")
-        case UInt32(H2_CLOSE_SHUTDOWN): status = Status(code: .unavailable, message: "the client transport was shut down")
+        case 0xb:
+            status = Status(code: .resourceExhausted, message: "\(authority) asked to calm down (ENHANCE_YOUR_CALM)")
+        case UInt32(H2_CLOSE_CONN_LOST):
+            status = Status(
+                code: .unavailable, message: "the connection to \(authority) was lost or could not be established")
+        case UInt32(H2_CLOSE_SHUTDOWN):
+            status = Status(code: .unavailable, message: "the client transport was shut down")
         default: status = Status(code: .internal, message: "the stream was reset with HTTP/2 error code \(code)")
         }
         events.receive(.status(status, [:]))

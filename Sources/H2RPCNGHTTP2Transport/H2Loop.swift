@@ -1,8 +1,9 @@
-import H2RPC
 import CH2Shim
+import H2RPC
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Per-stream state of the nghttp2 transports, owned by the loop thread: the shim holds a
@@ -61,7 +62,9 @@ final class H2Loop: @unchecked Sendable {
         cb.ctx = Unmanaged.passUnretained(box).toOpaque()
         cb.on_request = { ctx, conn, stream, nv, count, flags in
             let box = Unmanaged<DelegateBox>.fromOpaque(ctx!).takeUnretainedValue()
-            guard let user = box.delegate?.onRequest(conn: conn, stream: stream, nv, count, flags: flags) else { return nil }
+            guard let user = box.delegate?.onRequest(conn: conn, stream: stream, nv, count, flags: flags) else {
+                return nil
+            }
             return Unmanaged.passRetained(user).toOpaque()
         }
         cb.on_headers = { _, user, nv, count, flags in
@@ -72,7 +75,8 @@ final class H2Loop: @unchecked Sendable {
         }
         cb.on_message_buf = { _, user, compressed, buf, len in
             let stream = H2Loop.user(user)
-            return stream.onMessage(compressed: compressed != 0, H2MessageBuffer(loop: stream.loop, pointer: buf!, count: len))
+            return stream.onMessage(
+                compressed: compressed != 0, H2MessageBuffer(loop: stream.loop, pointer: buf!, count: len))
         }
         cb.on_end = { _, user in H2Loop.user(user).onEnd() }
         cb.on_stream_error = { _, user, kind, detail in H2Loop.user(user).onStreamError(kind: kind, detail: detail) }
@@ -150,10 +154,12 @@ public struct H2Configuration: Sendable {
     public var maxFrameSize: UInt32
 
     /// Creates a configuration.
-    public init(maxReceiveMessageSize: Int = 4 * 1024 * 1024, maxConcurrentStreams: UInt32 = 1000,
-                runHandlersOnEventLoop: Bool = false, eventLoops: Int = 1,
-                streamWindowSize: UInt32 = 4 << 20, connectionWindowSize: UInt32 = 16 << 20,
-                maxFrameSize: UInt32 = 256 << 10) {
+    public init(
+        maxReceiveMessageSize: Int = 4 * 1024 * 1024, maxConcurrentStreams: UInt32 = 1000,
+        runHandlersOnEventLoop: Bool = false, eventLoops: Int = 1,
+        streamWindowSize: UInt32 = 4 << 20, connectionWindowSize: UInt32 = 16 << 20,
+        maxFrameSize: UInt32 = 256 << 10
+    ) {
         self.maxReceiveMessageSize = maxReceiveMessageSize
         self.maxConcurrentStreams = maxConcurrentStreams
         self.runHandlersOnEventLoop = runHandlersOnEventLoop
@@ -174,23 +180,29 @@ struct H2StreamHandle: Sendable {
         let t = trailers ?? HeaderBlock(capacity: 0)
         h.withNV { hp, hn in
             t.withNV { tp, tn in
-                send(headers: UnsafeBufferPointer(start: hp, count: hn), message: message,
-                     trailers: UnsafeBufferPointer(start: tp, count: tn), end: end)
+                send(
+                    headers: UnsafeBufferPointer(start: hp, count: hn), message: message,
+                    trailers: UnsafeBufferPointer(start: tp, count: tn), end: end)
             }
         }
     }
 
     /// Sends field arrays the caller keeps alive for the call (the shim copies them).
-    func send(headers: UnsafeBufferPointer<h2_nv>, message: MessageBytes?, trailers: UnsafeBufferPointer<h2_nv>, end: Bool) {
+    func send(
+        headers: UnsafeBufferPointer<h2_nv>, message: MessageBytes?, trailers: UnsafeBufferPointer<h2_nv>, end: Bool
+    ) {
         let flags: Int32 = end ? Int32(H2_SEND_END) : 0
         if let message {
             message.withUnsafeBytes { m in
-                _ = h2_send(loop.raw, id, headers.baseAddress, headers.count, 1, m.baseAddress?.assumingMemoryBound(to: UInt8.self), m.count,
-                            trailers.baseAddress, trailers.count, flags)
+                _ = h2_send(
+                    loop.raw, id, headers.baseAddress, headers.count, 1,
+                    m.baseAddress?.assumingMemoryBound(to: UInt8.self), m.count,
+                    trailers.baseAddress, trailers.count, flags)
             }
         } else {
-            _ = h2_send(loop.raw, id, headers.baseAddress, headers.count, 0, nil, 0,
-                        trailers.baseAddress, trailers.count, flags)
+            _ = h2_send(
+                loop.raw, id, headers.baseAddress, headers.count, 0, nil, 0,
+                trailers.baseAddress, trailers.count, flags)
         }
     }
 
@@ -239,16 +251,18 @@ final class H2LoopExecutor: TaskExecutor, @unchecked Sendable {
         let unowned = UnownedJob(job)
         let ctx = Unmanaged.passUnretained(self).toOpaque()
         let arg = unsafeBitCast(unowned, to: UnsafeMutableRawPointer.self)
-        let rc = h2_loop_run(loop.raw, { ctx, arg, onLoop in
-            let executor = Unmanaged<H2LoopExecutor>.fromOpaque(ctx!).takeUnretainedValue()
-            let job = unsafeBitCast(arg!, to: UnownedJob.self)
-            if onLoop != 0 {
-                job.runSynchronously(on: executor.asUnownedTaskExecutor())
-            } else {
-                // The loop stopped first: let the global executor finish the job.
-                globalConcurrentExecutor.enqueue(job)
-            }
-        }, ctx, arg)
+        let rc = h2_loop_run(
+            loop.raw,
+            { ctx, arg, onLoop in
+                let executor = Unmanaged<H2LoopExecutor>.fromOpaque(ctx!).takeUnretainedValue()
+                let job = unsafeBitCast(arg!, to: UnownedJob.self)
+                if onLoop != 0 {
+                    job.runSynchronously(on: executor.asUnownedTaskExecutor())
+                } else {
+                    // The loop stopped first: let the global executor finish the job.
+                    globalConcurrentExecutor.enqueue(job)
+                }
+            }, ctx, arg)
         if rc != 0 { globalConcurrentExecutor.enqueue(unowned) }
     }
 }
@@ -293,7 +307,9 @@ final class H2SendBuffer: MessageBuffer {
 
     /// The encoded bytes (empty once taken).
     var bytes: UnsafeRawBufferPointer {
-        guard let p = UnsafeRawPointer(bitPattern: address.load(ordering: .acquiring)) else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        guard let p = UnsafeRawPointer(bitPattern: address.load(ordering: .acquiring)) else {
+            return UnsafeRawBufferPointer(start: nil, count: 0)
+        }
         return UnsafeRawBufferPointer(start: p, count: count)
     }
 

@@ -1,8 +1,9 @@
-import H2RPC
 import CH2Shim
+import H2RPC
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The HTTP/2 server transport on libnghttp2 (h2c, prior knowledge).
@@ -39,15 +40,17 @@ public final class H2ServerTransport: ServerTransport {
     public func start(acceptor: any ServerCallAcceptor) throws {
         var listenPort = requestedPort
         for (loop, executor) in zip(loops, executors) {
-            let side = ServerSide(loop: loop, executor: executor, acceptor: loops.count > 1 ? acceptor.makeThreadAcceptor() : acceptor,
-                                  maxReceive: configuration.maxReceiveMessageSize)
+            let side = ServerSide(
+                loop: loop, executor: executor, acceptor: loops.count > 1 ? acceptor.makeThreadAcceptor() : acceptor,
+                maxReceive: configuration.maxReceiveMessageSize)
             sides.withLock { $0.append(side) }
             loop.setDelegate(side)
             var bound: UInt16 = 0
             let rc = h2_listen(loop.raw, host, listenPort, &bound)
             if rc != 0 {
                 stop()
-                throw RPCError(.unavailable, "could not listen on \(host):\(listenPort): \(String(cString: strerror(-rc)))")
+                throw RPCError(
+                    .unavailable, "could not listen on \(host):\(listenPort): \(String(cString: strerror(-rc)))")
             }
             // Port 0 resolves once; the other loops join the port the first one got.
             listenPort = bound
@@ -71,8 +74,10 @@ public final class H2ServerTransport: ServerTransport {
         var total = (0, 0, 0, 0)
         for loop in loops {
             let s = loop.stats()
-            total.0 += Int(s.connections); total.1 += Int(s.streams)
-            total.2 += Int(s.inbound_buffered); total.3 += Int(s.outbound_buffered)
+            total.0 += Int(s.connections)
+            total.1 += Int(s.streams)
+            total.2 += Int(s.inbound_buffered)
+            total.3 += Int(s.outbound_buffered)
         }
         return total
     }
@@ -95,7 +100,8 @@ private final class ServerSide: H2LoopDelegate, Sendable {
 
     func onConnection(_ conn: h2_id, event: Int32, detail: Int32) {}
 
-    func onRequest(conn: h2_id, stream: h2_id, _ nv: UnsafePointer<h2_nv>?, _ count: Int, flags: Int32) -> H2StreamUser? {
+    func onRequest(conn: h2_id, stream: h2_id, _ nv: UnsafePointer<h2_nv>?, _ count: Int, flags: Int32) -> H2StreamUser?
+    {
         let handle = H2StreamHandle(loop: loop, id: stream)
         var path = ""
         var isPost = false
@@ -108,8 +114,11 @@ private final class ServerSide: H2LoopDelegate, Sendable {
         forEachHeader(nv, count) { h in
             guard let first = h.name.first else { return }
             if first == UInt8(ascii: ":") {
-                if h.nameIs(":path") { path = strings.string(h.value) }
-                else if h.nameIs(":method") { isPost = h.valueIs("POST") }
+                if h.nameIs(":path") {
+                    path = strings.string(h.value)
+                } else if h.nameIs(":method") {
+                    isPost = h.valueIs("POST")
+                }
                 return
             }
             switch h.name.count {
@@ -142,14 +151,17 @@ private final class ServerSide: H2LoopDelegate, Sendable {
                 block.add(":status", "415")
                 block.add("content-type", "application/grpc")
                 block.add("grpc-status", "3")
-                block.add("grpc-message", PercentEncoding.encode(
-                    "invalid gRPC request content-type '\(contentType)': expected application/grpc"))
+                block.add(
+                    "grpc-message",
+                    PercentEncoding.encode(
+                        "invalid gRPC request content-type '\(contentType)': expected application/grpc"))
             }
             handle.send(headers: block, message: nil, trailers: nil, end: true)
             return user
         }
-        var head = RequestHead(path: path, metadata: metadata, timeout: timeout, encoding: encoding,
-                               hasTE: hasTE, peer: strings.peer(conn))
+        var head = RequestHead(
+            path: path, metadata: metadata, timeout: timeout, encoding: encoding,
+            hasTE: hasTE, peer: strings.peer(conn))
         head.executor = executor
         // Every request event (this one, its messages, its end) arrives on the loop thread.
         head.deliversEventsOnExecutor = executor != nil
@@ -189,11 +201,15 @@ private final class RequestStrings: @unchecked Sendable {
         guard bytes.count > 15, bytes.count <= Self.maxCached else { return String(decoding: bytes, as: UTF8.self) }
         // The slot from the length and the first and last 8 bytes (a collision only costs a miss).
         let raw = UnsafeRawPointer(bytes.baseAddress!)
-        let head = raw.loadUnaligned(as: UInt64.self), tail = raw.loadUnaligned(fromByteOffset: bytes.count - 8, as: UInt64.self)
+        let head = raw.loadUnaligned(as: UInt64.self)
+        let tail = raw.loadUnaligned(fromByteOffset: bytes.count - 8, as: UInt64.self)
         let hash = (head ^ (tail &* 0x9E37_79B9_7F4A_7C15) ^ UInt64(bytes.count)) &* 0xFF51_AFD7_ED55_8CCD
         let slot = table + Int(hash >> (64 - Self.slotBits))
         if let cached = slot.pointee, cached.utf8.count == bytes.count,
-           cached.utf8.withContiguousStorageIfAvailable({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }) == true {
+            cached.utf8.withContiguousStorageIfAvailable({
+                memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0
+            }) == true
+        {
             return cached
         }
         let string = String(decoding: bytes, as: UTF8.self)
@@ -216,7 +232,8 @@ private func isGRPCContentType(_ v: UnsafeBufferPointer<UInt8>) -> Bool {
     // application/grpc, application/grpc+proto, application/grpc;charset=...
     let prefix: StaticString = "application/grpc"
     guard v.count >= prefix.utf8CodeUnitCount,
-          memcmp(v.baseAddress!, prefix.utf8Start, prefix.utf8CodeUnitCount) == 0 else { return false }
+        memcmp(v.baseAddress!, prefix.utf8Start, prefix.utf8CodeUnitCount) == 0
+    else { return false }
     if v.count == prefix.utf8CodeUnitCount { return true }
     let next = v[prefix.utf8CodeUnitCount]
     return next == UInt8(ascii: "+") || next == UInt8(ascii: ";")
@@ -248,7 +265,9 @@ private final class H2ServerStreamUser: H2StreamUser {
     private func receive(compressed: Bool, count: Int, _ message: () -> MessageBytes) -> Int {
         guard let call else { return count + 5 }
         if compressed {
-            call.receiveError(RPCError(.internal, "a request message has the compressed flag set but the call declared no grpc-encoding"))
+            call.receiveError(
+                RPCError(
+                    .internal, "a request message has the compressed flag set but the call declared no grpc-encoding"))
             self.call = nil
             return count + 5
         }
@@ -261,9 +280,16 @@ private final class H2ServerStreamUser: H2StreamUser {
     override func onStreamError(kind: Int32, detail: Int) {
         guard let call else { return }
         if kind == H2_STREAM_ERR_TOO_LARGE {
-            call.receiveError(RPCError(.resourceExhausted, "a request message of \(detail) bytes exceeds this server's limit of \(maxReceive) bytes"))
+            call.receiveError(
+                RPCError(
+                    .resourceExhausted,
+                    "a request message of \(detail) bytes exceeds this server's limit of \(maxReceive) bytes"))
         } else {
-            call.receiveError(RPCError(.internal, "the request stream ended inside a message (\(detail) bytes of a length-prefixed message received)"))
+            call.receiveError(
+                RPCError(
+                    .internal,
+                    "the request stream ended inside a message (\(detail) bytes of a length-prefixed message received)")
+            )
         }
         self.call = nil
     }
@@ -284,10 +310,12 @@ struct H2ServerOutbound: ServerStreamOutbound {
         // The common unary success: empty metadata, a message, OK without message or trailers:
         // prebuilt header blocks, nothing to build per call.
         if case .metadata(let headers) = first, headers.isEmpty,
-           case .message(let message)? = second,
-           case .status(let status, let trailers)? = third,
-           status.code == .ok, status.message.isEmpty, trailers.isEmpty {
-            handle.send(headers: StaticBlocks.responseHeaders, message: message, trailers: StaticBlocks.okTrailers, end: true)
+            case .message(let message)? = second,
+            case .status(let status, let trailers)? = third,
+            status.code == .ok, status.message.isEmpty, trailers.isEmpty
+        {
+            handle.send(
+                headers: StaticBlocks.responseHeaders, message: message, trailers: StaticBlocks.okTrailers, end: true)
             return
         }
         var h: HeaderBlock? = nil

@@ -1,9 +1,10 @@
-import H2RPC
 import CH2Shim
+import H2RPC
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A header block being built for the shim: names and values packed in one buffer.
@@ -56,8 +57,9 @@ struct HeaderBlock {
         return bytes.withUnsafeBufferPointer { buf in
             withUnsafeTemporaryAllocation(of: h2_nv.self, capacity: spans.count) { nv in
                 for (i, s) in spans.enumerated() {
-                    nv[i] = h2_nv(name: buf.baseAddress! + s.name, namelen: s.nameLen,
-                                  value: buf.baseAddress! + s.value, valuelen: s.valueLen)
+                    nv[i] = h2_nv(
+                        name: buf.baseAddress! + s.name, namelen: s.nameLen,
+                        value: buf.baseAddress! + s.value, valuelen: s.valueLen)
                 }
                 return body(UnsafePointer(nv.baseAddress), spans.count)
             }
@@ -167,8 +169,9 @@ enum StaticBlocks {
     private static func make(_ fields: [(StaticString, StaticString)]) -> UnsafeBufferPointer<h2_nv> {
         let nv = UnsafeMutableBufferPointer<h2_nv>.allocate(capacity: fields.count)
         for (i, f) in fields.enumerated() {
-            nv[i] = h2_nv(name: f.0.utf8Start, namelen: f.0.utf8CodeUnitCount,
-                          value: f.1.utf8Start, valuelen: f.1.utf8CodeUnitCount)
+            nv[i] = h2_nv(
+                name: f.0.utf8Start, namelen: f.0.utf8CodeUnitCount,
+                value: f.1.utf8Start, valuelen: f.1.utf8CodeUnitCount)
         }
         return UnsafeBufferPointer(nv)
     }

@@ -32,7 +32,8 @@ enum PercentEncoding {
         var i = 0
         while i < input.count {
             if input[i] == UInt8(ascii: "%"), i + 2 < input.count,
-               let hi = hexValue(input[i + 1]), let lo = hexValue(input[i + 2]) {
+                let hi = hexValue(input[i + 1]), let lo = hexValue(input[i + 2])
+            {
                 out.append(hi << 4 | lo)
                 i += 3
             } else {

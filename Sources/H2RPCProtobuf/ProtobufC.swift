@@ -1,10 +1,11 @@
 public import CProtobufC
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Thrown when bytes are not a valid protobuf encoding of the expected message.
@@ -43,7 +44,9 @@ public enum ProtobufC {
     /// Packs a protobuf-c message struct into memory from `allocate` (called once, with the
     /// packed size): protobuf-c writes straight into the caller's buffer.
     @inlinable
-    public static func pack<C>(_ message: UnsafePointer<C>, into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+    public static func pack<C>(
+        _ message: UnsafePointer<C>, into allocate: (Int) throws -> UnsafeMutableRawBufferPointer
+    ) throws {
         let base = UnsafeRawPointer(message).assumingMemoryBound(to: ProtobufCMessage.self)
         let size = protobuf_c_message_get_packed_size(base)
         let target = try allocate(size)
@@ -80,11 +83,14 @@ public enum ProtobufC {
     /// most 5 bytes, length at most `Int32.max`), so a message decoded from the contents equals
     /// protobuf-c's.
     @inlinable
-    public static func singleLengthDelimitedField(_ bytes: UnsafeRawBufferPointer) -> (number: Int, contents: UnsafeRawBufferPointer)? {
+    public static func singleLengthDelimitedField(_ bytes: UnsafeRawBufferPointer) -> (
+        number: Int, contents: UnsafeRawBufferPointer
+    )? {
         var i = 0
         guard let tag = varint(bytes, &i, maxBytes: 5), tag & 7 == 2, tag <= UInt64(UInt32.max), tag >> 3 >= 1,
-              let length = varint(bytes, &i, maxBytes: 5), length <= UInt64(Int32.max),
-              Int(length) == bytes.count - i else { return nil }
+            let length = varint(bytes, &i, maxBytes: 5), length <= UInt64(Int32.max),
+            Int(length) == bytes.count - i
+        else { return nil }
         return (Int(tag >> 3), UnsafeRawBufferPointer(rebasing: bytes[i...]))
     }
 
@@ -92,7 +98,10 @@ public enum ProtobufC {
     static func varintSize(_ value: UInt64) -> Int {
         var v = value
         var n = 1
-        while v >= 0x80 { v >>= 7; n += 1 }
+        while v >= 0x80 {
+            v >>= 7
+            n += 1
+        }
         return n
     }
 
@@ -111,8 +120,10 @@ public enum ProtobufC {
     /// Writes the wire form of a message whose only field is `contents` in length-delimited
     /// field `number` (what protobuf-c writes for it) into memory from `allocate`.
     @inlinable
-    public static func encodeLengthDelimitedField(_ number: Int, _ contents: [UInt8],
-                                                  into allocate: (Int) throws -> UnsafeMutableRawBufferPointer) throws {
+    public static func encodeLengthDelimitedField(
+        _ number: Int, _ contents: [UInt8],
+        into allocate: (Int) throws -> UnsafeMutableRawBufferPointer
+    ) throws {
         let tag = UInt64(number) << 3 | 2
         let size = varintSize(tag) + varintSize(UInt64(contents.count)) + contents.count
         let target = try allocate(size)
@@ -159,28 +170,34 @@ public enum ProtobufC {
     /// allocator; what does not fit comes from malloc), so decoding a small message costs no
     /// heap allocation, and freeing it is nothing unless something spilled to malloc.
     @usableFromInline
-    static func withUnpacked(_ bytes: UnsafeRawBufferPointer, as messageType: Any.Type, _ descriptor: MessageDescriptor,
-                             _ body: (UnsafeRawPointer) throws -> Void) throws {
+    static func withUnpacked(
+        _ bytes: UnsafeRawBufferPointer, as messageType: Any.Type, _ descriptor: MessageDescriptor,
+        _ body: (UnsafeRawPointer) throws -> Void
+    ) throws {
         try withUnsafeTemporaryAllocation(byteCount: 1024, alignment: 16) { scratch in
-            var region = ScratchRegion(start: scratch.baseAddress!, next: scratch.baseAddress!,
-                                       end: scratch.baseAddress! + scratch.count, spilled: 0)
+            var region = ScratchRegion(
+                start: scratch.baseAddress!, next: scratch.baseAddress!,
+                end: scratch.baseAddress! + scratch.count, spilled: 0)
             try withUnsafeMutablePointer(to: &region) { r in
-                var allocator = ProtobufCAllocator(alloc: { data, size in
-                    let region = data!.assumingMemoryBound(to: ScratchRegion.self)
-                    let rounded = (size + 15) & ~15
-                    if rounded <= region.pointee.end - region.pointee.next {
-                        let p = region.pointee.next
-                        region.pointee.next += rounded
-                        return p
-                    }
-                    region.pointee.spilled += 1
-                    return malloc(max(size, 1))
-                }, free: { data, pointer in
-                    guard let pointer else { return }
-                    let region = data!.assumingMemoryBound(to: ScratchRegion.self)
-                    if pointer >= region.pointee.start && pointer < region.pointee.end { return }  // scratch: dropped with it
-                    free(pointer)
-                }, allocator_data: UnsafeMutableRawPointer(r))
+                var allocator = ProtobufCAllocator(
+                    alloc: { data, size in
+                        let region = data!.assumingMemoryBound(to: ScratchRegion.self)
+                        let rounded = (size + 15) & ~15
+                        if rounded <= region.pointee.end - region.pointee.next {
+                            let p = region.pointee.next
+                            region.pointee.next += rounded
+                            return p
+                        }
+                        region.pointee.spilled += 1
+                        return malloc(max(size, 1))
+                    },
+                    free: { data, pointer in
+                        guard let pointer else { return }
+                        let region = data!.assumingMemoryBound(to: ScratchRegion.self)
+                        // Scratch: dropped with it.
+                        if pointer >= region.pointee.start && pointer < region.pointee.end { return }
+                        free(pointer)
+                    }, allocator_data: UnsafeMutableRawPointer(r))
                 var empty: UInt8 = 0
                 let message = withUnsafePointer(to: &empty) { emptyPointer in
                     let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? emptyPointer
@@ -208,7 +225,9 @@ public enum ProtobufC {
     /// `…__init` function (which stores the descriptor's address in `base.descriptor`).
     /// protoc-c emits `…__unpack` only for top-level messages; the descriptor works for all.
     @inlinable
-    public static func descriptor<C>(_ cType: C.Type, _ initialize: (UnsafeMutablePointer<C>?) -> Void) -> MessageDescriptor {
+    public static func descriptor<C>(_ cType: C.Type, _ initialize: (UnsafeMutablePointer<C>?) -> Void)
+        -> MessageDescriptor
+    {
         withUnsafeTemporaryAllocation(of: C.self, capacity: 1) { buffer in
             initialize(buffer.baseAddress!)
             let base = UnsafeRawPointer(buffer.baseAddress!).assumingMemoryBound(to: ProtobufCMessage.self)
@@ -261,7 +280,9 @@ public enum ProtobufC {
 
     /// A repeated integer field, converted from the C type (e.g. `Int` for `int64_t`).
     @inlinable
-    public static func integers<S: FixedWidthInteger, D: FixedWidthInteger>(_ pointer: UnsafePointer<S>?, _ count: Int, as: D.Type = D.self) -> [D] {
+    public static func integers<S: FixedWidthInteger, D: FixedWidthInteger>(
+        _ pointer: UnsafePointer<S>?, _ count: Int, as: D.Type = D.self
+    ) -> [D] {
         guard count > 0, let pointer else { return [] }
         return UnsafeBufferPointer(start: pointer, count: count).map { D(truncatingIfNeeded: $0) }
     }

@@ -1,11 +1,11 @@
 public import CProtobufC
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Scratch C memory for encoding one message through protobuf-c.
@@ -28,7 +28,8 @@ public final class ProtobufCArena {
     @exclusivity(unchecked) @usableFromInline var remaining: Int = 0
 
     /// The size of a regular chunk; larger requests get a chunk of their own.
-    @usableFromInline static let chunkSize = 1008  // fits glibc's tcache (≤ 1032 bytes): the common encode costs no slow-path malloc
+    /// It fits glibc's tcache (≤ 1032 bytes): the common encode costs no slow-path malloc.
+    @usableFromInline static let chunkSize = 1008
 
     /// Creates an empty arena (allocates nothing until first used).
     @inlinable
@@ -74,7 +75,7 @@ public final class ProtobufCArena {
         keep(chunk)
         cursor = chunk + byteCount
         remaining = Self.chunkSize - byteCount
-        return chunk   // malloc memory is aligned for any type
+        return chunk  // malloc memory is aligned for any type
     }
 
     private func keep(_ block: UnsafeMutableRawPointer) {
@@ -124,7 +125,9 @@ public final class ProtobufCArena {
     /// A C array of integers converted to the C field's type (e.g. `Int64` → `int64_t`,
     /// which is `Int` on LP64 Linux). Same-width values are copied bit for bit.
     @inlinable
-    public func integers<S: FixedWidthInteger, D: FixedWidthInteger>(_ values: [S], as: D.Type = D.self) -> UnsafeMutablePointer<D> {
+    public func integers<S: FixedWidthInteger, D: FixedWidthInteger>(_ values: [S], as: D.Type = D.self)
+        -> UnsafeMutablePointer<D>
+    {
         let p = allocate(D.self, count: values.count)
         for i in values.indices { p[i] = D(truncatingIfNeeded: values[i]) }
         return p
@@ -165,7 +168,9 @@ public final class ProtobufCArena {
     /// A C array of sub-message pointers (repeated message field). `fill` initializes the
     /// arena-allocated struct at the given pointer from one element.
     @inlinable
-    public func messages<S, C>(_ values: [S], _ type: C.Type, _ fill: (S, UnsafeMutablePointer<C>) -> Void) -> UnsafeMutablePointer<UnsafeMutablePointer<C>?> {
+    public func messages<S, C>(_ values: [S], _ type: C.Type, _ fill: (S, UnsafeMutablePointer<C>) -> Void)
+        -> UnsafeMutablePointer<UnsafeMutablePointer<C>?>
+    {
         let pointers = allocate(UnsafeMutablePointer<C>?.self, count: values.count)
         let structs = allocate(C.self, count: values.count)
         for i in values.indices {

@@ -47,8 +47,10 @@ extension ProtobufC {
     /// A dictionary from a protobuf-c map field (a C array of entry-message pointers); a key
     /// that appears twice keeps its last value, as protobuf's parsers do.
     @inlinable
-    public static func dictionary<E, K: Hashable, V>(_ entries: UnsafePointer<UnsafeMutablePointer<E>?>?, _ count: Int,
-                                                     _ convert: (UnsafePointer<E>) -> (K, V)) -> [K: V] {
+    public static func dictionary<E, K: Hashable, V>(
+        _ entries: UnsafePointer<UnsafeMutablePointer<E>?>?, _ count: Int,
+        _ convert: (UnsafePointer<E>) -> (K, V)
+    ) -> [K: V] {
         guard count > 0, let entries else { return [:] }
         var result = [K: V](minimumCapacity: count)
         for i in 0..<count {
@@ -72,7 +74,8 @@ extension ProtobufCArena {
         var count = 0
         var i = 0
         while i < bytes.count, let key = ProtobufC.varint(bytes, &i, maxBytes: 5),
-              let length = ProtobufC.fieldLength(bytes, i, wireType: key & 7) {
+            let length = ProtobufC.fieldLength(bytes, i, wireType: key & 7)
+        {
             count += 1
             i += length
         }
@@ -82,9 +85,10 @@ extension ProtobufCArena {
         for k in 0..<count {
             let key = ProtobufC.varint(bytes, &i, maxBytes: 5)!
             let length = ProtobufC.fieldLength(bytes, i, wireType: key & 7)!
-            fields[k] = ProtobufCMessageUnknownField(tag: UInt32(truncatingIfNeeded: key >> 3),
-                                                    wire_type: ProtobufCWireType(rawValue: UInt32(key & 7)),
-                                                    len: length, data: data + i)
+            fields[k] = ProtobufCMessageUnknownField(
+                tag: UInt32(truncatingIfNeeded: key >> 3),
+                wire_type: ProtobufCWireType(rawValue: UInt32(key & 7)),
+                len: length, data: data + i)
             i += length
         }
         base.pointee.n_unknown_fields = UInt32(count)
@@ -94,7 +98,9 @@ extension ProtobufCArena {
     /// A C array of entry-message pointers for a map field. `fill` initializes the
     /// arena-allocated entry struct at the given pointer from one key and value.
     @inlinable
-    public func entries<K, V, C>(_ values: [K: V], _ type: C.Type, _ fill: (K, V, UnsafeMutablePointer<C>) -> Void) -> UnsafeMutablePointer<UnsafeMutablePointer<C>?> {
+    public func entries<K, V, C>(_ values: [K: V], _ type: C.Type, _ fill: (K, V, UnsafeMutablePointer<C>) -> Void)
+        -> UnsafeMutablePointer<UnsafeMutablePointer<C>?>
+    {
         let pointers = allocate(UnsafeMutablePointer<C>?.self, count: values.count)
         let structs = allocate(C.self, count: values.count)
         var i = 0

@@ -14,14 +14,18 @@ extension ProtobufC {
     /// allocating nothing; bytes fields and unknown fields are skipped without looking inside.
     /// Generated code calls it only for messages that can contain a string or are recursive.
     @inlinable
-    public static func validate(_ bytes: UnsafeRawBufferPointer, as messageType: Any.Type, _ descriptor: MessageDescriptor) throws {
+    public static func validate(
+        _ bytes: UnsafeRawBufferPointer, as messageType: Any.Type, _ descriptor: MessageDescriptor
+    ) throws {
         guard wellFormed(bytes, descriptor.pointer, depth: 0) else {
             throw ProtobufDecodingError(messageType: String(describing: messageType), byteCount: bytes.count)
         }
     }
 
     @usableFromInline
-    static func wellFormed(_ bytes: UnsafeRawBufferPointer, _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>, depth: Int) -> Bool {
+    static func wellFormed(
+        _ bytes: UnsafeRawBufferPointer, _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>, depth: Int
+    ) -> Bool {
         guard depth <= maximumDepth else { return false }
         var i = 0
         while i < bytes.count {
@@ -31,15 +35,21 @@ extension ProtobufC {
             case 1: i += 8
             case 5: i += 4
             case 2:
-                guard let length = varint(bytes, &i, maxBytes: 10), length <= UInt64(bytes.count - i) else { return false }
+                guard let length = varint(bytes, &i, maxBytes: 10), length <= UInt64(bytes.count - i) else {
+                    return false
+                }
                 let contents = UnsafeRawBufferPointer(rebasing: bytes[i..<(i + Int(length))])
                 i += Int(length)
                 guard key >> 3 <= UInt64(UInt32.max),
-                      let field = protobuf_c_message_descriptor_get_field(descriptor, UInt32(key >> 3)) else { continue }
+                    let field = protobuf_c_message_descriptor_get_field(descriptor, UInt32(key >> 3))
+                else { continue }
                 if field.pointee.type == PROTOBUF_C_TYPE_STRING {
                     guard isUTF8WithoutNUL(contents) else { return false }
                 } else if field.pointee.type == PROTOBUF_C_TYPE_MESSAGE, let sub = field.pointee.descriptor {
-                    guard wellFormed(contents, sub.assumingMemoryBound(to: ProtobufCMessageDescriptor.self), depth: depth + 1) else { return false }
+                    guard
+                        wellFormed(
+                            contents, sub.assumingMemoryBound(to: ProtobufCMessageDescriptor.self), depth: depth + 1)
+                    else { return false }
                 }
             default: return false  // groups (protobuf-c rejects them too) and invalid wire types
             }

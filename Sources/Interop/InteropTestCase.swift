@@ -91,8 +91,9 @@ public enum InteropTestCase: String, CaseIterable, Sendable {
         }
         call.finish()
         let response = try await call.response()
-        try expect(response.aggregatedPayloadSize == 74_922,
-                   "aggregated_payload_size is \(response.aggregatedPayloadSize), expected 74922")
+        try expect(
+            response.aggregatedPayloadSize == 74_922,
+            "aggregated_payload_size is \(response.aggregatedPayloadSize), expected 74922")
     }
 
     private static func serverStreaming(_ service: Grpc_Testing_TestService.Client) async throws {
@@ -115,9 +116,10 @@ public enum InteropTestCase: String, CaseIterable, Sendable {
         let call = service.fullDuplexCall()
         var responses = call.makeAsyncIterator()
         for (index, (requestSize, responseSize)) in zip(requestSizes, responseSizes).enumerated() {
-            try await call.send(Grpc_Testing_StreamingOutputCallRequest(
-                responseParameters: [Grpc_Testing_ResponseParameters(size: responseSize)],
-                payload: zeros(requestSize)))
+            try await call.send(
+                Grpc_Testing_StreamingOutputCallRequest(
+                    responseParameters: [Grpc_Testing_ResponseParameters(size: responseSize)],
+                    payload: zeros(requestSize)))
             guard let response = try await responses.next() else {
                 throw InteropTestFailure("the stream ended after \(index) responses, expected 4")
             }
@@ -148,11 +150,15 @@ public enum InteropTestCase: String, CaseIterable, Sendable {
 
         func check(_ initial: Metadata, _ trailing: Metadata, _ step: String) throws {
             let gotInitial = initial.first(interopEchoInitialKey)
-            try expect(gotInitial == initialValue,
-                       "\(step): initial metadata \(interopEchoInitialKey) is \(gotInitial.map { "'\($0)'" } ?? "missing"), expected '\(initialValue)'")
+            try expect(
+                gotInitial == initialValue,
+                "\(step): initial metadata \(interopEchoInitialKey) is \(gotInitial.map { "'\($0)'" } ?? "missing"), expected '\(initialValue)'"
+            )
             let gotTrailing = trailing.firstBinary(interopEchoTrailingKey)
-            try expect(gotTrailing == trailingValue,
-                       "\(step): trailing metadata \(interopEchoTrailingKey) is \(gotTrailing.map { hex($0) } ?? "missing"), expected 0xababab")
+            try expect(
+                gotTrailing == trailingValue,
+                "\(step): trailing metadata \(interopEchoTrailingKey) is \(gotTrailing.map { hex($0) } ?? "missing"), expected 0xababab"
+            )
         }
 
         // 1. UnaryCall.
@@ -165,9 +171,10 @@ public enum InteropTestCase: String, CaseIterable, Sendable {
 
         // 2. FullDuplexCall.
         let call = service.fullDuplexCall(metadata: metadata)
-        try await call.send(Grpc_Testing_StreamingOutputCallRequest(
-            responseParameters: [Grpc_Testing_ResponseParameters(size: 314_159)],
-            payload: zeros(271_828)))
+        try await call.send(
+            Grpc_Testing_StreamingOutputCallRequest(
+                responseParameters: [Grpc_Testing_ResponseParameters(size: 314_159)],
+                payload: zeros(271_828)))
         call.finish()
         var count = 0
         for try await response in call {
@@ -242,9 +249,10 @@ public enum InteropTestCase: String, CaseIterable, Sendable {
     private static func cancelAfterFirstResponse(_ service: Grpc_Testing_TestService.Client) async throws {
         let call = service.fullDuplexCall()
         var responses = call.makeAsyncIterator()
-        try await call.send(Grpc_Testing_StreamingOutputCallRequest(
-            responseParameters: [Grpc_Testing_ResponseParameters(size: 31_415)],
-            payload: zeros(27_182)))
+        try await call.send(
+            Grpc_Testing_StreamingOutputCallRequest(
+                responseParameters: [Grpc_Testing_ResponseParameters(size: 31_415)],
+                payload: zeros(27_182)))
         guard let first = try await responses.next() else {
             throw InteropTestFailure("the stream ended before the first response")
         }
@@ -287,9 +295,12 @@ public enum InteropTestCase: String, CaseIterable, Sendable {
     }
 
     private static func expectStatus(_ status: Status, code: Status.Code, message: String, _ step: String) throws {
-        try expect(status.code == code, "\(step): status code is \(status.code) (\(status.code.rawValue)), expected \(code) (\(code.rawValue))")
-        try expect(status.message == message,
-                   "\(step): status message is \(String(reflecting: status.message)), expected \(String(reflecting: message))")
+        try expect(
+            status.code == code,
+            "\(step): status code is \(status.code) (\(status.code.rawValue)), expected \(code) (\(code.rawValue))")
+        try expect(
+            status.message == message,
+            "\(step): status message is \(String(reflecting: status.message)), expected \(String(reflecting: message))")
     }
 
     private static func expectUnimplemented(_ path: String, _ body: () async throws -> Void) async throws {
@@ -302,6 +313,8 @@ public enum InteropTestCase: String, CaseIterable, Sendable {
     }
 
     private static func hex(_ bytes: [UInt8]) -> String {
-        "0x" + bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        "0x"
+            + bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }
+            .joined()
     }
 }

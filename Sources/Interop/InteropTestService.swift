@@ -26,7 +26,9 @@ public struct InteropTestService: Grpc_Testing_TestService.ServiceProtocol {
     }
 
     /// Returns a payload of `response_size` zero bytes, or the requested status.
-    public func unaryCall(request: Grpc_Testing_SimpleRequest, context: ServerContext) async throws -> Grpc_Testing_SimpleResponse {
+    public func unaryCall(request: Grpc_Testing_SimpleRequest, context: ServerContext) async throws
+        -> Grpc_Testing_SimpleResponse
+    {
         echoMetadata(context)
         try echoStatus(request.responseStatus)
         let payload = try makePayload(type: request.responseType, size: request.responseSize)
@@ -87,7 +89,9 @@ public struct InteropTestService: Grpc_Testing_TestService.ServiceProtocol {
     }
 
     /// Not implemented, by definition: always UNIMPLEMENTED.
-    public func unimplementedCall(request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_Empty {
+    public func unimplementedCall(request: Grpc_Testing_Empty, context: ServerContext) async throws
+        -> Grpc_Testing_Empty
+    {
         throw RPCError(.unimplemented, "grpc.testing.TestService/UnimplementedCall is not implemented, by design")
     }
 

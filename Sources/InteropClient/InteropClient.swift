@@ -2,8 +2,9 @@ import ArgumentParser
 import H2RPC
 import H2RPCNGHTTP2Transport
 import Interop
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `interop-client`: runs grpc's interop client test cases against a TestService server.
@@ -36,15 +37,20 @@ struct InteropClientCommand: AsyncParsableCommand {
     var ignored: [String] = []
 
     func validate() throws {
-        if useTLS { throw ValidationError("--use_tls=true is not supported: this client speaks h2c (plaintext HTTP/2) only") }
+        if useTLS {
+            throw ValidationError("--use_tls=true is not supported: this client speaks h2c (plaintext HTTP/2) only")
+        }
         if testCase != "all" && InteropTestCase(rawValue: testCase) == nil {
-            throw ValidationError("unknown test case '\(testCase)'; known: \(InteropTestCase.allCases.map(\.name).joined(separator: ", ")), all")
+            throw ValidationError(
+                "unknown test case '\(testCase)'; known: \(InteropTestCase.allCases.map(\.name).joined(separator: ", ")), all"
+            )
         }
     }
 
     func run() async throws {
         if !ignored.isEmpty {
-            var bytes = Array("interop-client: ignoring unsupported arguments: \(ignored.joined(separator: " "))\n".utf8)
+            var bytes = Array(
+                "interop-client: ignoring unsupported arguments: \(ignored.joined(separator: " "))\n".utf8)
             bytes.withUnsafeMutableBytes { _ = Glibc.write(2, $0.baseAddress, $0.count) }
         }
         let cases = InteropTestCase(rawValue: testCase).map { [$0] } ?? InteropTestCase.allCases

@@ -1,11 +1,12 @@
 import ArgumentParser
 import Dispatch
 import H2RPC
-import H2RPCNGHTTP2Transport
 import H2RPCHealth
+import H2RPCNGHTTP2Transport
 import Interop
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `interop-server`: serves `grpc.testing.TestService` for grpc's interop clients, and the
@@ -19,13 +20,21 @@ struct InteropServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("port"), help: "The port to listen on (0 picks a free one).")
     var port: UInt16 = 0
 
-    @Option(name: .customLong("host"), help: "The address to listen on; by default every interface (IPv6 dual stack, else IPv4).")
+    @Option(
+        name: .customLong("host"),
+        help: "The address to listen on; by default every interface (IPv6 dual stack, else IPv4).")
     var host: String?
 
-    @Option(name: .customLong("executor"), help: "Where handlers run: 'loop' (the event-loop thread; these handlers never block) or 'global' (Swift's global executor).")
+    @Option(
+        name: .customLong("executor"),
+        help:
+            "Where handlers run: 'loop' (the event-loop thread; these handlers never block) or 'global' (Swift's global executor)."
+    )
     var executor: String = "loop"
 
-    @Option(name: .customLong("max_concurrent_streams"), help: "SETTINGS_MAX_CONCURRENT_STREAMS per connection; excess streams are refused.")
+    @Option(
+        name: .customLong("max_concurrent_streams"),
+        help: "SETTINGS_MAX_CONCURRENT_STREAMS per connection; excess streams are refused.")
     var maxConcurrentStreams: UInt32 = 1000
 
     @Option(name: .customLong("event_loops"), help: "Event-loop threads sharing the port (default: one per core).")
@@ -38,7 +47,9 @@ struct InteropServerCommand: AsyncParsableCommand {
     var ignored: [String] = []
 
     func validate() throws {
-        if useTLS { throw ValidationError("--use_tls=true is not supported: this server speaks h2c (plaintext HTTP/2) only") }
+        if useTLS {
+            throw ValidationError("--use_tls=true is not supported: this server speaks h2c (plaintext HTTP/2) only")
+        }
     }
 
     func run() async throws {
@@ -67,7 +78,7 @@ struct InteropServerCommand: AsyncParsableCommand {
         StandardError.write("interop-server: signal \(received), shutting down\n")
         health.shutdown()  // NOT_SERVING, and ends health watches so they do not hold the shutdown up
         await server.shutdown(gracePeriod: .seconds(5))
-        sources.forEach { $0.cancel() }
+        for source in sources { source.cancel() }
     }
 
     /// Starts the server on the requested host, or on `::` falling back to `0.0.0.0`.
@@ -76,8 +87,9 @@ struct InteropServerCommand: AsyncParsableCommand {
         var lastError: (any Error)?
         for candidate in hosts {
             do {
-                let configuration = H2Configuration(maxConcurrentStreams: maxConcurrentStreams,
-                                                    runHandlersOnEventLoop: executor != "global", eventLoops: eventLoops)
+                let configuration = H2Configuration(
+                    maxConcurrentStreams: maxConcurrentStreams,
+                    runHandlersOnEventLoop: executor != "global", eventLoops: eventLoops)
                 let transport = try H2ServerTransport(host: candidate, port: port, configuration: configuration)
                 let server = RPCServer(transport: transport, services: [InteropTestService(), health])
                 try server.start()

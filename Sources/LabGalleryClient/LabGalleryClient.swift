@@ -35,7 +35,9 @@ public final class LabGalleryClient: Sendable {
         public var maxBackoff: Duration
 
         /// Creates a policy.
-        public init(maxAttempts: Int = 5, initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(2)) {
+        public init(
+            maxAttempts: Int = 5, initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(2)
+        ) {
             self.maxAttempts = max(1, maxAttempts)
             self.initialBackoff = initialBackoff
             self.maxBackoff = maxBackoff
@@ -62,10 +64,16 @@ public final class LabGalleryClient: Sendable {
         public var retryPolicy: RetryPolicy
 
         /// Creates a configuration.
-        public init(host: String = "127.0.0.1", port: Int = 50051, token: String?, useTLS: Bool = false,
-                    defaultTimeout: Duration? = .seconds(30), retryPolicy: RetryPolicy = .default) {
-            self.host = host; self.port = port; self.token = token; self.useTLS = useTLS
-            self.defaultTimeout = defaultTimeout; self.retryPolicy = retryPolicy
+        public init(
+            host: String = "127.0.0.1", port: Int = 50051, token: String?, useTLS: Bool = false,
+            defaultTimeout: Duration? = .seconds(30), retryPolicy: RetryPolicy = .default
+        ) {
+            self.host = host
+            self.port = port
+            self.token = token
+            self.useTLS = useTLS
+            self.defaultTimeout = defaultTimeout
+            self.retryPolicy = retryPolicy
         }
     }
 
@@ -76,7 +84,8 @@ public final class LabGalleryClient: Sendable {
     /// Creates a client; it connects lazily, on the first call.
     public init(configuration: Configuration) throws(LabGalleryClientError) {
         guard !configuration.useTLS else {
-            throw LabGalleryClientError(.unimplemented, "TLS is not available: the H2RPC transport speaks h2c (cleartext HTTP/2) only")
+            throw LabGalleryClientError(
+                .unimplemented, "TLS is not available: the H2RPC transport speaks h2c (cleartext HTTP/2) only")
         }
         self.configuration = configuration
         let transport: H2ClientTransport
@@ -87,7 +96,8 @@ public final class LabGalleryClient: Sendable {
     }
 
     /// Creates a client of `host:port` with `token`.
-    public convenience init(host: String = "127.0.0.1", port: Int = 50051, token: String?) throws(LabGalleryClientError) {
+    public convenience init(host: String = "127.0.0.1", port: Int = 50051, token: String?) throws(LabGalleryClientError)
+    {
         try self.init(configuration: Configuration(host: host, port: port, token: token))
     }
 
@@ -116,12 +126,14 @@ public final class LabGalleryClient: Sendable {
         } else if let colon = endpoint.lastIndex(of: ":") {
             host = String(endpoint[..<colon])
             guard let p = Int(endpoint[endpoint.index(after: colon)...]) else {
-                throw LabGalleryClientError(.invalidArgument, "endpoint \"\(endpoint)\": the port is not a number (expected host:port)")
+                throw LabGalleryClientError(
+                    .invalidArgument, "endpoint \"\(endpoint)\": the port is not a number (expected host:port)")
             }
             port = p
         }
         guard !host.isEmpty, (1...65535).contains(port) else {
-            throw LabGalleryClientError(.invalidArgument, "endpoint \"\(endpoint)\": expected host:port with a port in 1-65535")
+            throw LabGalleryClientError(
+                .invalidArgument, "endpoint \"\(endpoint)\": expected host:port with a port in 1-65535")
         }
         return (host, port)
     }
@@ -140,34 +152,45 @@ public final class LabGalleryClient: Sendable {
     }
 
     /// `CreateLabAccount`: creates `labAccounts/{id}` in `region`, optionally with a gallery.
-    public func createLabAccount(id: String, displayName: String = "", region: String, gallery: GallerySetup? = nil,
-                                 timeout: Duration? = nil) async throws(LabGalleryClientError) -> LabAccount {
-        var request = Labgallery_V1_CreateLabAccountRequest(labAccountId: id, labAccount: .init(displayName: displayName, region: region))
+    public func createLabAccount(
+        id: String, displayName: String = "", region: String, gallery: GallerySetup? = nil,
+        timeout: Duration? = nil
+    ) async throws(LabGalleryClientError) -> LabAccount {
+        var request = Labgallery_V1_CreateLabAccountRequest(
+            labAccountId: id, labAccount: .init(displayName: displayName, region: region))
         switch gallery {
         case .createNew(let gid, let name)?: request.gallery = .createGallery(.init(galleryId: gid, displayName: name))
         case .attach(let name)?: request.gallery = .attachGallery(ResourceName.gallery(name))
         case nil: break
         }
-        return LabAccount(try await write(timeout) { try await self.labAccounts.createLabAccount(request, options: $0) })
+        return LabAccount(
+            try await write(timeout) { try await self.labAccounts.createLabAccount(request, options: $0) })
     }
 
     /// `GetLabAccount`.
-    public func getLabAccount(_ name: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> LabAccount {
+    public func getLabAccount(_ name: String, timeout: Duration? = nil) async throws(LabGalleryClientError)
+        -> LabAccount
+    {
         let request = Labgallery_V1_GetLabAccountRequest(name: ResourceName.labAccount(name))
         return LabAccount(try await read(timeout) { try await self.labAccounts.getLabAccount(request, options: $0) })
     }
 
     /// `ListLabAccounts`: one page.
-    public func listLabAccounts(pageSize: Int = 0, pageToken: String? = nil,
-                                timeout: Duration? = nil) async throws(LabGalleryClientError) -> Page<LabAccount> {
-        let request = Labgallery_V1_ListLabAccountsRequest(pageSize: Int32(clamping: pageSize), pageToken: pageToken ?? "")
+    public func listLabAccounts(
+        pageSize: Int = 0, pageToken: String? = nil,
+        timeout: Duration? = nil
+    ) async throws(LabGalleryClientError) -> Page<LabAccount> {
+        let request = Labgallery_V1_ListLabAccountsRequest(
+            pageSize: Int32(clamping: pageSize), pageToken: pageToken ?? "")
         let r = try await read(timeout) { try await self.labAccounts.listLabAccounts(request, options: $0) }
         return Page(items: r.labAccounts.map(LabAccount.init), nextPageToken: nonEmpty(r.nextPageToken))
     }
 
     /// Every lab account (follows `next_page_token`; each page is a retried read).
     public func allLabAccounts(timeout: Duration? = nil) async throws(LabGalleryClientError) -> [LabAccount] {
-        try await collect { (token) async throws(LabGalleryClientError) in try await self.listLabAccounts(pageToken: token, timeout: timeout) }
+        try await collect { (token) async throws(LabGalleryClientError) in
+            try await self.listLabAccounts(pageToken: token, timeout: timeout)
+        }
     }
 
     /// `DeleteLabAccount`.
@@ -179,9 +202,12 @@ public final class LabGalleryClient: Sendable {
     // MARK: - Galleries
 
     /// `CreateGallery`: creates `galleries/{id}` in `region`, outside any lab account.
-    public func createGallery(id: String, displayName: String = "", region: String,
-                              timeout: Duration? = nil) async throws(LabGalleryClientError) -> Gallery {
-        let request = Labgallery_V1_CreateGalleryRequest(galleryId: id, gallery: .init(displayName: displayName, region: region))
+    public func createGallery(
+        id: String, displayName: String = "", region: String,
+        timeout: Duration? = nil
+    ) async throws(LabGalleryClientError) -> Gallery {
+        let request = Labgallery_V1_CreateGalleryRequest(
+            galleryId: id, gallery: .init(displayName: displayName, region: region))
         return Gallery(try await write(timeout) { try await self.galleries.createGallery(request, options: $0) })
     }
 
@@ -192,16 +218,21 @@ public final class LabGalleryClient: Sendable {
     }
 
     /// `ListGalleries`: one page.
-    public func listGalleries(pageSize: Int = 0, pageToken: String? = nil,
-                              timeout: Duration? = nil) async throws(LabGalleryClientError) -> Page<Gallery> {
-        let request = Labgallery_V1_ListGalleriesRequest(pageSize: Int32(clamping: pageSize), pageToken: pageToken ?? "")
+    public func listGalleries(
+        pageSize: Int = 0, pageToken: String? = nil,
+        timeout: Duration? = nil
+    ) async throws(LabGalleryClientError) -> Page<Gallery> {
+        let request = Labgallery_V1_ListGalleriesRequest(
+            pageSize: Int32(clamping: pageSize), pageToken: pageToken ?? "")
         let r = try await read(timeout) { try await self.galleries.listGalleries(request, options: $0) }
         return Page(items: r.galleries.map(Gallery.init), nextPageToken: nonEmpty(r.nextPageToken))
     }
 
     /// Every gallery (follows `next_page_token`).
     public func allGalleries(timeout: Duration? = nil) async throws(LabGalleryClientError) -> [Gallery] {
-        try await collect { (token) async throws(LabGalleryClientError) in try await self.listGalleries(pageToken: token, timeout: timeout) }
+        try await collect { (token) async throws(LabGalleryClientError) in
+            try await self.listGalleries(pageToken: token, timeout: timeout)
+        }
     }
 
     /// `DeleteGallery` (refused while attached to a lab account).
@@ -211,26 +242,35 @@ public final class LabGalleryClient: Sendable {
     }
 
     /// `AttachGallery`: attaches `gallery` to `labAccount` (FAILED_PRECONDITION if one is attached).
-    public func attachGallery(_ gallery: String, to labAccount: String,
-                              timeout: Duration? = nil) async throws(LabGalleryClientError) -> LabAccount {
-        let request = Labgallery_V1_AttachGalleryRequest(labAccount: ResourceName.labAccount(labAccount), gallery: ResourceName.gallery(gallery))
+    public func attachGallery(
+        _ gallery: String, to labAccount: String,
+        timeout: Duration? = nil
+    ) async throws(LabGalleryClientError) -> LabAccount {
+        let request = Labgallery_V1_AttachGalleryRequest(
+            labAccount: ResourceName.labAccount(labAccount), gallery: ResourceName.gallery(gallery))
         return LabAccount(try await write(timeout) { try await self.galleries.attachGallery(request, options: $0) })
     }
 
     /// `DetachGallery`: the server refuses (INVALID_ARGUMENT) unless `confirm` is true. With
     /// `gallery` (the one the operator confirmed), the server detaches only that gallery: if another
     /// is attached by then, FAILED_PRECONDITION and nothing changes. `nil`: whatever is attached.
-    public func detachGallery(from labAccount: String, confirm: Bool, gallery: String? = nil,
-                              timeout: Duration? = nil) async throws(LabGalleryClientError) -> LabAccount {
-        let request = Labgallery_V1_DetachGalleryRequest(labAccount: ResourceName.labAccount(labAccount), confirm: confirm,
-                                                         gallery: gallery.map(ResourceName.gallery) ?? "")
+    public func detachGallery(
+        from labAccount: String, confirm: Bool, gallery: String? = nil,
+        timeout: Duration? = nil
+    ) async throws(LabGalleryClientError) -> LabAccount {
+        let request = Labgallery_V1_DetachGalleryRequest(
+            labAccount: ResourceName.labAccount(labAccount), confirm: confirm,
+            gallery: gallery.map(ResourceName.gallery) ?? "")
         return LabAccount(try await write(timeout) { try await self.galleries.detachGallery(request, options: $0) })
     }
 
     /// `ListRoleAssignments` of a gallery.
-    public func listRoleAssignments(gallery: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> [RoleAssignment] {
+    public func listRoleAssignments(gallery: String, timeout: Duration? = nil) async throws(LabGalleryClientError)
+        -> [RoleAssignment]
+    {
         let request = Labgallery_V1_ListRoleAssignmentsRequest(gallery: ResourceName.gallery(gallery))
-        return try await read(timeout) { try await self.galleries.listRoleAssignments(request, options: $0) }.roleAssignments.map(RoleAssignment.init)
+        return try await read(timeout) { try await self.galleries.listRoleAssignments(request, options: $0) }
+            .roleAssignments.map(RoleAssignment.init)
     }
 
     // MARK: - Images (uploads are in Upload.swift)
@@ -242,17 +282,22 @@ public final class LabGalleryClient: Sendable {
     }
 
     /// `ListImages` of a gallery: one page.
-    public func listImages(gallery: String, pageSize: Int = 0, pageToken: String? = nil,
-                           timeout: Duration? = nil) async throws(LabGalleryClientError) -> Page<Image> {
-        let request = Labgallery_V1_ListImagesRequest(gallery: ResourceName.gallery(gallery), pageSize: Int32(clamping: pageSize),
-                                                      pageToken: pageToken ?? "")
+    public func listImages(
+        gallery: String, pageSize: Int = 0, pageToken: String? = nil,
+        timeout: Duration? = nil
+    ) async throws(LabGalleryClientError) -> Page<Image> {
+        let request = Labgallery_V1_ListImagesRequest(
+            gallery: ResourceName.gallery(gallery), pageSize: Int32(clamping: pageSize),
+            pageToken: pageToken ?? "")
         let r = try await read(timeout) { try await self.images.listImages(request, options: $0) }
         return Page(items: r.images.map(Image.init), nextPageToken: nonEmpty(r.nextPageToken))
     }
 
     /// Every image of a gallery (follows `next_page_token`).
     public func allImages(gallery: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> [Image] {
-        try await collect { (token) async throws(LabGalleryClientError) in try await self.listImages(gallery: gallery, pageToken: token, timeout: timeout) }
+        try await collect { (token) async throws(LabGalleryClientError) in
+            try await self.listImages(gallery: gallery, pageToken: token, timeout: timeout)
+        }
     }
 
     /// `DeleteImage` (refused while a lab uses it as its template).
@@ -263,33 +308,46 @@ public final class LabGalleryClient: Sendable {
 
     /// `ListLabAccountImages`: the images of the account's attached gallery, with whether each is
     /// enabled and whether `createLab` would accept it now (``LabAccountImage/available``, with the reason when not).
-    public func listLabAccountImages(labAccount: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> [LabAccountImage] {
+    public func listLabAccountImages(labAccount: String, timeout: Duration? = nil) async throws(LabGalleryClientError)
+        -> [LabAccountImage]
+    {
         let request = Labgallery_V1_ListLabAccountImagesRequest(labAccount: ResourceName.labAccount(labAccount))
-        return try await read(timeout) { try await self.images.listLabAccountImages(request, options: $0) }.images.map(LabAccountImage.init)
+        return try await read(timeout) { try await self.images.listLabAccountImages(request, options: $0) }.images.map(
+            LabAccountImage.init)
     }
 
     /// `SetImagesEnabled`: enables or disables `images` for `labAccount`, all or nothing.
-    public func setImagesEnabled(_ images: [String], enabled: Bool, labAccount: String,
-                                 timeout: Duration? = nil) async throws(LabGalleryClientError) -> [LabAccountImage] {
-        let request = Labgallery_V1_SetImagesEnabledRequest(labAccount: ResourceName.labAccount(labAccount),
-                                                            images: images.map(ResourceName.image), enabled: enabled)
-        return try await write(timeout) { try await self.images.setImagesEnabled(request, options: $0) }.images.map(LabAccountImage.init)
+    public func setImagesEnabled(
+        _ images: [String], enabled: Bool, labAccount: String,
+        timeout: Duration? = nil
+    ) async throws(LabGalleryClientError) -> [LabAccountImage] {
+        let request = Labgallery_V1_SetImagesEnabledRequest(
+            labAccount: ResourceName.labAccount(labAccount),
+            images: images.map(ResourceName.image), enabled: enabled)
+        return try await write(timeout) { try await self.images.setImagesEnabled(request, options: $0) }.images.map(
+            LabAccountImage.init)
     }
 
     /// `SaveLabTemplateImage`: saves the lab's template as a SPECIALIZED image in the account's attached gallery.
-    public func saveLabTemplateImage(lab: String, imageID: String, displayName: String = "",
-                                     timeout: Duration? = nil) async throws(LabGalleryClientError) -> Image {
-        let request = Labgallery_V1_SaveLabTemplateImageRequest(lab: ResourceName.lab(lab), imageId: imageID, displayName: displayName)
+    public func saveLabTemplateImage(
+        lab: String, imageID: String, displayName: String = "",
+        timeout: Duration? = nil
+    ) async throws(LabGalleryClientError) -> Image {
+        let request = Labgallery_V1_SaveLabTemplateImageRequest(
+            lab: ResourceName.lab(lab), imageId: imageID, displayName: displayName)
         return Image(try await write(timeout) { try await self.images.saveLabTemplateImage(request, options: $0) })
     }
 
     // MARK: - Labs
 
     /// `CreateLab`: `templateImage` must be in the attached gallery and enabled for the account.
-    public func createLab(labAccount: String, id: String, displayName: String = "", templateImage: String,
-                          timeout: Duration? = nil) async throws(LabGalleryClientError) -> Lab {
-        let request = Labgallery_V1_CreateLabRequest(labAccount: ResourceName.labAccount(labAccount), labId: id,
-                                                     lab: .init(displayName: displayName, templateImage: ResourceName.image(templateImage)))
+    public func createLab(
+        labAccount: String, id: String, displayName: String = "", templateImage: String,
+        timeout: Duration? = nil
+    ) async throws(LabGalleryClientError) -> Lab {
+        let request = Labgallery_V1_CreateLabRequest(
+            labAccount: ResourceName.labAccount(labAccount), labId: id,
+            lab: .init(displayName: displayName, templateImage: ResourceName.image(templateImage)))
         return Lab(try await write(timeout) { try await self.labs.createLab(request, options: $0) })
     }
 
@@ -300,17 +358,22 @@ public final class LabGalleryClient: Sendable {
     }
 
     /// `ListLabs` of a lab account: one page.
-    public func listLabs(labAccount: String, pageSize: Int = 0, pageToken: String? = nil,
-                         timeout: Duration? = nil) async throws(LabGalleryClientError) -> Page<Lab> {
-        let request = Labgallery_V1_ListLabsRequest(labAccount: ResourceName.labAccount(labAccount), pageSize: Int32(clamping: pageSize),
-                                                    pageToken: pageToken ?? "")
+    public func listLabs(
+        labAccount: String, pageSize: Int = 0, pageToken: String? = nil,
+        timeout: Duration? = nil
+    ) async throws(LabGalleryClientError) -> Page<Lab> {
+        let request = Labgallery_V1_ListLabsRequest(
+            labAccount: ResourceName.labAccount(labAccount), pageSize: Int32(clamping: pageSize),
+            pageToken: pageToken ?? "")
         let r = try await read(timeout) { try await self.labs.listLabs(request, options: $0) }
         return Page(items: r.labs.map(Lab.init), nextPageToken: nonEmpty(r.nextPageToken))
     }
 
     /// Every lab of a lab account (follows `next_page_token`).
     public func allLabs(labAccount: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> [Lab] {
-        try await collect { (token) async throws(LabGalleryClientError) in try await self.listLabs(labAccount: labAccount, pageToken: token, timeout: timeout) }
+        try await collect { (token) async throws(LabGalleryClientError) in
+            try await self.listLabs(labAccount: labAccount, pageToken: token, timeout: timeout)
+        }
     }
 
     /// `DeleteLab`.
@@ -322,20 +385,28 @@ public final class LabGalleryClient: Sendable {
     // MARK: - Replication (watch streams are in Watch.swift) and billing
 
     /// `GetReplicationStatus`.
-    public func getReplicationStatus(image: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> ReplicationStatus {
+    public func getReplicationStatus(image: String, timeout: Duration? = nil) async throws(LabGalleryClientError)
+        -> ReplicationStatus
+    {
         let request = Labgallery_V1_GetReplicationStatusRequest(image: ResourceName.image(image))
-        return ReplicationStatus(try await read(timeout) { try await self.replication.getReplicationStatus(request, options: $0) })
+        return ReplicationStatus(
+            try await read(timeout) { try await self.replication.getReplicationStatus(request, options: $0) })
     }
 
     /// `RetryReplication`: restarts the failed copies of `image` (`regions` empty: every failed region).
-    public func retryReplication(image: String, regions: [String] = [],
-                                 timeout: Duration? = nil) async throws(LabGalleryClientError) -> ReplicationStatus {
+    public func retryReplication(
+        image: String, regions: [String] = [],
+        timeout: Duration? = nil
+    ) async throws(LabGalleryClientError) -> ReplicationStatus {
         let request = Labgallery_V1_RetryReplicationRequest(image: ResourceName.image(image), regions: regions)
-        return ReplicationStatus(try await write(timeout) { try await self.replication.retryReplication(request, options: $0) })
+        return ReplicationStatus(
+            try await write(timeout) { try await self.replication.retryReplication(request, options: $0) })
     }
 
     /// `GetGalleryCost`: one priced line per image replica.
-    public func getGalleryCost(gallery: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> GalleryCost {
+    public func getGalleryCost(gallery: String, timeout: Duration? = nil) async throws(LabGalleryClientError)
+        -> GalleryCost
+    {
         let request = Labgallery_V1_GetGalleryCostRequest(gallery: ResourceName.gallery(gallery))
         return GalleryCost(try await read(timeout) { try await self.billing.getGalleryCost(request, options: $0) })
     }
@@ -350,7 +421,9 @@ public final class LabGalleryClient: Sendable {
     var billing: Labgallery_V1_BillingService.Client { .init(wrapping: rpc) }
 
     /// A write: one attempt, never retried (it may have been applied even when the reply was lost).
-    func write<T: Sendable>(_ timeout: Duration?, _ call: (CallOptions) async throws -> T) async throws(LabGalleryClientError) -> T {
+    func write<T: Sendable>(_ timeout: Duration?, _ call: (CallOptions) async throws -> T)
+        async throws(LabGalleryClientError) -> T
+    {
         do {
             return try await call(CallOptions(timeout: timeout ?? configuration.defaultTimeout))
         } catch {
@@ -359,13 +432,17 @@ public final class LabGalleryClient: Sendable {
     }
 
     /// An idempotent read: retried on UNAVAILABLE per the retry policy, all attempts within one deadline.
-    func read<T: Sendable>(_ timeout: Duration?, _ call: (CallOptions) async throws -> T) async throws(LabGalleryClientError) -> T {
+    func read<T: Sendable>(_ timeout: Duration?, _ call: (CallOptions) async throws -> T)
+        async throws(LabGalleryClientError) -> T
+    {
         let deadline = (timeout ?? configuration.defaultTimeout).map { ContinuousClock.now + $0 }
         var backoff = Backoff(configuration.retryPolicy)
         while true {
             let remaining = deadline.map { $0 - ContinuousClock.now }
             if let remaining, remaining <= .zero {
-                throw LabGalleryClientError(.deadlineExceeded, "the call did not complete within its timeout (after \(backoff.attempt) attempts)")
+                throw LabGalleryClientError(
+                    .deadlineExceeded,
+                    "the call did not complete within its timeout (after \(backoff.attempt) attempts)")
             }
             do {
                 return try await call(CallOptions(timeout: remaining))
@@ -373,13 +450,18 @@ public final class LabGalleryClient: Sendable {
                 let e = LabGalleryClientError(error)
                 guard e.code == .unavailable, let wait = backoff.next(), !Task.isCancelled else { throw e }
                 if let remaining, wait >= remaining { throw e }
-                do { try await Task.sleep(for: wait) } catch { throw LabGalleryClientError(.cancelled, "the task was cancelled while waiting to retry: \(e.message)") }
+                do { try await Task.sleep(for: wait) } catch {
+                    throw LabGalleryClientError(
+                        .cancelled, "the task was cancelled while waiting to retry: \(e.message)")
+                }
             }
         }
     }
 
     /// Follows `next_page_token` until the last page.
-    func collect<T: Sendable>(_ page: (String?) async throws(LabGalleryClientError) -> Page<T>) async throws(LabGalleryClientError) -> [T] {
+    func collect<T: Sendable>(_ page: (String?) async throws(LabGalleryClientError) -> Page<T>)
+        async throws(LabGalleryClientError) -> [T]
+    {
         var items: [T] = []
         var token: String? = nil
         repeat {

@@ -64,7 +64,10 @@ public struct LabAccount: Sendable, Hashable {
 
     /// Creates a value.
     public init(name: String, displayName: String, region: String, attachedGallery: String?) {
-        self.name = name; self.displayName = displayName; self.region = region; self.attachedGallery = attachedGallery
+        self.name = name
+        self.displayName = displayName
+        self.region = region
+        self.attachedGallery = attachedGallery
     }
 }
 
@@ -81,7 +84,10 @@ public struct Gallery: Sendable, Hashable {
 
     /// Creates a value.
     public init(name: String, displayName: String, region: String, geography: String) {
-        self.name = name; self.displayName = displayName; self.region = region; self.geography = geography
+        self.name = name
+        self.displayName = displayName
+        self.region = region
+        self.geography = geography
     }
 }
 
@@ -109,11 +115,20 @@ public struct Image: Sendable, Hashable {
     public var author: String
 
     /// Creates a value.
-    public init(name: String, displayName: String, osType: OSType, osState: OSState, source: ImageSource,
-                sourceLab: String?, sizeBytes: Int64, sha256: String, region: String, author: String) {
-        self.name = name; self.displayName = displayName; self.osType = osType; self.osState = osState
-        self.source = source; self.sourceLab = sourceLab; self.sizeBytes = sizeBytes; self.sha256 = sha256
-        self.region = region; self.author = author
+    public init(
+        name: String, displayName: String, osType: OSType, osState: OSState, source: ImageSource,
+        sourceLab: String?, sizeBytes: Int64, sha256: String, region: String, author: String
+    ) {
+        self.name = name
+        self.displayName = displayName
+        self.osType = osType
+        self.osState = osState
+        self.source = source
+        self.sourceLab = sourceLab
+        self.sizeBytes = sizeBytes
+        self.sha256 = sha256
+        self.region = region
+        self.author = author
     }
 }
 
@@ -134,7 +149,10 @@ public struct LabAccountImage: Sendable, Hashable {
 
     /// Creates a value.
     public init(image: Image, enabled: Bool, available: Bool = true, unavailableReason: String? = nil) {
-        self.image = image; self.enabled = enabled; self.available = available; self.unavailableReason = unavailableReason
+        self.image = image
+        self.enabled = enabled
+        self.available = available
+        self.unavailableReason = unavailableReason
     }
 }
 
@@ -149,7 +167,9 @@ public struct Lab: Sendable, Hashable {
 
     /// Creates a value.
     public init(name: String, displayName: String, templateImage: String) {
-        self.name = name; self.displayName = displayName; self.templateImage = templateImage
+        self.name = name
+        self.displayName = displayName
+        self.templateImage = templateImage
     }
 }
 
@@ -161,7 +181,10 @@ public struct RoleAssignment: Sendable, Hashable {
     public var role: String
 
     /// Creates a value.
-    public init(principal: String, role: String) { self.principal = principal; self.role = role }
+    public init(principal: String, role: String) {
+        self.principal = principal
+        self.role = role
+    }
 }
 
 /// The replication of one image to one region.
@@ -182,10 +205,17 @@ public struct RegionReplication: Sendable, Hashable {
     public var attempts: Int
 
     /// Creates a value.
-    public init(region: String, state: ReplicationState, bytesCopied: Int64, bytesTotal: Int64,
-                progressPercent: Double, error: String?, attempts: Int) {
-        self.region = region; self.state = state; self.bytesCopied = bytesCopied; self.bytesTotal = bytesTotal
-        self.progressPercent = progressPercent; self.error = error; self.attempts = attempts
+    public init(
+        region: String, state: ReplicationState, bytesCopied: Int64, bytesTotal: Int64,
+        progressPercent: Double, error: String?, attempts: Int
+    ) {
+        self.region = region
+        self.state = state
+        self.bytesCopied = bytesCopied
+        self.bytesTotal = bytesTotal
+        self.progressPercent = progressPercent
+        self.error = error
+        self.attempts = attempts
     }
 }
 
@@ -202,7 +232,10 @@ public struct ReplicationStatus: Sendable, Hashable {
 
     /// Creates a value.
     public init(image: String, aggregatedState: ReplicationState, regions: [RegionReplication], deleted: Bool = false) {
-        self.image = image; self.aggregatedState = aggregatedState; self.regions = regions; self.deleted = deleted
+        self.image = image
+        self.aggregatedState = aggregatedState
+        self.regions = regions
+        self.deleted = deleted
     }
 }
 
@@ -219,7 +252,10 @@ public struct CostLine: Sendable, Hashable {
 
     /// Creates a value.
     public init(image: String, region: String, sizeBytes: Int64, monthlyCost: String) {
-        self.image = image; self.region = region; self.sizeBytes = sizeBytes; self.monthlyCost = monthlyCost
+        self.image = image
+        self.region = region
+        self.sizeBytes = sizeBytes
+        self.monthlyCost = monthlyCost
     }
 }
 
@@ -241,11 +277,17 @@ public struct GalleryCost: Sendable, Hashable {
     public var storedBytes: Int64
 
     /// Creates a value.
-    public init(gallery: String, currency: String, lines: [CostLine], monthlyTotal: String, oneTimeReplicationEgress: String,
-                billedBytes: Int64 = 0, storedBytes: Int64 = 0) {
-        self.gallery = gallery; self.currency = currency; self.lines = lines
-        self.monthlyTotal = monthlyTotal; self.oneTimeReplicationEgress = oneTimeReplicationEgress
-        self.billedBytes = billedBytes; self.storedBytes = storedBytes
+    public init(
+        gallery: String, currency: String, lines: [CostLine], monthlyTotal: String, oneTimeReplicationEgress: String,
+        billedBytes: Int64 = 0, storedBytes: Int64 = 0
+    ) {
+        self.gallery = gallery
+        self.currency = currency
+        self.lines = lines
+        self.monthlyTotal = monthlyTotal
+        self.oneTimeReplicationEgress = oneTimeReplicationEgress
+        self.billedBytes = billedBytes
+        self.storedBytes = storedBytes
     }
 }
 
@@ -257,7 +299,10 @@ public struct Page<Item: Sendable>: Sendable {
     public var nextPageToken: String?
 
     /// Creates a page.
-    public init(items: [Item], nextPageToken: String?) { self.items = items; self.nextPageToken = nextPageToken }
+    public init(items: [Item], nextPageToken: String?) {
+        self.items = items
+        self.nextPageToken = nextPageToken
+    }
 }
 
 /// What `uploadImage` stores: the header of the `UploadImage` stream.
@@ -276,9 +321,16 @@ public struct ImageUpload: Sendable, Hashable {
     public var sha256: String?
 
     /// Creates an upload header.
-    public init(gallery: String, imageID: String, displayName: String = "", osType: OSType, osState: OSState, sha256: String? = nil) {
-        self.gallery = gallery; self.imageID = imageID; self.displayName = displayName
-        self.osType = osType; self.osState = osState; self.sha256 = sha256
+    public init(
+        gallery: String, imageID: String, displayName: String = "", osType: OSType, osState: OSState,
+        sha256: String? = nil
+    ) {
+        self.gallery = gallery
+        self.imageID = imageID
+        self.displayName = displayName
+        self.osType = osType
+        self.osState = osState
+        self.sha256 = sha256
     }
 }
 
@@ -290,32 +342,55 @@ public struct UploadProgress: Sendable, Hashable {
     public var totalBytes: Int64?
 
     /// Creates a progress report.
-    public init(bytesSent: Int64, totalBytes: Int64?) { self.bytesSent = bytesSent; self.totalBytes = totalBytes }
+    public init(bytesSent: Int64, totalBytes: Int64?) {
+        self.bytesSent = bytesSent
+        self.totalBytes = totalBytes
+    }
 }
 
 // MARK: - Conversions from the generated messages (internal: the public API never shows them)
 
 extension OSType {
     init(_ p: Labgallery_V1_OsType) {
-        switch p { case .windows: self = .windows; case .linux: self = .linux; default: self = .unspecified }
+        switch p {
+        case .windows: self = .windows
+        case .linux: self = .linux
+        default: self = .unspecified
+        }
     }
     var proto: Labgallery_V1_OsType {
-        switch self { case .windows: .windows; case .linux: .linux; case .unspecified: .unspecified }
+        switch self {
+        case .windows: .windows
+        case .linux: .linux
+        case .unspecified: .unspecified
+        }
     }
 }
 
 extension OSState {
     init(_ p: Labgallery_V1_OsState) {
-        switch p { case .generalized: self = .generalized; case .specialized: self = .specialized; default: self = .unspecified }
+        switch p {
+        case .generalized: self = .generalized
+        case .specialized: self = .specialized
+        default: self = .unspecified
+        }
     }
     var proto: Labgallery_V1_OsState {
-        switch self { case .generalized: .generalized; case .specialized: .specialized; case .unspecified: .unspecified }
+        switch self {
+        case .generalized: .generalized
+        case .specialized: .specialized
+        case .unspecified: .unspecified
+        }
     }
 }
 
 extension ImageSource {
     init(_ p: Labgallery_V1_ImageSource) {
-        switch p { case .uploaded: self = .uploaded; case .savedFromLab: self = .savedFromLab; default: self = .unspecified }
+        switch p {
+        case .uploaded: self = .uploaded
+        case .savedFromLab: self = .savedFromLab
+        default: self = .unspecified
+        }
     }
 }
 
@@ -331,11 +406,10 @@ extension ReplicationState {
     }
 }
 
-
-
 extension LabAccount {
     init(_ p: Labgallery_V1_LabAccount) {
-        self.init(name: p.name, displayName: p.displayName, region: p.region, attachedGallery: nonEmpty(p.attachedGallery))
+        self.init(
+            name: p.name, displayName: p.displayName, region: p.region, attachedGallery: nonEmpty(p.attachedGallery))
     }
 }
 
@@ -347,16 +421,18 @@ extension Gallery {
 
 extension Image {
     init(_ p: Labgallery_V1_Image) {
-        self.init(name: p.name, displayName: p.displayName, osType: OSType(p.osType), osState: OSState(p.osState),
-                  source: ImageSource(p.source), sourceLab: nonEmpty(p.sourceLab), sizeBytes: p.sizeBytes,
-                  sha256: p.sha256, region: p.region, author: p.author)
+        self.init(
+            name: p.name, displayName: p.displayName, osType: OSType(p.osType), osState: OSState(p.osState),
+            source: ImageSource(p.source), sourceLab: nonEmpty(p.sourceLab), sizeBytes: p.sizeBytes,
+            sha256: p.sha256, region: p.region, author: p.author)
     }
 }
 
 extension LabAccountImage {
     init(_ p: Labgallery_V1_LabAccountImage) {
-        self.init(image: Image(p.image ?? .init()), enabled: p.enabled, available: p.available,
-                  unavailableReason: nonEmpty(p.unavailableReason))
+        self.init(
+            image: Image(p.image ?? .init()), enabled: p.enabled, available: p.available,
+            unavailableReason: nonEmpty(p.unavailableReason))
     }
 }
 
@@ -372,15 +448,18 @@ extension RoleAssignment {
 
 extension RegionReplication {
     init(_ p: Labgallery_V1_RegionReplication) {
-        self.init(region: p.region, state: ReplicationState(p.state), bytesCopied: p.bytesCopied, bytesTotal: p.bytesTotal,
-                  progressPercent: p.progressPercent, error: nonEmpty(p.error), attempts: Int(p.attempts))
+        self.init(
+            region: p.region, state: ReplicationState(p.state), bytesCopied: p.bytesCopied, bytesTotal: p.bytesTotal,
+            progressPercent: p.progressPercent, error: nonEmpty(p.error), attempts: Int(p.attempts))
     }
 }
 
 extension ReplicationStatus {
     init(_ p: Labgallery_V1_ReplicationStatus) {
-        self.init(image: p.image, aggregatedState: ReplicationState(p.aggregatedState), regions: p.regions.map(RegionReplication.init),
-                  deleted: p.deleted)
+        self.init(
+            image: p.image, aggregatedState: ReplicationState(p.aggregatedState),
+            regions: p.regions.map(RegionReplication.init),
+            deleted: p.deleted)
     }
 }
 
@@ -392,8 +471,9 @@ extension CostLine {
 
 extension GalleryCost {
     init(_ p: Labgallery_V1_GalleryCost) {
-        self.init(gallery: p.gallery, currency: p.currency, lines: p.lines.map(CostLine.init),
-                  monthlyTotal: p.monthlyTotal, oneTimeReplicationEgress: p.oneTimeReplicationEgress,
-                  billedBytes: p.billedBytes, storedBytes: p.storedBytes)
+        self.init(
+            gallery: p.gallery, currency: p.currency, lines: p.lines.map(CostLine.init),
+            monthlyTotal: p.monthlyTotal, oneTimeReplicationEgress: p.oneTimeReplicationEgress,
+            billedBytes: p.billedBytes, storedBytes: p.storedBytes)
     }
 }

@@ -30,6 +30,7 @@ public enum ResourceName {
 
     private static func nested(_ s: String, _ parent: String, _ child: String) -> String {
         let parts = s.split(separator: "/", omittingEmptySubsequences: false)
-        return parts.count == 2 && !parts[0].isEmpty && !parts[1].isEmpty ? "\(parent)/\(parts[0])/\(child)/\(parts[1])" : s
+        return parts.count == 2 && !parts[0].isEmpty && !parts[1].isEmpty
+            ? "\(parent)/\(parts[0])/\(child)/\(parts[1])" : s
     }
 }

@@ -16,8 +16,10 @@ extension LabGalleryClient {
     ///     so the count follows what the server has taken).
     /// - Throws: `invalidArgument` when the file cannot be read; the server's status otherwise
     ///   (a wrong `sha256` is `invalidArgument` and stores nothing). Never retried.
-    public func uploadImage(_ upload: ImageUpload, from fileURL: URL, chunkSize: Int = 256 * 1024, timeout: Duration? = nil,
-                            progress: (@Sendable (UploadProgress) -> Void)? = nil) async throws(LabGalleryClientError) -> Image {
+    public func uploadImage(
+        _ upload: ImageUpload, from fileURL: URL, chunkSize: Int = 256 * 1024, timeout: Duration? = nil,
+        progress: (@Sendable (UploadProgress) -> Void)? = nil
+    ) async throws(LabGalleryClientError) -> Image {
         let handle: FileHandle
         let size: Int64
         do {
@@ -31,8 +33,9 @@ extension LabGalleryClient {
             throw LabGalleryClientError(.invalidArgument, "cannot read \(fileURL.path): \(error.localizedDescription)")
         }
         defer { try? handle.close() }
-        return try await uploadImage(upload, chunks: FileChunks(handle: handle, chunkSize: min(max(chunkSize, 1), Self.maxChunk)),
-                                     totalBytes: size, timeout: timeout, progress: progress)
+        return try await uploadImage(
+            upload, chunks: FileChunks(handle: handle, chunkSize: min(max(chunkSize, 1), Self.maxChunk)),
+            totalBytes: size, timeout: timeout, progress: progress)
     }
 
     /// `UploadImage` from any `AsyncSequence` of byte chunks (chunks above 1 MiB are split).

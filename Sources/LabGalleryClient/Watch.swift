@@ -78,7 +78,8 @@ public struct ReplicationWatch: AsyncSequence, Sendable {
                     }
                     do { try await Task.sleep(for: wait) } catch {
                         finished = true
-                        throw LabGalleryClientError(.cancelled, "the task was cancelled while waiting to re-open the watch: \(e.message)")
+                        throw LabGalleryClientError(
+                            .cancelled, "the task was cancelled while waiting to re-open the watch: \(e.message)")
                     }
                 }
             }

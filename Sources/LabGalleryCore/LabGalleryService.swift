@@ -1,11 +1,12 @@
 import Blocking
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Settings of the domain core.
@@ -16,7 +17,8 @@ public struct LabGalleryConfiguration: Sendable, Equatable {
     public var templateImages: TemplateImagePolicy
     /// Creates a configuration.
     public init(regionCatalog: RegionCatalog = .builtIn, templateImages: TemplateImagePolicy = .any) {
-        self.regionCatalog = regionCatalog; self.templateImages = templateImages
+        self.regionCatalog = regionCatalog
+        self.templateImages = templateImages
     }
 }
 
@@ -47,9 +49,14 @@ public final class LabGalleryService: Sendable {
     public var catalog: RegionCatalog { configuration.regionCatalog }
 
     /// Creates a service over an already opened storage.
-    public init(storage: any Storage, layout: DataLayout, configuration: LabGalleryConfiguration = .init(),
-                executor: BlockingExecutor = .shared) {
-        self.storage = storage; self.layout = layout; self.configuration = configuration; self.executor = executor
+    public init(
+        storage: any Storage, layout: DataLayout, configuration: LabGalleryConfiguration = .init(),
+        executor: BlockingExecutor = .shared
+    ) {
+        self.storage = storage
+        self.layout = layout
+        self.configuration = configuration
+        self.executor = executor
     }
 
     /// Opens the data directory (creating it), the SQLite database `<data-dir>/labgallery.sqlite`
@@ -58,16 +65,22 @@ public final class LabGalleryService: Sendable {
     ///
     /// Refuses (FAILED_PRECONDITION) a data directory that holds blobs but no database: a lost,
     /// renamed or misplaced database must never make the server start empty over those images.
-    public static func open(dataDirectory: URL, configuration: LabGalleryConfiguration = .init(),
-                            executor: BlockingExecutor = .shared) throws(LabGalleryError) -> LabGalleryService {
+    public static func open(
+        dataDirectory: URL, configuration: LabGalleryConfiguration = .init(),
+        executor: BlockingExecutor = .shared
+    ) throws(LabGalleryError) -> LabGalleryService {
         let layout = DataLayout(root: dataDirectory)
         try FileOps.createDirectoryDurably(layout.root)
         if access(layout.databaseURL.path, F_OK) != 0 {
-            let stored = (try? FileManager.default.contentsOfDirectory(atPath: layout.regionsURL.path))?.sorted().flatMap {
-                FileOps.files(under: layout.blobDirectory(region: $0), relativeTo: layout.root)
-            } ?? []
+            let stored =
+                (try? FileManager.default.contentsOfDirectory(atPath: layout.regionsURL.path))?.sorted().flatMap {
+                    FileOps.files(under: layout.blobDirectory(region: $0), relativeTo: layout.root)
+                } ?? []
             guard stored.isEmpty else {
-                throw .failedPrecondition(message: "\(layout.root.path) holds \(stored.count) image blob(s) under regions/ but no database (\(layout.databaseURL.lastPathComponent)): the database was lost, renamed or is elsewhere. Restore \(layout.databaseURL.path) from a backup (or point --data-dir at the right directory); to start empty instead, move \(layout.regionsURL.path) away first. Nothing was changed.")
+                throw .failedPrecondition(
+                    message:
+                        "\(layout.root.path) holds \(stored.count) image blob(s) under regions/ but no database (\(layout.databaseURL.lastPathComponent)): the database was lost, renamed or is elsewhere. Restore \(layout.databaseURL.path) from a backup (or point --data-dir at the right directory); to start empty instead, move \(layout.regionsURL.path) away first. Nothing was changed."
+                )
             }
         }
         do {
@@ -140,7 +153,8 @@ public final class LabGalleryService: Sendable {
     /// The attached gallery of `account`, or FAILED_PRECONDITION saying to attach one.
     func requireAttachedGallery(_ account: LabAccount) throws -> GalleryName {
         guard let g = account.attachedGallery else {
-            throw LabGalleryError.failedPrecondition(message: "\(account.name) has no gallery attached; attach one first with AttachGallery")
+            throw LabGalleryError.failedPrecondition(
+                message: "\(account.name) has no gallery attached; attach one first with AttachGallery")
         }
         return try GalleryName(parsing: g, field: "attached_gallery")
     }
@@ -151,8 +165,10 @@ public final class LabGalleryService: Sendable {
     /// the same bytes there), then inserts the image row and one replication row per other region
     /// of the geography in the same transaction (after `check`). A region that already holds the
     /// bytes is COMPLETED at once. On any error, nothing is stored.
-    func storeImage(_ image: Image, name: ImageName, writer: inout BlobWriter,
-                    check: (any StorageTransaction) throws -> Void = { _ in }) throws(LabGalleryError) -> Image {
+    func storeImage(
+        _ image: Image, name: ImageName, writer: inout BlobWriter,
+        check: (any StorageTransaction) throws -> Void = { _ in }
+    ) throws(LabGalleryError) -> Image {
         let rows: [ReplicationRow] = try storeBlob(&writer, region: image.region, sha256: image.sha256) { path, tx in
             try insertImage(image, name: name, blobPath: path, tx, check: check)
         }
@@ -162,14 +178,20 @@ public final class LabGalleryService: Sendable {
 
     /// Inserts an image whose bytes are the blob at `blobPath` (in its home region) with its
     /// replication rows, after checking the gallery and `check`; returns the replication rows.
-    func insertImage(_ image: Image, name: ImageName, blobPath: String, _ tx: any StorageTransaction,
-                     check: (any StorageTransaction) throws -> Void) throws -> [ReplicationRow] {
+    func insertImage(
+        _ image: Image, name: ImageName, blobPath: String, _ tx: any StorageTransaction,
+        check: (any StorageTransaction) throws -> Void
+    ) throws -> [ReplicationRow] {
         let gallery = try requireGallery(name.gallery, tx)
         guard gallery.region == image.region else {
-            throw LabGalleryError.failedPrecondition(message: "\(gallery.name) was re-created in another region while \(name) was being written; retry")
+            throw LabGalleryError.failedPrecondition(
+                message: "\(gallery.name) was re-created in another region while \(name) was being written; retry")
         }
         guard catalog.geography(of: gallery.region) != nil else {
-            throw LabGalleryError.failedPrecondition(message: "\(gallery.name) is in region \(gallery.region), which is not in the server's region catalog, so its images could not be replicated; add the region back to the catalog (--regions) or use another gallery")
+            throw LabGalleryError.failedPrecondition(
+                message:
+                    "\(gallery.name) is in region \(gallery.region), which is not in the server's region catalog, so its images could not be replicated; add the region back to the catalog (--regions) or use another gallery"
+            )
         }
         if try tx.image(name) != nil { throw LabGalleryError.alreadyExists(name.description) }
         try check(tx)
@@ -184,14 +206,18 @@ public final class LabGalleryService: Sendable {
 
     /// A new replication row of `image` to `region`: COMPLETED at once, sharing the blob, when the
     /// region already holds the image's bytes; PENDING otherwise.
-    func replicationRow(for image: Image, name: ImageName, region: String, _ tx: any StorageTransaction) throws -> ReplicationRow {
+    func replicationRow(for image: Image, name: ImageName, region: String, _ tx: any StorageTransaction) throws
+        -> ReplicationRow
+    {
         if let blob = try liveBlobPath(region: region, sha256: image.sha256, tx) {
-            let record = RegionReplication(region: region, state: .completed, bytesCopied: image.sizeBytes,
-                                           bytesTotal: image.sizeBytes, error: nil, attempts: 0)
+            let record = RegionReplication(
+                region: region, state: .completed, bytesCopied: image.sizeBytes,
+                bytesTotal: image.sizeBytes, error: nil, attempts: 0)
             return ReplicationRow(image: name, record: record, partialPath: nil, blobPath: blob)
         }
-        let record = RegionReplication(region: region, state: .pending, bytesCopied: 0, bytesTotal: image.sizeBytes,
-                                       error: nil, attempts: 0)
+        let record = RegionReplication(
+            region: region, state: .pending, bytesCopied: 0, bytesTotal: image.sizeBytes,
+            error: nil, attempts: 0)
         return ReplicationRow(image: name, record: record, partialPath: nil, blobPath: nil)
     }
 }

@@ -1,6 +1,6 @@
-import H2RPC
 import Foundation
 import GeneratedProtos
+import H2RPC
 import LabGalleryCore
 import Logging
 
@@ -16,7 +16,10 @@ public struct AuthenticationInterceptor: ServerInterceptor {
     private let logger: Logger
 
     /// Creates the interceptor over the core that owns the tokens; rejections are logged to `logger`.
-    public init(core: LabGalleryService, logger: Logger) { self.core = core; self.logger = logger }
+    public init(core: LabGalleryService, logger: Logger) {
+        self.core = core
+        self.logger = logger
+    }
 
     /// Authenticates the call, then runs the handler with ``Caller/principal`` bound.
     public func intercept(context: ServerContext, next: () async throws -> Void) async throws {
@@ -26,8 +29,12 @@ public struct AuthenticationInterceptor: ServerInterceptor {
             principal = try await core.authenticate(token: try Self.bearerToken(in: context.metadata))
         } catch {
             // Never log the header itself: it may hold a valid token with a typo around it.
-            logger.info("call rejected", metadata: ["method": "\(context.descriptor.path)", "peer": "\(context.peer)",
-                                                    "status": "UNAUTHENTICATED"])
+            logger.info(
+                "call rejected",
+                metadata: [
+                    "method": "\(context.descriptor.path)", "peer": "\(context.peer)",
+                    "status": "UNAUTHENTICATED",
+                ])
             throw error
         }
         try await Caller.$principal.withValue(principal) { try await next() }
@@ -37,7 +44,10 @@ public struct AuthenticationInterceptor: ServerInterceptor {
     /// or UNAUTHENTICATED saying what to send.
     static func bearerToken(in metadata: Metadata) throws -> String {
         guard let header = metadata.first("authorization") else {
-            throw RPCError(.unauthenticated, "missing authorization metadata; send `authorization: Bearer <token>` (the first admin token is in <data-dir>/admin.token; create others with `labgallery-server token create`)")
+            throw RPCError(
+                .unauthenticated,
+                "missing authorization metadata; send `authorization: Bearer <token>` (the first admin token is in <data-dir>/admin.token; create others with `labgallery-server token create`)"
+            )
         }
         let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {

@@ -2,8 +2,8 @@ import Blocking
 import Foundation
 import GeneratedProtos
 import H2RPC
-import H2RPCNGHTTP2Transport
 import H2RPCHealth
+import H2RPCNGHTTP2Transport
 import LabGalleryCore
 import Logging
 
@@ -42,33 +42,42 @@ public final class GalleryServer: Sendable {
     /// `transport` nil: HTTP/2 on `configuration.host`/`port` with its message size limit; otherwise
     /// calls come from `transport` (its own limits apply; `host` and `port` are unused).
     /// `logger` nil: no logging (for embedding and tests).
-    public init(configuration: ServerConfiguration, transport: (any ServerTransport)? = nil, logger: Logger? = nil) async throws {
+    public init(configuration: ServerConfiguration, transport: (any ServerTransport)? = nil, logger: Logger? = nil)
+        async throws
+    {
         let logger = logger ?? Logger(label: "labgallery-server", factory: { _ in SwiftLogNoOpLogHandler() })
         self.configuration = configuration
         self.logger = logger
         let executor = configuration.blockingThreads.map { BlockingExecutor(maxThreads: $0) } ?? .shared
         let core = try await executor.run { () throws(LabGalleryError) in
-            let core = try LabGalleryService.open(dataDirectory: configuration.dataDirectory,
-                                                  configuration: try configuration.coreConfiguration(), executor: executor)
+            let core = try LabGalleryService.open(
+                dataDirectory: configuration.dataDirectory,
+                configuration: try configuration.coreConfiguration(), executor: executor)
             let recovery = try core.recoverFiles()
             if !recovery.removedTempFiles.isEmpty || !recovery.removedBlobs.isEmpty {
-                logger.notice("startup recovery removed files", metadata: [
-                    "temp_files": "\(recovery.removedTempFiles.count)",
-                    "unreferenced_blobs": "\(recovery.removedBlobs.count)",
-                ])
+                logger.notice(
+                    "startup recovery removed files",
+                    metadata: [
+                        "temp_files": "\(recovery.removedTempFiles.count)",
+                        "unreferenced_blobs": "\(recovery.removedBlobs.count)",
+                    ])
             }
             if let dir = recovery.lostAndFoundDirectory {
                 for path in recovery.lostAndFound {
-                    logger.warning("file unknown to the database moved to \(dir)/\(path)", metadata: ["file": "\(path)"])
+                    logger.warning(
+                        "file unknown to the database moved to \(dir)/\(path)", metadata: ["file": "\(path)"])
                 }
             }
             let catalog = try core.reconcileCatalog()
             for added in catalog.added {
-                logger.notice("new catalog region: replication queued", metadata: ["image": "\(added.image)", "region": "\(added.region)"])
+                logger.notice(
+                    "new catalog region: replication queued",
+                    metadata: ["image": "\(added.image)", "region": "\(added.region)"])
             }
             for image in catalog.imagesOutsideCatalog {
-                logger.warning("image stored in a region that is not in the region catalog (see labgallery-server fsck)",
-                               metadata: ["image": "\(image)"])
+                logger.warning(
+                    "image stored in a region that is not in the region catalog (see labgallery-server fsck)",
+                    metadata: ["image": "\(image)"])
             }
             let bootstrap = try core.bootstrapAdminToken()
             if bootstrap.created {
@@ -85,8 +94,9 @@ public final class GalleryServer: Sendable {
             self.transport = transport
             listener = nil
         } else {
-            let listener = try H2ServerTransport(host: configuration.host, port: configuration.port,
-                                                 configuration: H2Configuration(maxReceiveMessageSize: configuration.maxReceiveMessageSize))
+            let listener = try H2ServerTransport(
+                host: configuration.host, port: configuration.port,
+                configuration: H2Configuration(maxReceiveMessageSize: configuration.maxReceiveMessageSize))
             self.transport = listener
             self.listener = listener
         }

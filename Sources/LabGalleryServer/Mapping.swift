@@ -16,13 +16,16 @@ enum Mapping {
     }
 
     static func image(_ i: Image) -> Labgallery_V1_Image {
-        .init(name: i.name, displayName: i.displayName, osType: osType(i.osType), osState: osState(i.osState),
-              source: source(i.source), sourceLab: i.sourceLab ?? "", sizeBytes: i.sizeBytes, sha256: i.sha256,
-              region: i.region, author: i.author)
+        .init(
+            name: i.name, displayName: i.displayName, osType: osType(i.osType), osState: osState(i.osState),
+            source: source(i.source), sourceLab: i.sourceLab ?? "", sizeBytes: i.sizeBytes, sha256: i.sha256,
+            region: i.region, author: i.author)
     }
 
     static func labAccountImage(_ i: LabAccountImage) -> Labgallery_V1_LabAccountImage {
-        .init(image: image(i.image), enabled: i.enabled, available: i.available, unavailableReason: i.unavailable?.message ?? "")
+        .init(
+            image: image(i.image), enabled: i.enabled, available: i.available,
+            unavailableReason: i.unavailable?.message ?? "")
     }
 
     static func lab(_ l: Lab) -> Labgallery_V1_Lab {
@@ -34,13 +37,16 @@ enum Mapping {
     }
 
     static func replicationStatus(_ s: ReplicationStatus) -> Labgallery_V1_ReplicationStatus {
-        .init(image: s.image, aggregatedState: replicationState(s.aggregatedState), regions: s.regions.map(regionReplication),
-              deleted: s.deleted)
+        .init(
+            image: s.image, aggregatedState: replicationState(s.aggregatedState),
+            regions: s.regions.map(regionReplication),
+            deleted: s.deleted)
     }
 
     static func regionReplication(_ r: RegionReplication) -> Labgallery_V1_RegionReplication {
-        .init(region: r.region, state: replicationState(r.state), bytesCopied: r.bytesCopied, bytesTotal: r.bytesTotal,
-              progressPercent: Double(r.progressPercent), error: r.error ?? "", attempts: Int32(clamping: r.attempts))
+        .init(
+            region: r.region, state: replicationState(r.state), bytesCopied: r.bytesCopied, bytesTotal: r.bytesTotal,
+            progressPercent: Double(r.progressPercent), error: r.error ?? "", attempts: Int32(clamping: r.attempts))
     }
 
     static func osType(_ t: OSType) -> Labgallery_V1_OsType {
@@ -92,8 +98,9 @@ enum Mapping {
     }
 
     static func uploadHeader(_ h: Labgallery_V1_UploadImageRequest.Header) -> ImageUploadHeader {
-        ImageUploadHeader(gallery: h.gallery, imageID: h.imageId, displayName: h.displayName,
-                          osType: osType(h.osType), osState: osState(h.osState), sha256: h.sha256)
+        ImageUploadHeader(
+            gallery: h.gallery, imageID: h.imageId, displayName: h.displayName,
+            osType: osType(h.osType), osState: osState(h.osState), sha256: h.sha256)
     }
 
     static func gallerySetup(_ g: Labgallery_V1_CreateLabAccountRequest.OneOf_Gallery?) -> LabAccountGallerySetup {

@@ -30,21 +30,30 @@ public struct ServerConfiguration: Sendable {
     public static let defaultMaxReceiveMessageSize = 4 * 1024 * 1024
 
     /// Creates a configuration; defaults match the command line's.
-    public init(host: String = "127.0.0.1", port: UInt16 = 50051,
-                dataDirectory: URL = URL(fileURLWithPath: "labgallery-data"),
-                maxReceiveMessageSize: Int = ServerConfiguration.defaultMaxReceiveMessageSize,
-                templateImages: TemplateImagePolicy = .any, regionsFile: URL? = nil,
-                shutdownGracePeriod: Duration = .seconds(10), replication: ReplicationConfiguration = .init(),
-                priceSheet: PriceSheet = .default, blockingThreads: Int? = nil) {
-        self.host = host; self.port = port; self.dataDirectory = dataDirectory
-        self.maxReceiveMessageSize = maxReceiveMessageSize; self.templateImages = templateImages
-        self.regionsFile = regionsFile; self.shutdownGracePeriod = shutdownGracePeriod
-        self.replication = replication; self.priceSheet = priceSheet; self.blockingThreads = blockingThreads
+    public init(
+        host: String = "127.0.0.1", port: UInt16 = 50051,
+        dataDirectory: URL = URL(fileURLWithPath: "labgallery-data"),
+        maxReceiveMessageSize: Int = ServerConfiguration.defaultMaxReceiveMessageSize,
+        templateImages: TemplateImagePolicy = .any, regionsFile: URL? = nil,
+        shutdownGracePeriod: Duration = .seconds(10), replication: ReplicationConfiguration = .init(),
+        priceSheet: PriceSheet = .default, blockingThreads: Int? = nil
+    ) {
+        self.host = host
+        self.port = port
+        self.dataDirectory = dataDirectory
+        self.maxReceiveMessageSize = maxReceiveMessageSize
+        self.templateImages = templateImages
+        self.regionsFile = regionsFile
+        self.shutdownGracePeriod = shutdownGracePeriod
+        self.replication = replication
+        self.priceSheet = priceSheet
+        self.blockingThreads = blockingThreads
     }
 
     /// The core's settings: the region catalog (loaded from ``regionsFile`` if set) and the template policy.
     public func coreConfiguration() throws(LabGalleryError) -> LabGalleryConfiguration {
-        let catalog = try regionsFile.map { (url) throws(LabGalleryError) in try RegionCatalog(contentsOf: url) } ?? .builtIn
+        let catalog =
+            try regionsFile.map { (url) throws(LabGalleryError) in try RegionCatalog(contentsOf: url) } ?? .builtIn
         return LabGalleryConfiguration(regionCatalog: catalog, templateImages: templateImages)
     }
 }

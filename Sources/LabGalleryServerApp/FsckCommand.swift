@@ -27,14 +27,20 @@ struct FsckCommand: AsyncParsableCommand {
     func run() async throws {
         let report: FsckReport
         do {
-            let catalog = try regionsFile.map { (path) throws(LabGalleryError) in try RegionCatalog(contentsOf: URL(fileURLWithPath: path)) } ?? .builtIn
+            let catalog =
+                try regionsFile.map { (path) throws(LabGalleryError) in
+                    try RegionCatalog(contentsOf: URL(fileURLWithPath: path))
+                } ?? .builtIn
             let dataDirectory = dataDir.url
             report = try await BlockingExecutor.shared.run { () throws(LabGalleryError) in
                 guard FileManager.default.fileExists(atPath: DataLayout(root: dataDirectory).databaseURL.path) else {
-                    throw LabGalleryError.failedPrecondition(message: "no database in \(dataDirectory.path); nothing to check")
+                    throw LabGalleryError.failedPrecondition(
+                        message: "no database in \(dataDirectory.path); nothing to check")
                 }
-                return try LabGalleryService.open(dataDirectory: dataDirectory,
-                                                  configuration: LabGalleryConfiguration(regionCatalog: catalog)).fsck()
+                return try LabGalleryService.open(
+                    dataDirectory: dataDirectory,
+                    configuration: LabGalleryConfiguration(regionCatalog: catalog)
+                ).fsck()
             }
         } catch {
             let message = (error as? LabGalleryError)?.message ?? "\(error)"
@@ -43,7 +49,9 @@ struct FsckCommand: AsyncParsableCommand {
         }
         for p in report.problems { print("problem: \(p)") }
         for w in report.warnings { print("warning: \(w)") }
-        print("\(report.blobsChecked) blob(s), \(report.bytesChecked) byte(s) checked: \(report.problems.count) problem(s), \(report.warnings.count) warning(s)")
+        print(
+            "\(report.blobsChecked) blob(s), \(report.bytesChecked) byte(s) checked: \(report.problems.count) problem(s), \(report.warnings.count) warning(s)"
+        )
         fflush(nil)
         if !report.isClean { throw ExitCode(1) }
     }

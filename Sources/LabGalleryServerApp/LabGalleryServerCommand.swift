@@ -48,4 +48,6 @@ extension TemplateImagePolicy: ExpressibleByArgument {
 
 extension Role: ExpressibleByArgument {}
 
+// swift-format-ignore: AvoidRetroactiveConformances
+// (swift-log's level parsed by ArgumentParser: neither package can declare it.)
 extension Logger.Level: @retroactive ExpressibleByArgument {}

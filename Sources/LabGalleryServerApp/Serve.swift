@@ -33,19 +33,31 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "JSON region catalog {\"geographies\": {\"Name\": [\"region\", ...]}} replacing the built-in one.")
     var regionsFile: String?
 
-    @Option(help: "JSON replication config: concurrency, maxAttempts, backoff, WAN model (per-region bandwidthMiBps/latencyMs) and injected faults (see README).")
+    @Option(
+        help:
+            "JSON replication config: concurrency, maxAttempts, backoff, WAN model (per-region bandwidthMiBps/latencyMs) and injected faults (see README)."
+    )
     var replicationConfig: String?
 
     @Option(help: "At most this many replication jobs at once (overrides the replication config).")
     var replicationConcurrency: Int?
 
-    @Option(help: "Simulated WAN (bandwidth and latency per region): on or off (off copies at disk speed; overrides the replication config).")
+    @Option(
+        help:
+            "Simulated WAN (bandwidth and latency per region): on or off (off copies at disk speed; overrides the replication config)."
+    )
     var wanModel: String?
 
-    @Option(help: "JSON price sheet for GetGalleryCost: {\"currency\", \"storagePerGiBMonth\", \"egressPerGiB\", \"regions\"} (decimal strings).")
+    @Option(
+        help:
+            "JSON price sheet for GetGalleryCost: {\"currency\", \"storagePerGiBMonth\", \"egressPerGiB\", \"regions\"} (decimal strings)."
+    )
     var priceSheet: String?
 
-    @Option(help: "Threads for blocking work: database transactions, file I/O, fsync, hashing (default: 4 per core, at least 8).")
+    @Option(
+        help:
+            "Threads for blocking work: database transactions, file I/O, fsync, hashing (default: 4 per core, at least 8)."
+    )
     var blockingThreads: Int?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
@@ -53,7 +65,9 @@ struct Serve: AsyncParsableCommand {
 
     func validate() throws {
         guard maxMessageSize > 0 else { throw ValidationError("--max-message-size must be positive") }
-        if let n = replicationConcurrency, n < 1 { throw ValidationError("--replication-concurrency must be at least 1") }
+        if let n = replicationConcurrency, n < 1 {
+            throw ValidationError("--replication-concurrency must be at least 1")
+        }
         if let w = wanModel, w != "on", w != "off" { throw ValidationError("--wan-model must be on or off") }
         if let n = blockingThreads, n < 1 { throw ValidationError("--blocking-threads must be at least 1") }
     }
@@ -64,7 +78,9 @@ struct Serve: AsyncParsableCommand {
         var replication = ReplicationConfiguration()
         var prices = PriceSheet.default
         do {
-            if let path = replicationConfig { replication = try ReplicationConfiguration(contentsOf: URL(fileURLWithPath: path)) }
+            if let path = replicationConfig {
+                replication = try ReplicationConfiguration(contentsOf: URL(fileURLWithPath: path))
+            }
             if let path = priceSheet { prices = try PriceSheet(contentsOf: URL(fileURLWithPath: path)) }
         } catch {
             logger.critical("bad configuration file", metadata: ["error": "\(error.message)"])
@@ -101,19 +117,24 @@ struct Serve: AsyncParsableCommand {
         // The first stdout line is the contract scripts and tests wait for.
         print("listening on \(host):\(port)")
         fflush(nil)
-        logger.notice("listening on \(host):\(port)", metadata: [
-            "data_dir": "\(configuration.dataDirectory.path)",
-            "max_message_size": "\(maxMessageSize)",
-            "template_images": "\(templateImages == .any ? "any" : "generalized-only")",
-            "replication_concurrency": "\(replication.concurrency)",
-            "wan_model": "\(replication.wanModel ? "on" : "off")",
-        ])
+        logger.notice(
+            "listening on \(host):\(port)",
+            metadata: [
+                "data_dir": "\(configuration.dataDirectory.path)",
+                "max_message_size": "\(maxMessageSize)",
+                "template_images": "\(templateImages == .any ? "any" : "generalized-only")",
+                "replication_concurrency": "\(replication.concurrency)",
+                "wan_model": "\(replication.wanModel ? "on" : "off")",
+            ])
 
         var received: Int32 = 0
-        for await sig in signals { received = sig; break }
+        for await sig in signals {
+            received = sig
+            break
+        }
         logger.notice("shutting down", metadata: ["signal": "\(received == SIGINT ? "SIGINT" : "SIGTERM")"])
         await server.shutdown()
-        sources.forEach { $0.cancel() }
+        for source in sources { source.cancel() }
         logger.notice("stopped")
     }
 }

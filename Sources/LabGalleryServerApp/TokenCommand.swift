@@ -45,7 +45,8 @@ struct TokenCommand: ParsableCommand {
             do {
                 let created = try await core.createToken(principal: principal, role: role)
                 print(created.plaintext)
-                FileHandle.standardError.write(Data("created token \(created.info.id) for \(principal) (\(role.rawValue))\n".utf8))
+                FileHandle.standardError.write(
+                    Data("created token \(created.info.id) for \(principal) (\(role.rawValue))\n".utf8))
             } catch {
                 throw TokenCommand.fail(error)
             }
@@ -62,9 +63,11 @@ struct TokenCommand: ParsableCommand {
             let core = try TokenCommand.open(dataDir)
             let tokens: [TokenInfo]
             do { tokens = try await core.listTokens() } catch { throw TokenCommand.fail(error) }
-            let rows = [["ID", "PRINCIPAL", "ROLE", "CREATED", "REVOKED"]] + tokens.map {
-                [$0.id, $0.principal, $0.role.rawValue, $0.createdAt.ISO8601Format(), $0.revoked ? "yes" : "no"]
-            }
+            let rows =
+                [["ID", "PRINCIPAL", "ROLE", "CREATED", "REVOKED"]]
+                + tokens.map {
+                    [$0.id, $0.principal, $0.role.rawValue, $0.createdAt.ISO8601Format(), $0.revoked ? "yes" : "no"]
+                }
             let widths = (0..<5).map { column in rows.map { $0[column].count }.max() ?? 0 }
             for row in rows {
                 let cells = row.enumerated().map { i, cell in

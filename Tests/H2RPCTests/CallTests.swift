@@ -13,7 +13,8 @@ import Testing
         var md = Metadata()
         md.add("x-echo-initial", "hello")
         md.add("x-echo-trailing-bin", binary: [0xab, 0xab, 0xab])
-        let response = try await h.client.unary(TestService.echo, request: Blob("ping"), metadata: md, responseType: Blob.self)
+        let response = try await h.client.unary(
+            TestService.echo, request: Blob("ping"), metadata: md, responseType: Blob.self)
         #expect(response.message.text == "ping")
         #expect(response.initialMetadata.first("x-echo-initial") == "hello")
         #expect(response.trailingMetadata.firstBinary("x-echo-trailing-bin") == [0xab, 0xab, 0xab])
@@ -40,10 +41,12 @@ import Testing
     func unknownMethodIsUnimplemented(kind: TransportKind) async throws {
         let h = try Harness(kind, services: [TestService(probe: Probe())])
         await #expect {
-            _ = try await h.client.unary(MethodDescriptor(service: "test.Test", method: "Nope"), request: Blob(), responseType: Blob.self)
+            _ = try await h.client.unary(
+                MethodDescriptor(service: "test.Test", method: "Nope"), request: Blob(), responseType: Blob.self)
         } throws: { ($0 as? RPCError)?.code == .unimplemented }
         await #expect {
-            _ = try await h.client.unary(MethodDescriptor(service: "no.Such", method: "Thing"), request: Blob(), responseType: Blob.self)
+            _ = try await h.client.unary(
+                MethodDescriptor(service: "no.Such", method: "Thing"), request: Blob(), responseType: Blob.self)
         } throws: { ($0 as? RPCError)?.code == .unimplemented }
         await h.stop()
     }
@@ -119,7 +122,9 @@ import Testing
         let h = try Harness(kind, services: [TestService(probe: probe)])
         let start = ContinuousClock.now
         await #expect {
-            _ = try await h.client.unary(TestService.sleep, request: Blob(), options: CallOptions(timeout: .milliseconds(200)), responseType: Blob.self)
+            _ = try await h.client.unary(
+                TestService.sleep, request: Blob(), options: CallOptions(timeout: .milliseconds(200)),
+                responseType: Blob.self)
         } throws: { ($0 as? RPCError)?.code == .deadlineExceeded }
         #expect(ContinuousClock.now - start < .seconds(5))
         try await eventually("cancelledCount == 1") { probe.cancelledCount == 1 }
@@ -154,7 +159,10 @@ import Testing
         while ContinuousClock.now < deadline {
             let before = probe.written
             try await Task.sleep(for: .milliseconds(300))
-            if probe.written == before { stalled = before; break }
+            if probe.written == before {
+                stalled = before
+                break
+            }
         }
         // Parked well short of the 100,000 asked for: the windows (4 MiB stream + socket
         // buffers) and the 256 KiB high-water mark bound what could be written.
@@ -191,8 +199,11 @@ import Testing
             _ = try await open.client.unary(TestService.echo, request: Blob("x"), responseType: Blob.self)
         } throws: { ($0 as? RPCError)?.code == .unauthenticated }
         await open.stop()
-        let authed = try Harness(kind, services: [TestService(probe: Probe())], interceptors: [Auth()], clientInterceptors: [AddToken()])
-        #expect(try await authed.client.unary(TestService.echo, request: Blob("x"), responseType: Blob.self).message.text == "x")
+        let authed = try Harness(
+            kind, services: [TestService(probe: Probe())], interceptors: [Auth()], clientInterceptors: [AddToken()])
+        #expect(
+            try await authed.client.unary(TestService.echo, request: Blob("x"), responseType: Blob.self).message.text
+                == "x")
         await authed.stop()
     }
 
@@ -214,13 +225,17 @@ import Testing
     }
 
     @Test func oversizedRequestIsResourceExhausted() async throws {
-        let h = try Harness(.http2, services: [TestService(probe: Probe())],
-                            configuration: H2Configuration(maxReceiveMessageSize: 1024))
+        let h = try Harness(
+            .http2, services: [TestService(probe: Probe())],
+            configuration: H2Configuration(maxReceiveMessageSize: 1024))
         await #expect {
-            _ = try await h.client.unary(TestService.echo, request: Blob([UInt8](repeating: 1, count: 4096)), responseType: Blob.self)
+            _ = try await h.client.unary(
+                TestService.echo, request: Blob([UInt8](repeating: 1, count: 4096)), responseType: Blob.self)
         } throws: { ($0 as? RPCError)?.code == .resourceExhausted }
         // The connection still works.
-        #expect(try await h.client.unary(TestService.echo, request: Blob("ok"), responseType: Blob.self).message.text == "ok")
+        #expect(
+            try await h.client.unary(TestService.echo, request: Blob("ok"), responseType: Blob.self).message.text
+                == "ok")
         await h.stop()
     }
 
@@ -228,7 +243,9 @@ import Testing
     func gracefulShutdownDrainsCallsInFlightAndRefusesNewOnes(kind: TransportKind) async throws {
         let probe = Probe()
         let h = try Harness(kind, services: [TestService(probe: probe)])
-        let inFlight = Task { try await h.client.unary(TestService.nap, request: Blob("late"), responseType: Blob.self) }
+        let inFlight = Task {
+            try await h.client.unary(TestService.nap, request: Blob("late"), responseType: Blob.self)
+        }
         try await eventually("startedCount == 1") { probe.startedCount == 1 }
         let start = ContinuousClock.now
         await h.server.shutdown(gracePeriod: .seconds(10))

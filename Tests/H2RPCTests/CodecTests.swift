@@ -85,14 +85,18 @@ import Testing
         #expect(empty.maybeText == nil)
         #expect(empty.items.isEmpty)
         let scalars = try [UInt8]().withUnsafeBytes { try Scalars(serializedBytes: $0) }
-        #expect(scalars.text == "" && scalars.data == [] && scalars.color == .unspecified && scalars.i64 == 0 && !scalars.flag)
+        #expect(
+            scalars.text == "" && scalars.data == [] && scalars.color == .unspecified && scalars.i64 == 0
+                && !scalars.flag)
         // Explicit defaults are not written (proto3 implicit presence).
         #expect(Scalars(i32: 0, text: "", data: [], color: .unspecified).serializedBytes() == [])
     }
 
     @Test func knownEncoding() throws {
         #expect(Item(name: "a", count: 1).serializedBytes() == [0x0A, 0x01, 0x61, 0x10, 0x01])
-        let item = try [UInt8]([0x10, 0x96, 0x01, 0x0A, 0x02, 0x68, 0x69]).withUnsafeBytes { try Item(serializedBytes: $0) }
+        let item = try [UInt8]([0x10, 0x96, 0x01, 0x0A, 0x02, 0x68, 0x69]).withUnsafeBytes {
+            try Item(serializedBytes: $0)
+        }
         #expect(item == Item(name: "hi", count: 150))
     }
 
@@ -108,10 +112,10 @@ import Testing
     }
 
     @Test(arguments: [
-        [0xFF, 0xFF, 0xFF] as [UInt8],               // bad tag varint
-        [0x0A, 0x05, 0x61],                            // length beyond the end
-        [0x12, 0x03, 0xFF, 0xFF, 0xFF],                // sub-message with a bad tag
-        [0x0B],                                        // start-group wire type
+        [0xFF, 0xFF, 0xFF] as [UInt8],  // bad tag varint
+        [0x0A, 0x05, 0x61],  // length beyond the end
+        [0x12, 0x03, 0xFF, 0xFF, 0xFF],  // sub-message with a bad tag
+        [0x0B],  // start-group wire type
     ])
     func garbageThrows(bytes: [UInt8]) {
         #expect(throws: (any Error).self) {
@@ -130,18 +134,20 @@ import Testing
     @Test func singleBytesFieldMessagesSkipProtobufC() throws {
         let big = pattern(70_000, multiplier: 13, offset: 0)
         let cases: [(any RPCMessage, [UInt8])] = [
-            (Envelope(body: .blob([1, 2, 3])), [0x62, 0x03, 1, 2, 3]),                  // oneof member
-            (Envelope(body: .blob([])), [0x62, 0x00]),                                    // set, even empty
-            (Envelope(maybeData: [9]), [0xC2, 0x01, 0x01, 9]),                            // proto3 optional, two-byte tag
+            (Envelope(body: .blob([1, 2, 3])), [0x62, 0x03, 1, 2, 3]),  // oneof member
+            (Envelope(body: .blob([])), [0x62, 0x00]),  // set, even empty
+            (Envelope(maybeData: [9]), [0xC2, 0x01, 0x01, 9]),  // proto3 optional, two-byte tag
             (Envelope(maybeData: []), [0xC2, 0x01, 0x00]),
-            (Scalars(data: [7, 7]), [0x7A, 0x02, 7, 7]),                                  // implicit presence
-            (Envelope(body: .blob(big)), [0x62, 0xF0, 0xA2, 0x04] + big),                 // three-byte length
+            (Scalars(data: [7, 7]), [0x7A, 0x02, 7, 7]),  // implicit presence
+            (Envelope(body: .blob(big)), [0x62, 0xF0, 0xA2, 0x04] + big),  // three-byte length
             (Labgallery_V1_UploadImageRequest(data: .chunk(big)), [0x12, 0xF0, 0xA2, 0x04] + big),
         ]
         for (message, wire) in cases {
             #expect(try message.serializedBytes() == wire)
         }
-        func decode<M: RPCMessage>(_ type: M.Type, _ wire: [UInt8]) throws -> M { try wire.withUnsafeBytes { try M(serializedBytes: $0) } }
+        func decode<M: RPCMessage>(_ type: M.Type, _ wire: [UInt8]) throws -> M {
+            try wire.withUnsafeBytes { try M(serializedBytes: $0) }
+        }
         #expect(try decode(Envelope.self, [0x62, 0x03, 1, 2, 3]) == Envelope(body: .blob([1, 2, 3])))
         #expect(try decode(Envelope.self, [0x62, 0x00]) == Envelope(body: .blob([])))
         #expect(try decode(Envelope.self, [0xC2, 0x01, 0x01, 9]) == Envelope(maybeData: [9]))
@@ -163,7 +169,9 @@ import Testing
         #expect(try roundTrip(mixed) == mixed)
         #expect(Scalars(real32: -0.0, real64: -0.0, data: [1]).serializedBytes() == [0x7A, 0x01, 0x01])
         #expect(try roundTrip(Envelope(body: .blob([1]), maybeData: [2])) == Envelope(body: .blob([1]), maybeData: [2]))
-        #expect(try roundTrip(Labgallery_V1_UploadImageRequest(data: .header(.init(gallery: "g")))).data == .header(.init(gallery: "g")))
+        #expect(
+            try roundTrip(Labgallery_V1_UploadImageRequest(data: .header(.init(gallery: "g")))).data
+                == .header(.init(gallery: "g")))
     }
 
     /// `serialize(into:)` writes exactly what `serializedBytes()` returns, into the caller's memory.
@@ -212,27 +220,33 @@ import Testing
     @Test func serviceRegistersEveryMethod() {
         var router = RPCRouter()
         FixtureService().registerMethods(with: &router)
-        #expect(Set(router.methods.map(\.path)) == [
-            "/h2rpc.fixture.FixtureService/Echo", "/h2rpc.fixture.FixtureService/Delete",
-            "/h2rpc.fixture.FixtureService/List", "/h2rpc.fixture.FixtureService/Upload",
-            "/h2rpc.fixture.FixtureService/Chat",
-        ])
+        #expect(
+            Set(router.methods.map(\.path)) == [
+                "/h2rpc.fixture.FixtureService/Echo", "/h2rpc.fixture.FixtureService/Delete",
+                "/h2rpc.fixture.FixtureService/List", "/h2rpc.fixture.FixtureService/Upload",
+                "/h2rpc.fixture.FixtureService/Chat",
+            ])
         #expect(H2rpc_Fixture_FixtureService.descriptorName == "h2rpc.fixture.FixtureService")
         #expect(H2rpc_Fixture_FixtureService.Method.echo.path == "/h2rpc.fixture.FixtureService/Echo")
-        #expect(Grpc_Testing_TestService.Method.unaryCall == MethodDescriptor(service: "grpc.testing.TestService", method: "UnaryCall"))
+        #expect(
+            Grpc_Testing_TestService.Method.unaryCall
+                == MethodDescriptor(service: "grpc.testing.TestService", method: "UnaryCall"))
         #expect(Grpc_Health_V1_HealthCheckResponse.ServingStatus.serviceUnknown.rawValue == 3)
     }
 
     /// Encodes in Swift, decodes in Python (and the reverse): both sides build the same
     /// message and compare. Fails (not skips) when python3 or its protobuf package is missing.
     @Test func wireCompatibleWithPythonProtobuf() async throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("h2rpc-codec-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: tmp) }
 
-        try await run(["python3", "-m", "grpc_tools.protoc", "-I", root.appendingPathComponent("Protos").path,
-                 "--python_out=\(tmp.path)", "h2rpc/fixture/fixture.proto"])
+        try await run([
+            "python3", "-m", "grpc_tools.protoc", "-I", root.appendingPathComponent("Protos").path,
+            "--python_out=\(tmp.path)", "h2rpc/fixture/fixture.proto",
+        ])
         let fromSwift = tmp.appendingPathComponent("from-swift.bin")
         let fromPython = tmp.appendingPathComponent("from-python.bin")
         try Data(Self.envelope.serializedBytes()).write(to: fromSwift)
@@ -260,8 +274,9 @@ import Testing
         note: "n"
     )
 
-    static let itemV2 = ItemV2(name: "v2", count: 5, tags: ["t1", "", "t3"], inner: Item(name: "in", count: -1),
-                               f32: 0xCAFE_BABE, f64: 1, big: Int64.min)
+    static let itemV2 = ItemV2(
+        name: "v2", count: 5, tags: ["t1", "", "t3"], inner: Item(name: "in", count: -1),
+        f32: 0xCAFE_BABE, f64: 1, big: Int64.min)
 
     /// A chain of nodes `levels` sub-messages deep below the root ("0" … "levels").
     static func chain(_ levels: Int) -> Node {
@@ -276,12 +291,16 @@ import Testing
 
     /// Expects `wire` to be rejected as malformed: the bridge's decoding error, the one
     /// protobuf-c rejections give (the server answers it as it does any undecodable message).
-    private func expectMalformed<M: RPCMessage>(_ type: M.Type, _ wire: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) {
+    private func expectMalformed<M: RPCMessage>(
+        _ type: M.Type, _ wire: [UInt8], sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         do {
             _ = try decode(type, wire)
             Issue.record("decoded malformed bytes \(wire.prefix(32))", sourceLocation: sourceLocation)
         } catch {
-            #expect(String(describing: error).hasPrefix("invalid protobuf encoding of \(M.self)"), sourceLocation: sourceLocation)
+            #expect(
+                String(describing: error).hasPrefix("invalid protobuf encoding of \(M.self)"),
+                sourceLocation: sourceLocation)
         }
     }
 
@@ -292,7 +311,9 @@ import Testing
         // One entry: tag 1, entry { key "k", value "v" }.
         #expect(Maps(labels: ["k": "v"]).serializedBytes() == [0x0A, 0x06, 0x0A, 0x01, 0x6B, 0x12, 0x01, 0x76])
         // A key twice: the last value wins; an entry without key or value gets the defaults.
-        let twice: [UInt8] = [0x0A, 0x06, 0x0A, 0x01, 0x6B, 0x12, 0x01, 0x31, 0x0A, 0x06, 0x0A, 0x01, 0x6B, 0x12, 0x01, 0x32]
+        let twice: [UInt8] = [
+            0x0A, 0x06, 0x0A, 0x01, 0x6B, 0x12, 0x01, 0x31, 0x0A, 0x06, 0x0A, 0x01, 0x6B, 0x12, 0x01, 0x32,
+        ]
         #expect(try decode(Maps.self, twice).labels == ["k": "2"])
         #expect(try decode(Maps.self, [0x0A, 0x00, 0x12, 0x00]) == Maps(labels: ["": ""], items: [0: Item()]))
         // Maps inside a recursive message.
@@ -332,7 +353,8 @@ import Testing
         let envelope = try decode(Envelope.self, nested)
         #expect(envelope.items.first?.unknownFields == old.unknownFields)
         #expect(envelope.serializedBytes() == nested)
-        let withBlob = try decode(Envelope.self, [0x62, 0x01, 7, 0xF8, 0x07, 0x05])  // body.blob + unknown field 127 = 5
+        // body.blob + unknown field 127 = 5
+        let withBlob = try decode(Envelope.self, [0x62, 0x01, 7, 0xF8, 0x07, 0x05])
         #expect(withBlob.body == .blob([7]) && withBlob.unknownFields == [0xF8, 0x07, 0x05])
         #expect(withBlob.serializedBytes() == [0x62, 0x01, 7, 0xF8, 0x07, 0x05])
         // Unknown fields count for equality, as in swift-protobuf.
@@ -340,26 +362,26 @@ import Testing
     }
 
     @Test(arguments: [
-        [0xFF] as [UInt8],           // not UTF-8
-        [0x61, 0x00, 0x62],          // NUL inside
-        [0x00],                      // NUL alone
-        [0xC0, 0x80],                // overlong NUL
-        [0xE0, 0x80, 0xAF],          // overlong '/'
-        [0xED, 0xA0, 0x80],          // surrogate
-        [0xF4, 0x90, 0x80, 0x80],    // past U+10FFFF
-        [0xE2, 0x82],                // truncated sequence
-        [0x80],                      // lone continuation byte
+        [0xFF] as [UInt8],  // not UTF-8
+        [0x61, 0x00, 0x62],  // NUL inside
+        [0x00],  // NUL alone
+        [0xC0, 0x80],  // overlong NUL
+        [0xE0, 0x80, 0xAF],  // overlong '/'
+        [0xED, 0xA0, 0x80],  // surrogate
+        [0xF4, 0x90, 0x80, 0x80],  // past U+10FFFF
+        [0xE2, 0x82],  // truncated sequence
+        [0x80],  // lone continuation byte
     ])
     func stringsThatAreNotUTF8OrHoldNULAreMalformed(text: [UInt8]) {
         let field: (UInt8, [UInt8]) -> [UInt8] = { tag, contents in [tag, UInt8(contents.count)] + contents }
-        expectMalformed(Item.self, field(0x0A, text))                                     // singular
-        expectMalformed(Scalars.self, [0x92, 0x02, UInt8(text.count)] + text)             // repeated: r_text = 34
-        expectMalformed(Envelope.self, field(0x0A, field(0x0A, text)))                    // nested: header.id
-        expectMalformed(Envelope.self, field(0x5A, text))                                 // oneof member: note
-        expectMalformed(Envelope.self, [0xA2, 0x01, UInt8(text.count)] + text)            // proto3 optional: maybe_text
-        expectMalformed(Maps.self, field(0x0A, field(0x0A, text)))                        // map key
-        expectMalformed(Maps.self, field(0x0A, field(0x12, text)))                        // map value
-        expectMalformed(Node.self, field(0x12, field(0x12, field(0x0A, text))))           // deep in a recursive message
+        expectMalformed(Item.self, field(0x0A, text))  // singular
+        expectMalformed(Scalars.self, [0x92, 0x02, UInt8(text.count)] + text)  // repeated: r_text = 34
+        expectMalformed(Envelope.self, field(0x0A, field(0x0A, text)))  // nested: header.id
+        expectMalformed(Envelope.self, field(0x5A, text))  // oneof member: note
+        expectMalformed(Envelope.self, [0xA2, 0x01, UInt8(text.count)] + text)  // proto3 optional: maybe_text
+        expectMalformed(Maps.self, field(0x0A, field(0x0A, text)))  // map key
+        expectMalformed(Maps.self, field(0x0A, field(0x12, text)))  // map value
+        expectMalformed(Node.self, field(0x12, field(0x12, field(0x0A, text))))  // deep in a recursive message
     }
 
     @Test func validUTF8StringsDecode() throws {
@@ -379,7 +401,10 @@ import Testing
             let inner = lengths[level + 1]
             var size = 1
             var v = inner
-            while v >= 0x80 { v >>= 7; size += 1 }
+            while v >= 0x80 {
+                v >>= 7
+                size += 1
+            }
             lengths[level] = 1 + size + inner
         }
         var wire: [UInt8] = []
@@ -387,7 +412,10 @@ import Testing
         for level in 0..<levels {
             wire.append(tags[level % tags.count])
             var v = lengths[level + 1]
-            while v >= 0x80 { wire.append(UInt8(v & 0x7F) | 0x80); v >>= 7 }
+            while v >= 0x80 {
+                wire.append(UInt8(v & 0x7F) | 0x80)
+                v >>= 7
+            }
             wire.append(UInt8(v))
         }
         return wire
@@ -408,26 +436,31 @@ import Testing
         expectMalformed(Node.self, Self.nestedChildren(101, tags: [0x22, 0x12]))
         expectMalformed(Node.self, Self.nestedChildren(500_000, tags: [0x22, 0x12]))
         var node = Node(name: "leaf")
-        for _ in 0..<50 { node = Node(named: ["k": node]) }                       // 100 levels with the entries
+        for _ in 0..<50 { node = Node(named: ["k": node]) }  // 100 levels with the entries
         #expect(try roundTrip(node) == node)
-        expectMalformed(Node.self, Node(named: ["k": node]).serializedBytes())    // 102
+        expectMalformed(Node.self, Node(named: ["k": node]).serializedBytes())  // 102
     }
 
     /// Maps, unknown fields and deep nesting against Python's protobuf (upb), the reference:
     /// Python encodes, Swift decodes and re-encodes, Python checks what Swift wrote; Python
     /// also rejects the nesting Swift rejects.
     @Test func mapsUnknownFieldsAndDepthMatchPythonProtobuf() async throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("h2rpc-codec-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: tmp) }
-        try await run(["python3", "-m", "grpc_tools.protoc", "-I", root.appendingPathComponent("Protos").path,
-                       "--python_out=\(tmp.path)", "h2rpc/fixture/fixture.proto"])
+        try await run([
+            "python3", "-m", "grpc_tools.protoc", "-I", root.appendingPathComponent("Protos").path,
+            "--python_out=\(tmp.path)", "h2rpc/fixture/fixture.proto",
+        ])
         let script = tmp.appendingPathComponent("features.py")
         try Self.featuresScript.write(to: script, atomically: true, encoding: .utf8)
         try await run(["python3", script.path, tmp.path, "make"])
         func read(_ name: String) throws -> [UInt8] { [UInt8](try Data(contentsOf: tmp.appendingPathComponent(name))) }
-        func write(_ name: String, _ bytes: [UInt8]) throws { try Data(bytes).write(to: tmp.appendingPathComponent(name)) }
+        func write(_ name: String, _ bytes: [UInt8]) throws {
+            try Data(bytes).write(to: tmp.appendingPathComponent(name))
+        }
 
         let maps = try decode(Maps.self, try read("maps.bin"))
         #expect(maps == Self.maps)
@@ -443,109 +476,115 @@ import Testing
     }
 
     static let featuresScript = #"""
-    import os, sys
-    sys.path.insert(0, sys.argv[1])
-    from h2rpc.fixture import fixture_pb2 as f
-    d, step = sys.argv[1], sys.argv[2]
+        import os, sys
+        sys.path.insert(0, sys.argv[1])
+        from h2rpc.fixture import fixture_pb2 as f
+        d, step = sys.argv[1], sys.argv[2]
 
-    maps = f.Maps(note="n")
-    maps.labels.update({"a": "x", "": "empty key", "ünï": ""})
-    maps.items[1].CopyFrom(f.Item(name="one", count=1)); maps.items[-7].CopyFrom(f.Item())
-    maps.items[2**31 - 1].CopyFrom(f.Item(name="max"))
-    maps.blobs.update({"b": bytes([0, 1, 255]), "none": b""})
-    maps.colors.update({0: f.COLOR_RED, 2**64 - 1: 77})
-    maps.flags.update({-1: True, 0: False, -(2**63): True})
-    item = f.ItemV2(name="v2", count=5, tags=["t1", "", "t3"], inner=f.Item(name="in", count=-1),
-                    f32=0xCAFEBABE, f64=1, big=-(2**63))
+        maps = f.Maps(note="n")
+        maps.labels.update({"a": "x", "": "empty key", "ünï": ""})
+        maps.items[1].CopyFrom(f.Item(name="one", count=1)); maps.items[-7].CopyFrom(f.Item())
+        maps.items[2**31 - 1].CopyFrom(f.Item(name="max"))
+        maps.blobs.update({"b": bytes([0, 1, 255]), "none": b""})
+        maps.colors.update({0: f.COLOR_RED, 2**64 - 1: 77})
+        maps.flags.update({-1: True, 0: False, -(2**63): True})
+        item = f.ItemV2(name="v2", count=5, tags=["t1", "", "t3"], inner=f.Item(name="in", count=-1),
+                        f32=0xCAFEBABE, f64=1, big=-(2**63))
 
-    def chain(levels):
-        root = f.Node(name="0"); node = root
-        for level in range(1, levels + 1):
-            node.child.name = str(level); node = node.child
-        return root
+        def chain(levels):
+            root = f.Node(name="0"); node = root
+            for level in range(1, levels + 1):
+                node.child.name = str(level); node = node.child
+            return root
 
-    def path(name): return os.path.join(d, name)
-    def parse(cls, name):
-        m = cls()
-        with open(path(name), "rb") as fh: m.ParseFromString(fh.read())
-        return m
+        def path(name): return os.path.join(d, name)
+        def parse(cls, name):
+            m = cls()
+            with open(path(name), "rb") as fh: m.ParseFromString(fh.read())
+            return m
 
-    if step == "make":
-        for name, m in [("maps.bin", maps), ("itemv2.bin", item), ("deep100.bin", chain(100)), ("deep101.bin", chain(101))]:
-            with open(path(name), "wb") as fh: fh.write(m.SerializeToString())
-        parse(f.Node, "deep100.bin")
-        try:
-            parse(f.Node, "deep101.bin")
-            sys.exit("python accepted 101 levels: the reference limit changed")
-        except Exception:
-            pass
-    else:
-        for cls, name, expected in [(f.Maps, "swift-maps.bin", maps), (f.ItemV2, "swift-item.bin", item),
-                                    (f.Node, "swift-deep.bin", chain(100))]:
-            got = parse(cls, name)
-            if got != expected:
-                sys.exit("%s differs:\n--- got\n%s\n--- expected\n%s" % (name, got, expected))
-    """#
+        if step == "make":
+            for name, m in [("maps.bin", maps), ("itemv2.bin", item), ("deep100.bin", chain(100)), ("deep101.bin", chain(101))]:
+                with open(path(name), "wb") as fh: fh.write(m.SerializeToString())
+            parse(f.Node, "deep100.bin")
+            try:
+                parse(f.Node, "deep101.bin")
+                sys.exit("python accepted 101 levels: the reference limit changed")
+            except Exception:
+                pass
+        else:
+            for cls, name, expected in [(f.Maps, "swift-maps.bin", maps), (f.ItemV2, "swift-item.bin", item),
+                                        (f.Node, "swift-deep.bin", chain(100))]:
+                got = parse(cls, name)
+                if got != expected:
+                    sys.exit("%s differs:\n--- got\n%s\n--- expected\n%s" % (name, got, expected))
+        """#
 
     /// Runs a command to its end without blocking a cooperative thread (the process's exit is an event).
     private func run(_ arguments: [String]) async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments
-        let errorsURL = FileManager.default.temporaryDirectory.appendingPathComponent("codec-\(UUID().uuidString).stderr")
+        let errorsURL = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "codec-\(UUID().uuidString).stderr")
         _ = FileManager.default.createFile(atPath: errorsURL.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: errorsURL) }
         process.standardError = try FileHandle(forWritingTo: errorsURL)
         let exited = AsyncStream<Void> { continuation in
-            process.terminationHandler = { _ in continuation.yield(); continuation.finish() }
+            process.terminationHandler = { _ in
+                continuation.yield()
+                continuation.finish()
+            }
         }
         try process.run()
         for await _ in exited { break }
         let stderr = (try? Data(contentsOf: errorsURL)) ?? Data()
-        #expect(process.terminationStatus == 0, "\(arguments.joined(separator: " ")) failed: \(String(decoding: stderr, as: UTF8.self))")
+        #expect(
+            process.terminationStatus == 0,
+            "\(arguments.joined(separator: " ")) failed: \(String(decoding: stderr, as: UTF8.self))")
         if process.terminationStatus != 0 { throw CancellationError() }
     }
 
     static let pythonScript = #"""
-    import sys
-    sys.path.insert(0, sys.argv[1])
-    from h2rpc.fixture import fixture_pb2 as f
-    from google.protobuf import empty_pb2
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        from h2rpc.fixture import fixture_pb2 as f
+        from google.protobuf import empty_pb2
 
-    E = f.Envelope
-    s = f.Scalars(
-        i32=-123456, i64=-(2**63), u32=2**32 - 1, u64=2**64 - 1,
-        s32=-7, s64=-9000000000, f32=0xDEADBEEF, f64=0x0123456789ABCDEF,
-        sf32=-(2**31), sf64=-1, flag=True, real32=1.5, real64=-2.25,
-        text="héllo, wörld ✓", data=bytes([0, 1, 2, 255, 0]), color=f.COLOR_GREEN,
-        r_i32=[1, -2, 2**31 - 1], r_i64=[2**63 - 1, -3], r_u32=[0, 7], r_u64=[2**64 - 1, 1],
-        r_s32=[-1, 1], r_s64=[-5, 5], r_f32=[9], r_f64=[10, 11], r_sf32=[-12], r_sf64=[13, -14],
-        r_flag=[True, False, True], r_real32=[0.5, -0.25], r_real64=[1e100, -0.0],
-        r_text=["", "a", "ünïcode"], r_data=[b"", b"\x01", b"\x02\x03"],
-        r_color=[f.COLOR_RED, f.BLUE, f.COLOR_UNSPECIFIED],
-    )
-    expected = E(
-        header=E.Header(id="h-1", kind=E.KIND_COMPLEX_THING, trace=E.Header.Trace(span=42)),
-        scalars=s,
-        items=[f.Item(name="x", count=1), f.Item(), f.Item(name="z", count=-3)],
-        headers=[E.Header(id="a"), E.Header(kind=E.KIND_SIMPLE)],
-        item=f.Item(name="in-oneof", count=9),
-        maybe_text="", maybe_int=0, maybe_flag=False, maybe_color=f.COLOR_UNSPECIFIED, maybe_data=b"",
-        nothing=empty_pb2.Empty(),
-    )
-    got = E()
-    with open(sys.argv[2], "rb") as fh:
-        got.ParseFromString(fh.read())
-    if got != expected:
-        sys.exit("Swift-encoded message differs:\n--- got\n%s\n--- expected\n%s" % (got, expected))
-    for name in ["maybe_text", "maybe_int", "maybe_flag", "maybe_color", "maybe_data", "header", "nothing"]:
-        if not got.HasField(name):
-            sys.exit("presence of %s lost" % name)
-    if got.WhichOneof("body") != "item":
-        sys.exit("oneof member lost: %s" % got.WhichOneof("body"))
-    with open(sys.argv[3], "wb") as fh:
-        fh.write(expected.SerializeToString())
-    """#
+        E = f.Envelope
+        s = f.Scalars(
+            i32=-123456, i64=-(2**63), u32=2**32 - 1, u64=2**64 - 1,
+            s32=-7, s64=-9000000000, f32=0xDEADBEEF, f64=0x0123456789ABCDEF,
+            sf32=-(2**31), sf64=-1, flag=True, real32=1.5, real64=-2.25,
+            text="héllo, wörld ✓", data=bytes([0, 1, 2, 255, 0]), color=f.COLOR_GREEN,
+            r_i32=[1, -2, 2**31 - 1], r_i64=[2**63 - 1, -3], r_u32=[0, 7], r_u64=[2**64 - 1, 1],
+            r_s32=[-1, 1], r_s64=[-5, 5], r_f32=[9], r_f64=[10, 11], r_sf32=[-12], r_sf64=[13, -14],
+            r_flag=[True, False, True], r_real32=[0.5, -0.25], r_real64=[1e100, -0.0],
+            r_text=["", "a", "ünïcode"], r_data=[b"", b"\x01", b"\x02\x03"],
+            r_color=[f.COLOR_RED, f.BLUE, f.COLOR_UNSPECIFIED],
+        )
+        expected = E(
+            header=E.Header(id="h-1", kind=E.KIND_COMPLEX_THING, trace=E.Header.Trace(span=42)),
+            scalars=s,
+            items=[f.Item(name="x", count=1), f.Item(), f.Item(name="z", count=-3)],
+            headers=[E.Header(id="a"), E.Header(kind=E.KIND_SIMPLE)],
+            item=f.Item(name="in-oneof", count=9),
+            maybe_text="", maybe_int=0, maybe_flag=False, maybe_color=f.COLOR_UNSPECIFIED, maybe_data=b"",
+            nothing=empty_pb2.Empty(),
+        )
+        got = E()
+        with open(sys.argv[2], "rb") as fh:
+            got.ParseFromString(fh.read())
+        if got != expected:
+            sys.exit("Swift-encoded message differs:\n--- got\n%s\n--- expected\n%s" % (got, expected))
+        for name in ["maybe_text", "maybe_int", "maybe_flag", "maybe_color", "maybe_data", "header", "nothing"]:
+            if not got.HasField(name):
+                sys.exit("presence of %s lost" % name)
+        if got.WhichOneof("body") != "item":
+            sys.exit("oneof member lost: %s" % got.WhichOneof("body"))
+        with open(sys.argv[3], "wb") as fh:
+            fh.write(expected.SerializeToString())
+        """#
 }
 
 /// Protobuf's limits the bridge enforces.
@@ -556,24 +595,34 @@ enum ProtobufLimits {
 
 /// Compile-time check of the generated service protocol and client shapes.
 struct FixtureService: H2rpc_Fixture_FixtureService.ServiceProtocol {
-    func echo(request: H2rpc_Fixture_Envelope, context: ServerContext) async throws -> H2rpc_Fixture_Envelope { request }
+    func echo(request: H2rpc_Fixture_Envelope, context: ServerContext) async throws -> H2rpc_Fixture_Envelope {
+        request
+    }
     func delete(request: H2rpc_Fixture_Item, context: ServerContext) async throws -> Google_Protobuf_Empty { .init() }
-    func list(request: H2rpc_Fixture_Item, response: ResponseWriter<H2rpc_Fixture_Item>, context: ServerContext) async throws {
+    func list(request: H2rpc_Fixture_Item, response: ResponseWriter<H2rpc_Fixture_Item>, context: ServerContext)
+        async throws
+    {
         try await response.write(request)
     }
-    func upload(requests: RequestStream<H2rpc_Fixture_Item>, context: ServerContext) async throws -> H2rpc_Fixture_Envelope {
+    func upload(requests: RequestStream<H2rpc_Fixture_Item>, context: ServerContext) async throws
+        -> H2rpc_Fixture_Envelope
+    {
         var items: [H2rpc_Fixture_Item] = []
         for try await item in requests { items.append(item) }
         return .init(items: items)
     }
-    func chat(requests: RequestStream<H2rpc_Fixture_Envelope>, response: ResponseWriter<H2rpc_Fixture_Envelope>, context: ServerContext) async throws {
+    func chat(
+        requests: RequestStream<H2rpc_Fixture_Envelope>, response: ResponseWriter<H2rpc_Fixture_Envelope>,
+        context: ServerContext
+    ) async throws {
         for try await message in requests { try await response.write(message) }
     }
 }
 
 /// Never called: type-checks every client stub shape.
 func fixtureClientShapes(_ client: H2rpc_Fixture_FixtureService.Client) async throws {
-    let _: H2rpc_Fixture_Envelope = try await client.echo(.init(), metadata: ["k": .string("v")], options: .init(timeout: .seconds(1)))
+    let _: H2rpc_Fixture_Envelope = try await client.echo(
+        .init(), metadata: ["k": .string("v")], options: .init(timeout: .seconds(1)))
     let _: Google_Protobuf_Empty = try await client.delete(.init())
     let list: ClientCall<H2rpc_Fixture_Item, H2rpc_Fixture_Item> = try await client.list(.init())
     for try await _ in list {}

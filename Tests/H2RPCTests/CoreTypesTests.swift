@@ -1,7 +1,8 @@
+import CH2Shim
 import Testing
+
 @testable import H2RPC
 @testable import H2RPCNGHTTP2Transport
-import CH2Shim
 
 @Suite struct CoreTypesTests {
     @Test func statusCodesCoverZeroToSixteen() {
@@ -49,7 +50,9 @@ import CH2Shim
             #expect(ReservedHeaders.contains(name.description), "\(name)")
         }
         for name in [":path", ":status", ":x"] { #expect(ReservedHeaders.contains(name)) }
-        for name in ["", "authorization", "user-agent", "x-bin", "grpc-previous-rpc-attempts", "tee", "hos", "grpc-statu"] {
+        for name in [
+            "", "authorization", "user-agent", "x-bin", "grpc-previous-rpc-attempts", "tee", "hos", "grpc-statu",
+        ] {
             #expect(!ReservedHeaders.contains(name), "\(name)")
         }
         var user = Metadata()
@@ -59,10 +62,12 @@ import CH2Shim
     }
 
     @Test func receivedNamesAreReservedLikeMetadataKeys() {
-        let names = ["content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "grpc-status",
-                     "grpc-message", "grpc-status-details-bin", "content-length", "connection", "transfer-encoding",
-                     "host", "keep-alive", "upgrade", "proxy-connection", ":path", ":x", "user-agent", "x-bin",
-                     "authorization", "grpc-previous-rpc-attempts", "tee", "hos", "x-grpc-test-echo-initial"]
+        let names = [
+            "content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding", "grpc-status",
+            "grpc-message", "grpc-status-details-bin", "content-length", "connection", "transfer-encoding",
+            "host", "keep-alive", "upgrade", "proxy-connection", ":path", ":x", "user-agent", "x-bin",
+            "authorization", "grpc-previous-rpc-attempts", "tee", "hos", "x-grpc-test-echo-initial",
+        ]
         for name in names {
             let bytes = Array(name.utf8)
             bytes.withUnsafeBufferPointer { b in

@@ -1,7 +1,7 @@
-import Testing
+import GeneratedProtos
 import H2RPC
 import H2RPCHealth
-import GeneratedProtos
+import Testing
 
 @Suite struct HealthTests {
     @Test(arguments: TransportKind.allCases)

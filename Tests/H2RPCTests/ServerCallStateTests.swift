@@ -1,5 +1,6 @@
-@testable import H2RPC
 import Testing
+
+@testable import H2RPC
 
 /// `ServerCallState` on its own: every order of events reports "call ended" exactly once.
 @Suite struct ServerCallStateTests {

@@ -1,6 +1,6 @@
 import H2RPC
-import H2RPCNGHTTP2Transport
 import H2RPCInProcessTransport
+import H2RPCNGHTTP2Transport
 import Synchronization
 import TestSupport
 import Testing
@@ -33,9 +33,11 @@ struct Harness {
     let serverTransport: (any ServerTransport)
     let port: Int
 
-    init(_ kind: TransportKind, services: [any RegistrableRPCService],
-         interceptors: [any ServerInterceptor] = [], clientInterceptors: [any ClientInterceptor] = [],
-         configuration: H2Configuration = H2Configuration()) throws {
+    init(
+        _ kind: TransportKind, services: [any RegistrableRPCService],
+        interceptors: [any ServerInterceptor] = [], clientInterceptors: [any ClientInterceptor] = [],
+        configuration: H2Configuration = H2Configuration()
+    ) throws {
         switch kind {
         case .inProcess:
             let pair = InProcessTransport()
@@ -51,8 +53,9 @@ struct Harness {
             server = RPCServer(transport: transport, services: services, interceptors: interceptors)
             try server.start()
             port = transport.boundPort
-            client = RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: port, configuration: configuration),
-                               interceptors: clientInterceptors)
+            client = RPCClient(
+                transport: try H2ClientTransport(host: "127.0.0.1", port: port, configuration: configuration),
+                interceptors: clientInterceptors)
             serverTransport = transport
         }
     }
@@ -80,10 +83,14 @@ struct TestService: RegistrableRPCService {
         let probe = self.probe
         router.registerUnary(Self.echo) { (request: Blob, context: ServerContext) -> Blob in
             if let m = context.metadata.first("x-echo-initial") {
-                var md = Metadata(); md.add("x-echo-initial", m); context.addInitialMetadata(md)
+                var md = Metadata()
+                md.add("x-echo-initial", m)
+                context.addInitialMetadata(md)
             }
             if let b = context.metadata.firstBinary("x-echo-trailing-bin") {
-                var md = Metadata(); md.add("x-echo-trailing-bin", binary: b); context.addTrailingMetadata(md)
+                var md = Metadata()
+                md.add("x-echo-trailing-bin", binary: b)
+                context.addTrailingMetadata(md)
             }
             return request
         }
@@ -115,7 +122,8 @@ struct TestService: RegistrableRPCService {
             for try await r in requests { all += r.bytes }
             return Blob(all)
         }
-        router.registerBidirectionalStreaming(Self.chat) { (requests: RequestStream<Blob>, writer: ResponseWriter<Blob>, _: ServerContext) in
+        router.registerBidirectionalStreaming(Self.chat) {
+            (requests: RequestStream<Blob>, writer: ResponseWriter<Blob>, _: ServerContext) in
             for try await r in requests { try await writer.write(Blob(r.bytes.reversed())) }
         }
         // Writes `count` messages of `size` bytes, as fast as the client lets it.
@@ -146,4 +154,3 @@ final class Probe: Sendable {
     var cancelledCount: Int { state.withLock { $0.cancelled } }
     var written: Int { state.withLock { $0.written } }
 }
-

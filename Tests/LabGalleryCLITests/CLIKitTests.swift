@@ -1,22 +1,27 @@
 import ArgumentParser
 import Foundation
 import LabGalleryClient
-@testable import LabGalleryCLIKit
 import Synchronization
 import TestSupport
 import Testing
+
+@testable import LabGalleryCLIKit
 
 // The CLI library without a process: parsing, validation, exit codes, names, rendering and the
 // confirmation prompt. (CLIWorkflowTests and TerminalTests run the real binary.)
 
 /// Parses `arguments` as the root command does and returns the command, which must be a `C`.
-func parse<C: ParsableCommand>(_ arguments: [String], as commandType: C.Type, sourceLocation: SourceLocation = #_sourceLocation) throws -> C {
+func parse<C: ParsableCommand>(
+    _ arguments: [String], as commandType: C.Type, sourceLocation: SourceLocation = #_sourceLocation
+) throws -> C {
     let command = try LabGalleryCLI.parseAsRoot(arguments)
     return try #require(command as? C, "parsed as \(type(of: command))", sourceLocation: sourceLocation)
 }
 
 /// The exit code and stderr message the CLI gives when parsing `arguments` fails.
-func parseFailure(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) -> (exitCode: Int32, message: String)? {
+func parseFailure(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) -> (
+    exitCode: Int32, message: String
+)? {
     do {
         _ = try LabGalleryCLI.parseAsRoot(arguments)
         Issue.record("\(arguments) parsed", sourceLocation: sourceLocation)
@@ -30,38 +35,55 @@ func parseFailure(_ arguments: [String], sourceLocation: SourceLocation = #_sour
 struct ParsingTests {
     @Test("commands, arguments and defaults")
     func commands() throws {
-        let create = try parse(["gallery", "create", "shared", "--region", "north", "-o", "json"], as: GalleryCommand.Create.self)
+        let create = try parse(
+            ["gallery", "create", "shared", "--region", "north", "-o", "json"], as: GalleryCommand.Create.self)
         #expect(create.name == "shared" && create.region == "north" && create.displayName == "")
         #expect(create.output.output == .json)
-        #expect(create.connection.endpoint == nil && create.connection.token == nil && !create.connection.tls && create.connection.timeout == 30)
+        #expect(
+            create.connection.endpoint == nil && create.connection.token == nil && !create.connection.tls
+                && create.connection.timeout == 30)
 
-        let upload = try parse(["image", "upload", "a.vhd", "--gallery", "g", "--os-state", "GENERALIZED", "--os-type", "Linux",
-                                "--sha256", "ab", "--timeout", "2.5", "--endpoint", "[::1]:7"], as: ImageCommand.Upload.self)
+        let upload = try parse(
+            [
+                "image", "upload", "a.vhd", "--gallery", "g", "--os-state", "GENERALIZED", "--os-type", "Linux",
+                "--sha256", "ab", "--timeout", "2.5", "--endpoint", "[::1]:7",
+            ], as: ImageCommand.Upload.self)
         #expect(upload.osState == .generalized && upload.osType == .linux && upload.sha256 == "ab" && upload.id == nil)
-        #expect(upload.output.output == .table && upload.connection.timeout == 2.5 && upload.connection.endpoint == "[::1]:7")
+        #expect(
+            upload.output.output == .table && upload.connection.timeout == 2.5
+                && upload.connection.endpoint == "[::1]:7")
 
-        let retry = try parse(["replication", "retry", "g/img", "--region", "south", "--region", "east"], as: ReplicationCommand.Retry.self)
+        let retry = try parse(
+            ["replication", "retry", "g/img", "--region", "south", "--region", "east"],
+            as: ReplicationCommand.Retry.self)
         #expect(retry.image == "g/img" && retry.regions == ["south", "east"] && retry.gallery == nil)
 
         let detach = try parse(["gallery", "detach", "--lab-account", "school", "-y"], as: GalleryCommand.Detach.self)
         #expect(detach.yes && detach.labAccount == "school")
         #expect(try !parse(["gallery", "detach", "--lab-account", "school"], as: GalleryCommand.Detach.self).yes)
 
-        let watch = try parse(["replication", "watch", "--gallery", "g", "--follow", "--output", "json"], as: ReplicationCommand.Watch.self)
+        let watch = try parse(
+            ["replication", "watch", "--gallery", "g", "--follow", "--output", "json"],
+            as: ReplicationCommand.Watch.self)
         #expect(watch.image == nil && watch.gallery == "g" && watch.follow && watch.output.output == .json)
 
-        let enable = try parse(["image", "enable", "--lab-account", "school", "a", "g/b"], as: ImageCommand.Enable.self)
+        let enable = try parse(
+            ["image", "enable", "--lab-account", "school", "a", "g/b"], as: ImageCommand.Enable.self)
         #expect(enable.args.images == ["a", "g/b"] && enable.args.labAccount == "school")
 
-        let account = try parse(["lab-account", "create", "school", "--region", "north", "--new-gallery", "shared"],
-                                as: LabAccountCommand.Create.self)
+        let account = try parse(
+            ["lab-account", "create", "school", "--region", "north", "--new-gallery", "shared"],
+            as: LabAccountCommand.Create.self)
         #expect(account.newGallery == "shared" && account.gallery == nil)
     }
 
     @Test("usage errors exit 64 and say what is wrong")
     func usageErrors() {
         let cases: [([String], String)] = [
-            (["lab-account", "create", "s", "--region", "r", "--new-gallery", "a", "--gallery", "b"], "exclude each other"),
+            (
+                ["lab-account", "create", "s", "--region", "r", "--new-gallery", "a", "--gallery", "b"],
+                "exclude each other"
+            ),
             (["image", "list"], "exactly one of --gallery and --lab-account"),
             (["image", "list", "--gallery", "g", "--lab-account", "a"], "exactly one of --gallery and --lab-account"),
             (["image", "enable", "--lab-account", "a"], "image"),
@@ -96,10 +118,13 @@ struct ParsingTests {
 
     @Test("--os-type and --os-state take lower-case names, any case")
     func enumArguments() {
-        #expect(OSType(argument: "WINDOWS") == .windows && OSType(argument: "linux") == .linux && OSType(argument: "unspecified") == nil)
+        #expect(
+            OSType(argument: "WINDOWS") == .windows && OSType(argument: "linux") == .linux
+                && OSType(argument: "unspecified") == nil)
         #expect(OSState(argument: "Specialized") == .specialized && OSState(argument: "GENERALIZED") == .generalized)
         #expect(OSState(argument: "") == nil)
-        #expect(OSType.allValueStrings == ["windows", "linux"] && OSState.allValueStrings == ["generalized", "specialized"])
+        #expect(
+            OSType.allValueStrings == ["windows", "linux"] && OSState.allValueStrings == ["generalized", "specialized"])
     }
 
     @Test("connection settings: flag, else environment (empty is unset), else default")
@@ -115,19 +140,25 @@ struct ParsingTests {
         }
 
         var c = try options().configuration(environment: [:], tokenFile: none)
-        #expect(c.host == "127.0.0.1" && c.port == 50051 && c.token == nil && !c.useTLS && c.defaultTimeout == .seconds(30))
+        #expect(
+            c.host == "127.0.0.1" && c.port == 50051 && c.token == nil && !c.useTLS && c.defaultTimeout == .seconds(30))
         c = try options().configuration(environment: [:], tokenFile: tokenFile)
         #expect(c.token == "file-token")
         let env = ["LABGALLERY_ENDPOINT": "gallery.lab:6000", "LABGALLERY_TOKEN": "env-token"]
         c = try options().configuration(environment: env, tokenFile: tokenFile)
         #expect(c.host == "gallery.lab" && c.port == 6000 && c.token == "env-token")
-        c = try options().configuration(environment: ["LABGALLERY_ENDPOINT": "", "LABGALLERY_TOKEN": ""], tokenFile: tokenFile)
+        c = try options().configuration(
+            environment: ["LABGALLERY_ENDPOINT": "", "LABGALLERY_TOKEN": ""], tokenFile: tokenFile)
         #expect(c.host == "127.0.0.1" && c.port == 50051 && c.token == "file-token")
         c = try options("--endpoint", "[::1]:7000", "--token", "flag-token", "--timeout", "0.25", "--tls")
             .configuration(environment: env, tokenFile: tokenFile)
-        #expect(c.host == "::1" && c.port == 7000 && c.token == "flag-token" && c.useTLS && c.defaultTimeout == .milliseconds(250))
+        #expect(
+            c.host == "::1" && c.port == 7000 && c.token == "flag-token" && c.useTLS
+                && c.defaultTimeout == .milliseconds(250))
 
-        #expect(throws: CLIError.self) { try options("--timeout", "0").configuration(environment: [:], tokenFile: none) }
+        #expect(throws: CLIError.self) {
+            try options("--timeout", "0").configuration(environment: [:], tokenFile: none)
+        }
         do {
             _ = try options("--endpoint", "host:port").configuration(environment: [:], tokenFile: none)
             Issue.record("a malformed endpoint was accepted")
@@ -164,7 +195,10 @@ struct ExitCodeTests {
 
     @Test("local failures: 1 by default, 2 replication failed, 3 not confirmed; ArgumentParser's errors are its own")
     func local() {
-        #expect(LabGalleryCLI.failure(CLIError(message: "--timeout must be positive"))! == ("error: --timeout must be positive\n", 1))
+        #expect(
+            LabGalleryCLI.failure(CLIError(message: "--timeout must be positive"))! == (
+                "error: --timeout must be positive\n", 1
+            ))
         #expect(LabGalleryCLI.exitCode(forFailure: CLIError(message: "m", exitCode: ExitCodes.replicationFailed)) == 2)
         #expect(LabGalleryCLI.exitCode(forFailure: CLIError(message: "m", exitCode: ExitCodes.notConfirmed)) == 3)
         #expect(LabGalleryCLI.failure(ValidationError("x")) == nil)
@@ -180,7 +214,9 @@ struct ExitCodeTests {
         #expect(try Names.image("galleries/a/images/b", gallery: "other") == "galleries/a/images/b")
         #expect(try Names.lab("bio", labAccount: "school") == "labAccounts/school/labs/bio")
         #expect(try Names.lab("school/bio", labAccount: nil) == "labAccounts/school/labs/bio")
-        let attempts: [() throws -> Void] = [{ _ = try Names.image("ubuntu", gallery: nil) }, { _ = try Names.lab("bio", labAccount: nil) }]
+        let attempts: [() throws -> Void] = [
+            { _ = try Names.image("ubuntu", gallery: nil) }, { _ = try Names.lab("bio", labAccount: nil) },
+        ]
         for attempt in attempts {
             do {
                 try attempt()
@@ -210,7 +246,9 @@ final class Transcript: Sendable {
 
 @Suite("labgallery: the confirmation prompt")
 struct ConfirmationTests {
-    func confirmation(terminal: Bool = true, answer: String?, transcript: Transcript = Transcript()) -> ConfirmationPrompt {
+    func confirmation(terminal: Bool = true, answer: String?, transcript: Transcript = Transcript())
+        -> ConfirmationPrompt
+    {
         ConfirmationPrompt(canAsk: { terminal }, write: { transcript.append($0) }, readAnswer: { answer })
     }
 
@@ -218,7 +256,8 @@ struct ConfirmationTests {
     func answers() async throws {
         for answer in ["y", "Y", "yes", " YES ", "Yes\t"] {
             let transcript = Transcript()
-            try await confirmation(answer: answer, transcript: transcript).ask("Detach galleries/a from labAccounts/s?", declined: "not detached")
+            try await confirmation(answer: answer, transcript: transcript).ask(
+                "Detach galleries/a from labAccounts/s?", declined: "not detached")
             #expect(transcript.value == "Detach galleries/a from labAccounts/s? [y/N] ")
         }
         for answer in ["", "n", "no", "yep", "y y", nil] as [String?] {
@@ -234,7 +273,9 @@ struct ConfirmationTests {
     @Test("without a terminal nothing is asked: exit 3")
     func noTerminal() throws {
         let transcript = Transcript()
-        #expect(throws: CLIError.self) { try confirmation(terminal: false, answer: "y", transcript: transcript).requireAnswerer("pass --yes") }
+        #expect(throws: CLIError.self) {
+            try confirmation(terminal: false, answer: "y", transcript: transcript).requireAnswerer("pass --yes")
+        }
         #expect(transcript.value.isEmpty)
         do {
             try confirmation(terminal: false, answer: "y").requireAnswerer("pass --yes")
@@ -250,8 +291,11 @@ struct ConfirmationTests {
             let client = try s.client()
             _ = try await client.createLabAccount(id: "school", region: "north", gallery: .createNew(id: "shared"))
             _ = try await client.createGallery(id: "other", displayName: "", region: "north")
-            let detach = try parse(["gallery", "detach", "--lab-account", "school", "--endpoint", s.endpoint, "--token", s.adminToken,
-                                    "-o", "json"], as: GalleryCommand.Detach.self)
+            let detach = try parse(
+                [
+                    "gallery", "detach", "--lab-account", "school", "--endpoint", s.endpoint, "--token", s.adminToken,
+                    "-o", "json",
+                ], as: GalleryCommand.Detach.self)
 
             // Declined: nothing changes.
             var transcript = Transcript()
@@ -261,15 +305,20 @@ struct ConfirmationTests {
             } catch {
                 #expect(LabGalleryCLI.exitCode(forFailure: error) == 3)
             }
-            #expect(transcript.value == "Detach galleries/shared from labAccounts/school? Its images become unavailable to the account's new labs. [y/N] ")
+            #expect(
+                transcript.value
+                    == "Detach galleries/shared from labAccounts/school? Its images become unavailable to the account's new labs. [y/N] "
+            )
             #expect(try await client.getLabAccount("school").attachedGallery == "galleries/shared")
 
             // Another gallery attached while the question was up: the server refuses (19), the other stays.
-            let swap = ConfirmationPrompt(canAsk: { true }, write: { _ in }, readAnswer: {
-                _ = try await client.detachGallery(from: "school", confirm: true)
-                _ = try await client.attachGallery("other", to: "school")
-                return "y"
-            })
+            let swap = ConfirmationPrompt(
+                canAsk: { true }, write: { _ in },
+                readAnswer: {
+                    _ = try await client.detachGallery(from: "school", confirm: true)
+                    _ = try await client.attachGallery("other", to: "school")
+                    return "y"
+                })
             do {
                 try await detach.run(confirmation: swap)
                 Issue.record("detached a gallery the operator did not confirm")
@@ -302,17 +351,30 @@ struct ConfirmationTests {
 struct RenderingTests {
     @Test("tables pad every column but the last to its widest cell")
     func tables() throws {
-        #expect(Output.table(["NAME", "REGION"], [["galleries/a", "north"], ["b", "south-east"]])
-            == "NAME         REGION\ngalleries/a  north\nb            south-east\n")
-        #expect(Output.fields([("name", "galleries/a"), ("display name", "A")]) == "name          galleries/a\ndisplay name  A\n")
-        let account = LabAccount(name: "labAccounts/school", displayName: "School", region: "north", attachedGallery: nil)
-        #expect(try Output.render(LabAccountJSON(account), .table) { Output.fields(account.fields) }
-            == "name              labAccounts/school\ndisplay name      School\nregion            north\nattached gallery  -\n")
-        #expect(try Output.render(LabAccountJSON(account), .json) { "unused" }
-            == "{\n  \"attached_gallery\" : null,\n  \"display_name\" : \"School\",\n  \"name\" : \"labAccounts/school\",\n  \"region\" : \"north\"\n}\n")
+        #expect(
+            Output.table(["NAME", "REGION"], [["galleries/a", "north"], ["b", "south-east"]])
+                == "NAME         REGION\ngalleries/a  north\nb            south-east\n")
+        #expect(
+            Output.fields([("name", "galleries/a"), ("display name", "A")])
+                == "name          galleries/a\ndisplay name  A\n")
+        let account = LabAccount(
+            name: "labAccounts/school", displayName: "School", region: "north", attachedGallery: nil)
+        #expect(
+            try Output.render(LabAccountJSON(account), .table) { Output.fields(account.fields) }
+                == "name              labAccounts/school\ndisplay name      School\nregion            north\nattached gallery  -\n"
+        )
+        #expect(
+            try Output.render(LabAccountJSON(account), .json) { "unused" }
+                == "{\n  \"attached_gallery\" : null,\n  \"display_name\" : \"School\",\n  \"name\" : \"labAccounts/school\",\n  \"region\" : \"north\"\n}\n"
+        )
         let listed = JSONGolden.unavailable
-        #expect(Output.table(Image.headers + LabAccountImage.headers, [listed.image.row + listed.row]).split(separator: "\n").last?
-            .hasSuffix("  no       no         image galleries/shared/images/bio-v2 is disabled for labAccounts/school: SetImagesEnabled") == true)
+        #expect(
+            Output.table(Image.headers + LabAccountImage.headers, [listed.image.row + listed.row]).split(
+                separator: "\n"
+            ).last?
+            .hasSuffix(
+                "  no       no         image galleries/shared/images/bio-v2 is disabled for labAccounts/school: SetImagesEnabled"
+            ) == true)
     }
 
     @Test("sizes, rates, durations")
@@ -327,33 +389,46 @@ struct RenderingTests {
     @Test("the upload bar: percent, bytes, rate, ETA")
     func uploadBar() {
         let p = UploadProgress(bytesSent: 1 << 20, totalBytes: 4 << 20)
-        #expect(UploadProgressBar.render(p, elapsed: .seconds(2), bar: false) == " 25%  1.0 MiB/4.0 MiB  512.0 KiB/s  ETA 6s")
-        #expect(UploadProgressBar.render(p, elapsed: .seconds(2), bar: true)
-            == "[#######-----------------------]  25%  1.0 MiB/4.0 MiB  512.0 KiB/s  ETA 6s")
-        #expect(UploadProgressBar.render(UploadProgress(bytesSent: 2048, totalBytes: nil), elapsed: .seconds(1), bar: true) == "2.0 KiB  2.0 KiB/s")
+        #expect(
+            UploadProgressBar.render(p, elapsed: .seconds(2), bar: false)
+                == " 25%  1.0 MiB/4.0 MiB  512.0 KiB/s  ETA 6s")
+        #expect(
+            UploadProgressBar.render(p, elapsed: .seconds(2), bar: true)
+                == "[#######-----------------------]  25%  1.0 MiB/4.0 MiB  512.0 KiB/s  ETA 6s")
+        #expect(
+            UploadProgressBar.render(UploadProgress(bytesSent: 2048, totalBytes: nil), elapsed: .seconds(1), bar: true)
+                == "2.0 KiB  2.0 KiB/s")
     }
 
     @Test("the replication table")
     func replicationTable() {
-        #expect(JSONGolden.status.table.split(separator: "\n", omittingEmptySubsequences: false) == [
-            "image: galleries/shared/images/ubuntu",
-            "state: REPLICATING",
-            "REGION     STATE        PROGRESS  COPIED           ATTEMPTS  ERROR",
-            "eastus     REPLICATING  33.3%     1.0 MiB/3.0 MiB  1         ",
-            "westus     FAILED       0.0%      0 B/3.0 MiB      5         region westus unreachable",
-            "centralus  COMPLETED    100.0%    3.0 MiB/3.0 MiB  2         ",
-            "",
-        ])
+        #expect(
+            JSONGolden.status.table.split(separator: "\n", omittingEmptySubsequences: false) == [
+                "image: galleries/shared/images/ubuntu",
+                "state: REPLICATING",
+                "REGION     STATE        PROGRESS  COPIED           ATTEMPTS  ERROR",
+                "eastus     REPLICATING  33.3%     1.0 MiB/3.0 MiB  1         ",
+                "westus     FAILED       0.0%      0 B/3.0 MiB      5         region westus unreachable",
+                "centralus  COMPLETED    100.0%    3.0 MiB/3.0 MiB  2         ",
+                "",
+            ])
     }
 
     @Test("replication watch: plain lines per state or 10 % step, JSON lines, live redraws")
     func replicationDisplay() throws {
         func status(_ state: ReplicationState, _ percent: Double) -> ReplicationStatus {
-            ReplicationStatus(image: "galleries/g/images/i", aggregatedState: state.isTerminal ? state : .replicating, regions: [
-                RegionReplication(region: "south", state: state, bytesCopied: Int64(percent * 10), bytesTotal: 1000,
-                                  progressPercent: percent, error: nil, attempts: 1)])
+            ReplicationStatus(
+                image: "galleries/g/images/i", aggregatedState: state.isTerminal ? state : .replicating,
+                regions: [
+                    RegionReplication(
+                        region: "south", state: state, bytesCopied: Int64(percent * 10), bytesTotal: 1000,
+                        progressPercent: percent, error: nil, attempts: 1)
+                ])
         }
-        let sequence = [status(.pending, 0), status(.replicating, 12), status(.replicating, 15), status(.replicating, 31), status(.completed, 100)]
+        let sequence = [
+            status(.pending, 0), status(.replicating, 12), status(.replicating, 15), status(.replicating, 31),
+            status(.completed, 100),
+        ]
 
         let plain = Transcript()
         let display = ReplicationDisplay(mode: .plain, write: { plain.append($0) })
@@ -371,12 +446,16 @@ struct RenderingTests {
         for s in sequence { try jsonDisplay.show(s) }
         let documents = json.value.split(separator: "\n")
         #expect(documents.count == sequence.count)
-        #expect(try documents.map { try JSONDecoder().decode(ReplicationStatusJSON.self, from: Data($0.utf8)) } == sequence.map(ReplicationStatusJSON.init))
+        #expect(
+            try documents.map { try JSONDecoder().decode(ReplicationStatusJSON.self, from: Data($0.utf8)) }
+                == sequence.map(ReplicationStatusJSON.init))
 
         let live = Transcript()
         let liveDisplay = ReplicationDisplay(mode: .live, write: { live.append($0) })
         try liveDisplay.show(sequence[0])
-        #expect(live.value.hasPrefix("\u{1B}[?25l\r\u{1B}[2Kgalleries/g/images/i  REPLICATING\n\r\u{1B}[2K  south  PENDING    "))
+        #expect(
+            live.value.hasPrefix(
+                "\u{1B}[?25l\r\u{1B}[2Kgalleries/g/images/i  REPLICATING\n\r\u{1B}[2K  south  PENDING    "))
         let first = live.value.count
         try liveDisplay.show(sequence[4])
         #expect(String(live.value.dropFirst(first)).hasPrefix("\u{1B}[2A\r\u{1B}[2Kgalleries/g/images/i  COMPLETED\n"))

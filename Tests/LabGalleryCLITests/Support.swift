@@ -9,7 +9,8 @@ import Testing
 // test code uses the client's, and qualifies the core's (`LabGalleryCore.X`).
 
 /// The package root (this file is Tests/LabGalleryCLITests/Support.swift).
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
 
 // MARK: - Running the CLI binary
 
@@ -28,9 +29,12 @@ struct CLIResult {
 }
 
 /// Runs the CLI with the server's endpoint and admin token in the environment, stdin not a terminal.
-func runCLI(_ arguments: [String], server: LiveServer, token: String? = nil, stdin: String? = nil) async throws -> CLIResult {
+func runCLI(_ arguments: [String], server: LiveServer, token: String? = nil, stdin: String? = nil) async throws
+    -> CLIResult
+{
     guard FileManager.default.isExecutableFile(atPath: cliPath) else {
-        throw CLIMissing(message: "\(cliPath) is missing: build it first with `swift build --product labgallery` (make test does)")
+        throw CLIMissing(
+            message: "\(cliPath) is missing: build it first with `swift build --product labgallery` (make test does)")
     }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: cliPath)
@@ -46,7 +50,10 @@ func runCLI(_ arguments: [String], server: LiveServer, token: String? = nil, std
     let errURL = server.dataDir.appendingPathComponent("cli-\(UUID().uuidString).err")
     _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
     _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-    defer { try? FileManager.default.removeItem(at: outURL); try? FileManager.default.removeItem(at: errURL) }
+    defer {
+        try? FileManager.default.removeItem(at: outURL)
+        try? FileManager.default.removeItem(at: errURL)
+    }
     let input = Pipe()
     process.standardOutput = try FileHandle(forWritingTo: outURL)
     process.standardError = try FileHandle(forWritingTo: errURL)
@@ -55,15 +62,19 @@ func runCLI(_ arguments: [String], server: LiveServer, token: String? = nil, std
         if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
         try? input.fileHandleForWriting.close()
     }
-    return CLIResult(status: process.terminationStatus, stdout: try String(contentsOf: outURL, encoding: .utf8),
-                     stderr: try String(contentsOf: errURL, encoding: .utf8))
+    return CLIResult(
+        status: process.terminationStatus, stdout: try String(contentsOf: outURL, encoding: .utf8),
+        stderr: try String(contentsOf: errURL, encoding: .utf8))
 }
 
 /// Runs `process` to its end without blocking a thread: the in-process server under test shares
 /// the cooperative pool, so `waitUntilExit()` there could starve it.
 func run(_ process: Process, afterLaunch: () -> Void = {}) async throws {
     let exited = AsyncStream<Void> { continuation in
-        process.terminationHandler = { _ in continuation.yield(); continuation.finish() }
+        process.terminationHandler = { _ in
+            continuation.yield()
+            continuation.finish()
+        }
     }
     try process.run()
     afterLaunch()
@@ -74,4 +85,3 @@ struct CLIMissing: Error, CustomStringConvertible {
     var message: String
     var description: String { message }
 }
-

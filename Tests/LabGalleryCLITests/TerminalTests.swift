@@ -27,7 +27,9 @@ final class TmuxSession {
         let outURL = FileManager.default.temporaryDirectory.appendingPathComponent("tmux-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: outURL) }
         let status = try await spawn(["tmux", "-L", socket] + args, stdout: outURL.path)
-        guard status == 0 else { throw CLIMissing(message: "tmux \(args.first ?? "") failed (is tmux installed? apt-get install -y tmux)") }
+        guard status == 0 else {
+            throw CLIMissing(message: "tmux \(args.first ?? "") failed (is tmux installed? apt-get install -y tmux)")
+        }
         return (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
     }
 
@@ -41,7 +43,9 @@ final class TmuxSession {
     func screen() async throws -> String { try await tmux(["capture-pane", "-p", "-t", "t"]) }
 
     /// Polls the screen until `done` holds (calling `each` on every capture); returns the last capture.
-    func wait(timeout: Duration = .seconds(30), each: (String) -> Void = { _ in }, until done: (String) -> Bool) async throws -> String {
+    func wait(timeout: Duration = .seconds(30), each: (String) -> Void = { _ in }, until done: (String) -> Bool)
+        async throws -> String
+    {
         let end = ContinuousClock.now + timeout
         while true {
             let s = try await screen()
@@ -99,15 +103,18 @@ struct TerminalTests {
     @Test("upload bar, live replication bars redrawn in place, and the detach prompt")
     func liveDisplay() async throws {
         guard FileManager.default.isExecutableFile(atPath: cliPath) else {
-            throw CLIMissing(message: "\(cliPath) is missing: build it first with `swift build --product labgallery` (make test does)")
+            throw CLIMissing(
+                message:
+                    "\(cliPath) is missing: build it first with `swift build --product labgallery` (make test does)")
         }
         // 1 MiB/s per region and a 3 MiB image: about 3 s of visible progress.
         try await withLiveServer(replication: slowReplication(bytesPerSecond: 1 << 20)) { s in
             let client = try s.client()
             _ = try await client.createLabAccount(id: "school", region: "north", gallery: .createNew(id: "shared"))
             let file = try tempImageFile(3 << 20, name: "big.vhd")
-            let term = TmuxSession(environment: ["LABGALLERY_ENDPOINT": s.endpoint, "LABGALLERY_TOKEN": s.adminToken, "PS1": "$ "],
-                                   directory: s.dataDir)
+            let term = TmuxSession(
+                environment: ["LABGALLERY_ENDPOINT": s.endpoint, "LABGALLERY_TOKEN": s.adminToken, "PS1": "$ "],
+                directory: s.dataDir)
             try await term.start()
             do { try await session(term, s, client, file) } catch {
                 await term.kill()
@@ -119,7 +126,9 @@ struct TerminalTests {
 
     func session(_ term: TmuxSession, _ s: LiveServer, _ client: LabGalleryClient, _ file: URL) async throws {
         // Upload: one bar line redrawn with \r, ending at 100 % with bytes, rate and ETA.
-        try await term.type("\(cliPath) image upload \(file.path) --gallery shared --os-state generalized --os-type linux; echo EXIT=$?")
+        try await term.type(
+            "\(cliPath) image upload \(file.path) --gallery shared --os-state generalized --os-type linux; echo EXIT=$?"
+        )
         var screen = try await term.wait { finished($0) }
         #expect(screen.split(separator: "\n").contains("EXIT=0"))
         let bars = screen.split(separator: "\n").filter { $0.contains("] ") && $0.contains("ETA") }
@@ -130,18 +139,23 @@ struct TerminalTests {
         try await term.tmux(["send-keys", "-t", "t", "clear", "Enter"])
         try await term.type("\(cliPath) replication watch shared/big; echo EXIT=$?")
         var sawProgress = false
-        screen = try await term.wait(each: { s in
-            let south = s.split(separator: "\n").filter { $0.contains("south") }
-            #expect(south.count <= 1, "a region's line is redrawn, never repeated:\n\(s)")
-            if let line = south.first, line.contains("REPLICATING"), line.contains("#"), line.contains("/s") { sawProgress = true }
-        }, until: { finished($0) })
+        screen = try await term.wait(
+            each: { s in
+                let south = s.split(separator: "\n").filter { $0.contains("south") }
+                #expect(south.count <= 1, "a region's line is redrawn, never repeated:\n\(s)")
+                if let line = south.first, line.contains("REPLICATING"), line.contains("#"), line.contains("/s") {
+                    sawProgress = true
+                }
+            }, until: { finished($0) })
         #expect(sawProgress, "a REPLICATING bar with a rate was on screen at some point")
         #expect(screen.split(separator: "\n").contains("EXIT=0"))
         let lines = screen.split(separator: "\n")
         for region in ["south", "east"] {
             let regionLines = lines.filter { $0.contains(region) }
             #expect(regionLines.count == 1, "\(screen)")
-            #expect(regionLines.first?.contains("COMPLETED") == true && regionLines.first?.contains("100.0%") == true, "\(screen)")
+            #expect(
+                regionLines.first?.contains("COMPLETED") == true && regionLines.first?.contains("100.0%") == true,
+                "\(screen)")
         }
         #expect(lines.contains { $0.hasPrefix("galleries/shared/images/big  COMPLETED") })
         #expect(!screen.contains("[2K") && !screen.contains("[?25"), "escape sequences are interpreted, not printed")
@@ -151,7 +165,9 @@ struct TerminalTests {
         try await term.tmux(["send-keys", "-t", "t", "clear", "Enter"])
         _ = try await client.createGallery(id: "other", displayName: "", region: "north")
         try await term.type("\(cliPath) gallery detach --lab-account school; echo EXIT=$?")
-        _ = try await term.wait { $0.contains("Detach galleries/shared from labAccounts/school?") && $0.contains("[y/N]") }
+        _ = try await term.wait {
+            $0.contains("Detach galleries/shared from labAccounts/school?") && $0.contains("[y/N]")
+        }
         _ = try await client.detachGallery(from: "school", confirm: true)
         _ = try await client.attachGallery("other", to: "school")
         try await term.type("y")
@@ -163,7 +179,9 @@ struct TerminalTests {
         // Detach asks on a terminal; "y" confirms.
         try await term.tmux(["send-keys", "-t", "t", "clear", "Enter"])
         try await term.type("\(cliPath) gallery detach --lab-account school; echo EXIT=$?")
-        _ = try await term.wait { $0.contains("Detach galleries/other") && $0.contains("[y/N]") && !$0.contains("EXIT=19") }
+        _ = try await term.wait {
+            $0.contains("Detach galleries/other") && $0.contains("[y/N]") && !$0.contains("EXIT=19")
+        }
         try await term.type("y")
         screen = try await term.wait { finished($0) }
         #expect(screen.split(separator: "\n").contains("EXIT=0"), "\(screen)")

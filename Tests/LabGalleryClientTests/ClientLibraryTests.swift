@@ -12,13 +12,17 @@ struct ClientLibraryTests {
         try await withLiveServer { s in
             let client = try s.client()
             let gallery = try await client.createGallery(id: "shared", displayName: "Shared", region: "north")
-            #expect(gallery == Gallery(name: "galleries/shared", displayName: "Shared", region: "north", geography: "Testland"))
+            #expect(
+                gallery
+                    == Gallery(name: "galleries/shared", displayName: "Shared", region: "north", geography: "Testland"))
             #expect(try await client.getGallery("shared") == gallery)
             #expect(try await client.getGallery("galleries/shared") == gallery)
 
             let account = try await client.createLabAccount(id: "school", region: "north", gallery: .attach("shared"))
             #expect(account.attachedGallery == "galleries/shared")
-            #expect(try await client.listRoleAssignments(gallery: "shared").contains(RoleAssignment(principal: "lab-services", role: "Contributor")))
+            #expect(
+                try await client.listRoleAssignments(gallery: "shared").contains(
+                    RoleAssignment(principal: "lab-services", role: "Contributor")))
 
             // Concurrent calls share the one connection.
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -42,14 +46,20 @@ struct ClientLibraryTests {
             _ = try await client.createGallery(id: "b", region: "north")
             _ = try await client.createLabAccount(id: "school", region: "north", gallery: .attach("a"))
             await expectClientError(.alreadyExists) { _ = try await client.createGallery(id: "a", region: "north") }
-            await expectClientError(.failedPrecondition, "detach") { _ = try await client.attachGallery("b", to: "school") }
-            await expectClientError(.invalidArgument, "confirm") { _ = try await client.detachGallery(from: "school", confirm: false) }
+            await expectClientError(.failedPrecondition, "detach") {
+                _ = try await client.attachGallery("b", to: "school")
+            }
+            await expectClientError(.invalidArgument, "confirm") {
+                _ = try await client.detachGallery(from: "school", confirm: false)
+            }
             // Naming the gallery: only that one is detached (ids or full names).
             await expectClientError(.failedPrecondition, "galleries/a", "galleries/b") {
                 _ = try await client.detachGallery(from: "school", confirm: true, gallery: "b")
             }
             #expect(try await client.getLabAccount("school").attachedGallery == "galleries/a")
-            #expect(try await client.detachGallery(from: "school", confirm: true, gallery: "galleries/a").attachedGallery == nil)
+            #expect(
+                try await client.detachGallery(from: "school", confirm: true, gallery: "galleries/a").attachedGallery
+                    == nil)
             _ = try await client.attachGallery("a", to: "school")
 
             let anonymous = try LabGalleryClient(port: s.port, token: nil)
@@ -78,28 +88,40 @@ struct ClientLibraryTests {
             let image = try await client.uploadImage(
                 ImageUpload(gallery: "g", imageID: "ubuntu", osType: .linux, osState: .generalized),
                 from: file, chunkSize: 512 << 10, progress: { p in reports.withLock { $0.append(p) } })
-            #expect(image.name == "galleries/g/images/ubuntu" && image.sizeBytes == 3 << 20 && image.source == .uploaded)
+            #expect(
+                image.name == "galleries/g/images/ubuntu" && image.sizeBytes == 3 << 20 && image.source == .uploaded)
             let seen = reports.withLock { $0 }
-            #expect(seen.first?.bytesSent == 0 && seen.last?.bytesSent == 3 << 20 && seen.allSatisfy { $0.totalBytes == 3 << 20 })
+            #expect(
+                seen.first?.bytesSent == 0 && seen.last?.bytesSent == 3 << 20
+                    && seen.allSatisfy { $0.totalBytes == 3 << 20 })
             #expect(zip(seen, seen.dropFirst()).allSatisfy { $0.bytesSent <= $1.bytesSent })
 
             // Chunks above 1 MiB are split (the server's message limit is 4 MiB).
             let chunks = AsyncStream<[UInt8]> { c in
-                c.yield(testBytes(5 << 20, seed: 1)); c.yield(testBytes(10, seed: 2)); c.finish()
+                c.yield(testBytes(5 << 20, seed: 1))
+                c.yield(testBytes(10, seed: 2))
+                c.finish()
             }
-            let big = try await client.uploadImage(ImageUpload(gallery: "galleries/g", imageID: "big", osType: .windows, osState: .specialized),
-                                                   chunks: chunks)
+            let big = try await client.uploadImage(
+                ImageUpload(gallery: "galleries/g", imageID: "big", osType: .windows, osState: .specialized),
+                chunks: chunks)
             #expect(big.sizeBytes == (5 << 20) + 10 && big.osType == .windows && big.osState == .specialized)
 
-            let bad = AsyncStream<[UInt8]> { c in c.yield([1, 2, 3]); c.finish() }
+            let bad = AsyncStream<[UInt8]> { c in
+                c.yield([1, 2, 3])
+                c.finish()
+            }
             await expectClientError(.invalidArgument, "sha256") {
-                _ = try await client.uploadImage(ImageUpload(gallery: "g", imageID: "bad", osType: .linux, osState: .generalized,
-                                                             sha256: String(repeating: "0", count: 64)), chunks: bad)
+                _ = try await client.uploadImage(
+                    ImageUpload(
+                        gallery: "g", imageID: "bad", osType: .linux, osState: .generalized,
+                        sha256: String(repeating: "0", count: 64)), chunks: bad)
             }
             await expectClientError(.notFound) { _ = try await client.getImage("g/bad") }
             await expectClientError(.invalidArgument, "cannot read") {
-                _ = try await client.uploadImage(ImageUpload(gallery: "g", imageID: "x", osType: .linux, osState: .generalized),
-                                                 from: URL(fileURLWithPath: "/nonexistent/file.vhd"))
+                _ = try await client.uploadImage(
+                    ImageUpload(gallery: "g", imageID: "x", osType: .linux, osState: .generalized),
+                    from: URL(fileURLWithPath: "/nonexistent/file.vhd"))
             }
         }
     }
@@ -109,8 +131,12 @@ struct ClientLibraryTests {
         try await withLiveServer(replication: slowReplication(bytesPerSecond: 4 << 20)) { s in
             let client = try s.client()
             _ = try await client.createLabAccount(id: "school", region: "north", gallery: .createNew(id: "shared"))
-            _ = try await client.uploadImage(ImageUpload(gallery: "shared", imageID: "base", osType: .linux, osState: .generalized),
-                                             chunks: AsyncStream { c in c.yield(testBytes(1 << 20)); c.finish() })
+            _ = try await client.uploadImage(
+                ImageUpload(gallery: "shared", imageID: "base", osType: .linux, osState: .generalized),
+                chunks: AsyncStream { c in
+                    c.yield(testBytes(1 << 20))
+                    c.finish()
+                })
             #expect(try await client.listLabAccountImages(labAccount: "school").map(\.enabled) == [true])
             #expect(try await client.listLabAccountImages(labAccount: "school").map(\.available) == [true])
             let disabled = try await client.setImagesEnabled(["shared/base"], enabled: false, labAccount: "school")
@@ -132,7 +158,8 @@ struct ClientLibraryTests {
             for try await status in client.watchReplication(image: saved.name) { states.append(status) }
             #expect(states.last?.aggregatedState == .completed)
             #expect(Set(states.last?.regions.map(\.region) ?? []) == ["south", "east"])
-            #expect(states.last?.regions.allSatisfy { $0.state == .completed && $0.bytesCopied == $0.bytesTotal } == true)
+            #expect(
+                states.last?.regions.allSatisfy { $0.state == .completed && $0.bytesCopied == $0.bytesTotal } == true)
             #expect(try await client.getReplicationStatus(image: saved.name).aggregatedState == .completed)
 
             let cost = try await client.getGalleryCost(gallery: "shared")
@@ -144,12 +171,18 @@ struct ClientLibraryTests {
 
     @Test("a failed region ends the watch with FAILED; RetryReplication re-queues it")
     func failedRegionAndRetry() async throws {
-        let config = slowReplication(bytesPerSecond: 8 << 20, regions: ["east": .init(latencyMilliseconds: 0, unreachable: true)], maxAttempts: 2)
+        let config = slowReplication(
+            bytesPerSecond: 8 << 20, regions: ["east": .init(latencyMilliseconds: 0, unreachable: true)], maxAttempts: 2
+        )
         try await withLiveServer(replication: config) { s in
             let client = try s.client()
             _ = try await client.createGallery(id: "g", region: "north")
-            let image = try await client.uploadImage(ImageUpload(gallery: "g", imageID: "img", osType: .linux, osState: .generalized),
-                                                     chunks: AsyncStream { c in c.yield(testBytes(256 << 10)); c.finish() })
+            let image = try await client.uploadImage(
+                ImageUpload(gallery: "g", imageID: "img", osType: .linux, osState: .generalized),
+                chunks: AsyncStream { c in
+                    c.yield(testBytes(256 << 10))
+                    c.finish()
+                })
             var last: ReplicationStatus?
             for try await status in client.watchReplication(image: image.name) { last = status }
             #expect(last?.aggregatedState == .failed)
@@ -168,8 +201,10 @@ struct ClientLibraryTests {
         let dataDir = probe.dataDir
         await probe.stop()
         let token = probe.adminToken
-        let client = try LabGalleryClient(configuration: .init(
-            port: port, token: token, retryPolicy: .init(maxAttempts: 30, initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(200))))
+        let client = try LabGalleryClient(
+            configuration: .init(
+                port: port, token: token,
+                retryPolicy: .init(maxAttempts: 30, initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(200))))
 
         await expectClientError(.unavailable) { _ = try await client.createGallery(id: "w", region: "north") }
 
@@ -185,7 +220,8 @@ struct ClientLibraryTests {
 
         // No retries with a budget of one attempt.
         await server.stop()
-        let once = try LabGalleryClient(configuration: .init(port: port, token: token, retryPolicy: .init(maxAttempts: 1)))
+        let once = try LabGalleryClient(
+            configuration: .init(port: port, token: token, retryPolicy: .init(maxAttempts: 1)))
         await expectClientError(.unavailable) { _ = try await once.getGallery("w") }
         server.remove()
     }
@@ -194,18 +230,23 @@ struct ClientLibraryTests {
     func watchReconnects() async throws {
         let server = try await LiveServer(replication: slowReplication(bytesPerSecond: 1 << 20))
         defer { server.remove() }
-        let client = try server.client(retry: .init(maxAttempts: 40, initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(250)))
+        let client = try server.client(
+            retry: .init(maxAttempts: 40, initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(250)))
         _ = try await client.createGallery(id: "g", region: "north")
-        let image = try await client.uploadImage(ImageUpload(gallery: "g", imageID: "img", osType: .linux, osState: .generalized),
-                                                 chunks: AsyncStream { c in c.yield(testBytes(2 << 20)); c.finish() })
+        let image = try await client.uploadImage(
+            ImageUpload(gallery: "g", imageID: "img", osType: .linux, osState: .generalized),
+            chunks: AsyncStream { c in
+                c.yield(testBytes(2 << 20))
+                c.finish()
+            })
         var count = 0
         var last: ReplicationStatus?
         for try await status in client.watchReplication(image: image.name) {
             count += 1
             last = status
             if count == 2 {
-                await server.stop()      // ends the stream with UNAVAILABLE
-                try await server.restart()     // same port and data: replication resumes
+                await server.stop()  // ends the stream with UNAVAILABLE
+                try await server.restart()  // same port and data: replication resumes
             }
         }
         #expect(count > 2)
@@ -218,8 +259,12 @@ struct ClientLibraryTests {
         try await withLiveServer(replication: slowReplication(bytesPerSecond: 256 << 10)) { s in
             let client = try s.client()
             _ = try await client.createGallery(id: "g", region: "north")
-            let image = try await client.uploadImage(ImageUpload(gallery: "g", imageID: "img", osType: .linux, osState: .generalized),
-                                                     chunks: AsyncStream { c in c.yield(testBytes(4 << 20)); c.finish() })
+            let image = try await client.uploadImage(
+                ImageUpload(gallery: "g", imageID: "img", osType: .linux, osState: .generalized),
+                chunks: AsyncStream { c in
+                    c.yield(testBytes(4 << 20))
+                    c.finish()
+                })
             // A watch of a long replication, cancelled through its task.
             let watcher = Task {
                 var n = 0
@@ -245,7 +290,9 @@ struct ClientLibraryTests {
             }
             #expect(seen == 2)
             #expect(try await client.getGallery("g", timeout: .seconds(5)).name == "galleries/g")
-            await expectClientError(.deadlineExceeded) { _ = try await client.getGallery("g", timeout: .nanoseconds(1)) }
+            await expectClientError(.deadlineExceeded) {
+                _ = try await client.getGallery("g", timeout: .nanoseconds(1))
+            }
         }
     }
 

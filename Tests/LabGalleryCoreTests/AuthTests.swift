@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import LabGalleryCore
 
 @Suite struct AuthTests {
@@ -12,7 +13,8 @@ import Testing
         #expect(try await f.service.authenticate(token: t.plaintext) == Principal(name: "bob", role: .educator))
         // The secret appears nowhere in the database files.
         for suffix in ["", "-wal"] {
-            let data = (try? Data(contentsOf: URL(fileURLWithPath: f.service.layout.databaseURL.path + suffix))) ?? Data()
+            let data =
+                (try? Data(contentsOf: URL(fileURLWithPath: f.service.layout.databaseURL.path + suffix))) ?? Data()
             #expect(data.range(of: Data(t.plaintext.utf8)) == nil)
         }
         let listed = try await f.service.listTokens()
@@ -24,9 +26,13 @@ import Testing
         let f = try await Fixture()
         let t = try await f.service.createToken(principal: "bob", role: .reader)
         try await f.service.revokeToken(id: t.info.id)
-        await expectError(.unauthenticated, contains: ["revoked"]) { _ = try await f.service.authenticate(token: t.plaintext) }
+        await expectError(.unauthenticated, contains: ["revoked"]) {
+            _ = try await f.service.authenticate(token: t.plaintext)
+        }
         #expect(try await f.service.listTokens().first?.revoked == true)
-        await expectError(.unauthenticated) { _ = try await f.service.authenticate(token: "lg_" + String(repeating: "A", count: 43)) }
+        await expectError(.unauthenticated) {
+            _ = try await f.service.authenticate(token: "lg_" + String(repeating: "A", count: 43))
+        }
         await expectError(.unauthenticated) { _ = try await f.service.authenticate(token: "") }
         await expectError(.notFound) { try await f.service.revokeToken(id: "tok-nope") }
     }
@@ -43,23 +49,46 @@ import Testing
     @Test func useCasesEnforceTheirRoles() async throws {
         let f = try await Fixture()
         // admin-only
-        await expectError(.permissionDenied, contains: ["admin"]) { _ = try await f.service.createGallery(id: "g1", displayName: "", region: "eastus", caller: educator) }
-        await expectError(.permissionDenied) { _ = try await f.service.createLabAccount(id: "a1", displayName: "", region: "eastus", caller: educator) }
+        await expectError(.permissionDenied, contains: ["admin"]) {
+            _ = try await f.service.createGallery(id: "g1", displayName: "", region: "eastus", caller: educator)
+        }
+        await expectError(.permissionDenied) {
+            _ = try await f.service.createLabAccount(id: "a1", displayName: "", region: "eastus", caller: educator)
+        }
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         await expectError(.permissionDenied) {
-            _ = try await f.service.beginUpload(ImageUploadHeader(gallery: "galleries/g1", imageID: "i", displayName: "", osType: .linux, osState: .generalized), caller: educator)
+            _ = try await f.service.beginUpload(
+                ImageUploadHeader(
+                    gallery: "galleries/g1", imageID: "i", displayName: "", osType: .linux, osState: .generalized),
+                caller: educator)
         }
         try await f.upload("galleries/g1", "img")
-        await expectError(.permissionDenied) { _ = try await f.service.detachGallery(labAccount: "labAccounts/a1", confirm: true, caller: educator) }
-        await expectError(.permissionDenied) { _ = try await f.service.setImagesEnabled(labAccount: "labAccounts/a1", images: ["galleries/g1/images/img"], enabled: false, caller: educator) }
-        await expectError(.permissionDenied) { try await f.service.deleteImage(name: "galleries/g1/images/img", caller: educator) }
+        await expectError(.permissionDenied) {
+            _ = try await f.service.detachGallery(labAccount: "labAccounts/a1", confirm: true, caller: educator)
+        }
+        await expectError(.permissionDenied) {
+            _ = try await f.service.setImagesEnabled(
+                labAccount: "labAccounts/a1", images: ["galleries/g1/images/img"], enabled: false, caller: educator)
+        }
+        await expectError(.permissionDenied) {
+            try await f.service.deleteImage(name: "galleries/g1/images/img", caller: educator)
+        }
         // educator
         await expectError(.permissionDenied, contains: ["educator"]) {
-            _ = try await f.service.createLab(labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: "galleries/g1/images/img", caller: reader)
+            _ = try await f.service.createLab(
+                labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: "galleries/g1/images/img",
+                caller: reader)
         }
-        _ = try await f.service.createLab(labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: "galleries/g1/images/img", caller: educator)
-        await expectError(.permissionDenied) { _ = try await f.service.saveLabTemplateImage(lab: "labAccounts/a1/labs/l1", imageID: "s", displayName: "", caller: reader) }
-        await expectError(.permissionDenied) { try await f.service.deleteLab(name: "labAccounts/a1/labs/l1", caller: reader) }
+        _ = try await f.service.createLab(
+            labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: "galleries/g1/images/img",
+            caller: educator)
+        await expectError(.permissionDenied) {
+            _ = try await f.service.saveLabTemplateImage(
+                lab: "labAccounts/a1/labs/l1", imageID: "s", displayName: "", caller: reader)
+        }
+        await expectError(.permissionDenied) {
+            try await f.service.deleteLab(name: "labAccounts/a1/labs/l1", caller: reader)
+        }
         // reader may read everything
         _ = try await f.service.listGalleries(caller: reader)
         _ = try await f.service.listLabAccounts(caller: reader)

@@ -1,6 +1,7 @@
 import Foundation
 import TestSupport
 import Testing
+
 @testable import LabGalleryCore
 
 /// Content-addressed blobs: identical bytes are stored once per region and shared by images,
@@ -30,9 +31,12 @@ import Testing
         let f = try await Fixture()
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         let image = try await f.upload("galleries/g1", "img", bytes: pattern(10_000, multiplier: 5, offset: 2))
-        _ = try await f.service.createLab(labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: image.name, caller: educator)
-        _ = try await f.service.createLab(labAccount: "labAccounts/a1", labID: "l2", displayName: "", templateImage: image.name, caller: educator)
-        #expect(f.files(under: "regions/eastus/blobs").count == 1 && f.files(under: "labs").isEmpty, "no template copies")
+        _ = try await f.service.createLab(
+            labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: image.name, caller: educator)
+        _ = try await f.service.createLab(
+            labAccount: "labAccounts/a1", labID: "l2", displayName: "", templateImage: image.name, caller: educator)
+        #expect(
+            f.files(under: "regions/eastus/blobs").count == 1 && f.files(under: "labs").isEmpty, "no template copies")
         try await f.service.deleteLab(name: "labAccounts/a1/labs/l1", caller: educator)
         try await f.service.deleteLab(name: "labAccounts/a1/labs/l2", caller: educator)
         #expect(f.files(under: "regions/eastus/blobs").count == 1, "the image still references it")
@@ -44,9 +48,11 @@ import Testing
         let f = try await Fixture()
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         let base = try await f.upload("galleries/g1", "base", bytes: pattern(50_000, multiplier: 7, offset: 0))
-        _ = try await f.service.createLab(labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: base.name, caller: educator)
+        _ = try await f.service.createLab(
+            labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: base.name, caller: educator)
         let blobs = f.files(under: "regions")
-        let saved = try await f.service.saveLabTemplateImage(lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "", caller: educator)
+        let saved = try await f.service.saveLabTemplateImage(
+            lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "", caller: educator)
         #expect(saved.sha256 == base.sha256 && saved.sizeBytes == base.sizeBytes)
         #expect(f.files(under: "regions") == blobs, "no new file: the saved image shares the blob")
         #expect(try await f.blobPath(saved.name) == f.blobPath(base.name))
@@ -66,7 +72,8 @@ import Testing
         try handle.close()
 
         await expectError(.dataLoss, contains: ["missing", "fsck"]) {
-            _ = try await f.service.createLab(labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: gone.name, caller: educator)
+            _ = try await f.service.createLab(
+                labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: gone.name, caller: educator)
         }
         let listed = try await f.service.listLabAccountImages(labAccount: "labAccounts/a1", caller: reader)
         #expect(listed.first { $0.image.name == gone.name }?.unavailable?.reason == .dataLoss)
@@ -87,7 +94,8 @@ import Testing
             _ = try await blocking { try LabGalleryService.open(dataDirectory: f.dir) }
         }
         #expect(f.files(under: "regions/eastus/blobs").count == 1, "nothing was deleted")
-        #expect(!FileManager.default.fileExists(atPath: f.service.layout.databaseURL.path), "no empty database was created")
+        #expect(
+            !FileManager.default.fileExists(atPath: f.service.layout.databaseURL.path), "no empty database was created")
     }
 
     @Test func theCatalogIsReconciledAtStart() async throws {
@@ -95,11 +103,17 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         func open(_ geographies: [String: [String]]) async throws -> LabGalleryService {
             let catalog = try RegionCatalog(geographies: geographies)
-            return try await blocking { try LabGalleryService.open(dataDirectory: dir, configuration: LabGalleryConfiguration(regionCatalog: catalog)) }
+            return try await blocking {
+                try LabGalleryService.open(
+                    dataDirectory: dir, configuration: LabGalleryConfiguration(regionCatalog: catalog))
+            }
         }
         let first = try await open(["Test": ["r1", "r2"]])
         _ = try await first.createGallery(id: "g", displayName: "", region: "r1", caller: admin)
-        let up = try await first.beginUpload(ImageUploadHeader(gallery: "galleries/g", imageID: "img", displayName: "", osType: .linux, osState: .generalized), caller: admin)
+        let up = try await first.beginUpload(
+            ImageUploadHeader(
+                gallery: "galleries/g", imageID: "img", displayName: "", osType: .linux, osState: .generalized),
+            caller: admin)
         try await up.append([1, 2, 3])
         let image = try await up.finish()
         #expect(try await first.replicationStatus(image: image.name, caller: reader).regions.map(\.region) == ["r2"])
@@ -118,7 +132,10 @@ import Testing
         let report = try await blocking { try shrunk.fsck() }
         #expect(report.problems.contains { $0.contains(image.name) && $0.contains("not in the region catalog") })
         await expectError(.failedPrecondition, contains: ["r1", "not in the server's region catalog"]) {
-            let u = try await shrunk.beginUpload(ImageUploadHeader(gallery: "galleries/g", imageID: "more", displayName: "", osType: .linux, osState: .generalized), caller: admin)
+            let u = try await shrunk.beginUpload(
+                ImageUploadHeader(
+                    gallery: "galleries/g", imageID: "more", displayName: "", osType: .linux, osState: .generalized),
+                caller: admin)
             try await u.append([4])
             _ = try await u.finish()
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import LabGalleryCore
 
 @Suite struct UploadTests {
@@ -7,11 +8,14 @@ import Testing
         let f = try await Fixture()
         try await f.gallery("g1", region: "westeurope")
         let bytes = [UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000)
-        let up = try await f.service.beginUpload(ImageUploadHeader(gallery: "galleries/g1", imageID: "ubuntu", displayName: "Ubuntu",
-                                                             osType: .linux, osState: .generalized), caller: admin)
+        let up = try await f.service.beginUpload(
+            ImageUploadHeader(
+                gallery: "galleries/g1", imageID: "ubuntu", displayName: "Ubuntu",
+                osType: .linux, osState: .generalized), caller: admin)
         #expect(up.imageName == "galleries/g1/images/ubuntu")
         // Mixed chunk sizes through both append overloads.
-        var i = 0, n = 1
+        var i = 0
+        var n = 1
         while i < bytes.count {
             let end = min(i + n * 4099, bytes.count)
             if n % 2 == 0 {
@@ -22,17 +26,22 @@ import Testing
             } else {
                 try await up.append(bytes[i..<end])
             }
-            i = end; n += 1
+            i = end
+            n += 1
         }
         #expect(up.bytesReceived == 1_000_000)
         let image = try await up.finish()
-        #expect(image == Image(name: "galleries/g1/images/ubuntu", displayName: "Ubuntu", osType: .linux, osState: .generalized,
-                               source: .uploaded, sourceLab: nil, sizeBytes: 1_000_000, sha256: millionASHA256,
-                               region: "westeurope", author: "alice"))
+        #expect(
+            image
+                == Image(
+                    name: "galleries/g1/images/ubuntu", displayName: "Ubuntu", osType: .linux, osState: .generalized,
+                    source: .uploaded, sourceLab: nil, sizeBytes: 1_000_000, sha256: millionASHA256,
+                    region: "westeurope", author: "alice"))
         #expect(try await f.service.getImage(name: image.name, caller: reader) == image)
         let blob = try await f.blobPath(image.name)
-        #expect(blob.path.hasPrefix(f.dir.appendingPathComponent("regions/westeurope/blobs/cd/\(millionASHA256).").path),
-                "content-addressed: the region's blob store names it by its SHA-256")
+        #expect(
+            blob.path.hasPrefix(f.dir.appendingPathComponent("regions/westeurope/blobs/cd/\(millionASHA256).").path),
+            "content-addressed: the region's blob store names it by its SHA-256")
         #expect(try Data(contentsOf: blob) == Data(bytes))
         #expect(f.files(under: "regions/westeurope/tmp").isEmpty)
         await expectError(.failedPrecondition) { try await up.append([1, 2, 3]) }
@@ -41,7 +50,8 @@ import Testing
     @Test func matchingHeaderChecksumIsAcceptedInAnyCase() async throws {
         let f = try await Fixture()
         try await f.gallery("g1")
-        let image = try await f.upload("galleries/g1", "abc", bytes: Array("abc".utf8), sha256: abcSHA256.uppercased(), chunk: 1)
+        let image = try await f.upload(
+            "galleries/g1", "abc", bytes: Array("abc".utf8), sha256: abcSHA256.uppercased(), chunk: 1)
         #expect(image.sha256 == abcSHA256 && image.sizeBytes == 3)
     }
 
@@ -51,22 +61,34 @@ import Testing
         await expectError(.invalidArgument, field: "sha256", contains: [abcSHA256]) {
             try await f.upload("galleries/g1", "img", bytes: Array("abd".utf8), sha256: abcSHA256)
         }
-        await expectError(.notFound) { _ = try await f.service.getImage(name: "galleries/g1/images/img", caller: reader) }
+        await expectError(.notFound) {
+            _ = try await f.service.getImage(name: "galleries/g1/images/img", caller: reader)
+        }
         #expect(f.files(under: "regions").isEmpty, "no temp file, no blob")
-        await expectError(.invalidArgument, field: "sha256") { try await f.upload("galleries/g1", "img", sha256: "xyz") }
+        await expectError(.invalidArgument, field: "sha256") {
+            try await f.upload("galleries/g1", "img", sha256: "xyz")
+        }
     }
 
     @Test func headerValidation() async throws {
         let f = try await Fixture()
         try await f.gallery("g1")
         await expectError(.invalidArgument, field: "os_type") {
-            _ = try await f.service.beginUpload(ImageUploadHeader(gallery: "galleries/g1", imageID: "i", displayName: "", osType: nil, osState: .generalized), caller: admin)
+            _ = try await f.service.beginUpload(
+                ImageUploadHeader(
+                    gallery: "galleries/g1", imageID: "i", displayName: "", osType: nil, osState: .generalized),
+                caller: admin)
         }
         await expectError(.invalidArgument, field: "os_state") {
-            _ = try await f.service.beginUpload(ImageUploadHeader(gallery: "galleries/g1", imageID: "i", displayName: "", osType: .windows, osState: nil), caller: admin)
+            _ = try await f.service.beginUpload(
+                ImageUploadHeader(
+                    gallery: "galleries/g1", imageID: "i", displayName: "", osType: .windows, osState: nil),
+                caller: admin)
         }
         await expectError(.invalidArgument, field: "gallery") {
-            _ = try await f.service.beginUpload(ImageUploadHeader(gallery: "", imageID: "i", displayName: "", osType: .windows, osState: .generalized), caller: admin)
+            _ = try await f.service.beginUpload(
+                ImageUploadHeader(gallery: "", imageID: "i", displayName: "", osType: .windows, osState: .generalized),
+                caller: admin)
         }
         await expectError(.notFound, resource: "galleries/g2") { try await f.upload("galleries/g2", "i") }
         await expectError(.invalidArgument, field: "chunk") { try await f.upload("galleries/g1", "empty", bytes: []) }
@@ -76,7 +98,8 @@ import Testing
     @Test func abortedOrDroppedUploadLeavesNoRowAndNoFile() async throws {
         let f = try await Fixture()
         try await f.gallery("g1")
-        let header = ImageUploadHeader(gallery: "galleries/g1", imageID: "img", displayName: "", osType: .windows, osState: .specialized)
+        let header = ImageUploadHeader(
+            gallery: "galleries/g1", imageID: "img", displayName: "", osType: .windows, osState: .specialized)
         let up = try await f.service.beginUpload(header, caller: admin)
         try await up.append([UInt8](repeating: 1, count: 5000))
         #expect(f.files(under: "regions/eastus/tmp").count == 1, "bytes go to a temp file in the home region")
@@ -89,14 +112,18 @@ import Testing
             try await dropped.append([1, 2, 3])
         }
         #expect(f.files(under: "regions").isEmpty, "deinit removes the temp file of an unfinished upload")
-        await expectError(.notFound) { _ = try await f.service.getImage(name: "galleries/g1/images/img", caller: reader) }
+        await expectError(.notFound) {
+            _ = try await f.service.getImage(name: "galleries/g1/images/img", caller: reader)
+        }
     }
 
     @Test func uploadSessionWorksFromAsyncLoop() async throws {
         let f = try await Fixture()
         try await f.gallery("g1")
-        let up = try await f.service.beginUpload(ImageUploadHeader(gallery: "galleries/g1", imageID: "img", displayName: "",
-                                                             osType: .linux, osState: .generalized), caller: admin)
+        let up = try await f.service.beginUpload(
+            ImageUploadHeader(
+                gallery: "galleries/g1", imageID: "img", displayName: "",
+                osType: .linux, osState: .generalized), caller: admin)
         let chunks = AsyncStream<[UInt8]> { c in
             for _ in 0..<10 { c.yield([UInt8](repeating: UInt8(ascii: "a"), count: 100_000)) }
             c.finish()
@@ -128,9 +155,16 @@ import Testing
         let status = try await f.service.replicationStatus(image: image.name, caller: reader)
         #expect(status.image == image.name)
         #expect(status.aggregatedState == .replicating)
-        #expect(status.regions.map(\.region) == ["centralus", "eastus2", "northcentralus", "southcentralus", "westcentralus", "westus", "westus2", "westus3"])
+        #expect(
+            status.regions.map(\.region) == [
+                "centralus", "eastus2", "northcentralus", "southcentralus", "westcentralus", "westus", "westus2",
+                "westus3",
+            ])
         for r in status.regions {
-            #expect(r == RegionReplication(region: r.region, state: .pending, bytesCopied: 0, bytesTotal: 4321, error: nil, attempts: 0))
+            #expect(
+                r
+                    == RegionReplication(
+                        region: r.region, state: .pending, bytesCopied: 0, bytesTotal: 4321, error: nil, attempts: 0))
             #expect(r.progressPercent == 0)
         }
     }
@@ -162,7 +196,8 @@ import Testing
         let f = try await Fixture()
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         try await f.account("empty")
-        try await f.upload("galleries/g1", "i1"); try await f.upload("galleries/g1", "i2")
+        try await f.upload("galleries/g1", "i1")
+        try await f.upload("galleries/g1", "i2")
         let list = try await f.service.listLabAccountImages(labAccount: "labAccounts/a1", caller: reader)
         #expect(list.map(\.image.name) == ["galleries/g1/images/i1", "galleries/g1/images/i2"])
         #expect(list.allSatisfy { $0.enabled })
@@ -173,29 +208,51 @@ import Testing
         let f = try await Fixture()
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         try await f.account("a2", gallery: .attach(gallery: "galleries/g1"))
-        try await f.upload("galleries/g1", "i1"); try await f.upload("galleries/g1", "i2")
-        let result = try await f.service.setImagesEnabled(labAccount: "labAccounts/a1", images: ["galleries/g1/images/i2"], enabled: false, caller: admin)
+        try await f.upload("galleries/g1", "i1")
+        try await f.upload("galleries/g1", "i2")
+        let result = try await f.service.setImagesEnabled(
+            labAccount: "labAccounts/a1", images: ["galleries/g1/images/i2"], enabled: false, caller: admin)
         #expect(result.map(\.image.name) == ["galleries/g1/images/i2"] && result.allSatisfy { !$0.enabled })
-        #expect(try await f.service.listLabAccountImages(labAccount: "labAccounts/a1", caller: reader).map(\.enabled) == [true, false])
-        #expect(try await f.service.listLabAccountImages(labAccount: "labAccounts/a2", caller: reader).map(\.enabled) == [true, true])
-        _ = try await f.service.setImagesEnabled(labAccount: "labAccounts/a1", images: ["galleries/g1/images/i2"], enabled: true, caller: admin)
-        #expect(try await f.service.listLabAccountImages(labAccount: "labAccounts/a1", caller: reader).map(\.enabled) == [true, true])
+        #expect(
+            try await f.service.listLabAccountImages(labAccount: "labAccounts/a1", caller: reader).map(\.enabled) == [
+                true, false,
+            ])
+        #expect(
+            try await f.service.listLabAccountImages(labAccount: "labAccounts/a2", caller: reader).map(\.enabled) == [
+                true, true,
+            ])
+        _ = try await f.service.setImagesEnabled(
+            labAccount: "labAccounts/a1", images: ["galleries/g1/images/i2"], enabled: true, caller: admin)
+        #expect(
+            try await f.service.listLabAccountImages(labAccount: "labAccounts/a1", caller: reader).map(\.enabled) == [
+                true, true,
+            ])
     }
 
     @Test func setImagesEnabledIsAllOrNothing() async throws {
         let f = try await Fixture()
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         try await f.gallery("other")
-        try await f.upload("galleries/g1", "i1"); try await f.upload("galleries/other", "x")
+        try await f.upload("galleries/g1", "i1")
+        try await f.upload("galleries/other", "x")
         await expectError(.notFound, resource: "galleries/g1/images/ghost") {
-            _ = try await f.service.setImagesEnabled(labAccount: "labAccounts/a1", images: ["galleries/g1/images/i1", "galleries/g1/images/ghost"], enabled: false, caller: admin)
+            _ = try await f.service.setImagesEnabled(
+                labAccount: "labAccounts/a1", images: ["galleries/g1/images/i1", "galleries/g1/images/ghost"],
+                enabled: false, caller: admin)
         }
         await expectError(.failedPrecondition, contains: ["galleries/other/images/x", "attached"]) {
-            _ = try await f.service.setImagesEnabled(labAccount: "labAccounts/a1", images: ["galleries/g1/images/i1", "galleries/other/images/x"], enabled: false, caller: admin)
+            _ = try await f.service.setImagesEnabled(
+                labAccount: "labAccounts/a1", images: ["galleries/g1/images/i1", "galleries/other/images/x"],
+                enabled: false, caller: admin)
         }
         await expectError(.invalidArgument, field: "images") {
-            _ = try await f.service.setImagesEnabled(labAccount: "labAccounts/a1", images: ["galleries/g1/images/i1", "nonsense"], enabled: false, caller: admin)
+            _ = try await f.service.setImagesEnabled(
+                labAccount: "labAccounts/a1", images: ["galleries/g1/images/i1", "nonsense"], enabled: false,
+                caller: admin)
         }
-        #expect(try await f.service.listLabAccountImages(labAccount: "labAccounts/a1", caller: reader).allSatisfy { $0.enabled }, "nothing changed")
+        #expect(
+            try await f.service.listLabAccountImages(labAccount: "labAccounts/a1", caller: reader).allSatisfy {
+                $0.enabled
+            }, "nothing changed")
     }
 }

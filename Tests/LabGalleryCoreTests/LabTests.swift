@@ -1,6 +1,7 @@
 import Foundation
 import TestSupport
 import Testing
+
 @testable import LabGalleryCore
 
 @Suite struct LabTests {
@@ -14,11 +15,15 @@ import Testing
     }
 
     func createLab(_ f: Fixture, _ id: String, template: String) async throws -> Lab {
-        try await f.service.createLab(labAccount: "labAccounts/a1", labID: id, displayName: "Lab \(id)", templateImage: template, caller: educator)
+        try await f.service.createLab(
+            labAccount: "labAccounts/a1", labID: id, displayName: "Lab \(id)", templateImage: template, caller: educator
+        )
     }
 
     func templateFile(_ f: Fixture, _ lab: String) async throws -> URL {
-        let stored = try await blocking { try f.service.storage.read { try $0.lab(LabName(parsing: lab, field: "name")) } }
+        let stored = try await blocking {
+            try f.service.storage.read { try $0.lab(LabName(parsing: lab, field: "name")) }
+        }
         return f.dir.appendingPathComponent(try #require(stored).templatePath)
     }
 
@@ -26,10 +31,12 @@ import Testing
         let f = try await setUp()
         let before = f.files(under: "regions")
         let lab = try await createLab(f, "l1", template: "galleries/g1/images/gen")
-        #expect(lab == Lab(name: "labAccounts/a1/labs/l1", displayName: "Lab l1", templateImage: "galleries/g1/images/gen"))
+        #expect(
+            lab == Lab(name: "labAccounts/a1/labs/l1", displayName: "Lab l1", templateImage: "galleries/g1/images/gen"))
         #expect(try await f.service.getLab(name: lab.name, caller: reader) == lab)
         let template = try await templateFile(f, lab.name)
-        #expect(try await template.path == f.blobPath("galleries/g1/images/gen").path, "the lab shares the image's blob")
+        #expect(
+            try await template.path == f.blobPath("galleries/g1/images/gen").path, "the lab shares the image's blob")
         #expect(try Data(contentsOf: template) == Data("abc".utf8))
         #expect(f.files(under: "regions") == before, "nothing was copied")
         #expect(f.files(under: "labs").isEmpty)
@@ -48,7 +55,10 @@ import Testing
         await expectError(.failedPrecondition, contains: ["galleries/g1/images/spec", "SPECIALIZED"]) {
             _ = try await createLab(f, "l2", template: "galleries/g1/images/spec")
         }
-        #expect(try await f.service.listLabs(labAccount: "labAccounts/a1", caller: reader).items.map(\.name) == ["labAccounts/a1/labs/l1"])
+        #expect(
+            try await f.service.listLabs(labAccount: "labAccounts/a1", caller: reader).items.map(\.name) == [
+                "labAccounts/a1/labs/l1"
+            ])
     }
 
     @Test func templateMustBeInAttachedGallery() async throws {
@@ -58,15 +68,22 @@ import Testing
         await expectError(.failedPrecondition, contains: ["galleries/other/images/x", "attached"]) {
             _ = try await createLab(f, "l1", template: "galleries/other/images/x")
         }
-        await expectError(.notFound, resource: "galleries/g1/images/ghost") { _ = try await createLab(f, "l1", template: "galleries/g1/images/ghost") }
-        await expectError(.invalidArgument, field: "lab.template_image") { _ = try await createLab(f, "l1", template: "ghost") }
+        await expectError(.notFound, resource: "galleries/g1/images/ghost") {
+            _ = try await createLab(f, "l1", template: "galleries/g1/images/ghost")
+        }
+        await expectError(.invalidArgument, field: "lab.template_image") {
+            _ = try await createLab(f, "l1", template: "ghost")
+        }
         _ = try await f.service.detachGallery(labAccount: "labAccounts/a1", confirm: true, caller: admin)
-        await expectError(.failedPrecondition, contains: ["no gallery attached"]) { _ = try await createLab(f, "l1", template: "galleries/g1/images/gen") }
+        await expectError(.failedPrecondition, contains: ["no gallery attached"]) {
+            _ = try await createLab(f, "l1", template: "galleries/g1/images/gen")
+        }
     }
 
     @Test func templateMustBeEnabledForTheAccount() async throws {
         let f = try await setUp()
-        _ = try await f.service.setImagesEnabled(labAccount: "labAccounts/a1", images: ["galleries/g1/images/gen"], enabled: false, caller: admin)
+        _ = try await f.service.setImagesEnabled(
+            labAccount: "labAccounts/a1", images: ["galleries/g1/images/gen"], enabled: false, caller: admin)
         await expectError(.failedPrecondition, contains: ["galleries/g1/images/gen", "disabled", "SetImagesEnabled"]) {
             _ = try await createLab(f, "l1", template: "galleries/g1/images/gen")
         }
@@ -99,40 +116,54 @@ import Testing
         let f = try await Fixture(configuration)
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         try await f.upload("galleries/g1", "base", bytes: Array("abc".utf8), osType: .windows, osState: .generalized)
-        _ = try await f.service.createLab(labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: "galleries/g1/images/base", caller: educator)
+        _ = try await f.service.createLab(
+            labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: "galleries/g1/images/base",
+            caller: educator)
         return f
     }
 
     @Test func savesSpecializedImageWithRealBytesAndReplicationRecords() async throws {
         let f = try await setUp()
-        let image = try await f.service.saveLabTemplateImage(lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "Saved", caller: educator)
-        #expect(image == Image(name: "galleries/g1/images/saved", displayName: "Saved", osType: .windows, osState: .specialized,
-                               source: .savedFromLab, sourceLab: "labAccounts/a1/labs/l1", sizeBytes: 3, sha256: abcSHA256,
-                               region: "eastus", author: "eddie"))
+        let image = try await f.service.saveLabTemplateImage(
+            lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "Saved", caller: educator)
+        #expect(
+            image
+                == Image(
+                    name: "galleries/g1/images/saved", displayName: "Saved", osType: .windows, osState: .specialized,
+                    source: .savedFromLab, sourceLab: "labAccounts/a1/labs/l1", sizeBytes: 3, sha256: abcSHA256,
+                    region: "eastus", author: "eddie"))
         #expect(try await Data(contentsOf: f.blobPath(image.name)) == Data("abc".utf8))
         let status = try await f.service.replicationStatus(image: image.name, caller: reader)
         #expect(status.regions.count == 8 && status.regions.allSatisfy { $0.state == .pending && $0.bytesTotal == 3 })
-        await expectError(.alreadyExists) { _ = try await f.service.saveLabTemplateImage(lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "", caller: educator) }
+        await expectError(.alreadyExists) {
+            _ = try await f.service.saveLabTemplateImage(
+                lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "", caller: educator)
+        }
         #expect(f.files(under: "regions/eastus/tmp").isEmpty)
     }
 
     @Test func generalizedOnlySavesGeneralizedSoAnotherEducatorCanUseIt() async throws {
         let f = try await setUp(LabGalleryConfiguration(templateImages: .generalizedOnly))
-        let image = try await f.service.saveLabTemplateImage(lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "Saved", caller: educator)
+        let image = try await f.service.saveLabTemplateImage(
+            lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "Saved", caller: educator)
         #expect(image.osState == .generalized && image.source == .savedFromLab && image.sha256 == abcSHA256)
         #expect(try await f.service.getImage(name: image.name, caller: reader).osState == .generalized)
         // Another educator, in another account with the gallery attached, sees it available and uses it.
         try await f.account("a2", gallery: .attach(gallery: "galleries/g1"))
         let other = Principal(name: "olga", role: .educator)
-        let listed = try await f.service.listLabAccountImages(labAccount: "labAccounts/a2", caller: other).first { $0.image.name == image.name }
+        let listed = try await f.service.listLabAccountImages(labAccount: "labAccounts/a2", caller: other).first {
+            $0.image.name == image.name
+        }
         #expect(listed?.available == true && listed?.unavailable == nil)
-        let lab = try await f.service.createLab(labAccount: "labAccounts/a2", labID: "l2", displayName: "", templateImage: image.name, caller: other)
+        let lab = try await f.service.createLab(
+            labAccount: "labAccounts/a2", labID: "l2", displayName: "", templateImage: image.name, caller: other)
         #expect(lab.templateImage == image.name)
     }
 
     @Test func anySavesSpecialized() async throws {
         let f = try await setUp(LabGalleryConfiguration(templateImages: .any))
-        let image = try await f.service.saveLabTemplateImage(lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "", caller: educator)
+        let image = try await f.service.saveLabTemplateImage(
+            lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "", caller: educator)
         #expect(image.osState == .specialized)
         #expect(TemplateImagePolicy.any.savedTemplateOSState == .specialized)
         #expect(TemplateImagePolicy.generalizedOnly.savedTemplateOSState == .generalized)
@@ -140,9 +171,12 @@ import Testing
 
     @Test func permissionDeniedWhenLabServicesIsNotContributor() async throws {
         let f = try await setUp()
-        try await blocking { try f.service.storage.write { try $0.revoke(.labServicesContributor, on: GalleryName(id: "g1")) } }
+        try await blocking {
+            try f.service.storage.write { try $0.revoke(.labServicesContributor, on: GalleryName(id: "g1")) }
+        }
         await expectError(.permissionDenied, contains: ["lab-services", "Contributor", "galleries/g1"]) {
-            _ = try await f.service.saveLabTemplateImage(lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "", caller: educator)
+            _ = try await f.service.saveLabTemplateImage(
+                lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "", caller: educator)
         }
         #expect(f.files(under: "regions/eastus").count == 1, "only the base image blob")
     }
@@ -151,9 +185,16 @@ import Testing
         let f = try await setUp()
         _ = try await f.service.detachGallery(labAccount: "labAccounts/a1", confirm: true, caller: admin)
         await expectError(.failedPrecondition, contains: ["no gallery attached", "AttachGallery"]) {
-            _ = try await f.service.saveLabTemplateImage(lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "", caller: educator)
+            _ = try await f.service.saveLabTemplateImage(
+                lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "", caller: educator)
         }
-        await expectError(.notFound) { _ = try await f.service.saveLabTemplateImage(lab: "labAccounts/a1/labs/nope", imageID: "saved", displayName: "", caller: educator) }
-        await expectError(.invalidArgument, field: "lab") { _ = try await f.service.saveLabTemplateImage(lab: "labs/nope", imageID: "saved", displayName: "", caller: educator) }
+        await expectError(.notFound) {
+            _ = try await f.service.saveLabTemplateImage(
+                lab: "labAccounts/a1/labs/nope", imageID: "saved", displayName: "", caller: educator)
+        }
+        await expectError(.invalidArgument, field: "lab") {
+            _ = try await f.service.saveLabTemplateImage(
+                lab: "labs/nope", imageID: "saved", displayName: "", caller: educator)
+        }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import TestSupport
 import Testing
+
 @testable import LabGalleryCore
 
 @Suite struct PersistenceTests {
@@ -10,8 +11,11 @@ import Testing
         let image = try await f.upload("galleries/g1", "img")
         let reopened = try await blocking { try LabGalleryService.open(dataDirectory: f.dir) }
         #expect(try await reopened.getImage(name: image.name, caller: reader) == image)
-        #expect(try await reopened.getLabAccount(name: "labAccounts/a1", caller: reader).attachedGallery == "galleries/g1")
-        #expect(try await blocking { try reopened.recoverFiles() } == RecoveryReport(removedTempFiles: [], removedBlobs: [], lostAndFound: []))
+        #expect(
+            try await reopened.getLabAccount(name: "labAccounts/a1", caller: reader).attachedGallery == "galleries/g1")
+        #expect(
+            try await blocking { try reopened.recoverFiles() }
+                == RecoveryReport(removedTempFiles: [], removedBlobs: [], lostAndFound: []))
     }
 
     /// Crash safety at the SQLite level: a burst of acknowledged write transactions, then a second,
@@ -22,15 +26,20 @@ import Testing
         try await withThrowingTaskGroup(of: Void.self) { group in
             for w in 0..<4 {
                 group.addTask {
-                    for i in 0..<50 { _ = try await f.service.createGallery(id: "g\(w)-\(i)", displayName: "", region: "eastus", caller: admin) }
+                    for i in 0..<50 {
+                        _ = try await f.service.createGallery(
+                            id: "g\(w)-\(i)", displayName: "", region: "eastus", caller: admin)
+                    }
                 }
             }
             try await group.waitForAll()
         }
         let (mode, integrity, names) = try await blocking {
             let second = try SQLiteStorage(path: f.service.layout.databaseURL.path)
-            return (try second.journalMode(), try second.integrityCheck(),
-                    try second.read { try $0.galleries(after: nil, limit: nil) }.map(\.name))
+            return (
+                try second.journalMode(), try second.integrityCheck(),
+                try second.read { try $0.galleries(after: nil, limit: nil) }.map(\.name)
+            )
         }
         #expect(mode == "wal")
         #expect(integrity == "ok")
@@ -44,7 +53,8 @@ import Testing
         await #expect(throws: LabGalleryError.self) {
             try await blocking {
                 try f.service.storage.write { tx in
-                    try tx.insertGallery(Gallery(name: "galleries/g1", displayName: "", region: "eastus", geography: "United States"))
+                    try tx.insertGallery(
+                        Gallery(name: "galleries/g1", displayName: "", region: "eastus", geography: "United States"))
                     throw LabGalleryError.internal(message: "boom")
                 }
             }
@@ -56,20 +66,26 @@ import Testing
         let f = try await Fixture()
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         let image = try await f.upload("galleries/g1", "kept")
-        _ = try await f.service.createLab(labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: image.name, caller: educator)
+        _ = try await f.service.createLab(
+            labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: image.name, caller: educator)
         let keptBlob = try await f.blobPath(image.name)
 
         let temps = ["regions/eastus/tmp/0123.part", "regions/westus/tmp/dead.part", "labs/tmp/beef.part"]
-        let unknown = ["regions/eastus/blobs/ab/ghost.00ff.blob", "regions/westus/blobs/g9/replica.blob",
-                       "regions/westus/partial/g1/x.part", "labs/a1/old.1234.template"]
+        let unknown = [
+            "regions/eastus/blobs/ab/ghost.00ff.blob", "regions/westus/blobs/g9/replica.blob",
+            "regions/westus/partial/g1/x.part", "labs/a1/old.1234.template",
+        ]
         for p in temps + unknown {
             let url = f.dir.appendingPathComponent(p)
-            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try Data("junk \(p)".utf8).write(to: url)
         }
         // An upload interrupted mid-stream (its session never finished) leaves a temp file too.
-        let interrupted = try await f.service.beginUpload(ImageUploadHeader(gallery: "galleries/g1", imageID: "cut", displayName: "",
-                                                                      osType: .linux, osState: .generalized), caller: admin)
+        let interrupted = try await f.service.beginUpload(
+            ImageUploadHeader(
+                gallery: "galleries/g1", imageID: "cut", displayName: "",
+                osType: .linux, osState: .generalized), caller: admin)
         try await interrupted.append([1, 2, 3])
         let interruptedTemp = try #require(f.files(under: "regions/eastus/tmp").first { !temps.contains($0) })
 
@@ -81,7 +97,9 @@ import Testing
         #expect(report.removedTempFiles == ([interruptedTemp] + temps).sorted())
         #expect(report.lostAndFound == unknown.sorted())
         let dir = try #require(report.lostAndFoundDirectory)
-        for p in temps { #expect(!FileManager.default.fileExists(atPath: f.dir.appendingPathComponent(p).path), "\(p)") }
+        for p in temps {
+            #expect(!FileManager.default.fileExists(atPath: f.dir.appendingPathComponent(p).path), "\(p)")
+        }
         for p in unknown {
             #expect(!FileManager.default.fileExists(atPath: f.dir.appendingPathComponent(p).path), "\(p)")
             let moved = f.dir.appendingPathComponent("\(dir)/\(p)")

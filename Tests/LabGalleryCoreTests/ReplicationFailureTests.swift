@@ -1,6 +1,7 @@
 import Foundation
 import TestSupport
 import Testing
+
 @testable import LabGalleryCore
 
 /// Failure paths of replication that must keep every byte and always end.
@@ -15,7 +16,9 @@ import Testing
         // Same bytes again: every region already holds them, so nothing is copied.
         let b = try await x.f.upload("galleries/g", "b", bytes: bytes)
         let first = try #require(try await x.watchAll(b.name).first)
-        #expect(first.aggregatedState == .completed && first.regions.allSatisfy { $0.state == .completed && $0.attempts == 0 })
+        #expect(
+            first.aggregatedState == .completed
+                && first.regions.allSatisfy { $0.state == .completed && $0.attempts == 0 })
         #expect(x.engine.bytesCopied == copied)
         for row in try await x.rows(b.name) {
             #expect(try await row.blobPath == x.rows(a.name).first { $0.record.region == row.record.region }?.blobPath)
@@ -29,8 +32,10 @@ import Testing
         let base = try await x.f.upload("galleries/g", "base", bytes: pattern(200_000, multiplier: 19, offset: 1))
         _ = try await x.watchAll(base.name)
         let copied = x.engine.bytesCopied
-        _ = try await x.f.service.createLab(labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: base.name, caller: educator)
-        let saved = try await x.f.service.saveLabTemplateImage(lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "", caller: educator)
+        _ = try await x.f.service.createLab(
+            labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: base.name, caller: educator)
+        let saved = try await x.f.service.saveLabTemplateImage(
+            lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "", caller: educator)
         let status = try await x.f.service.replicationStatus(image: saved.name, caller: reader)
         #expect(status.aggregatedState == .completed && status.regions.map(\.region) == ["r2", "r3"])
         #expect(x.engine.bytesCopied == copied, "nothing was copied")
@@ -40,22 +45,26 @@ import Testing
     @Test func pendingJobsAreAlwaysScheduledWithZeroBackoff() async throws {
         // Every job fails its first three attempts and retries at once: many jobs race their own
         // backoff timers and thread exits; each must still run to COMPLETED.
-        let x = try await ReplicationFixture(ReplicationConfiguration(
-            concurrency: 3, maxAttempts: 10, backoffInitial: .zero, backoffMax: .zero,
-            defaultLink: link(fail: 3), chunkSize: 4096, persistEvery: 8192, progressInterval: .milliseconds(1)))
+        let x = try await ReplicationFixture(
+            ReplicationConfiguration(
+                concurrency: 3, maxAttempts: 10, backoffInitial: .zero, backoffMax: .zero,
+                defaultLink: link(fail: 3), chunkSize: 4096, persistEvery: 8192, progressInterval: .milliseconds(1)))
         var names: [String] = []
         for i in 0..<12 {
-            names.append(try await x.f.upload("galleries/g", "img\(i)", bytes: pattern(20_000, multiplier: 3, offset: i)).name)
+            names.append(
+                try await x.f.upload("galleries/g", "img\(i)", bytes: pattern(20_000, multiplier: 3, offset: i)).name)
         }
         for name in names {
             let last = try #require(try await x.watchAll(name).last)
-            #expect(last.aggregatedState == .completed && last.regions.allSatisfy { $0.attempts == 4 }, "\(name): \(last)")
+            #expect(
+                last.aggregatedState == .completed && last.regions.allSatisfy { $0.attempts == 4 }, "\(name): \(last)")
         }
         await x.engine.stop()
     }
 
     @Test func retryingAFailedRegionOverAndOverAlwaysEnds() async throws {
-        let x = try await ReplicationFixture(fastReplication(["r2": link(unreachable: true)], maxAttempts: 1, backoff: .zero))
+        let x = try await ReplicationFixture(
+            fastReplication(["r2": link(unreachable: true)], maxAttempts: 1, backoff: .zero))
         let image = try await x.f.upload("galleries/g", "img", bytes: pattern(10_000, multiplier: 5, offset: 5))
         #expect(try await x.watchAll(image.name).last?.aggregatedState == .failed)
         for _ in 0..<30 {
@@ -93,7 +102,10 @@ import Testing
         try await x.f.service.deleteGallery(name: "galleries/g", caller: admin)
         let goneToo = try #require(try await w.next())
         #expect(goneToo.image == b.name && goneToo.deleted)
-        await #expect(throws: LabGalleryError.notFound(resource: "galleries/g", message: "galleries/g was deleted while being watched")) {
+        await #expect(
+            throws: LabGalleryError.notFound(
+                resource: "galleries/g", message: "galleries/g was deleted while being watched")
+        ) {
             _ = try await w.next()
         }
         await x.engine.stop()
@@ -103,7 +115,8 @@ import Testing
         // A real second process holds SQLite's write lock; the engine's writes give up after 100 ms.
         let f = try await Fixture(LabGalleryConfiguration(regionCatalog: replicationCatalog), busyTimeout: 0.1)
         try await f.gallery("g", region: "r1")
-        let engine = ReplicationEngine(service: f.service, configuration: fastReplication(bandwidth: 512 * 1024, maxAttempts: 1000))
+        let engine = ReplicationEngine(
+            service: f.service, configuration: fastReplication(bandwidth: 512 * 1024, maxAttempts: 1000))
         try await startEngine(engine)
         let image = try await f.upload("galleries/g", "img", bytes: pattern(600_000, multiplier: 23, offset: 9))
         let w = try await f.service.watchReplication(image: image.name, caller: reader)
@@ -113,10 +126,16 @@ import Testing
         try await lock.waitUntilLocked()
         var sawRefusal = false
         while let s = try await w.next() {
-            if s.regions.contains(where: { ($0.error ?? "").contains("database") && ($0.error ?? "").contains("busy") }) { sawRefusal = true; break }
+            if s.regions.contains(where: { ($0.error ?? "").contains("database") && ($0.error ?? "").contains("busy") })
+            {
+                sawRefusal = true
+                break
+            }
         }
         #expect(sawRefusal, "the failed write is a failed attempt with its reason")
-        #expect(f.files(under: "regions/r2/partial").count + f.files(under: "regions/r2/blobs").count == 1, "the copy is kept")
+        #expect(
+            f.files(under: "regions/r2/partial").count + f.files(under: "regions/r2/blobs").count == 1,
+            "the copy is kept")
         lock.release()
         var last: ReplicationStatus?
         while let s = try await w.next() { last = s }
@@ -139,14 +158,17 @@ final class DatabaseLockHolder: Sendable {
         output = FileManager.default.temporaryDirectory.appendingPathComponent("lock-\(UUID().uuidString)")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", """
+        process.arguments = [
+            "python3", "-c",
+            """
             import sqlite3, sys
             c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
             c.execute("BEGIN IMMEDIATE")
             print("locked", flush=True)
             sys.stdin.read()
             c.execute("ROLLBACK")
-            """, path]
+            """, path,
+        ]
         process.standardInput = input
         process.standardOutput = try FileHandle(forWritingTo: output)
         try process.run()
@@ -154,7 +176,9 @@ final class DatabaseLockHolder: Sendable {
 
     /// Waits for the lock to be held (the helper prints `locked`).
     func waitUntilLocked() async throws {
-        try await eventually("the lock holder") { (try? String(contentsOf: output, encoding: .utf8))?.contains("locked") == true }
+        try await eventually("the lock holder") {
+            (try? String(contentsOf: output, encoding: .utf8))?.contains("locked") == true
+        }
     }
 
     /// Releases the lock (the helper rolls back and exits).

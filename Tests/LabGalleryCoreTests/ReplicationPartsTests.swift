@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import TestSupport
 import Testing
+
 @testable import LabGalleryCore
 
 /// A value shared with closures that run on other threads.
@@ -24,7 +25,10 @@ private final class Shared<T: Sendable>: Sendable {
         #expect(b.delay(afterAttempt: 4) == .milliseconds(700))
         #expect(b.delay(afterAttempt: 60) == .milliseconds(700))
         #expect(b.delay(afterAttempt: 0) == .milliseconds(100), "attempts below 1 count as 1")
-        #expect(Array(b.prefix(5)) == [.milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(700), .milliseconds(700)])
+        #expect(
+            Array(b.prefix(5)) == [
+                .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(700), .milliseconds(700),
+            ])
     }
 
     @Test func aZeroBackoffIsAlwaysZeroAndTheConfigurationUsesTheValue() {
@@ -37,11 +41,16 @@ private final class Shared<T: Sendable>: Sendable {
 
 private let image = ImageName(gallery: GalleryName(id: "g"), id: "img")
 
-private func row(_ state: ReplicationState, attempts: Int = 0, copied: Int64 = 0, partial: String? = nil,
-                 blob: String? = nil) -> ReplicationRow {
-    ReplicationRow(image: image, record: RegionReplication(region: "r2", state: state, bytesCopied: copied, bytesTotal: 100,
-                                                           error: nil, attempts: attempts),
-                   partialPath: partial, blobPath: blob)
+private func row(
+    _ state: ReplicationState, attempts: Int = 0, copied: Int64 = 0, partial: String? = nil,
+    blob: String? = nil
+) -> ReplicationRow {
+    ReplicationRow(
+        image: image,
+        record: RegionReplication(
+            region: "r2", state: state, bytesCopied: copied, bytesTotal: 100,
+            error: nil, attempts: attempts),
+        partialPath: partial, blobPath: blob)
 }
 
 @Suite struct JobStateMachineTests {
@@ -68,7 +77,8 @@ private func row(_ state: ReplicationState, attempts: Int = 0, copied: Int64 = 0
     @Test func anUntrustedCopyIsDiscardedAndTheLastAttemptFails() {
         var r = row(.replicating, attempts: 2, copied: 40, partial: "p")
         let (next, remove) = machine.fail(&r, .copyFailed(reason: "checksum mismatch", discard: true), attempt: 2)
-        #expect(next == .retry(after: .seconds(2)) && remove == ["p"] && r.partialPath == nil && r.record.bytesCopied == 0)
+        #expect(
+            next == .retry(after: .seconds(2)) && remove == ["p"] && r.partialPath == nil && r.record.bytesCopied == 0)
 
         var last = row(.replicating, attempts: 3, copied: 70, partial: "q", blob: "b")
         let (end, gone) = machine.fail(&last, .copyFailed(reason: "link down", discard: false), attempt: 3)
@@ -91,17 +101,23 @@ private func row(_ state: ReplicationState, attempts: Int = 0, copied: Int64 = 0
     @Test func completingAndRestartingResetTheRow() {
         var r = row(.replicating, attempts: 2, copied: 60, partial: "p")
         machine.complete(&r, blob: "b")
-        #expect(r.record.state == .completed && r.record.bytesCopied == 100 && r.partialPath == nil && r.blobPath == "b" && r.record.error == nil)
+        #expect(
+            r.record.state == .completed && r.record.bytesCopied == 100 && r.partialPath == nil && r.blobPath == "b"
+                && r.record.error == nil)
         var failed = row(.failed, attempts: 3, copied: 10, partial: "p")
         #expect(JobStateMachine.restart(&failed) == "p")
-        #expect(failed.record.state == .pending && failed.record.attempts == 0 && failed.record.bytesCopied == 0 && failed.partialPath == nil)
+        #expect(
+            failed.record.state == .pending && failed.record.attempts == 0 && failed.record.bytesCopied == 0
+                && failed.partialPath == nil)
         #expect(JobStateMachine.isUnfinished(.pending) && JobStateMachine.isUnfinished(.replicating))
         #expect(!JobStateMachine.isUnfinished(.completed) && !JobStateMachine.isUnfinished(.failed))
     }
 }
 
 @Suite struct JobSchedulerTests {
-    private func key(_ region: String, _ id: String = "img") -> JobKey { JobKey(image: ImageName(gallery: GalleryName(id: "g"), id: id), region: region) }
+    private func key(_ region: String, _ id: String = "img") -> JobKey {
+        JobKey(image: ImageName(gallery: GalleryName(id: "g"), id: id), region: region)
+    }
 
     @Test func startsAtMostConcurrencyJobsAndQueuesEachJobOnce() {
         var s = JobScheduler(concurrency: 2)
@@ -126,7 +142,8 @@ private func row(_ state: ReplicationState, attempts: Int = 0, copied: Int64 = 0
         #expect(waits)
         s.enqueue(key("r1"), due: true)
         #expect(s.ready.isEmpty && s.waiting == [key("r1")])
-        let ended = s.endBackoff(key("r1")), again = s.endBackoff(key("r1"))
+        let ended = s.endBackoff(key("r1"))
+        let again = s.endBackoff(key("r1"))
         #expect(ended && !again)
         s.enqueue(key("r1"), due: true)
         let restarted = s.start { _ in true }
@@ -171,13 +188,20 @@ private func row(_ state: ReplicationState, attempts: Int = 0, copied: Int64 = 0
 
 @Suite struct WatchHubTests {
     private func status(_ image: String, _ state: ReplicationState, copied: Int64 = 0) -> ReplicationStatus {
-        ReplicationStatus(image: image, regions: [RegionReplication(region: "r2", state: state, bytesCopied: copied, bytesTotal: 100,
-                                                                    error: nil, attempts: 1)])
+        ReplicationStatus(
+            image: image,
+            regions: [
+                RegionReplication(
+                    region: "r2", state: state, bytesCopied: copied, bytesTotal: 100,
+                    error: nil, attempts: 1)
+            ])
     }
 
     @Test func aStatusFansOutToItsImageAndGalleryWatchers() async throws {
         var hub = WatchHub()
-        let single = WatchMailbox(), gallery = WatchMailbox(), other = WatchMailbox()
+        let single = WatchMailbox()
+        let gallery = WatchMailbox()
+        let other = WatchMailbox()
         _ = hub.add(single, scope: .image, key: "galleries/g/images/a")
         _ = hub.add(gallery, scope: .gallery, key: "galleries/g")
         let r = hub.add(other, scope: .image, key: "galleries/g/images/b")
@@ -207,7 +231,8 @@ private func row(_ state: ReplicationState, attempts: Int = 0, copied: Int64 = 0
 
     @Test func finishingEndsWatchesAfterWhatTheyHaveNotReadAndClosingRefusesNewOnes() async throws {
         var hub = WatchHub()
-        let w = WatchMailbox(), g = WatchMailbox()
+        let w = WatchMailbox()
+        let g = WatchMailbox()
         _ = hub.add(w, scope: .image, key: "galleries/g/images/a")
         _ = hub.add(g, scope: .gallery, key: "galleries/g")
         hub.publish(status("galleries/g/images/a", .replicating), gallery: "galleries/g").resume()
@@ -266,19 +291,25 @@ private struct TestLink: ReplicaLink {
     }
 
     private func request(attempt: Int, durable: Int64 = 0) -> ReplicaCopier.Request {
-        ReplicaCopier.Request(source: source, sourceRegion: "r1", size: Int64(bytes.count), sha256: sha,
-                              partial: dir.appendingPathComponent("partial/img.part"), partialName: "partial/img.part",
-                              region: "r2", durableOffset: durable, attempt: attempt)
+        ReplicaCopier.Request(
+            source: source, sourceRegion: "r1", size: Int64(bytes.count), sha256: sha,
+            partial: dir.appendingPathComponent("partial/img.part"), partialName: "partial/img.part",
+            region: "r2", durableOffset: durable, attempt: attempt)
     }
 
     /// Runs the copier on a thread of its own (it blocks); returns the result and bytes it copied.
-    private func copy(_ r: ReplicaCopier.Request, link: TestLink, durable: Shared<Int64>) async throws -> (ReplicaCopier.Result, Int64) {
+    private func copy(_ r: ReplicaCopier.Request, link: TestLink, durable: Shared<Int64>) async throws -> (
+        ReplicaCopier.Result, Int64
+    ) {
         let copier = copier
         return try await blocking { () throws -> (ReplicaCopier.Result, Int64) in
             var copied: Int64 = 0
             let progress = ReplicaCopier.Progress(
                 recordStart: { offset in durable.set(offset) },
-                recordDurable: { offset in durable.set(offset); return nil },
+                recordDurable: { offset in
+                    durable.set(offset)
+                    return nil
+                },
                 copied: { _, n in copied += n })
             let result = try copier.copy(r, link: link, control: JobControl(), progress: progress)
             return (result, copied)
@@ -326,10 +357,12 @@ private struct TestLink: ReplicaLink {
         }
         let control = JobControl()
         control.send(.shutdown)
-        let copier = copier, r = request(attempt: 1)
+        let copier = copier
+        let r = request(attempt: 1)
         let result = try await blocking { () throws -> ReplicaCopier.Result in
-            try copier.copy(r, link: TestLink(), control: control,
-                            progress: .init(recordStart: { _ in }, recordDurable: { _ in nil }, copied: { _, _ in }))
+            try copier.copy(
+                r, link: TestLink(), control: control,
+                progress: .init(recordStart: { _ in }, recordDurable: { _ in nil }, copied: { _, _ in }))
         }
         #expect(result == .stopped(.shutdown))
     }
@@ -351,9 +384,15 @@ private struct TestLink: ReplicaLink {
         let f = try await Fixture(LabGalleryConfiguration(regionCatalog: replicationCatalog))
         try await f.gallery("g", region: "r1")
         let image = try await f.upload("galleries/g", "img", bytes: pattern(1000, multiplier: 3, offset: 1))
-        await expectError(.permissionDenied) { _ = try await f.service.retryReplication(image: image.name, regions: [], caller: reader) }
-        await expectError(.invalidArgument, field: "image") { _ = try await f.service.watchReplication(image: "bad", caller: reader) }
-        await expectError(.invalidArgument, field: "gallery") { _ = try await f.service.watchGalleryReplication(gallery: "bad", caller: reader) }
+        await expectError(.permissionDenied) {
+            _ = try await f.service.retryReplication(image: image.name, regions: [], caller: reader)
+        }
+        await expectError(.invalidArgument, field: "image") {
+            _ = try await f.service.watchReplication(image: "bad", caller: reader)
+        }
+        await expectError(.invalidArgument, field: "gallery") {
+            _ = try await f.service.watchGalleryReplication(gallery: "bad", caller: reader)
+        }
         await expectError(.unavailable, contains: ["replication is not running"]) {
             _ = try await f.service.watchReplication(image: image.name, caller: reader)
         }

@@ -1,23 +1,28 @@
 import Foundation
 import TestSupport
 import Testing
+
 @testable import LabGalleryCore
 
 /// A three-region geography so each image has two replication jobs (r2, r3) from home r1.
 let replicationCatalog = try! RegionCatalog(geographies: ["Test": ["r1", "r2", "r3"], "Other": ["x1", "x2"]])
 
 /// Fast settings: small chunks, frequent persistence, tiny backoff.
-func fastReplication(_ links: [String: RegionLink] = [:], bandwidth: Int64? = nil, maxAttempts: Int = 5,
-                     concurrency: Int = 4, backoff: Duration = .milliseconds(10)) -> ReplicationConfiguration {
-    ReplicationConfiguration(concurrency: concurrency, maxAttempts: maxAttempts, backoffInitial: backoff,
-                             backoffMax: backoff * 4,
-                             defaultLink: RegionLink(bandwidthBytesPerSecond: bandwidth, latencyMilliseconds: 0),
-                             regions: links, chunkSize: 64 * 1024, persistEvery: 128 * 1024, progressInterval: .milliseconds(10))
+func fastReplication(
+    _ links: [String: RegionLink] = [:], bandwidth: Int64? = nil, maxAttempts: Int = 5,
+    concurrency: Int = 4, backoff: Duration = .milliseconds(10)
+) -> ReplicationConfiguration {
+    ReplicationConfiguration(
+        concurrency: concurrency, maxAttempts: maxAttempts, backoffInitial: backoff,
+        backoffMax: backoff * 4,
+        defaultLink: RegionLink(bandwidthBytesPerSecond: bandwidth, latencyMilliseconds: 0),
+        regions: links, chunkSize: 64 * 1024, persistEvery: 128 * 1024, progressInterval: .milliseconds(10))
 }
 
 func link(bandwidth: Int64? = nil, fail: Int = 0, corrupt: Int = 0, unreachable: Bool = false) -> RegionLink {
-    RegionLink(bandwidthBytesPerSecond: bandwidth, latencyMilliseconds: 0, failFirstAttempts: fail,
-               corruptFirstAttempts: corrupt, unreachable: unreachable)
+    RegionLink(
+        bandwidthBytesPerSecond: bandwidth, latencyMilliseconds: 0, failFirstAttempts: fail,
+        corruptFirstAttempts: corrupt, unreachable: unreachable)
 }
 
 /// A fixture with the test catalog, a gallery `g` in r1 and a started engine.
@@ -56,7 +61,6 @@ func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [Re
     return out
 }
 
-
 @Suite(.serialized) struct ReplicationEngineTests {
     @Test func pendingReplicatingCompletedWithVerifiedReplicas() async throws {
         // Slow enough (~4.7 s) that the reader sees progress even when a loaded test machine
@@ -69,11 +73,17 @@ func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [Re
         #expect(seen.first?.regions.map(\.region) == ["r2", "r3"])
         let states = Set(seen.flatMap { $0.regions.map(\.state) })
         #expect(states.contains(.replicating))
-        #expect(seen.contains { s in s.regions.contains { $0.state == .replicating && $0.bytesCopied > 0 && $0.bytesCopied < $0.bytesTotal } },
-                "progress is visible")
+        #expect(
+            seen.contains { s in
+                s.regions.contains { $0.state == .replicating && $0.bytesCopied > 0 && $0.bytesCopied < $0.bytesTotal }
+            },
+            "progress is visible")
         let last = try #require(seen.last)
         #expect(last.aggregatedState == .completed)
-        #expect(last.regions.allSatisfy { $0.state == .completed && $0.bytesCopied == 600_000 && $0.progressPercent == 100 && $0.attempts == 1 })
+        #expect(
+            last.regions.allSatisfy {
+                $0.state == .completed && $0.bytesCopied == 600_000 && $0.progressPercent == 100 && $0.attempts == 1
+            })
         for row in try await x.rows(image.name) {
             let blob = try #require(row.blobPath)
             #expect(blob.hasPrefix("regions/\(row.record.region)/blobs/\(image.sha256.prefix(2))/\(image.sha256)."))
@@ -104,16 +114,24 @@ func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [Re
     @Test func checksumMismatchRetriesFromScratch() async throws {
         // A backoff far longer than the test: the failed attempt's PENDING state stays put until
         // the test has seen it, then an engine with a short backoff takes over (as after a restart).
-        let x = try await ReplicationFixture(fastReplication(["r2": link(corrupt: 1)], maxAttempts: 3, backoff: .seconds(3600)))
+        let x = try await ReplicationFixture(
+            fastReplication(["r2": link(corrupt: 1)], maxAttempts: 3, backoff: .seconds(3600)))
         let image = try await x.f.upload("galleries/g", "img", bytes: Array(repeating: 5, count: 300_000))
         let w = try await x.f.service.watchReplication(image: image.name, caller: reader)
         while let s = try await w.next() {
-            if s.regions.contains(where: { $0.region == "r2" && $0.state == .pending && ($0.error ?? "").contains("checksum mismatch") }) { break }
+            if s.regions.contains(where: {
+                $0.region == "r2" && $0.state == .pending && ($0.error ?? "").contains("checksum mismatch")
+            }) {
+                break
+            }
         }
-        #expect(try await x.rows(image.name).first { $0.record.region == "r2" }?.record.error?.contains("checksum mismatch") == true,
-                "the failed attempt is persisted with its reason")
+        #expect(
+            try await x.rows(image.name).first { $0.record.region == "r2" }?.record.error?.contains("checksum mismatch")
+                == true,
+            "the failed attempt is persisted with its reason")
         await x.engine.stop()
-        let resumed = ReplicationEngine(service: x.f.service, configuration: fastReplication(["r2": link(corrupt: 1)], maxAttempts: 3))
+        let resumed = ReplicationEngine(
+            service: x.f.service, configuration: fastReplication(["r2": link(corrupt: 1)], maxAttempts: 3))
         try await startEngine(resumed)
         let done = try await watchAll(x.f.service, image.name)
         let r2 = try #require(done.last?.regions.first { $0.region == "r2" })
@@ -122,17 +140,25 @@ func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [Re
     }
 
     @Test func injectedFaultsRetryWithBackoffThenSucceed() async throws {
-        let x = try await ReplicationFixture(fastReplication(["r3": link(fail: 2)], maxAttempts: 5, backoff: .seconds(3600)))
+        let x = try await ReplicationFixture(
+            fastReplication(["r3": link(fail: 2)], maxAttempts: 5, backoff: .seconds(3600)))
         let image = try await x.f.upload("galleries/g", "img", bytes: Array(repeating: 1, count: 400_000))
         let w = try await x.f.service.watchReplication(image: image.name, caller: reader)
         while let s = try await w.next() {
-            let r2 = s.regions.first { $0.region == "r2" }, r3 = s.regions.first { $0.region == "r3" }
-            if r2?.state == .completed, r3?.state == .pending, (r3?.error ?? "").contains("attempt 1 of 5 failed: connection to r3 reset") { break }
+            let r2 = s.regions.first { $0.region == "r2" }
+            let r3 = s.regions.first { $0.region == "r3" }
+            if r2?.state == .completed, r3?.state == .pending,
+                (r3?.error ?? "").contains("attempt 1 of 5 failed: connection to r3 reset")
+            {
+                break
+            }
         }
         await x.engine.stop()
         let kept = try #require(try await x.rows(image.name).first { $0.record.region == "r3" })
-        #expect(kept.partialPath != nil && kept.record.bytesCopied >= 128 * 1024, "a transfer error keeps the partial copy")
-        let resumed = ReplicationEngine(service: x.f.service, configuration: fastReplication(["r3": link(fail: 2)], maxAttempts: 5))
+        #expect(
+            kept.partialPath != nil && kept.record.bytesCopied >= 128 * 1024, "a transfer error keeps the partial copy")
+        let resumed = ReplicationEngine(
+            service: x.f.service, configuration: fastReplication(["r3": link(fail: 2)], maxAttempts: 5))
         try await startEngine(resumed)
         let r3 = try #require(try await watchAll(x.f.service, image.name).last?.regions.first { $0.region == "r3" })
         #expect(r3.state == .completed && r3.attempts == 3 && r3.error == nil)
@@ -149,10 +175,18 @@ func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [Re
         #expect(last.aggregatedState == .failed && r2.state == .failed && r2.attempts == 3)
         #expect(r2.error?.contains("unreachable") == true)
 
-        await expectError(.invalidArgument, field: "regions", contains: ["home region"]) { _ = try await x.f.service.retryReplication(image: image.name, regions: ["r1"], caller: admin) }
-        await expectError(.invalidArgument, field: "regions", contains: ["x1"]) { _ = try await x.f.service.retryReplication(image: image.name, regions: ["x1"], caller: admin) }
-        await expectError(.failedPrecondition, contains: ["r3", "COMPLETED", "not FAILED"]) { _ = try await x.f.service.retryReplication(image: image.name, regions: ["r3"], caller: admin) }
-        await expectError(.permissionDenied) { _ = try await x.f.service.retryReplication(image: image.name, regions: [], caller: reader) }
+        await expectError(.invalidArgument, field: "regions", contains: ["home region"]) {
+            _ = try await x.f.service.retryReplication(image: image.name, regions: ["r1"], caller: admin)
+        }
+        await expectError(.invalidArgument, field: "regions", contains: ["x1"]) {
+            _ = try await x.f.service.retryReplication(image: image.name, regions: ["x1"], caller: admin)
+        }
+        await expectError(.failedPrecondition, contains: ["r3", "COMPLETED", "not FAILED"]) {
+            _ = try await x.f.service.retryReplication(image: image.name, regions: ["r3"], caller: admin)
+        }
+        await expectError(.permissionDenied) {
+            _ = try await x.f.service.retryReplication(image: image.name, regions: [], caller: reader)
+        }
 
         // The operator fixes the link (a restart with a new config), then retries every failed region.
         await x.engine.stop()
@@ -180,11 +214,14 @@ func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [Re
         }
         await x.engine.stop()
         let before = try await x.rows(image.name)
-        #expect(before.allSatisfy { $0.record.state == .replicating && $0.record.bytesCopied > 0 && $0.partialPath != nil })
+        #expect(
+            before.allSatisfy { $0.record.state == .replicating && $0.record.bytesCopied > 0 && $0.partialPath != nil })
         // Startup recovery keeps referenced partial replicas.
         let report = try await blocking { try x.f.service.recoverFiles() }
         #expect(report.lostAndFound.isEmpty && report.removedBlobs.isEmpty)
-        for row in before { #expect(FileManager.default.fileExists(atPath: x.f.dir.appendingPathComponent(row.partialPath!).path)) }
+        for row in before {
+            #expect(FileManager.default.fileExists(atPath: x.f.dir.appendingPathComponent(row.partialPath!).path))
+        }
 
         let resumed = ReplicationEngine(service: x.f.service, configuration: fastReplication(concurrency: 2))
         try await startEngine(resumed)
@@ -193,7 +230,9 @@ func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [Re
         while let s = try await w.next() { final = s }
         #expect(final?.aggregatedState == .completed)
         let persisted = before.reduce(Int64(0)) { $0 + $1.record.bytesCopied }
-        #expect(resumed.bytesCopied == 2 * 1_500_000 - persisted, "only the bytes after the persisted offsets were copied again")
+        #expect(
+            resumed.bytesCopied == 2 * 1_500_000 - persisted,
+            "only the bytes after the persisted offsets were copied again")
         for row in try await x.rows(image.name) {
             #expect(try await sha256Hex(of: x.f.dir.appendingPathComponent(try #require(row.blobPath))) == image.sha256)
             #expect(row.record.attempts == 1, "a resume is the same attempt")
@@ -209,7 +248,8 @@ func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [Re
             try await x.rows(image.name).contains { $0.record.bytesCopied >= 128 * 1024 }
         }
         await x.engine.stop()
-        let row = try #require(try await x.rows(image.name).first { $0.partialPath != nil && $0.record.bytesCopied > 0 })
+        let row = try #require(
+            try await x.rows(image.name).first { $0.partialPath != nil && $0.record.bytesCopied > 0 })
         // Bytes beyond the persisted offset (written after the last fsync) are garbage to the job.
         let handle = try FileHandle(forWritingTo: x.f.dir.appendingPathComponent(row.partialPath!))
         try handle.seekToEnd()
@@ -244,7 +284,8 @@ func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [Re
             // r2: died after the rename (the replica sits under its final name);
             // r3: died after recording the final name, before the rename (a complete partial file).
             let file = layout.url(region == "r2" ? blob : partial)
-            try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
             try FileManager.default.copyItem(at: layout.url(home.blobPath), to: file)
             rows[i].partialPath = partial
             rows[i].blobPath = blob
@@ -256,7 +297,10 @@ func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [Re
             // What the job records before its rename: the blob (`writing`) and its name in the row.
             try await blocking {
                 try x.f.service.storage.write { tx in
-                    try tx.insertBlob(BlobRecord(path: blob, region: region, sha256: image.sha256, sizeBytes: Int64(bytes.count), state: .writing))
+                    try tx.insertBlob(
+                        BlobRecord(
+                            path: blob, region: region, sha256: image.sha256, sizeBytes: Int64(bytes.count),
+                            state: .writing))
                     _ = try tx.updateReplication(row)
                 }
             }
@@ -298,7 +342,8 @@ func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [Re
         var maxPending = 0
         try await eventually("every replica completed") {
             maxPending = max(maxPending, slow.pendingCount)
-            return try await !x.rows(image.name).contains(where: { $0.record.state != .completed }) && x.engine.runningJobs == 0
+            return try await !x.rows(image.name).contains(where: { $0.record.state != .completed })
+                && x.engine.runningJobs == 0
         }
         #expect(maxPending <= 1)
         var got: [ReplicationStatus] = []
@@ -310,7 +355,13 @@ func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [Re
 
     @Test func terminalStateIsNeverCoalescedAway() async {
         let m = WatchMailbox()
-        let r = { (s: ReplicationState) in ReplicationStatus(image: "galleries/g/images/i", regions: [RegionReplication(region: "r2", state: s, bytesCopied: 0, bytesTotal: 1, error: nil, attempts: 1)]) }
+        let r = { (s: ReplicationState) in
+            ReplicationStatus(
+                image: "galleries/g/images/i",
+                regions: [
+                    RegionReplication(region: "r2", state: s, bytesCopied: 0, bytesTotal: 1, error: nil, attempts: 1)
+                ])
+        }
         _ = m.post(r(.replicating))
         _ = m.post(r(.failed))
         _ = m.post(r(.pending))  // a retry right after the failure
@@ -335,7 +386,9 @@ func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [Re
         x.engine.closeWatchers()
         await #expect(throws: ReplicationWatchError.shutdown) { while try await g.next() != nil {} }
         let late = try await x.f.service.watchReplication(image: image.name, caller: reader)
-        await #expect(throws: ReplicationWatchError.shutdown, "a watch opened after the close ends at once") { _ = try await late.next() }
+        await #expect(throws: ReplicationWatchError.shutdown, "a watch opened after the close ends at once") {
+            _ = try await late.next()
+        }
         await x.engine.stop()
     }
 
@@ -347,30 +400,44 @@ func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [Re
         let b = try await x.f.upload("galleries/g", "b", bytes: Array(repeating: 2, count: 1000))
         var sawB = false
         while let s = try await w.next() {
-            if s.image == b.name && s.aggregatedState == .completed { sawB = true; break }
+            if s.image == b.name && s.aggregatedState == .completed {
+                sawB = true
+                break
+            }
         }
         #expect(sawB)
-        await expectError(.notFound) { _ = try await x.f.service.watchGalleryReplication(gallery: "galleries/none", caller: reader) }
-        await expectError(.invalidArgument, field: "gallery") { _ = try await x.f.service.watchGalleryReplication(gallery: "nope", caller: reader) }
+        await expectError(.notFound) {
+            _ = try await x.f.service.watchGalleryReplication(gallery: "galleries/none", caller: reader)
+        }
+        await expectError(.invalidArgument, field: "gallery") {
+            _ = try await x.f.service.watchGalleryReplication(gallery: "nope", caller: reader)
+        }
         await x.engine.stop()
     }
 
     @Test func createLabNeedsTheImageInTheAccountsRegion() async throws {
-        let x = try await ReplicationFixture(fastReplication(["r3": link(unreachable: true)], bandwidth: 256 * 1024, maxAttempts: 1))
+        let x = try await ReplicationFixture(
+            fastReplication(["r3": link(unreachable: true)], bandwidth: 256 * 1024, maxAttempts: 1))
         try await x.f.account("far", region: "r2", gallery: .attach(gallery: "galleries/g"))
         try await x.f.account("failing", region: "r3", gallery: .attach(gallery: "galleries/g"))
         try await x.f.account("home", region: "r1", gallery: .attach(gallery: "galleries/g"))
         try await x.f.account("other", region: "x1", gallery: .attach(gallery: "galleries/g"))
         let image = try await x.f.upload("galleries/g", "img", bytes: Array(repeating: 6, count: 400_000))
         func create(_ account: String) async throws {
-            _ = try await x.f.service.createLab(labAccount: "labAccounts/\(account)", labID: "lab", displayName: "L", templateImage: image.name, caller: educator)
+            _ = try await x.f.service.createLab(
+                labAccount: "labAccounts/\(account)", labID: "lab", displayName: "L", templateImage: image.name,
+                caller: educator)
         }
         try await create("home")
-        await expectError(.failedPrecondition, contains: ["r2", "in progress", "WatchReplication"]) { try await create("far") }
+        await expectError(.failedPrecondition, contains: ["r2", "in progress", "WatchReplication"]) {
+            try await create("far")
+        }
         await expectError(.failedPrecondition, contains: ["x1", "another geography"]) { try await create("other") }
         _ = try await x.watchAll(image.name)
         try await create("far")
-        await expectError(.failedPrecondition, contains: ["r3", "failed", "RetryReplication"]) { try await create("failing") }
+        await expectError(.failedPrecondition, contains: ["r3", "failed", "RetryReplication"]) {
+            try await create("failing")
+        }
         await x.engine.stop()
     }
 }
@@ -390,9 +457,16 @@ func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [Re
         let size: Int64 = 32 << 30
         let targets = ["eastus2", "westus", "westus2", "westus3", "centralus", "southcentralus", "northcentralus"]
         let images = ["v1", "v2"].map { id in
-            (Image(name: "galleries/g/images/\(id)", displayName: id, osType: .windows, osState: .generalized, source: .uploaded,
-                   sourceLab: nil, sizeBytes: size, sha256: "", region: "eastus", author: "a"),
-             targets.map { RegionReplication(region: $0, state: .completed, bytesCopied: size, bytesTotal: size, error: nil, attempts: 1) })
+            (
+                Image(
+                    name: "galleries/g/images/\(id)", displayName: id, osType: .windows, osState: .generalized,
+                    source: .uploaded,
+                    sourceLab: nil, sizeBytes: size, sha256: "", region: "eastus", author: "a"),
+                targets.map {
+                    RegionReplication(
+                        region: $0, state: .completed, bytesCopied: size, bytesTotal: size, error: nil, attempts: 1)
+                }
+            )
         }
         let cost = GalleryCost.compute(gallery: "galleries/g", images: images, sheet: .default)
         #expect(cost.lines.count == 16)
@@ -404,16 +478,30 @@ func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [Re
 
     @Test func onlyStoredReplicasAreBilledAndPricesComeFromTheSheet() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("prices-\(UUID().uuidString).json")
-        try Data(#"{"currency": "EUR", "storagePerGiBMonth": "0.10", "egressPerGiB": "0.01", "regions": {"r2": "0.20"}}"#.utf8).write(to: dir)
+        try Data(
+            #"{"currency": "EUR", "storagePerGiBMonth": "0.10", "egressPerGiB": "0.01", "regions": {"r2": "0.20"}}"#
+                .utf8
+        ).write(to: dir)
         defer { try? FileManager.default.removeItem(at: dir) }
         let sheet = try PriceSheet(contentsOf: dir)
-        let image = Image(name: "galleries/g/images/i", displayName: "", osType: .linux, osState: .generalized, source: .uploaded,
-                          sourceLab: nil, sizeBytes: 1 << 29, sha256: "", region: "r1", author: "a")
-        let cost = GalleryCost.compute(gallery: "galleries/g", images: [(image, [
-            RegionReplication(region: "r2", state: .completed, bytesCopied: 0, bytesTotal: 1, error: nil, attempts: 1),
-            RegionReplication(region: "r3", state: .replicating, bytesCopied: 0, bytesTotal: 1, error: nil, attempts: 1),
-            RegionReplication(region: "r4", state: .failed, bytesCopied: 0, bytesTotal: 1, error: "x", attempts: 5),
-        ])], sheet: sheet)
+        let image = Image(
+            name: "galleries/g/images/i", displayName: "", osType: .linux, osState: .generalized, source: .uploaded,
+            sourceLab: nil, sizeBytes: 1 << 29, sha256: "", region: "r1", author: "a")
+        let cost = GalleryCost.compute(
+            gallery: "galleries/g",
+            images: [
+                (
+                    image,
+                    [
+                        RegionReplication(
+                            region: "r2", state: .completed, bytesCopied: 0, bytesTotal: 1, error: nil, attempts: 1),
+                        RegionReplication(
+                            region: "r3", state: .replicating, bytesCopied: 0, bytesTotal: 1, error: nil, attempts: 1),
+                        RegionReplication(
+                            region: "r4", state: .failed, bytesCopied: 0, bytesTotal: 1, error: "x", attempts: 5),
+                    ]
+                )
+            ], sheet: sheet)
         #expect(cost.lines.map(\.region) == ["r1", "r2"])
         #expect(cost.lines.map(\.monthlyCost.description) == ["0.05", "0.10"])
         #expect(cost.monthlyTotal.description == "0.15")
@@ -429,24 +517,40 @@ func watchAll(_ service: LabGalleryService, _ image: String) async throws -> [Re
         _ = try await x.watchAll(image.name)
         let cost = try await x.f.service.galleryCost(gallery: "galleries/g", sheet: .default, caller: reader)
         #expect(cost.lines.map(\.region) == ["r1", "r2", "r3"])
-        #expect(cost.lines.allSatisfy { $0.sizeBytes == 1 << 20 && $0.monthlyCost == Money("0.048125")!.perGiB(times: 1 << 20) })
-        await expectError(.notFound) { _ = try await x.f.service.galleryCost(gallery: "galleries/none", sheet: .default, caller: reader) }
+        #expect(
+            cost.lines.allSatisfy {
+                $0.sizeBytes == 1 << 20 && $0.monthlyCost == Money("0.048125")!.perGiB(times: 1 << 20)
+            })
+        await expectError(.notFound) {
+            _ = try await x.f.service.galleryCost(gallery: "galleries/none", sheet: .default, caller: reader)
+        }
         await x.engine.stop()
     }
 
     @Test func replicationConfigFile() async throws {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("repl-\(UUID().uuidString).json")
         defer { try? FileManager.default.removeItem(at: url) }
-        try Data(#"{"concurrency": 2, "wan": "on", "defaultLink": {"bandwidthMiBps": 10, "latencyMs": 5}, "regions": {"r2": {"failFirstAttempts": 2, "bandwidthMiBps": 0}}}"#.utf8).write(to: url)
+        try Data(
+            #"{"concurrency": 2, "wan": "on", "defaultLink": {"bandwidthMiBps": 10, "latencyMs": 5}, "regions": {"r2": {"failFirstAttempts": 2, "bandwidthMiBps": 0}}}"#
+                .utf8
+        ).write(to: url)
         let c = try ReplicationConfiguration(contentsOf: url)
         #expect(c.concurrency == 2)
         #expect(c.link(to: "r3").bandwidthBytesPerSecond == 10 << 20 && c.link(to: "r3").latencyMilliseconds == 5)
         #expect(c.link(to: "r2").bandwidthBytesPerSecond == nil && c.link(to: "r2").failFirstAttempts == 2)
         #expect(ReplicationConfiguration().link(to: "any").bandwidthBytesPerSecond == 40 << 20)
-        #expect(ReplicationConfiguration(backoffInitial: .seconds(1), backoffMax: .seconds(5)).backoff(afterAttempt: 1) == .seconds(1))
-        #expect(ReplicationConfiguration(backoffInitial: .seconds(1), backoffMax: .seconds(5)).backoff(afterAttempt: 3) == .seconds(4))
-        #expect(ReplicationConfiguration(backoffInitial: .seconds(1), backoffMax: .seconds(5)).backoff(afterAttempt: 9) == .seconds(5))
+        #expect(
+            ReplicationConfiguration(backoffInitial: .seconds(1), backoffMax: .seconds(5)).backoff(afterAttempt: 1)
+                == .seconds(1))
+        #expect(
+            ReplicationConfiguration(backoffInitial: .seconds(1), backoffMax: .seconds(5)).backoff(afterAttempt: 3)
+                == .seconds(4))
+        #expect(
+            ReplicationConfiguration(backoffInitial: .seconds(1), backoffMax: .seconds(5)).backoff(afterAttempt: 9)
+                == .seconds(5))
         try Data(#"{"concurrency": 0}"#.utf8).write(to: url)
-        await expectError(.invalidArgument, field: "replication_config") { _ = try ReplicationConfiguration(contentsOf: url) }
+        await expectError(.invalidArgument, field: "replication_config") {
+            _ = try ReplicationConfiguration(contentsOf: url)
+        }
     }
 }

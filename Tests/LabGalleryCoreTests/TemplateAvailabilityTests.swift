@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import LabGalleryCore
 
 /// ListLabAccountImages' `available` / reason and CreateLab's accept / refuse are one rule.
@@ -25,15 +26,18 @@ import Testing
             try await f.upload("galleries/g", "spec", bytes: Array(repeating: 2, count: 1000), osState: .specialized)
             try await f.upload("galleries/g", "off", bytes: Array(repeating: 3, count: 1000), osState: .generalized)
             for account in accounts {
-                _ = try await f.service.setImagesEnabled(labAccount: "labAccounts/\(account)", images: ["galleries/g/images/off"],
-                                                   enabled: false, caller: admin)
+                _ = try await f.service.setImagesEnabled(
+                    labAccount: "labAccounts/\(account)", images: ["galleries/g/images/off"],
+                    enabled: false, caller: admin)
             }
-            engine = ReplicationEngine(service: f.service, configuration: fastReplication(["r3": link(unreachable: true)], maxAttempts: 1))
+            engine = ReplicationEngine(
+                service: f.service, configuration: fastReplication(["r3": link(unreachable: true)], maxAttempts: 1))
         }
 
         func list(_ account: String) async throws -> [String: LabAccountImage] {
             let list = try await f.service.listLabAccountImages(labAccount: "labAccounts/\(account)", caller: reader)
-            return Dictionary(uniqueKeysWithValues: list.map { (String($0.image.name.split(separator: "/").last!), $0) })
+            return Dictionary(
+                uniqueKeysWithValues: list.map { (String($0.image.name.split(separator: "/").last!), $0) })
         }
 
         /// Runs replication to its end: r2 COMPLETED, r3 FAILED for every image.
@@ -64,26 +68,38 @@ import Testing
     /// For every account and listed image: CreateLab succeeds exactly when the listing says
     /// available, and otherwise refuses with the listed reason, word for word. SetImagesEnabled's
     /// answer agrees with the listing too.
-    func expectCreateLabAgrees(_ x: Setup, labPrefix: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    func expectCreateLabAgrees(_ x: Setup, labPrefix: String, sourceLocation: SourceLocation = #_sourceLocation)
+        async throws
+    {
         for account in x.accounts {
-            let listed = try await x.f.service.listLabAccountImages(labAccount: "labAccounts/\(account)", caller: reader)
+            let listed = try await x.f.service.listLabAccountImages(
+                labAccount: "labAccounts/\(account)", caller: reader)
             #expect(listed.count == x.images.count, sourceLocation: sourceLocation)
             for entry in listed {
                 let labID = "\(labPrefix)-\(entry.image.name.split(separator: "/").last!)"
                 do {
-                    _ = try await x.f.service.createLab(labAccount: "labAccounts/\(account)", labID: labID, displayName: "",
-                                                  templateImage: entry.image.name, caller: educator)
-                    #expect(entry.available, "\(account): CreateLab accepted \(entry.image.name), listed unavailable: \(entry.unavailable?.message ?? "")",
-                            sourceLocation: sourceLocation)
+                    _ = try await x.f.service.createLab(
+                        labAccount: "labAccounts/\(account)", labID: labID, displayName: "",
+                        templateImage: entry.image.name, caller: educator)
+                    #expect(
+                        entry.available,
+                        "\(account): CreateLab accepted \(entry.image.name), listed unavailable: \(entry.unavailable?.message ?? "")",
+                        sourceLocation: sourceLocation)
                 } catch {
-                    #expect(!entry.available, "\(account): CreateLab refused \(entry.image.name), listed available: \(error)", sourceLocation: sourceLocation)
+                    #expect(
+                        !entry.available,
+                        "\(account): CreateLab refused \(entry.image.name), listed available: \(error)",
+                        sourceLocation: sourceLocation)
                     #expect(error.code == .failedPrecondition, "\(error)", sourceLocation: sourceLocation)
-                    #expect(error.message == entry.unavailable?.message, "\(account): the listed reason is CreateLab's message", sourceLocation: sourceLocation)
+                    #expect(
+                        error.message == entry.unavailable?.message,
+                        "\(account): the listed reason is CreateLab's message", sourceLocation: sourceLocation)
                 }
             }
             // SetImagesEnabled answers with the same entries (re-enabling nothing new: `gen` stays enabled).
-            let set = try await x.f.service.setImagesEnabled(labAccount: "labAccounts/\(account)", images: ["galleries/g/images/gen"],
-                                                       enabled: true, caller: admin)
+            let set = try await x.f.service.setImagesEnabled(
+                labAccount: "labAccounts/\(account)", images: ["galleries/g/images/gen"],
+                enabled: true, caller: admin)
             #expect(set == listed.filter { $0.image.name == "galleries/g/images/gen" }, sourceLocation: sourceLocation)
         }
     }
@@ -114,7 +130,9 @@ import Testing
             return try #require(listed[image]?.unavailable?.message)
         }
         let disabled = try await reason("home", "off")
-        #expect(disabled.contains("galleries/g/images/off") && disabled.contains("disabled for labAccounts/home") && disabled.contains("SetImagesEnabled"))
+        #expect(
+            disabled.contains("galleries/g/images/off") && disabled.contains("disabled for labAccounts/home")
+                && disabled.contains("SetImagesEnabled"))
         let policy = try await reason("home", "spec")
         #expect(policy.contains("SPECIALIZED") && policy.contains("only GENERALIZED"))
         let far = try await reason("far", "gen")
@@ -124,7 +142,8 @@ import Testing
 
         // A copy in progress says how far it is.
         let name = try ImageName(parsing: "galleries/g/images/gen", field: "image")
-        let pendingRow = try #require(try x.f.service.storage.read { try $0.replicationRows(of: name) }.first { $0.record.region == "r2" })
+        let pendingRow = try #require(
+            try x.f.service.storage.read { try $0.replicationRows(of: name) }.first { $0.record.region == "r2" })
         var copying = pendingRow
         copying.record.state = .replicating
         copying.record.bytesCopied = 250
@@ -134,7 +153,8 @@ import Testing
 
         try await x.replicate()
         let failed = try await reason("failing", "gen")
-        #expect(failed.contains("r3") && failed.contains("replication to r3 failed") && failed.contains("RetryReplication"))
+        #expect(
+            failed.contains("r3") && failed.contains("replication to r3 failed") && failed.contains("RetryReplication"))
         #expect(try await x.list("near")["gen"]?.available == true)
     }
 }

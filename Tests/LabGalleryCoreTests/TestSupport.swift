@@ -2,6 +2,7 @@ import Blocking
 import Foundation
 import TestSupport
 import Testing
+
 @testable import LabGalleryCore
 
 let admin = Principal(name: "alice", role: .admin)
@@ -28,8 +29,9 @@ final class Fixture: Sendable {
         service = try await blocking {
             let layout = DataLayout(root: dir)
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            return LabGalleryService(storage: try SQLiteStorage(path: layout.databaseURL.path, busyTimeout: busyTimeout),
-                                     layout: layout, configuration: configuration)
+            return LabGalleryService(
+                storage: try SQLiteStorage(path: layout.databaseURL.path, busyTimeout: busyTimeout),
+                layout: layout, configuration: configuration)
         }
     }
 
@@ -41,15 +43,21 @@ final class Fixture: Sendable {
     }
 
     @discardableResult
-    func account(_ id: String, region: String = "eastus", gallery: LabAccountGallerySetup = .none) async throws -> LabAccount {
+    func account(_ id: String, region: String = "eastus", gallery: LabAccountGallerySetup = .none) async throws
+        -> LabAccount
+    {
         try await service.createLabAccount(id: id, displayName: id, region: region, gallery: gallery, caller: admin)
     }
 
     @discardableResult
-    func upload(_ gallery: String, _ id: String, bytes: [UInt8] = Array(repeating: 7, count: 1000),
-                osType: OSType = .linux, osState: OSState = .generalized, sha256: String? = nil, chunk: Int = 300) async throws -> Image {
-        let up = try await service.beginUpload(ImageUploadHeader(gallery: gallery, imageID: id, displayName: "Image \(id)",
-                                                           osType: osType, osState: osState, sha256: sha256), caller: admin)
+    func upload(
+        _ gallery: String, _ id: String, bytes: [UInt8] = Array(repeating: 7, count: 1000),
+        osType: OSType = .linux, osState: OSState = .generalized, sha256: String? = nil, chunk: Int = 300
+    ) async throws -> Image {
+        let up = try await service.beginUpload(
+            ImageUploadHeader(
+                gallery: gallery, imageID: id, displayName: "Image \(id)",
+                osType: osType, osState: osState, sha256: sha256), caller: admin)
         var i = 0
         while i < bytes.count {
             try await up.append(bytes[i..<min(i + chunk, bytes.count)])
@@ -72,8 +80,10 @@ final class Fixture: Sendable {
 
 /// Runs `body`, expecting a `LabGalleryError` with `code` (and the given field / resource / message fragment).
 @discardableResult
-func expectError(_ code: LabGalleryError.Code, field: String? = nil, resource: String? = nil, contains fragments: [String] = [],
-                 sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> Void) async -> LabGalleryError? {
+func expectError(
+    _ code: LabGalleryError.Code, field: String? = nil, resource: String? = nil, contains fragments: [String] = [],
+    sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> Void
+) async -> LabGalleryError? {
     do {
         try await body()
         Issue.record("expected \(code), but the call succeeded", sourceLocation: sourceLocation)
@@ -81,16 +91,22 @@ func expectError(_ code: LabGalleryError.Code, field: String? = nil, resource: S
     } catch let e as LabGalleryError {
         #expect(e.code == code, "got \(e)", sourceLocation: sourceLocation)
         if let field {
-            if case .invalidArgument(let f, _) = e { #expect(f == field, "got \(e)", sourceLocation: sourceLocation) }
-            else { Issue.record("expected invalidArgument(\(field)), got \(e)", sourceLocation: sourceLocation) }
+            if case .invalidArgument(let f, _) = e {
+                #expect(f == field, "got \(e)", sourceLocation: sourceLocation)
+            } else {
+                Issue.record("expected invalidArgument(\(field)), got \(e)", sourceLocation: sourceLocation)
+            }
         }
         if let resource {
             switch e {
-            case .notFound(let r, _), .alreadyExists(let r, _): #expect(r == resource, "got \(e)", sourceLocation: sourceLocation)
+            case .notFound(let r, _), .alreadyExists(let r, _):
+                #expect(r == resource, "got \(e)", sourceLocation: sourceLocation)
             default: Issue.record("expected a resource error for \(resource), got \(e)", sourceLocation: sourceLocation)
             }
         }
-        for f in fragments { #expect(e.message.contains(f), "message \"\(e.message)\" lacks \"\(f)\"", sourceLocation: sourceLocation) }
+        for f in fragments {
+            #expect(e.message.contains(f), "message \"\(e.message)\" lacks \"\(f)\"", sourceLocation: sourceLocation)
+        }
         return e
     } catch {
         Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
@@ -102,4 +118,3 @@ func expectError(_ code: LabGalleryError.Code, field: String? = nil, resource: S
 let millionASHA256 = "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
 /// SHA-256 of "abc".
 let abcSHA256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-

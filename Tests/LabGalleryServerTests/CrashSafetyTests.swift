@@ -20,8 +20,10 @@ import Testing
             let token = try String(contentsOf: dir.url.appendingPathComponent("admin.token"), encoding: .utf8)
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             func connect() throws -> Clients {
-                Clients(rpc: RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: server.port),
-                                       interceptors: [Authorization(bearer: token)]))
+                Clients(
+                    rpc: RPCClient(
+                        transport: try H2ClientTransport(host: "127.0.0.1", port: server.port),
+                        interceptors: [Authorization(bearer: token)]))
             }
             let setup = try connect()
             if round == 0 {
@@ -42,10 +44,14 @@ import Testing
                             do {
                                 // Shared contents: images, labs and deletions race over the same blobs.
                                 let bytes = contents[(writer + i) % contents.count]
-                                let image = try await c.upload(gallery: "galleries/g", id: "r\(round)-w\(writer)-\(i)", bytes: bytes, chunkSize: 8192)
+                                let image = try await c.upload(
+                                    gallery: "galleries/g", id: "r\(round)-w\(writer)-\(i)", bytes: bytes,
+                                    chunkSize: 8192)
                                 log.record(image.name, sha: image.sha256)
                                 let lab = "l\(round)-\(writer)-\(i)"
-                                _ = try await c.labs.createLab(.init(labAccount: "labAccounts/a", labId: lab, lab: .init(templateImage: image.name)))
+                                _ = try await c.labs.createLab(
+                                    .init(
+                                        labAccount: "labAccounts/a", labId: lab, lab: .init(templateImage: image.name)))
                                 _ = try await c.labs.deleteLab(.init(name: "labAccounts/a/labs/\(lab)"))
                                 if i % 2 == 1 {
                                     log.deleting(image.name)
@@ -70,16 +76,20 @@ import Testing
             setup.rpc.close()
             kept.merge(log.survivors) { $1 }
             for name in log.deletedNames { kept[name] = nil }
-            log.inDoubt.forEach { kept[$0] = nil }  // a delete cut by the kill may or may not have committed
+            // A delete cut by the kill may or may not have committed.
+            for name in log.inDoubt { kept[name] = nil }
         }
         // The last start ran recovery; stop it cleanly and check the data directory from outside.
         let last = try await ServerProcess.launch(dataDir: dir.url, name: "final")
         #expect(try await last.stop(signal: SIGTERM) == 0)
         let fsck = try await runServerCommand(["fsck", "--data-dir", dir.url.path])
         #expect(fsck.status == 0, "fsck: \(fsck.stdout)")
-        #expect(fsck.stdout.contains("0 problem(s), 0 warning(s)"), "no missing, corrupt or unreferenced blob: \(fsck.stdout)")
-        #expect(TempDirectory.files(under: dir.url.appendingPathComponent("lost+found")).isEmpty,
-                "every file a crash left behind was known to the database (no blob reached lost+found)")
+        #expect(
+            fsck.stdout.contains("0 problem(s), 0 warning(s)"),
+            "no missing, corrupt or unreferenced blob: \(fsck.stdout)")
+        #expect(
+            TempDirectory.files(under: dir.url.appendingPathComponent("lost+found")).isEmpty,
+            "every file a crash left behind was known to the database (no blob reached lost+found)")
         #expect(!kept.isEmpty)
     }
 
@@ -88,8 +98,11 @@ import Testing
         try await storeOneImage(dir, bytes: 30_000)
 
         let clean = try await runServerCommand(["fsck", "--data-dir", dir.url.path])
-        #expect(clean.status == 0 && clean.stdout.contains("1 blob(s), 30000 byte(s) checked: 0 problem(s)"), "\(clean.stdout)")
-        let blob = try #require(TempDirectory.files(under: dir.url.appendingPathComponent("regions/eastus/blobs")).first)
+        #expect(
+            clean.status == 0 && clean.stdout.contains("1 blob(s), 30000 byte(s) checked: 0 problem(s)"),
+            "\(clean.stdout)")
+        let blob = try #require(
+            TempDirectory.files(under: dir.url.appendingPathComponent("regions/eastus/blobs")).first)
         try FileManager.default.removeItem(at: dir.url.appendingPathComponent("regions/eastus/blobs/\(blob)"))
         let broken = try await runServerCommand(["fsck", "--data-dir", dir.url.path])
         #expect(broken.status == 1)
@@ -100,11 +113,17 @@ import Testing
         let dir = try TempDirectory()
         try await storeOneImage(dir, bytes: 10_000)
         for suffix in ["", "-wal", "-shm"] {
-            try? FileManager.default.removeItem(atPath: dir.url.appendingPathComponent("labgallery.sqlite").path + suffix)
+            try? FileManager.default.removeItem(
+                atPath: dir.url.appendingPathComponent("labgallery.sqlite").path + suffix)
         }
         let blobs = TempDirectory.files(under: dir.url.appendingPathComponent("regions"))
-        await #expect(throws: ProcessFailure.self) { _ = try await ServerProcess.launch(dataDir: dir.url, name: "without-db") }
-        let stderr = (try? String(contentsOf: dir.url.deletingLastPathComponent().appendingPathComponent(dir.url.lastPathComponent + "-logs/without-db.stderr"), encoding: .utf8)) ?? ""
+        await #expect(throws: ProcessFailure.self) {
+            _ = try await ServerProcess.launch(dataDir: dir.url, name: "without-db")
+        }
+        let stderr =
+            (try? String(
+                contentsOf: dir.url.deletingLastPathComponent().appendingPathComponent(
+                    dir.url.lastPathComponent + "-logs/without-db.stderr"), encoding: .utf8)) ?? ""
         #expect(stderr.contains("no database") && stderr.contains("Restore"), "\(stderr)")
         #expect(TempDirectory.files(under: dir.url.appendingPathComponent("regions")) == blobs, "nothing was deleted")
     }
@@ -113,9 +132,12 @@ import Testing
 /// Runs the real server on `dir` long enough to store one image of `bytes` bytes in gallery `g`, then stops it.
 private func storeOneImage(_ dir: TempDirectory, bytes: Int) async throws {
     let server = try await ServerProcess.launch(dataDir: dir.url, name: "store")
-    let token = try String(contentsOf: dir.url.appendingPathComponent("admin.token"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-    let c = Clients(rpc: RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: server.port),
-                                   interceptors: [Authorization(bearer: token)]))
+    let token = try String(contentsOf: dir.url.appendingPathComponent("admin.token"), encoding: .utf8)
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+    let c = Clients(
+        rpc: RPCClient(
+            transport: try H2ClientTransport(host: "127.0.0.1", port: server.port),
+            interceptors: [Authorization(bearer: token)]))
     try await c.createGallery("g")
     try await c.upload(gallery: "galleries/g", id: "img", bytes: testBytes(bytes))
     c.rpc.close()
@@ -135,9 +157,20 @@ final class CrashLog: Sendable {
 
     var operations: Int { state.withLock { $0.operations } }
     var killed: Bool { state.withLock { $0.killed } }
-    func record(_ image: String, sha: String) { state.withLock { $0.stored[image] = sha; $0.operations += 1 } }
+    func record(_ image: String, sha: String) {
+        state.withLock {
+            $0.stored[image] = sha
+            $0.operations += 1
+        }
+    }
     func deleting(_ image: String) { state.withLock { _ = $0.deleting.insert(image) } }
-    func deleted(_ image: String) { state.withLock { $0.deleting.remove(image); $0.deleted.append(image); $0.operations += 1 } }
+    func deleted(_ image: String) {
+        state.withLock {
+            $0.deleting.remove(image)
+            $0.deleted.append(image)
+            $0.operations += 1
+        }
+    }
     func kill(_ pid: Int32) {
         state.withLock { $0.killed = true }
         Foundation.kill(pid, SIGKILL)

@@ -19,8 +19,11 @@ import Testing
         try await c.createGallery("g", region: "r1")
         var replicating: [String] = []
         for i in 0..<2 {
-            replicating.append(try await c.upload(gallery: "galleries/g", id: "rep\(i)", bytes: testBytes(8 << 20, seed: UInt64(i)),
-                                                  chunkSize: 1 << 20).name)
+            replicating.append(
+                try await c.upload(
+                    gallery: "galleries/g", id: "rep\(i)", bytes: testBytes(8 << 20, seed: UInt64(i)),
+                    chunkSize: 1 << 20
+                ).name)
         }
         // Eight uploads in flight, each streaming 256 KiB every 10 ms until told to stop.
         let stop = StopFlag()
@@ -28,16 +31,22 @@ import Testing
         var uploads: [Task<Void, Never>] = []
         for i in 0..<8 {
             let call = c.images.uploadImage()
-            uploads.append(Task {
-                do {
-                    try await call.send(.init(data: .header(.init(gallery: "galleries/g", imageId: "up\(i)", osType: .linux, osState: .generalized))))
-                    while !stop.isSet {
-                        try await call.send(.init(data: .chunk(chunk)))
-                        try await Task.sleep(for: .milliseconds(10))
-                    }
-                } catch {}
-                call.cancel()
-            })
+            uploads.append(
+                Task {
+                    do {
+                        try await call.send(
+                            .init(
+                                data: .header(
+                                    .init(
+                                        gallery: "galleries/g", imageId: "up\(i)", osType: .linux, osState: .generalized
+                                    ))))
+                        while !stop.isSet {
+                            try await call.send(.init(data: .chunk(chunk)))
+                            try await Task.sleep(for: .milliseconds(10))
+                        }
+                    } catch {}
+                    call.cancel()
+                })
         }
         try await eventually("eight uploads writing") { s.files(under: "regions/r1/tmp").count == 8 }
 
@@ -46,7 +55,8 @@ import Testing
             let start = ContinuousClock.now
             var code: Status.Code?
             do {
-                let watch = try await c.replication.watchReplication(.init(image: replicating[0]), options: CallOptions(timeout: .milliseconds(100)))
+                let watch = try await c.replication.watchReplication(
+                    .init(image: replicating[0]), options: CallOptions(timeout: .milliseconds(100)))
                 for try await _ in watch {}
             } catch let e as RPCError { code = e.code }
             let failedAfter = ContinuousClock.now - start
@@ -59,8 +69,9 @@ import Testing
             #expect(health.status == .serving)
             #expect(answeredAfter < .milliseconds(50), "Health/Check answered after \(answeredAfter)")
         }
-        #expect(try await c.replication.getReplicationStatus(.init(image: replicating[0])).aggregatedState == .replicating,
-                "the copies were still running during the probes")
+        #expect(
+            try await c.replication.getReplicationStatus(.init(image: replicating[0])).aggregatedState == .replicating,
+            "the copies were still running during the probes")
 
         // The uploads are cut off: nothing of them is stored, their temp files go.
         stop.set()

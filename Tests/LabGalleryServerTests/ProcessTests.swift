@@ -14,7 +14,9 @@ import Testing
     @Test func startsListensWritesAdminTokenAndStopsCleanly() async throws {
         let dir = try TempDirectory()
         let first = try await ServerProcess.launch(dataDir: dir.url, name: "first")
-        #expect(first.firstLine.wholeMatch(of: /listening on 127\.0\.0\.1:\d+/) != nil, "first stdout line: \(first.firstLine)")
+        #expect(
+            first.firstLine.wholeMatch(of: /listening on 127\.0\.0\.1:\d+/) != nil,
+            "first stdout line: \(first.firstLine)")
 
         let tokenFile = dir.url.appendingPathComponent("admin.token")
         let mode = try FileManager.default.attributesOfItem(atPath: tokenFile.path)[.posixPermissions] as? Int
@@ -22,8 +24,9 @@ import Testing
         let token = try String(contentsOf: tokenFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(token.hasPrefix("lg_") && token.count >= 40)
 
-        let rpc = RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: first.port),
-                            interceptors: [Authorization(bearer: token)])
+        let rpc = RPCClient(
+            transport: try H2ClientTransport(host: "127.0.0.1", port: first.port),
+            interceptors: [Authorization(bearer: token)])
         let c = Clients(rpc: rpc)
         #expect(try await c.health.check(.init()).status == .serving)
         _ = try await c.createGallery("g")
@@ -37,8 +40,9 @@ import Testing
 
         // A restart keeps the data and the token, writes no new token, and SIGINT also exits 0.
         let second = try await ServerProcess.launch(dataDir: dir.url, name: "second")
-        let rpc2 = RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: second.port),
-                             interceptors: [Authorization(bearer: token)])
+        let rpc2 = RPCClient(
+            transport: try H2ClientTransport(host: "127.0.0.1", port: second.port),
+            interceptors: [Authorization(bearer: token)])
         #expect(try await Clients(rpc: rpc2).galleries.getGallery(.init(name: "galleries/g")).name == "galleries/g")
         rpc2.close()
         #expect(try await second.stop(signal: SIGINT) == 0)
@@ -51,8 +55,10 @@ import Testing
         let token = try String(contentsOf: dir.url.appendingPathComponent("admin.token"), encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         func connect(_ port: Int) throws -> Clients {
-            Clients(rpc: RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: port),
-                                   interceptors: [Authorization(bearer: token)]))
+            Clients(
+                rpc: RPCClient(
+                    transport: try H2ClientTransport(host: "127.0.0.1", port: port),
+                    interceptors: [Authorization(bearer: token)]))
         }
         let setup = try connect(server.port)
         try await setup.createGallery("base")
@@ -70,7 +76,8 @@ import Testing
                             acked.state.withLock { $0.galleries.append(g.name) }
                             // Several chunks, so some uploads are mid-stream when the server dies.
                             let bytes = testBytes(40_000, seed: UInt64(writer * 1000 + i))
-                            let image = try await c.upload(gallery: "galleries/base", id: "w\(writer)-\(i)", bytes: bytes, chunkSize: 4096)
+                            let image = try await c.upload(
+                                gallery: "galleries/base", id: "w\(writer)-\(i)", bytes: bytes, chunkSize: 4096)
                             acked.state.withLock { $0.images[image.name] = image.sha256 }
                             let sha = try await sha256Hex(bytes)
                             #expect(image.sha256 == sha)
@@ -116,11 +123,15 @@ import Testing
             let core = try LabGalleryService.open(dataDirectory: dir.url)
             let sqlite = try #require(core.storage as? SQLiteStorage)
             #expect(try sqlite.integrityCheck() == "ok")
-            let stored = try core.storage.read { tx in try tx.images(in: GalleryName(id: "base"), after: nil, limit: nil) }
+            let stored = try core.storage.read { tx in
+                try tx.images(in: GalleryName(id: "base"), after: nil, limit: nil)
+            }
             #expect(stored.count >= images.count)
             let blobs = TempDirectory.files(under: dir.url.appendingPathComponent("regions/eastus/blobs"))
-            #expect(Set(stored.map { String($0.blobPath.split(separator: "/").last!) }) == Set(blobs.map { String($0.split(separator: "/").last!) }),
-                    "every blob is referenced and every referenced blob exists")
+            #expect(
+                Set(stored.map { String($0.blobPath.split(separator: "/").last!) })
+                    == Set(blobs.map { String($0.split(separator: "/").last!) }),
+                "every blob is referenced and every referenced blob exists")
             #expect(TempDirectory.files(under: dir.url.appendingPathComponent("regions/eastus/tmp")).isEmpty)
             let report = try core.recoverFiles()
             #expect(report.removedTempFiles.isEmpty && report.removedBlobs.isEmpty && report.lostAndFound.isEmpty)
@@ -151,9 +162,12 @@ final class TempDirectory {
 
     /// Regular files under `root`, as paths relative to it.
     static func files(under root: URL) -> [String] {
-        guard let e = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) else { return [] }
+        guard let e = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) else {
+            return []
+        }
         return e.compactMap { item -> String? in
-            guard let url = item as? URL, (try? url.resourceValues(forKeys: [.isRegularFileKey]))?.isRegularFile == true else { return nil }
+            guard let url = item as? URL, (try? url.resourceValues(forKeys: [.isRegularFileKey]))?.isRegularFile == true
+            else { return nil }
             return String(url.path.dropFirst(root.path.count + 1))
         }.sorted()
     }
@@ -161,7 +175,8 @@ final class TempDirectory {
 
 /// A `labgallery-server` child process with stdout and stderr captured to files.
 final class ServerProcess {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
     static let binary = packageRoot.appendingPathComponent(".build/debug/labgallery-server")
 
     let process: Process
@@ -173,17 +188,23 @@ final class ServerProcess {
     var stderr: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
 
     private init(process: Process, stdoutURL: URL, stderrURL: URL, firstLine: String, port: Int) {
-        self.process = process; self.stdoutURL = stdoutURL; self.stderrURL = stderrURL
-        self.firstLine = firstLine; self.port = port
+        self.process = process
+        self.stdoutURL = stdoutURL
+        self.stderrURL = stderrURL
+        self.firstLine = firstLine
+        self.port = port
     }
 
     /// Starts the server on port 0 and waits for its `listening on HOST:PORT` line.
     static func launch(dataDir: URL, name: String) async throws -> ServerProcess {
-        try #require(FileManager.default.isExecutableFile(atPath: binary.path),
-                     "\(binary.path) is missing: build it first with `swift build --product labgallery-server` (or `swift build --build-tests`)")
+        try #require(
+            FileManager.default.isExecutableFile(atPath: binary.path),
+            "\(binary.path) is missing: build it first with `swift build --product labgallery-server` (or `swift build --build-tests`)"
+        )
         let logs = dataDir.deletingLastPathComponent().appendingPathComponent(dataDir.lastPathComponent + "-logs")
         try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
-        let out = logs.appendingPathComponent("\(name).stdout"), err = logs.appendingPathComponent("\(name).stderr")
+        let out = logs.appendingPathComponent("\(name).stdout")
+        let err = logs.appendingPathComponent("\(name).stderr")
         try Data().write(to: out)
         try Data().write(to: err)
         let process = Process()

@@ -28,11 +28,13 @@ final class ReplicationServer {
     init(_ replication: ReplicationConfiguration) async throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("lgs-repl-\(UUID().uuidString)")
         let catalog = try writeTestCatalog(in: dir.appendingPathExtension("conf"))
-        server = try await GalleryServer(configuration: ServerConfiguration(
-            host: "127.0.0.1", port: 0, dataDirectory: dir, regionsFile: catalog, shutdownGracePeriod: .seconds(1),
-            replication: replication), transport: transport.server)
+        server = try await GalleryServer(
+            configuration: ServerConfiguration(
+                host: "127.0.0.1", port: 0, dataDirectory: dir, regionsFile: catalog, shutdownGracePeriod: .seconds(1),
+                replication: replication), transport: transport.server)
         try await server.start()
-        token = try String(contentsOf: dir.appendingPathComponent("admin.token"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        token = try String(contentsOf: dir.appendingPathComponent("admin.token"), encoding: .utf8).trimmingCharacters(
+            in: .whitespacesAndNewlines)
     }
 
     func admin() throws -> Clients {
@@ -54,10 +56,13 @@ final class ReplicationServer {
     }
 }
 
-func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [:], maxAttempts: Int = 3) -> ReplicationConfiguration {
-    ReplicationConfiguration(maxAttempts: maxAttempts, backoffInitial: .milliseconds(10), backoffMax: .milliseconds(20),
-                             defaultLink: RegionLink(bandwidthBytesPerSecond: bandwidth, latencyMilliseconds: 0), regions: regions,
-                             chunkSize: 64 * 1024, persistEvery: 256 * 1024, progressInterval: .milliseconds(20))
+func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [:], maxAttempts: Int = 3)
+    -> ReplicationConfiguration
+{
+    ReplicationConfiguration(
+        maxAttempts: maxAttempts, backoffInitial: .milliseconds(10), backoffMax: .milliseconds(20),
+        defaultLink: RegionLink(bandwidthBytesPerSecond: bandwidth, latencyMilliseconds: 0), regions: regions,
+        chunkSize: 64 * 1024, persistEvery: 256 * 1024, progressInterval: .milliseconds(20))
 }
 
 @Suite(.serialized) struct ReplicationServiceTests {
@@ -72,14 +77,21 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
         #expect(await call.status().status.code == .ok)
         #expect(seen.first?.regions.map(\.region) == ["r2", "r3"], "the first message is the full state")
         #expect(seen.last?.aggregatedState == .completed)
-        #expect(seen.last?.regions.allSatisfy { $0.state == .completed && $0.progressPercent == 100 && $0.bytesCopied == 400_000 } == true)
+        #expect(
+            seen.last?.regions.allSatisfy {
+                $0.state == .completed && $0.progressPercent == 100 && $0.bytesCopied == 400_000
+            } == true)
         // Already completed: exactly one message, then OK.
         var again = 0
         for try await _ in try await c.replication.watchReplication(.init(image: image.name)) { again += 1 }
         #expect(again == 1)
         #expect(try await c.replication.getReplicationStatus(.init(image: image.name)).aggregatedState == .completed)
-        await expectRPC(.notFound) { for try await _ in try await c.replication.watchReplication(.init(image: "galleries/g/images/none")) {} }
-        await expectRPC(.invalidArgument, "image") { for try await _ in try await c.replication.watchReplication(.init(image: "bad")) {} }
+        await expectRPC(.notFound) {
+            for try await _ in try await c.replication.watchReplication(.init(image: "galleries/g/images/none")) {}
+        }
+        await expectRPC(.invalidArgument, "image") {
+            for try await _ in try await c.replication.watchReplication(.init(image: "bad")) {}
+        }
 
         // The cost report: home + two completed replicas, exact decimal strings.
         let cost = try await c.billing.getGalleryCost(.init(gallery: "galleries/g"))
@@ -88,12 +100,17 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
         let line = Money("0.048125")!.perGiB(times: 400_000).description
         #expect(cost.lines.allSatisfy { $0.monthlyCost == line && $0.sizeBytes == 400_000 })
         #expect(cost.monthlyTotal == (Money(line)! + Money(line)! + Money(line)!).description)
-        #expect(cost.oneTimeReplicationEgress == (Money("0.02")!.perGiB(times: 400_000) + Money("0.02")!.perGiB(times: 400_000)).description)
+        #expect(
+            cost.oneTimeReplicationEgress
+                == (Money("0.02")!.perGiB(times: 400_000) + Money("0.02")!.perGiB(times: 400_000)).description)
         await s.stop()
     }
 
     @Test func retryReplicationOverRPC() async throws {
-        let s = try await ReplicationServer(quickReplication(regions: ["r2": RegionLink(bandwidthBytesPerSecond: nil, latencyMilliseconds: 0, unreachable: true)], maxAttempts: 2))
+        let s = try await ReplicationServer(
+            quickReplication(
+                regions: ["r2": RegionLink(bandwidthBytesPerSecond: nil, latencyMilliseconds: 0, unreachable: true)],
+                maxAttempts: 2))
         let c = try s.admin()
         try await c.createGallery("g", region: "r1")
         let image = try await c.upload(gallery: "galleries/g", id: "img", bytes: testBytes(100_000))
@@ -101,8 +118,12 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
         for try await status in try await c.replication.watchReplication(.init(image: image.name)) { last = status }
         #expect(last?.aggregatedState == .failed)
         #expect(last?.regions.first { $0.region == "r2" }?.error.contains("unreachable") == true)
-        await expectRPC(.invalidArgument, "regions", "westus") { _ = try await c.replication.retryReplication(.init(image: image.name, regions: ["westus"])) }
-        await expectRPC(.failedPrecondition, "r3", "not FAILED") { _ = try await c.replication.retryReplication(.init(image: image.name, regions: ["r3"])) }
+        await expectRPC(.invalidArgument, "regions", "westus") {
+            _ = try await c.replication.retryReplication(.init(image: image.name, regions: ["westus"]))
+        }
+        await expectRPC(.failedPrecondition, "r3", "not FAILED") {
+            _ = try await c.replication.retryReplication(.init(image: image.name, regions: ["r3"]))
+        }
         let retried = try await c.replication.retryReplication(.init(image: image.name, regions: []))
         #expect(retried.aggregatedState == .replicating)
         #expect(retried.regions.first { $0.region == "r2" }?.state == .pending)
@@ -115,7 +136,9 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
         try await c.createGallery("g", region: "r1")
         let image = try await c.upload(gallery: "galleries/g", id: "img", bytes: testBytes(1_000_000))
         await expectRPC(.deadlineExceeded) {
-            for try await _ in try await c.replication.watchReplication(.init(image: image.name), options: CallOptions(timeout: .milliseconds(300))) {}
+            for try await _ in try await c.replication.watchReplication(
+                .init(image: image.name), options: CallOptions(timeout: .milliseconds(300)))
+            {}
         }
         let single = try await c.replication.watchReplication(.init(image: image.name))
         let gallery = try await c.replication.watchGalleryReplication(.init(gallery: "galleries/g"))
@@ -136,10 +159,12 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
         try await c.createLabAccount("a", region: "r2", gallery: .attachGallery("galleries/g"))
         let image = try await c.upload(gallery: "galleries/g", id: "img", bytes: testBytes(300_000))
         await expectRPC(.failedPrecondition, "r2", "in progress") {
-            _ = try await c.labs.createLab(.init(labAccount: "labAccounts/a", labId: "l", lab: .init(displayName: "L", templateImage: image.name)))
+            _ = try await c.labs.createLab(
+                .init(labAccount: "labAccounts/a", labId: "l", lab: .init(displayName: "L", templateImage: image.name)))
         }
         for try await _ in try await c.replication.watchReplication(.init(image: image.name)) {}
-        let lab = try await c.labs.createLab(.init(labAccount: "labAccounts/a", labId: "l", lab: .init(displayName: "L", templateImage: image.name)))
+        let lab = try await c.labs.createLab(
+            .init(labAccount: "labAccounts/a", labId: "l", lab: .init(displayName: "L", templateImage: image.name)))
         #expect(lab.templateImage == image.name)
         // Deleting the image removes its replicas.
         _ = try await c.labs.deleteLab(.init(name: lab.name))
@@ -156,7 +181,8 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
     static func launch(dataDir: URL, args: [String], name: String) async throws -> (Process, Int, URL) {
         let binary = ServerProcess.binary
         try #require(FileManager.default.isExecutableFile(atPath: binary.path), "build labgallery-server first")
-        let out = dataDir.appendingPathExtension("\(name).stdout"), err = dataDir.appendingPathExtension("\(name).stderr")
+        let out = dataDir.appendingPathExtension("\(name).stdout")
+        let err = dataDir.appendingPathExtension("\(name).stderr")
         try Data().write(to: out)
         try Data().write(to: err)
         let p = Process()
@@ -167,7 +193,9 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
         try p.run()
         for _ in 0..<2400 {  // up to 2 minutes: only catches a server that never starts
             let text = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
-            if let nl = text.firstIndex(of: "\n"), let port = text[..<nl].split(separator: ":").last.flatMap({ Int($0) }) {
+            if let nl = text.firstIndex(of: "\n"),
+                let port = text[..<nl].split(separator: ":").last.flatMap({ Int($0) })
+            {
                 return (p, port, err)
             }
             guard p.isRunning else { break }
@@ -182,15 +210,21 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
         let catalog = try writeTestCatalog(in: tmp.url)
         // r2 fast, r3 slow: when r3 is mid-copy, r2 is already COMPLETED.
         let config = tmp.url.appendingPathComponent("replication.json")
-        try Data(#"""
+        try Data(
+            #"""
             {"concurrency": 2, "chunkKiB": 256, "persistEveryKiB": 1024, "progressIntervalMs": 50,
              "defaultLink": {"bandwidthMiBps": 20, "latencyMs": 0}, "regions": {"r3": {"bandwidthMiBps": 4, "latencyMs": 0}}}
-            """#.utf8).write(to: config)
+            """#.utf8
+        ).write(to: config)
         let args = ["--regions-file", catalog.path, "--replication-config", config.path]
         var (server, port, _) = try await Self.launch(dataDir: dataDir, args: args, name: "first")
-        let token = try String(contentsOf: dataDir.appendingPathComponent("admin.token"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let token = try String(contentsOf: dataDir.appendingPathComponent("admin.token"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
         func connect(_ port: Int) throws -> Clients {
-            Clients(rpc: RPCClient(transport: try H2ClientTransport(host: "127.0.0.1", port: port), interceptors: [Authorization(bearer: token)]))
+            Clients(
+                rpc: RPCClient(
+                    transport: try H2ClientTransport(host: "127.0.0.1", port: port),
+                    interceptors: [Authorization(bearer: token)]))
         }
         let c = try connect(port)
         try await c.createGallery("g", region: "r1")
@@ -201,7 +235,8 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
         var lastSeen: Labgallery_V1_ReplicationStatus?
         for try await status in try await c.replication.watchReplication(.init(image: image.name)) {
             lastSeen = status
-            let r2 = status.regions.first { $0.region == "r2" }, r3 = status.regions.first { $0.region == "r3" }
+            let r2 = status.regions.first { $0.region == "r2" }
+            let r3 = status.regions.first { $0.region == "r3" }
             if r2?.state == .completed, let r3, r3.state == .replicating, r3.bytesCopied >= 3 << 20 { break }
         }
         kill(server.processIdentifier, SIGKILL)
@@ -215,8 +250,9 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
         let rowsBefore = try await replicationRows(dataDir: dataDir, catalog: catalog)
         let r2Blob = try #require(rowsBefore.first { $0.record.region == "r2" }?.blobPath)
         let r3Row = try #require(rowsBefore.first { $0.record.region == "r3" })
-        #expect(r3Row.record.state == .replicating && r3Row.record.bytesCopied >= 1 << 20 && r3Row.partialPath != nil,
-                "progress was persisted before the kill: \(r3Row.record)")
+        #expect(
+            r3Row.record.state == .replicating && r3Row.record.bytesCopied >= 1 << 20 && r3Row.partialPath != nil,
+            "progress was persisted before the kill: \(r3Row.record)")
         let r2Attributes = try FileManager.default.attributesOfItem(atPath: dataDir.appendingPathComponent(r2Blob).path)
 
         // Restart on the same data directory: r3 resumes from its offset and completes; r2 is left alone.
@@ -237,7 +273,9 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
         await waitUntilExit(server)
 
         let rowsAfter = try await replicationRows(dataDir: dataDir, catalog: catalog)
-        #expect(rowsAfter.first { $0.record.region == "r2" }?.blobPath == r2Blob, "the finished replica was not copied again")
+        #expect(
+            rowsAfter.first { $0.record.region == "r2" }?.blobPath == r2Blob,
+            "the finished replica was not copied again")
         let r2Now = try FileManager.default.attributesOfItem(atPath: dataDir.appendingPathComponent(r2Blob).path)
         #expect(r2Now[.modificationDate] as? Date == r2Attributes[.modificationDate] as? Date)
         #expect(r2Now[.systemFileNumber] as? Int == r2Attributes[.systemFileNumber] as? Int)
@@ -255,7 +293,9 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
 /// The replication rows of `galleries/g/images/big` in a stopped server's data directory.
 private func replicationRows(dataDir: URL, catalog: URL) async throws -> [ReplicationRow] {
     try await blocking {
-        let core = try LabGalleryService.open(dataDirectory: dataDir, configuration: LabGalleryConfiguration(regionCatalog: RegionCatalog(contentsOf: catalog)))
+        let core = try LabGalleryService.open(
+            dataDirectory: dataDir,
+            configuration: LabGalleryConfiguration(regionCatalog: RegionCatalog(contentsOf: catalog)))
         defer { try? core.storage.close() }
         return try core.storage.read { try $0.replicationRows(of: ImageName(gallery: GalleryName(id: "g"), id: "big")) }
     }

@@ -41,15 +41,18 @@ final class TestServer {
     private let inProcess: InProcessTransport?
     private var clients: [RPCClient] = []
 
-    init(templateImages: TemplateImagePolicy = .any, regionsFile: URL? = nil, maxMessageSize: Int = 4 << 20,
-         transport: TestTransport = .inProcess) async throws {
+    init(
+        templateImages: TemplateImagePolicy = .any, regionsFile: URL? = nil, maxMessageSize: Int = 4 << 20,
+        transport: TestTransport = .inProcess
+    ) async throws {
         dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("lgs-\(UUID().uuidString)")
         let inProcess = transport == .inProcess ? InProcessTransport() : nil
         self.inProcess = inProcess
         server = try await GalleryServer(
-            configuration: ServerConfiguration(host: "127.0.0.1", port: 0, dataDirectory: dataDir,
-                                               maxReceiveMessageSize: maxMessageSize, templateImages: templateImages,
-                                               regionsFile: regionsFile, shutdownGracePeriod: .seconds(1)),
+            configuration: ServerConfiguration(
+                host: "127.0.0.1", port: 0, dataDirectory: dataDir,
+                maxReceiveMessageSize: maxMessageSize, templateImages: templateImages,
+                regionsFile: regionsFile, shutdownGracePeriod: .seconds(1)),
             transport: inProcess?.server)
         port = try await server.start()
         adminToken = try String(contentsOf: dataDir.appendingPathComponent("admin.token"), encoding: .utf8)
@@ -63,9 +66,11 @@ final class TestServer {
 
     /// Clients sending `authorization: <authorization>` (nil: none).
     func connect(authorization: String?) throws -> Clients {
-        let transport: any ClientTransport = try inProcess?.makeClient() ?? H2ClientTransport(host: "127.0.0.1", port: port)
-        let rpc = RPCClient(transport: transport,
-                            interceptors: authorization.map { [Authorization(value: $0)] } ?? [])
+        let transport: any ClientTransport =
+            try inProcess?.makeClient() ?? H2ClientTransport(host: "127.0.0.1", port: port)
+        let rpc = RPCClient(
+            transport: transport,
+            interceptors: authorization.map { [Authorization(value: $0)] } ?? [])
         clients.append(rpc)
         return Clients(rpc: rpc)
     }
@@ -81,9 +86,12 @@ final class TestServer {
     /// Files (relative paths) under `relative` in the data directory.
     func files(under relative: String) -> [String] {
         let root = dataDir.appendingPathComponent(relative)
-        guard let e = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) else { return [] }
+        guard let e = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) else {
+            return []
+        }
         return e.compactMap { item -> String? in
-            guard let url = item as? URL, (try? url.resourceValues(forKeys: [.isRegularFileKey]))?.isRegularFile == true else { return nil }
+            guard let url = item as? URL, (try? url.resourceValues(forKeys: [.isRegularFileKey]))?.isRegularFile == true
+            else { return nil }
             return String(url.path.dropFirst(root.path.count + 1))
         }.sorted()
     }
@@ -96,10 +104,13 @@ final class TestServer {
 }
 
 /// Runs `body` against a fresh server, stopping it afterwards even when `body` throws.
-func withServer(templateImages: TemplateImagePolicy = .any, regionsFile: URL? = nil, maxMessageSize: Int = 4 << 20,
-                transport: TestTransport = .inProcess, _ body: (TestServer) async throws -> Void) async throws {
-    let server = try await TestServer(templateImages: templateImages, regionsFile: regionsFile, maxMessageSize: maxMessageSize,
-                                      transport: transport)
+func withServer(
+    templateImages: TemplateImagePolicy = .any, regionsFile: URL? = nil, maxMessageSize: Int = 4 << 20,
+    transport: TestTransport = .inProcess, _ body: (TestServer) async throws -> Void
+) async throws {
+    let server = try await TestServer(
+        templateImages: templateImages, regionsFile: regionsFile, maxMessageSize: maxMessageSize,
+        transport: transport)
     do {
         try await body(server)
     } catch {
@@ -110,15 +121,19 @@ func withServer(templateImages: TemplateImagePolicy = .any, regionsFile: URL? = 
 }
 
 /// Expects `body` to fail with `code` and a message containing every string of `fragments`.
-func expectRPC(_ code: Status.Code, _ fragments: String..., sourceLocation: SourceLocation = #_sourceLocation,
-               _ body: () async throws -> Void) async {
+func expectRPC(
+    _ code: Status.Code, _ fragments: String..., sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () async throws -> Void
+) async {
     do {
         try await body()
         Issue.record("expected \(code), the call succeeded", sourceLocation: sourceLocation)
     } catch let error as RPCError {
         #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
         for f in fragments {
-            #expect(error.message.contains(f), "message \"\(error.message)\" should mention \"\(f)\"", sourceLocation: sourceLocation)
+            #expect(
+                error.message.contains(f), "message \"\(error.message)\" should mention \"\(f)\"",
+                sourceLocation: sourceLocation)
         }
     } catch {
         Issue.record("expected RPCError \(code), got \(error)", sourceLocation: sourceLocation)
@@ -130,24 +145,37 @@ func expectRPC(_ code: Status.Code, _ fragments: String..., sourceLocation: Sour
 extension Clients {
     @discardableResult
     func createGallery(_ id: String, region: String = "eastus") async throws -> Labgallery_V1_Gallery {
-        try await galleries.createGallery(.init(galleryId: id, gallery: .init(displayName: "Gallery \(id)", region: region)))
+        try await galleries.createGallery(
+            .init(galleryId: id, gallery: .init(displayName: "Gallery \(id)", region: region)))
     }
 
     @discardableResult
-    func createLabAccount(_ id: String, region: String = "eastus",
-                          gallery: Labgallery_V1_CreateLabAccountRequest.OneOf_Gallery? = nil) async throws -> Labgallery_V1_LabAccount {
-        try await labAccounts.createLabAccount(.init(labAccountId: id, labAccount: .init(displayName: "Account \(id)", region: region),
-                                                     gallery: gallery))
+    func createLabAccount(
+        _ id: String, region: String = "eastus",
+        gallery: Labgallery_V1_CreateLabAccountRequest.OneOf_Gallery? = nil
+    ) async throws -> Labgallery_V1_LabAccount {
+        try await labAccounts.createLabAccount(
+            .init(
+                labAccountId: id, labAccount: .init(displayName: "Account \(id)", region: region),
+                gallery: gallery))
     }
 
     /// Uploads `bytes` in `chunkSize` pieces after the header. Send errors are ignored: the call's
     /// status (read by `response()`) is what the test checks.
     @discardableResult
-    func upload(gallery: String, id: String, bytes: [UInt8], chunkSize: Int = 64 * 1024, osType: Labgallery_V1_OsType = .linux,
-                osState: Labgallery_V1_OsState = .generalized, sha256: String = "") async throws -> Labgallery_V1_Image {
-        try await uploadRaw([.init(data: .header(.init(gallery: gallery, imageId: id, displayName: "Image \(id)",
-                                                       osType: osType, osState: osState, sha256: sha256)))]
-                            + chunks(bytes, chunkSize))
+    func upload(
+        gallery: String, id: String, bytes: [UInt8], chunkSize: Int = 64 * 1024, osType: Labgallery_V1_OsType = .linux,
+        osState: Labgallery_V1_OsState = .generalized, sha256: String = ""
+    ) async throws -> Labgallery_V1_Image {
+        try await uploadRaw(
+            [
+                .init(
+                    data: .header(
+                        .init(
+                            gallery: gallery, imageId: id, displayName: "Image \(id)",
+                            osType: osType, osState: osState, sha256: sha256)))
+            ]
+                + chunks(bytes, chunkSize))
     }
 
     func uploadRaw(_ messages: [Labgallery_V1_UploadImageRequest]) async throws -> Labgallery_V1_Image {
@@ -160,7 +188,9 @@ extension Clients {
     }
 
     func chunks(_ bytes: [UInt8], _ size: Int) -> [Labgallery_V1_UploadImageRequest] {
-        stride(from: 0, to: bytes.count, by: size).map { .init(data: .chunk(Array(bytes[$0..<min($0 + size, bytes.count)]))) }
+        stride(from: 0, to: bytes.count, by: size).map {
+            .init(data: .chunk(Array(bytes[$0..<min($0 + size, bytes.count)])))
+        }
     }
 
     /// A gallery `g`, an account `a` (eastus) with it attached, and one uploaded generalized image `img`.

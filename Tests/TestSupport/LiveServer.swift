@@ -18,8 +18,11 @@ public final class LiveServer {
     public private(set) var port: Int
     public let adminToken: String
 
-    public init(replication: LabGalleryCore.ReplicationConfiguration = .init(), dataDir: URL? = nil, port: Int = 0) async throws {
-        self.dataDir = dataDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("lgc-\(UUID().uuidString)")
+    public init(replication: LabGalleryCore.ReplicationConfiguration = .init(), dataDir: URL? = nil, port: Int = 0)
+        async throws
+    {
+        self.dataDir =
+            dataDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("lgc-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: self.dataDir, withIntermediateDirectories: true)
         let regions = self.dataDir.appendingPathComponent("regions.json")
         if !FileManager.default.fileExists(atPath: regions.path) { try Data(testRegions.utf8).write(to: regions) }
@@ -30,11 +33,14 @@ public final class LiveServer {
             .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    private static func makeServer(dataDir: URL, port: Int, replication: LabGalleryCore.ReplicationConfiguration) async throws -> GalleryServer {
-        try await GalleryServer(configuration: ServerConfiguration(
-            host: "127.0.0.1", port: UInt16(port), dataDirectory: dataDir,
-            regionsFile: dataDir.appendingPathComponent("regions.json"),
-            shutdownGracePeriod: .seconds(1), replication: replication))
+    private static func makeServer(dataDir: URL, port: Int, replication: LabGalleryCore.ReplicationConfiguration)
+        async throws -> GalleryServer
+    {
+        try await GalleryServer(
+            configuration: ServerConfiguration(
+                host: "127.0.0.1", port: UInt16(port), dataDirectory: dataDir,
+                regionsFile: dataDir.appendingPathComponent("regions.json"),
+                shutdownGracePeriod: .seconds(1), replication: replication))
     }
 
     public var endpoint: String { "127.0.0.1:\(port)" }
@@ -62,20 +68,27 @@ public final class LiveServer {
 }
 
 /// Runs `body` against a fresh server, stopping it afterwards even when `body` throws.
-public func withLiveServer(replication: LabGalleryCore.ReplicationConfiguration = .init(), _ body: (LiveServer) async throws -> Void) async throws {
+public func withLiveServer(
+    replication: LabGalleryCore.ReplicationConfiguration = .init(), _ body: (LiveServer) async throws -> Void
+) async throws {
     let server = try await LiveServer(replication: replication)
     do { try await body(server) } catch {
-        await server.stop(); server.remove()
+        await server.stop()
+        server.remove()
         throw error
     }
-    await server.stop(); server.remove()
+    await server.stop()
+    server.remove()
 }
 
 /// Replication that takes a while: `bytesPerSecond` to every region, progress published every 100 ms.
-public func slowReplication(bytesPerSecond: Int64, regions: [String: LabGalleryCore.RegionLink] = [:], maxAttempts: Int = 5) -> LabGalleryCore.ReplicationConfiguration {
-    .init(maxAttempts: maxAttempts, backoffInitial: .milliseconds(50), backoffMax: .milliseconds(200),
-          defaultLink: .init(bandwidthBytesPerSecond: bytesPerSecond, latencyMilliseconds: 0), regions: regions,
-          chunkSize: 64 << 10, persistEvery: 256 << 10, progressInterval: .milliseconds(100))
+public func slowReplication(
+    bytesPerSecond: Int64, regions: [String: LabGalleryCore.RegionLink] = [:], maxAttempts: Int = 5
+) -> LabGalleryCore.ReplicationConfiguration {
+    .init(
+        maxAttempts: maxAttempts, backoffInitial: .milliseconds(50), backoffMax: .milliseconds(200),
+        defaultLink: .init(bandwidthBytesPerSecond: bytesPerSecond, latencyMilliseconds: 0), regions: regions,
+        chunkSize: 64 << 10, persistEvery: 256 << 10, progressInterval: .milliseconds(100))
 }
 
 /// Writes `count` bytes to a temp file.

@@ -14,8 +14,10 @@ public func blocking<T>(_ body: () throws -> T) async throws -> T {
 /// Waits until `condition` holds, checking every few milliseconds: the one way a test waits
 /// for an event it cannot be told about. The time-out only catches a hang (the event never
 /// comes); it is not a performance bound.
-public func eventually(_ what: String, timeout: Duration = .seconds(120), sourceLocation: SourceLocation = #_sourceLocation,
-                       _ condition: () async throws -> Bool) async throws {
+public func eventually(
+    _ what: String, timeout: Duration = .seconds(120), sourceLocation: SourceLocation = #_sourceLocation,
+    _ condition: () async throws -> Bool
+) async throws {
     let end = ContinuousClock.now + timeout
     while try await !condition() {
         guard ContinuousClock.now < end else {
@@ -61,7 +63,7 @@ public func testBytes(_ count: Int, seed: UInt64 = 42) -> [UInt8] {
     var state = seed
     var block = [UInt8](repeating: 0, count: min(count, blockSize))
     for i in block.indices {
-        state = state &* 6364136223846793005 &+ 1442695040888963407
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
         block[i] = UInt8(truncatingIfNeeded: state >> 33)
     }
     var out: [UInt8] = []

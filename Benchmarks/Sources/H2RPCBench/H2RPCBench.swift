@@ -2,8 +2,9 @@ import ArgumentParser
 import GeneratedProtos
 import H2RPC
 import H2RPCNGHTTP2Transport
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Client-side benchmarks of H2RPC against a running interop-server.
@@ -47,7 +48,8 @@ extension H2RPCBench {
                         while left > 0 {
                             let count = min(perCall, left)
                             var request = Grpc_Testing_StreamingOutputCallRequest()
-                            request.responseParameters = Array(repeating: Grpc_Testing_ResponseParameters(size: Int32(size)), count: count)
+                            request.responseParameters = Array(
+                                repeating: Grpc_Testing_ResponseParameters(size: Int32(size)), count: count)
                             let call = try await client.streamingOutputCall(request)
                             for try await response in call where response.payload?.body.count == size { n += 1 }
                             left -= count
@@ -62,7 +64,9 @@ extension H2RPCBench {
             guard received == perStream * streams else {
                 throw ValidationError("received \(received) of \(perStream * streams) messages")
             }
-            print("stream messages=\(received) size=\(size) streams=\(streams) seconds=\((seconds * 1000).rounded() / 1000) msgs_per_sec=\(Int(Double(received) / seconds))")
+            print(
+                "stream messages=\(received) size=\(size) streams=\(streams) seconds=\((seconds * 1000).rounded() / 1000) msgs_per_sec=\(Int(Double(received) / seconds))"
+            )
         }
     }
 
@@ -77,12 +81,16 @@ extension H2RPCBench {
             let client = try target.client()
             var request = Grpc_Testing_StreamingOutputCallRequest()
             // 1000 responses of 1 KiB, 1 ms apart: the call is always mid-stream when cancelled.
-            request.responseParameters = Array(repeating: Grpc_Testing_ResponseParameters(size: 1024, intervalUs: 1000), count: 1000)
+            request.responseParameters = Array(
+                repeating: Grpc_Testing_ResponseParameters(size: 1024, intervalUs: 1000), count: 1000)
             let req = request
             var done = 0
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for i in 0..<calls {
-                    if i >= concurrency { try await group.next(); done += 1 }
+                    if i >= concurrency {
+                        try await group.next()
+                        done += 1
+                    }
                     group.addTask {
                         let call = try await client.streamingOutputCall(req)
                         var it = call.makeAsyncIterator()
@@ -101,7 +109,8 @@ extension H2RPCBench {
     /// MiB in `--chunk`-byte messages from one reused buffer (as labgallery-bench does).
     /// Prints wall time and the process's CPU time: the cost of the RPC stack alone, no disk.
     struct Upload: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Client-streaming throughput of 1 MiB messages, server in process.")
+        static let configuration = CommandConfiguration(
+            abstract: "Client-streaming throughput of 1 MiB messages, server in process.")
         @Option(help: "MiB to upload per round.") var mib = 256
         @Option(help: "Bytes per chunk message.") var chunk = 1 << 20
         @Option(help: "Rounds (the best and the median are printed).") var rounds = 3
@@ -109,7 +118,8 @@ extension H2RPCBench {
         struct Sink: RegistrableRPCService {
             func registerMethods(with router: inout RPCRouter) {
                 router.registerClientStreaming(Labgallery_V1_ImageService.Method.uploadImage) {
-                    (requests: RequestStream<Labgallery_V1_UploadImageRequest>, _: ServerContext) async throws -> Labgallery_V1_Image in
+                    (requests: RequestStream<Labgallery_V1_UploadImageRequest>, _: ServerContext) async throws
+                        -> Labgallery_V1_Image in
                     var size = 0
                     var check: UInt8 = 0
                     for try await message in requests {
@@ -136,7 +146,8 @@ extension H2RPCBench {
             var buffer = [UInt8](repeating: 0, count: chunk)
             for i in buffer.indices { buffer[i] = UInt8(truncatingIfNeeded: i &* 7) }
             let total = mib << 20
-            var walls: [Double] = [], cpus: [Double] = []
+            var walls: [Double] = []
+            var cpus: [Double] = []
             for _ in 0..<(rounds + 1) {
                 let cpu0 = Self.cpuSeconds()
                 let start = ContinuousClock.now
@@ -150,12 +161,15 @@ extension H2RPCBench {
                 }
                 call.finish()
                 let image = try await call.response()
-                guard image.sizeBytes == Int64(total) else { throw ValidationError("server counted \(image.sizeBytes) bytes of \(total)") }
+                guard image.sizeBytes == Int64(total) else {
+                    throw ValidationError("server counted \(image.sizeBytes) bytes of \(total)")
+                }
                 let d = (ContinuousClock.now - start).components
                 walls.append(Double(d.seconds) + Double(d.attoseconds) / 1e18)
                 cpus.append(Self.cpuSeconds() - cpu0)
             }
-            walls.removeFirst(); cpus.removeFirst()  // warm-up
+            walls.removeFirst()
+            cpus.removeFirst()  // warm-up
             func fmt(_ v: [Double]) -> String {
                 let s = v.sorted()
                 func ms(_ x: Double) -> String { "\((x * 1000).rounded() / 1000)" }

@@ -18,8 +18,9 @@ final class Counter: Sendable { let value = Atomic<Int>(0) }
 /// our H2RPC client), then times its replication until COMPLETED, optionally with N gallery watchers
 /// attached the whole time, then deletes the image. Prints one `key=value` line for Benchmarks/replication.sh.
 @main struct LabGalleryBench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "labgallery-bench",
-                                                    abstract: "Upload and replication benchmark client for labgallery-server.")
+    static let configuration = CommandConfiguration(
+        commandName: "labgallery-bench",
+        abstract: "Upload and replication benchmark client for labgallery-server.")
 
     @Option var host = "127.0.0.1"
     @Option var port: Int
@@ -30,17 +31,22 @@ final class Counter: Sendable { let value = Atomic<Int>(0) }
     @Option(help: "File to upload.") var file: String
     @Option(help: "Gallery watchers (WatchGalleryReplication) held open during the replication.") var watchers = 0
     @Option(help: "Connections the watchers are spread over.") var watcherConnections = 10
-    @Flag(help: "After the replication, time CreateLab and SaveLabTemplateImage of the uploaded image (a lab account in --region).")
+    @Flag(
+        help:
+            "After the replication, time CreateLab and SaveLabTemplateImage of the uploaded image (a lab account in --region)."
+    )
     var templates = false
 
     func run() async throws {
-        let rpc = RPCClient(transport: try H2ClientTransport(host: host, port: port), interceptors: [Bearer(token: token)])
+        let rpc = RPCClient(
+            transport: try H2ClientTransport(host: host, port: port), interceptors: [Bearer(token: token)])
         defer { rpc.close() }
         let galleries = Labgallery_V1_GalleryService.Client(wrapping: rpc)
         let images = Labgallery_V1_ImageService.Client(wrapping: rpc)
         let replication = Labgallery_V1_ReplicationService.Client(wrapping: rpc)
         do {
-            _ = try await galleries.createGallery(.init(galleryId: gallery, gallery: .init(displayName: gallery, region: region)))
+            _ = try await galleries.createGallery(
+                .init(galleryId: gallery, gallery: .init(displayName: gallery, region: region)))
         } catch let e as RPCError where e.code == .alreadyExists {}
 
         // Watchers first, so they see the whole replication.
@@ -49,13 +55,16 @@ final class Counter: Sendable { let value = Atomic<Int>(0) }
         var watcherTasks: [Task<Void, Never>] = []
         for i in 0..<watchers {
             if watcherClients.count < min(watcherConnections, max(1, watchers)) {
-                watcherClients.append(RPCClient(transport: try H2ClientTransport(host: host, port: port), interceptors: [Bearer(token: token)]))
+                watcherClients.append(
+                    RPCClient(
+                        transport: try H2ClientTransport(host: host, port: port), interceptors: [Bearer(token: token)]))
             }
             let client = Labgallery_V1_ReplicationService.Client(wrapping: watcherClients[i % watcherClients.count])
             let call = try await client.watchGalleryReplication(.init(gallery: "galleries/\(gallery)"))
-            watcherTasks.append(Task {
-                do { for try await _ in call { received.value.add(1, ordering: .relaxed) } } catch {}
-            })
+            watcherTasks.append(
+                Task {
+                    do { for try await _ in call { received.value.add(1, ordering: .relaxed) } } catch {}
+                })
         }
 
         // Upload, 1 MiB per message, straight from the file.
@@ -65,8 +74,12 @@ final class Counter: Sendable { let value = Atomic<Int>(0) }
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         let uploadStart = ContinuousClock.now
         let call = images.uploadImage()
-        try await call.send(.init(data: .header(.init(gallery: "galleries/\(gallery)", imageId: imageId, displayName: imageId,
-                                                      osType: .linux, osState: .generalized, sha256: ""))))
+        try await call.send(
+            .init(
+                data: .header(
+                    .init(
+                        gallery: "galleries/\(gallery)", imageId: imageId, displayName: imageId,
+                        osType: .linux, osState: .generalized, sha256: ""))))
         var total = 0
         while true {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
@@ -98,24 +111,33 @@ final class Counter: Sendable { let value = Atomic<Int>(0) }
             let accounts = Labgallery_V1_LabAccountService.Client(wrapping: rpc)
             let labs = Labgallery_V1_LabService.Client(wrapping: rpc)
             let account = "acct-\(imageId)"
-            _ = try await accounts.createLabAccount(.init(labAccountId: account, labAccount: .init(displayName: account, region: region),
-                                                          gallery: .attachGallery("galleries/\(gallery)")))
+            _ = try await accounts.createLabAccount(
+                .init(
+                    labAccountId: account, labAccount: .init(displayName: account, region: region),
+                    gallery: .attachGallery("galleries/\(gallery)")))
             let labStart = ContinuousClock.now
-            _ = try await labs.createLab(.init(labAccount: "labAccounts/\(account)", labId: "lab", lab: .init(templateImage: image.name)))
+            _ = try await labs.createLab(
+                .init(labAccount: "labAccounts/\(account)", labId: "lab", lab: .init(templateImage: image.name)))
             let createLab = Self.seconds(ContinuousClock.now - labStart)
             let saveStart = ContinuousClock.now
-            let saved = try await images.saveLabTemplateImage(.init(lab: "labAccounts/\(account)/labs/lab", imageId: "\(imageId)-saved"))
+            let saved = try await images.saveLabTemplateImage(
+                .init(lab: "labAccounts/\(account)/labs/lab", imageId: "\(imageId)-saved"))
             let save = Self.seconds(ContinuousClock.now - saveStart)
             _ = try await labs.deleteLab(.init(name: "labAccounts/\(account)/labs/lab"))
             _ = try await images.deleteImage(.init(name: saved.name))
             _ = try await accounts.deleteLabAccount(.init(name: "labAccounts/\(account)"))
-            templateTimes = " createlab_ms=\(String(format: "%.2f", createLab * 1000)) save_ms=\(String(format: "%.2f", save * 1000))"
+            templateTimes =
+                " createlab_ms=\(String(format: "%.2f", createLab * 1000)) save_ms=\(String(format: "%.2f", save * 1000))"
         }
         // Delete the image (blob and replicas), as the cp/cat baselines delete their copies: the
         // next round then writes into recycled page-cache pages, like they do.
         _ = try await images.deleteImage(.init(name: image.name))
-        print("bytes=\(total) targets=\(targets) upload_s=\(String(format: "%.3f", uploadSeconds)) replication_s=\(String(format: "%.3f", replicationSeconds)) watchers=\(watchers) watcher_messages=\(messages)\(templateTimes)")
+        print(
+            "bytes=\(total) targets=\(targets) upload_s=\(String(format: "%.3f", uploadSeconds)) replication_s=\(String(format: "%.3f", replicationSeconds)) watchers=\(watchers) watcher_messages=\(messages)\(templateTimes)"
+        )
     }
 
-    static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
 }

@@ -43,7 +43,8 @@ public final class RPCClient: Sendable {
         call.finish()
         let message = try await call.response()
         let (_, trailers) = await call.status()
-        return ClientResponse(message: message, initialMetadata: await call.initialMetadata(), trailingMetadata: trailers)
+        return ClientResponse(
+            message: message, initialMetadata: await call.initialMetadata(), trailingMetadata: trailers)
     }
 
     /// A server-streaming call: sends `request` and returns the call to iterate.

@@ -55,14 +55,19 @@ public final class ClientCallEvents: Sendable {
     /// The call ended with `status` (trailers, Trailers-Only, reset, connection loss, local
     /// deadline or cancellation). Only the first status counts.
     func receiveStatus(_ status: Status, trailers: Metadata) {
-        typealias Woken = (headers: [CheckedContinuation<Metadata, Never>],
-                           status: [CheckedContinuation<(Status, Metadata), Never>],
-                           timer: Task<Void, Never>?)
+        typealias Woken = (
+            headers: [CheckedContinuation<Metadata, Never>],
+            status: [CheckedContinuation<(Status, Metadata), Never>],
+            timer: Task<Void, Never>?
+        )
         let result = state.withLock { s -> Woken? in
             guard s.status == nil else { return nil }
             s.status = (status, trailers)
             if s.headers == nil { s.headers = [:] }
-            defer { s.headerWaiters.removeAll(); s.statusWaiters.removeAll() }
+            defer {
+                s.headerWaiters.removeAll()
+                s.statusWaiters.removeAll()
+            }
             return (s.headerWaiters, s.statusWaiters, s.timer)
         }
         guard let result else { return }
@@ -85,7 +90,9 @@ public final class ClientCallEvents: Sendable {
             guard !Task.isCancelled, let self else { return }
             // Record the status before resetting the stream: the reset's own close event
             // (CANCELLED) must not win the race to be the call's first status.
-            self.receiveStatus(Status(code: .deadlineExceeded, message: "the call did not complete within its timeout of \(timeout)"), trailers: [:])
+            self.receiveStatus(
+                Status(code: .deadlineExceeded, message: "the call did not complete within its timeout of \(timeout)"),
+                trailers: [:])
             self.outbound?.cancel()
         }
         let done = state.withLock { s -> Bool in
@@ -112,8 +119,9 @@ public final class ClientCallEvents: Sendable {
 
     func send(_ message: MessageBytes) async throws {
         if let (status, trailers) = state.withLock({ $0.status }) {
-            throw RPCError(status.code == .ok ? .failedPrecondition : status.code,
-                           status.code == .ok ? "the call already ended" : status.message, metadata: trailers)
+            throw RPCError(
+                status.code == .ok ? .failedPrecondition : status.code,
+                status.code == .ok ? "the call already ended" : status.message, metadata: trailers)
         }
         try await flow.reserve(message.count)
         let closed = state.withLock { $0.sendClosed }

@@ -85,7 +85,9 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
     private static func normalized(_ key: String) -> String {
         let isUpper = { (c: UInt8) in c &- UInt8(ascii: "A") < 26 }
         // Scanned in place (the generic UTF8View walk cost more than the lookup it precedes).
-        let upper = key.utf8.withContiguousStorageIfAvailable { $0.contains(where: isUpper) } ?? key.utf8.contains(where: isUpper)
+        let upper =
+            key.utf8.withContiguousStorageIfAvailable { $0.contains(where: isUpper) }
+            ?? key.utf8.contains(where: isUpper)
         return upper ? key.lowercased() : key
     }
 

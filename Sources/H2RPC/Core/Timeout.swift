@@ -28,8 +28,10 @@ public enum GRPCTimeout {
         let (seconds, attos) = duration.components
         if seconds < 0 || (seconds == 0 && attos <= 0) { return "1n" }
         let nanos = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        let units: [(Int64, Character)] = [(1, "n"), (1_000, "u"), (1_000_000, "m"), (1_000_000_000, "S"),
-                                           (60_000_000_000, "M"), (3_600_000_000_000, "H")]
+        let units: [(Int64, Character)] = [
+            (1, "n"), (1_000, "u"), (1_000_000, "m"), (1_000_000_000, "S"),
+            (60_000_000_000, "M"), (3_600_000_000_000, "H"),
+        ]
         let totalNanos: Int64 = nanos.overflow ? Int64.max : nanos.partialValue &+ (attos + 999_999_999) / 1_000_000_000
         for (scale, unit) in units {
             let amount = (totalNanos + scale - 1) / scale

@@ -19,17 +19,26 @@ final class OutboundFlow: Sendable {
 
     /// Counts `bytes` as queued, first waiting while the queue is above the high-water mark.
     func reserve(_ bytes: Int) async throws {
-        enum Decision { case go, wait, closed(RPCError) }
+        enum Decision {
+            case go, wait
+            case closed(RPCError)
+        }
         let decision: Decision = state.withLock { s in
             if let err = s.closed { return .closed(err) }
-            if s.inFlight <= OutboundFlow.highWater { s.inFlight += bytes; return .go }
+            if s.inFlight <= OutboundFlow.highWater {
+                s.inFlight += bytes
+                return .go
+            }
             return .wait
         }
         switch decision {
         case .go: return
         case .closed(let err): throw err
         case .wait:
-            let id = state.withLock { s -> Int in s.nextWaiter += 1; return s.nextWaiter }
+            let id = state.withLock { s -> Int in
+                s.nextWaiter += 1
+                return s.nextWaiter
+            }
             try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
                     let immediate: (any Error)?? = state.withLock { s in
@@ -87,7 +96,12 @@ final class InboundQueue: Sendable {
         var error: RPCError? = nil
         var waiter: CheckedContinuation<MessageBytes?, any Error>? = nil
 
-        enum Step { case message(MessageBytes), end, failed(RPCError), empty }
+        enum Step {
+            case message(MessageBytes)
+            case end
+            case failed(RPCError)
+            case empty
+        }
 
         /// What a reader gets now; a message taken leaves the queue (compacted when drained).
         mutating func take() -> Step {
@@ -95,7 +109,10 @@ final class InboundQueue: Sendable {
             guard head < messages.count else { return ended ? .end : .empty }
             let m = messages[head]
             head += 1
-            if head == messages.count { messages.removeAll(keepingCapacity: true); head = 0 }
+            if head == messages.count {
+                messages.removeAll(keepingCapacity: true)
+                head = 0
+            }
             return .message(m)
         }
     }
@@ -108,10 +125,16 @@ final class InboundQueue: Sendable {
 
     /// Transport: one message arrived.
     func push(_ message: MessageBytes) {
-        enum Outcome { case handed(CheckedContinuation<MessageBytes?, any Error>), queued, dropped }
+        enum Outcome {
+            case handed(CheckedContinuation<MessageBytes?, any Error>)
+            case queued, dropped
+        }
         let outcome = state.withLock { s -> Outcome in
             if s.error != nil { return .dropped }
-            if let w = s.waiter { s.waiter = nil; return .handed(w) }
+            if let w = s.waiter {
+                s.waiter = nil
+                return .handed(w)
+            }
             s.messages.append(message)
             return .queued
         }
@@ -164,7 +187,10 @@ final class InboundQueue: Sendable {
                     // Checked again under the lock that parks the reader, so no push is missed.
                     let step = state.withLock { s -> State.Step? in
                         let step = s.take()
-                        if case .empty = step { s.waiter = c; return nil }
+                        if case .empty = step {
+                            s.waiter = c
+                            return nil
+                        }
                         return step
                     }
                     switch step {

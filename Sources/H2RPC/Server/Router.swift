@@ -13,11 +13,13 @@ public struct RPCRouter: Sendable {
         _ descriptor: MethodDescriptor,
         handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
     ) {
-        routes[descriptor.path] = Route(descriptor: descriptor, kind: .unary, handler: .unary { bytes, context in
-            let request = try decodeRequest(Request.self, bytes)
-            let response = try await handler(request, context)
-            return try encodeResponse(response)
-        })
+        routes[descriptor.path] = Route(
+            descriptor: descriptor, kind: .unary,
+            handler: .unary { bytes, context in
+                let request = try decodeRequest(Request.self, bytes)
+                let response = try await handler(request, context)
+                return try encodeResponse(response)
+            })
     }
 
     /// Registers a server-streaming method.
@@ -25,10 +27,12 @@ public struct RPCRouter: Sendable {
         _ descriptor: MethodDescriptor,
         handler: @escaping @Sendable (Request, ResponseWriter<Response>, ServerContext) async throws -> Void
     ) {
-        routes[descriptor.path] = Route(descriptor: descriptor, kind: .serverStreaming, handler: .streaming { call, single in
-            let request = try decodeRequest(Request.self, single ?? MessageBytes([]))
-            try await handler(request, ResponseWriter(call: call), call.context)
-        })
+        routes[descriptor.path] = Route(
+            descriptor: descriptor, kind: .serverStreaming,
+            handler: .streaming { call, single in
+                let request = try decodeRequest(Request.self, single ?? MessageBytes([]))
+                try await handler(request, ResponseWriter(call: call), call.context)
+            })
     }
 
     /// Registers a client-streaming method.
@@ -36,20 +40,25 @@ public struct RPCRouter: Sendable {
         _ descriptor: MethodDescriptor,
         handler: @escaping @Sendable (RequestStream<Request>, ServerContext) async throws -> Response
     ) {
-        routes[descriptor.path] = Route(descriptor: descriptor, kind: .clientStreaming, handler: .streaming { call, _ in
-            let response = try await handler(RequestStream(call.requests), call.context)
-            try await ResponseWriter<Response>(call: call).write(response)
-        })
+        routes[descriptor.path] = Route(
+            descriptor: descriptor, kind: .clientStreaming,
+            handler: .streaming { call, _ in
+                let response = try await handler(RequestStream(call.requests), call.context)
+                try await ResponseWriter<Response>(call: call).write(response)
+            })
     }
 
     /// Registers a bidirectional-streaming method.
     public mutating func registerBidirectionalStreaming<Request: RPCMessage, Response: RPCMessage>(
         _ descriptor: MethodDescriptor,
-        handler: @escaping @Sendable (RequestStream<Request>, ResponseWriter<Response>, ServerContext) async throws -> Void
+        handler:
+            @escaping @Sendable (RequestStream<Request>, ResponseWriter<Response>, ServerContext) async throws -> Void
     ) {
-        routes[descriptor.path] = Route(descriptor: descriptor, kind: .bidirectionalStreaming, handler: .streaming { call, _ in
-            try await handler(RequestStream(call.requests), ResponseWriter(call: call), call.context)
-        })
+        routes[descriptor.path] = Route(
+            descriptor: descriptor, kind: .bidirectionalStreaming,
+            handler: .streaming { call, _ in
+                try await handler(RequestStream(call.requests), ResponseWriter(call: call), call.context)
+            })
     }
 }
 
@@ -77,7 +86,9 @@ struct Route: Sendable {
         case .unary(let h): copy = .unary { try await h($0, $1) }
         case .streaming(let h): copy = .streaming { try await h($0, $1) }
         }
-        return Route(descriptor: MethodDescriptor(service: descriptor.service, method: descriptor.method), kind: kind, handler: copy)
+        return Route(
+            descriptor: MethodDescriptor(service: descriptor.service, method: descriptor.method), kind: kind,
+            handler: copy)
     }
 }
 

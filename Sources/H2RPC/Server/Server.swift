@@ -15,8 +15,10 @@ public final class RPCServer: Sendable {
 
     /// Creates a server with the services it serves and the interceptors every call runs through
     /// (outermost first).
-    public init(transport: any ServerTransport, services: [any RegistrableRPCService],
-                interceptors: [any ServerInterceptor] = []) {
+    public init(
+        transport: any ServerTransport, services: [any RegistrableRPCService],
+        interceptors: [any ServerInterceptor] = []
+    ) {
         var router = RPCRouter()
         for service in services { service.registerMethods(with: &router) }
         self.transport = transport
@@ -91,7 +93,10 @@ final class ServerDispatcher: ServerCallAcceptor {
                 if idle { c.resume() }
             }
         } onCancel: {
-            drain.waiter.withLock { w in defer { w = nil }; return w }?.resume()
+            drain.waiter.withLock { w in
+                defer { w = nil }
+                return w
+            }?.resume()
         }
     }
 
@@ -125,23 +130,29 @@ final class ServerDispatcher: ServerCallAcceptor {
             return reject(RPCError(.unimplemented, "unknown method \(head.path)"))
         }
         guard head.hasTE else {
-            return reject(RPCError(.internal, "the request lacks the 'te: trailers' header that gRPC over HTTP/2 requires"))
+            return reject(
+                RPCError(.internal, "the request lacks the 'te: trailers' header that gRPC over HTTP/2 requires"))
         }
         var deadline: ContinuousClock.Instant? = nil
         switch head.timeout {
         case .none: break
         case .valid(let timeout): deadline = .now + timeout
         case .malformed(let raw):
-            return reject(RPCError(.internal, "malformed grpc-timeout '\(raw)': expected 1-8 digits and a unit of H, M, S, m, u or n"))
+            return reject(
+                RPCError(
+                    .internal, "malformed grpc-timeout '\(raw)': expected 1-8 digits and a unit of H, M, S, m, u or n"))
         }
         if let encoding = head.encoding {
             // The transport announces grpc-accept-encoding on every response.
-            return reject(RPCError(.unimplemented, "grpc-encoding '\(encoding)' is not supported; this server accepts identity"))
+            return reject(
+                RPCError(.unimplemented, "grpc-encoding '\(encoding)' is not supported; this server accepts identity"))
         }
-        let context = ServerContext(descriptor: route.descriptor, metadata: head.metadata, deadline: deadline, peer: head.peer)
+        let context = ServerContext(
+            descriptor: route.descriptor, metadata: head.metadata, deadline: deadline, peer: head.peer)
         active.add(1, ordering: .relaxed)
-        let call = ServerCall(context: context, route: route, outbound: outbound, dispatcher: self, executor: head.executor,
-                              startsInline: head.deliversEventsOnExecutor && head.executor != nil)
+        let call = ServerCall(
+            context: context, route: route, outbound: outbound, dispatcher: self, executor: head.executor,
+            startsInline: head.deliversEventsOnExecutor && head.executor != nil)
         if route.kind.streamsRequests { call.start() }
         return call
     }

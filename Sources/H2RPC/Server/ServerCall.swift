@@ -26,8 +26,10 @@ public final class ServerCall: Sendable {
         var deadlineTask: Task<Void, Never>? = nil
     }
 
-    init(context: ServerContext, route: Route, outbound: any ServerStreamOutbound, dispatcher: ServerDispatcher,
-         executor: (any TaskExecutor)?, startsInline: Bool = false) {
+    init(
+        context: ServerContext, route: Route, outbound: any ServerStreamOutbound, dispatcher: ServerDispatcher,
+        executor: (any TaskExecutor)?, startsInline: Bool = false
+    ) {
         self.executor = executor
         self.startsInline = startsInline
         self.context = context
@@ -36,7 +38,8 @@ public final class ServerCall: Sendable {
         self.dispatcher = dispatcher
         // Unary paths allocate neither (one request message is taken whole; one response
         // message needs no back-pressure).
-        self.inbound = route.kind.streamsRequests ? InboundQueue(onConsume: { [outbound] n in outbound.consume(n) }) : nil
+        self.inbound =
+            route.kind.streamsRequests ? InboundQueue(onConsume: { [outbound] n in outbound.consume(n) }) : nil
         self.flow = route.kind.streamsResponses ? OutboundFlow() : nil
     }
 
@@ -219,7 +222,8 @@ public final class ServerCall: Sendable {
             throw RPCError(.cancelled, "the call is already over")
         }
         if first {
-            outbound.write(.metadata(context.storage.response.withLock { $0.initial }), .message(MessageBytes(bytes)), nil)
+            outbound.write(
+                .metadata(context.storage.response.withLock { $0.initial }), .message(MessageBytes(bytes)), nil)
         } else {
             outbound.write(.message(MessageBytes(bytes)))
         }

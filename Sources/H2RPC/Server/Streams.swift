@@ -30,8 +30,6 @@ public struct RequestStream<Message: RPCMessage>: AsyncSequence, Sendable {
 public struct ResponseWriter<Message: RPCMessage>: Sendable {
     let call: ServerCall
 
-    init(call: ServerCall) { self.call = call }
-
     /// Sends one message; throws if the call is already over (cancelled, deadline, reset).
     public func write(_ message: Message) async throws {
         try await call.writeMessage(try encodeResponse(message))

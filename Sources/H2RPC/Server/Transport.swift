@@ -32,8 +32,10 @@ public struct RequestHead: Sendable {
     public var deliversEventsOnExecutor = false
 
     /// Creates a request head.
-    public init(path: String, metadata: Metadata, timeout: Timeout = .none, encoding: String? = nil,
-                hasTE: Bool = true, peer: String) {
+    public init(
+        path: String, metadata: Metadata, timeout: Timeout = .none, encoding: String? = nil,
+        hasTE: Bool = true, peer: String
+    ) {
         self.path = path
         self.metadata = metadata
         self.timeout = timeout

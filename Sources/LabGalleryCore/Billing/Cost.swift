@@ -12,8 +12,10 @@ public struct Money: Hashable, Sendable, Comparable, CustomStringConvertible {
     /// Parses a non-negative decimal string with at most 9 fractional digits, e.g. "0.048125".
     public init?(_ text: String) {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard (1...2).contains(parts.count), !parts[0].isEmpty, parts[0].allSatisfy(\.isASCII), let whole = Int128(String(parts[0])),
-              whole >= 0 else { return nil }
+        guard (1...2).contains(parts.count), !parts[0].isEmpty, parts[0].allSatisfy(\.isASCII),
+            let whole = Int128(String(parts[0])),
+            whole >= 0
+        else { return nil }
         var fraction: Int128 = 0
         if parts.count == 2 {
             let f = parts[1]
@@ -68,13 +70,16 @@ public struct PriceSheet: Sendable, Equatable {
     public var egressPerGiB: Money
 
     /// The defaults documented above.
-    public static let `default` = PriceSheet(currency: "USD", storagePerGiBMonth: Money("0.048125")!, regionalStorage: [:],
-                                             egressPerGiB: Money("0.02")!)
+    public static let `default` = PriceSheet(
+        currency: "USD", storagePerGiBMonth: Money("0.048125")!, regionalStorage: [:],
+        egressPerGiB: Money("0.02")!)
 
     /// Memberwise initializer.
     public init(currency: String, storagePerGiBMonth: Money, regionalStorage: [String: Money], egressPerGiB: Money) {
-        self.currency = currency; self.storagePerGiBMonth = storagePerGiBMonth
-        self.regionalStorage = regionalStorage; self.egressPerGiB = egressPerGiB
+        self.currency = currency
+        self.storagePerGiBMonth = storagePerGiBMonth
+        self.regionalStorage = regionalStorage
+        self.egressPerGiB = egressPerGiB
     }
 
     /// Loads the JSON file described above (missing keys keep the defaults).
@@ -91,7 +96,9 @@ public struct PriceSheet: Sendable, Equatable {
         }
         func money(_ s: String, _ key: String) throws(LabGalleryError) -> Money {
             guard let m = Money(s) else {
-                throw .invalid("price_sheet", "\(key) = \"\(s)\" in \(url.path) is not a non-negative decimal string with at most 9 decimals")
+                throw .invalid(
+                    "price_sheet",
+                    "\(key) = \"\(s)\" in \(url.path) is not a non-negative decimal string with at most 9 decimals")
             }
             return m
         }
@@ -123,7 +130,10 @@ public struct CostLine: Hashable, Sendable {
     public var monthlyCost: Money
     /// Memberwise initializer.
     public init(image: String, region: String, sizeBytes: Int64, monthlyCost: Money) {
-        self.image = image; self.region = region; self.sizeBytes = sizeBytes; self.monthlyCost = monthlyCost
+        self.image = image
+        self.region = region
+        self.sizeBytes = sizeBytes
+        self.monthlyCost = monthlyCost
     }
 }
 
@@ -150,8 +160,10 @@ public struct GalleryCost: Hashable, Sendable {
     /// A replica is billed once it exists: the home copy always, another region once its replication is
     /// COMPLETED (a pending, running or failed copy stores nothing billable yet). The egress covers the
     /// same completed replicas, each copied once from the home region.
-    public static func compute(gallery: String, images: [(Image, [RegionReplication])], sheet: PriceSheet,
-                               storedBytes: Int64 = 0) -> GalleryCost {
+    public static func compute(
+        gallery: String, images: [(Image, [RegionReplication])], sheet: PriceSheet,
+        storedBytes: Int64 = 0
+    ) -> GalleryCost {
         var lines: [CostLine] = []
         var egress = Money.zero
         for (image, replicas) in images.sorted(by: { $0.0.name < $1.0.name }) {
@@ -161,20 +173,25 @@ public struct GalleryCost: Hashable, Sendable {
                 egress = egress + sheet.egressPerGiB.perGiB(times: image.sizeBytes)
             }
             for region in regions {
-                lines.append(CostLine(image: image.name, region: region, sizeBytes: image.sizeBytes,
-                                      monthlyCost: sheet.storagePrice(in: region).perGiB(times: image.sizeBytes)))
+                lines.append(
+                    CostLine(
+                        image: image.name, region: region, sizeBytes: image.sizeBytes,
+                        monthlyCost: sheet.storagePrice(in: region).perGiB(times: image.sizeBytes)))
             }
         }
         let total = lines.reduce(Money.zero) { $0 + $1.monthlyCost }
-        return GalleryCost(gallery: gallery, currency: sheet.currency, lines: lines, monthlyTotal: total,
-                           oneTimeReplicationEgress: egress, storedBytes: storedBytes)
+        return GalleryCost(
+            gallery: gallery, currency: sheet.currency, lines: lines, monthlyTotal: total,
+            oneTimeReplicationEgress: egress, storedBytes: storedBytes)
     }
 }
 
 extension LabGalleryService {
     /// GetGalleryCost (reader): the gallery's monthly storage cost priced with `sheet`
     /// (see ``GalleryCost/compute(gallery:images:sheet:)``). Field: `gallery`.
-    public func galleryCost(gallery: String, sheet: PriceSheet, caller: Principal) async throws(LabGalleryError) -> GalleryCost {
+    public func galleryCost(gallery: String, sheet: PriceSheet, caller: Principal) async throws(LabGalleryError)
+        -> GalleryCost
+    {
         try await blocking { () throws(LabGalleryError) in
             try require(.reader, for: caller)
             let g = try GalleryName(parsing: gallery, field: "gallery")

@@ -1,10 +1,11 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A temporary file being written: bytes go straight to disk (never buffered whole in memory)
@@ -31,10 +32,14 @@ struct BlobWriter: Sendable {
     /// Appends bytes and feeds the hash (which runs while the bytes are being written).
     mutating func write(_ bytes: UnsafeRawBufferPointer) throws(LabGalleryError) {
         guard !bytes.isEmpty else { return }
-        let fd = fd, path = tempURL.path
+        let fd = fd
+        let path = tempURL.path
         var written = size
         var writeback = writeback
-        defer { size = written; self.writeback = writeback }
+        defer {
+            size = written
+            self.writeback = writeback
+        }
         try hash.feed(bytes) { (piece) throws(LabGalleryError) in
             try FileOps.writeAll(fd, piece, at: written, path: path)
             written += Int64(piece.count)
@@ -49,8 +54,13 @@ struct BlobWriter: Sendable {
     /// fsync + close the temp file, rename it to `layout.url(relativePath)` (creating parent
     /// directories) and fsync the parent directory so the rename itself is durable.
     mutating func commit(to finalURL: URL) throws(LabGalleryError) {
-        guard fsync(fd) == 0 else { let e = FileOps.error("fsync \(tempURL.path)"); discard(); throw e }
-        close(fd); fd = -1
+        guard fsync(fd) == 0 else {
+            let e = FileOps.error("fsync \(tempURL.path)")
+            discard()
+            throw e
+        }
+        close(fd)
+        fd = -1
         do throws(LabGalleryError) {
             try FileOps.renameDurably(tempURL, to: finalURL)
         } catch {
@@ -61,7 +71,10 @@ struct BlobWriter: Sendable {
 
     /// Closes and removes the temp file (idempotent).
     mutating func discard() {
-        if fd >= 0 { close(fd); fd = -1 }
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+        }
         unlink(tempURL.path)
     }
 }

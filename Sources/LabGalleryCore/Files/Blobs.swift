@@ -1,10 +1,11 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The life cycle of content-addressed blobs (see ``BlobRecord``): storing new bytes once per
@@ -20,16 +21,21 @@ extension LabGalleryService {
     /// committed first, the file renamed into place (durably), then row and references committed
     /// together. Any failure or cancellation removes what was written; a crash in between leaves a
     /// `writing` row that start-up clears.
-    func storeBlob<T>(_ writer: inout BlobWriter, region: String, sha256: String,
-                      reference: (String, any StorageTransaction) throws -> T) throws(LabGalleryError) -> T {
+    func storeBlob<T>(
+        _ writer: inout BlobWriter, region: String, sha256: String,
+        reference: (String, any StorageTransaction) throws -> T
+    ) throws(LabGalleryError) -> T {
         let size = writer.size
         let first: BlobPlacement<T>
         do throws(LabGalleryError) {
             try Self.checkCancellation()
             first = try write { tx in
-                if let live = try liveBlobPath(region: region, sha256: sha256, tx) { return .shared(try reference(live, tx)) }
+                if let live = try liveBlobPath(region: region, sha256: sha256, tx) {
+                    return .shared(try reference(live, tx))
+                }
                 let path = layout.newBlobPath(region: region, sha256: sha256)
-                try tx.insertBlob(BlobRecord(path: path, region: region, sha256: sha256, sizeBytes: size, state: .writing))
+                try tx.insertBlob(
+                    BlobRecord(path: path, region: region, sha256: sha256, sizeBytes: size, state: .writing))
                 return .new(path)
             }
         } catch {
@@ -78,7 +84,9 @@ extension LabGalleryService {
     func release(_ paths: [String], _ tx: any StorageTransaction) throws -> [String] {
         var doomed: [String] = []
         for path in Set(paths).sorted() {
-            guard let blob = try tx.blob(path), blob.state != .doomed, try tx.blobReferences(path) == 0 else { continue }
+            guard let blob = try tx.blob(path), blob.state != .doomed, try tx.blobReferences(path) == 0 else {
+                continue
+            }
             try tx.setBlobState(.doomed, path: path)
             doomed.append(path)
         }

@@ -1,10 +1,11 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Where everything lives under the data directory:
@@ -40,9 +41,13 @@ public struct DataLayout: Sendable, Equatable {
     public var lostAndFoundURL: URL { root.appendingPathComponent("lost+found") }
 
     /// Temp directory of a region's blob store.
-    public func tempDirectory(region: String) -> URL { regionsURL.appendingPathComponent(region).appendingPathComponent("tmp") }
+    public func tempDirectory(region: String) -> URL {
+        regionsURL.appendingPathComponent(region).appendingPathComponent("tmp")
+    }
     /// Blob directory of a region.
-    public func blobDirectory(region: String) -> URL { regionsURL.appendingPathComponent(region).appendingPathComponent("blobs") }
+    public func blobDirectory(region: String) -> URL {
+        regionsURL.appendingPathComponent(region).appendingPathComponent("blobs")
+    }
     /// Temp directory for template copies of older data directories.
     public var labTempDirectory: URL { labsURL.appendingPathComponent("tmp") }
 
@@ -80,7 +85,8 @@ extension DataLayout {
     /// The path of a live blob of `region` with these bytes, whose file exists; `nil` if none.
     func liveBlobPath(region: String, sha256: String, _ tx: any StorageTransaction) throws -> String? {
         guard let blob = try tx.liveBlob(region: region, sha256: sha256),
-              access(url(blob.path).path, F_OK) == 0 else { return nil }
+            access(url(blob.path).path, F_OK) == 0
+        else { return nil }
         return blob.path
     }
 }

@@ -1,11 +1,12 @@
 import CLinuxFiles
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Small POSIX helpers with errors mapped to ``LabGalleryError/internal(message:)``.
@@ -60,7 +61,8 @@ enum FileOps {
 
     /// One `pread` of up to `limit` bytes into `buffer` at `offset` (retrying EINTR); 0 at end of
     /// file or on error, which the caller reports with its own context.
-    static func readSome(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64, limit: Int64) -> Int {
+    static func readSome(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64, limit: Int64) -> Int
+    {
         while true {
             let n = pread(fd, buffer.baseAddress, Int(min(Int64(buffer.count), limit)), off_t(offset))
             if n < 0 && errno == EINTR { continue }
@@ -69,7 +71,9 @@ enum FileOps {
     }
 
     /// Writes all of `bytes` at `offset` (retrying short writes and EINTR).
-    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64, path: String) throws(LabGalleryError) {
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64, path: String)
+        throws(LabGalleryError)
+    {
         guard let base = bytes.baseAddress else { return }
         var done = 0
         while done < bytes.count {
@@ -102,8 +106,11 @@ enum FileOps {
     /// (`copy_file_range(2)`: one page-cache copy instead of read's and write's two). Returns the
     /// bytes copied (0 at the source's end), or nil when the kernel cannot do it for these files
     /// (other filesystem, no support), in which case the caller reads and writes itself.
-    static func copyRange(from source: Int32, at from: Int64, to target: Int32, at to: Int64, count: Int) throws(LabGalleryError) -> Int? {
-        var inOffset = from, outOffset = to
+    static func copyRange(from source: Int32, at from: Int64, to target: Int32, at to: Int64, count: Int)
+        throws(LabGalleryError) -> Int?
+    {
+        var inOffset = from
+        var outOffset = to
         while true {
             let n = clf_copy_file_range(source, &inOffset, target, &outOffset, count)
             if n >= 0 { return n }
@@ -136,20 +143,27 @@ enum FileOps {
             let n = read(sfd, buffer.baseAddress, buffer.count)
             if n < 0 {
                 if errno == EINTR { continue }
-                let e = error("read \(source.path)"); writer.discard(); throw e
+                let e = error("read \(source.path)")
+                writer.discard()
+                throw e
             }
             if n == 0 { break }
             do throws(LabGalleryError) {
                 try LabGalleryService.checkCancellation()
                 try writer.write(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-            } catch { writer.discard(); throw error }
+            } catch {
+                writer.discard()
+                throw error
+            }
         }
         return writer
     }
 
     /// Regular files under `dir`, recursively, as paths relative to `root` (empty if `dir` is missing).
     static func files(under dir: URL, relativeTo root: URL) -> [String] {
-        guard let e = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: [.isRegularFileKey]) else { return [] }
+        guard let e = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: [.isRegularFileKey]) else {
+            return []
+        }
         // Resolve symlinks on both sides (e.g. macOS /var → /private/var) so prefixes match.
         let rootPath = root.resolvingSymlinksInPath().path + "/"
         var out: [String] = []

@@ -87,7 +87,9 @@ final class HashPipeline: Sendable {
             UnsafeMutableRawBufferPointer(rebasing: memory[(i * slotSize)..<((i + 1) * slotSize)])
         }
 
-        func fill<E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> Int) throws(E) -> UnsafeRawBufferPointer {
+        func fill<E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> Int) throws(E)
+            -> UnsafeRawBufferPointer
+        {
             precondition(digest == nil, "HashPipeline.fill after finish")
             free.wait()
             let i = produced % depth

@@ -1,10 +1,11 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// What start-up recovery did (paths relative to the data directory).
@@ -54,7 +55,9 @@ extension LabGalleryService {
     public func recoverFiles() throws(LabGalleryError) -> RecoveryReport {
         let regions = regionNames()
         var temps: [String] = []
-        for region in regions { temps += FileOps.files(under: layout.tempDirectory(region: region), relativeTo: layout.root) }
+        for region in regions {
+            temps += FileOps.files(under: layout.tempDirectory(region: region), relativeTo: layout.root)
+        }
         temps += FileOps.files(under: layout.labTempDirectory, relativeTo: layout.root)
         for t in temps { FileOps.removeQuietly(layout.url(t)) }
 
@@ -72,8 +75,9 @@ extension LabGalleryService {
             }
             directory = dir
         }
-        return RecoveryReport(removedTempFiles: temps.sorted(), removedBlobs: removed, lostAndFound: unknown,
-                              lostAndFoundDirectory: directory)
+        return RecoveryReport(
+            removedTempFiles: temps.sorted(), removedBlobs: removed, lostAndFound: unknown,
+            lostAndFoundDirectory: directory)
     }
 
     /// Start-up: gives every image a replication row for each region its geography has now
@@ -116,20 +120,26 @@ extension LabGalleryService {
         for blob in blobs where blob.state == .live {
             switch Self.hashFile(layout.url(blob.path)) {
             case .missing:
-                problems.append("missing blob \(blob.path) (region \(blob.region), \(blob.sizeBytes) bytes): the database references it but the file is gone; restore it from a backup")
+                problems.append(
+                    "missing blob \(blob.path) (region \(blob.region), \(blob.sizeBytes) bytes): the database references it but the file is gone; restore it from a backup"
+                )
             case .unreadable(let reason):
                 problems.append("unreadable blob \(blob.path): \(reason)")
             case .hashed(let size, let sha):
                 checked += 1
                 bytes += size
                 if size != blob.sizeBytes || sha != blob.sha256 {
-                    problems.append("corrupt blob \(blob.path): \(size) bytes hashing to \(sha), expected \(blob.sizeBytes) bytes hashing to \(blob.sha256); restore it from a backup")
+                    problems.append(
+                        "corrupt blob \(blob.path): \(size) bytes hashing to \(sha), expected \(blob.sizeBytes) bytes hashing to \(blob.sha256); restore it from a backup"
+                    )
                 }
             }
         }
         for path in references.sorted() where byPath[path]?.state != .live {
             if byPath[path] == nil, access(layout.url(path).path, F_OK) != 0 {
-                problems.append("missing file \(path): referenced by the database, no blob row and no file; restore it from a backup")
+                problems.append(
+                    "missing file \(path): referenced by the database, no blob row and no file; restore it from a backup"
+                )
             } else if byPath[path] == nil {
                 warnings.append("\(path) is referenced but has no blob row")
             }
@@ -137,12 +147,16 @@ extension LabGalleryService {
         for (stored, rows) in images {
             let name = stored.image.name
             guard catalog.geography(of: stored.image.region) != nil else {
-                problems.append("image \(name) is stored in region \(stored.image.region), which is not in the region catalog; add the region back to the catalog (--regions) or delete the image")
+                problems.append(
+                    "image \(name) is stored in region \(stored.image.region), which is not in the region catalog; add the region back to the catalog (--regions) or delete the image"
+                )
                 continue
             }
             let targets = Set(catalog.siblings(of: stored.image.region))
             for row in rows where !targets.contains(row.record.region) {
-                problems.append("image \(name) has a \(row.record.state.rawValue) replica in region \(row.record.region), which is no longer in its geography in the region catalog")
+                problems.append(
+                    "image \(name) has a \(row.record.state.rawValue) replica in region \(row.record.region), which is no longer in its geography in the region catalog"
+                )
             }
         }
         let known = Set(blobs.map(\.path)).union(references).union(partials)
@@ -172,13 +186,18 @@ extension LabGalleryService {
     /// Every image with its parsed name, gallery by gallery.
     private func allImages(_ tx: any StorageTransaction) throws -> [(StoredImage, ImageName)] {
         try tx.galleries(after: nil, limit: nil).flatMap { gallery in
-            try tx.images(in: try GalleryName(parsing: gallery.name, field: "name"), after: nil, limit: nil).map { stored in
+            try tx.images(in: try GalleryName(parsing: gallery.name, field: "name"), after: nil, limit: nil).map {
+                stored in
                 (stored, try ImageName(parsing: stored.image.name, field: "name"))
             }
         }
     }
 
-    private enum FileHash { case missing, unreadable(String), hashed(Int64, String) }
+    private enum FileHash {
+        case missing
+        case unreadable(String)
+        case hashed(Int64, String)
+    }
 
     private static func hashFile(_ url: URL) -> FileHash {
         let fd = Glibc.open(url.path, O_RDONLY | O_CLOEXEC)

@@ -73,8 +73,8 @@ public enum LabGalleryError: Error, Sendable, Equatable, CustomStringConvertible
     public var message: String {
         switch self {
         case .notFound(_, let m), .alreadyExists(_, let m), .invalidArgument(_, let m),
-             .failedPrecondition(let m), .permissionDenied(let m), .unauthenticated(let m),
-             .internal(let m), .cancelled(let m), .dataLoss(let m), .unavailable(let m):
+            .failedPrecondition(let m), .permissionDenied(let m), .unauthenticated(let m),
+            .internal(let m), .cancelled(let m), .dataLoss(let m), .unavailable(let m):
             m
         }
     }
@@ -93,11 +93,15 @@ public enum LabGalleryError: Error, Sendable, Equatable, CustomStringConvertible
     }
 
     /// The work stopped because the call was cancelled or its deadline passed.
-    static let cancelled = LabGalleryError.cancelled(message: "the call was cancelled (by the client or its deadline) before it completed; nothing was stored")
+    static let cancelled = LabGalleryError.cancelled(
+        message: "the call was cancelled (by the client or its deadline) before it completed; nothing was stored")
 
     /// A file the database vouches for is missing: DATA_LOSS saying how to find out more.
     static func missingBlob(_ path: String) -> LabGalleryError {
-        .dataLoss(message: "stored bytes are missing: \(path) does not exist although the database references it; run `labgallery-server fsck --data-dir <dir>` for a full report and restore the file from a backup")
+        .dataLoss(
+            message:
+                "stored bytes are missing: \(path) does not exist although the database references it; run `labgallery-server fsck --data-dir <dir>` for a full report and restore the file from a backup"
+        )
     }
 
     static func invalid(_ field: String, _ message: String) -> LabGalleryError {

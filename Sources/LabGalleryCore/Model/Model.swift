@@ -7,7 +7,9 @@ public enum ResourceID {
     /// Whether `id` is a valid resource id.
     public static func isValid(_ id: String) -> Bool {
         let bytes = Array(id.utf8)
-        guard (1...63).contains(bytes.count), let first = bytes.first, (0x61...0x7A).contains(first) else { return false }
+        guard (1...63).contains(bytes.count), let first = bytes.first, (0x61...0x7A).contains(first) else {
+            return false
+        }
         return bytes.allSatisfy { (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2D }
     }
 
@@ -15,7 +17,8 @@ public enum ResourceID {
     @discardableResult
     public static func validate(_ id: String, field: String) throws(LabGalleryError) -> String {
         guard isValid(id) else {
-            throw .invalid(field, "\"\(id)\" is not a valid id: use 1–63 characters of a-z, 0-9 and '-', starting with a letter")
+            throw .invalid(
+                field, "\"\(id)\" is not a valid id: use 1–63 characters of a-z, 0-9 and '-', starting with a letter")
         }
         return id
     }
@@ -23,7 +26,9 @@ public enum ResourceID {
 
 /// Splits `name` on "/" and checks it against `pattern` (literals, and `nil` for an id slot).
 /// Returns the ids or throws `invalidArgument` naming `field`.
-private func parseName(_ name: String, _ pattern: [String?], field: String, example: String) throws(LabGalleryError) -> [String] {
+private func parseName(_ name: String, _ pattern: [String?], field: String, example: String) throws(LabGalleryError)
+    -> [String]
+{
     let parts = name.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
     guard parts.count == pattern.count else {
         throw .invalid(field, "\"\(name)\" is not a valid resource name; expected \(example)")
@@ -31,10 +36,15 @@ private func parseName(_ name: String, _ pattern: [String?], field: String, exam
     var ids: [String] = []
     for (part, expected) in zip(parts, pattern) {
         if let literal = expected {
-            guard part == literal else { throw .invalid(field, "\"\(name)\" is not a valid resource name; expected \(example)") }
+            guard part == literal else {
+                throw .invalid(field, "\"\(name)\" is not a valid resource name; expected \(example)")
+            }
         } else {
             guard ResourceID.isValid(part) else {
-                throw .invalid(field, "\"\(name)\" is not a valid resource name; expected \(example) with ids of 1–63 characters of a-z, 0-9 and '-', starting with a letter")
+                throw .invalid(
+                    field,
+                    "\"\(name)\" is not a valid resource name; expected \(example) with ids of 1–63 characters of a-z, 0-9 and '-', starting with a letter"
+                )
             }
             ids.append(part)
         }
@@ -77,11 +87,16 @@ public struct ImageName: Hashable, Sendable, CustomStringConvertible {
     /// The image id within its gallery.
     public let id: String
     /// Creates a name from already validated ids.
-    public init(gallery: GalleryName, id: String) { self.gallery = gallery; self.id = id }
+    public init(gallery: GalleryName, id: String) {
+        self.gallery = gallery
+        self.id = id
+    }
     /// Parses `galleries/{gallery}/images/{id}`; throws `invalidArgument` naming `field`.
     public init(parsing name: String, field: String) throws(LabGalleryError) {
-        let ids = try parseName(name, ["galleries", nil, "images", nil], field: field, example: "galleries/{gallery}/images/{id}")
-        gallery = GalleryName(id: ids[0]); id = ids[1]
+        let ids = try parseName(
+            name, ["galleries", nil, "images", nil], field: field, example: "galleries/{gallery}/images/{id}")
+        gallery = GalleryName(id: ids[0])
+        id = ids[1]
     }
     /// `galleries/{gallery}/images/{id}`.
     public var description: String { "\(gallery)/images/\(id)" }
@@ -94,11 +109,16 @@ public struct LabName: Hashable, Sendable, CustomStringConvertible {
     /// The lab id within its account.
     public let id: String
     /// Creates a name from already validated ids.
-    public init(labAccount: LabAccountName, id: String) { self.labAccount = labAccount; self.id = id }
+    public init(labAccount: LabAccountName, id: String) {
+        self.labAccount = labAccount
+        self.id = id
+    }
     /// Parses `labAccounts/{account}/labs/{id}`; throws `invalidArgument` naming `field`.
     public init(parsing name: String, field: String) throws(LabGalleryError) {
-        let ids = try parseName(name, ["labAccounts", nil, "labs", nil], field: field, example: "labAccounts/{account}/labs/{id}")
-        labAccount = LabAccountName(id: ids[0]); id = ids[1]
+        let ids = try parseName(
+            name, ["labAccounts", nil, "labs", nil], field: field, example: "labAccounts/{account}/labs/{id}")
+        labAccount = LabAccountName(id: ids[0])
+        id = ids[1]
     }
     /// `labAccounts/{account}/labs/{id}`.
     public var description: String { "\(labAccount)/labs/\(id)" }
@@ -118,7 +138,10 @@ public struct LabAccount: Hashable, Sendable {
     public var attachedGallery: String?
     /// Memberwise initializer.
     public init(name: String, displayName: String, region: String, attachedGallery: String?) {
-        self.name = name; self.displayName = displayName; self.region = region; self.attachedGallery = attachedGallery
+        self.name = name
+        self.displayName = displayName
+        self.region = region
+        self.attachedGallery = attachedGallery
     }
 }
 
@@ -134,7 +157,10 @@ public struct Gallery: Hashable, Sendable {
     public var geography: String
     /// Memberwise initializer.
     public init(name: String, displayName: String, region: String, geography: String) {
-        self.name = name; self.displayName = displayName; self.region = region; self.geography = geography
+        self.name = name
+        self.displayName = displayName
+        self.region = region
+        self.geography = geography
     }
 }
 
@@ -185,11 +211,20 @@ public struct Image: Hashable, Sendable {
     /// The principal who uploaded or saved it.
     public var author: String
     /// Memberwise initializer.
-    public init(name: String, displayName: String, osType: OSType, osState: OSState, source: ImageSource,
-                sourceLab: String?, sizeBytes: Int64, sha256: String, region: String, author: String) {
-        self.name = name; self.displayName = displayName; self.osType = osType; self.osState = osState
-        self.source = source; self.sourceLab = sourceLab; self.sizeBytes = sizeBytes; self.sha256 = sha256
-        self.region = region; self.author = author
+    public init(
+        name: String, displayName: String, osType: OSType, osState: OSState, source: ImageSource,
+        sourceLab: String?, sizeBytes: Int64, sha256: String, region: String, author: String
+    ) {
+        self.name = name
+        self.displayName = displayName
+        self.osType = osType
+        self.osState = osState
+        self.source = source
+        self.sourceLab = sourceLab
+        self.sizeBytes = sizeBytes
+        self.sha256 = sha256
+        self.region = region
+        self.author = author
     }
 }
 
@@ -207,7 +242,9 @@ public struct LabAccountImage: Hashable, Sendable {
     public var available: Bool { unavailable == nil }
     /// Memberwise initializer.
     public init(image: Image, enabled: Bool, unavailable: TemplateUnavailability?) {
-        self.image = image; self.enabled = enabled; self.unavailable = unavailable
+        self.image = image
+        self.enabled = enabled
+        self.unavailable = unavailable
     }
 }
 
@@ -234,7 +271,10 @@ public struct TemplateUnavailability: Hashable, Sendable {
     /// What is wrong and what to do; the FAILED_PRECONDITION message `CreateLab` answers.
     public var message: String
     /// Memberwise initializer.
-    public init(reason: Reason, message: String) { self.reason = reason; self.message = message }
+    public init(reason: Reason, message: String) {
+        self.reason = reason
+        self.message = message
+    }
 }
 
 /// A lab in a lab account; its template is `templateImage`'s blob in the account's region.
@@ -247,7 +287,9 @@ public struct Lab: Hashable, Sendable {
     public var templateImage: String
     /// Memberwise initializer.
     public init(name: String, displayName: String, templateImage: String) {
-        self.name = name; self.displayName = displayName; self.templateImage = templateImage
+        self.name = name
+        self.displayName = displayName
+        self.templateImage = templateImage
     }
 }
 
@@ -258,7 +300,10 @@ public struct RoleAssignment: Hashable, Sendable {
     /// The role, e.g. `Contributor`.
     public var role: String
     /// Memberwise initializer.
-    public init(principal: String, role: String) { self.principal = principal; self.role = role }
+    public init(principal: String, role: String) {
+        self.principal = principal
+        self.role = role
+    }
 
     /// The service identity that acts on galleries for lab accounts.
     public static let labServicesPrincipal = "lab-services"
@@ -297,9 +342,15 @@ public struct RegionReplication: Hashable, Sendable {
     /// Copy attempts made so far.
     public var attempts: Int
     /// Memberwise initializer.
-    public init(region: String, state: ReplicationState, bytesCopied: Int64, bytesTotal: Int64, error: String?, attempts: Int) {
-        self.region = region; self.state = state; self.bytesCopied = bytesCopied
-        self.bytesTotal = bytesTotal; self.error = error; self.attempts = attempts
+    public init(
+        region: String, state: ReplicationState, bytesCopied: Int64, bytesTotal: Int64, error: String?, attempts: Int
+    ) {
+        self.region = region
+        self.state = state
+        self.bytesCopied = bytesCopied
+        self.bytesTotal = bytesTotal
+        self.error = error
+        self.attempts = attempts
     }
 
     /// 0–100, rounded down; 100 when completed, and for an empty image once completed.
@@ -322,7 +373,10 @@ public struct ReplicationStatus: Hashable, Sendable {
     public var deleted: Bool
     /// Creates a status, deriving `aggregatedState` from `regions`.
     public init(image: String, regions: [RegionReplication], deleted: Bool = false) {
-        self.image = image; self.regions = regions; self.aggregatedState = Self.aggregate(regions); self.deleted = deleted
+        self.image = image
+        self.regions = regions
+        self.aggregatedState = Self.aggregate(regions)
+        self.deleted = deleted
     }
 
     /// Whether nothing follows this status for its image: COMPLETED, FAILED or deleted.

@@ -7,7 +7,10 @@ public struct PageRequest: Sendable, Equatable {
     /// The `next_page_token` of the previous page, or empty for the first page.
     public var token: String
     /// Creates a page request; defaults to the first page of default size.
-    public init(size: Int = 0, token: String = "") { self.size = size; self.token = token }
+    public init(size: Int = 0, token: String = "") {
+        self.size = size
+        self.token = token
+    }
 
     /// Default page size.
     public static let defaultSize = 50
@@ -22,7 +25,10 @@ public struct Page<Item: Sendable>: Sendable {
     /// Token for the next page, or empty when this is the last page.
     public var nextPageToken: String
     /// Memberwise initializer.
-    public init(items: [Item], nextPageToken: String) { self.items = items; self.nextPageToken = nextPageToken }
+    public init(items: [Item], nextPageToken: String) {
+        self.items = items
+        self.nextPageToken = nextPageToken
+    }
 }
 
 /// A validated page request: the size to fetch and the key to start after.
@@ -37,17 +43,23 @@ struct PageCursor: Sendable {
     init(_ request: PageRequest, kind: String) throws(LabGalleryError) {
         self.kind = kind
         guard request.size >= 0 else {
-            throw .invalid("page_size", "must not be negative (0 means the default of \(PageRequest.defaultSize), max \(PageRequest.maxSize))")
+            throw .invalid(
+                "page_size",
+                "must not be negative (0 means the default of \(PageRequest.defaultSize), max \(PageRequest.maxSize))")
         }
         limit = request.size == 0 ? PageRequest.defaultSize : min(request.size, PageRequest.maxSize)
         if request.token.isEmpty {
             after = nil
         } else {
             guard let data = Data(base64urlEncoded: request.token),
-                  let text = String(data: data, encoding: .utf8),
-                  text.hasPrefix(kind + ":"),
-                  ResourceID.isValid(String(text.dropFirst(kind.count + 1))) else {
-                throw .invalid("page_token", "invalid page token; pass the next_page_token of the previous response of this same list call, or empty for the first page")
+                let text = String(data: data, encoding: .utf8),
+                text.hasPrefix(kind + ":"),
+                ResourceID.isValid(String(text.dropFirst(kind.count + 1)))
+            else {
+                throw .invalid(
+                    "page_token",
+                    "invalid page token; pass the next_page_token of the previous response of this same list call, or empty for the first page"
+                )
             }
             after = String(text.dropFirst(kind.count + 1))
         }

@@ -21,11 +21,19 @@ public struct RegionCatalog: Sendable, Equatable {
         var sorted: [String: [String]] = [:]
         for (geo, regions) in geographies {
             guard !geo.isEmpty, !regions.isEmpty else {
-                throw .invalid("geographies", "geography \"\(geo)\" in \(origin) must have a non-empty name and at least one region")
+                throw .invalid(
+                    "geographies",
+                    "geography \"\(geo)\" in \(origin) must have a non-empty name and at least one region")
             }
             for r in regions {
-                guard ResourceID.isValid(r) else { throw .invalid("geographies", "region \"\(r)\" in \(origin) is not a valid region name (a-z, 0-9, '-')") }
-                if let other = byRegion[r] { throw .invalid("geographies", "region \"\(r)\" appears in both \"\(other)\" and \"\(geo)\" in \(origin)") }
+                guard ResourceID.isValid(r) else {
+                    throw .invalid(
+                        "geographies", "region \"\(r)\" in \(origin) is not a valid region name (a-z, 0-9, '-')")
+                }
+                if let other = byRegion[r] {
+                    throw .invalid(
+                        "geographies", "region \"\(r)\" appears in both \"\(other)\" and \"\(geo)\" in \(origin)")
+                }
                 byRegion[r] = geo
             }
             sorted[geo] = regions.sorted()
@@ -42,7 +50,10 @@ public struct RegionCatalog: Sendable, Equatable {
         do {
             file = try JSONDecoder().decode(File.self, from: Data(contentsOf: url))
         } catch {
-            throw .invalid("region_catalog", "cannot read region catalog \(url.path): \(error); expected JSON {\"geographies\": {\"Name\": [\"region\", ...]}}")
+            throw .invalid(
+                "region_catalog",
+                "cannot read region catalog \(url.path): \(error); expected JSON {\"geographies\": {\"Name\": [\"region\", ...]}}"
+            )
         }
         try self.init(geographies: file.geographies, origin: "the region catalog file \(url.path)")
     }
@@ -58,7 +69,10 @@ public struct RegionCatalog: Sendable, Equatable {
         if let geo = geographyByRegion[region] { return geo }
         let known = regions
         let shown = known.prefix(12).joined(separator: ", ") + (known.count > 12 ? ", … (\(known.count) in all)" : "")
-        throw .invalid(field, "unknown region \"\(region)\"; valid regions come from \(origin) (override with a JSON file via the server's region catalog flag): \(shown)")
+        throw .invalid(
+            field,
+            "unknown region \"\(region)\"; valid regions come from \(origin) (override with a JSON file via the server's region catalog flag): \(shown)"
+        )
     }
 
     /// The other regions of `region`'s geography, sorted (empty for an unknown region).
@@ -70,25 +84,28 @@ public struct RegionCatalog: Sendable, Equatable {
     /// The built-in Azure-like catalog.
     public static let builtIn: RegionCatalog = {
         // Force-try is safe: the literal below has unique, valid region names (covered by a test).
-        try! RegionCatalog(geographies: [
-            "United States": ["centralus", "eastus", "eastus2", "northcentralus", "southcentralus",
-                              "westcentralus", "westus", "westus2", "westus3"],
-            "Europe": ["northeurope", "westeurope"],
-            "France": ["francecentral", "francesouth"],
-            "United Kingdom": ["uksouth", "ukwest"],
-            "Germany": ["germanynorth", "germanywestcentral"],
-            "Switzerland": ["switzerlandnorth", "switzerlandwest"],
-            "Norway": ["norwayeast", "norwaywest"],
-            "Sweden": ["swedencentral", "swedensouth"],
-            "Japan": ["japaneast", "japanwest"],
-            "Korea": ["koreacentral", "koreasouth"],
-            "Australia": ["australiacentral", "australiacentral2", "australiaeast", "australiasoutheast"],
-            "Canada": ["canadacentral", "canadaeast"],
-            "Asia Pacific": ["eastasia", "southeastasia"],
-            "India": ["centralindia", "southindia", "westindia"],
-            "Brazil": ["brazilsouth", "brazilsoutheast"],
-            "South Africa": ["southafricanorth", "southafricawest"],
-            "UAE": ["uaecentral", "uaenorth"],
-        ], origin: "the built-in region catalog")
+        try! RegionCatalog(
+            geographies: [
+                "United States": [
+                    "centralus", "eastus", "eastus2", "northcentralus", "southcentralus",
+                    "westcentralus", "westus", "westus2", "westus3",
+                ],
+                "Europe": ["northeurope", "westeurope"],
+                "France": ["francecentral", "francesouth"],
+                "United Kingdom": ["uksouth", "ukwest"],
+                "Germany": ["germanynorth", "germanywestcentral"],
+                "Switzerland": ["switzerlandnorth", "switzerlandwest"],
+                "Norway": ["norwayeast", "norwaywest"],
+                "Sweden": ["swedencentral", "swedensouth"],
+                "Japan": ["japaneast", "japanwest"],
+                "Korea": ["koreacentral", "koreasouth"],
+                "Australia": ["australiacentral", "australiacentral2", "australiaeast", "australiasoutheast"],
+                "Canada": ["canadacentral", "canadaeast"],
+                "Asia Pacific": ["eastasia", "southeastasia"],
+                "India": ["centralindia", "southindia", "westindia"],
+                "Brazil": ["brazilsouth", "brazilsoutheast"],
+                "South Africa": ["southafricanorth", "southafricawest"],
+                "UAE": ["uaecentral", "uaenorth"],
+            ], origin: "the built-in region catalog")
     }()
 }

@@ -11,7 +11,8 @@ public struct Backoff: Sendable, Equatable, Sequence {
 
     /// Creates a backoff doubling from `initial` up to `maximum`.
     public init(initial: Duration, maximum: Duration) {
-        self.initial = initial; self.maximum = maximum
+        self.initial = initial
+        self.maximum = maximum
     }
 
     /// The delay before attempt `attempt + 1` after `attempt` failed attempts (1-based; values

@@ -76,7 +76,8 @@ final class JobThreads: @unchecked Sendable {
     private var stopping = false
 
     init(maxThreads: Int, name: String) {
-        self.maxThreads = max(1, maxThreads); self.name = name
+        self.maxThreads = max(1, maxThreads)
+        self.name = name
     }
 
     /// Runs `work` on a pool thread (a new one when every thread is busy and the pool is not full).

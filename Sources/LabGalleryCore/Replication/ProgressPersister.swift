@@ -1,10 +1,11 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Makes a running copy's progress durable from its own thread: fdatasync the partial file, then
@@ -75,7 +76,10 @@ final class ProgressPersister: @unchecked Sendable {
             let reason = synced ? "" : String(cString: strerror(errno))
             let stop = synced ? persist(target) : .failed("fsync of the partial replica failed: \(reason)")
             condition.lock()
-            if let stop { state = stop; break }
+            if let stop {
+                state = stop
+                break
+            }
             durable = target
         }
         exited = true

@@ -1,11 +1,12 @@
 import Foundation
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Moves and hashes a replica's bytes: from the image's blob in its home region into the job's
@@ -72,15 +73,22 @@ struct ReplicaCopier: Sendable {
         if setUp > .zero, !Self.pause(setUp, control) { return .stopped(control.value) }
         if let reason = link.unreachable(attempt: r.attempt) { throw .copyFailed(reason: reason, discard: false) }
         do { try FileOps.createDirectory(r.partial.deletingLastPathComponent()) } catch {
-            throw .copyFailed(reason: "cannot create the replica directory in \(r.region): \(error.message)", discard: false)
+            throw .copyFailed(
+                reason: "cannot create the replica directory in \(r.region): \(error.message)", discard: false)
         }
         let fd = open(r.partial.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .copyFailed(reason: "cannot open \(r.partialName): \(String(cString: strerror(errno)))", discard: false) }
+        guard fd >= 0 else {
+            throw .copyFailed(
+                reason: "cannot open \(r.partialName): \(String(cString: strerror(errno)))", discard: false)
+        }
         var fdOpen = true
         defer { if fdOpen { close(fd) } }
         let src = open(r.source.path, O_RDONLY | O_CLOEXEC)
         guard src >= 0 else {
-            throw .copyFailed(reason: "cannot read the image in its home region \(r.sourceRegion): \(String(cString: strerror(errno)))", discard: false)
+            throw .copyFailed(
+                reason:
+                    "cannot read the image in its home region \(r.sourceRegion): \(String(cString: strerror(errno)))",
+                discard: false)
         }
         defer { close(src) }
 
@@ -92,12 +100,15 @@ struct ReplicaCopier: Sendable {
         var st = stat()
         if fstat(fd, &st) != 0 || Int64(st.st_size) < offset { offset = 0 }
         guard ftruncate(fd, off_t(offset)) == 0 else {
-            throw .copyFailed(reason: "cannot truncate \(r.partialName): \(String(cString: strerror(errno)))", discard: true)
+            throw .copyFailed(
+                reason: "cannot truncate \(r.partialName): \(String(cString: strerror(errno)))", discard: true)
         }
         var hashed: Int64 = 0
         while hashed < offset {
             let piece = hash.fill { slot in FileOps.readSome(fd, into: slot, at: hashed, limit: offset - hashed) }
-            guard !piece.isEmpty else { throw .copyFailed(reason: "cannot re-read the partial replica \(r.partialName)", discard: true) }
+            guard !piece.isEmpty else {
+                throw .copyFailed(reason: "cannot re-read the partial replica \(r.partialName)", discard: true)
+            }
             hashed += Int64(piece.count)
         }
         if r.durableOffset != offset { try progress.recordStart(offset) }
@@ -116,7 +127,9 @@ struct ReplicaCopier: Sendable {
                 let n: Int
                 do throws(LabGalleryError) {
                     // Inside the kernel when it can, then read back (from the page cache) for the hash.
-                    if kernelCopy, let copied = try FileOps.copyRange(from: src, at: offset, to: fd, at: offset, count: want) {
+                    if kernelCopy,
+                        let copied = try FileOps.copyRange(from: src, at: offset, to: fd, at: offset, count: want)
+                    {
                         n = copied
                         guard n == 0 || FileOps.readSome(fd, into: slot, at: offset, limit: Int64(n)) == n else {
                             throw .internal(message: "re-reading \(n) bytes of the replica at offset \(offset) failed")
@@ -124,7 +137,8 @@ struct ReplicaCopier: Sendable {
                     } else {
                         kernelCopy = false
                         n = FileOps.readSome(src, into: slot, at: offset, limit: Int64(want))
-                        try FileOps.writeAll(fd, UnsafeRawBufferPointer(rebasing: slot[0..<n]), at: offset, path: r.partialName)
+                        try FileOps.writeAll(
+                            fd, UnsafeRawBufferPointer(rebasing: slot[0..<n]), at: offset, path: r.partialName)
                     }
                 } catch {
                     throw .copyFailed(reason: "copy to \(r.region) failed: \(error.message)", discard: false)
@@ -133,7 +147,8 @@ struct ReplicaCopier: Sendable {
                 let bytes = UnsafeMutableRawBufferPointer(rebasing: slot[0..<n])
                 let changed: Bool
                 do throws(LinkFailure) {
-                    changed = try link.received(bytes, in: LinkTransfer(attempt: r.attempt, start: runStart, offset: offset, total: total))
+                    changed = try link.received(
+                        bytes, in: LinkTransfer(attempt: r.attempt, start: runStart, offset: offset, total: total))
                 } catch {
                     throw .copyFailed(reason: error.reason, discard: false)
                 }
@@ -148,7 +163,10 @@ struct ReplicaCopier: Sendable {
             }
             let n = piece.count
             guard n > 0 else {
-                throw .copyFailed(reason: "the image in \(r.sourceRegion) is shorter than its recorded size (\(offset) of \(total) bytes); it may be damaged", discard: false)
+                throw .copyFailed(
+                    reason:
+                        "the image in \(r.sourceRegion) is shorter than its recorded size (\(offset) of \(total) bytes); it may be damaged",
+                    discard: false)
             }
             offset += Int64(n)
             sent += Int64(n)
@@ -171,12 +189,18 @@ struct ReplicaCopier: Sendable {
         case .deleted: throw .rowGone
         case .failed(let reason): throw .copyFailed(reason: reason, discard: false)
         }
-        guard fsync(fd) == 0 else { throw .copyFailed(reason: "fsync in \(r.region) failed: \(String(cString: strerror(errno)))", discard: false) }
+        guard fsync(fd) == 0 else {
+            throw .copyFailed(
+                reason: "fsync in \(r.region) failed: \(String(cString: strerror(errno)))", discard: false)
+        }
         close(fd)
         fdOpen = false
         let digest = hash.finish()
         guard digest == r.sha256 else {
-            throw .copyFailed(reason: "checksum mismatch: the replica in \(r.region) hashes to \(digest) but the image's SHA-256 is \(r.sha256); the copy was discarded", discard: true)
+            throw .copyFailed(
+                reason:
+                    "checksum mismatch: the replica in \(r.region) hashes to \(digest) but the image's SHA-256 is \(r.sha256); the copy was discarded",
+                discard: true)
         }
         return .verified
     }

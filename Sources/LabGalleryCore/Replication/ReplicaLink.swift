@@ -43,7 +43,9 @@ struct WANLink: ReplicaLink {
 
     func setUpDelay(attempt: Int) -> Duration { latency }
     func unreachable(attempt: Int) -> String? { nil }
-    func received(_ bytes: UnsafeMutableRawBufferPointer, in transfer: LinkTransfer) throws(LinkFailure) -> Bool { false }
+    func received(_ bytes: UnsafeMutableRawBufferPointer, in transfer: LinkTransfer) throws(LinkFailure) -> Bool {
+        false
+    }
     func transferTime(for sent: Int64) -> Duration {
         guard let bw = bandwidthBytesPerSecond, bw > 0 else { return .zero }
         return .nanoseconds(sent * 1_000_000_000 / bw)
@@ -66,7 +68,8 @@ struct FaultInjectingLink<Base: ReplicaLink>: ReplicaLink {
     func setUpDelay(attempt: Int) -> Duration { base.setUpDelay(attempt: attempt) }
 
     func unreachable(attempt: Int) -> String? {
-        isUnreachable ? "region \(region) is unreachable (injected fault in the replication config); check the link to \(region)"
+        isUnreachable
+            ? "region \(region) is unreachable (injected fault in the replication config); check the link to \(region)"
             : base.unreachable(attempt: attempt)
     }
 
@@ -79,7 +82,8 @@ struct FaultInjectingLink<Base: ReplicaLink>: ReplicaLink {
             changed = true
         }
         if t.attempt <= failFirstAttempts, t.offset + Int64(bytes.count) >= t.total / 2 {
-            throw LinkFailure(reason: "connection to \(region) reset after \(t.offset) of \(t.total) bytes (injected fault)")
+            throw LinkFailure(
+                reason: "connection to \(region) reset after \(t.offset) of \(t.total) bytes (injected fault)")
         }
         return changed
     }
@@ -92,7 +96,8 @@ extension RegionLink {
     func replicaLink(region: String) -> any ReplicaLink {
         let wan = WANLink(self)
         guard failFirstAttempts > 0 || corruptFirstAttempts > 0 || unreachable else { return wan }
-        return FaultInjectingLink(base: wan, region: region, failFirstAttempts: failFirstAttempts,
-                                  corruptFirstAttempts: corruptFirstAttempts, isUnreachable: unreachable)
+        return FaultInjectingLink(
+            base: wan, region: region, failFirstAttempts: failFirstAttempts,
+            corruptFirstAttempts: corruptFirstAttempts, isUnreachable: unreachable)
     }
 }

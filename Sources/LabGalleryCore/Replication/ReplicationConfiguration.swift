@@ -14,10 +14,15 @@ public struct RegionLink: Sendable, Equatable, Codable {
     public var unreachable: Bool
 
     /// Creates a link; the defaults are a fault-free link.
-    public init(bandwidthBytesPerSecond: Int64? = ReplicationConfiguration.defaultBandwidth, latencyMilliseconds: Int = 20,
-                failFirstAttempts: Int = 0, corruptFirstAttempts: Int = 0, unreachable: Bool = false) {
-        self.bandwidthBytesPerSecond = bandwidthBytesPerSecond; self.latencyMilliseconds = latencyMilliseconds
-        self.failFirstAttempts = failFirstAttempts; self.corruptFirstAttempts = corruptFirstAttempts; self.unreachable = unreachable
+    public init(
+        bandwidthBytesPerSecond: Int64? = ReplicationConfiguration.defaultBandwidth, latencyMilliseconds: Int = 20,
+        failFirstAttempts: Int = 0, corruptFirstAttempts: Int = 0, unreachable: Bool = false
+    ) {
+        self.bandwidthBytesPerSecond = bandwidthBytesPerSecond
+        self.latencyMilliseconds = latencyMilliseconds
+        self.failFirstAttempts = failFirstAttempts
+        self.corruptFirstAttempts = corruptFirstAttempts
+        self.unreachable = unreachable
     }
 }
 
@@ -61,19 +66,32 @@ public struct ReplicationConfiguration: Sendable, Equatable {
     public var progressInterval: Duration
 
     /// Creates a configuration; the defaults are the server's.
-    public init(concurrency: Int = 4, maxAttempts: Int = 5, backoffInitial: Duration = .milliseconds(500),
-                backoffMax: Duration = .seconds(30), defaultLink: RegionLink = RegionLink(), regions: [String: RegionLink] = [:],
-                wanModel: Bool = true, chunkSize: Int = 1 << 20, persistEvery: Int64 = 4 << 20,
-                progressInterval: Duration = .milliseconds(200)) {
-        self.concurrency = concurrency; self.maxAttempts = maxAttempts; self.backoffInitial = backoffInitial
-        self.backoffMax = backoffMax; self.defaultLink = defaultLink; self.regions = regions; self.wanModel = wanModel
-        self.chunkSize = chunkSize; self.persistEvery = persistEvery; self.progressInterval = progressInterval
+    public init(
+        concurrency: Int = 4, maxAttempts: Int = 5, backoffInitial: Duration = .milliseconds(500),
+        backoffMax: Duration = .seconds(30), defaultLink: RegionLink = RegionLink(),
+        regions: [String: RegionLink] = [:],
+        wanModel: Bool = true, chunkSize: Int = 1 << 20, persistEvery: Int64 = 4 << 20,
+        progressInterval: Duration = .milliseconds(200)
+    ) {
+        self.concurrency = concurrency
+        self.maxAttempts = maxAttempts
+        self.backoffInitial = backoffInitial
+        self.backoffMax = backoffMax
+        self.defaultLink = defaultLink
+        self.regions = regions
+        self.wanModel = wanModel
+        self.chunkSize = chunkSize
+        self.persistEvery = persistEvery
+        self.progressInterval = progressInterval
     }
 
     /// The effective link to `region` (bandwidth and latency removed when the WAN model is off).
     public func link(to region: String) -> RegionLink {
         var l = regions[region] ?? defaultLink
-        if !wanModel { l.bandwidthBytesPerSecond = nil; l.latencyMilliseconds = 0 }
+        if !wanModel {
+            l.bandwidthBytesPerSecond = nil
+            l.latencyMilliseconds = 0
+        }
         return l
     }
 
@@ -125,7 +143,9 @@ public struct ReplicationConfiguration: Sendable, Equatable {
         if let v = f.backoffInitialMs { backoffInitial = .milliseconds(v) }
         if let v = f.backoffMaxMs { backoffMax = .milliseconds(v) }
         if let w = f.wan {
-            guard w == "on" || w == "off" else { throw .invalid("replication_config", "\"wan\" must be \"on\" or \"off\" in \(url.path)") }
+            guard w == "on" || w == "off" else {
+                throw .invalid("replication_config", "\"wan\" must be \"on\" or \"off\" in \(url.path)")
+            }
             wanModel = w == "on"
         }
         if let d = f.defaultLink { defaultLink = d.link(over: defaultLink) }
@@ -138,9 +158,17 @@ public struct ReplicationConfiguration: Sendable, Equatable {
 
     /// INVALID_ARGUMENT if a value is out of range.
     public func validate(origin: String = "the replication configuration") throws(LabGalleryError) {
-        guard concurrency >= 1 else { throw .invalid("replication_config", "concurrency must be at least 1 in \(origin)") }
-        guard maxAttempts >= 1 else { throw .invalid("replication_config", "maxAttempts must be at least 1 in \(origin)") }
-        guard chunkSize >= 4096 else { throw .invalid("replication_config", "chunkKiB must be at least 4 in \(origin)") }
-        guard persistEvery >= Int64(chunkSize) else { throw .invalid("replication_config", "persistEveryKiB must be at least chunkKiB in \(origin)") }
+        guard concurrency >= 1 else {
+            throw .invalid("replication_config", "concurrency must be at least 1 in \(origin)")
+        }
+        guard maxAttempts >= 1 else {
+            throw .invalid("replication_config", "maxAttempts must be at least 1 in \(origin)")
+        }
+        guard chunkSize >= 4096 else {
+            throw .invalid("replication_config", "chunkKiB must be at least 4 in \(origin)")
+        }
+        guard persistEvery >= Int64(chunkSize) else {
+            throw .invalid("replication_config", "persistEveryKiB must be at least chunkKiB in \(origin)")
+        }
     }
 }

@@ -1,12 +1,13 @@
 import Dispatch
 import Foundation
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// One run of a job, on a pool thread: from its row to an outcome (``JobOutcome``), recorded.
@@ -64,7 +65,9 @@ extension ReplicationEngine {
 
     /// Runs the attempt to its outcome: shares bytes the region holds, or copies, verifies, names
     /// and records the replica.
-    private func attemptOutcome(_ row: inout ReplicationRow, source: StoredImage, attempt: Int, control: JobControl) -> JobOutcome {
+    private func attemptOutcome(_ row: inout ReplicationRow, source: StoredImage, attempt: Int, control: JobControl)
+        -> JobOutcome
+    {
         let region = row.record.region
         do throws(JobError) {
             // The region may already hold these bytes (another image, a lab template): share them.
@@ -93,7 +96,9 @@ extension ReplicationEngine {
             }
             let partial = row.partialPath
             machine.complete(&row, blob: blob)
-            guard try recording({ () throws(LabGalleryError) in try store.complete(row, blob: blob) }) else { throw .rowGone }
+            guard try recording({ () throws(LabGalleryError) in try store.complete(row, blob: blob) }) else {
+                throw .rowGone
+            }
             if let partial { FileOps.removeQuietly(layout.url(partial)) }
             update(row.record, of: row.image, force: true)
             return .completed
@@ -103,7 +108,9 @@ extension ReplicationEngine {
     }
 
     /// Copies the replica into the row's partial file (see ``ReplicaCopier``).
-    private func copy(_ row: inout ReplicationRow, source: StoredImage, attempt: Int, control: JobControl) throws(JobError) -> ReplicaCopier.Result {
+    private func copy(_ row: inout ReplicationRow, source: StoredImage, attempt: Int, control: JobControl)
+        throws(JobError) -> ReplicaCopier.Result
+    {
         guard let partial = row.partialPath else { return .stopped(.shutdown) }
         let request = ReplicaCopier.Request(
             source: layout.url(source.blobPath), sourceRegion: source.image.region, size: source.image.sizeBytes,
@@ -130,8 +137,9 @@ extension ReplicationEngine {
                 update(current.record, of: current.image, force: false)
             })
         defer { row.record.bytesCopied = current.record.bytesCopied }
-        return try copier.copy(request, link: configuration.link(to: row.record.region).replicaLink(region: row.record.region),
-                               control: control, progress: progress)
+        return try copier.copy(
+            request, link: configuration.link(to: row.record.region).replicaLink(region: row.record.region),
+            control: control, progress: progress)
     }
 
     /// The verified replica becomes a blob of the region: its row (`writing`) and name are recorded
@@ -140,7 +148,11 @@ extension ReplicationEngine {
     /// Returns the blob's path.
     private func storeReplica(_ row: inout ReplicationRow, size: Int64, sha256: String) throws(JobError) -> String {
         let region = row.record.region
-        guard let named = try recording({ () throws(LabGalleryError) in try store.nameReplica(row, sha256: sha256, size: size) }) else {
+        guard
+            let named = try recording({ () throws(LabGalleryError) in
+                try store.nameReplica(row, sha256: sha256, size: size)
+            })
+        else {
             throw .rowGone
         }
         if named.shared { return named.path }
@@ -155,7 +167,9 @@ extension ReplicationEngine {
     }
 
     /// Marks the row COMPLETED sharing a live blob of `region` with these bytes, if there is one.
-    private func complete(_ row: inout ReplicationRow, sharingIn region: String, sha256: String) throws(JobError) -> Bool {
+    private func complete(_ row: inout ReplicationRow, sharingIn region: String, sha256: String) throws(JobError)
+        -> Bool
+    {
         let shared = try recording { () throws(LabGalleryError) in try store.completeSharing(row, sha256: sha256) }
         guard let shared else { throw .rowGone }
         guard let done = shared else { return false }
@@ -194,7 +208,9 @@ extension ReplicationEngine {
     /// the first backoff.
     private func readFailed(_ key: JobKey, reason: String) -> Duration? {
         locked { s, wake in
-            guard var e = s.images[key.image.description], let i = e.regions.firstIndex(where: { $0.region == key.region }) else { return }
+            guard var e = s.images[key.image.description],
+                let i = e.regions.firstIndex(where: { $0.region == key.region })
+            else { return }
             e.regions[i].error = reason
             s.images[key.image.description] = e
             wake = publish(key.image.description, &s, force: true)

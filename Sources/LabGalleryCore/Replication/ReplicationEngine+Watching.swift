@@ -10,15 +10,20 @@ extension ReplicationEngine {
     /// An image watch: the first ``ReplicationWatch/next()`` is the full current state; then one
     /// full status per change (coalesced for slow readers); `nil` after a COMPLETED/FAILED one;
     /// NOT_FOUND when the image is deleted. `persisted` reads the image's status (NOT_FOUND if gone).
-    func watch(_ image: ImageName,
-               persisted: () async throws(LabGalleryError) -> ReplicationStatus) async throws(LabGalleryError) -> ReplicationWatch {
+    func watch(
+        _ image: ImageName,
+        persisted: () async throws(LabGalleryError) -> ReplicationStatus
+    ) async throws(LabGalleryError) -> ReplicationWatch {
         let mailbox = WatchMailbox()
         let key = image.description
         while true {
             let deletions = state.withLock { $0.deletions }
             let status = try await persisted()
             let registration: WatchHub.Registration?? = locked { s, wake in
-                if s.watches.closed { wake.add(mailbox.finish(shutdown: true)); return .some(nil) }
+                if s.watches.closed {
+                    wake.add(mailbox.finish(shutdown: true))
+                    return .some(nil)
+                }
                 if s.images[key] == nil {
                     // Deleted since the read: read again (and get NOT_FOUND). Otherwise the image was
                     // stored a moment ago (its hook has not run yet) or has no jobs: track it as read.
@@ -40,15 +45,20 @@ extension ReplicationEngine {
     /// A gallery watch: the current status of every image of the gallery, then every change (images
     /// added later included, deleted ones with `deleted` set), until the caller stops reading;
     /// NOT_FOUND when the gallery is deleted. `persisted` reads the gallery's image statuses.
-    func watchGallery(_ gallery: GalleryName,
-                      persisted: () async throws(LabGalleryError) -> [ReplicationStatus]) async throws(LabGalleryError) -> ReplicationWatch {
+    func watchGallery(
+        _ gallery: GalleryName,
+        persisted: () async throws(LabGalleryError) -> [ReplicationStatus]
+    ) async throws(LabGalleryError) -> ReplicationWatch {
         let mailbox = WatchMailbox()
         let key = gallery.description
         while true {
             let deletions = state.withLock { $0.deletions }
             let statuses = try await persisted()
             let registration: WatchHub.Registration?? = locked { s, wake in
-                if s.watches.closed { wake.add(mailbox.finish(shutdown: true)); return .some(nil) }
+                if s.watches.closed {
+                    wake.add(mailbox.finish(shutdown: true))
+                    return .some(nil)
+                }
                 if s.deletions != deletions { return nil }
                 let r = s.watches.add(mailbox, scope: .gallery, key: key)
                 for p in statuses { wake.add(mailbox.post(s.images[p.image]?.status ?? p)) }

@@ -1,12 +1,13 @@
 import Dispatch
 import Foundation
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Copies every image to the other regions of its gallery's geography, durably and resumably, and
@@ -68,8 +69,12 @@ public final class ReplicationEngine: Sendable {
 
     /// Creates an engine over `store` (idle until ``start()``). With `hooks`, ``start()`` listens
     /// to image creation and deletion there and the use cases route status, watches and retries here.
-    public init(store: any ReplicationStore, hooks: ReplicationHooks?, configuration: ReplicationConfiguration = .init()) {
-        self.store = store; self.hooks = hooks; self.configuration = configuration
+    public init(
+        store: any ReplicationStore, hooks: ReplicationHooks?, configuration: ReplicationConfiguration = .init()
+    ) {
+        self.store = store
+        self.hooks = hooks
+        self.configuration = configuration
         state = Mutex(State(jobs: JobScheduler(concurrency: configuration.concurrency)))
         threads = JobThreads(maxThreads: configuration.concurrency, name: "replication job")
         machine = JobStateMachine(maxAttempts: configuration.maxAttempts, backoff: configuration.backoff)
@@ -144,7 +149,8 @@ public final class ReplicationEngine: Sendable {
     func imageStored(_ image: ImageName, rows: [ReplicationRow]) {
         let starts = locked { s, wake -> [(JobKey, JobControl)] in
             guard !s.jobs.stopped else { return [] }
-            s.images[image.description] = Entry(name: image, regions: rows.map(\.record).sorted { $0.region < $1.region })
+            s.images[image.description] = Entry(
+                name: image, regions: rows.map(\.record).sorted { $0.region < $1.region })
             for r in rows { enqueueIfDue(JobKey(image: image, region: r.record.region), &s) }
             wake = publish(image.description, &s, force: true)
             return schedule(&s)
@@ -161,7 +167,8 @@ public final class ReplicationEngine: Sendable {
             let last = s.images.removeValue(forKey: key)
             s.jobs.remove(image: image, signal: .deleted)
             s.unrecorded = s.unrecorded.filter { $0.key.image != image }
-            wake = s.watches.finish(.image, key: key, error: .notFound(resource: key, message: "\(key) was deleted while being watched"))
+            wake = s.watches.finish(
+                .image, key: key, error: .notFound(resource: key, message: "\(key) was deleted while being watched"))
             let gone = ReplicationStatus(image: key, regions: last?.regions ?? [], deleted: true)
             let more = s.watches.publish(toGallery: image.gallery.description, gone)
             wake.append(more)
@@ -172,7 +179,8 @@ public final class ReplicationEngine: Sendable {
     func galleryDeleted(_ gallery: GalleryName) {
         let key = gallery.description
         locked { s, wake in
-            wake = s.watches.finish(.gallery, key: key, error: .notFound(resource: key, message: "\(key) was deleted while being watched"))
+            wake = s.watches.finish(
+                .gallery, key: key, error: .notFound(resource: key, message: "\(key) was deleted while being watched"))
         }
     }
 
@@ -229,7 +237,9 @@ public final class ReplicationEngine: Sendable {
 
     func setRecord(_ record: RegionReplication, of image: ImageName, _ s: inout State) {
         guard var e = s.images[image.description] else { return }
-        if let i = e.regions.firstIndex(where: { $0.region == record.region }) { e.regions[i] = record } else {
+        if let i = e.regions.firstIndex(where: { $0.region == record.region }) {
+            e.regions[i] = record
+        } else {
             e.regions.append(record)
             e.regions.sort { $0.region < $1.region }
         }

@@ -120,7 +120,8 @@ struct JobStateMachine: Sendable {
             row.partialPath = nil
             row.record.bytesCopied = 0
             row.record.state = .failed
-            row.record.error = "\(error.reason); gave up after \(attempt) attempt(s) — fix the cause, then call RetryReplication for \(row.image) (region \(row.record.region))"
+            row.record.error =
+                "\(error.reason); gave up after \(attempt) attempt(s) — fix the cause, then call RetryReplication for \(row.image) (region \(row.record.region))"
             return (.gaveUp, remove)
         }
         row.record.state = .pending
@@ -133,8 +134,9 @@ struct JobStateMachine: Sendable {
     /// partial file to remove.
     static func restart(_ row: inout ReplicationRow) -> String? {
         let partial = row.partialPath
-        row.record = RegionReplication(region: row.record.region, state: .pending, bytesCopied: 0,
-                                       bytesTotal: row.record.bytesTotal, error: nil, attempts: 0)
+        row.record = RegionReplication(
+            region: row.record.region, state: .pending, bytesCopied: 0,
+            bytesTotal: row.record.bytesTotal, error: nil, attempts: 0)
         row.partialPath = nil
         return partial
     }

@@ -13,7 +13,10 @@ public struct ReplicationRow: Hashable, Sendable {
     public var blobPath: String?
     /// Memberwise initializer.
     public init(image: ImageName, record: RegionReplication, partialPath: String?, blobPath: String?) {
-        self.image = image; self.record = record; self.partialPath = partialPath; self.blobPath = blobPath
+        self.image = image
+        self.record = record
+        self.partialPath = partialPath
+        self.blobPath = blobPath
     }
     /// Every file of the row (partial and finished replica).
     public var files: [String] { [partialPath, blobPath].compactMap { $0 } }

@@ -19,7 +19,9 @@ public protocol ReplicationStore: Sendable {
     /// Before a verified replica is renamed into place: a live blob of the region with these bytes
     /// to share (`shared`), or a `writing` blob row at the row's (or a new) path, recorded in the
     /// row. `nil`: the row is gone.
-    func nameReplica(_ row: ReplicationRow, sha256: String, size: Int64) throws(LabGalleryError) -> (path: String, shared: Bool)?
+    func nameReplica(_ row: ReplicationRow, sha256: String, size: Int64) throws(LabGalleryError) -> (
+        path: String, shared: Bool
+    )?
     /// Makes `blob` live and writes the COMPLETED row in one transaction; `false` if the row is gone.
     func complete(_ row: ReplicationRow, blob: String) throws(LabGalleryError) -> Bool
     /// The state of the blob row at `path`, `nil` if there is none.
@@ -34,7 +36,10 @@ public struct StorageReplicationStore: ReplicationStore {
     public let layout: DataLayout
 
     /// Creates the store.
-    public init(storage: any Storage, layout: DataLayout) { self.storage = storage; self.layout = layout }
+    public init(storage: any Storage, layout: DataLayout) {
+        self.storage = storage
+        self.layout = layout
+    }
 
     private func read<T>(_ body: (any StorageTransaction) throws -> T) throws(LabGalleryError) -> T {
         do { return try storage.read(body) } catch { throw LabGalleryError.wrap(error, "database read failed") }
@@ -48,10 +53,13 @@ public struct StorageReplicationStore: ReplicationStore {
         try read { tx in try tx.allReplicationRows() }
     }
 
-    public func job(_ image: ImageName, region: String) throws(LabGalleryError) -> (row: ReplicationRow, source: StoredImage)? {
+    public func job(_ image: ImageName, region: String) throws(LabGalleryError) -> (
+        row: ReplicationRow, source: StoredImage
+    )? {
         try read { tx in
             guard let row = try tx.replicationRows(of: image).first(where: { $0.record.region == region }),
-                  let source = try tx.image(image) else { return nil }
+                let source = try tx.image(image)
+            else { return nil }
             return (row, source)
         }
     }
@@ -62,7 +70,9 @@ public struct StorageReplicationStore: ReplicationStore {
 
     public func completeSharing(_ row: ReplicationRow, sha256: String) throws(LabGalleryError) -> ReplicationRow?? {
         try write { tx -> ReplicationRow?? in
-            guard let blob = try layout.liveBlobPath(region: row.record.region, sha256: sha256, tx) else { return .some(nil) }
+            guard let blob = try layout.liveBlobPath(region: row.record.region, sha256: sha256, tx) else {
+                return .some(nil)
+            }
             var done = row
             done.blobPath = blob
             done.record.state = .completed
@@ -73,13 +83,16 @@ public struct StorageReplicationStore: ReplicationStore {
         }
     }
 
-    public func nameReplica(_ row: ReplicationRow, sha256: String, size: Int64) throws(LabGalleryError) -> (path: String, shared: Bool)? {
+    public func nameReplica(_ row: ReplicationRow, sha256: String, size: Int64) throws(LabGalleryError) -> (
+        path: String, shared: Bool
+    )? {
         let region = row.record.region
         return try write { tx in
             if let existing = try layout.liveBlobPath(region: region, sha256: sha256, tx) { return (existing, true) }
             let path = row.blobPath ?? layout.newBlobPath(region: region, sha256: sha256)
             if try tx.blob(path) == nil {
-                try tx.insertBlob(BlobRecord(path: path, region: region, sha256: sha256, sizeBytes: size, state: .writing))
+                try tx.insertBlob(
+                    BlobRecord(path: path, region: region, sha256: sha256, sizeBytes: size, state: .writing))
             }
             var named = row
             named.blobPath = path

@@ -17,7 +17,10 @@ public enum ReplicationWatchError: Error, Sendable, Equatable {
 final class WatchMailbox: Sendable {
     static let maxPendingPerImage = 8
 
-    private enum End { case shutdown, error(LabGalleryError) }
+    private enum End {
+        case shutdown
+        case error(LabGalleryError)
+    }
 
     private struct State {
         var pending: [String: [ReplicationStatus]] = [:]
@@ -73,7 +76,12 @@ final class WatchMailbox: Sendable {
                 if case .shutdown? = s.end { return .failure(ReplicationWatchError.shutdown) }
                 if let key = s.order.first, var list = s.pending[key] {
                     let item = list.removeFirst()
-                    if list.isEmpty { s.pending[key] = nil; s.order.removeFirst() } else { s.pending[key] = list }
+                    if list.isEmpty {
+                        s.pending[key] = nil
+                        s.order.removeFirst()
+                    } else {
+                        s.pending[key] = list
+                    }
                     return .success(item)
                 }
                 if case .error(let e)? = s.end { return .failure(e) }
@@ -112,7 +120,9 @@ public final class ReplicationWatch: Sendable {
     private let delivered = Atomic<Bool>(false)
 
     init(mailbox: WatchMailbox, endsWhenTerminal: Bool, onClose: @escaping @Sendable () -> Void) {
-        self.mailbox = mailbox; self.endsWhenTerminal = endsWhenTerminal; self.onClose = onClose
+        self.mailbox = mailbox
+        self.endsWhenTerminal = endsWhenTerminal
+        self.onClose = onClose
     }
 
     deinit { onClose() }

@@ -98,7 +98,9 @@ struct WatchHub: Sendable {
     mutating func closeAll() -> Wakeups {
         closed = true
         var wake = Wakeups()
-        for m in images.values.flatMap(\.values) + galleries.values.flatMap(\.values) { wake.add(m.finish(shutdown: true)) }
+        for m in images.values.flatMap(\.values) + galleries.values.flatMap(\.values) {
+            wake.add(m.finish(shutdown: true))
+        }
         images = [:]
         galleries = [:]
         return wake

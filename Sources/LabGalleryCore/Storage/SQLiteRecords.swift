@@ -26,9 +26,16 @@ struct ReplicationRecord: Codable, FetchableRecord, PersistableRecord, Sendable 
 
     init(_ row: ReplicationRow) {
         let r = row.record
-        galleryId = row.image.gallery.id; imageId = row.image.id; region = r.region; state = r.state.rawValue
-        bytesCopied = r.bytesCopied; bytesTotal = r.bytesTotal; error = r.error; attempts = r.attempts
-        partialPath = row.partialPath; blobPath = row.blobPath
+        galleryId = row.image.gallery.id
+        imageId = row.image.id
+        region = r.region
+        state = r.state.rawValue
+        bytesCopied = r.bytesCopied
+        bytesTotal = r.bytesTotal
+        error = r.error
+        attempts = r.attempts
+        partialPath = row.partialPath
+        blobPath = row.blobPath
     }
 
     /// The engine's view of the row; INTERNAL for a state this version does not know.
@@ -37,8 +44,9 @@ struct ReplicationRecord: Codable, FetchableRecord, PersistableRecord, Sendable 
         guard let state = ReplicationState(rawValue: state) else {
             throw LabGalleryError.internal(message: "corrupt replication row of \(image): unknown state")
         }
-        let record = RegionReplication(region: region, state: state, bytesCopied: bytesCopied, bytesTotal: bytesTotal,
-                                       error: error, attempts: attempts)
+        let record = RegionReplication(
+            region: region, state: state, bytesCopied: bytesCopied, bytesTotal: bytesTotal,
+            error: error, attempts: attempts)
         return ReplicationRow(image: image, record: record, partialPath: partialPath, blobPath: blobPath)
     }
 
@@ -64,7 +72,11 @@ struct BlobRow: Codable, FetchableRecord, PersistableRecord, Sendable {
     var state: String
 
     init(_ blob: BlobRecord) {
-        path = blob.path; region = blob.region; sha256 = blob.sha256; sizeBytes = blob.sizeBytes; state = blob.state.rawValue
+        path = blob.path
+        region = blob.region
+        sha256 = blob.sha256
+        sizeBytes = blob.sizeBytes
+        state = blob.state.rawValue
     }
 
     /// The domain's blob; INTERNAL for a state this version does not know.
@@ -85,7 +97,9 @@ struct GalleryRow: Codable, FetchableRecord, PersistableRecord, Sendable {
     var region: String
     var geography: String
 
-    var domain: Gallery { Gallery(name: GalleryName(id: id).description, displayName: displayName, region: region, geography: geography) }
+    var domain: Gallery {
+        Gallery(name: GalleryName(id: id).description, displayName: displayName, region: region, geography: geography)
+    }
 }
 
 /// A row of `labAccount`.
@@ -98,8 +112,9 @@ struct LabAccountRow: Codable, FetchableRecord, PersistableRecord, Sendable {
     var attachedGalleryId: String?
 
     var domain: LabAccount {
-        LabAccount(name: LabAccountName(id: id).description, displayName: displayName, region: region,
-                   attachedGallery: attachedGalleryId.map { GalleryName(id: $0).description })
+        LabAccount(
+            name: LabAccountName(id: id).description, displayName: displayName, region: region,
+            attachedGallery: attachedGalleryId.map { GalleryName(id: $0).description })
     }
 }
 
@@ -133,19 +148,30 @@ struct ImageRow: Codable, FetchableRecord, PersistableRecord, Sendable {
 
     init(_ stored: StoredImage, name: ImageName) {
         let i = stored.image
-        galleryId = name.gallery.id; id = name.id; displayName = i.displayName; osType = i.osType.rawValue
-        osState = i.osState.rawValue; source = i.source.rawValue; sourceLab = i.sourceLab; sizeBytes = i.sizeBytes
-        sha256 = i.sha256; region = i.region; author = i.author; blobPath = stored.blobPath
+        galleryId = name.gallery.id
+        id = name.id
+        displayName = i.displayName
+        osType = i.osType.rawValue
+        osState = i.osState.rawValue
+        source = i.source.rawValue
+        sourceLab = i.sourceLab
+        sizeBytes = i.sizeBytes
+        sha256 = i.sha256
+        region = i.region
+        author = i.author
+        blobPath = stored.blobPath
     }
 
     func domain() throws -> StoredImage {
         let name = ImageName(gallery: GalleryName(id: galleryId), id: id)
         guard let osType = OSType(rawValue: osType), let osState = OSState(rawValue: osState),
-              let source = ImageSource(rawValue: source) else {
+            let source = ImageSource(rawValue: source)
+        else {
             throw LabGalleryError.internal(message: "corrupt image row \(name): unknown enum value")
         }
-        let image = Image(name: name.description, displayName: displayName, osType: osType, osState: osState, source: source,
-                          sourceLab: sourceLab, sizeBytes: sizeBytes, sha256: sha256, region: region, author: author)
+        let image = Image(
+            name: name.description, displayName: displayName, osType: osType, osState: osState, source: source,
+            sourceLab: sourceLab, sizeBytes: sizeBytes, sha256: sha256, region: region, author: author)
         return StoredImage(image: image, blobPath: blobPath)
     }
 }
@@ -180,8 +206,9 @@ struct LabRow: Codable, FetchableRecord, PersistableRecord, Sendable {
         guard let osType = OSType(rawValue: templateOsType) else {
             throw LabGalleryError.internal(message: "corrupt lab row \(name): unknown OS type")
         }
-        return StoredLab(lab: Lab(name: name.description, displayName: displayName, templateImage: template.description),
-                         templatePath: templatePath, templateOSType: osType)
+        return StoredLab(
+            lab: Lab(name: name.description, displayName: displayName, templateImage: template.description),
+            templatePath: templatePath, templateOSType: osType)
     }
 }
 

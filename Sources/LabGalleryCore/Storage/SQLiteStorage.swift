@@ -49,9 +49,15 @@ public final class SQLiteStorage: Storage {
         case .SQLITE_BUSY, .SQLITE_LOCKED:
             return .unavailable(message: "the database is busy (\(reason)); retry shortly")
         case .SQLITE_FULL:
-            return .unavailable(message: "the database cannot grow: the disk holding the data directory is full (\(reason)); free space and retry")
+            return .unavailable(
+                message:
+                    "the database cannot grow: the disk holding the data directory is full (\(reason)); free space and retry"
+            )
         case .SQLITE_IOERR, .SQLITE_READONLY, .SQLITE_CANTOPEN:
-            return .unavailable(message: "the database cannot be written (\(reason)); check the data directory's disk and permissions, then retry")
+            return .unavailable(
+                message:
+                    "the database cannot be written (\(reason)); check the data directory's disk and permissions, then retry"
+            )
         default:
             return .internal(message: "database error: \(reason)")
         }
@@ -71,83 +77,84 @@ public final class SQLiteStorage: Storage {
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE gallery (
-                    id TEXT PRIMARY KEY NOT NULL,
-                    displayName TEXT NOT NULL,
-                    region TEXT NOT NULL,
-                    geography TEXT NOT NULL
-                );
-                CREATE TABLE labAccount (
-                    id TEXT PRIMARY KEY NOT NULL,
-                    displayName TEXT NOT NULL,
-                    region TEXT NOT NULL,
-                    attachedGalleryId TEXT REFERENCES gallery(id) ON DELETE RESTRICT
-                );
-                CREATE INDEX labAccount_attached ON labAccount(attachedGalleryId);
-                CREATE TABLE roleAssignment (
-                    galleryId TEXT NOT NULL REFERENCES gallery(id) ON DELETE CASCADE,
-                    principal TEXT NOT NULL,
-                    role TEXT NOT NULL,
-                    PRIMARY KEY (galleryId, principal, role)
-                );
-                CREATE TABLE image (
-                    galleryId TEXT NOT NULL REFERENCES gallery(id) ON DELETE CASCADE,
-                    id TEXT NOT NULL,
-                    displayName TEXT NOT NULL,
-                    osType TEXT NOT NULL,
-                    osState TEXT NOT NULL,
-                    source TEXT NOT NULL,
-                    sourceLab TEXT,
-                    sizeBytes INTEGER NOT NULL,
-                    sha256 TEXT NOT NULL,
-                    region TEXT NOT NULL,
-                    author TEXT NOT NULL,
-                    blobPath TEXT NOT NULL UNIQUE,
-                    PRIMARY KEY (galleryId, id)
-                );
-                CREATE TABLE replication (
-                    galleryId TEXT NOT NULL,
-                    imageId TEXT NOT NULL,
-                    region TEXT NOT NULL,
-                    state TEXT NOT NULL,
-                    bytesCopied INTEGER NOT NULL,
-                    bytesTotal INTEGER NOT NULL,
-                    error TEXT,
-                    attempts INTEGER NOT NULL,
-                    blobPath TEXT,  -- replica file, set by the replication engine (later)
-                    PRIMARY KEY (galleryId, imageId, region),
-                    FOREIGN KEY (galleryId, imageId) REFERENCES image(galleryId, id) ON DELETE CASCADE
-                );
-                CREATE TABLE imageDisabled (
-                    labAccountId TEXT NOT NULL REFERENCES labAccount(id) ON DELETE CASCADE,
-                    galleryId TEXT NOT NULL,
-                    imageId TEXT NOT NULL,
-                    PRIMARY KEY (labAccountId, galleryId, imageId),
-                    FOREIGN KEY (galleryId, imageId) REFERENCES image(galleryId, id) ON DELETE CASCADE
-                );
-                CREATE INDEX imageDisabled_image ON imageDisabled(galleryId, imageId);
-                CREATE TABLE lab (
-                    labAccountId TEXT NOT NULL REFERENCES labAccount(id) ON DELETE RESTRICT,
-                    id TEXT NOT NULL,
-                    displayName TEXT NOT NULL,
-                    templateGalleryId TEXT NOT NULL,
-                    templateImageId TEXT NOT NULL,
-                    templateOsType TEXT NOT NULL,
-                    templatePath TEXT NOT NULL UNIQUE,
-                    PRIMARY KEY (labAccountId, id),
-                    FOREIGN KEY (templateGalleryId, templateImageId) REFERENCES image(galleryId, id) ON DELETE RESTRICT
-                );
-                CREATE INDEX lab_template ON lab(templateGalleryId, templateImageId);
-                CREATE TABLE token (
-                    id TEXT PRIMARY KEY NOT NULL,
-                    secretHash TEXT NOT NULL UNIQUE,
-                    principal TEXT NOT NULL,
-                    role TEXT NOT NULL,
-                    createdAt DATETIME NOT NULL,
-                    revoked BOOLEAN NOT NULL DEFAULT 0
-                );
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE gallery (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        displayName TEXT NOT NULL,
+                        region TEXT NOT NULL,
+                        geography TEXT NOT NULL
+                    );
+                    CREATE TABLE labAccount (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        displayName TEXT NOT NULL,
+                        region TEXT NOT NULL,
+                        attachedGalleryId TEXT REFERENCES gallery(id) ON DELETE RESTRICT
+                    );
+                    CREATE INDEX labAccount_attached ON labAccount(attachedGalleryId);
+                    CREATE TABLE roleAssignment (
+                        galleryId TEXT NOT NULL REFERENCES gallery(id) ON DELETE CASCADE,
+                        principal TEXT NOT NULL,
+                        role TEXT NOT NULL,
+                        PRIMARY KEY (galleryId, principal, role)
+                    );
+                    CREATE TABLE image (
+                        galleryId TEXT NOT NULL REFERENCES gallery(id) ON DELETE CASCADE,
+                        id TEXT NOT NULL,
+                        displayName TEXT NOT NULL,
+                        osType TEXT NOT NULL,
+                        osState TEXT NOT NULL,
+                        source TEXT NOT NULL,
+                        sourceLab TEXT,
+                        sizeBytes INTEGER NOT NULL,
+                        sha256 TEXT NOT NULL,
+                        region TEXT NOT NULL,
+                        author TEXT NOT NULL,
+                        blobPath TEXT NOT NULL UNIQUE,
+                        PRIMARY KEY (galleryId, id)
+                    );
+                    CREATE TABLE replication (
+                        galleryId TEXT NOT NULL,
+                        imageId TEXT NOT NULL,
+                        region TEXT NOT NULL,
+                        state TEXT NOT NULL,
+                        bytesCopied INTEGER NOT NULL,
+                        bytesTotal INTEGER NOT NULL,
+                        error TEXT,
+                        attempts INTEGER NOT NULL,
+                        blobPath TEXT,  -- replica file, set by the replication engine (later)
+                        PRIMARY KEY (galleryId, imageId, region),
+                        FOREIGN KEY (galleryId, imageId) REFERENCES image(galleryId, id) ON DELETE CASCADE
+                    );
+                    CREATE TABLE imageDisabled (
+                        labAccountId TEXT NOT NULL REFERENCES labAccount(id) ON DELETE CASCADE,
+                        galleryId TEXT NOT NULL,
+                        imageId TEXT NOT NULL,
+                        PRIMARY KEY (labAccountId, galleryId, imageId),
+                        FOREIGN KEY (galleryId, imageId) REFERENCES image(galleryId, id) ON DELETE CASCADE
+                    );
+                    CREATE INDEX imageDisabled_image ON imageDisabled(galleryId, imageId);
+                    CREATE TABLE lab (
+                        labAccountId TEXT NOT NULL REFERENCES labAccount(id) ON DELETE RESTRICT,
+                        id TEXT NOT NULL,
+                        displayName TEXT NOT NULL,
+                        templateGalleryId TEXT NOT NULL,
+                        templateImageId TEXT NOT NULL,
+                        templateOsType TEXT NOT NULL,
+                        templatePath TEXT NOT NULL UNIQUE,
+                        PRIMARY KEY (labAccountId, id),
+                        FOREIGN KEY (templateGalleryId, templateImageId) REFERENCES image(galleryId, id) ON DELETE RESTRICT
+                    );
+                    CREATE INDEX lab_template ON lab(templateGalleryId, templateImageId);
+                    CREATE TABLE token (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        secretHash TEXT NOT NULL UNIQUE,
+                        principal TEXT NOT NULL,
+                        role TEXT NOT NULL,
+                        createdAt DATETIME NOT NULL,
+                        revoked BOOLEAN NOT NULL DEFAULT 0
+                    );
+                    """)
         }
         // Replication engine: the partial replica file a job resumes from (kept across restarts).
         m.registerMigration("v2") { db in
@@ -157,61 +164,62 @@ public final class SQLiteStorage: Storage {
         // one blob per (region, SHA-256) serves them all. Image and lab paths lose their UNIQUE
         // constraint (tables rebuilt, SQLite's documented way); existing files become blobs as they are.
         m.registerMigration("v3") { db in
-            try db.execute(sql: """
-                CREATE TABLE blob (
-                    path TEXT PRIMARY KEY NOT NULL,
-                    region TEXT NOT NULL,
-                    sha256 TEXT NOT NULL,
-                    sizeBytes INTEGER NOT NULL,
-                    state TEXT NOT NULL  -- writing | live | doomed
-                );
-                CREATE INDEX blob_content ON blob(region, sha256, state);
-                CREATE TABLE image_v3 (
-                    galleryId TEXT NOT NULL REFERENCES gallery(id) ON DELETE CASCADE,
-                    id TEXT NOT NULL,
-                    displayName TEXT NOT NULL,
-                    osType TEXT NOT NULL,
-                    osState TEXT NOT NULL,
-                    source TEXT NOT NULL,
-                    sourceLab TEXT,
-                    sizeBytes INTEGER NOT NULL,
-                    sha256 TEXT NOT NULL,
-                    region TEXT NOT NULL,
-                    author TEXT NOT NULL,
-                    blobPath TEXT NOT NULL,
-                    PRIMARY KEY (galleryId, id)
-                );
-                INSERT INTO image_v3 SELECT galleryId, id, displayName, osType, osState, source, sourceLab, sizeBytes,
-                    sha256, region, author, blobPath FROM image;
-                DROP TABLE image;
-                ALTER TABLE image_v3 RENAME TO image;
-                CREATE INDEX image_blob ON image(blobPath);
-                CREATE TABLE lab_v3 (
-                    labAccountId TEXT NOT NULL REFERENCES labAccount(id) ON DELETE RESTRICT,
-                    id TEXT NOT NULL,
-                    displayName TEXT NOT NULL,
-                    templateGalleryId TEXT NOT NULL,
-                    templateImageId TEXT NOT NULL,
-                    templateOsType TEXT NOT NULL,
-                    templatePath TEXT NOT NULL,
-                    PRIMARY KEY (labAccountId, id),
-                    FOREIGN KEY (templateGalleryId, templateImageId) REFERENCES image(galleryId, id) ON DELETE RESTRICT
-                );
-                INSERT INTO lab_v3 SELECT labAccountId, id, displayName, templateGalleryId, templateImageId, templateOsType,
-                    templatePath FROM lab;
-                DROP TABLE lab;
-                ALTER TABLE lab_v3 RENAME TO lab;
-                CREATE INDEX lab_template ON lab(templateGalleryId, templateImageId);
-                CREATE INDEX lab_blob ON lab(templatePath);
-                CREATE INDEX replication_blob ON replication(blobPath);
-                INSERT OR IGNORE INTO blob SELECT blobPath, region, sha256, sizeBytes, 'live' FROM image;
-                INSERT OR IGNORE INTO blob SELECT r.blobPath, r.region, i.sha256, i.sizeBytes, 'live'
-                    FROM replication r JOIN image i ON i.galleryId = r.galleryId AND i.id = r.imageId
-                    WHERE r.blobPath IS NOT NULL AND r.state = 'COMPLETED';
-                INSERT OR IGNORE INTO blob SELECT l.templatePath, a.region, i.sha256, i.sizeBytes, 'live'
-                    FROM lab l JOIN labAccount a ON a.id = l.labAccountId
-                    JOIN image i ON i.galleryId = l.templateGalleryId AND i.id = l.templateImageId;
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE blob (
+                        path TEXT PRIMARY KEY NOT NULL,
+                        region TEXT NOT NULL,
+                        sha256 TEXT NOT NULL,
+                        sizeBytes INTEGER NOT NULL,
+                        state TEXT NOT NULL  -- writing | live | doomed
+                    );
+                    CREATE INDEX blob_content ON blob(region, sha256, state);
+                    CREATE TABLE image_v3 (
+                        galleryId TEXT NOT NULL REFERENCES gallery(id) ON DELETE CASCADE,
+                        id TEXT NOT NULL,
+                        displayName TEXT NOT NULL,
+                        osType TEXT NOT NULL,
+                        osState TEXT NOT NULL,
+                        source TEXT NOT NULL,
+                        sourceLab TEXT,
+                        sizeBytes INTEGER NOT NULL,
+                        sha256 TEXT NOT NULL,
+                        region TEXT NOT NULL,
+                        author TEXT NOT NULL,
+                        blobPath TEXT NOT NULL,
+                        PRIMARY KEY (galleryId, id)
+                    );
+                    INSERT INTO image_v3 SELECT galleryId, id, displayName, osType, osState, source, sourceLab, sizeBytes,
+                        sha256, region, author, blobPath FROM image;
+                    DROP TABLE image;
+                    ALTER TABLE image_v3 RENAME TO image;
+                    CREATE INDEX image_blob ON image(blobPath);
+                    CREATE TABLE lab_v3 (
+                        labAccountId TEXT NOT NULL REFERENCES labAccount(id) ON DELETE RESTRICT,
+                        id TEXT NOT NULL,
+                        displayName TEXT NOT NULL,
+                        templateGalleryId TEXT NOT NULL,
+                        templateImageId TEXT NOT NULL,
+                        templateOsType TEXT NOT NULL,
+                        templatePath TEXT NOT NULL,
+                        PRIMARY KEY (labAccountId, id),
+                        FOREIGN KEY (templateGalleryId, templateImageId) REFERENCES image(galleryId, id) ON DELETE RESTRICT
+                    );
+                    INSERT INTO lab_v3 SELECT labAccountId, id, displayName, templateGalleryId, templateImageId, templateOsType,
+                        templatePath FROM lab;
+                    DROP TABLE lab;
+                    ALTER TABLE lab_v3 RENAME TO lab;
+                    CREATE INDEX lab_template ON lab(templateGalleryId, templateImageId);
+                    CREATE INDEX lab_blob ON lab(templatePath);
+                    CREATE INDEX replication_blob ON replication(blobPath);
+                    INSERT OR IGNORE INTO blob SELECT blobPath, region, sha256, sizeBytes, 'live' FROM image;
+                    INSERT OR IGNORE INTO blob SELECT r.blobPath, r.region, i.sha256, i.sizeBytes, 'live'
+                        FROM replication r JOIN image i ON i.galleryId = r.galleryId AND i.id = r.imageId
+                        WHERE r.blobPath IS NOT NULL AND r.state = 'COMPLETED';
+                    INSERT OR IGNORE INTO blob SELECT l.templatePath, a.region, i.sha256, i.sizeBytes, 'live'
+                        FROM lab l JOIN labAccount a ON a.id = l.labAccountId
+                        JOIN image i ON i.galleryId = l.templateGalleryId AND i.id = l.templateImageId;
+                    """)
         }
         return m
     }
@@ -225,8 +233,10 @@ struct SQLiteTransaction: StorageTransaction {
     // MARK: Lab accounts
 
     /// A page of rows ordered by `id`, strictly after `after`, at most `limit` (`nil`: all).
-    private func page<R: FetchableRecord & TableRecord>(_ request: QueryInterfaceRequest<R>, id: Column,
-                                                        after: String?, limit: Int?) throws -> [R] {
+    private func page<R: FetchableRecord & TableRecord>(
+        _ request: QueryInterfaceRequest<R>, id: Column,
+        after: String?, limit: Int?
+    ) throws -> [R] {
         var q = request.filter(id > (after ?? "")).order(id)
         if let limit { q = q.limit(limit) }
         return try q.fetchAll(db)
@@ -237,17 +247,21 @@ struct SQLiteTransaction: StorageTransaction {
     }
 
     func labAccounts(after: String?, limit: Int?) throws -> [LabAccount] {
-        try page(LabAccountRow.all(), id: Column(LabAccountRow.Columns.id.rawValue), after: after, limit: limit).map(\.domain)
+        try page(LabAccountRow.all(), id: Column(LabAccountRow.Columns.id.rawValue), after: after, limit: limit).map(
+            \.domain)
     }
 
     func insertLabAccount(_ account: LabAccount) throws {
         let name = try LabAccountName(parsing: account.name, field: "name")
         let gallery = try account.attachedGallery.map { try GalleryName(parsing: $0, field: "attached_gallery").id }
-        try LabAccountRow(id: name.id, displayName: account.displayName, region: account.region, attachedGalleryId: gallery).insert(db)
+        try LabAccountRow(
+            id: name.id, displayName: account.displayName, region: account.region, attachedGalleryId: gallery
+        ).insert(db)
     }
 
     func setAttachedGallery(_ gallery: GalleryName?, of account: LabAccountName) throws {
-        try LabAccountRow.filter(key: account.id).updateAll(db, LabAccountRow.Columns.attachedGalleryId.set(to: gallery?.id))
+        try LabAccountRow.filter(key: account.id).updateAll(
+            db, LabAccountRow.Columns.attachedGalleryId.set(to: gallery?.id))
     }
 
     func deleteLabAccount(_ name: LabAccountName) throws {
@@ -271,7 +285,9 @@ struct SQLiteTransaction: StorageTransaction {
 
     func insertGallery(_ gallery: Gallery) throws {
         let name = try GalleryName(parsing: gallery.name, field: "name")
-        try GalleryRow(id: name.id, displayName: gallery.displayName, region: gallery.region, geography: gallery.geography).insert(db)
+        try GalleryRow(
+            id: name.id, displayName: gallery.displayName, region: gallery.region, geography: gallery.geography
+        ).insert(db)
     }
 
     func deleteGallery(_ name: GalleryName) throws {
@@ -289,11 +305,13 @@ struct SQLiteTransaction: StorageTransaction {
     }
 
     func grant(_ assignment: RoleAssignment, on gallery: GalleryName) throws {
-        try RoleAssignmentRow(galleryId: gallery.id, principal: assignment.principal, role: assignment.role).insert(db, onConflict: .ignore)
+        try RoleAssignmentRow(galleryId: gallery.id, principal: assignment.principal, role: assignment.role).insert(
+            db, onConflict: .ignore)
     }
 
     func revoke(_ assignment: RoleAssignment, on gallery: GalleryName) throws {
-        try RoleAssignmentRow.deleteOne(db, key: ["galleryId": gallery.id, "principal": assignment.principal, "role": assignment.role])
+        try RoleAssignmentRow.deleteOne(
+            db, key: ["galleryId": gallery.id, "principal": assignment.principal, "role": assignment.role])
     }
 
     // MARK: Images
@@ -303,8 +321,10 @@ struct SQLiteTransaction: StorageTransaction {
     }
 
     func images(in gallery: GalleryName, after: String?, limit: Int?) throws -> [StoredImage] {
-        try page(ImageRow.filter(ImageRow.Columns.galleryId == gallery.id), id: Column(ImageRow.Columns.id.rawValue),
-                 after: after, limit: limit).map { try $0.domain() }
+        try page(
+            ImageRow.filter(ImageRow.Columns.galleryId == gallery.id), id: Column(ImageRow.Columns.id.rawValue),
+            after: after, limit: limit
+        ).map { try $0.domain() }
     }
 
     func insertImage(_ stored: StoredImage) throws {
@@ -347,8 +367,9 @@ struct SQLiteTransaction: StorageTransaction {
     // MARK: Enablement
 
     func disabledImages(for account: LabAccountName) throws -> Set<ImageName> {
-        Set(try ImageDisabledRow.filter(ImageDisabledRow.Columns.labAccountId == account.id).fetchAll(db)
-            .map { ImageName(gallery: GalleryName(id: $0.galleryId), id: $0.imageId) })
+        Set(
+            try ImageDisabledRow.filter(ImageDisabledRow.Columns.labAccountId == account.id).fetchAll(db)
+                .map { ImageName(gallery: GalleryName(id: $0.galleryId), id: $0.imageId) })
     }
 
     func setImageDisabled(_ disabled: Bool, image: ImageName, for account: LabAccountName) throws {
@@ -367,16 +388,20 @@ struct SQLiteTransaction: StorageTransaction {
     }
 
     func labs(in account: LabAccountName, after: String?, limit: Int?) throws -> [StoredLab] {
-        try page(LabRow.filter(LabRow.Columns.labAccountId == account.id), id: Column(LabRow.Columns.id.rawValue),
-                 after: after, limit: limit).map { try $0.domain() }
+        try page(
+            LabRow.filter(LabRow.Columns.labAccountId == account.id), id: Column(LabRow.Columns.id.rawValue),
+            after: after, limit: limit
+        ).map { try $0.domain() }
     }
 
     func insertLab(_ stored: StoredLab) throws {
         let name = try LabName(parsing: stored.lab.name, field: "name")
         let template = try ImageName(parsing: stored.lab.templateImage, field: "template_image")
-        try LabRow(labAccountId: name.labAccount.id, id: name.id, displayName: stored.lab.displayName,
-                   templateGalleryId: template.gallery.id, templateImageId: template.id,
-                   templateOsType: stored.templateOSType.rawValue, templatePath: stored.templatePath).insert(db)
+        try LabRow(
+            labAccountId: name.labAccount.id, id: name.id, displayName: stored.lab.displayName,
+            templateGalleryId: template.gallery.id, templateImageId: template.id,
+            templateOsType: stored.templateOSType.rawValue, templatePath: stored.templatePath
+        ).insert(db)
     }
 
     func deleteLab(_ name: LabName) throws {
@@ -395,7 +420,8 @@ struct SQLiteTransaction: StorageTransaction {
 
     func labs(usingTemplatesIn gallery: GalleryName) throws -> [String] {
         typealias C = LabRow.Columns
-        return try LabRow.filter(C.templateGalleryId == gallery.id).order(C.labAccountId, C.id).fetchAll(db).map(\.name.description)
+        return try LabRow.filter(C.templateGalleryId == gallery.id).order(C.labAccountId, C.id).fetchAll(db).map(
+            \.name.description)
     }
 
     // MARK: Blobs
@@ -427,11 +453,13 @@ struct SQLiteTransaction: StorageTransaction {
     }
 
     func blobReferences(_ path: String) throws -> Int {
-        try Int.fetchOne(db, sql: """
-            SELECT (SELECT COUNT(*) FROM image WHERE blobPath = ?1)
-                 + (SELECT COUNT(*) FROM replication WHERE blobPath = ?1)
-                 + (SELECT COUNT(*) FROM lab WHERE templatePath = ?1)
-            """, arguments: [path]) ?? 0
+        try Int.fetchOne(
+            db,
+            sql: """
+                SELECT (SELECT COUNT(*) FROM image WHERE blobPath = ?1)
+                     + (SELECT COUNT(*) FROM replication WHERE blobPath = ?1)
+                     + (SELECT COUNT(*) FROM lab WHERE templatePath = ?1)
+                """, arguments: [path]) ?? 0
     }
 
     // MARK: Files
@@ -442,18 +470,23 @@ struct SQLiteTransaction: StorageTransaction {
     }
 
     func referencedFilePaths() throws -> Set<String> {
-        Set(try String.fetchAll(db, sql: """
-            SELECT blobPath FROM image
-            UNION SELECT blobPath FROM replication WHERE blobPath IS NOT NULL
-            UNION SELECT templatePath FROM lab
-            """))
+        Set(
+            try String.fetchAll(
+                db,
+                sql: """
+                    SELECT blobPath FROM image
+                    UNION SELECT blobPath FROM replication WHERE blobPath IS NOT NULL
+                    UNION SELECT templatePath FROM lab
+                    """))
     }
 
     // MARK: Tokens
 
     func insertToken(_ token: TokenInfo, secretHash: String) throws {
-        try TokenRow(id: token.id, secretHash: secretHash, principal: token.principal, role: token.role.rawValue,
-                     createdAt: token.createdAt, revoked: token.revoked).insert(db)
+        try TokenRow(
+            id: token.id, secretHash: secretHash, principal: token.principal, role: token.role.rawValue,
+            createdAt: token.createdAt, revoked: token.revoked
+        ).insert(db)
     }
 
     func token(secretHash: String) throws -> TokenInfo? {

@@ -48,7 +48,11 @@ public struct BlobRecord: Hashable, Sendable {
     public var state: State
     /// Memberwise initializer.
     public init(path: String, region: String, sha256: String, sizeBytes: Int64, state: State) {
-        self.path = path; self.region = region; self.sha256 = sha256; self.sizeBytes = sizeBytes; self.state = state
+        self.path = path
+        self.region = region
+        self.sha256 = sha256
+        self.sizeBytes = sizeBytes
+        self.state = state
     }
 }
 
@@ -59,7 +63,10 @@ public struct StoredImage: Hashable, Sendable {
     /// Path of the blob relative to the data directory.
     public var blobPath: String
     /// Memberwise initializer.
-    public init(image: Image, blobPath: String) { self.image = image; self.blobPath = blobPath }
+    public init(image: Image, blobPath: String) {
+        self.image = image
+        self.blobPath = blobPath
+    }
 }
 
 /// A lab row: the public ``Lab`` plus the blob its template is.
@@ -72,7 +79,9 @@ public struct StoredLab: Hashable, Sendable {
     public var templateOSType: OSType
     /// Memberwise initializer.
     public init(lab: Lab, templatePath: String, templateOSType: OSType) {
-        self.lab = lab; self.templatePath = templatePath; self.templateOSType = templateOSType
+        self.lab = lab
+        self.templatePath = templatePath
+        self.templateOSType = templateOSType
     }
 }
 

@@ -32,13 +32,19 @@ public struct Principal: Hashable, Sendable {
     /// The principal's role.
     public var role: Role
     /// Memberwise initializer.
-    public init(name: String, role: Role) { self.name = name; self.role = role }
+    public init(name: String, role: Role) {
+        self.name = name
+        self.role = role
+    }
 }
 
 /// Throws `permissionDenied` naming the role needed unless `principal`'s role includes `role`.
 public func require(_ role: Role, for principal: Principal) throws(LabGalleryError) {
     guard principal.role.includes(role) else {
-        throw .permissionDenied(message: "\(principal.name) has role \(principal.role.rawValue); this operation needs role \(role.rawValue) (or higher); ask an admin for a token with that role")
+        throw .permissionDenied(
+            message:
+                "\(principal.name) has role \(principal.role.rawValue); this operation needs role \(role.rawValue) (or higher); ask an admin for a token with that role"
+        )
     }
 }
 
@@ -56,7 +62,11 @@ public struct TokenInfo: Hashable, Sendable {
     public var revoked: Bool
     /// Memberwise initializer.
     public init(id: String, principal: String, role: Role, createdAt: Date, revoked: Bool) {
-        self.id = id; self.principal = principal; self.role = role; self.createdAt = createdAt; self.revoked = revoked
+        self.id = id
+        self.principal = principal
+        self.role = role
+        self.createdAt = createdAt
+        self.revoked = revoked
     }
 }
 

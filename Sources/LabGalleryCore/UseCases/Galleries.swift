@@ -2,12 +2,15 @@ import Foundation
 
 extension LabGalleryService {
     /// CreateGallery (admin): a gallery outside any lab account. Fields: `gallery_id`, `gallery.region`.
-    public func createGallery(id: String, displayName: String, region: String, caller: Principal) async throws(LabGalleryError) -> Gallery {
+    public func createGallery(id: String, displayName: String, region: String, caller: Principal)
+        async throws(LabGalleryError) -> Gallery
+    {
         try await blocking { () throws(LabGalleryError) in
             try require(.admin, for: caller)
             let name = GalleryName(id: try ResourceID.validate(id, field: "gallery_id"))
             let geography = try catalog.requireGeography(of: region, field: "gallery.region")
-            let gallery = Gallery(name: name.description, displayName: displayName, region: region, geography: geography)
+            let gallery = Gallery(
+                name: name.description, displayName: displayName, region: region, geography: geography)
             return try write { tx in
                 if try tx.gallery(name) != nil { throw LabGalleryError.alreadyExists(name.description) }
                 try tx.insertGallery(gallery)
@@ -26,7 +29,9 @@ extension LabGalleryService {
     }
 
     /// ListGalleries (reader), ordered by id. Fields: `page_size`, `page_token`.
-    public func listGalleries(page: PageRequest = .init(), caller: Principal) async throws(LabGalleryError) -> Page<Gallery> {
+    public func listGalleries(page: PageRequest = .init(), caller: Principal) async throws(LabGalleryError) -> Page<
+        Gallery
+    > {
         try await blocking { () throws(LabGalleryError) in
             try require(.reader, for: caller)
             let cursor = try PageCursor(page, kind: "galleries")
@@ -47,11 +52,16 @@ extension LabGalleryService {
                 _ = try requireGallery(n, tx)
                 let attached = try tx.countLabAccounts(attachedTo: n)
                 guard attached == 0 else {
-                    throw LabGalleryError.failedPrecondition(message: "\(n) is attached to \(attached) lab account(s); detach it first with DetachGallery (confirm: true)")
+                    throw LabGalleryError.failedPrecondition(
+                        message:
+                            "\(n) is attached to \(attached) lab account(s); detach it first with DetachGallery (confirm: true)"
+                    )
                 }
                 let labs = try tx.labs(usingTemplatesIn: n)
                 guard labs.isEmpty else {
-                    throw LabGalleryError.failedPrecondition(message: "images of \(n) are templates of \(labs.joined(separator: ", ")); delete those labs first")
+                    throw LabGalleryError.failedPrecondition(
+                        message:
+                            "images of \(n) are templates of \(labs.joined(separator: ", ")); delete those labs first")
                 }
                 let images = try tx.images(in: n, after: nil, limit: nil)
                 var blobs = images.map(\.blobPath)
@@ -75,7 +85,9 @@ extension LabGalleryService {
 
     /// AttachGallery (admin). FAILED_PRECONDITION if the account already has a gallery attached
     /// (detach it first). Grants `lab-services` Contributor on the gallery. Fields: `lab_account`, `gallery`.
-    public func attachGallery(labAccount: String, gallery: String, caller: Principal) async throws(LabGalleryError) -> LabAccount {
+    public func attachGallery(labAccount: String, gallery: String, caller: Principal) async throws(LabGalleryError)
+        -> LabAccount
+    {
         try await blocking { () throws(LabGalleryError) in
             try require(.admin, for: caller)
             let a = try LabAccountName(parsing: labAccount, field: "lab_account")
@@ -84,7 +96,10 @@ extension LabGalleryService {
                 var account = try requireLabAccount(a, tx)
                 _ = try requireGallery(g, tx)
                 if let current = account.attachedGallery {
-                    throw LabGalleryError.failedPrecondition(message: "\(a) already has \(current) attached and a lab account can have only one gallery; detach it first with DetachGallery (confirm: true), then attach \(g)")
+                    throw LabGalleryError.failedPrecondition(
+                        message:
+                            "\(a) already has \(current) attached and a lab account can have only one gallery; detach it first with DetachGallery (confirm: true), then attach \(g)"
+                    )
                 }
                 try tx.setAttachedGallery(g, of: a)
                 try tx.grant(.labServicesContributor, on: g)
@@ -101,7 +116,9 @@ extension LabGalleryService {
     /// per-image enable/disable overrides, and removes `lab-services` Contributor when no other
     /// account still has the gallery attached. Existing labs keep their templates (blobs they reference).
     /// Fields: `lab_account`, `confirm`, `gallery`.
-    public func detachGallery(labAccount: String, confirm: Bool, gallery: String? = nil, caller: Principal) async throws(LabGalleryError) -> LabAccount {
+    public func detachGallery(labAccount: String, confirm: Bool, gallery: String? = nil, caller: Principal)
+        async throws(LabGalleryError) -> LabAccount
+    {
         try await blocking { () throws(LabGalleryError) in
             try require(.admin, for: caller)
             let a = try LabAccountName(parsing: labAccount, field: "lab_account")
@@ -117,7 +134,10 @@ extension LabGalleryService {
                 }
                 let attached = try GalleryName(parsing: current, field: "attached_gallery")
                 if let expected, expected != attached {
-                    throw LabGalleryError.failedPrecondition(message: "\(a) has \(attached) attached, not \(expected); nothing was detached. Check which gallery is attached (GetLabAccount) and detach again naming \(attached), or leave gallery empty")
+                    throw LabGalleryError.failedPrecondition(
+                        message:
+                            "\(a) has \(attached) attached, not \(expected); nothing was detached. Check which gallery is attached (GetLabAccount) and detach again naming \(attached), or leave gallery empty"
+                    )
                 }
                 try detach(a, from: attached, tx)
                 account.attachedGallery = nil
@@ -127,7 +147,9 @@ extension LabGalleryService {
     }
 
     /// ListRoleAssignments (reader): role assignments on a gallery. Field: `gallery`.
-    public func listRoleAssignments(gallery: String, caller: Principal) async throws(LabGalleryError) -> [RoleAssignment] {
+    public func listRoleAssignments(gallery: String, caller: Principal) async throws(LabGalleryError)
+        -> [RoleAssignment]
+    {
         try await blocking { () throws(LabGalleryError) in
             try require(.reader, for: caller)
             let g = try GalleryName(parsing: gallery, field: "gallery")

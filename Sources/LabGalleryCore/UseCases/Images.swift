@@ -7,7 +7,8 @@ extension LabGalleryService {
     ///
     /// Fields: `gallery`, `image_id`, `os_type`, `os_state`, `sha256` (64 hex characters when given).
     /// The image is authored by `caller`.
-    public func beginUpload(_ header: ImageUploadHeader, caller: Principal) async throws(LabGalleryError) -> ImageUpload {
+    public func beginUpload(_ header: ImageUploadHeader, caller: Principal) async throws(LabGalleryError) -> ImageUpload
+    {
         try await blocking { () throws(LabGalleryError) in
             try require(.admin, for: caller)
             let g = try GalleryName(parsing: header.gallery, field: "gallery")
@@ -21,8 +22,11 @@ extension LabGalleryService {
             var expected: String?
             if let sha = header.sha256, !sha.isEmpty {
                 let lower = sha.lowercased()
-                guard lower.utf8.count == 64, lower.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
-                    throw LabGalleryError.invalid("sha256", "must be 64 hexadecimal characters (the SHA-256 of the image bytes), or empty")
+                guard lower.utf8.count == 64,
+                    lower.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+                else {
+                    throw LabGalleryError.invalid(
+                        "sha256", "must be 64 hexadecimal characters (the SHA-256 of the image bytes), or empty")
                 }
                 expected = lower
             }
@@ -33,8 +37,10 @@ extension LabGalleryService {
                 return gallery
             }
             let writer = try BlobWriter(in: layout.tempDirectory(region: gallery.region))
-            let draft = Image(name: name.description, displayName: header.displayName, osType: osType, osState: osState,
-                              source: .uploaded, sourceLab: nil, sizeBytes: 0, sha256: "", region: gallery.region, author: caller.name)
+            let draft = Image(
+                name: name.description, displayName: header.displayName, osType: osType, osState: osState,
+                source: .uploaded, sourceLab: nil, sizeBytes: 0, sha256: "", region: gallery.region, author: caller.name
+            )
             return ImageUpload(name: name, draft: draft, expectedSHA256: expected, service: self, writer: writer)
         }
     }
@@ -49,7 +55,9 @@ extension LabGalleryService {
     }
 
     /// ListImages (reader): images of a gallery ordered by id. Fields: `gallery`, `page_size`, `page_token`.
-    public func listImages(gallery: String, page: PageRequest = .init(), caller: Principal) async throws(LabGalleryError) -> Page<Image> {
+    public func listImages(gallery: String, page: PageRequest = .init(), caller: Principal)
+        async throws(LabGalleryError) -> Page<Image>
+    {
         try await blocking { () throws(LabGalleryError) in
             try require(.reader, for: caller)
             let g = try GalleryName(parsing: gallery, field: "gallery")
@@ -73,7 +81,9 @@ extension LabGalleryService {
                 let image = try requireImage(n, tx)
                 let labs = try tx.labs(usingTemplate: n)
                 guard labs.isEmpty else {
-                    throw LabGalleryError.failedPrecondition(message: "\(n) is the template image of \(labs.joined(separator: ", ")); delete those labs first")
+                    throw LabGalleryError.failedPrecondition(
+                        message:
+                            "\(n) is the template image of \(labs.joined(separator: ", ")); delete those labs first")
                 }
                 let rows = try tx.replicationRows(of: n)
                 try tx.deleteImage(n)
@@ -91,7 +101,9 @@ extension LabGalleryService {
     /// and available when `CreateLab` would accept it as a template for the account now (otherwise with
     /// the reason `CreateLab` would give; see ``templateAvailability(of:name:for:disabled:_:)``).
     /// Field: `lab_account`.
-    public func listLabAccountImages(labAccount: String, caller: Principal) async throws(LabGalleryError) -> [LabAccountImage] {
+    public func listLabAccountImages(labAccount: String, caller: Principal) async throws(LabGalleryError)
+        -> [LabAccountImage]
+    {
         try await blocking { () throws(LabGalleryError) in
             try require(.reader, for: caller)
             let a = try LabAccountName(parsing: labAccount, field: "lab_account")
@@ -114,7 +126,9 @@ extension LabGalleryService {
     /// Returns the resulting entries for the named images, in request order (duplicates once), with
     /// their availability as ``listLabAccountImages(labAccount:caller:)`` shows it.
     /// Fields: `lab_account`, `images`, `enabled`.
-    public func setImagesEnabled(labAccount: String, images: [String], enabled: Bool, caller: Principal) async throws(LabGalleryError) -> [LabAccountImage] {
+    public func setImagesEnabled(labAccount: String, images: [String], enabled: Bool, caller: Principal)
+        async throws(LabGalleryError) -> [LabAccountImage]
+    {
         try await blocking { () throws(LabGalleryError) in
             try require(.admin, for: caller)
             let a = try LabAccountName(parsing: labAccount, field: "lab_account")
@@ -130,13 +144,18 @@ extension LabGalleryService {
                 var found: [StoredImage] = []
                 for n in names {
                     guard n.gallery == attached else {
-                        throw LabGalleryError.failedPrecondition(message: "\(n) is not in \(a)'s attached gallery \(attached); only images of the attached gallery can be enabled or disabled")
+                        throw LabGalleryError.failedPrecondition(
+                            message:
+                                "\(n) is not in \(a)'s attached gallery \(attached); only images of the attached gallery can be enabled or disabled"
+                        )
                     }
                     found.append(try requireImage(n, tx))
                 }
                 for n in names { try tx.setImageDisabled(!enabled, image: n, for: a) }
                 let disabled = try tx.disabledImages(for: a)
-                return try zip(found, names).map { try labAccountImage($0, name: $1, for: account, disabled: disabled, tx) }
+                return try zip(found, names).map {
+                    try labAccountImage($0, name: $1, for: account, disabled: disabled, tx)
+                }
             }
         }
     }
@@ -148,7 +167,9 @@ extension LabGalleryService {
     /// (``TemplateImagePolicy/savedTemplateOSState``) so that CreateLab accepts it there too.
     /// FAILED_PRECONDITION if no gallery is attached; PERMISSION_DENIED if
     /// `lab-services` is not Contributor on it. Fields: `lab`, `image_id`.
-    public func saveLabTemplateImage(lab: String, imageID: String, displayName: String, caller: Principal) async throws(LabGalleryError) -> Image {
+    public func saveLabTemplateImage(lab: String, imageID: String, displayName: String, caller: Principal)
+        async throws(LabGalleryError) -> Image
+    {
         try await blocking { () throws(LabGalleryError) in
             try require(.educator, for: caller)
             let l = try LabName(parsing: lab, field: "lab")
@@ -161,7 +182,10 @@ extension LabGalleryService {
                 let g = try requireAttachedGallery(account)
                 let gallery = try requireGallery(g, tx)
                 guard try tx.roleAssignments(on: g).contains(.labServicesContributor) else {
-                    throw LabGalleryError.permissionDenied(message: "\(RoleAssignment.labServicesPrincipal) is not \(RoleAssignment.contributorRole) on \(g), so template images cannot be saved there; re-attach the gallery to \(account.name) (DetachGallery, then AttachGallery) to restore the grant")
+                    throw LabGalleryError.permissionDenied(
+                        message:
+                            "\(RoleAssignment.labServicesPrincipal) is not \(RoleAssignment.contributorRole) on \(g), so template images cannot be saved there; re-attach the gallery to \(account.name) (DetachGallery, then AttachGallery) to restore the grant"
+                    )
                 }
                 let name = ImageName(gallery: g, id: id)
                 if try tx.image(name) != nil { throw LabGalleryError.alreadyExists(name.description) }
@@ -173,15 +197,17 @@ extension LabGalleryService {
                 return (stored, gallery, name, try tx.blob(stored.templatePath))
             }
             func image(size: Int64, sha256: String) -> Image {
-                Image(name: name.description, displayName: displayName, osType: stored.templateOSType,
-                      osState: configuration.templateImages.savedTemplateOSState,
-                      source: .savedFromLab, sourceLab: l.description, sizeBytes: size, sha256: sha256,
-                      region: gallery.region, author: caller.name)
+                Image(
+                    name: name.description, displayName: displayName, osType: stored.templateOSType,
+                    osState: configuration.templateImages.savedTemplateOSState,
+                    source: .savedFromLab, sourceLab: l.description, sizeBytes: size, sha256: sha256,
+                    region: gallery.region, author: caller.name)
             }
             func recheck(_ tx: any StorageTransaction) throws {
                 let (current, g, n) = try check(tx)
                 guard n == name, g.region == gallery.region, current.templatePath == stored.templatePath else {
-                    throw LabGalleryError.failedPrecondition(message: "\(l.labAccount)'s attached gallery changed while saving; retry")
+                    throw LabGalleryError.failedPrecondition(
+                        message: "\(l.labAccount)'s attached gallery changed while saving; retry")
                 }
             }
             // The template's bytes are a blob of the lab account's region. Saved into a gallery of
@@ -205,8 +231,10 @@ extension LabGalleryService {
                     return saved
                 }
             }
-            var writer = try FileOps.copy(layout.url(stored.templatePath), into: layout.tempDirectory(region: gallery.region))
-            return try storeImage(image(size: writer.size, sha256: writer.sha256), name: name, writer: &writer, check: recheck)
+            var writer = try FileOps.copy(
+                layout.url(stored.templatePath), into: layout.tempDirectory(region: gallery.region))
+            return try storeImage(
+                image(size: writer.size, sha256: writer.sha256), name: name, writer: &writer, check: recheck)
         }
     }
 }

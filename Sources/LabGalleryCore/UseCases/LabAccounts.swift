@@ -15,8 +15,10 @@ extension LabGalleryService {
     /// (in the same region) or attaching a gallery; attaching grants `lab-services` Contributor on it.
     ///
     /// Fields: `lab_account_id`, `lab_account.region`, `create_gallery.gallery_id`, `attach_gallery`.
-    public func createLabAccount(id: String, displayName: String, region: String,
-                                 gallery setup: LabAccountGallerySetup = .none, caller: Principal) async throws(LabGalleryError) -> LabAccount {
+    public func createLabAccount(
+        id: String, displayName: String, region: String,
+        gallery setup: LabAccountGallerySetup = .none, caller: Principal
+    ) async throws(LabGalleryError) -> LabAccount {
         try await blocking { () throws(LabGalleryError) in
             try require(.admin, for: caller)
             let name = LabAccountName(id: try ResourceID.validate(id, field: "lab_account_id"))
@@ -28,14 +30,16 @@ extension LabGalleryService {
                 break
             case .create(let galleryID, let galleryDisplayName):
                 let g = GalleryName(id: try ResourceID.validate(galleryID, field: "create_gallery.gallery_id"))
-                galleryToCreate = Gallery(name: g.description, displayName: galleryDisplayName, region: region,
-                                          geography: try catalog.requireGeography(of: region, field: "lab_account.region"))
+                galleryToCreate = Gallery(
+                    name: g.description, displayName: galleryDisplayName, region: region,
+                    geography: try catalog.requireGeography(of: region, field: "lab_account.region"))
                 galleryToAttach = g
             case .attach(let gallery):
                 galleryToAttach = try GalleryName(parsing: gallery, field: "attach_gallery")
             }
-            let account = LabAccount(name: name.description, displayName: displayName, region: region,
-                                     attachedGallery: galleryToAttach?.description)
+            let account = LabAccount(
+                name: name.description, displayName: displayName, region: region,
+                attachedGallery: galleryToAttach?.description)
             return try write { tx in
                 if try tx.labAccount(name) != nil { throw LabGalleryError.alreadyExists(name.description) }
                 if let g = galleryToCreate {
@@ -63,7 +67,9 @@ extension LabGalleryService {
     }
 
     /// ListLabAccounts (reader), ordered by id. Fields: `page_size`, `page_token`.
-    public func listLabAccounts(page: PageRequest = .init(), caller: Principal) async throws(LabGalleryError) -> Page<LabAccount> {
+    public func listLabAccounts(page: PageRequest = .init(), caller: Principal) async throws(LabGalleryError) -> Page<
+        LabAccount
+    > {
         try await blocking { () throws(LabGalleryError) in
             try require(.reader, for: caller)
             let cursor = try PageCursor(page, kind: "labAccounts")
@@ -84,7 +90,8 @@ extension LabGalleryService {
                 let account = try requireLabAccount(n, tx)
                 let labs = try tx.countLabs(in: n)
                 guard labs == 0 else {
-                    throw LabGalleryError.failedPrecondition(message: "\(n) still has \(labs) lab(s); delete them first (ListLabs, then DeleteLab)")
+                    throw LabGalleryError.failedPrecondition(
+                        message: "\(n) still has \(labs) lab(s); delete them first (ListLabs, then DeleteLab)")
                 }
                 try tx.clearImageOverrides(for: n)
                 if let attached = account.attachedGallery {

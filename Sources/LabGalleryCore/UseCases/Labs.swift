@@ -1,10 +1,11 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 extension LabGalleryService {
@@ -14,8 +15,10 @@ extension LabGalleryService {
     /// naming the image, with the reason ``listLabAccountImages(labAccount:caller:)`` shows (DATA_LOSS
     /// when the database vouches for bytes that are gone). The lab references the image's blob in the
     /// account's region: nothing is copied. Fields: `lab_account`, `lab_id`, `lab.template_image`.
-    public func createLab(labAccount: String, labID: String, displayName: String, templateImage: String,
-                          caller: Principal) async throws(LabGalleryError) -> Lab {
+    public func createLab(
+        labAccount: String, labID: String, displayName: String, templateImage: String,
+        caller: Principal
+    ) async throws(LabGalleryError) -> Lab {
         try await blocking { () throws(LabGalleryError) in
             try require(.educator, for: caller)
             let a = try LabAccountName(parsing: labAccount, field: "lab_account")
@@ -29,11 +32,16 @@ extension LabGalleryService {
                 if try tx.lab(name) != nil { throw LabGalleryError.alreadyExists(name.description) }
                 let attached = try requireAttachedGallery(account)
                 guard imageName.gallery == attached else {
-                    throw LabGalleryError.failedPrecondition(message: "template image \(imageName) is not in \(a)'s attached gallery \(attached); pick an image of \(attached) (ListLabAccountImages)")
+                    throw LabGalleryError.failedPrecondition(
+                        message:
+                            "template image \(imageName) is not in \(a)'s attached gallery \(attached); pick an image of \(attached) (ListLabAccountImages)"
+                    )
                 }
                 let image = try requireImage(imageName, tx)
                 // The rule ListLabAccountImages shows as `available` / `unavailable_reason`.
-                switch try templateAvailability(of: image, name: imageName, for: account, disabled: tx.disabledImages(for: a), tx) {
+                switch try templateAvailability(
+                    of: image, name: imageName, for: account, disabled: tx.disabledImages(for: a), tx)
+                {
                 case .available(let source):
                     try requireLiveBlob(source, tx)
                     try tx.insertLab(StoredLab(lab: lab, templatePath: source, templateOSType: image.image.osType))
@@ -57,43 +65,67 @@ extension LabGalleryService {
     /// 3. its bytes are in the account's region: its home blob, or its COMPLETED replica there
     ///    (otherwise: another geography, replication in progress, or replication failed).
     /// Available: the path of the bytes in the account's region (relative to the data directory).
-    func templateAvailability(of image: StoredImage, name: ImageName, for account: LabAccount,
-                              disabled: Set<ImageName>, _ tx: any StorageTransaction) throws -> TemplateAvailability {
+    func templateAvailability(
+        of image: StoredImage, name: ImageName, for account: LabAccount,
+        disabled: Set<ImageName>, _ tx: any StorageTransaction
+    ) throws -> TemplateAvailability {
         func unavailable(_ reason: TemplateUnavailability.Reason, _ message: String) -> TemplateAvailability {
             .unavailable(TemplateUnavailability(reason: reason, message: message))
         }
         if disabled.contains(name) {
-            return unavailable(.disabled, "template image \(name) is disabled for \(account.name); enable it first with SetImagesEnabled")
+            return unavailable(
+                .disabled,
+                "template image \(name) is disabled for \(account.name); enable it first with SetImagesEnabled")
         }
         if configuration.templateImages == .generalizedOnly, image.image.osState == .specialized {
-            return unavailable(.policy, "template image \(name) is SPECIALIZED and this server accepts only GENERALIZED template images; pick a generalized image")
+            return unavailable(
+                .policy,
+                "template image \(name) is SPECIALIZED and this server accepts only GENERALIZED template images; pick a generalized image"
+            )
         }
         let region = account.region
         func present(_ path: String) -> TemplateAvailability {
             if access(layout.url(path).path, F_OK) == 0 { return .available(source: path) }
-            return unavailable(.dataLoss, "the bytes of template image \(name) in the lab account's region \(region) are missing (\(path)); restore them from a backup (labgallery-server fsck lists what is missing)")
+            return unavailable(
+                .dataLoss,
+                "the bytes of template image \(name) in the lab account's region \(region) are missing (\(path)); restore them from a backup (labgallery-server fsck lists what is missing)"
+            )
         }
         if image.image.region == region { return present(image.blobPath) }
         let row = try tx.replicationRows(of: name).first { $0.record.region == region }
         guard let row else {
-            return unavailable(.otherGeography, "template image \(name) is stored in \(image.image.region) and never replicates to the lab account's region \(region) (another geography); use a gallery in the account's geography")
+            return unavailable(
+                .otherGeography,
+                "template image \(name) is stored in \(image.image.region) and never replicates to the lab account's region \(region) (another geography); use a gallery in the account's geography"
+            )
         }
         let r = row.record
         switch r.state {
         case .completed:
             if let blob = row.blobPath { return present(blob) }
-            return unavailable(.dataLoss, "the replica of template image \(name) in the lab account's region \(region) is COMPLETED but names no file; run labgallery-server fsck")
+            return unavailable(
+                .dataLoss,
+                "the replica of template image \(name) in the lab account's region \(region) is COMPLETED but names no file; run labgallery-server fsck"
+            )
         case .failed:
-            return unavailable(.replicationFailed, "template image \(name) is not available in the lab account's region \(region): replication to \(region) failed (\(r.error ?? "unknown error")); call RetryReplication for \(name), then create the lab again")
+            return unavailable(
+                .replicationFailed,
+                "template image \(name) is not available in the lab account's region \(region): replication to \(region) failed (\(r.error ?? "unknown error")); call RetryReplication for \(name), then create the lab again"
+            )
         case .pending, .replicating:
-            return unavailable(.replicationInProgress, "template image \(name) is not available in the lab account's region \(region) yet: replication to \(region) is still in progress (\(r.state.rawValue), \(r.progressPercent)%); wait for it (WatchReplication) and create the lab again")
+            return unavailable(
+                .replicationInProgress,
+                "template image \(name) is not available in the lab account's region \(region) yet: replication to \(region) is still in progress (\(r.state.rawValue), \(r.progressPercent)%); wait for it (WatchReplication) and create the lab again"
+            )
         }
     }
 
     /// `image`'s entry in `account`'s listing: enabled unless in `disabled`, and its availability
     /// by ``templateAvailability(of:name:for:disabled:_:)``.
-    func labAccountImage(_ image: StoredImage, name: ImageName, for account: LabAccount,
-                         disabled: Set<ImageName>, _ tx: any StorageTransaction) throws -> LabAccountImage {
+    func labAccountImage(
+        _ image: StoredImage, name: ImageName, for account: LabAccount,
+        disabled: Set<ImageName>, _ tx: any StorageTransaction
+    ) throws -> LabAccountImage {
         let unavailable: TemplateUnavailability?
         switch try templateAvailability(of: image, name: name, for: account, disabled: disabled, tx) {
         case .available: unavailable = nil
@@ -112,7 +144,9 @@ extension LabGalleryService {
     }
 
     /// ListLabs (reader): labs of an account ordered by id. Fields: `lab_account`, `page_size`, `page_token`.
-    public func listLabs(labAccount: String, page: PageRequest = .init(), caller: Principal) async throws(LabGalleryError) -> Page<Lab> {
+    public func listLabs(labAccount: String, page: PageRequest = .init(), caller: Principal)
+        async throws(LabGalleryError) -> Page<Lab>
+    {
         try await blocking { () throws(LabGalleryError) in
             try require(.reader, for: caller)
             let a = try LabAccountName(parsing: labAccount, field: "lab_account")

@@ -32,7 +32,9 @@ extension LabGalleryService {
     /// WatchGalleryReplication (reader): the current status of every image of the gallery, then
     /// every change (images added later included, deleted ones with `deleted` set), until the
     /// caller stops reading; NOT_FOUND when the gallery is deleted. Field: `gallery`.
-    public func watchGalleryReplication(gallery: String, caller: Principal) async throws(LabGalleryError) -> ReplicationWatch {
+    public func watchGalleryReplication(gallery: String, caller: Principal) async throws(LabGalleryError)
+        -> ReplicationWatch
+    {
         try require(.reader, for: caller)
         let g = try GalleryName(parsing: gallery, field: "gallery")
         let engine = try runningEngine()
@@ -52,7 +54,9 @@ extension LabGalleryService {
     /// RetryReplication (admin): re-queues FAILED regions (all of them when `regions` is empty) from
     /// scratch (attempts reset). INVALID_ARGUMENT (`regions`) for a region that is not a replication
     /// target of the image; FAILED_PRECONDITION for a named region that has not failed.
-    public func retryReplication(image: String, regions: [String], caller: Principal) async throws(LabGalleryError) -> ReplicationStatus {
+    public func retryReplication(image: String, regions: [String], caller: Principal) async throws(LabGalleryError)
+        -> ReplicationStatus
+    {
         try require(.admin, for: caller)
         let n = try ImageName(parsing: image, field: "image")
         let rows: [ReplicationRow] = try await blocking { () throws(LabGalleryError) in
@@ -62,16 +66,25 @@ extension LabGalleryService {
                 var rows = try tx.replicationRows(of: n)
                 let targets = rows.map(\.record.region)
                 for r in regions where !targets.contains(r) {
-                    let why = r == stored.image.region ? "it is the image's home region" : "it is not another region of the gallery's geography"
-                    throw LabGalleryError.invalid("regions", "\(n) does not replicate to \"\(r)\" (\(why)); its target regions are \(targets.joined(separator: ", "))")
+                    let why =
+                        r == stored.image.region
+                        ? "it is the image's home region" : "it is not another region of the gallery's geography"
+                    throw LabGalleryError.invalid(
+                        "regions",
+                        "\(n) does not replicate to \"\(r)\" (\(why)); its target regions are \(targets.joined(separator: ", "))"
+                    )
                 }
                 for r in regions {
                     let row = rows.first { $0.record.region == r }!
                     guard row.record.state == .failed else {
-                        throw LabGalleryError.failedPrecondition(message: "replication of \(n) to \(r) is \(row.record.state.rawValue), not FAILED; only failed regions can be retried")
+                        throw LabGalleryError.failedPrecondition(
+                            message:
+                                "replication of \(n) to \(r) is \(row.record.state.rawValue), not FAILED; only failed regions can be retried"
+                        )
                     }
                 }
-                for i in rows.indices where rows[i].record.state == .failed && (regions.isEmpty || regions.contains(rows[i].record.region)) {
+                for i in rows.indices
+                where rows[i].record.state == .failed && (regions.isEmpty || regions.contains(rows[i].record.region)) {
                     if let p = JobStateMachine.restart(&rows[i]) { partials.append(p) }
                     _ = try tx.updateReplication(rows[i])
                 }
@@ -95,7 +108,8 @@ extension LabGalleryService {
     /// The engine serving watches, or UNAVAILABLE when none runs (start-up, shutdown).
     private func runningEngine() throws(LabGalleryError) -> ReplicationEngine {
         guard let engine = replicationHooks.current else {
-            throw .unavailable(message: "replication is not running on this server (starting or shutting down); retry shortly")
+            throw .unavailable(
+                message: "replication is not running on this server (starting or shutting down); retry shortly")
         }
         return engine
     }

@@ -9,7 +9,8 @@ extension LabGalleryService {
                 throw LabGalleryError.invalid("principal", "must be 1–128 characters")
             }
             let plaintext = TokenSecret.generate()
-            let info = TokenInfo(id: TokenSecret.newID(), principal: principal, role: role, createdAt: Date(), revoked: false)
+            let info = TokenInfo(
+                id: TokenSecret.newID(), principal: principal, role: role, createdAt: Date(), revoked: false)
             try write { tx in try tx.insertToken(info, secretHash: TokenSecret.hash(plaintext)) }
             return CreatedToken(info: info, plaintext: plaintext)
         }
@@ -26,7 +27,10 @@ extension LabGalleryService {
     public func revokeToken(id: String) async throws(LabGalleryError) {
         try await blocking { () throws(LabGalleryError) in
             let found = try write { tx in try tx.revokeToken(id: id) }
-            guard found else { throw LabGalleryError.notFound(resource: id, message: "token \(id) not found; see `labgallery-server token list`") }
+            guard found else {
+                throw LabGalleryError.notFound(
+                    resource: id, message: "token \(id) not found; see `labgallery-server token list`")
+            }
         }
     }
 
@@ -35,14 +39,19 @@ extension LabGalleryService {
     public func authenticate(token: String) async throws(LabGalleryError) -> Principal {
         try await blocking { () throws(LabGalleryError) in
             guard token.hasPrefix(TokenSecret.prefix) else {
-                throw LabGalleryError.unauthenticated(message: "missing or malformed token; send `authorization: Bearer lg_…` with a token from `labgallery-server token create`")
+                throw LabGalleryError.unauthenticated(
+                    message:
+                        "missing or malformed token; send `authorization: Bearer lg_…` with a token from `labgallery-server token create`"
+                )
             }
             let hash = TokenSecret.hash(token)
             guard let info = try read({ tx in try tx.token(secretHash: hash) }) else {
-                throw LabGalleryError.unauthenticated(message: "unknown token; create one with `labgallery-server token create`")
+                throw LabGalleryError.unauthenticated(
+                    message: "unknown token; create one with `labgallery-server token create`")
             }
             guard !info.revoked else {
-                throw LabGalleryError.unauthenticated(message: "token \(info.id) was revoked; ask an admin for a new one")
+                throw LabGalleryError.unauthenticated(
+                    message: "token \(info.id) was revoked; ask an admin for a new one")
             }
             return Principal(name: info.principal, role: info.role)
         }
@@ -54,7 +63,8 @@ extension LabGalleryService {
     public func bootstrapAdminToken() throws(LabGalleryError) -> AdminTokenBootstrap {
         let url = layout.adminTokenURL
         let plaintext = TokenSecret.generate()
-        let info = TokenInfo(id: TokenSecret.newID(), principal: "admin", role: .admin, createdAt: Date(), revoked: false)
+        let info = TokenInfo(
+            id: TokenSecret.newID(), principal: "admin", role: .admin, createdAt: Date(), revoked: false)
         // Write the file inside the transaction: if it fails, no token row is committed.
         let created: Bool = try write { tx in
             guard try tx.countTokens() == 0 else { return false }

@@ -16,9 +16,15 @@ public struct ImageUploadHeader: Sendable, Equatable {
     /// Optional expected SHA-256 (64 hex characters, any case); empty or `nil` = not checked (field `sha256`).
     public var sha256: String?
     /// Memberwise initializer.
-    public init(gallery: String, imageID: String, displayName: String, osType: OSType?, osState: OSState?, sha256: String? = nil) {
-        self.gallery = gallery; self.imageID = imageID; self.displayName = displayName
-        self.osType = osType; self.osState = osState; self.sha256 = sha256
+    public init(
+        gallery: String, imageID: String, displayName: String, osType: OSType?, osState: OSState?, sha256: String? = nil
+    ) {
+        self.gallery = gallery
+        self.imageID = imageID
+        self.displayName = displayName
+        self.osType = osType
+        self.osState = osState
+        self.sha256 = sha256
     }
 }
 
@@ -46,14 +52,22 @@ public final class ImageUpload: Sendable {
     private let service: LabGalleryService
     private let state: Mutex<State>
 
-    init(name: ImageName, draft: Image, expectedSHA256: String?, service: LabGalleryService, writer: sending BlobWriter) {
-        self.name = name; self.imageName = name.description; self.draft = draft
-        self.expectedSHA256 = expectedSHA256; self.service = service; self.state = Mutex(.open(writer))
+    init(name: ImageName, draft: Image, expectedSHA256: String?, service: LabGalleryService, writer: sending BlobWriter)
+    {
+        self.name = name
+        self.imageName = name.description
+        self.draft = draft
+        self.expectedSHA256 = expectedSHA256
+        self.service = service
+        self.state = Mutex(.open(writer))
     }
 
     deinit {
         state.withLock { state in
-            if case .open(var w) = state { w.discard(); state = .closed }
+            if case .open(var w) = state {
+                w.discard()
+                state = .closed
+            }
         }
     }
 
@@ -71,7 +85,10 @@ public final class ImageUpload: Sendable {
     public func append(_ chunk: some ContiguousBytes) async throws(LabGalleryError) {
         try await service.blocking { () throws(LabGalleryError) in
             let result: Result<Void, LabGalleryError> = chunk.withUnsafeBytes { bytes in
-                do throws(LabGalleryError) { try write(bytes); return .success(()) } catch { return .failure(error) }
+                do throws(LabGalleryError) {
+                    try write(bytes)
+                    return .success(())
+                } catch { return .failure(error) }
             }
             try result.get()
         }
@@ -86,7 +103,8 @@ public final class ImageUpload: Sendable {
     private func write(_ bytes: UnsafeRawBufferPointer) throws(LabGalleryError) {
         try state.withLock { (state) throws(LabGalleryError) in
             guard case .open(var w) = state else {
-                throw LabGalleryError.failedPrecondition(message: "upload of \(imageName) is already finished or aborted")
+                throw LabGalleryError.failedPrecondition(
+                    message: "upload of \(imageName) is already finished or aborted")
             }
             // Take the writer out so its hash context is uniquely referenced (no copy-on-write per chunk).
             state = .closed
@@ -94,7 +112,8 @@ public final class ImageUpload: Sendable {
                 try w.write(bytes)
                 state = .open(w)
             } catch {
-                w.discard(); state = .closed
+                w.discard()
+                state = .closed
                 throw error
             }
         }
@@ -114,17 +133,24 @@ public final class ImageUpload: Sendable {
     private func finishNow() throws(LabGalleryError) -> Image {
         try state.withLock { (state) throws(LabGalleryError) -> Image in
             guard case .open(var w) = state else {
-                throw LabGalleryError.failedPrecondition(message: "upload of \(imageName) is already finished or aborted")
+                throw LabGalleryError.failedPrecondition(
+                    message: "upload of \(imageName) is already finished or aborted")
             }
             state = .closed
             guard w.size > 0 else {
                 w.discard()
-                throw LabGalleryError.invalid("chunk", "no image bytes were received for \(imageName); send the image bytes in chunk messages after the header")
+                throw LabGalleryError.invalid(
+                    "chunk",
+                    "no image bytes were received for \(imageName); send the image bytes in chunk messages after the header"
+                )
             }
             let actual = w.sha256
             if let expected = expectedSHA256, expected != actual {
                 w.discard()
-                throw LabGalleryError.invalid("sha256", "checksum mismatch for \(imageName): header says \(expected) but the received \(w.size) bytes hash to \(actual); nothing was stored, upload again")
+                throw LabGalleryError.invalid(
+                    "sha256",
+                    "checksum mismatch for \(imageName): header says \(expected) but the received \(w.size) bytes hash to \(actual); nothing was stored, upload again"
+                )
             }
             var image = draft
             image.sizeBytes = w.size
