@@ -53,73 +53,81 @@ public struct ServerCallLimits: Sendable {
     }
 }
 
-/// The calls of one dispatcher whose handler has not started: what they hold and since when.
+/// The calls of one dispatcher whose handler has not started: since when, and what they hold.
 ///
-/// A call enters when it is accepted without starting at once, leaves when its handler starts
-/// or it ends. The hot path (a unary call whose request arrives whole) costs three uncontended
-/// lock round trips; a sweep every fraction of the request timeout expires the late ones.
+/// A call enters when it is accepted without starting at once and leaves when its handler starts
+/// or it ends: two uncontended lock round trips per call. The bytes it holds are counted with
+/// atomics (the call's own count, and the total), so a unary call's request costs no lock; only
+/// a total past the budget takes the lock, to end the oldest holders. A sweep every fraction of
+/// the request timeout expires the late ones.
 final class PendingCalls: Sendable {
     private struct Entry {
         let call: ServerCall
         let since: ContinuousClock.Instant
-        var bytes = 0
     }
-    private struct State {
-        var entries: [ObjectIdentifier: Entry] = [:]
-        var held = 0
-    }
-    private let state = Mutex(State())
+    private let entries = Mutex<[ObjectIdentifier: Entry]>([:])
+    private let held = Atomic<Int>(0)
     let maxHeldBytes: Int
 
     init(maxHeldBytes: Int) { self.maxHeldBytes = maxHeldBytes }
 
     func add(_ call: ServerCall) {
         let entry = Entry(call: call, since: .now)
-        state.withLock { $0.entries[ObjectIdentifier(call)] = entry }
+        entries.withLock { $0[ObjectIdentifier(call)] = entry }
     }
 
+    /// `call` leaves (its handler started, or it ended): its bytes are released.
     func remove(_ call: ServerCall) {
-        state.withLock { s in
-            if let e = s.entries.removeValue(forKey: ObjectIdentifier(call)) { s.held -= e.bytes }
-        }
+        let removed = entries.withLock { $0.removeValue(forKey: ObjectIdentifier(call)) != nil }
+        if removed { release(call) }
+    }
+
+    /// Uncounts what `call` held, once: its count becomes negative for good.
+    private func release(_ call: ServerCall) {
+        let bytes = call.heldBytes.exchange(Int.min / 2, ordering: .acquiringAndReleasing)
+        if bytes > 0 { held.subtract(bytes, ordering: .relaxed) }
     }
 
     /// `call` holds `bytes` more; returns the calls to end to stay within the budget (oldest
     /// first; possibly `call` itself).
     func hold(_ call: ServerCall, bytes: Int) -> [ServerCall] {
-        state.withLock { s -> [ServerCall] in
-            guard var e = s.entries[ObjectIdentifier(call)] else { return [] }
-            e.bytes += bytes
-            s.entries[ObjectIdentifier(call)] = e
-            s.held += bytes
-            guard s.held > maxHeldBytes else { return [] }
-            // Rare (a budget exceeded): sort the holders by age.
+        // A call that left already (its count is negative) holds nothing for the budget.
+        guard call.heldBytes.add(bytes, ordering: .acquiringAndReleasing).oldValue >= 0 else { return [] }
+        guard held.add(bytes, ordering: .relaxed).newValue > maxHeldBytes else { return [] }
+        // Rare (the budget exceeded): the holders by age, oldest out first.
+        let evicted = entries.withLock { entries -> [ServerCall] in
+            let holders = entries.values.filter { $0.call.heldBytes.load(ordering: .relaxed) > 0 }
+                .sorted { $0.since < $1.since }
+            var over = held.load(ordering: .relaxed) - maxHeldBytes
             var evicted: [ServerCall] = []
-            let holders = s.entries.values.filter { $0.bytes > 0 }.sorted { $0.since < $1.since }
-            for h in holders {
-                guard s.held > maxHeldBytes else { break }
-                s.entries.removeValue(forKey: ObjectIdentifier(h.call))
-                s.held -= h.bytes
+            for h in holders where over > 0 {
+                entries.removeValue(forKey: ObjectIdentifier(h.call))
+                over -= max(0, h.call.heldBytes.load(ordering: .relaxed))
                 evicted.append(h.call)
             }
             return evicted
         }
+        for call in evicted { release(call) }
+        return evicted
     }
 
     /// The calls waiting since before `cutoff` (they leave the registry).
     func expired(before cutoff: ContinuousClock.Instant) -> [ServerCall] {
-        state.withLock { s -> [ServerCall] in
-            guard !s.entries.isEmpty else { return [] }
+        let late = entries.withLock { entries -> [ServerCall] in
+            guard !entries.isEmpty else { return [] }
             var late: [ServerCall] = []
-            for (key, e) in s.entries where e.since < cutoff {
-                s.entries.removeValue(forKey: key)
-                s.held -= e.bytes
+            for (key, e) in entries where e.since < cutoff {
+                entries.removeValue(forKey: key)
                 late.append(e.call)
             }
             return late
         }
+        for call in late { release(call) }
+        return late
     }
 
     /// Calls waiting and the bytes they hold (tests, diagnostics).
-    var counts: (calls: Int, bytes: Int) { state.withLock { ($0.entries.count, $0.held) } }
+    var counts: (calls: Int, bytes: Int) {
+        (entries.withLock { $0.count }, held.load(ordering: .relaxed))
+    }
 }

@@ -28,6 +28,8 @@ public final class ServerCall: Sendable {
     /// that wait for their request or their head checks).
     private let tracksPending: Bool
     private let state: Mutex<State>
+    /// Request bytes this call holds while pending (see `PendingCalls`; negative once it left).
+    let heldBytes = Atomic<Int>(0)
 
     private struct State {
         var call: ServerCallState
