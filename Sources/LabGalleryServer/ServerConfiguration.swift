@@ -74,8 +74,8 @@ extension ServerConfiguration {
         /// List*, Delete*, Create*, …), in bytes; larger is RESOURCE_EXHAUSTED. Default 16 KiB.
         public var smallRequestMessageSize = 16 * 1024
         /// The most request bytes that calls waiting for the end of their request may hold; past
-        /// it the oldest end with RESOURCE_EXHAUSTED. Default 64 MiB.
-        public var maxHeldRequestBytes = 64 * 1024 * 1024
+        /// it the oldest end with RESOURCE_EXHAUSTED. Default 32 MiB.
+        public var maxHeldRequestBytes = 32 * 1024 * 1024
         /// The most unknown fields a request message may carry (else RESOURCE_EXHAUSTED). Default 1,000.
         public var maxUnknownFields = 1000
 

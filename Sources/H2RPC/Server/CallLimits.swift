@@ -21,8 +21,8 @@ public struct ServerCallLimits: Sendable {
     /// How long after its headers a single-request call's request must be complete; nil: no limit.
     /// Default 30 s.
     public var requestTimeout: Duration?
-    /// The most request bytes that calls waiting to start may hold, per transport thread
-    /// (event loop). Default 64 MiB.
+    /// The most request bytes that calls waiting to start may hold (split evenly between the
+    /// transport's threads, its event loops). Default 32 MiB.
     public var maxHeldRequestBytes: Int
     /// The largest request message of any method, in bytes; nil: the transport's limit only.
     public var maxRequestMessageSize: Int?
@@ -32,8 +32,8 @@ public struct ServerCallLimits: Sendable {
 
     /// The default request timeout: 30 s.
     public static let defaultRequestTimeout: Duration = .seconds(30)
-    /// The default budget of held request bytes: 64 MiB.
-    public static let defaultMaxHeldRequestBytes = 64 * 1024 * 1024
+    /// The default budget of held request bytes: 32 MiB.
+    public static let defaultMaxHeldRequestBytes = 32 * 1024 * 1024
 
     /// Creates limits; the defaults are the server's.
     public init(
@@ -67,9 +67,10 @@ final class PendingCalls: Sendable {
     }
     private let entries = Mutex<[ObjectIdentifier: Entry]>([:])
     private let held = Atomic<Int>(0)
-    let maxHeldBytes: Int
+    /// This registry's share of the server's budget (the budget split between event loops).
+    let maxHeldBytes: Atomic<Int>
 
-    init(maxHeldBytes: Int) { self.maxHeldBytes = maxHeldBytes }
+    init(maxHeldBytes: Int) { self.maxHeldBytes = Atomic(maxHeldBytes) }
 
     func add(_ call: ServerCall) {
         let entry = Entry(call: call, since: .now)
@@ -93,12 +94,13 @@ final class PendingCalls: Sendable {
     func hold(_ call: ServerCall, bytes: Int) -> [ServerCall] {
         // A call that left already (its count is negative) holds nothing for the budget.
         guard call.heldBytes.add(bytes, ordering: .acquiringAndReleasing).oldValue >= 0 else { return [] }
-        guard held.add(bytes, ordering: .relaxed).newValue > maxHeldBytes else { return [] }
+        let budget = maxHeldBytes.load(ordering: .relaxed)
+        guard held.add(bytes, ordering: .relaxed).newValue > budget else { return [] }
         // Rare (the budget exceeded): the holders by age, oldest out first.
         let evicted = entries.withLock { entries -> [ServerCall] in
             let holders = entries.values.filter { $0.call.heldBytes.load(ordering: .relaxed) > 0 }
                 .sorted { $0.since < $1.since }
-            var over = held.load(ordering: .relaxed) - maxHeldBytes
+            var over = held.load(ordering: .relaxed) - budget
             var evicted: [ServerCall] = []
             for h in holders where over > 0 {
                 entries.removeValue(forKey: ObjectIdentifier(h.call))

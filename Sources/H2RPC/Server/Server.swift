@@ -190,7 +190,12 @@ final class ServerDispatcher: ServerCallAcceptor {
             copies[copy.descriptor.path] = copy
         }
         let dispatcher = ServerDispatcher(routes: copies, root: root ?? self)
-        threadCopies.withLock { $0.append(dispatcher) }
+        threadCopies.withLock { copies in
+            copies.append(dispatcher)
+            // The budget of held request bytes is the server's: each loop gets its share.
+            let share = max(1, limits.maxHeldRequestBytes / copies.count)
+            for copy in copies { copy.pending.maxHeldBytes.store(share, ordering: .relaxed) }
+        }
         return dispatcher
     }
 
