@@ -15,6 +15,8 @@ public final class HealthService: Grpc_Health_V1_Health.ServiceProtocol, Sendabl
         var statuses: [String: ServingStatus] = ["": .serving]
         var watchers: [Int: (service: String, continuation: AsyncStream<ServingStatus>.Continuation)] = [:]
         var nextID = 0
+        /// `shutdown()` ran: a watch started later gets NOT_SERVING and ends.
+        var shutDown = false
     }
     private let state = Mutex(State())
 
@@ -30,9 +32,12 @@ public final class HealthService: Grpc_Health_V1_Health.ServiceProtocol, Sendabl
         for w in watchers { w.yield(status) }
     }
 
-    /// Marks every service NOT_SERVING (for shutdown) and ends every watch.
+    /// Marks every service NOT_SERVING (for shutdown) and ends every watch; a watch started
+    /// afterwards (while calls drain) gets NOT_SERVING and ends at once, so no watch holds the
+    /// server's shutdown up.
     public func shutdown() {
         let watchers = state.withLock { s -> [AsyncStream<ServingStatus>.Continuation] in
+            s.shutDown = true
             for key in s.statuses.keys { s.statuses[key] = .notServing }
             return s.watchers.values.map(\.continuation)
         }
@@ -61,8 +66,12 @@ public final class HealthService: Grpc_Health_V1_Health.ServiceProtocol, Sendabl
         let (stream, continuation) = AsyncStream<ServingStatus>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let id = state.withLock { s -> Int in
             s.nextID += 1
-            s.watchers[s.nextID] = (request.service, continuation)
             continuation.yield(s.statuses[request.service] ?? .serviceUnknown)
+            if s.shutDown {
+                continuation.finish()
+            } else {
+                s.watchers[s.nextID] = (request.service, continuation)
+            }
             return s.nextID
         }
         defer { _ = state.withLock { $0.watchers.removeValue(forKey: id) } }

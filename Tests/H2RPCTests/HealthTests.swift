@@ -28,4 +28,23 @@ import Testing
         unknown.cancel()
         await h.stop()
     }
+
+    /// Shutdown ends every watch, including one that starts while the server drains.
+    @Test(arguments: TransportKind.allCases)
+    func watchesEndWithShutdown(kind: TransportKind) async throws {
+        let health = HealthService()
+        let h = try Harness(kind, services: [health])
+        let client = Grpc_Health_V1_Health.Client(wrapping: h.client)
+        let before = try await client.watch(.init(service: ""))
+        var b = before.makeAsyncIterator()
+        #expect(try await b.next()?.status == .serving)
+        health.shutdown()
+        #expect(try await b.next()?.status == .notServing)
+        #expect(try await b.next() == nil, "the watch ended")
+        let after = try await client.watch(.init(service: ""))
+        var a = after.makeAsyncIterator()
+        #expect(try await a.next()?.status == .notServing)
+        #expect(try await a.next() == nil, "a watch started after shutdown ends at once")
+        await h.stop()
+    }
 }
