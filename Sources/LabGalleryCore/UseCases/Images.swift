@@ -13,6 +13,7 @@ extension LabGalleryService {
             try require(.admin, for: caller)
             let g = try GalleryName(parsing: header.gallery, field: "gallery")
             let name = ImageName(gallery: g, id: try ResourceID.validate(header.imageID, field: "image_id"))
+            try DisplayName.validate(header.displayName, field: "header.display_name")
             guard let osType = header.osType else {
                 throw LabGalleryError.invalid("os_type", "required: WINDOWS or LINUX")
             }
@@ -174,6 +175,7 @@ extension LabGalleryService {
             try require(.educator, for: caller)
             let l = try LabName(parsing: lab, field: "lab")
             let id = try ResourceID.validate(imageID, field: "image_id")
+            try DisplayName.validate(displayName, field: "display_name")
 
             /// Checks every rule; run before the copy (fail fast) and again in the storing transaction.
             func check(_ tx: any StorageTransaction) throws -> (StoredLab, Gallery, ImageName) {
