@@ -13,6 +13,7 @@ receive limit whatever smaller limits other methods get), and the server runs wi
 import importlib
 import re
 import shutil
+import subprocess
 import pathlib
 import sys
 
@@ -179,3 +180,18 @@ def test_internal_errors_carry_an_incident_id_not_a_path(api, server):
     lines = [line for line in log.split("\n") if f"incident={incident.group(1)}" in line]
     assert lines and str(data_dir) in lines[0], f"the log has the detail under the incident id: {lines!r}"
     _health_ok(api, port)
+
+
+def test_price_sheet_values_that_would_overflow_are_refused_at_start(tmp_path):
+    """Finding 7: a price that would overflow the cost arithmetic stops the server at start,
+    with the key and the limit in the message, instead of trapping later in GetGalleryCost."""
+    binary = labgallery_testing.find_binary("labgallery-server", ("release", "debug"))
+    for value in ("1000000.000000001", "99999999999999999999999999999999999999999"):
+        sheet = tmp_path / "prices.json"
+        sheet.write_text('{"storagePerGiBMonth": "%s"}' % value)
+        result = subprocess.run([binary, "--port", "0", "--data-dir", tmp_path / "data", "--price-sheet", sheet],
+                                capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert result.returncode == 1, result
+        stderr = result.stderr.decode(errors="replace")
+        assert "storagePerGiBMonth" in stderr and "1000000" in stderr, stderr
+        assert b"listening" not in result.stdout
