@@ -115,4 +115,24 @@ import Testing
         // The largest price times the largest size does not trap.
         #expect(PriceSheet.maxPrice.perGiB(times: Int64.max) > .zero)
     }
+
+    @Test func listLabAccountImagesPagesLikeEveryList() async throws {
+        let f = try await Fixture()
+        try await f.gallery("g1")
+        try await f.account("a1", gallery: .attach(gallery: "galleries/g1"))
+        for id in ["i1", "i2", "i3"] { try await f.upload("galleries/g1", id) }
+        let first = try await f.service.listLabAccountImages(
+            labAccount: "labAccounts/a1", page: PageRequest(size: 2), caller: reader)
+        #expect(first.items.map(\.image.name) == ["galleries/g1/images/i1", "galleries/g1/images/i2"])
+        #expect(!first.nextPageToken.isEmpty)
+        let second = try await f.service.listLabAccountImages(
+            labAccount: "labAccounts/a1", page: PageRequest(size: 2, token: first.nextPageToken), caller: reader)
+        #expect(second.items.map(\.image.name) == ["galleries/g1/images/i3"] && second.nextPageToken.isEmpty)
+        await expectError(.invalidArgument, field: "page_token") {
+            _ = try await f.service.listLabAccountImages(
+                labAccount: "labAccounts/a1", page: PageRequest(size: 2, token: "bogus"), caller: reader)
+        }
+        // The unpaged form (and so the client library and CLI) follows the pages.
+        #expect(try await f.service.listLabAccountImages(labAccount: "labAccounts/a1", caller: reader).count == 3)
+    }
 }

@@ -105,19 +105,36 @@ extension LabGalleryService {
     public func listLabAccountImages(labAccount: String, caller: Principal) async throws(LabGalleryError)
         -> [LabAccountImage]
     {
+        var all: [LabAccountImage] = []
+        var token = ""
+        repeat {
+            let page = try await listLabAccountImages(
+                labAccount: labAccount, page: PageRequest(size: PageRequest.maxSize, token: token), caller: caller)
+            all += page.items
+            token = page.nextPageToken
+        } while !token.isEmpty
+        return all
+    }
+
+    /// ListLabAccountImages, one page (`page_size`, `page_token`), like every other List.
+    public func listLabAccountImages(labAccount: String, page: PageRequest, caller: Principal)
+        async throws(LabGalleryError) -> Page<LabAccountImage>
+    {
         try await blocking { () throws(LabGalleryError) in
             try require(.reader, for: caller)
             let a = try LabAccountName(parsing: labAccount, field: "lab_account")
-            return try read { tx in
+            let cursor = try PageCursor(page, kind: "labAccountImages:\(a.id)")
+            let rows = try read { tx in
                 let account = try requireLabAccount(a, tx)
-                guard let attached = account.attachedGallery else { return [] }
+                guard let attached = account.attachedGallery else { return [LabAccountImage]() }
                 let g = try GalleryName(parsing: attached, field: "attached_gallery")
                 let disabled = try tx.disabledImages(for: a)
-                return try tx.images(in: g, after: nil, limit: nil).map { stored in
+                return try tx.images(in: g, after: cursor.after, limit: cursor.limit + 1).map { stored in
                     let n = ImageName(gallery: g, id: String(stored.image.name.split(separator: "/").last ?? ""))
                     return try labAccountImage(stored, name: n, for: account, disabled: disabled, tx)
                 }
             }
+            return cursor.page(rows) { String($0.image.name.split(separator: "/").last ?? "") }
         }
     }
 
