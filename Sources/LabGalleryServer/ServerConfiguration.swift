@@ -25,6 +25,11 @@ public struct ServerConfiguration: Sendable {
     /// Threads for blocking work (database, file I/O, fsync, hashing); `nil`: the process-wide
     /// pool of ``BlockingExecutor/defaultThreads``.
     public var blockingThreads: Int?
+    // Issue 10 limits (the gallery API).
+    /// The most replication watch streams open at once, in all (`--max-watchers`).
+    public var maxWatchers = LabGalleryConfiguration.defaultMaxWatchers
+    /// The most replication watch streams one principal has open at once (`--max-watchers-per-caller`).
+    public var maxWatchersPerCaller = LabGalleryConfiguration.defaultMaxWatchersPerCaller
 
     /// Default request message size limit: 4 MiB, gRPC's default.
     public static let defaultMaxReceiveMessageSize = 4 * 1024 * 1024
@@ -54,6 +59,8 @@ public struct ServerConfiguration: Sendable {
     public func coreConfiguration() throws(LabGalleryError) -> LabGalleryConfiguration {
         let catalog =
             try regionsFile.map { (url) throws(LabGalleryError) in try RegionCatalog(contentsOf: url) } ?? .builtIn
-        return LabGalleryConfiguration(regionCatalog: catalog, templateImages: templateImages)
+        return LabGalleryConfiguration(
+            regionCatalog: catalog, templateImages: templateImages, maxWatchers: maxWatchers,
+            maxWatchersPerCaller: maxWatchersPerCaller)
     }
 }

@@ -63,6 +63,14 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    // MARK: Limits: the gallery API (issue 10)
+
+    @Option(help: "At most this many replication watch streams open at once, in all (more: RESOURCE_EXHAUSTED).")
+    var maxWatchers: Int = LabGalleryConfiguration.defaultMaxWatchers
+
+    @Option(help: "At most this many replication watch streams open at once per caller (more: RESOURCE_EXHAUSTED).")
+    var maxWatchersPerCaller: Int = LabGalleryConfiguration.defaultMaxWatchersPerCaller
+
     func validate() throws {
         guard maxMessageSize > 0 else { throw ValidationError("--max-message-size must be positive") }
         if let n = replicationConcurrency, n < 1 {
@@ -70,6 +78,8 @@ struct Serve: AsyncParsableCommand {
         }
         if let w = wanModel, w != "on", w != "off" { throw ValidationError("--wan-model must be on or off") }
         if let n = blockingThreads, n < 1 { throw ValidationError("--blocking-threads must be at least 1") }
+        guard maxWatchers >= 1 else { throw ValidationError("--max-watchers must be at least 1") }
+        guard maxWatchersPerCaller >= 1 else { throw ValidationError("--max-watchers-per-caller must be at least 1") }
     }
 
     func run() async throws {
@@ -88,10 +98,12 @@ struct Serve: AsyncParsableCommand {
         }
         if let n = replicationConcurrency { replication.concurrency = n }
         if let w = wanModel { replication.wanModel = w == "on" }
-        let configuration = ServerConfiguration(
+        var configuration = ServerConfiguration(
             host: host, port: port, dataDirectory: dataDir.url, maxReceiveMessageSize: maxMessageSize,
             templateImages: templateImages, regionsFile: regionsFile.map { URL(fileURLWithPath: $0) },
             replication: replication, priceSheet: prices, blockingThreads: blockingThreads)
+        configuration.maxWatchers = maxWatchers
+        configuration.maxWatchersPerCaller = maxWatchersPerCaller
 
         // Ignore the default actions first so a signal arriving during startup is not fatal;
         // the dispatch sources below then deliver them as events.
