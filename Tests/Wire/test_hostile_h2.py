@@ -464,6 +464,30 @@ def test_rapid_reset_gets_enhance_your_calm(server):
     assert health_check(port) < 1.0
 
 
+def test_resets_of_answered_streams_count_too(server):
+    """The old guard counted only streams reset before any response, so a flood that waited
+    for each stream's first response went uncounted. 4 rounds of 500 streaming calls, each
+    reset once its first response arrived: GOAWAY ENHANCE_YOUR_CALM before the last round
+    ends (2000 resets; the bucket holds 1000 and refills 100 a second)."""
+    port, _ = server
+    peer = RawPeer(port)
+    peer.wait_settings()
+    # StreamingOutputCallRequest{response_parameters: [{size: 1}, {size: 1, interval_us: 60 s}]}
+    params = grpc_frame(b"\x12\x02\x08\x01" + b"\x12\x07\x08\x01\x10" + varint(60_000_000))
+    block = encode_block(request_fields(STREAM_OUT))
+    for _ in range(4):
+        sids = [peer.new_sid() for _ in range(500)]
+        peer.send(b"".join(headers_frames(sid, block) + h2_frame(DATA, END_STREAM, sid, params) for sid in sids))
+        peer.pump(lambda: peer.goaway is not None or all(peer.streams[s].data for s in sids), timeout=20)
+        if peer.goaway is not None:
+            break
+        peer.send(b"".join(h2_frame(RST_STREAM, 0, sid, struct.pack(">I", CANCEL)) for sid in sids))
+    peer.pump(lambda: peer.goaway is not None, timeout=10)
+    peer.close()
+    assert peer.goaway is not None and peer.goaway[1] == ENHANCE_YOUR_CALM, (peer.goaway, peer.eof)
+    assert health_check(port) < 1.0
+
+
 def test_cancelling_under_the_burst_is_not_penalised(server):
     """900 streams opened and cancelled at once (a client dropping a fan-out) on one
     connection: under the burst, the connection goes on serving."""
