@@ -41,7 +41,6 @@ h2_conn *h2_conn_new(h2_loop *L, h2_id id, int fd, bool is_client)
     c->fd = fd;
     c->is_client = is_client;
     h2_outq_init(&c->out, &L->pool);
-    h2_ratelim_init(&c->rst_guard, H2_RST_LIMIT);
     if (h2_session_setup(c) != 0 || h2_map_put(&L->local.map, id, c) != 0) {
         if (c->sess) nghttp2_session_del(c->sess);
         h2_free(c);

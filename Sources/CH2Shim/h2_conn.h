@@ -15,8 +15,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define H2_RST_LIMIT 1000 /* peer RST_STREAMs per second (before any response) before ENHANCE_YOUR_CALM */
-
 struct h2_conn {
     int kind; /* H2_OBJ_CONN */
     h2_id id;
@@ -40,7 +38,9 @@ struct h2_conn {
     size_t hdr_arena_len, hdr_arena_cap;
     h2_nv *hdr_nv;
     size_t hdr_n, hdr_nv_cap;
-    h2_ratelim rst_guard; /* rapid-reset guard (server connections) */
+    size_t hdr_count, hdr_list_size; /* the block's fields and RFC 7541 size so far (all of them, copied or not) */
+    bool hdr_over;                   /* over max_header_count or max_header_list_size: no more fields copied */
+    h2_ratelim rst_guard; /* rapid-reset guard (server connections; set up in h2_session_setup) */
 };
 
 typedef struct h2_listener {

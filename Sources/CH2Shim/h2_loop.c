@@ -381,7 +381,7 @@ int h2_loop_init(h2_loop *L)
     if ((L->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) { e = errno; goto fail; }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &L->wake_kind};
     if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, L->evfd, &ev) != 0) { e = errno; goto fail; }
-    if (h2_session_callbacks_new(&L->scb, &L->opt) != 0) { e = ENOMEM; goto fail; }
+    if (h2_session_callbacks_new(&L->cfg, &L->scb, &L->opt) != 0) { e = ENOMEM; goto fail; }
     return 0;
 fail:
     if (L->evfd >= 0) close(L->evfd);

@@ -17,6 +17,7 @@
 #include "h2_loop.h"
 #include "h2_mem.h"
 #include "h2_net.h"
+#include "h2_session.h"
 
 #include <errno.h>
 #include <string.h>
@@ -30,6 +31,10 @@ void h2_config_init(h2_config *cfg)
     cfg->initial_window = 1u << 20;
     cfg->connection_window = 16u << 20;
     cfg->max_frame_size = 16384;
+    cfg->max_header_list_size = H2_DEFAULT_MAX_HEADER_LIST;
+    cfg->max_header_count = H2_DEFAULT_MAX_HEADER_COUNT;
+    cfg->rst_burst = H2_DEFAULT_RST_BURST;
+    cfg->rst_rate = H2_DEFAULT_RST_RATE;
 }
 
 h2_loop *h2_loop_create(const h2_config *cfg, const h2_callbacks *cb)
@@ -50,6 +55,12 @@ h2_loop *h2_loop_create(const h2_config *cfg, const h2_callbacks *cb)
     if (L->cfg.max_frame_size < 16384) L->cfg.max_frame_size = 16384;
     if (L->cfg.max_frame_size > 16777215) L->cfg.max_frame_size = 16777215;
     if (L->cfg.max_recv_message > UINT32_MAX) L->cfg.max_recv_message = UINT32_MAX;
+    /* Stream and header limits: 0 = the default; the header list at most H2_MAX_HEADER_BYTES. */
+    if (L->cfg.max_header_list_size == 0) L->cfg.max_header_list_size = H2_DEFAULT_MAX_HEADER_LIST;
+    if (L->cfg.max_header_list_size > H2_MAX_HEADER_BYTES) L->cfg.max_header_list_size = H2_MAX_HEADER_BYTES;
+    if (L->cfg.max_header_count == 0) L->cfg.max_header_count = H2_DEFAULT_MAX_HEADER_COUNT;
+    if (L->cfg.rst_burst == 0) L->cfg.rst_burst = H2_DEFAULT_RST_BURST;
+    if (L->cfg.rst_rate == 0) L->cfg.rst_rate = H2_DEFAULT_RST_RATE;
     int e = h2_loop_init(L);
     if (e != 0) {
         h2_free(L);

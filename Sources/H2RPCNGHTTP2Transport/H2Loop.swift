@@ -57,6 +57,10 @@ final class H2Loop: @unchecked Sendable {
         cfg.initial_window = config.streamWindowSize
         cfg.max_frame_size = config.maxFrameSize
         cfg.connection_window = max(config.connectionWindowSize, config.streamWindowSize)
+        cfg.max_header_list_size = config.maxHeaderListSize
+        cfg.max_header_count = config.maxHeaderCount
+        cfg.rst_burst = config.resetBurst
+        cfg.rst_rate = config.resetRate
         let box = DelegateBox()
         var cb = h2_callbacks()
         cb.ctx = Unmanaged.passUnretained(box).toOpaque()
@@ -152,6 +156,24 @@ public struct H2Configuration: Sendable {
     /// Default 256 KiB, so large messages cross in few frames (our transports send DATA frames
     /// of large messages up to 256 KiB when the peer allows it).
     public var maxFrameSize: UInt32
+
+    // MARK: HTTP/2 stream and header limits (set after `init`; 0 = the shim's default)
+
+    /// SETTINGS_MAX_HEADER_LIST_SIZE, advertised and enforced on every received header block:
+    /// the sum over its fields of name + value + 32 bytes (RFC 7541). Default 16 KiB (grpc's),
+    /// at most 256 KiB. A request over it, or over `maxHeaderCount`, is answered at once with
+    /// RESOURCE_EXHAUSTED (its handler never runs); a response over it fails the call with
+    /// RESOURCE_EXHAUSTED.
+    public var maxHeaderListSize: UInt32 = 16 << 10
+    /// Most fields (pseudo-headers included) in one received header block. Default 100.
+    public var maxHeaderCount: UInt32 = 100
+    /// Server rapid-reset guard (CVE-2023-44487): every RST_STREAM a connection sends takes one
+    /// of `resetBurst` tokens, and `resetRate` come back each second; a reset that finds none
+    /// gets GOAWAY ENHANCE_YOUR_CALM and the connection closes. Defaults 1000 and 100/s: a
+    /// client may cancel as many calls as it can have open at once, then 100 a second.
+    public var resetBurst: UInt32 = 1000
+    /// See `resetBurst`.
+    public var resetRate: UInt32 = 100
 
     /// Creates a configuration.
     public init(

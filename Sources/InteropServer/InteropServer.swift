@@ -40,6 +40,26 @@ struct InteropServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("event_loops"), help: "Event-loop threads sharing the port (default: one per core).")
     var eventLoops: Int = ProcessInfoCores.count
 
+    // HTTP/2 stream and header limits (defaults: H2Configuration's).
+    @Option(
+        name: .customLong("max_header_list_size"),
+        help: "SETTINGS_MAX_HEADER_LIST_SIZE, enforced: bytes of a received header block (name + value + 32 per field)."
+    )
+    var maxHeaderListSize: UInt32 = H2Configuration().maxHeaderListSize
+
+    @Option(name: .customLong("max_header_count"), help: "Most fields in one received header block.")
+    var maxHeaderCount: UInt32 = H2Configuration().maxHeaderCount
+
+    @Option(
+        name: .customLong("reset_burst"),
+        help: "Rapid-reset guard: RST_STREAMs a connection may send at once before GOAWAY ENHANCE_YOUR_CALM.")
+    var resetBurst: UInt32 = H2Configuration().resetBurst
+
+    @Option(
+        name: .customLong("reset_rate"),
+        help: "Rapid-reset guard: RST_STREAMs per second a connection may send after its burst.")
+    var resetRate: UInt32 = H2Configuration().resetRate
+
     @Option(name: .customLong("use_tls"), help: "Must be false: this server speaks h2c only.")
     var useTLS: Bool = false
 
@@ -87,9 +107,13 @@ struct InteropServerCommand: AsyncParsableCommand {
         var lastError: (any Error)?
         for candidate in hosts {
             do {
-                let configuration = H2Configuration(
+                var configuration = H2Configuration(
                     maxConcurrentStreams: maxConcurrentStreams,
                     runHandlersOnEventLoop: executor != "global", eventLoops: eventLoops)
+                configuration.maxHeaderListSize = maxHeaderListSize
+                configuration.maxHeaderCount = maxHeaderCount
+                configuration.resetBurst = resetBurst
+                configuration.resetRate = resetRate
                 let transport = try H2ServerTransport(host: candidate, port: port, configuration: configuration)
                 let server = RPCServer(transport: transport, services: [InteropTestService(), health])
                 try server.start()

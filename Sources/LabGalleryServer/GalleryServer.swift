@@ -96,7 +96,8 @@ public final class GalleryServer: Sendable {
         } else {
             let listener = try H2ServerTransport(
                 host: configuration.host, port: configuration.port,
-                configuration: H2Configuration(maxReceiveMessageSize: configuration.maxReceiveMessageSize))
+                configuration: configuration.streamLimits.applied(
+                    to: H2Configuration(maxReceiveMessageSize: configuration.maxReceiveMessageSize)))
             self.transport = listener
             self.listener = listener
         }

@@ -1,5 +1,6 @@
 import Blocking
 import Foundation
+import H2RPCNGHTTP2Transport
 import LabGalleryCore
 
 /// Everything `labgallery-server` is configured with (its command-line flags).
@@ -30,6 +31,9 @@ public struct ServerConfiguration: Sendable {
     public var maxWatchers = LabGalleryConfiguration.defaultMaxWatchers
     /// The most replication watch streams one principal has open at once (`--max-watchers-per-caller`).
     public var maxWatchersPerCaller = LabGalleryConfiguration.defaultMaxWatchersPerCaller
+
+    /// HTTP/2 stream and header limits (``HTTP2StreamLimits``): the transport's defaults unless set.
+    public var streamLimits = HTTP2StreamLimits()
 
     /// Default request message size limit: 4 MiB, gRPC's default.
     public static let defaultMaxReceiveMessageSize = 4 * 1024 * 1024
@@ -62,5 +66,39 @@ public struct ServerConfiguration: Sendable {
         return LabGalleryConfiguration(
             regionCatalog: catalog, templateImages: templateImages, maxWatchers: maxWatchers,
             maxWatchersPerCaller: maxWatchersPerCaller)
+    }
+}
+
+/// The HTTP/2 stream and header limits of `labgallery-server` (its `--max-header-list-size`,
+/// `--max-header-count`, `--reset-burst` and `--reset-rate` flags); each `nil` keeps the
+/// transport's default (see `H2Configuration`: 16 KiB, 100 fields, 1000 resets then 100/s).
+public struct HTTP2StreamLimits: Sendable {
+    /// SETTINGS_MAX_HEADER_LIST_SIZE, enforced on received header blocks (name + value + 32 per field).
+    public var maxHeaderListSize: UInt32?
+    /// Most fields in one received header block.
+    public var maxHeaderCount: UInt32?
+    /// Rapid-reset guard: RST_STREAMs a connection may send at once before GOAWAY ENHANCE_YOUR_CALM.
+    public var resetBurst: UInt32?
+    /// Rapid-reset guard: RST_STREAMs per second a connection may send after its burst.
+    public var resetRate: UInt32?
+
+    public init(
+        maxHeaderListSize: UInt32? = nil, maxHeaderCount: UInt32? = nil, resetBurst: UInt32? = nil,
+        resetRate: UInt32? = nil
+    ) {
+        self.maxHeaderListSize = maxHeaderListSize
+        self.maxHeaderCount = maxHeaderCount
+        self.resetBurst = resetBurst
+        self.resetRate = resetRate
+    }
+
+    /// `transport` with the limits that are set.
+    public func applied(to transport: H2Configuration) -> H2Configuration {
+        var c = transport
+        if let v = maxHeaderListSize { c.maxHeaderListSize = v }
+        if let v = maxHeaderCount { c.maxHeaderCount = v }
+        if let v = resetBurst { c.resetBurst = v }
+        if let v = resetRate { c.resetRate = v }
+        return c
     }
 }

@@ -60,6 +60,25 @@ struct Serve: AsyncParsableCommand {
     )
     var blockingThreads: Int?
 
+    // HTTP/2 stream and header limits (each unset: the transport's default).
+    @Option(
+        help:
+            "SETTINGS_MAX_HEADER_LIST_SIZE, enforced: bytes of a received header block, name + value + 32 per field (default 16384)."
+    )
+    var maxHeaderListSize: UInt32?
+
+    @Option(help: "Most fields in one received header block (default 100).")
+    var maxHeaderCount: UInt32?
+
+    @Option(
+        help:
+            "Rapid-reset guard: RST_STREAMs a connection may send at once before GOAWAY ENHANCE_YOUR_CALM (default 1000)."
+    )
+    var resetBurst: UInt32?
+
+    @Option(help: "Rapid-reset guard: RST_STREAMs per second a connection may send after its burst (default 100).")
+    var resetRate: UInt32?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -80,6 +99,12 @@ struct Serve: AsyncParsableCommand {
         if let n = blockingThreads, n < 1 { throw ValidationError("--blocking-threads must be at least 1") }
         guard maxWatchers >= 1 else { throw ValidationError("--max-watchers must be at least 1") }
         guard maxWatchersPerCaller >= 1 else { throw ValidationError("--max-watchers-per-caller must be at least 1") }
+        for (flag, value) in [
+            ("--max-header-list-size", maxHeaderListSize), ("--max-header-count", maxHeaderCount),
+            ("--reset-burst", resetBurst), ("--reset-rate", resetRate),
+        ] where value == 0 {
+            throw ValidationError("\(flag) must be at least 1")
+        }
     }
 
     func run() async throws {
@@ -104,6 +129,9 @@ struct Serve: AsyncParsableCommand {
             replication: replication, priceSheet: prices, blockingThreads: blockingThreads)
         configuration.maxWatchers = maxWatchers
         configuration.maxWatchersPerCaller = maxWatchersPerCaller
+        configuration.streamLimits = HTTP2StreamLimits(
+            maxHeaderListSize: maxHeaderListSize, maxHeaderCount: maxHeaderCount, resetBurst: resetBurst,
+            resetRate: resetRate)
 
         // Ignore the default actions first so a signal arriving during startup is not fatal;
         // the dispatch sources below then deliver them as events.

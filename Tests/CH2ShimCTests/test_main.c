@@ -29,6 +29,7 @@ int main(int argc, char **argv)
     ratelim_tests();
     map_tests();
     e2e_tests();
+    RUN(limits_tests());
     fprintf(stderr, "all tests passed\n");
     return 0;
 }
