@@ -60,6 +60,22 @@ struct Serve: AsyncParsableCommand {
     )
     var blockingThreads: Int?
 
+    // Connection limits (README "Limits: connections").
+    @Option(
+        help:
+            "Most connections at once; 0: min(10000, RLIMIT_NOFILE less a quarter of it, at least 64 less, kept for files)."
+    )
+    var maxConnections: Int = 0
+
+    @Option(help: "Most connections from one IPv4 address or IPv6 /64; 0: no cap.")
+    var maxConnectionsPerAddress: Int = 1000
+
+    @Option(help: "Seconds a new connection has to send the HTTP/2 preface and SETTINGS; 0: no limit.")
+    var handshakeTimeout: Double = 10
+
+    @Option(help: "Seconds without calls before a connection gets GOAWAY and is closed; 0: never.")
+    var idleTimeout: Double = 300
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -70,6 +86,12 @@ struct Serve: AsyncParsableCommand {
         }
         if let w = wanModel, w != "on", w != "off" { throw ValidationError("--wan-model must be on or off") }
         if let n = blockingThreads, n < 1 { throw ValidationError("--blocking-threads must be at least 1") }
+        if maxConnections < 0 || maxConnectionsPerAddress < 0 {
+            throw ValidationError("--max-connections and --max-connections-per-address must not be negative")
+        }
+        if !(handshakeTimeout >= 0) || !(idleTimeout >= 0) {
+            throw ValidationError("--handshake-timeout and --idle-timeout must be seconds, 0 or more")
+        }
     }
 
     func run() async throws {
@@ -88,10 +110,14 @@ struct Serve: AsyncParsableCommand {
         }
         if let n = replicationConcurrency { replication.concurrency = n }
         if let w = wanModel { replication.wanModel = w == "on" }
-        let configuration = ServerConfiguration(
+        var configuration = ServerConfiguration(
             host: host, port: port, dataDirectory: dataDir.url, maxReceiveMessageSize: maxMessageSize,
             templateImages: templateImages, regionsFile: regionsFile.map { URL(fileURLWithPath: $0) },
             replication: replication, priceSheet: prices, blockingThreads: blockingThreads)
+        configuration.maxConnections = maxConnections
+        configuration.maxConnectionsPerAddress = maxConnectionsPerAddress
+        configuration.handshakeTimeout = .milliseconds(Int64(min(handshakeTimeout, 4e6) * 1000))
+        configuration.idleTimeout = .milliseconds(Int64(min(idleTimeout, 4e6) * 1000))
 
         // Ignore the default actions first so a signal arriving during startup is not fatal;
         // the dispatch sources below then deliver them as events.
