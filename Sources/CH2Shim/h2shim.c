@@ -35,6 +35,10 @@ void h2_config_init(h2_config *cfg)
     cfg->max_header_count = H2_DEFAULT_MAX_HEADER_COUNT;
     cfg->rst_burst = H2_DEFAULT_RST_BURST;
     cfg->rst_rate = H2_DEFAULT_RST_RATE;
+    /* connection limits (max_connections 0: derived from RLIMIT_NOFILE at h2_loop_create) */
+    cfg->max_connections_per_addr = 1000;
+    cfg->handshake_timeout_ms = 10000;
+    cfg->idle_timeout_ms = 300000;
 }
 
 h2_loop *h2_loop_create(const h2_config *cfg, const h2_callbacks *cb)
@@ -92,6 +96,19 @@ int h2_listen(h2_loop *loop, const char *host, uint16_t port, uint16_t *bound_po
         close(fd);
         return -ESHUTDOWN;
     }
+    return 0;
+}
+
+int h2_loop_share_limits(h2_loop *loop, h2_loop *with)
+{
+    pthread_mutex_lock(&loop->shared.lock);
+    bool started = loop->shared.started;
+    pthread_mutex_unlock(&loop->shared.lock);
+    if (started) return -EINVAL;
+    if (loop == with || loop->lim == with->lim) return 0;
+    h2_connlim_ref(with->lim);
+    h2_connlim_unref(loop->lim);
+    loop->lim = with->lim;
     return 0;
 }
 
@@ -315,4 +332,9 @@ void h2_loop_stats(h2_loop *L, h2_stats *out)
     out->outbound_buffered = atomic_load_explicit(&L->st.outbound, memory_order_relaxed);
     out->streams_total = atomic_load_explicit(&L->st.streams_total, memory_order_relaxed);
     out->pooled = atomic_load_explicit(&L->pool.pooled, memory_order_relaxed);
+    out->conns_rejected = atomic_load_explicit(&L->st.conns_rejected, memory_order_relaxed);
+    out->conns_shed = atomic_load_explicit(&L->st.conns_shed, memory_order_relaxed);
+    out->handshake_timeouts = atomic_load_explicit(&L->st.handshake_timeouts, memory_order_relaxed);
+    out->idle_goaways = atomic_load_explicit(&L->st.idle_goaways, memory_order_relaxed);
+    out->accept_pauses = atomic_load_explicit(&L->st.accept_pauses, memory_order_relaxed);
 }

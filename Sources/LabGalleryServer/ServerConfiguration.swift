@@ -35,6 +35,21 @@ public struct ServerConfiguration: Sendable {
     /// HTTP/2 stream and header limits (``HTTP2StreamLimits``): the transport's defaults unless set.
     public var streamLimits = HTTP2StreamLimits()
 
+    // MARK: Connection limits (README "Limits: connections")
+
+    /// Most connections served at once; further ones are accepted and closed at once. 0
+    /// (default): min(10,000, the soft RLIMIT_NOFILE less a quarter of it, and at least 64
+    /// less), so connections leave file descriptors to the database, blobs and replicas.
+    public var maxConnections: Int = 0
+    /// Most connections from one peer address (IPv4 address or IPv6 /64); 0: no cap. Default
+    /// 1000: a classroom behind one NAT address shares it.
+    public var maxConnectionsPerAddress: Int = 1000
+    /// A connection that has not sent the HTTP/2 preface and SETTINGS this long after it was
+    /// accepted is closed; `.zero`: never. Default 10 s.
+    public var handshakeTimeout: Duration = .seconds(10)
+    /// A connection without calls this long gets GOAWAY and is closed; `.zero`: never. Default 5 min.
+    public var idleTimeout: Duration = .seconds(300)
+
     /// Default request message size limit: 4 MiB, gRPC's default.
     public static let defaultMaxReceiveMessageSize = 4 * 1024 * 1024
 

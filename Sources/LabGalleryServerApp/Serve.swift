@@ -78,6 +78,21 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "Rapid-reset guard: RST_STREAMs per second a connection may send after its burst (default 100).")
     var resetRate: UInt32?
+    // Connection limits (README "Limits: connections").
+    @Option(
+        help:
+            "Most connections at once; 0: min(10000, RLIMIT_NOFILE less a quarter of it, at least 64 less, kept for files)."
+    )
+    var maxConnections: Int = 0
+
+    @Option(help: "Most connections from one IPv4 address or IPv6 /64; 0: no cap.")
+    var maxConnectionsPerAddress: Int = 1000
+
+    @Option(help: "Seconds a new connection has to send the HTTP/2 preface and SETTINGS; 0: no limit.")
+    var handshakeTimeout: Double = 10
+
+    @Option(help: "Seconds without calls before a connection gets GOAWAY and is closed; 0: never.")
+    var idleTimeout: Double = 300
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
@@ -104,6 +119,12 @@ struct Serve: AsyncParsableCommand {
             ("--reset-burst", resetBurst), ("--reset-rate", resetRate),
         ] where value == 0 {
             throw ValidationError("\(flag) must be at least 1")
+        }
+        if maxConnections < 0 || maxConnectionsPerAddress < 0 {
+            throw ValidationError("--max-connections and --max-connections-per-address must not be negative")
+        }
+        if !(handshakeTimeout >= 0) || !(idleTimeout >= 0) {
+            throw ValidationError("--handshake-timeout and --idle-timeout must be seconds, 0 or more")
         }
     }
 
@@ -132,6 +153,10 @@ struct Serve: AsyncParsableCommand {
         configuration.streamLimits = HTTP2StreamLimits(
             maxHeaderListSize: maxHeaderListSize, maxHeaderCount: maxHeaderCount, resetBurst: resetBurst,
             resetRate: resetRate)
+        configuration.maxConnections = maxConnections
+        configuration.maxConnectionsPerAddress = maxConnectionsPerAddress
+        configuration.handshakeTimeout = .milliseconds(Int64(min(handshakeTimeout, 4e6) * 1000))
+        configuration.idleTimeout = .milliseconds(Int64(min(idleTimeout, 4e6) * 1000))
 
         // Ignore the default actions first so a signal arriving during startup is not fatal;
         // the dispatch sources below then deliver them as events.

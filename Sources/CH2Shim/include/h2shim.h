@@ -163,6 +163,23 @@ typedef struct h2_config {
 
     /** 1 = listen with SO_REUSEPORT, so several loops can serve one port. Default 0. */
     uint32_t reuse_port;
+
+    /* Connection limits (server connections; see the README's "Limits: connections"). */
+    /** Most server connections open at once (across the loops that share limits, see
+     * h2_loop_share_limits); further ones are accepted and closed at once. 0 (default) =
+     * automatic: min(10000, the soft RLIMIT_NOFILE less a quarter of it, and at least 64
+     * less, left for the application's files). */
+    uint32_t max_connections;
+    /** Most server connections from one peer address (an IPv4 address, or an IPv6 /64);
+     * further ones are accepted and closed at once. 0 = no per-address cap. Default 1000. */
+    uint32_t max_connections_per_addr;
+    /** A server connection that has not delivered the client preface and its first
+     * SETTINGS frame this many ms after it was accepted is closed. 0 = never. Default 10000. */
+    uint32_t handshake_timeout_ms;
+    /** A server connection without open streams (and no new one) for this many ms is sent
+     * GOAWAY(NO_ERROR) and closed a second later (or when the peer closes). 0 = never.
+     * Default 300000 (5 minutes). */
+    uint32_t idle_timeout_ms;
 } h2_config;
 
 /** Fills `cfg` with the defaults. */
@@ -177,6 +194,14 @@ h2_loop *h2_loop_create(const h2_config *cfg, const h2_callbacks *cb);
  * *bound_port. Returns 0, or -errno. May be called before or after h2_loop_start.
  */
 int h2_listen(h2_loop *loop, const char *host, uint16_t port, uint16_t *bound_port);
+
+/**
+ * Makes `loop` count its server connections against the caps of `with` (its
+ * max_connections and max_connections_per_addr then apply to both together), so several
+ * loops serving one port (reuse_port) share one global and one per-address cap. Call before
+ * `loop` starts. Returns 0, or -EINVAL if `loop` has started.
+ */
+int h2_loop_share_limits(h2_loop *loop, h2_loop *with);
 
 /** Starts the loop thread. Returns 0 or -errno. */
 int h2_loop_start(h2_loop *loop);
@@ -282,6 +307,12 @@ typedef struct h2_stats {
     uint64_t outbound_buffered; /* bytes queued in stream send buffers */
     uint64_t streams_total;     /* streams ever opened */
     uint64_t pooled;            /* bytes of message buffers kept for reuse (freed after 1 s idle) */
+    /* connection limits (since the loop started) */
+    uint64_t conns_rejected;     /* accepted and closed at once: over max_connections or max_connections_per_addr */
+    uint64_t conns_shed;         /* accepted and closed at once at the fd limit (EMFILE/ENFILE), through the reserved fd */
+    uint64_t handshake_timeouts; /* closed: no client preface + SETTINGS within handshake_timeout_ms */
+    uint64_t idle_goaways;       /* sent GOAWAY after idle_timeout_ms without streams */
+    uint64_t accept_pauses;      /* accept failed (fd limit, no memory): the listeners paused for 100 ms */
 } h2_stats;
 
 void h2_loop_stats(h2_loop *loop, h2_stats *out);
