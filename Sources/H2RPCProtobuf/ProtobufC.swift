@@ -1,4 +1,5 @@
 public import CProtobufC
+public import H2RPC
 
 #if canImport(Glibc)
     import Glibc
@@ -8,21 +9,57 @@ public import CProtobufC
     import Darwin
 #endif
 
-/// Thrown when bytes are not a valid protobuf encoding of the expected message.
-public struct ProtobufDecodingError: Error, Sendable, Hashable, CustomStringConvertible {
+/// Thrown when bytes are not a valid protobuf encoding of the expected message, or one this
+/// bridge refuses to unpack (see ``Reason``).
+///
+/// It knows its gRPC status (``RPCErrorConvertible``), so a server answers a request message
+/// that does not decode with: INTERNAL for a malformed encoding, INVALID_ARGUMENT naming the
+/// field for a string that is not valid UTF-8 or contains NUL, RESOURCE_EXHAUSTED for too many
+/// unknown fields.
+public struct ProtobufDecodingError: Error, Sendable, Hashable, CustomStringConvertible, RPCErrorConvertible {
+    /// Why the bytes were refused.
+    public enum Reason: Sendable, Hashable {
+        /// Not a valid protobuf encoding (protobuf-c or the pre-scan rejected it).
+        case malformed
+        /// A string field's contents are not valid UTF-8 or contain NUL. `field` is the dotted
+        /// path of proto field names from the top-level message (e.g. `gallery.display_name`).
+        case invalidString(field: String)
+        /// More unknown fields (in the message and its sub-messages together) than `limit`.
+        case tooManyUnknownFields(limit: Int)
+    }
+
     /// The Swift message type that failed to decode.
     public let messageType: String
     /// How many bytes were offered.
     public let byteCount: Int
+    /// Why.
+    public let reason: Reason
 
     /// Creates an error.
-    public init(messageType: String, byteCount: Int) {
+    public init(messageType: String, byteCount: Int, reason: Reason = .malformed) {
         self.messageType = messageType
         self.byteCount = byteCount
+        self.reason = reason
     }
 
     public var description: String {
-        "invalid protobuf encoding of \(messageType) (\(byteCount) bytes)"
+        switch reason {
+        case .malformed:
+            return "invalid protobuf encoding of \(messageType) (\(byteCount) bytes)"
+        case .invalidString(let field):
+            return "field '\(field)' of \(messageType) is not valid UTF-8 or contains NUL"
+        case .tooManyUnknownFields(let limit):
+            return "\(messageType) (\(byteCount) bytes) has more than \(limit) unknown fields"
+        }
+    }
+
+    /// INTERNAL (malformed), INVALID_ARGUMENT (a string's contents) or RESOURCE_EXHAUSTED (unknown fields).
+    public var rpcError: RPCError {
+        switch reason {
+        case .malformed: return RPCError(.internal, description)
+        case .invalidString: return RPCError(.invalidArgument, description)
+        case .tooManyUnknownFields: return RPCError(.resourceExhausted, description)
+        }
     }
 }
 
@@ -198,6 +235,15 @@ public enum ProtobufC {
                         if pointer >= region.pointee.start && pointer < region.pointee.end { return }
                         free(pointer)
                     }, allocator_data: UnsafeMutableRawPointer(r))
+                // protobuf-c keeps every unknown field as a struct plus a malloc'd copy of its
+                // bytes (about 64 bytes of heap for 2 bytes of wire): cap how many it may see.
+                // Each field takes at least 2 bytes, so only a longer message can exceed the cap.
+                let limit = unknownFieldLimit
+                if bytes.count > 2 * limit, !unknownFieldsWithin(bytes, descriptor.pointer, limit: limit) {
+                    throw ProtobufDecodingError(
+                        messageType: String(describing: messageType), byteCount: bytes.count,
+                        reason: .tooManyUnknownFields(limit: limit))
+                }
                 var empty: UInt8 = 0
                 let message = withUnsafePointer(to: &empty) { emptyPointer in
                     let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? emptyPointer

@@ -1,4 +1,5 @@
 public import CProtobufC
+import H2RPC
 
 extension ProtobufC {
     /// How deep messages may nest on decode: protobuf's usual recursion limit (C++ and upb
@@ -13,30 +14,47 @@ extension ProtobufC {
     /// `ProtobufDecodingError`, as a protobuf-c rejection does. One pass over the bytes,
     /// allocating nothing; bytes fields and unknown fields are skipped without looking inside.
     /// Generated code calls it only for messages that can contain a string or are recursive.
+    /// A string field's failure is ``ProtobufDecodingError/Reason/invalidString(field:)`` naming
+    /// the field (INVALID_ARGUMENT on a server); anything else is `.malformed`.
     @inlinable
     public static func validate(
         _ bytes: UnsafeRawBufferPointer, as messageType: Any.Type, _ descriptor: MessageDescriptor
     ) throws {
-        guard wellFormed(bytes, descriptor.pointer, depth: 0) else {
+        switch check(bytes, descriptor.pointer, depth: 0) {
+        case .ok: return
+        case .malformed:
             throw ProtobufDecodingError(messageType: String(describing: messageType), byteCount: bytes.count)
+        case .badString(let path):
+            throw ProtobufDecodingError(
+                messageType: String(describing: messageType), byteCount: bytes.count,
+                reason: .invalidString(field: path.reversed().joined(separator: ".")))
         }
     }
 
+    /// What `check` found.
     @usableFromInline
-    static func wellFormed(
+    enum WireCheck {
+        case ok
+        case malformed
+        /// A string field's contents; the field names from the innermost out.
+        case badString([String])
+    }
+
+    @usableFromInline
+    static func check(
         _ bytes: UnsafeRawBufferPointer, _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>, depth: Int
-    ) -> Bool {
-        guard depth <= maximumDepth else { return false }
+    ) -> WireCheck {
+        guard depth <= maximumDepth else { return .malformed }
         var i = 0
         while i < bytes.count {
-            guard let key = varint(bytes, &i, maxBytes: 10) else { return false }
+            guard let key = varint(bytes, &i, maxBytes: 10) else { return .malformed }
             switch key & 7 {
-            case 0: guard varint(bytes, &i, maxBytes: 10) != nil else { return false }
+            case 0: guard varint(bytes, &i, maxBytes: 10) != nil else { return .malformed }
             case 1: i += 8
             case 5: i += 4
             case 2:
                 guard let length = varint(bytes, &i, maxBytes: 10), length <= UInt64(bytes.count - i) else {
-                    return false
+                    return .malformed
                 }
                 let contents = UnsafeRawBufferPointer(rebasing: bytes[i..<(i + Int(length))])
                 i += Int(length)
@@ -44,17 +62,81 @@ extension ProtobufC {
                     let field = protobuf_c_message_descriptor_get_field(descriptor, UInt32(key >> 3))
                 else { continue }
                 if field.pointee.type == PROTOBUF_C_TYPE_STRING {
-                    guard isUTF8WithoutNUL(contents) else { return false }
+                    guard isUTF8WithoutNUL(contents) else { return .badString([fieldName(field)]) }
                 } else if field.pointee.type == PROTOBUF_C_TYPE_MESSAGE, let sub = field.pointee.descriptor {
-                    guard
-                        wellFormed(
-                            contents, sub.assumingMemoryBound(to: ProtobufCMessageDescriptor.self), depth: depth + 1)
-                    else { return false }
+                    switch check(
+                        contents, sub.assumingMemoryBound(to: ProtobufCMessageDescriptor.self), depth: depth + 1)
+                    {
+                    case .ok: break
+                    case .malformed: return .malformed
+                    case .badString(let path): return .badString(path + [fieldName(field)])
+                    }
                 }
-            default: return false  // groups (protobuf-c rejects them too) and invalid wire types
+            default: return .malformed  // groups (protobuf-c rejects them too) and invalid wire types
             }
         }
-        return i == bytes.count
+        return i == bytes.count ? .ok : .malformed
+    }
+
+    @usableFromInline
+    static func fieldName(_ field: UnsafePointer<ProtobufCFieldDescriptor>) -> String {
+        field.pointee.name.map { String(cString: $0) } ?? "#\(field.pointee.id)"
+    }
+
+    // MARK: unknown fields
+
+    /// The most unknown fields a message (with its sub-messages) may carry to be unpacked:
+    /// `RPCMessageLimits.maxUnknownFields` (default 1,000; process-wide). More is
+    /// ``ProtobufDecodingError/Reason/tooManyUnknownFields(limit:)`` (RESOURCE_EXHAUSTED on a server).
+    public static var unknownFieldLimit: Int { RPCMessageLimits.maxUnknownFields }
+
+    /// Whether `bytes` (and the sub-messages protobuf-c would unpack) hold at most `limit`
+    /// unknown fields: one pass over the tags, skipping contents, allocating nothing. A malformed
+    /// encoding answers true (protobuf-c then rejects it as such).
+    static func unknownFieldsWithin(
+        _ bytes: UnsafeRawBufferPointer, _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>, limit: Int
+    ) -> Bool {
+        var budget = limit
+        return countUnknown(bytes, descriptor, budget: &budget, depth: 0)
+    }
+
+    /// Counts unknown fields down from `budget`; false once it goes below zero.
+    private static func countUnknown(
+        _ bytes: UnsafeRawBufferPointer, _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>,
+        budget: inout Int, depth: Int
+    ) -> Bool {
+        guard depth <= maximumDepth else { return true }
+        var i = 0
+        while i < bytes.count {
+            guard let key = varint(bytes, &i, maxBytes: 10) else { return true }
+            var contents: UnsafeRawBufferPointer? = nil
+            switch key & 7 {
+            case 0: guard varint(bytes, &i, maxBytes: 10) != nil else { return true }
+            case 1: i += 8
+            case 5: i += 4
+            case 2:
+                guard let length = varint(bytes, &i, maxBytes: 10), length <= UInt64(bytes.count - i) else {
+                    return true
+                }
+                contents = UnsafeRawBufferPointer(rebasing: bytes[i..<(i + Int(length))])
+                i += Int(length)
+            default: return true
+            }
+            guard key >> 3 <= UInt64(UInt32.max),
+                let field = protobuf_c_message_descriptor_get_field(descriptor, UInt32(key >> 3))
+            else {
+                budget -= 1
+                if budget < 0 { return false }
+                continue
+            }
+            if let contents, field.pointee.type == PROTOBUF_C_TYPE_MESSAGE, let sub = field.pointee.descriptor,
+                contents.count > 1
+            {
+                let subDescriptor = sub.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
+                guard countUnknown(contents, subDescriptor, budget: &budget, depth: depth + 1) else { return false }
+            }
+        }
+        return true
     }
 
     /// Whether `bytes` is well-formed UTF-8 (no overlong forms, surrogates or code points past

@@ -7,8 +7,11 @@ import Logging
 /// Requires `authorization: Bearer <token>` on every call except the health service,
 /// resolves the token through the core, and binds the ``Caller`` for the handler.
 ///
-/// Role checks are not made here: each use case of the core checks the role it needs.
-public struct AuthenticationInterceptor: ServerInterceptor {
+/// The token is checked from the request's headers (``ServerHeadInterceptor``), before the
+/// request is complete: a call without a valid token is answered UNAUTHENTICATED at once and
+/// its request messages are never held. Role checks are not made here: each use case of the
+/// core checks the role it needs.
+public struct AuthenticationInterceptor: ServerHeadInterceptor {
     /// Services callable without a token (load balancers and orchestrators probe health anonymously).
     public static let publicServices: Set<String> = [Grpc_Health_V1_Health.descriptorName]
 
@@ -21,9 +24,31 @@ public struct AuthenticationInterceptor: ServerInterceptor {
         self.logger = logger
     }
 
-    /// Authenticates the call, then runs the handler with ``Caller/principal`` bound.
+    /// What the head check found: the authenticated principal, for `intercept`.
+    struct Authenticated: Sendable {
+        let principal: Principal
+    }
+
+    /// Authenticates the call from its headers; the principal is attached to the context.
+    public func checkHead(context: ServerContext) async throws {
+        if Self.publicServices.contains(context.descriptor.service) { return }
+        context.setAttachment(Authenticated(principal: try await authenticate(context)))
+    }
+
+    /// Runs the handler with ``Caller/principal`` bound to the principal `checkHead` found
+    /// (authenticating here if the head was not checked).
     public func intercept(context: ServerContext, next: () async throws -> Void) async throws {
         if Self.publicServices.contains(context.descriptor.service) { return try await next() }
+        let principal: Principal
+        if let authenticated = context.attachment(Authenticated.self) {
+            principal = authenticated.principal
+        } else {
+            principal = try await authenticate(context)
+        }
+        try await Caller.$principal.withValue(principal) { try await next() }
+    }
+
+    private func authenticate(_ context: ServerContext) async throws -> Principal {
         let principal: Principal
         do {
             principal = try await core.authenticate(token: try Self.bearerToken(in: context.metadata))
@@ -37,7 +62,7 @@ public struct AuthenticationInterceptor: ServerInterceptor {
                 ])
             throw error
         }
-        try await Caller.$principal.withValue(principal) { try await next() }
+        return principal
     }
 
     /// The token of an `authorization: Bearer <token>` header (scheme case-insensitive),

@@ -112,7 +112,20 @@ public final class GalleryServer: Sendable {
                 LabService(core: core), ReplicationService(core: core),
                 BillingService(core: core, priceSheet: configuration.priceSheet), health,
             ],
-            interceptors: [AuthenticationInterceptor(core: core, logger: logger), CallLogInterceptor(logger: logger)])
+            interceptors: [AuthenticationInterceptor(core: core, logger: logger), CallLogInterceptor(logger: logger)],
+            limits: Self.callLimits(configuration))
+        RPCMessageLimits.maxUnknownFields = configuration.callLimits.maxUnknownFields
+    }
+
+    /// The RPC server's limits: small requests everywhere but the methods that carry bytes.
+    static func callLimits(_ configuration: ServerConfiguration) -> ServerCallLimits {
+        let limits = configuration.callLimits
+        let full = configuration.maxReceiveMessageSize
+        return ServerCallLimits(
+            requestTimeout: limits.requestTimeout, maxHeldRequestBytes: limits.maxHeldRequestBytes,
+            maxRequestMessageSize: min(limits.smallRequestMessageSize, full),
+            maxRequestMessageSizeByMethod: Dictionary(
+                uniqueKeysWithValues: ServerConfiguration.CallLimits.bulkMethods.map { ($0, full) }))
     }
 
     /// Starts listening; returns the bound port (the real one when configured with port 0; 0 on a

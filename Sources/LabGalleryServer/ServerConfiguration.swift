@@ -50,6 +50,10 @@ public struct ServerConfiguration: Sendable {
     /// A connection without calls this long gets GOAWAY and is closed; `.zero`: never. Default 5 min.
     public var idleTimeout: Duration = .seconds(300)
 
+    // MARK: limits on calls (H2RPC's ServerCallLimits; set after init)
+    /// Request timeout, per-method request sizes, held request bytes, unknown fields.
+    public var callLimits = CallLimits()
+
     /// Default request message size limit: 4 MiB, gRPC's default.
     public static let defaultMaxReceiveMessageSize = 4 * 1024 * 1024
 
@@ -115,5 +119,30 @@ public struct HTTP2StreamLimits: Sendable {
         if let v = resetBurst { c.resetBurst = v }
         if let v = resetRate { c.resetRate = v }
         return c
+    }
+}
+
+// MARK: limits on calls
+
+extension ServerConfiguration {
+    /// The server's limits on calls (see H2RPC's `ServerCallLimits` and the README's "Limits: calls").
+    public struct CallLimits: Sendable {
+        /// How long after its headers a unary or server-streaming call's request must be complete
+        /// (else DEADLINE_EXCEEDED). Default 30 s.
+        public var requestTimeout: Duration = .seconds(30)
+        /// The largest request message of every method that does not carry bytes (health, Get*,
+        /// List*, Delete*, Create*, …), in bytes; larger is RESOURCE_EXHAUSTED. Default 16 KiB.
+        public var smallRequestMessageSize = 16 * 1024
+        /// The most request bytes that calls waiting for the end of their request may hold; past
+        /// it the oldest end with RESOURCE_EXHAUSTED. Default 64 MiB.
+        public var maxHeldRequestBytes = 64 * 1024 * 1024
+        /// The most unknown fields a request message may carry (else RESOURCE_EXHAUSTED). Default 1,000.
+        public var maxUnknownFields = 1000
+
+        /// The methods that carry bytes: their limit is ``ServerConfiguration/maxReceiveMessageSize``.
+        public static let bulkMethods: Set<String> = ["/labgallery.v1.ImageService/UploadImage"]
+
+        /// Creates the defaults.
+        public init() {}
     }
 }

@@ -105,6 +105,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "At most this many replication watch streams open at once per caller (more: RESOURCE_EXHAUSTED).")
     var maxWatchersPerCaller: Int = LabGalleryConfiguration.defaultMaxWatchersPerCaller
 
+    // MARK: limits on calls (see README "Limits: calls")
+    @OptionGroup var callLimits: CallLimitOptions
+
     func validate() throws {
         guard maxMessageSize > 0 else { throw ValidationError("--max-message-size must be positive") }
         if let n = replicationConcurrency, n < 1 {
@@ -157,6 +160,7 @@ struct Serve: AsyncParsableCommand {
         configuration.maxConnectionsPerAddress = maxConnectionsPerAddress
         configuration.handshakeTimeout = .milliseconds(Int64(min(handshakeTimeout, 4e6) * 1000))
         configuration.idleTimeout = .milliseconds(Int64(min(idleTimeout, 4e6) * 1000))
+        configuration.callLimits = callLimits.limits
 
         // Ignore the default actions first so a signal arriving during startup is not fatal;
         // the dispatch sources below then deliver them as events.
@@ -201,5 +205,44 @@ struct Serve: AsyncParsableCommand {
         await server.shutdown()
         for source in sources { source.cancel() }
         logger.notice("stopped")
+    }
+}
+
+// MARK: limits on calls
+
+/// The flags of ``ServerConfiguration/CallLimits``.
+struct CallLimitOptions: ParsableArguments {
+    @Option(
+        help:
+            "Seconds after its headers within which a unary or server-streaming call's request must be complete (else DEADLINE_EXCEEDED)."
+    )
+    var requestTimeout: Double = 30
+
+    @Option(help: "Largest request message, in bytes, of every method but UploadImage (larger is RESOURCE_EXHAUSTED).")
+    var smallMessageSize: Int = ServerConfiguration.CallLimits().smallRequestMessageSize
+
+    @Option(
+        help:
+            "Most request bytes held by calls whose request is not complete; past it the oldest end with RESOURCE_EXHAUSTED."
+    )
+    var maxHeldRequestBytes: Int = ServerConfiguration.CallLimits().maxHeldRequestBytes
+
+    @Option(help: "Most unknown fields a request message may carry (more is RESOURCE_EXHAUSTED).")
+    var maxUnknownFields: Int = ServerConfiguration.CallLimits().maxUnknownFields
+
+    func validate() throws {
+        guard requestTimeout > 0 else { throw ValidationError("--request-timeout must be positive") }
+        guard smallMessageSize > 0 else { throw ValidationError("--small-message-size must be positive") }
+        guard maxHeldRequestBytes > 0 else { throw ValidationError("--max-held-request-bytes must be positive") }
+        guard maxUnknownFields >= 0 else { throw ValidationError("--max-unknown-fields must not be negative") }
+    }
+
+    var limits: ServerConfiguration.CallLimits {
+        var limits = ServerConfiguration.CallLimits()
+        limits.requestTimeout = .milliseconds(Int64((requestTimeout * 1000).rounded()))
+        limits.smallRequestMessageSize = smallMessageSize
+        limits.maxHeldRequestBytes = maxHeldRequestBytes
+        limits.maxUnknownFields = maxUnknownFields
+        return limits
     }
 }

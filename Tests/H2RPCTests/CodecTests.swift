@@ -304,6 +304,23 @@ import Testing
         }
     }
 
+    /// A string field's bad contents: INVALID_ARGUMENT naming the field's path.
+    private func expectBadString<M: RPCMessage>(
+        _ type: M.Type, _ wire: [UInt8], field: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        do {
+            _ = try decode(type, wire)
+            Issue.record("decoded a bad string \(wire.prefix(32))", sourceLocation: sourceLocation)
+        } catch {
+            // ProtobufDecodingError, seen as the core sees it.
+            let e = (error as? any RPCErrorConvertible)?.rpcError
+            #expect(e?.code == .invalidArgument, sourceLocation: sourceLocation)
+            #expect(
+                String(describing: error) == "field '\(field)' of \(M.self) is not valid UTF-8 or contains NUL",
+                sourceLocation: sourceLocation)
+        }
+    }
+
     @Test func mapFieldsRoundTripAsDictionaries() throws {
         #expect(try roundTrip(Self.maps) == Self.maps)
         #expect(Maps().serializedBytes() == [])
@@ -372,16 +389,47 @@ import Testing
         [0xE2, 0x82],  // truncated sequence
         [0x80],  // lone continuation byte
     ])
-    func stringsThatAreNotUTF8OrHoldNULAreMalformed(text: [UInt8]) {
+    func stringsThatAreNotUTF8OrHoldNULAreInvalidNamingTheField(text: [UInt8]) {
         let field: (UInt8, [UInt8]) -> [UInt8] = { tag, contents in [tag, UInt8(contents.count)] + contents }
-        expectMalformed(Item.self, field(0x0A, text))  // singular
-        expectMalformed(Scalars.self, [0x92, 0x02, UInt8(text.count)] + text)  // repeated: r_text = 34
-        expectMalformed(Envelope.self, field(0x0A, field(0x0A, text)))  // nested: header.id
-        expectMalformed(Envelope.self, field(0x5A, text))  // oneof member: note
-        expectMalformed(Envelope.self, [0xA2, 0x01, UInt8(text.count)] + text)  // proto3 optional: maybe_text
-        expectMalformed(Maps.self, field(0x0A, field(0x0A, text)))  // map key
-        expectMalformed(Maps.self, field(0x0A, field(0x12, text)))  // map value
-        expectMalformed(Node.self, field(0x12, field(0x12, field(0x0A, text))))  // deep in a recursive message
+        expectBadString(Item.self, field(0x0A, text), field: "name")  // singular
+        expectBadString(Scalars.self, [0x92, 0x02, UInt8(text.count)] + text, field: "r_text")  // repeated
+        expectBadString(Envelope.self, field(0x0A, field(0x0A, text)), field: "header.id")  // nested
+        expectBadString(Envelope.self, field(0x5A, text), field: "note")  // oneof member
+        expectBadString(Envelope.self, [0xA2, 0x01, UInt8(text.count)] + text, field: "maybe_text")  // proto3 optional
+        expectBadString(Maps.self, field(0x0A, field(0x0A, text)), field: "labels.key")  // map key
+        expectBadString(Maps.self, field(0x0A, field(0x12, text)), field: "labels.value")  // map value
+        expectBadString(Node.self, field(0x12, field(0x12, field(0x0A, text))), field: "child.child.name")  // deep
+    }
+
+    @Test func unknownFieldsPastTheLimitAreRefusedBeforeUnpacking() throws {
+        // Field 15 (unknown to Item), varint 0: two bytes each.
+        let unknown: (Int) -> [UInt8] = { n in (0..<n).flatMap { _ in [0x78, 0x00] as [UInt8] } }
+        let limit = RPCMessageLimits.maxUnknownFields
+        #expect(throws: Never.self) { try decode(Item.self, unknown(limit)) }
+        do {
+            _ = try decode(Item.self, unknown(limit + 1))
+            Issue.record("decoded more unknown fields than the limit")
+        } catch {
+            let e = (error as? any RPCErrorConvertible)?.rpcError
+            #expect(e?.code == .resourceExhausted)
+            #expect(e?.message.contains("more than \(limit) unknown fields") == true)
+        }
+        // Unknown fields inside a sub-message count too: header (field 1 of Envelope) holding them.
+        let inner = unknown(limit / 2 + 1)
+        var wire: [UInt8] = []
+        for _ in 0..<2 {
+            var length = inner.count
+            var prefix: [UInt8] = [0x0A]
+            while length >= 0x80 {
+                prefix.append(UInt8(length & 0x7F) | 0x80)
+                length >>= 7
+            }
+            prefix.append(UInt8(length))
+            wire += prefix + inner
+        }
+        #expect { try decode(Envelope.self, wire) } throws: {
+            ($0 as? any RPCErrorConvertible)?.rpcError.code == .resourceExhausted
+        }
     }
 
     @Test func validUTF8StringsDecode() throws {

@@ -15,7 +15,7 @@ import Testing
                 _ = state.receiveRequest(MessageBytes([1]))
                 return false
             case .start:
-                if case .run = state.start(requiresRequest: false) { handlerStarted = true }
+                if case .run = state.acceptHead() { handlerStarted = true }
                 return false
             case .write:
                 _ = state.writeMessage()
@@ -34,7 +34,7 @@ import Testing
     @Test func unaryCallEndsOnceWhenTheHandlerReturns() {
         var s = ServerCallState()
         check(s.receiveRequest(MessageBytes([1, 2])) == .stored)
-        guard case .run(let request?) = s.start(requiresRequest: true) else {
+        guard case .run(let request?) = s.requestEnded() else {
             Issue.record("the handler should start with its request")
             return
         }
@@ -53,12 +53,12 @@ import Testing
         // The call fails before any handler: the failure's status ends it.
         check(s.finish() == .init(headersSent: false, callEnded: true))
         check(s.receiveRequest(MessageBytes([3])) == .ignored)
-        if case .none = s.start(requiresRequest: true) {} else { Issue.record("an ended call does not start") }
+        if case .none = s.requestEnded() {} else { Issue.record("an ended call does not start") }
     }
 
     @Test func aMissingRequestIsReportedAndStartsNothing() {
         var s = ServerCallState()
-        guard case .missingRequest = s.start(requiresRequest: true) else {
+        guard case .missingRequest = s.requestEnded() else {
             Issue.record("expected missingRequest")
             return
         }
@@ -66,8 +66,8 @@ import Testing
     }
 
     @Test func headersAreSentWithTheFirstMessageOnly() {
-        var s = ServerCallState()
-        _ = s.start(requiresRequest: false)
+        var s = ServerCallState(streamsRequests: true)
+        _ = s.acceptHead()
         check(s.writeMessage() == true)
         check(s.writeMessage() == false)
         check(s.finish() == .init(headersSent: true, callEnded: false))
@@ -82,12 +82,50 @@ import Testing
     }
 
     @Test func aCancelledCallEndsWhenItsHandlerReturns() {
-        var s = ServerCallState()
-        _ = s.start(requiresRequest: false)
+        var s = ServerCallState(streamsRequests: true)
+        _ = s.acceptHead()
         check(!s.streamClosed())
         #expect(s.isSettled && !s.isEnded)
         check(s.finish() == nil, "no status on a closed stream")
         check(s.handlerReturned())
+    }
+
+    @Test func aSingleRequestCallStartsOnceItsHeadIsAcceptedAndItsRequestEnded() {
+        // Request first, head check after.
+        var s = ServerCallState(streamsRequests: false, headAccepted: false)
+        check(s.receiveRequest(MessageBytes([7])) == .stored)
+        if case .none = s.requestEnded() {} else { Issue.record("the head is not accepted yet") }
+        #expect(s.isPending)
+        guard case .run(let request?) = s.acceptHead() else {
+            Issue.record("the accepted head starts the complete call")
+            return
+        }
+        #expect(request.count == 1 && !s.isPending)
+        // Head check first, request after.
+        var t = ServerCallState(streamsRequests: false, headAccepted: false)
+        if case .none = t.acceptHead() {} else { Issue.record("the request is not complete yet") }
+        check(t.receiveRequest(MessageBytes([8])) == .stored)
+        guard case .run = t.requestEnded() else {
+            Issue.record("the complete request starts the accepted call")
+            return
+        }
+    }
+
+    @Test func aCallRejectedByItsHeadCheckEndsAtOnceAndNeverStarts() {
+        var s = ServerCallState(streamsRequests: false, headAccepted: false)
+        check(s.receiveRequest(MessageBytes([1])) == .stored)
+        check(s.finish() == .init(headersSent: false, callEnded: true))
+        check(s.receiveRequest(MessageBytes([2])) == .ignored, "later messages are dropped")
+        if case .none = s.requestEnded() {} else { Issue.record("an ended call does not start") }
+        if case .none = s.acceptHead() {} else { Issue.record("an ended call does not start") }
+    }
+
+    @Test func aStreamingCallWithoutHeadChecksStartsWithoutItsRequest() {
+        var s = ServerCallState(streamsRequests: true, headAccepted: false)
+        guard case .run(nil) = s.acceptHead() else {
+            Issue.record("a streaming-request call starts at once")
+            return
+        }
     }
 
     /// Every permutation of the six events: exactly one reports the end, provided the call did end
@@ -102,7 +140,7 @@ import Testing
             }
         }
         for order in permutations(Event.allCases) {
-            var s = ServerCallState()
+            var s = ServerCallState(streamsRequests: true, headAccepted: false)
             var started = false
             var ends = 0
             for event in order where event.apply(&s, handlerStarted: &started) { ends += 1 }

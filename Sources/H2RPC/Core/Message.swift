@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A message that can travel in an RPC: a Sendable value with a binary encoding.
 ///
 /// Generated protobuf messages conform through protobuf-c (see `H2RPCProtobuf`); the core
@@ -127,4 +129,19 @@ public enum RPCKind: Sendable, Hashable {
     public var streamsRequests: Bool { self == .clientStreaming || self == .bidirectionalStreaming }
     /// Whether the handler may write more than one response.
     public var streamsResponses: Bool { self == .serverStreaming || self == .bidirectionalStreaming }
+}
+
+/// Process-wide limits that message codecs honour when they decode (the protobuf bridge,
+/// `H2RPCProtobuf`, does). Set them at start-up.
+public enum RPCMessageLimits {
+    private static let unknownFields = Atomic<Int>(1000)
+
+    /// The most unknown fields (fields the schema does not declare, in a message and its
+    /// sub-messages together) a decoded message may carry; more fails the decode, which a server
+    /// answers RESOURCE_EXHAUSTED. Default 1,000. A codec that keeps unknown fields allocates for
+    /// each, so without a cap a few bytes of wire each become tens of bytes of heap.
+    public static var maxUnknownFields: Int {
+        get { unknownFields.load(ordering: .relaxed) }
+        set { unknownFields.store(max(0, newValue), ordering: .relaxed) }
+    }
 }

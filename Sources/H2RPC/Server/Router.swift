@@ -78,6 +78,8 @@ struct Route: Sendable {
     let descriptor: MethodDescriptor
     let kind: RPCKind
     let handler: Handler
+    /// The largest request message (nil: the transport's limit); set from ``ServerCallLimits``.
+    var maxRequestMessageSize: Int? = nil
 
     /// The same route in new objects (the path string, the handler closure's context).
     func threadCopy() -> Route {
@@ -88,7 +90,7 @@ struct Route: Sendable {
         }
         return Route(
             descriptor: MethodDescriptor(service: descriptor.service, method: descriptor.method), kind: kind,
-            handler: copy)
+            handler: copy, maxRequestMessageSize: maxRequestMessageSize)
     }
 }
 
@@ -96,6 +98,10 @@ struct Route: Sendable {
 func decodeRequest<M: RPCMessage>(_ type: M.Type, _ bytes: MessageBytes) throws -> M {
     do {
         return try bytes.withUnsafeBytes { try M(serializedBytes: $0) }
+    } catch let error as any RPCErrorConvertible {
+        // A decoder that tells what was wrong (a string field's content, a limit) chooses the code.
+        let e = error.rpcError
+        throw RPCError(e.code, "could not decode the request message as \(M.self): \(e.message)", metadata: e.metadata)
     } catch {
         throw RPCError(.internal, "could not decode the request message as \(M.self): \(error)")
     }

@@ -13,21 +13,30 @@ public final class RPCServer: Sendable {
     private let transport: any ServerTransport
     private let dispatcher: ServerDispatcher
 
-    /// Creates a server with the services it serves and the interceptors every call runs through
-    /// (outermost first).
+    /// Creates a server with the services it serves, the interceptors every call runs through
+    /// (outermost first; those that are ``ServerHeadInterceptor``s also check each call's head as
+    /// soon as it arrives) and its limits on calls (see ``ServerCallLimits``).
     public init(
         transport: any ServerTransport, services: [any RegistrableRPCService],
-        interceptors: [any ServerInterceptor] = []
+        interceptors: [any ServerInterceptor] = [], limits: ServerCallLimits = ServerCallLimits()
     ) {
         var router = RPCRouter()
         for service in services { service.registerMethods(with: &router) }
         self.transport = transport
-        self.dispatcher = ServerDispatcher(router: router, interceptors: interceptors)
+        self.dispatcher = ServerDispatcher(router: router, interceptors: interceptors, limits: limits)
     }
 
     /// Starts accepting calls.
     public func start() throws {
         try transport.start(acceptor: dispatcher)
+        dispatcher.startSweeping()
+    }
+
+    /// Calls whose handler has not started (their head is being checked or their request is not
+    /// complete), and the request bytes they hold.
+    public var pendingCalls: (calls: Int, heldBytes: Int) {
+        let c = dispatcher.pendingCounts
+        return (c.calls, c.bytes)
     }
 
     /// The number of calls in progress.
@@ -44,6 +53,7 @@ public final class RPCServer: Sendable {
             group.cancelAll()
         }
         transport.stop()
+        dispatcher.stopSweeping()
     }
 }
 
@@ -51,6 +61,13 @@ public final class RPCServer: Sendable {
 final class ServerDispatcher: ServerCallAcceptor {
     let routes: [String: Route]
     let interceptors: [any ServerInterceptor]
+    /// The interceptors that check a call's head when it arrives (in order).
+    let headInterceptors: [any ServerHeadInterceptor]
+    let limits: ServerCallLimits
+    /// This dispatcher's calls whose handler has not started.
+    let pending: PendingCalls
+    /// The task that expires pending calls past the request timeout (the root's).
+    private let sweeper = Mutex<Task<Void, Never>?>(nil)
     let active = Atomic<Int>(0)
     /// The copies `makeThreadAcceptor` made: their calls count in `activeCalls` too.
     private let threadCopies = Mutex<[ServerDispatcher]>([])
@@ -66,18 +83,74 @@ final class ServerDispatcher: ServerCallAcceptor {
         let waiter = Mutex<CheckedContinuation<Void, Never>?>(nil)
     }
 
-    init(router: RPCRouter, interceptors: [any ServerInterceptor]) {
-        self.routes = router.routes
+    init(router: RPCRouter, interceptors: [any ServerInterceptor], limits: ServerCallLimits = ServerCallLimits()) {
+        var routes = router.routes
+        for (path, route) in routes {
+            routes[path]?.maxRequestMessageSize = limits.maxRequestMessageSize(for: path) ?? route.maxRequestMessageSize
+        }
+        self.routes = routes
         self.interceptors = interceptors
+        self.headInterceptors = interceptors.compactMap { $0 as? any ServerHeadInterceptor }
+        self.limits = limits
+        self.pending = PendingCalls(maxHeldBytes: limits.maxHeldRequestBytes)
         self.drain = Drain()
         self.root = nil
     }
 
-    private init(routes: [String: Route], interceptors: [any ServerInterceptor], root: ServerDispatcher) {
+    private init(routes: [String: Route], root: ServerDispatcher) {
         self.routes = routes
-        self.interceptors = interceptors
+        self.interceptors = root.interceptors
+        self.headInterceptors = root.headInterceptors
+        self.limits = root.limits
+        self.pending = PendingCalls(maxHeldBytes: root.limits.maxHeldRequestBytes)
         self.drain = root.drain
         self.root = root
+    }
+
+    // MARK: pending calls
+
+    /// Starts expiring calls that wait longer than the request timeout: a sweep every eighth of
+    /// it (at most every second, at least every 10 ms), so a late call ends within 1/8 of the
+    /// timeout (or 1 s) after it.
+    func startSweeping() {
+        guard let timeout = limits.requestTimeout else { return }
+        let period = min(max(timeout / 8, .milliseconds(10)), .seconds(1))
+        let task = Task.detached { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: period)
+                guard let self else { return }
+                self.sweep(timeout: timeout)
+            }
+        }
+        sweeper.withLock { old in
+            old?.cancel()
+            old = task
+        }
+    }
+
+    func stopSweeping() {
+        sweeper.withLock { t in
+            t?.cancel()
+            t = nil
+        }
+    }
+
+    /// Ends the calls (of this dispatcher and its thread copies) that wait for longer than `timeout`.
+    func sweep(timeout: Duration) {
+        let cutoff = ContinuousClock.now - timeout
+        var late = pending.expired(before: cutoff)
+        for copy in threadCopies.withLock({ $0 }) { late += copy.pending.expired(before: cutoff) }
+        for call in late { call.requestTimedOut(after: timeout) }
+    }
+
+    /// Pending calls and held bytes, on this dispatcher and its thread copies.
+    var pendingCounts: (calls: Int, bytes: Int) {
+        threadCopies.withLock { copies in
+            copies.reduce(pending.counts) { total, copy in
+                let c = copy.pending.counts
+                return (total.calls + c.calls, total.bytes + c.bytes)
+            }
+        }
     }
 
     /// Returns once no call is in progress (after shutdown began); returns early if cancelled.
@@ -116,7 +189,7 @@ final class ServerDispatcher: ServerCallAcceptor {
             let copy = route.threadCopy()
             copies[copy.descriptor.path] = copy
         }
-        let dispatcher = ServerDispatcher(routes: copies, interceptors: interceptors, root: root ?? self)
+        let dispatcher = ServerDispatcher(routes: copies, root: root ?? self)
         threadCopies.withLock { $0.append(dispatcher) }
         return dispatcher
     }
@@ -152,8 +225,8 @@ final class ServerDispatcher: ServerCallAcceptor {
         active.add(1, ordering: .relaxed)
         let call = ServerCall(
             context: context, route: route, outbound: outbound, dispatcher: self, executor: head.executor,
-            startsInline: head.deliversEventsOnExecutor && head.executor != nil)
-        if route.kind.streamsRequests { call.start() }
+            startsInline: head.deliversEventsOnExecutor && head.executor != nil, checksHead: !headInterceptors.isEmpty)
+        call.begin()
         return call
     }
 

@@ -6,6 +6,10 @@ import Synchronization
 /// ``closed(cancelled:)``); the handler runs in its own task and answers through the
 /// ``ServerStreamOutbound`` the call was accepted with. Exactly one of handler completion,
 /// deadline expiry and client cancellation settles the call (see `ServerCallState`).
+///
+/// From its headers on, the call's deadline (`grpc-timeout`) is armed and its head is checked
+/// (``ServerHeadInterceptor``); until its handler starts it is pending, within the server's
+/// ``ServerCallLimits`` (request timeout, held bytes).
 public final class ServerCall: Sendable {
     let context: ServerContext
     let route: Route
@@ -18,20 +22,32 @@ public final class ServerCall: Sendable {
     private let executor: (any TaskExecutor)?
     /// Start the handler with `Task.immediate` (see `RequestHead.deliversEventsOnExecutor`).
     private let startsInline: Bool
-    private let state = Mutex(State())
+    /// The dispatcher has head interceptors: the handler waits for their checks.
+    private let checksHead: Bool
+    /// Whether the call is in the dispatcher's pending registry until its handler starts (calls
+    /// that wait for their request or their head checks).
+    private let tracksPending: Bool
+    private let state: Mutex<State>
+    /// Request bytes this call holds while pending (see `PendingCalls`; negative once it left).
+    let heldBytes = Atomic<Int>(0)
 
     private struct State {
-        var call = ServerCallState()
+        var call: ServerCallState
         var task: Task<Void, Never>? = nil
+        var headTask: Task<Void, Never>? = nil
         var deadlineTask: Task<Void, Never>? = nil
     }
 
     init(
         context: ServerContext, route: Route, outbound: any ServerStreamOutbound, dispatcher: ServerDispatcher,
-        executor: (any TaskExecutor)?, startsInline: Bool = false
+        executor: (any TaskExecutor)?, startsInline: Bool = false, checksHead: Bool = false
     ) {
         self.executor = executor
         self.startsInline = startsInline
+        self.checksHead = checksHead
+        self.tracksPending = checksHead || !route.kind.streamsRequests
+        self.state = Mutex(
+            State(call: ServerCallState(streamsRequests: route.kind.streamsRequests, headAccepted: !checksHead)))
         self.context = context
         self.route = route
         self.outbound = outbound
@@ -61,12 +77,38 @@ public final class ServerCall: Sendable {
 
     @usableFromInline
     func receiveMessage(_ message: MessageBytes) {
-        if let inbound {
-            inbound.push(message)
+        if let limit = route.maxRequestMessageSize, message.count > limit {
+            // Dropped undecoded; a streaming call's window is released (its queue never sees it).
+            if inbound != nil { outbound.consume(message.count) }
+            fail(
+                RPCError(
+                    .resourceExhausted,
+                    "a request message of \(message.count) bytes exceeds the limit of \(limit) bytes of \(route.descriptor.path)"
+                ))
             return
         }
-        if state.withLock({ $0.call.receiveRequest(message) }) == .duplicate {
-            fail(RPCError(.internal, "\(route.descriptor.path) takes one request message, received more"))
+        if let inbound {
+            inbound.push(message)
+            // Held unread while the head checks run: counted against the budget.
+            if checksHead { hold(message.count) }
+            return
+        }
+        switch state.withLock({ $0.call.receiveRequest(message) }) {
+        case .stored: hold(message.count)
+        case .duplicate: fail(RPCError(.internal, "\(route.descriptor.path) takes one request message, received more"))
+        case .ignored: break
+        }
+    }
+
+    /// Counts `bytes` held by this pending call; ends the oldest pending calls past the budget.
+    private func hold(_ bytes: Int) {
+        let evicted = dispatcher.pending.hold(self, bytes: bytes)
+        for call in evicted {
+            call.fail(
+                RPCError(
+                    .resourceExhausted,
+                    "the server holds too many incomplete requests (over \(dispatcher.limits.maxHeldRequestBytes) bytes); this one waited longest"
+                ))
         }
     }
 
@@ -76,7 +118,7 @@ public final class ServerCall: Sendable {
             inbound.finish()
             return
         }
-        start()
+        start(state.withLock { $0.call.requestEnded() })
     }
 
     /// The inbound message stream is broken (oversized or truncated message, bad flag): the
@@ -92,10 +134,12 @@ public final class ServerCall: Sendable {
 
     /// The stream closed. `cancelled`: before the call finished (RST_STREAM, connection lost).
     public func closed(cancelled: Bool) {
-        let (task, timer, ended) = state.withLock { s in
-            (s.task, s.deadlineTask, s.call.streamClosed())
+        let (task, headTask, timer, wasPending, ended) = state.withLock { s in
+            (s.task, s.headTask, s.deadlineTask, s.call.isPending, s.call.streamClosed())
         }
         timer?.cancel()
+        headTask?.cancel()
+        if wasPending && tracksPending { dispatcher.pending.remove(self) }
         if inbound != nil || flow != nil {
             let error = RPCError(.cancelled, "the client cancelled the call")
             inbound?.fail(error)
@@ -107,17 +151,10 @@ public final class ServerCall: Sendable {
 
     // MARK: lifecycle
 
-    /// Starts the handler (streaming-request calls at once; others when the request is complete).
-    func start() {
-        let requiresRequest = !route.kind.streamsRequests
-        let request: MessageBytes?
-        switch state.withLock({ $0.call.start(requiresRequest: requiresRequest) }) {
-        case .none: return
-        case .missingRequest:
-            fail(RPCError(.internal, "\(route.descriptor.path) takes one request message, received none"))
-            return
-        case .run(let message): request = message
-        }
+    /// The headers arrived (called once, by the dispatcher, before the transport sees the call):
+    /// arms the deadline, checks the head, and starts a streaming-request call that has no head
+    /// checks.
+    func begin() {
         if let deadline = context.deadline {
             let timer = Task { [weak self] in
                 try? await Task.sleep(until: deadline, clock: .continuous)
@@ -126,6 +163,60 @@ public final class ServerCall: Sendable {
             }
             state.withLock { $0.deadlineTask = timer }
         }
+        if tracksPending { dispatcher.pending.add(self) }
+        guard checksHead else {
+            if route.kind.streamsRequests { start(state.withLock { $0.call.acceptHead() }) }
+            return
+        }
+        let headTask: Task<Void, Never>
+        if startsInline, #available(macOS 26.0, *) {
+            // A check that does not suspend (a missing token) answers before `accept` returns.
+            headTask = Task.immediate(executorPreference: executor) { await self.checkHead() }
+        } else {
+            headTask = Task(executorPreference: executor) { await self.checkHead() }
+        }
+        let cancel = state.withLock { s -> Bool in
+            s.headTask = headTask
+            return s.call.isSettled
+        }
+        if cancel { headTask.cancel() }
+    }
+
+    /// Runs every head interceptor's check; the first failure ends the call, else the handler
+    /// may start.
+    private func checkHead() async {
+        do {
+            for interceptor in dispatcher.headInterceptors {
+                try await interceptor.checkHead(context: context)
+            }
+        } catch {
+            fail(RPCError.from(error))
+            return
+        }
+        start(state.withLock { $0.call.acceptHead() })
+    }
+
+    /// The request was not complete (or the head checks not done) within the request timeout.
+    func requestTimedOut(after timeout: Duration) {
+        fail(
+            RPCError(
+                .deadlineExceeded,
+                "\(route.descriptor.path) did not start within \(timeout) of its headers: the request was not complete"
+            ))
+    }
+
+    /// Starts the handler if `decision` says so (once the head is accepted: streaming-request
+    /// calls at once, others when the request is complete).
+    private func start(_ decision: ServerCallState.Start) {
+        let request: MessageBytes?
+        switch decision {
+        case .none: return
+        case .missingRequest:
+            fail(RPCError(.internal, "\(route.descriptor.path) takes one request message, received none"))
+            return
+        case .run(let message): request = message
+        }
+        if tracksPending { dispatcher.pending.remove(self) }
         let task: Task<Void, Never>
         if startsInline, #available(macOS 26.0, *) {
             // On the executor's thread already: the handler runs here until it first suspends
@@ -175,16 +266,22 @@ public final class ServerCall: Sendable {
 
     /// Ends the call with `error` from outside the handler, and cancels the handler.
     func fail(_ error: RPCError) {
-        let task = state.withLock { $0.task }
+        let (task, headTask) = state.withLock { ($0.task, $0.headTask) }
         finish(message: nil, error: error)
         inbound?.fail(error)
         flow?.close(error)
         task?.cancel()
+        headTask?.cancel()
     }
 
     /// The one place a call's status is sent.
     private func finish(message: [UInt8]?, error: RPCError?) {
-        guard let step = state.withLock({ $0.call.finish() }) else { return }
+        guard let (step, timer) = state.withLock({ s in s.call.finish().map { ($0, s.deadlineTask) } }) else { return }
+        if step.callEnded {
+            // Ended before its handler started: nothing else stops its timer or registration.
+            if tracksPending { dispatcher.pending.remove(self) }
+            timer?.cancel()
+        }
         let response = context.storage.response.withLock { $0 }
         var trailers = response.trailing
         let status: Status

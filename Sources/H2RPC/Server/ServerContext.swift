@@ -30,6 +30,17 @@ public struct ServerContext: Sendable {
         storage.response.withLock { $0.trailing.append(contentsOf: metadata) }
     }
 
+    /// Attaches a value to the call, one per type (replacing an earlier one): how a head check
+    /// (``ServerHeadInterceptor/checkHead(context:)``) hands what it learned to `intercept`.
+    public func setAttachment<Value: Sendable>(_ value: Value) {
+        storage.attachments.withLock { $0[ObjectIdentifier(Value.self)] = value }
+    }
+
+    /// The value of type `Value` attached to the call, if any.
+    public func attachment<Value: Sendable>(_ type: Value.Type = Value.self) -> Value? {
+        storage.attachments.withLock { $0[ObjectIdentifier(Value.self)] } as? Value
+    }
+
     final class Storage: Sendable {
         let descriptor: MethodDescriptor
         let metadata: Metadata
@@ -37,6 +48,8 @@ public struct ServerContext: Sendable {
         let peer: String
         /// Response metadata the handler sets while it runs.
         let response = Mutex(ResponseMetadata())
+        /// Values interceptors attach (see `setAttachment`).
+        let attachments = Mutex<[ObjectIdentifier: any Sendable]>([:])
 
         init(descriptor: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peer: String) {
             self.descriptor = descriptor
