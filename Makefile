@@ -10,7 +10,7 @@ APT_PACKAGES := libnghttp2-dev libprotobuf-c-dev libsqlite3-dev pkg-config \
                 nghttp2-client nghttp2-server valgrind tmux bc
 PY_PACKAGES := grpcio==1.85.1 grpcio-tools==1.85.1 protobuf pytest h2
 
-.PHONY: deps pydeps build build-release run run-interop test lint format generate check-generated bench clean
+.PHONY: deps pydeps build build-release run run-interop test fuzz lint format generate check-generated bench clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -46,17 +46,26 @@ run-interop: build-release
 STRICT := --explicit-target-dependency-import-check error -Xswiftc -warnings-as-errors
 
 # Every test: the formatter's lint, the C shim (plain, valgrind, failmalloc, ASan+UBSan,
-# against grpcio), Swift unit and end-to-end tests, interop both ways against Python grpcio,
-# raw HTTP/2 bad-input tests, the generator's golden tests.
+# against grpcio), the fuzz targets for 20 s each (their seeds hold every past crash), Swift
+# unit and end-to-end tests, interop both ways against Python grpcio, raw HTTP/2 bad-input
+# tests, the generator's golden tests.
 test: deps pydeps
 	Tools/lint.sh
 	Tests/CH2ShimCTests/run_tests.sh
+	Tests/Fuzz/run.sh --seconds 20
 	$(SWIFT) build --build-tests $(STRICT)
 	$(SWIFT) test --skip-build --skip ExecutionTests
 	$(SWIFT) test --skip-build --filter ExecutionTests
 	$(SWIFT) build -c release --product interop-server $(STRICT)
 	$(SWIFT) build -c release --product interop-client $(STRICT)
 	$(PYTHON) -m pytest -q Tests/Interop Tests/Wire Tests/GalleryPython Tests/Generator
+
+# The libFuzzer targets (Tests/Fuzz: the shim's server session, protobuf-c and the Swift
+# decoders), FUZZ_SECONDS each, at low priority; prints executions, coverage and crashes per
+# target and fails on a crash.
+FUZZ_SECONDS ?= 600
+fuzz: deps pydeps
+	nice -n 10 Tests/Fuzz/run.sh --seconds $(FUZZ_SECONDS)
 
 # `swift format` (the toolchain's formatter, configured by .swift-format): lint fails on any
 # difference; format rewrites the files in place.

@@ -57,8 +57,8 @@ public struct LabGalleryCLI: AsyncParsableCommand {
     static func failure(_ error: any Error) -> (message: String, exitCode: Int32)? {
         switch error {
         case let error as LabGalleryClientError:
-            ("error: \(error.code): \(error.message)\n", ExitCodes.status(error.code))
-        case let error as CLIError: ("error: \(error.message)\n", error.exitCode)
+            ("error: \(error.code): \(Output.safe(error.message))\n", ExitCodes.status(error.code))
+        case let error as CLIError: ("error: \(Output.safe(error.message))\n", error.exitCode)
         default: nil
         }
     }

@@ -24,8 +24,34 @@ enum Output {
         return String(decoding: try encoder.encode(value), as: UTF8.self)
     }
 
-    /// Columns padded to their widest cell.
+    /// `text` with every terminal control made visible (`\u{1b}`…): C0 and C1 controls, DEL,
+    /// line and paragraph separators, bidirectional overrides. Strings the server sent (names,
+    /// display names, messages) go through it before they reach a terminal, so none of them
+    /// can move the cursor, retitle the window, clear the screen or reorder what is shown.
+    /// (JSON output needs nothing: the encoder escapes controls.)
+    static func safe(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: needsEscape) else { return text }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            if needsEscape(scalar) {
+                out += "\\u{" + String(scalar.value, radix: 16) + "}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    private static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x00...0x1F, 0x7F...0x9F, 0x2028, 0x2029, 0x200E, 0x200F, 0x202A...0x202E, 0x2066...0x2069: true
+        default: false
+        }
+    }
+
+    /// Columns padded to their widest cell; every cell made ``safe(_:)``.
     static func table(_ headers: [String], _ rows: [[String]]) -> String {
+        let rows = rows.map { $0.map(safe) }
         var widths = headers.map(\.count)
         for row in rows {
             for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
@@ -39,8 +65,9 @@ enum Output {
         return line(headers) + rows.map(line).joined()
     }
 
-    /// `key: value` lines, keys aligned.
+    /// `key: value` lines, keys aligned; every value made ``safe(_:)``.
     static func fields(_ pairs: [(String, String)]) -> String {
+        let pairs = pairs.map { ($0.0, safe($0.1)) }
         let width = pairs.map(\.0.count).max() ?? 0
         return pairs.map { "\($0.0.padding(toLength: width, withPad: " ", startingAt: 0))  \($0.1)\n" }.joined()
     }

@@ -73,7 +73,9 @@ struct ReplicationCommand: AsyncParsableCommand {
             if !failed.isEmpty {
                 for (image, region) in failed {
                     Console.err(
-                        "failed: \(image) in \(region.region): \(region.error ?? "no reason given") (labgallery replication retry \(image))\n"
+                        Output.safe(
+                            "failed: \(image) in \(region.region): \(region.error ?? "no reason given") (labgallery replication retry \(image))"
+                        ) + "\n"
                     )
                 }
                 throw CLIError(
@@ -138,12 +140,14 @@ final class ReplicationDisplay {
                 guard printed[key] != mark else { continue }
                 printed[key] = mark
                 write(
-                    "\(status.image)  \(r.region)  \(r.state.rawValue)  \(String(format: "%.0f%%", r.progressPercent))  \(rateText(key, r))\n"
+                    Output.safe(
+                        "\(status.image)  \(r.region)  \(r.state.rawValue)  \(String(format: "%.0f%%", r.progressPercent))  \(rateText(key, r))"
+                    ) + "\n"
                 )
             }
             if status.aggregatedState.isTerminal, printed[status.image] != status.aggregatedState.rawValue {
                 printed[status.image] = status.aggregatedState.rawValue
-                write("\(status.image)  \(status.aggregatedState.rawValue)\n")
+                write(Output.safe("\(status.image)  \(status.aggregatedState.rawValue)") + "\n")
             }
         case .live:
             redraw()
@@ -187,7 +191,7 @@ final class ReplicationDisplay {
         var lines: [String] = []
         for image in order {
             guard let status = statuses[image] else { continue }
-            lines.append("\(image)  \(status.aggregatedState.rawValue)")
+            lines.append(Output.safe("\(image)  \(status.aggregatedState.rawValue)"))
             let width = status.regions.map(\.region.count).max() ?? 0
             for r in status.regions {
                 let filled = Int((min(max(r.progressPercent, 0), 100) / 100 * 30).rounded(.down))
@@ -198,7 +202,7 @@ final class ReplicationDisplay {
                     + "  " + bar + String(format: " %5.1f%%", r.progressPercent)
                     + "  " + rateText("\(image) \(r.region)", r)
                 if let error = r.error, r.state == .failed { line += "  " + error }
-                lines.append(line)
+                lines.append(Output.safe(line))
             }
         }
         // Move up over what was drawn before and overwrite it line by line.

@@ -1,6 +1,7 @@
 /* Connections: lifecycle, reading into nghttp2, flushing nghttp2's output, accepting. */
 #define _GNU_SOURCE
 #include "h2_conn.h"
+#include "h2_connlim.h"
 #include "h2_loop.h"
 #include "h2_mem.h"
 #include "h2_net.h"
@@ -41,7 +42,6 @@ h2_conn *h2_conn_new(h2_loop *L, h2_id id, int fd, bool is_client)
     c->fd = fd;
     c->is_client = is_client;
     h2_outq_init(&c->out, &L->pool);
-    h2_ratelim_init(&c->rst_guard, H2_RST_LIMIT);
     if (h2_session_setup(c) != 0 || h2_map_put(&L->local.map, id, c) != 0) {
         if (c->sess) nghttp2_session_del(c->sess);
         h2_free(c);
@@ -51,6 +51,11 @@ h2_conn *h2_conn_new(h2_loop *L, h2_id id, int fd, bool is_client)
     if (L->local.conns) L->local.conns->prev = c;
     L->local.conns = c;
     LSTAT_ADD(L, connections, 1);
+    if (!is_client) {
+        h2_conntimer_start(&c->timer, L->local.now);
+        L->local.nserver++;
+        h2_loop_arm_tick(L);
+    }
     return c;
 }
 
@@ -71,6 +76,9 @@ void h2_conn_close_now(h2_conn *c, int err, uint32_t stream_code, bool failed)
         L->local.conns = c->next;
     if (c->next) c->next->prev = c->prev;
     LSTAT_SUB(L, connections, 1);
+    if (!c->is_client) L->local.nserver--;
+    if (c->lim_counted) h2_connlim_release(L->lim, c->peer);
+    c->lim_counted = false;
     if (c->is_client && L->cb.on_conn) L->cb.on_conn(L->cb.ctx, c->id, failed ? H2_CONN_FAILED : H2_CONN_CLOSED, err);
     c->dead_next = L->local.dead;
     L->local.dead = c;
@@ -132,8 +140,10 @@ void h2_conn_flush(h2_conn *c)
     }
     if (!pending) {
         h2_outq_shrink(&c->out); /* after a burst */
-        /* GOAWAY done both ways and nothing in flight: nghttp2 is finished with it. */
-        if (!nghttp2_session_want_read(c->sess) && !nghttp2_session_want_write(c->sess))
+        /* GOAWAY done both ways and nothing in flight: nghttp2 is finished with it. (After
+         * an idle GOAWAY the tick closes it after the grace, or the peer does first.) */
+        if (c->timer.phase != H2_CT_GOAWAY && !nghttp2_session_want_read(c->sess) &&
+            !nghttp2_session_want_write(c->sess))
             h2_conn_close_now(c, 0, H2_CLOSE_CONN_LOST, false);
     }
 }
@@ -164,6 +174,7 @@ static void conn_read(h2_conn *c)
             h2_conn_close_now(c, EPROTO, H2_CLOSE_CONN_LOST, false);
             return;
         }
+        if (c->timer.phase == H2_CT_HANDSHAKE) (void)h2_conntimer_feed(&c->timer, rbuf, (size_t)n, L->local.now);
         h2_conn_mark(c);
         if ((size_t)n < H2_READ_BUF) return; /* drained for now */
     }
@@ -200,24 +211,89 @@ void h2_conn_event(h2_conn *c, uint32_t ev)
     if (!c->dead && (ev & EPOLLOUT)) h2_conn_mark(c);
 }
 
+#define H2_ACCEPT_BATCH 128 /* accepts per listener event; level-triggered epoll brings the rest */
+
+/* accept failed with `err`. At the fd limit (EMFILE, ENFILE) the reserved fd is closed so
+ * that what waits in the listen queue can be accepted and closed at once (the peers see a
+ * reset instead of hanging in the queue), then taken again. Either way the listeners pause
+ * for H2_ACCEPT_BACKOFF_MS: a listener whose queue is not empty stays readable, and polling
+ * it would spin the loop. */
+static void accept_failed(h2_loop *L, h2_listener *ls, int err)
+{
+    h2_loop_local *lo = &L->local;
+    if ((err == EMFILE || err == ENFILE) && lo->reserve_fd >= 0) {
+        close(lo->reserve_fd);
+        lo->reserve_fd = -1;
+        for (int i = 0; i < H2_ACCEPT_BATCH; i++) {
+            int fd = accept4(ls->fd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EINTR || errno == ECONNABORTED) continue;
+                break;
+            }
+            LSTAT_ADD(L, conns_shed, 1); /* counted first: the peer may look as soon as it is closed */
+            h2_net_reject(fd);
+        }
+        lo->reserve_fd = h2_net_reserve_fd(); /* -1 if another thread took the fd: retried on resume */
+    }
+    LSTAT_ADD(L, accept_pauses, 1);
+    h2_loop_pause_accept(L);
+}
+
 void h2_accept_all(h2_loop *L, h2_listener *ls)
 {
-    for (;;) {
-        int fd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    for (int i = 0; i < H2_ACCEPT_BATCH; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(ls->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            return; /* EAGAIN, or EMFILE & co: level-triggered epoll retries later */
+            if (errno != EAGAIN && errno != EWOULDBLOCK) accept_failed(L, ls, errno);
+            return;
+        }
+        h2_peer *peer = NULL;
+        if (h2_connlim_acquire(L->lim, (struct sockaddr *)&ss, sl, &peer) != H2_LIM_OK) {
+            /* Over a cap: closed at once, so the listen queue does not fill with them. */
+            LSTAT_ADD(L, conns_rejected, 1);
+            h2_net_reject(fd);
+            continue;
         }
         h2_net_tune(fd);
         h2_conn *c = h2_conn_new(L, h2_loop_new_id(L), fd, false);
         if (!c) {
+            h2_connlim_release(L->lim, peer);
             close(fd);
             continue;
         }
+        c->lim_counted = true;
+        c->peer = peer;
         if (h2_conn_epoll(c, EPOLL_CTL_ADD, EPOLLIN) != 0) {
             h2_conn_close_now(c, errno, H2_CLOSE_CONN_LOST, false);
             continue;
         }
         h2_conn_mark(c); /* send our SETTINGS */
+    }
+}
+
+void h2_conns_tick(h2_loop *L)
+{
+    int64_t now = L->local.now;
+    uint32_t hs = L->cfg.handshake_timeout_ms, idle = L->cfg.idle_timeout_ms;
+    for (h2_conn *c = L->local.conns, *next; c; c = next) {
+        next = c->next; /* closing unlinks c */
+        if (c->is_client || c->dead) continue;
+        int32_t sid = nghttp2_session_get_last_proc_stream_id(c->sess);
+        switch (h2_conntimer_check(&c->timer, now, c->streams != NULL, sid, hs, idle)) {
+        case H2_CT_CLOSE_HANDSHAKE:
+            LSTAT_ADD(L, handshake_timeouts, 1);
+            h2_conn_close_now(c, ETIMEDOUT, H2_CLOSE_CONN_LOST, false);
+            break;
+        case H2_CT_SEND_GOAWAY:
+            LSTAT_ADD(L, idle_goaways, 1);
+            h2_conn_check(c, nghttp2_submit_goaway(c->sess, NGHTTP2_FLAG_NONE, sid, NGHTTP2_NO_ERROR, NULL, 0));
+            h2_conn_mark(c);
+            break;
+        case H2_CT_CLOSE_GRACE: h2_conn_close_now(c, 0, H2_CLOSE_CONN_LOST, false); break;
+        default: break;
+        }
     }
 }

@@ -10,12 +10,11 @@
 #include "h2_outq.h"
 #include "h2_ratelim.h"
 #include "h2_stream.h"
+#include "h2_timer.h"
 
 #include <nghttp2/nghttp2.h>
 #include <stdbool.h>
 #include <stdint.h>
-
-#define H2_RST_LIMIT 1000 /* peer RST_STREAMs per second (before any response) before ENHANCE_YOUR_CALM */
 
 struct h2_conn {
     int kind; /* H2_OBJ_CONN */
@@ -40,7 +39,13 @@ struct h2_conn {
     size_t hdr_arena_len, hdr_arena_cap;
     h2_nv *hdr_nv;
     size_t hdr_n, hdr_nv_cap;
-    h2_ratelim rst_guard; /* rapid-reset guard (server connections) */
+    size_t hdr_count, hdr_list_size; /* the block's fields and RFC 7541 size so far (all of them, copied or not) */
+    bool hdr_over;                   /* over max_header_count or max_header_list_size: no more fields copied */
+    h2_ratelim rst_guard; /* rapid-reset guard (server connections; set up in h2_session_setup) */
+    /* connection limits (server connections) */
+    h2_conntimer timer;     /* handshake / idle / grace deadlines, checked at the loop's tick */
+    struct h2_peer *peer;   /* its peer address's count in loop->lim (NULL: no per-address cap) */
+    bool lim_counted;       /* counted in loop->lim: released on close */
 };
 
 typedef struct h2_listener {
@@ -62,6 +67,10 @@ void h2_conn_event(h2_conn *c, uint32_t ev);
 void h2_conn_connected(h2_conn *c);
 /* Closes the connection if an nghttp2 return code is fatal. */
 void h2_conn_check(h2_conn *c, int rv);
+/* Accepts what is pending (a bounded batch): connections over a cap are accepted and closed
+ * at once; at the fd limit the reserved fd is spent to do the same, and the listeners pause. */
 void h2_accept_all(h2_loop *L, h2_listener *ls);
+/* The tick: every server connection's deadlines (h2_conntimer_check), at L->local.now. */
+void h2_conns_tick(h2_loop *L);
 
 #endif

@@ -4,8 +4,10 @@
 #include "h2_mem.h"
 #include "h2_net.h"
 #include "h2_session.h"
+#include "h2_timer.h"
 
 #include <errno.h>
+#include <limits.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -235,7 +237,7 @@ static void do_listen(h2_loop *L, int fd)
     }
     ls->kind = H2_OBJ_LISTENER;
     ls->fd = fd;
-    struct epoll_event e = {.events = EPOLLIN, .data.ptr = ls};
+    struct epoll_event e = {.events = L->local.accept_paused ? 0 : EPOLLIN, .data.ptr = ls};
     if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, fd, &e) != 0) {
         close(fd);
         h2_free(ls);
@@ -294,6 +296,57 @@ static void drop_cmds(h2_loop *L, h2_cmd *cmd)
     }
 }
 
+/* ---------------------------------------------------------------- timers */
+
+static void listeners_poll(h2_loop *L, uint32_t events)
+{
+    for (h2_listener *ls = L->local.listeners; ls; ls = ls->next) {
+        struct epoll_event e = {.events = events, .data.ptr = ls};
+        (void)epoll_ctl(L->epfd, EPOLL_CTL_MOD, ls->fd, &e); /* cannot fail for a registered fd but ENOMEM */
+    }
+}
+
+void h2_loop_pause_accept(h2_loop *L)
+{
+    h2_loop_local *lo = &L->local;
+    lo->accept_resume = lo->now + H2_ACCEPT_BACKOFF_MS;
+    if (lo->accept_paused) return;
+    lo->accept_paused = true;
+    listeners_poll(L, 0);
+}
+
+static void resume_accept(h2_loop *L)
+{
+    h2_loop_local *lo = &L->local;
+    lo->accept_paused = false;
+    if (lo->reserve_fd < 0) lo->reserve_fd = h2_net_reserve_fd();
+    listeners_poll(L, EPOLLIN);
+}
+
+void h2_loop_arm_tick(h2_loop *L)
+{
+    h2_loop_local *lo = &L->local;
+    if (!lo->next_tick && (L->cfg.handshake_timeout_ms || L->cfg.idle_timeout_ms)) lo->next_tick = lo->now + lo->tick_ms;
+}
+
+/* The earliest timer, INT64_MAX if none. */
+static int64_t timers_due(const h2_loop_local *lo)
+{
+    int64_t due = lo->next_tick ? lo->next_tick : INT64_MAX;
+    if (lo->accept_paused && lo->accept_resume < due) due = lo->accept_resume;
+    return due;
+}
+
+static void run_timers(h2_loop *L)
+{
+    h2_loop_local *lo = &L->local;
+    if (lo->accept_paused && lo->now >= lo->accept_resume) resume_accept(L);
+    if (lo->next_tick && lo->now >= lo->next_tick) {
+        h2_conns_tick(L);
+        lo->next_tick = lo->nserver ? lo->now + lo->tick_ms : 0; /* no server connection: no tick */
+    }
+}
+
 /* ---------------------------------------------------------------- the thread */
 
 static void *loop_main(void *arg)
@@ -301,25 +354,25 @@ static void *loop_main(void *arg)
     h2_loop *L = arg;
     h2_loop_local *lo = &L->local;
     struct epoll_event evs[H2_MAX_EVENTS];
-    int timeout = -1;
+    int64_t trim_at = 0; /* no work until then: give memory back (0 = nothing to give back) */
+    bool queued = false; /* commands posted from this thread wait: do not sleep */
+    lo->now = h2_now_ms();
     while (!atomic_load_explicit(&L->stop_flag, memory_order_acquire)) {
+        int64_t due = timers_due(lo);
+        if (trim_at && trim_at < due) due = trim_at;
+        int timeout = -1;
+        if (queued) {
+            timeout = 0;
+        } else if (due != INT64_MAX) {
+            int64_t now = h2_now_ms();
+            timeout = due <= now ? 0 : due - now > INT_MAX ? INT_MAX : (int)(due - now);
+        }
         int n = epoll_wait(L->epfd, evs, H2_MAX_EVENTS, timeout);
         if (n < 0) {
             if (errno == EINTR) continue;
             break;
         }
-        if (n == 0 && timeout > 0) { /* idle for H2_POOL_IDLE_MS: give memory back */
-            h2_bufpool_trim(&L->pool);
-#ifdef __GLIBC__
-            /* After a burst (e.g. thousands of cancelled streams) the freed blocks stay in
-             * malloc's arenas and keep the RSS up; return them to the system once idle. */
-            malloc_trim(0);
-#endif
-            lo->active = false;
-            timeout = queue_nonempty(L) ? 0 : -1;
-            continue;
-        }
-        lo->active = true;
+        lo->now = h2_now_ms();
         for (int i = 0; i < n; i++) {
             int kind = *(int *)evs[i].data.ptr;
             if (kind == H2_OBJ_WAKE) {
@@ -334,6 +387,7 @@ static void *loop_main(void *arg)
                 h2_conn_event(evs[i].data.ptr, evs[i].events);
             }
         }
+        run_timers(L);
         /* Commands posted from this thread (inline handlers answering, jobs scheduling
          * jobs) run now, so one flush carries them; bounded so sockets are not starved. */
         for (int round = 0; round < 8 && queue_nonempty(L); round++) run_cmds(L);
@@ -348,9 +402,24 @@ static void *loop_main(void *arg)
             lo->dead = c->dead_next;
             h2_conn_free(c);
         }
+        if (n > 0 || queued) {
+            trim_at = lo->now + H2_POOL_IDLE_MS; /* after activity, trim once idle */
+        } else if (trim_at && lo->now >= trim_at) { /* idle for H2_POOL_IDLE_MS: give memory back */
+            h2_bufpool_trim(&L->pool);
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+            /* After a burst (e.g. thousands of cancelled streams) the freed blocks stay in
+             * malloc's arenas and keep the RSS up; return them to the system once idle.
+             * Not under ASan: its allocator is not glibc's, and malloc_trim there crashes now
+             * and then (seen in the C tests' ASan run). */
+            malloc_trim(0);
+#endif
+            trim_at = 0;
+        } else if (!trim_at && !h2_bufpool_empty(&L->pool)) {
+            trim_at = lo->now + H2_POOL_IDLE_MS; /* buffers other threads gave back */
+        }
         /* Checked last: flushing runs callbacks (on_drain) that may post from this thread,
-         * and such posts do not write the eventfd. After activity, wake once idle to trim. */
-        timeout = queue_nonempty(L) ? 0 : (lo->active || !h2_bufpool_empty(&L->pool)) ? H2_POOL_IDLE_MS : -1;
+         * and such posts do not write the eventfd. */
+        queued = queue_nonempty(L);
     }
     if (lo->teardown_on_exit) h2_loop_teardown(L);
     if (lo->free_on_exit) h2_loop_release(L);
@@ -370,6 +439,8 @@ int h2_loop_init(h2_loop *L)
     atomic_init(&L->stop_flag, false);
     L->wake_kind = H2_OBJ_WAKE;
     L->epfd = L->evfd = -1;
+    L->local.reserve_fd = -1;
+    L->local.tick_ms = h2_tick_ms(L->cfg.handshake_timeout_ms, L->cfg.idle_timeout_ms);
     int e = 0;
     if (pthread_mutex_init(&L->shared.lock, NULL) != 0) return ENOMEM;
     if (h2_bufpool_init(&L->pool) != 0) {
@@ -381,9 +452,14 @@ int h2_loop_init(h2_loop *L)
     if ((L->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) { e = errno; goto fail; }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &L->wake_kind};
     if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, L->evfd, &ev) != 0) { e = errno; goto fail; }
-    if (h2_session_callbacks_new(&L->scb, &L->opt) != 0) { e = ENOMEM; goto fail; }
+    if (h2_session_callbacks_new(&L->cfg, &L->scb, &L->opt) != 0) { e = ENOMEM; goto fail; }
+    if (!(L->lim = h2_connlim_new(L->cfg.max_connections, L->cfg.max_connections_per_addr))) { e = ENOMEM; goto fail; }
+    /* Best effort: without it the loop still backs off at the fd limit, it only cannot shed. */
+    L->local.reserve_fd = h2_net_reserve_fd();
     return 0;
 fail:
+    if (L->scb) nghttp2_session_callbacks_del(L->scb);
+    if (L->opt) nghttp2_option_del(L->opt);
     if (L->evfd >= 0) close(L->evfd);
     if (L->epfd >= 0) close(L->epfd);
     h2_map_free(&L->local.map);
@@ -417,6 +493,8 @@ void h2_loop_teardown(h2_loop *L)
 
 void h2_loop_release(h2_loop *L)
 {
+    h2_connlim_unref(L->lim);
+    if (L->local.reserve_fd >= 0) close(L->local.reserve_fd);
     nghttp2_session_callbacks_del(L->scb);
     nghttp2_option_del(L->opt);
     close(L->evfd);

@@ -14,6 +14,7 @@
 
 #include "h2_cmd.h"
 #include "h2_conn.h"
+#include "h2_connlim.h"
 #include "h2_map.h"
 #include "h2_msgbuf.h"
 #include "h2shim.h"
@@ -43,7 +44,14 @@ typedef struct h2_loop_local {
     h2_conn *dirty;    /* to flush at the end of this iteration */
     h2_conn *dead;     /* to free at the end of this iteration */
     h2_listener *listeners;
-    bool active;       /* events since the last idle trim */
+    /* connection limits and timers (h2_timer.h) */
+    int64_t now;           /* h2_now_ms() after this iteration's epoll_wait */
+    int64_t next_tick;     /* when server connections' deadlines are checked next; 0 = not armed */
+    int64_t accept_resume; /* listeners paused (accept failed) until then */
+    uint32_t tick_ms;      /* h2_tick_ms of the configured timeouts */
+    uint32_t nserver;      /* open server connections of this loop */
+    bool accept_paused;
+    int reserve_fd;        /* held so that at the fd limit one can be freed to accept-and-close; -1 = none */
     /* Stopped or destroyed from one of its own callbacks (the last owner went away on the
      * loop thread): the thread cannot join itself, so it tears the loop down (and frees
      * it) on its way out. `joined`: the thread is gone or detached. */
@@ -59,6 +67,7 @@ struct h2_loop {
     int epfd;
     int evfd;
     int wake_kind; /* epoll tag of the eventfd (H2_OBJ_WAKE) */
+    h2_connlim *lim; /* connection caps, maybe shared with other loops (own lock) */
     pthread_t thread;
     nghttp2_session_callbacks *scb;
     nghttp2_option *opt;
@@ -67,6 +76,8 @@ struct h2_loop {
     atomic_uint_fast64_t next_id;
     struct {
         atomic_uint_fast64_t connections, streams, inbound, outbound, streams_total;
+        /* connection limits */
+        atomic_uint_fast64_t conns_rejected, conns_shed, handshake_timeouts, idle_goaways, accept_pauses;
     } st;
     h2_bufpool pool; /* own lock */
     h2_loop_shared shared;
@@ -102,5 +113,9 @@ void h2_loop_teardown(h2_loop *L);
 /* Frees the loop's resources and the loop. */
 void h2_loop_release(h2_loop *L);
 void h2_listeners_close(h2_loop *L);
+/* Accept failed (fd limit, no memory): stop polling the listeners for H2_ACCEPT_BACKOFF_MS. */
+void h2_loop_pause_accept(h2_loop *L);
+/* A server connection was opened: make sure the tick runs. */
+void h2_loop_arm_tick(h2_loop *L);
 
 #endif

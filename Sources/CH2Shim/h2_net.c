@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 void h2_net_tune(int fd)
@@ -17,6 +18,15 @@ void h2_net_tune(int fd)
     /* Best effort: a socket that refuses TCP_NODELAY (e.g. not TCP) still works. */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
+
+void h2_net_reject(int fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+}
+
+int h2_net_reserve_fd(void) { return eventfd(0, EFD_CLOEXEC); }
 
 static int gai_to_errno(int rc)
 {

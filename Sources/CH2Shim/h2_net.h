@@ -13,5 +13,9 @@ int h2_net_resolve(const char *host, uint16_t port, struct sockaddr_storage *out
 int h2_net_connect(const struct sockaddr *sa, socklen_t salen, int *done);
 /* TCP_NODELAY (and nothing else that could fail the connection). */
 void h2_net_tune(int fd);
+/* Closes a connection we refuse with a reset (SO_LINGER 0): no TIME_WAIT kept for it. */
+void h2_net_reject(int fd);
+/* An fd held in reserve (an eventfd: no file system needed), or -1. */
+int h2_net_reserve_fd(void);
 
 #endif

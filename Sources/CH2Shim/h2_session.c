@@ -3,6 +3,7 @@
 #include "h2_loop.h"
 #include "h2_mem.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* ---------------------------------------------------------------- data source */
@@ -137,6 +138,9 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     h2_conn *c = ud;
     c->hdr_arena_len = 0;
     c->hdr_n = 0;
+    c->hdr_count = 0;
+    c->hdr_list_size = 0;
+    c->hdr_over = false;
     if (f->hd.type != NGHTTP2_HEADERS || c->is_client || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     h2_stream *st = h2_stream_new(c, h2_loop_new_id(c->loop), false);
     if (!st) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST this stream only */
@@ -149,13 +153,28 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     return 0;
 }
 
+/* Header limits. nghttp2 does not enforce our SETTINGS_MAX_HEADER_LIST_SIZE on what it
+ * receives, and HPACK lets one byte on the wire (an indexed field) stand for a whole field: a
+ * 256 KiB block can carry 250,000 fields. So every field is counted here, by number and by its
+ * RFC 7541 size (name + value + 32), copied or not; once the block is over either limit nothing
+ * more is copied (memory stays at the limit), and the block is refused when it ends
+ * (on_headers_recv → header_limit). nghttp2 goes on decoding the rest of the block (HPACK
+ * state must stay in step), calling this for each field: a few instructions each. */
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t namelen,
                      const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
 {
     (void)s; (void)f; (void)flags;
     h2_conn *c = ud;
+    const h2_config *cfg = &c->loop->cfg;
+    c->hdr_count++;
+    c->hdr_list_size += namelen + valuelen + 32;
+    if (c->hdr_over) return 0;
+    if (c->hdr_count > cfg->max_header_count || c->hdr_list_size > cfg->max_header_list_size) {
+        c->hdr_over = true;
+        return 0;
+    }
+    /* Within the limits the arena holds at most max_header_list_size (≤ H2_MAX_HEADER_BYTES) bytes. */
     size_t need = c->hdr_arena_len + namelen + valuelen;
-    if (need > H2_MAX_HEADER_BYTES) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
     if (need > c->hdr_arena_cap) {
         size_t nc = c->hdr_arena_cap ? c->hdr_arena_cap * 2 : 1024;
         while (nc < need) nc *= 2;
@@ -194,6 +213,39 @@ static h2_nv *headers_fix(h2_conn *c, size_t n)
     return c->hdr_nv;
 }
 
+/* A received header block over max_header_count or max_header_list_size. A request is
+ * answered at once, Trailers-Only with grpc-status 8 (RESOURCE_EXHAUSTED), as grpc servers
+ * answer oversized metadata; the application never sees it. Any other block (request trailers,
+ * response headers or trailers) resets its stream; on_close reports H2_CLOSE_HEADERS_TOO_LARGE. */
+static int header_limit(nghttp2_session *s, const nghttp2_frame *f, h2_conn *c, h2_stream *st, bool end)
+{
+    const h2_config *cfg = &c->loop->cfg;
+    int rv;
+    st->local_end = true;
+    if (!c->is_client && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        char msg[160];
+        if (c->hdr_count > cfg->max_header_count)
+            snprintf(msg, sizeof msg, "the request header block has %zu fields; this server accepts at most %u",
+                     c->hdr_count, cfg->max_header_count);
+        else
+            snprintf(msg, sizeof msg,
+                     "the request header list is %zu bytes (name + value + 32 per field); this server accepts at most %u",
+                     c->hdr_list_size, cfg->max_header_list_size);
+        nghttp2_nv nv[] = {
+            {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
+            {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
+            {(uint8_t *)"grpc-status", (uint8_t *)"8", 11, 1, NGHTTP2_NV_FLAG_NONE},
+            {(uint8_t *)"grpc-message", (uint8_t *)msg, 12, strlen(msg), NGHTTP2_NV_FLAG_NONE},
+        };
+        if (end) st->in_ended = true; /* no RST(NO_ERROR) after the answer (on_frame_send) */
+        rv = nghttp2_submit_response(s, st->sid, nv, sizeof nv / sizeof nv[0], NULL); /* nghttp2 copies nv */
+        if (rv == 0 || nghttp2_is_fatal(rv)) return rv != 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+    }
+    st->close_code = H2_CLOSE_HEADERS_TOO_LARGE;
+    rv = nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_INTERNAL_ERROR);
+    return (rv != 0 && nghttp2_is_fatal(rv)) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+}
+
 static int on_headers_recv(nghttp2_session *s, const nghttp2_frame *f, h2_conn *c)
 {
     h2_loop *L = c->loop;
@@ -202,6 +254,7 @@ static int on_headers_recv(nghttp2_session *s, const nghttp2_frame *f, h2_conn *
     c->hdr_n = 0;
     if (!st) return 0;
     bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (c->hdr_over) return header_limit(s, f, c, st, end);
     if (!c->is_client) {
         if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
             void *user = NULL;
@@ -244,12 +297,14 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
         return 0;
     case NGHTTP2_RST_STREAM:
         if (!c->is_client) {
-            /* Rapid-reset guard (CVE-2023-44487): count only streams cancelled before any
-             * response was submitted (the open+cancel flood); a client cancelling calls
-             * that are already streaming responses is legitimate and not counted. */
+            /* A reset with NO_ERROR still abandons the call: report CANCEL, so the
+             * application cancels the handler (it does on any code but 0). */
             h2_stream *rst = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-            if (rst == NULL || rst->resp_sent) return 0;
-            if (h2_ratelim_hit(&c->rst_guard, h2_ratelim_now())) {
+            if (rst && f->rst_stream.error_code == NGHTTP2_NO_ERROR && !rst->close_code) rst->close_code = NGHTTP2_CANCEL;
+            /* Rapid-reset guard (CVE-2023-44487): every reset counts, whatever the stream's
+             * state (a flood whose handlers answer before the reset arrives costs as much, and
+             * a peer can always wait for the response headers first). See rst_burst/rst_rate. */
+            if (h2_ratelim_hit(&c->rst_guard, h2_ratelim_now_ms())) {
                 int rv = nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
                 if (rv != 0 && nghttp2_is_fatal(rv)) return NGHTTP2_ERR_CALLBACK_FAILURE;
             }
@@ -293,7 +348,7 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t code, void 
         st->received_unreleased = 0;
         if (rv != 0 && nghttp2_is_fatal(rv)) return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
-    h2_stream_finish(st, code);
+    h2_stream_finish(st, st->close_code ? st->close_code : code);
     return 0;
 }
 
@@ -311,13 +366,28 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     return nghttp2_is_fatal(rv) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
-/* A request HEADERS that never left (GOAWAY, stream ids exhausted, reset before open):
+/* Server: response headers or trailers nghttp2 would not send. nghttp2 drops such a frame
+ * and leaves the stream open, so the client would wait for its status forever: a block over
+ * nghttp2's 64 KiB max_send_header_block_length (FRAME_SIZE_ERROR; say huge metadata from a
+ * handler), or any other refusal. Reset the stream so the client learns at once, and the
+ * handler is cancelled (on_close with INTERNAL_ERROR). Not for a stream already closing. */
+static int response_not_sent(nghttp2_session *s, const nghttp2_frame *f, int err)
+{
+    h2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (!st || err == NGHTTP2_ERR_STREAM_CLOSED || err == NGHTTP2_ERR_STREAM_CLOSING) return 0;
+    st->local_end = true;
+    int rv = nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_INTERNAL_ERROR);
+    return (rv != 0 && nghttp2_is_fatal(rv)) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+}
+
+/* Client: a request HEADERS that never left (GOAWAY, stream ids exhausted, reset before open):
  * nghttp2 opened no stream, so on_stream_close will not come. Rare: a list scan is fine. */
 static int on_frame_not_send(nghttp2_session *s, const nghttp2_frame *f, int err, void *ud)
 {
-    (void)err;
     h2_conn *c = ud;
-    if (!c->is_client || f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+    if (f->hd.type != NGHTTP2_HEADERS) return 0;
+    if (!c->is_client) return response_not_sent(s, f, err);
+    if (f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     if (nghttp2_session_get_stream_user_data(s, f->hd.stream_id)) return 0; /* opened: close cb comes */
     for (h2_stream *st = c->streams; st; st = st->next) {
         if (st->sid == f->hd.stream_id) {
@@ -330,7 +400,7 @@ static int on_frame_not_send(nghttp2_session *s, const nghttp2_frame *f, int err
 
 /* ---------------------------------------------------------------- setup */
 
-int h2_session_callbacks_new(nghttp2_session_callbacks **scbp, nghttp2_option **optp)
+int h2_session_callbacks_new(const h2_config *cfg, nghttp2_session_callbacks **scbp, nghttp2_option **optp)
 {
     nghttp2_session_callbacks *scb = NULL;
     nghttp2_option *opt = NULL;
@@ -354,11 +424,19 @@ int h2_session_callbacks_new(nghttp2_session_callbacks **scbp, nghttp2_option **
      * priority tree, which gRPC does not use) until up to max_concurrent_streams later
      * ones closed: a busy connection cycled through ~1000 cold stream objects. */
     nghttp2_option_set_no_closed_streams(opt, 1);
-    /* nghttp2's own reset limiter (burst 1000, then 33/s) counts every RST_STREAM, so a
-     * client cancelling calls that are already streaming trips it. The shim's guard (see
-     * on_frame_recv) counts only streams reset before any response; keep nghttp2's as a
-     * loose backstop. */
-    nghttp2_option_set_stream_reset_rate_limit(opt, 100000, 100000);
+    /* Rapid reset (CVE-2023-44487). The shim's guard (on_frame_recv) and nghttp2's own
+     * limiter are both token buckets over every RST_STREAM a server connection receives.
+     * Ours trips first and answers GOAWAY ENHANCE_YOUR_CALM (RFC 9113's code for a peer
+     * that generates excessive load); nghttp2's answers INTERNAL_ERROR, so it stays on at
+     * twice our numbers, a backstop should ours ever be bypassed.
+     * The defaults, burst 1000 and 100/s: a client may cancel every stream it can have open
+     * (max_concurrent_streams, 1000 by default) at once, say when it drops a fan-out, and
+     * then keep cancelling 100 calls a second on one connection (deadlines, hedging, clients
+     * that stop reading) without being cut off; nghttp2's default, 33/s, is tighter than a
+     * busy gRPC client with short deadlines. A flood gets at most 1000 opened-and-cancelled
+     * handlers in its first second and 100/s after that per connection, then loses the
+     * connection: the cost of the attack is bounded by how many connections it may open. */
+    nghttp2_option_set_stream_reset_rate_limit(opt, 2 * (uint64_t)cfg->rst_burst, 2 * (uint64_t)cfg->rst_rate);
     *scbp = scb;
     *optp = opt;
     return 0;
@@ -381,7 +459,8 @@ int h2_session_setup(h2_conn *c)
         c->sess = NULL;
         return rv;
     }
-    nghttp2_settings_entry iv[4];
+    h2_ratelim_init(&c->rst_guard, L->cfg.rst_burst, L->cfg.rst_rate, h2_ratelim_now_ms());
+    nghttp2_settings_entry iv[5];
     size_t n = 0;
     if (!c->is_client)
         iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, L->cfg.max_concurrent_streams};
@@ -389,6 +468,8 @@ int h2_session_setup(h2_conn *c)
         iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
     iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, L->cfg.initial_window};
     iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_FRAME_SIZE, L->cfg.max_frame_size};
+    /* Advisory for the peer (enforced in on_header): 16 KiB by default, grpc's own. */
+    iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, L->cfg.max_header_list_size};
     if ((rv = nghttp2_submit_settings(c->sess, NGHTTP2_FLAG_NONE, iv, n)) != 0) return rv;
     if (L->cfg.connection_window > NGHTTP2_INITIAL_CONNECTION_WINDOW_SIZE &&
         (rv = nghttp2_session_set_local_window_size(c->sess, NGHTTP2_FLAG_NONE, 0, (int32_t)L->cfg.connection_window)) != 0)

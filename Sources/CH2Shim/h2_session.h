@@ -11,13 +11,18 @@
 #include <nghttp2/nghttp2.h>
 
 #define H2_FRAME_HEADER_LEN 9            /* HTTP/2 frame header (RFC 9113 4.1) */
-#define H2_MAX_HEADER_BYTES (256 * 1024) /* per header block; beyond → stream reset */
+#define H2_MAX_HEADER_BYTES (256 * 1024) /* ceiling of h2_config.max_header_list_size */
+/* Defaults of h2_config's stream and header limits (see h2shim.h; the reasons in h2_session.c). */
+#define H2_DEFAULT_MAX_HEADER_LIST (16 * 1024)
+#define H2_DEFAULT_MAX_HEADER_COUNT 100
+#define H2_DEFAULT_RST_BURST 1000
+#define H2_DEFAULT_RST_RATE 100
 #define H2_NOCOPY_MIN (16 * 1024)        /* message bytes left to send from which DATA frames reference the
                                             message (NO_COPY + writev) instead of copying it */
 #define H2_MAX_SEND_FRAME (256 * 1024)   /* largest DATA frame we send (if the peer allows it) */
 
-/* The loop's shared callbacks and options. 0, or an nghttp2 error code. */
-int h2_session_callbacks_new(nghttp2_session_callbacks **scb, nghttp2_option **opt);
+/* The loop's shared callbacks and options (from the loop's clamped config). 0, or an nghttp2 error code. */
+int h2_session_callbacks_new(const h2_config *cfg, nghttp2_session_callbacks **scb, nghttp2_option **opt);
 /* Creates c->sess and submits our SETTINGS. 0, or an nghttp2 error code (c->sess may be set). */
 int h2_session_setup(h2_conn *c);
 /* The data provider of a stream's outbound messages. */

@@ -52,6 +52,7 @@ typedef struct h2_stream {
     bool data_deferred; /* data provider returned DEFERRED */
     bool nc_pop_next;   /* the NO_COPY frame being sent also ends the stream with the END-only buffer after the head */
     bool counted;       /* counted in stats.streams */
+    uint32_t close_code; /* if not 0: the code on_close reports, whatever nghttp2 closes the stream with */
 } h2_stream;
 
 h2_stream *h2_stream_new(h2_conn *c, h2_id id, bool is_client);

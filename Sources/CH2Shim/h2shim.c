@@ -17,6 +17,7 @@
 #include "h2_loop.h"
 #include "h2_mem.h"
 #include "h2_net.h"
+#include "h2_session.h"
 
 #include <errno.h>
 #include <string.h>
@@ -30,6 +31,14 @@ void h2_config_init(h2_config *cfg)
     cfg->initial_window = 1u << 20;
     cfg->connection_window = 16u << 20;
     cfg->max_frame_size = 16384;
+    cfg->max_header_list_size = H2_DEFAULT_MAX_HEADER_LIST;
+    cfg->max_header_count = H2_DEFAULT_MAX_HEADER_COUNT;
+    cfg->rst_burst = H2_DEFAULT_RST_BURST;
+    cfg->rst_rate = H2_DEFAULT_RST_RATE;
+    /* connection limits (max_connections 0: derived from RLIMIT_NOFILE at h2_loop_create) */
+    cfg->max_connections_per_addr = 1000;
+    cfg->handshake_timeout_ms = 10000;
+    cfg->idle_timeout_ms = 300000;
 }
 
 h2_loop *h2_loop_create(const h2_config *cfg, const h2_callbacks *cb)
@@ -50,6 +59,12 @@ h2_loop *h2_loop_create(const h2_config *cfg, const h2_callbacks *cb)
     if (L->cfg.max_frame_size < 16384) L->cfg.max_frame_size = 16384;
     if (L->cfg.max_frame_size > 16777215) L->cfg.max_frame_size = 16777215;
     if (L->cfg.max_recv_message > UINT32_MAX) L->cfg.max_recv_message = UINT32_MAX;
+    /* Stream and header limits: 0 = the default; the header list at most H2_MAX_HEADER_BYTES. */
+    if (L->cfg.max_header_list_size == 0) L->cfg.max_header_list_size = H2_DEFAULT_MAX_HEADER_LIST;
+    if (L->cfg.max_header_list_size > H2_MAX_HEADER_BYTES) L->cfg.max_header_list_size = H2_MAX_HEADER_BYTES;
+    if (L->cfg.max_header_count == 0) L->cfg.max_header_count = H2_DEFAULT_MAX_HEADER_COUNT;
+    if (L->cfg.rst_burst == 0) L->cfg.rst_burst = H2_DEFAULT_RST_BURST;
+    if (L->cfg.rst_rate == 0) L->cfg.rst_rate = H2_DEFAULT_RST_RATE;
     int e = h2_loop_init(L);
     if (e != 0) {
         h2_free(L);
@@ -81,6 +96,19 @@ int h2_listen(h2_loop *loop, const char *host, uint16_t port, uint16_t *bound_po
         close(fd);
         return -ESHUTDOWN;
     }
+    return 0;
+}
+
+int h2_loop_share_limits(h2_loop *loop, h2_loop *with)
+{
+    pthread_mutex_lock(&loop->shared.lock);
+    bool started = loop->shared.started;
+    pthread_mutex_unlock(&loop->shared.lock);
+    if (started) return -EINVAL;
+    if (loop == with || loop->lim == with->lim) return 0;
+    h2_connlim_ref(with->lim);
+    h2_connlim_unref(loop->lim);
+    loop->lim = with->lim;
     return 0;
 }
 
@@ -304,4 +332,9 @@ void h2_loop_stats(h2_loop *L, h2_stats *out)
     out->outbound_buffered = atomic_load_explicit(&L->st.outbound, memory_order_relaxed);
     out->streams_total = atomic_load_explicit(&L->st.streams_total, memory_order_relaxed);
     out->pooled = atomic_load_explicit(&L->pool.pooled, memory_order_relaxed);
+    out->conns_rejected = atomic_load_explicit(&L->st.conns_rejected, memory_order_relaxed);
+    out->conns_shed = atomic_load_explicit(&L->st.conns_shed, memory_order_relaxed);
+    out->handshake_timeouts = atomic_load_explicit(&L->st.handshake_timeouts, memory_order_relaxed);
+    out->idle_goaways = atomic_load_explicit(&L->st.idle_goaways, memory_order_relaxed);
+    out->accept_pauses = atomic_load_explicit(&L->st.accept_pauses, memory_order_relaxed);
 }

@@ -500,6 +500,10 @@ public struct Labgallery_V1_ListImagesResponse: RPCMessage, Sendable, Hashable {
 public struct Labgallery_V1_ListLabAccountImagesRequest: RPCMessage, Sendable, Hashable {
     /// Field `lab_account` = 1.
     public var labAccount: String = ""
+    /// Like every List: 0 means the default page size; next_page_token of the previous page.
+    public var pageSize: Int32 = 0
+    /// Field `page_token` = 3.
+    public var pageToken: String = ""
     /// Fields this version of the schema does not know, in their wire form; decoding keeps
     /// them and encoding writes them back.
     public var unknownFields: [UInt8] = []
@@ -509,9 +513,13 @@ public struct Labgallery_V1_ListLabAccountImagesRequest: RPCMessage, Sendable, H
 
     /// Creates a message from field values (omitted fields keep their defaults).
     public init(
-        labAccount: String = ""
+        labAccount: String = "",
+        pageSize: Int32 = 0,
+        pageToken: String = ""
     ) {
         self.labAccount = labAccount
+        self.pageSize = pageSize
+        self.pageToken = pageToken
     }
 
     /// Decodes the protobuf wire form (through protobuf-c).
@@ -550,6 +558,8 @@ public struct Labgallery_V1_ListLabAccountImagesRequest: RPCMessage, Sendable, H
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListLabAccountImagesRequest>) {
         self.labAccount = ProtobufC.string(c.pointee.lab_account)
+        self.pageSize = c.pointee.page_size
+        self.pageToken = ProtobufC.string(c.pointee.page_token)
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
@@ -557,6 +567,8 @@ public struct Labgallery_V1_ListLabAccountImagesRequest: RPCMessage, Sendable, H
     func _protobufCFill(_ c: UnsafeMutablePointer<Labgallery__V1__ListLabAccountImagesRequest>, _ arena: ProtobufCArena) {
         labgallery__v1__list_lab_account_images_request__init(c)
         if !self.labAccount.isEmpty { c.pointee.lab_account = arena.cString(self.labAccount) }
+        c.pointee.page_size = self.pageSize
+        if !self.pageToken.isEmpty { c.pointee.page_token = arena.cString(self.pageToken) }
         if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }
@@ -565,6 +577,8 @@ public struct Labgallery_V1_ListLabAccountImagesRequest: RPCMessage, Sendable, H
 public struct Labgallery_V1_ListLabAccountImagesResponse: RPCMessage, Sendable, Hashable {
     /// Field `images` = 1.
     public var images: [Labgallery_V1_LabAccountImage] = []
+    /// Field `next_page_token` = 2.
+    public var nextPageToken: String = ""
     /// Fields this version of the schema does not know, in their wire form; decoding keeps
     /// them and encoding writes them back.
     public var unknownFields: [UInt8] = []
@@ -574,9 +588,11 @@ public struct Labgallery_V1_ListLabAccountImagesResponse: RPCMessage, Sendable, 
 
     /// Creates a message from field values (omitted fields keep their defaults).
     public init(
-        images: [Labgallery_V1_LabAccountImage] = []
+        images: [Labgallery_V1_LabAccountImage] = [],
+        nextPageToken: String = ""
     ) {
         self.images = images
+        self.nextPageToken = nextPageToken
     }
 
     /// Decodes the protobuf wire form (through protobuf-c).
@@ -615,6 +631,7 @@ public struct Labgallery_V1_ListLabAccountImagesResponse: RPCMessage, Sendable, 
     /// Copies the fields out of an unpacked protobuf-c message.
     init(_protobufC c: UnsafePointer<Labgallery__V1__ListLabAccountImagesResponse>) {
         self.images = ProtobufC.map(c.pointee.images, c.pointee.n_images) { Labgallery_V1_LabAccountImage(_protobufC: $0!) }
+        self.nextPageToken = ProtobufC.string(c.pointee.next_page_token)
         if c.pointee.base.n_unknown_fields > 0 { self.unknownFields = ProtobufC.unknownFields(c) }
     }
 
@@ -625,6 +642,7 @@ public struct Labgallery_V1_ListLabAccountImagesResponse: RPCMessage, Sendable, 
             c.pointee.n_images = self.images.count
             c.pointee.images = arena.messages(self.images, Labgallery__V1__LabAccountImage.self) { $0._protobufCFill($1, arena) }
         }
+        if !self.nextPageToken.isEmpty { c.pointee.next_page_token = arena.cString(self.nextPageToken) }
         if !self.unknownFields.isEmpty { arena.setUnknownFields(self.unknownFields, c) }
     }
 }

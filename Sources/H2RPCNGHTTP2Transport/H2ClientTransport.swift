@@ -201,6 +201,12 @@ private final class H2ClientStreamUser: H2StreamUser {
                 code: .unavailable, message: "the connection to \(authority) was lost or could not be established")
         case UInt32(H2_CLOSE_SHUTDOWN):
             status = Status(code: .unavailable, message: "the client transport was shut down")
+        case UInt32(H2_CLOSE_HEADERS_TOO_LARGE):
+            status = Status(
+                code: .resourceExhausted,
+                message:
+                    "the response from \(authority) has a header block over this client's limits (maxHeaderCount, maxHeaderListSize)"
+            )
         default: status = Status(code: .internal, message: "the stream was reset with HTTP/2 error code \(code)")
         }
         events.receive(.status(status, [:]))

@@ -57,6 +57,15 @@ final class H2Loop: @unchecked Sendable {
         cfg.initial_window = config.streamWindowSize
         cfg.max_frame_size = config.maxFrameSize
         cfg.connection_window = max(config.connectionWindowSize, config.streamWindowSize)
+        cfg.max_header_list_size = config.maxHeaderListSize
+        cfg.max_header_count = config.maxHeaderCount
+        cfg.rst_burst = config.resetBurst
+        cfg.rst_rate = config.resetRate
+        // Connection limits.
+        cfg.max_connections = UInt32(clamping: max(0, config.maxConnections))
+        cfg.max_connections_per_addr = UInt32(clamping: max(0, config.maxConnectionsPerAddress))
+        cfg.handshake_timeout_ms = H2Configuration.milliseconds(config.handshakeTimeout)
+        cfg.idle_timeout_ms = H2Configuration.milliseconds(config.idleTimeout)
         let box = DelegateBox()
         var cb = h2_callbacks()
         cb.ctx = Unmanaged.passUnretained(box).toOpaque()
@@ -101,6 +110,12 @@ final class H2Loop: @unchecked Sendable {
     @inline(__always)
     private static func user(_ p: UnsafeMutableRawPointer?) -> H2StreamUser {
         Unmanaged<H2StreamUser>.fromOpaque(p!).takeUnretainedValue()
+    }
+
+    /// Counts this loop's connections against `other`'s caps (before either starts): the loops
+    /// of one server share one total and one per-address connection cap.
+    func shareLimits(with other: H2Loop) {
+        _ = h2_loop_share_limits(raw, other.raw)
     }
 
     func setDelegate(_ delegate: any H2LoopDelegate) {
@@ -152,6 +167,49 @@ public struct H2Configuration: Sendable {
     /// Default 256 KiB, so large messages cross in few frames (our transports send DATA frames
     /// of large messages up to 256 KiB when the peer allows it).
     public var maxFrameSize: UInt32
+
+    // MARK: HTTP/2 stream and header limits (set after `init`; 0 = the shim's default)
+
+    /// SETTINGS_MAX_HEADER_LIST_SIZE, advertised and enforced on every received header block:
+    /// the sum over its fields of name + value + 32 bytes (RFC 7541). Default 16 KiB (grpc's),
+    /// at most 256 KiB. A request over it, or over `maxHeaderCount`, is answered at once with
+    /// RESOURCE_EXHAUSTED (its handler never runs); a response over it fails the call with
+    /// RESOURCE_EXHAUSTED.
+    public var maxHeaderListSize: UInt32 = 16 << 10
+    /// Most fields (pseudo-headers included) in one received header block. Default 100.
+    public var maxHeaderCount: UInt32 = 100
+    /// Server rapid-reset guard (CVE-2023-44487): every RST_STREAM a connection sends takes one
+    /// of `resetBurst` tokens, and `resetRate` come back each second; a reset that finds none
+    /// gets GOAWAY ENHANCE_YOUR_CALM and the connection closes. Defaults 1000 and 100/s: a
+    /// client may cancel as many calls as it can have open at once, then 100 a second.
+    public var resetBurst: UInt32 = 1000
+    /// See `resetBurst`.
+    public var resetRate: UInt32 = 100
+    // MARK: Connection limits (server; see the README's "Limits: connections")
+
+    /// Most connections served at once, over all event loops; further ones are accepted and
+    /// closed at once. 0 (default): automatic, min(10,000, the soft RLIMIT_NOFILE less a
+    /// quarter of it, and at least 64 less), so connections cannot take the file descriptors
+    /// the database and blob files need.
+    public var maxConnections: Int = 0
+    /// Most connections from one peer address (an IPv4 address, or an IPv6 /64); 0: no cap.
+    /// Default 1000 (many users may share one NAT address).
+    public var maxConnectionsPerAddress: Int = 1000
+    /// A connection that has not sent the HTTP/2 client preface and its SETTINGS this long
+    /// after it was accepted is closed; `.zero`: never. Default 10 s.
+    public var handshakeTimeout: Duration = .seconds(10)
+    /// A connection without calls for this long is sent GOAWAY (NO_ERROR) and closed;
+    /// `.zero`: never. Default 5 minutes.
+    public var idleTimeout: Duration = .seconds(300)
+
+    /// Whole milliseconds of `duration` for the shim (negative: 0, too long: the largest).
+    static func milliseconds(_ duration: Duration) -> UInt32 {
+        let (seconds, attoseconds) = duration.components
+        if seconds < 0 { return 0 }
+        let ms = seconds.multipliedReportingOverflow(by: 1000)
+        if ms.overflow { return UInt32.max }
+        return UInt32(clamping: ms.partialValue + attoseconds / 1_000_000_000_000_000)
+    }
 
     /// Creates a configuration.
     public init(

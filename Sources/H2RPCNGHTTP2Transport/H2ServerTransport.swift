@@ -26,6 +26,7 @@ public final class H2ServerTransport: ServerTransport {
         let count = max(1, configuration.eventLoops)
         var loops: [H2Loop] = []
         for _ in 0..<count { loops.append(try H2Loop(config: configuration, reusePort: count > 1)) }
+        for loop in loops.dropFirst() { loop.shareLimits(with: loops[0]) }  // one connection cap for the port
         self.loops = loops
         self.executors = loops.map { configuration.runHandlersOnEventLoop ? H2LoopExecutor(loop: $0) : nil }
         self.host = host

@@ -1,18 +1,39 @@
 /// `grpc-message` percent-encoding (grpc PROTOCOL-HTTP2.md): bytes outside 0x20–0x7E and
 /// `%` itself are sent as `%XX` over the UTF-8 of the message.
 enum PercentEncoding {
-    static func encode(_ message: String) -> String {
-        var needs = false
-        for byte in message.utf8 where byte < 0x20 || byte > 0x7E || byte == UInt8(ascii: "%") {
-            needs = true
-            break
-        }
-        if !needs { return message }
+    /// The longest `grpc-message` value sent: 8 KiB of percent-encoded text. Every status
+    /// message goes through `encode`, so this is the one place the cap lives. A status is a
+    /// sentence for a person; a longer one would only crowd the trailers towards the peer's
+    /// header-list limit (16 KiB by default in grpc) and nghttp2's 64 KiB per block, past which
+    /// the trailers could not be sent at all.
+    static let maxEncodedMessage = 8 * 1024
+    /// Ends a message cut at `maxEncodedMessage`: "…" (U+2026), encoded.
+    private static let truncationMark = Array("%E2%80%A6".utf8)
+
+    @inline(__always)
+    private static func escapes(_ byte: UInt8) -> Bool { byte < 0x20 || byte > 0x7E || byte == UInt8(ascii: "%") }
+
+    /// The message percent-encoded, at most `limit` bytes: a longer one is cut at a character
+    /// boundary (never inside an escape or a UTF-8 sequence) and ends with "…".
+    static func encode(_ message: String, limit: Int = maxEncodedMessage) -> String {
+        var encodedCount = 0
+        for byte in message.utf8 { encodedCount += escapes(byte) ? 3 : 1 }
+        if encodedCount == message.utf8.count && encodedCount <= limit { return message }
+        let truncating = encodedCount > limit
+        let room = max(0, limit - truncationMark.count)
         let hex = Array("0123456789ABCDEF".utf8)
         var out: [UInt8] = []
-        out.reserveCapacity(message.utf8.count * 3)
+        out.reserveCapacity(min(encodedCount, limit))
+        var scalarStart = 0  // out.count where the current character began
         for byte in message.utf8 {
-            if byte < 0x20 || byte > 0x7E || byte == UInt8(ascii: "%") {
+            if byte & 0xC0 != 0x80 { scalarStart = out.count }  // not a continuation byte
+            let width = escapes(byte) ? 3 : 1
+            if truncating && out.count + width > room {
+                out.removeSubrange(scalarStart...)  // the character that does not fit whole
+                out.append(contentsOf: truncationMark)
+                break
+            }
+            if width == 3 {
                 out.append(UInt8(ascii: "%"))
                 out.append(hex[Int(byte >> 4)])
                 out.append(hex[Int(byte & 0xF)])

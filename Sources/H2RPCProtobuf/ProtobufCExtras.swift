@@ -6,17 +6,22 @@ extension ProtobufC {
     /// The unknown fields protobuf-c kept while unpacking the message at `message` (any
     /// generated `Foo__Bar`), in their wire form (tag, then the field's bytes), in order.
     /// Generated code calls it only when `n_unknown_fields > 0`.
+    ///
+    /// A field numbered 0 is dropped: no valid message has one, yet protobuf-c 1.4 keeps it
+    /// when its key is written in more than one byte (`80 00`), and its wire form (key `00`)
+    /// would then be bytes that protobuf-c itself rejects (found by Tests/Fuzz).
     public static func unknownFields(_ message: UnsafeRawPointer) -> [UInt8] {
         let base = message.assumingMemoryBound(to: ProtobufCMessage.self).pointee
         guard base.n_unknown_fields > 0, let fields = base.unknown_fields else { return [] }
         var size = 0
-        for k in 0..<Int(base.n_unknown_fields) {
+        for k in 0..<Int(base.n_unknown_fields) where fields[k].tag != 0 {
             size += varintSize(UInt64(fields[k].tag) << 3) + fields[k].len
         }
+        guard size > 0 else { return [] }
         return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
             let p = UnsafeMutableRawPointer(buffer.baseAddress!)
             var i = 0
-            for k in 0..<Int(base.n_unknown_fields) {
+            for k in 0..<Int(base.n_unknown_fields) where fields[k].tag != 0 {
                 let field = fields[k]
                 writeVarint(UInt64(field.tag) << 3 | UInt64(field.wire_type.rawValue), p, &i)
                 if field.len > 0, let data = field.data {

@@ -40,6 +40,45 @@ struct InteropServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("event_loops"), help: "Event-loop threads sharing the port (default: one per core).")
     var eventLoops: Int = ProcessInfoCores.count
 
+    // HTTP/2 stream and header limits (defaults: H2Configuration's).
+    @Option(
+        name: .customLong("max_header_list_size"),
+        help: "SETTINGS_MAX_HEADER_LIST_SIZE, enforced: bytes of a received header block (name + value + 32 per field)."
+    )
+    var maxHeaderListSize: UInt32 = H2Configuration().maxHeaderListSize
+
+    @Option(name: .customLong("max_header_count"), help: "Most fields in one received header block.")
+    var maxHeaderCount: UInt32 = H2Configuration().maxHeaderCount
+
+    @Option(
+        name: .customLong("reset_burst"),
+        help: "Rapid-reset guard: RST_STREAMs a connection may send at once before GOAWAY ENHANCE_YOUR_CALM.")
+    var resetBurst: UInt32 = H2Configuration().resetBurst
+
+    @Option(
+        name: .customLong("reset_rate"),
+        help: "Rapid-reset guard: RST_STREAMs per second a connection may send after its burst.")
+    var resetRate: UInt32 = H2Configuration().resetRate
+    // Connection limits (README "Limits: connections").
+    @Option(
+        name: .customLong("max_connections"),
+        help: "Most connections at once; 0: min(10000, RLIMIT_NOFILE less a quarter, at least 64 less).")
+    var maxConnections: Int = 0
+
+    @Option(
+        name: .customLong("max_connections_per_address"),
+        help: "Most connections from one IPv4 address or IPv6 /64; 0: no cap.")
+    var maxConnectionsPerAddress: Int = 1000
+
+    @Option(
+        name: .customLong("handshake_timeout"),
+        help: "Seconds a new connection has to send the HTTP/2 preface and SETTINGS; 0: no limit.")
+    var handshakeTimeout: Double = 10
+
+    @Option(
+        name: .customLong("idle_timeout"), help: "Seconds without calls before GOAWAY and close; 0: never.")
+    var idleTimeout: Double = 300
+
     @Option(name: .customLong("use_tls"), help: "Must be false: this server speaks h2c only.")
     var useTLS: Bool = false
 
@@ -49,6 +88,12 @@ struct InteropServerCommand: AsyncParsableCommand {
     func validate() throws {
         if useTLS {
             throw ValidationError("--use_tls=true is not supported: this server speaks h2c (plaintext HTTP/2) only")
+        }
+        if maxConnections < 0 || maxConnectionsPerAddress < 0 {
+            throw ValidationError("--max_connections and --max_connections_per_address must not be negative")
+        }
+        if !(handshakeTimeout >= 0) || !(idleTimeout >= 0) {
+            throw ValidationError("--handshake_timeout and --idle_timeout must be seconds, 0 or more")
         }
     }
 
@@ -87,9 +132,17 @@ struct InteropServerCommand: AsyncParsableCommand {
         var lastError: (any Error)?
         for candidate in hosts {
             do {
-                let configuration = H2Configuration(
+                var configuration = H2Configuration(
                     maxConcurrentStreams: maxConcurrentStreams,
                     runHandlersOnEventLoop: executor != "global", eventLoops: eventLoops)
+                configuration.maxHeaderListSize = maxHeaderListSize
+                configuration.maxHeaderCount = maxHeaderCount
+                configuration.resetBurst = resetBurst
+                configuration.resetRate = resetRate
+                configuration.maxConnections = maxConnections
+                configuration.maxConnectionsPerAddress = maxConnectionsPerAddress
+                configuration.handshakeTimeout = .milliseconds(Int64(min(handshakeTimeout, 4e6) * 1000))
+                configuration.idleTimeout = .milliseconds(Int64(min(idleTimeout, 4e6) * 1000))
                 let transport = try H2ServerTransport(host: candidate, port: port, configuration: configuration)
                 let server = RPCServer(transport: transport, services: [InteropTestService(), health])
                 try server.start()

@@ -306,14 +306,26 @@ public final class LabGalleryClient: Sendable {
         _ = try await write(timeout) { try await self.images.deleteImage(request, options: $0) }
     }
 
-    /// `ListLabAccountImages`: the images of the account's attached gallery, with whether each is
-    /// enabled and whether `createLab` would accept it now (``LabAccountImage/available``, with the reason when not).
+    /// `ListLabAccountImages`: every image of the account's attached gallery (follows
+    /// `next_page_token`), with whether each is enabled and whether `createLab` would accept it
+    /// now (``LabAccountImage/available``, with the reason when not).
     public func listLabAccountImages(labAccount: String, timeout: Duration? = nil) async throws(LabGalleryClientError)
         -> [LabAccountImage]
     {
-        let request = Labgallery_V1_ListLabAccountImagesRequest(labAccount: ResourceName.labAccount(labAccount))
-        return try await read(timeout) { try await self.images.listLabAccountImages(request, options: $0) }.images.map(
-            LabAccountImage.init)
+        try await collect { (token) async throws(LabGalleryClientError) in
+            try await self.listLabAccountImages(labAccount: labAccount, pageToken: token, timeout: timeout)
+        }
+    }
+
+    /// `ListLabAccountImages`, one page.
+    public func listLabAccountImages(
+        labAccount: String, pageSize: Int = 0, pageToken: String?, timeout: Duration? = nil
+    ) async throws(LabGalleryClientError) -> Page<LabAccountImage> {
+        let request = Labgallery_V1_ListLabAccountImagesRequest(
+            labAccount: ResourceName.labAccount(labAccount), pageSize: Int32(clamping: pageSize),
+            pageToken: pageToken ?? "")
+        let r = try await read(timeout) { try await self.images.listLabAccountImages(request, options: $0) }
+        return Page(items: r.images.map(LabAccountImage.init), nextPageToken: nonEmpty(r.nextPageToken))
     }
 
     /// `SetImagesEnabled`: enables or disables `images` for `labAccount`, all or nothing.

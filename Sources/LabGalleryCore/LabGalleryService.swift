@@ -15,10 +15,25 @@ public struct LabGalleryConfiguration: Sendable, Equatable {
     public var regionCatalog: RegionCatalog
     /// Which images may be lab templates (default `.any`; `.generalizedOnly` restores the older rule).
     public var templateImages: TemplateImagePolicy
+    /// The most replication watch streams open at once, in all (default 10,000); past it a new
+    /// watch is RESOURCE_EXHAUSTED.
+    public var maxWatchers: Int
+    /// The most replication watch streams one caller (principal) has open at once (default 100).
+    public var maxWatchersPerCaller: Int
+    /// Default of ``maxWatchers``.
+    public static let defaultMaxWatchers = 10_000
+    /// Default of ``maxWatchersPerCaller``.
+    public static let defaultMaxWatchersPerCaller = 100
     /// Creates a configuration.
-    public init(regionCatalog: RegionCatalog = .builtIn, templateImages: TemplateImagePolicy = .any) {
+    public init(
+        regionCatalog: RegionCatalog = .builtIn, templateImages: TemplateImagePolicy = .any,
+        maxWatchers: Int = LabGalleryConfiguration.defaultMaxWatchers,
+        maxWatchersPerCaller: Int = LabGalleryConfiguration.defaultMaxWatchersPerCaller
+    ) {
         self.regionCatalog = regionCatalog
         self.templateImages = templateImages
+        self.maxWatchers = maxWatchers
+        self.maxWatchersPerCaller = maxWatchersPerCaller
     }
 }
 
@@ -70,7 +85,11 @@ public final class LabGalleryService: Sendable {
         executor: BlockingExecutor = .shared
     ) throws(LabGalleryError) -> LabGalleryService {
         let layout = DataLayout(root: dataDirectory)
+        let created = access(layout.root.path, F_OK) != 0
         try FileOps.createDirectoryDurably(layout.root)
+        // Only the server's user reads the data: 0700 and 0600 whatever the umask (chmod after
+        // creating, since the umask only takes bits away and may take too many).
+        if created && chmod(layout.root.path, 0o700) != 0 { throw FileOps.error("chmod 0700 the data directory") }
         if access(layout.databaseURL.path, F_OK) != 0 {
             let stored =
                 (try? FileManager.default.contentsOfDirectory(atPath: layout.regionsURL.path))?.sorted().flatMap {
@@ -83,6 +102,7 @@ public final class LabGalleryService: Sendable {
                 )
             }
         }
+        try FileOps.createPrivateFile(layout.databaseURL)
         do {
             let storage = try SQLiteStorage(path: layout.databaseURL.path)
             return LabGalleryService(storage: storage, layout: layout, configuration: configuration, executor: executor)

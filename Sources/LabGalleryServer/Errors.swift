@@ -25,6 +25,8 @@ extension LabGalleryError.Code {
 extension LabGalleryError: RPCErrorConvertible {
     /// The gRPC status this domain error ends a call with.
     public var rpcError: RPCError {
-        RPCError(code.grpcStatus, message)
+        // The messages quote inputs through `SafeText.quoted`; this caps and escapes the whole
+        // message as a backstop, so no status message carries a control character or megabytes.
+        RPCError(code.grpcStatus, SafeText.sanitized(message))
     }
 }

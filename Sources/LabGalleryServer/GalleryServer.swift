@@ -94,9 +94,14 @@ public final class GalleryServer: Sendable {
             self.transport = transport
             listener = nil
         } else {
+            var h2 = H2Configuration(maxReceiveMessageSize: configuration.maxReceiveMessageSize)
+            h2.maxConnections = configuration.maxConnections
+            h2.maxConnectionsPerAddress = configuration.maxConnectionsPerAddress
+            h2.handshakeTimeout = configuration.handshakeTimeout
+            h2.idleTimeout = configuration.idleTimeout
             let listener = try H2ServerTransport(
                 host: configuration.host, port: configuration.port,
-                configuration: H2Configuration(maxReceiveMessageSize: configuration.maxReceiveMessageSize))
+                configuration: configuration.streamLimits.applied(to: h2))
             self.transport = listener
             self.listener = listener
         }

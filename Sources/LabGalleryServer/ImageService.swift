@@ -75,8 +75,10 @@ public struct ImageService: Labgallery_V1_ImageService.ServiceProtocol {
     public func listLabAccountImages(request: Labgallery_V1_ListLabAccountImagesRequest, context: ServerContext)
         async throws -> Labgallery_V1_ListLabAccountImagesResponse
     {
-        let images = try await core.listLabAccountImages(labAccount: request.labAccount, caller: try Caller.current())
-        return .init(images: images.map(Mapping.labAccountImage))
+        let page = try await core.listLabAccountImages(
+            labAccount: request.labAccount, page: PageRequest(size: Int(request.pageSize), token: request.pageToken),
+            caller: try Caller.current())
+        return .init(images: page.items.map(Mapping.labAccountImage), nextPageToken: page.nextPageToken)
     }
 
     /// SetImagesEnabled: all or nothing.

@@ -1,3 +1,4 @@
+import Foundation
 import GeneratedProtos
 import H2RPC
 import LabGalleryCore
@@ -12,6 +13,7 @@ import Synchronization
 public struct ReplicationService: Labgallery_V1_ReplicationService.ServiceProtocol {
     private let core: LabGalleryService
     private let encodings = StatusEncodings()
+    private let slots = WatcherSlots()
 
     /// Creates the service over the core.
     public init(core: LabGalleryService) { self.core = core }
@@ -28,8 +30,11 @@ public struct ReplicationService: Labgallery_V1_ReplicationService.ServiceProtoc
         request: Labgallery_V1_WatchReplicationRequest, response: ResponseWriter<Labgallery_V1_ReplicationStatus>,
         context: ServerContext
     ) async throws {
-        let watch = try await core.watchReplication(image: request.image, caller: try Caller.current())
-        try await pump(watch, to: response)
+        let caller = try Caller.current()
+        try slots.acquire(caller.name, core.configuration)
+        defer { slots.release(caller.name) }
+        let watch = try await core.watchReplication(image: request.image, caller: caller)
+        try await pump(watch, to: response, context: context)
     }
 
     /// WatchGalleryReplication: every image's state, then every change, until the client cancels.
@@ -37,8 +42,11 @@ public struct ReplicationService: Labgallery_V1_ReplicationService.ServiceProtoc
         request: Labgallery_V1_WatchGalleryReplicationRequest,
         response: ResponseWriter<Labgallery_V1_ReplicationStatus>, context: ServerContext
     ) async throws {
-        let watch = try await core.watchGalleryReplication(gallery: request.gallery, caller: try Caller.current())
-        try await pump(watch, to: response)
+        let caller = try Caller.current()
+        try slots.acquire(caller.name, core.configuration)
+        defer { slots.release(caller.name) }
+        let watch = try await core.watchGalleryReplication(gallery: request.gallery, caller: caller)
+        try await pump(watch, to: response, context: context)
     }
 
     /// RetryReplication: re-queues failed regions (all of them when `regions` is empty).
@@ -50,13 +58,41 @@ public struct ReplicationService: Labgallery_V1_ReplicationService.ServiceProtoc
                 image: request.image, regions: request.regions, caller: try Caller.current()))
     }
 
-    private func pump(_ watch: ReplicationWatch, to response: ResponseWriter<Labgallery_V1_ReplicationStatus>)
-        async throws
-    {
+    /// How often a watch stream re-checks the token it was opened with: a revoked token's
+    /// streams end with UNAUTHENTICATED within this time (plus one database read).
+    static let tokenRecheckInterval = Duration.seconds(2)
+
+    private func pump(
+        _ watch: ReplicationWatch, to response: ResponseWriter<Labgallery_V1_ReplicationStatus>,
+        context: ServerContext
+    ) async throws {
         defer { watch.close() }
+        let token = Self.bearerToken(context.metadata)
+        let encodings = self.encodings
+        let core = self.core
         do {
-            while let status = try await watch.next() {
-                try await response.write(encodings.encoded(status))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while let status = try await watch.next() {
+                        try await response.write(encodings.encoded(status))
+                    }
+                }
+                if let token {
+                    // The token may be revoked while the stream runs (by `token revoke`, from
+                    // another process): re-check it, and end the stream as an unknown token would.
+                    group.addTask {
+                        while true {
+                            try await Task.sleep(for: Self.tokenRecheckInterval)
+                            do { _ = try await core.authenticate(token: token) } catch let e as LabGalleryError
+                                where e.code == .unauthenticated
+                            {
+                                throw e
+                            } catch {}  // a busy database: check again next time
+                        }
+                    }
+                }
+                _ = try await group.next()
+                group.cancelAll()
             }
         } catch ReplicationWatchError.shutdown {
             throw RPCError(
@@ -83,5 +119,47 @@ private final class StatusEncodings: Sendable {
             cache[status.image] = (status, message)
         }
         return message
+    }
+}
+
+extension ReplicationService {
+    /// The bearer token the call was opened with, if any (the interceptor already checked it).
+    fileprivate static func bearerToken(_ metadata: Metadata) -> String? {
+        guard let header = metadata.first("authorization") else { return nil }
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        return parts[1].trimmingCharacters(in: .whitespaces)
+    }
+}
+
+/// Open watch streams, in all and per principal: a watch past either cap is RESOURCE_EXHAUSTED
+/// (`--max-watchers`, `--max-watchers-per-caller`), so no caller can hold unbounded streams.
+final class WatcherSlots: Sendable {
+    private let counts = Mutex<(total: Int, byCaller: [String: Int])>((0, [:]))
+
+    func acquire(_ caller: String, _ limits: LabGalleryConfiguration) throws {
+        let refusal: String? = counts.withLock { c in
+            if c.total >= limits.maxWatchers {
+                return
+                    "the server has \(limits.maxWatchers) replication watch streams open, its limit; close one or retry later"
+            }
+            let mine = c.byCaller[caller, default: 0]
+            if mine >= limits.maxWatchersPerCaller {
+                return
+                    "you have \(limits.maxWatchersPerCaller) replication watch streams open, the limit per caller; close one first (one gallery watch covers every image of a gallery)"
+            }
+            c.total += 1
+            c.byCaller[caller] = mine + 1
+            return nil
+        }
+        if let refusal { throw RPCError(.resourceExhausted, refusal) }
+    }
+
+    func release(_ caller: String) {
+        counts.withLock { c in
+            c.total -= 1
+            let left = c.byCaller[caller, default: 1] - 1
+            c.byCaller[caller] = left > 0 ? left : nil
+        }
     }
 }

@@ -1,5 +1,6 @@
 import Blocking
 import Foundation
+import H2RPCNGHTTP2Transport
 import LabGalleryCore
 
 /// Everything `labgallery-server` is configured with (its command-line flags).
@@ -25,6 +26,29 @@ public struct ServerConfiguration: Sendable {
     /// Threads for blocking work (database, file I/O, fsync, hashing); `nil`: the process-wide
     /// pool of ``BlockingExecutor/defaultThreads``.
     public var blockingThreads: Int?
+    // Issue 10 limits (the gallery API).
+    /// The most replication watch streams open at once, in all (`--max-watchers`).
+    public var maxWatchers = LabGalleryConfiguration.defaultMaxWatchers
+    /// The most replication watch streams one principal has open at once (`--max-watchers-per-caller`).
+    public var maxWatchersPerCaller = LabGalleryConfiguration.defaultMaxWatchersPerCaller
+
+    /// HTTP/2 stream and header limits (``HTTP2StreamLimits``): the transport's defaults unless set.
+    public var streamLimits = HTTP2StreamLimits()
+
+    // MARK: Connection limits (README "Limits: connections")
+
+    /// Most connections served at once; further ones are accepted and closed at once. 0
+    /// (default): min(10,000, the soft RLIMIT_NOFILE less a quarter of it, and at least 64
+    /// less), so connections leave file descriptors to the database, blobs and replicas.
+    public var maxConnections: Int = 0
+    /// Most connections from one peer address (IPv4 address or IPv6 /64); 0: no cap. Default
+    /// 1000: a classroom behind one NAT address shares it.
+    public var maxConnectionsPerAddress: Int = 1000
+    /// A connection that has not sent the HTTP/2 preface and SETTINGS this long after it was
+    /// accepted is closed; `.zero`: never. Default 10 s.
+    public var handshakeTimeout: Duration = .seconds(10)
+    /// A connection without calls this long gets GOAWAY and is closed; `.zero`: never. Default 5 min.
+    public var idleTimeout: Duration = .seconds(300)
 
     // MARK: limits on calls (H2RPC's ServerCallLimits; set after init)
     /// Request timeout, per-method request sizes, held request bytes, unknown fields.
@@ -58,7 +82,43 @@ public struct ServerConfiguration: Sendable {
     public func coreConfiguration() throws(LabGalleryError) -> LabGalleryConfiguration {
         let catalog =
             try regionsFile.map { (url) throws(LabGalleryError) in try RegionCatalog(contentsOf: url) } ?? .builtIn
-        return LabGalleryConfiguration(regionCatalog: catalog, templateImages: templateImages)
+        return LabGalleryConfiguration(
+            regionCatalog: catalog, templateImages: templateImages, maxWatchers: maxWatchers,
+            maxWatchersPerCaller: maxWatchersPerCaller)
+    }
+}
+
+/// The HTTP/2 stream and header limits of `labgallery-server` (its `--max-header-list-size`,
+/// `--max-header-count`, `--reset-burst` and `--reset-rate` flags); each `nil` keeps the
+/// transport's default (see `H2Configuration`: 16 KiB, 100 fields, 1000 resets then 100/s).
+public struct HTTP2StreamLimits: Sendable {
+    /// SETTINGS_MAX_HEADER_LIST_SIZE, enforced on received header blocks (name + value + 32 per field).
+    public var maxHeaderListSize: UInt32?
+    /// Most fields in one received header block.
+    public var maxHeaderCount: UInt32?
+    /// Rapid-reset guard: RST_STREAMs a connection may send at once before GOAWAY ENHANCE_YOUR_CALM.
+    public var resetBurst: UInt32?
+    /// Rapid-reset guard: RST_STREAMs per second a connection may send after its burst.
+    public var resetRate: UInt32?
+
+    public init(
+        maxHeaderListSize: UInt32? = nil, maxHeaderCount: UInt32? = nil, resetBurst: UInt32? = nil,
+        resetRate: UInt32? = nil
+    ) {
+        self.maxHeaderListSize = maxHeaderListSize
+        self.maxHeaderCount = maxHeaderCount
+        self.resetBurst = resetBurst
+        self.resetRate = resetRate
+    }
+
+    /// `transport` with the limits that are set.
+    public func applied(to transport: H2Configuration) -> H2Configuration {
+        var c = transport
+        if let v = maxHeaderListSize { c.maxHeaderListSize = v }
+        if let v = maxHeaderCount { c.maxHeaderCount = v }
+        if let v = resetBurst { c.resetBurst = v }
+        if let v = resetRate { c.resetRate = v }
+        return c
     }
 }
 

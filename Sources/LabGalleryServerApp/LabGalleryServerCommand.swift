@@ -23,11 +23,12 @@ struct DataDirectoryOption: ParsableArguments {
     var url: URL { URL(fileURLWithPath: path) }
 }
 
-/// Log lines go to stderr, `key=value` metadata; stdout is kept for machine-readable output.
+/// Log lines go to stderr, `key=value` metadata, every value escaped and capped
+/// (``SafeLogHandler``); stdout is kept for machine-readable output.
 enum Logs {
     static func bootstrap(level: Logger.Level) {
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler = SafeLogHandler(label: label)
             handler.logLevel = level
             return handler
         }

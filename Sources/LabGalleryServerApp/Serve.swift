@@ -60,8 +60,50 @@ struct Serve: AsyncParsableCommand {
     )
     var blockingThreads: Int?
 
+    // HTTP/2 stream and header limits (each unset: the transport's default).
+    @Option(
+        help:
+            "SETTINGS_MAX_HEADER_LIST_SIZE, enforced: bytes of a received header block, name + value + 32 per field (default 16384)."
+    )
+    var maxHeaderListSize: UInt32?
+
+    @Option(help: "Most fields in one received header block (default 100).")
+    var maxHeaderCount: UInt32?
+
+    @Option(
+        help:
+            "Rapid-reset guard: RST_STREAMs a connection may send at once before GOAWAY ENHANCE_YOUR_CALM (default 1000)."
+    )
+    var resetBurst: UInt32?
+
+    @Option(help: "Rapid-reset guard: RST_STREAMs per second a connection may send after its burst (default 100).")
+    var resetRate: UInt32?
+    // Connection limits (README "Limits: connections").
+    @Option(
+        help:
+            "Most connections at once; 0: min(10000, RLIMIT_NOFILE less a quarter of it, at least 64 less, kept for files)."
+    )
+    var maxConnections: Int = 0
+
+    @Option(help: "Most connections from one IPv4 address or IPv6 /64; 0: no cap.")
+    var maxConnectionsPerAddress: Int = 1000
+
+    @Option(help: "Seconds a new connection has to send the HTTP/2 preface and SETTINGS; 0: no limit.")
+    var handshakeTimeout: Double = 10
+
+    @Option(help: "Seconds without calls before a connection gets GOAWAY and is closed; 0: never.")
+    var idleTimeout: Double = 300
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
+
+    // MARK: Limits: the gallery API (issue 10)
+
+    @Option(help: "At most this many replication watch streams open at once, in all (more: RESOURCE_EXHAUSTED).")
+    var maxWatchers: Int = LabGalleryConfiguration.defaultMaxWatchers
+
+    @Option(help: "At most this many replication watch streams open at once per caller (more: RESOURCE_EXHAUSTED).")
+    var maxWatchersPerCaller: Int = LabGalleryConfiguration.defaultMaxWatchersPerCaller
 
     // MARK: limits on calls (see README "Limits: calls")
     @OptionGroup var callLimits: CallLimitOptions
@@ -73,6 +115,20 @@ struct Serve: AsyncParsableCommand {
         }
         if let w = wanModel, w != "on", w != "off" { throw ValidationError("--wan-model must be on or off") }
         if let n = blockingThreads, n < 1 { throw ValidationError("--blocking-threads must be at least 1") }
+        guard maxWatchers >= 1 else { throw ValidationError("--max-watchers must be at least 1") }
+        guard maxWatchersPerCaller >= 1 else { throw ValidationError("--max-watchers-per-caller must be at least 1") }
+        for (flag, value) in [
+            ("--max-header-list-size", maxHeaderListSize), ("--max-header-count", maxHeaderCount),
+            ("--reset-burst", resetBurst), ("--reset-rate", resetRate),
+        ] where value == 0 {
+            throw ValidationError("\(flag) must be at least 1")
+        }
+        if maxConnections < 0 || maxConnectionsPerAddress < 0 {
+            throw ValidationError("--max-connections and --max-connections-per-address must not be negative")
+        }
+        if !(handshakeTimeout >= 0) || !(idleTimeout >= 0) {
+            throw ValidationError("--handshake-timeout and --idle-timeout must be seconds, 0 or more")
+        }
     }
 
     func run() async throws {
@@ -95,6 +151,15 @@ struct Serve: AsyncParsableCommand {
             host: host, port: port, dataDirectory: dataDir.url, maxReceiveMessageSize: maxMessageSize,
             templateImages: templateImages, regionsFile: regionsFile.map { URL(fileURLWithPath: $0) },
             replication: replication, priceSheet: prices, blockingThreads: blockingThreads)
+        configuration.maxWatchers = maxWatchers
+        configuration.maxWatchersPerCaller = maxWatchersPerCaller
+        configuration.streamLimits = HTTP2StreamLimits(
+            maxHeaderListSize: maxHeaderListSize, maxHeaderCount: maxHeaderCount, resetBurst: resetBurst,
+            resetRate: resetRate)
+        configuration.maxConnections = maxConnections
+        configuration.maxConnectionsPerAddress = maxConnectionsPerAddress
+        configuration.handshakeTimeout = .milliseconds(Int64(min(handshakeTimeout, 4e6) * 1000))
+        configuration.idleTimeout = .milliseconds(Int64(min(idleTimeout, 4e6) * 1000))
         configuration.callLimits = callLimits.limits
 
         // Ignore the default actions first so a signal arriving during startup is not fatal;

@@ -30,6 +30,10 @@ void outq_tests(void);
 void map_tests(void);
 /* test_ratelim.c: rate limiter */
 void ratelim_tests(void);
+/* test_limits.c: the session's header and stream limits, loops over loopback */
+void limits_tests(void);
+/* test_conns.c: connection caps, timers, the fd limit */
+void conns_tests(void);
 /* test_failmalloc.c: every allocation failed in turn */
 void failmalloc_tests(void);
 /* test_e2e.c: loops over loopback through the public API; grpcio interop modes */

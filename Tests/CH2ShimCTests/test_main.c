@@ -2,6 +2,7 @@
  * CH2Shim C tests (built with -DH2_TEST_HOOKS, see run_tests.sh):
  *   h2shim_test                 unit tests, then the end-to-end tests
  *   h2shim_test failmalloc      every allocation of each scenario failed in turn
+ *   h2shim_test conns           the connection-limit tests alone
  *   h2shim_test serve           print the port, serve /x.Y/Echo until stdin closes (grpcio client)
  *   h2shim_test client PORT     one unary call to a grpcio server (method /x.Y/Echo)
  */
@@ -18,6 +19,10 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "serve") == 0) return e2e_serve();
     if (argc > 2 && strcmp(argv[1], "client") == 0) return e2e_client((uint16_t)atoi(argv[2]));
+    if (argc > 1 && strcmp(argv[1], "conns") == 0) {
+        conns_tests();
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "failmalloc") == 0) {
         failmalloc_tests();
         fprintf(stderr, "failmalloc tests passed\n");
@@ -29,6 +34,8 @@ int main(int argc, char **argv)
     ratelim_tests();
     map_tests();
     e2e_tests();
+    RUN(limits_tests());
+    conns_tests();
     fprintf(stderr, "all tests passed\n");
     return 0;
 }

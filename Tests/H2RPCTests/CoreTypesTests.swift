@@ -22,6 +22,30 @@ import Testing
         #expect(PercentEncoding.decode(Array("50%zz".utf8)) == "50%zz")
     }
 
+    @Test func grpcMessageIsCappedAtACharacterBoundary() {
+        let cap = PercentEncoding.maxEncodedMessage
+        #expect(cap == 8 * 1024)
+        // Plain text at the cap goes out as it is; one byte more is cut and marked.
+        let exact = String(repeating: "a", count: cap)
+        #expect(PercentEncoding.encode(exact) == exact)
+        let long = PercentEncoding.encode(String(repeating: "a", count: 70_000))
+        #expect(long.utf8.count <= cap)
+        #expect(long.hasSuffix("%E2%80%A6"))
+        #expect(PercentEncoding.decode(Array(long.utf8)) == String(repeating: "a", count: cap - 9) + "…")
+        // Escapes and multi-byte characters are never split, whatever the offset.
+        for pad in 0..<4 {
+            let message = String(repeating: "x", count: pad) + String(repeating: "ä%😈", count: 3000)
+            let encoded = PercentEncoding.encode(message)
+            #expect(encoded.utf8.count <= cap)
+            let decoded = PercentEncoding.decode(Array(encoded.utf8))
+            #expect(decoded.hasSuffix("…"))
+            #expect(message.hasPrefix(String(decoded.dropLast())))
+            #expect(!decoded.contains("\u{FFFD}"))
+        }
+        // A smaller limit behaves alike.
+        #expect(PercentEncoding.encode("äää", limit: 15) == "%C3%A4%E2%80%A6")
+    }
+
     @Test func base64AcceptsPaddedAndUnpadded() {
         let bytes: [UInt8] = [0xab, 0xab, 0xab]
         #expect(Base64.encode([0xab, 0xab], padded: false) == "q6s")

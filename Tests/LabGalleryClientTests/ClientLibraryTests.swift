@@ -228,7 +228,9 @@ struct ClientLibraryTests {
 
     @Test("a watch re-opens after the server restarts and still sees the end")
     func watchReconnects() async throws {
-        let server = try await LiveServer(replication: slowReplication(bytesPerSecond: 1 << 20))
+        // 2 MiB at 256 KiB/s: about 8 s of replication, so the restart lands in the middle of it
+        // even when a loaded machine delays the statuses.
+        let server = try await LiveServer(replication: slowReplication(bytesPerSecond: 256 << 10))
         defer { server.remove() }
         let client = try server.client(
             retry: .init(maxAttempts: 40, initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(250)))
@@ -239,17 +241,20 @@ struct ClientLibraryTests {
                 c.yield(testBytes(2 << 20))
                 c.finish()
             })
-        var count = 0
+        var restarted = false
+        var seenAfterRestart = 0
         var last: ReplicationStatus?
         for try await status in client.watchReplication(image: image.name) {
-            count += 1
             last = status
-            if count == 2 {
+            if restarted { seenAfterRestart += 1 }
+            if !restarted && status.aggregatedState != .completed {
+                restarted = true
                 await server.stop()  // ends the stream with UNAVAILABLE
                 try await server.restart()  // same port and data: replication resumes
             }
         }
-        #expect(count > 2)
+        #expect(restarted, "the server restarted while the image was still replicating")
+        #expect(seenAfterRestart >= 1, "the re-opened watch delivered statuses")
         #expect(last?.aggregatedState == .completed)
         await server.stop()
     }

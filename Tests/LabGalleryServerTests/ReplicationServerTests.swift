@@ -25,19 +25,25 @@ final class ReplicationServer {
     private let transport = InProcessTransport()
     private var rpcs: [RPCClient] = []
 
-    init(_ replication: ReplicationConfiguration) async throws {
+    init(_ replication: ReplicationConfiguration, configure: (inout ServerConfiguration) -> Void = { _ in })
+        async throws
+    {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("lgs-repl-\(UUID().uuidString)")
         let catalog = try writeTestCatalog(in: dir.appendingPathExtension("conf"))
-        server = try await GalleryServer(
-            configuration: ServerConfiguration(
-                host: "127.0.0.1", port: 0, dataDirectory: dir, regionsFile: catalog, shutdownGracePeriod: .seconds(1),
-                replication: replication), transport: transport.server)
+        var configuration = ServerConfiguration(
+            host: "127.0.0.1", port: 0, dataDirectory: dir, regionsFile: catalog, shutdownGracePeriod: .seconds(1),
+            replication: replication)
+        configure(&configuration)
+        server = try await GalleryServer(configuration: configuration, transport: transport.server)
         try await server.start()
         token = try String(contentsOf: dir.appendingPathComponent("admin.token"), encoding: .utf8).trimmingCharacters(
             in: .whitespacesAndNewlines)
     }
 
-    func admin() throws -> Clients {
+    func admin() throws -> Clients { try client(token: token) }
+
+    /// Clients sending `token`.
+    func client(token: String) throws -> Clients {
         let rpc = RPCClient(transport: transport.makeClient(), interceptors: [Authorization(bearer: token)])
         rpcs.append(rpc)
         return Clients(rpc: rpc)
@@ -150,6 +156,73 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
         await expectRPC(.unavailable, "reconnect") { while try await gi.next() != nil {} }
         await expectRPC(.unavailable, "reconnect") { while try await si.next() != nil {} }
         await shutdown.value
+    }
+
+    /// Issue 10, finding 8: watch streams are capped per caller and in all (RESOURCE_EXHAUSTED),
+    /// and a stream that ends gives its slot back.
+    @Test func watchersAreCappedPerCallerAndInAll() async throws {
+        let s = try await ReplicationServer(quickReplication()) {
+            $0.maxWatchers = 3
+            $0.maxWatchersPerCaller = 2
+        }
+        let c = try s.admin()
+        try await c.createGallery("g", region: "r1")
+        _ = try await c.upload(gallery: "galleries/g", id: "img", bytes: testBytes(1000))
+        let reader = try await s.server.core.createToken(principal: "rita", role: .reader)
+        let r = try s.client(token: reader.plaintext)
+        final class Count: Sendable { let value = Atomic<Int>(0) }
+        let count = Count()
+        func watch(_ clients: Clients) -> Task<Void, any Error> {
+            Task {
+                for try await _ in try await clients.replication.watchGalleryReplication(.init(gallery: "galleries/g"))
+                {
+                    count.value.add(1, ordering: .relaxed)
+                    try await Task.sleep(for: .seconds(3600))  // hold the stream open until cancelled
+                }
+            }
+        }
+        let first = watch(c)
+        let second = watch(c)
+        try await eventually("two watches are open") { count.value.load(ordering: .relaxed) == 2 }
+        await expectRPC(.resourceExhausted, "per caller") {
+            for try await _ in try await c.replication.watchGalleryReplication(.init(gallery: "galleries/g")) {}
+        }
+        let third = watch(r)
+        try await eventually("a third watch is open") { count.value.load(ordering: .relaxed) == 3 }
+        await expectRPC(.resourceExhausted, "its limit") {
+            for try await _ in try await r.replication.watchGalleryReplication(.init(gallery: "galleries/g")) {}
+        }
+        first.cancel()
+        let fourth = watch(c)
+        try await eventually("an ended watch gives its slot back") { count.value.load(ordering: .relaxed) == 4 }
+        for t in [second, third, fourth] { t.cancel() }
+        await s.stop()
+    }
+
+    /// Issue 10, finding 7: a watch stream opened with a token that is then revoked ends with
+    /// UNAUTHENTICATED (the unknown-token answer) within 5 s.
+    @Test func watchesEndWhenTheirTokenIsRevoked() async throws {
+        let s = try await ReplicationServer(quickReplication())
+        let c = try s.admin()
+        try await c.createGallery("g", region: "r1")
+        _ = try await c.upload(gallery: "galleries/g", id: "img", bytes: testBytes(1000))
+        let reader = try await s.server.core.createToken(principal: "rita", role: .reader)
+        let r = try s.client(token: reader.plaintext)
+        let opened = Atomic<Bool>(false)
+        let ended = Task {
+            do {
+                for try await _ in try await r.replication.watchGalleryReplication(.init(gallery: "galleries/g")) {
+                    opened.store(true, ordering: .releasing)
+                }
+                return Status.Code.ok
+            } catch let e as RPCError { return e.code }
+        }
+        try await eventually("the watch is open") { opened.load(ordering: .acquiring) }
+        try await s.server.core.revokeToken(id: reader.info.id)
+        let revoked = ContinuousClock.now
+        #expect(try await ended.value == .unauthenticated)
+        #expect(ContinuousClock.now - revoked < .seconds(5))
+        await s.stop()
     }
 
     @Test func createLabWaitsForTheReplicaInTheAccountsRegion() async throws {

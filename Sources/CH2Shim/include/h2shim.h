@@ -64,6 +64,8 @@ typedef struct h2_nv {
 #define H2_CLOSE_CONN_LOST 0x1000  /* the connection dropped (or failed) under the stream */
 #define H2_CLOSE_SHUTDOWN 0x1001   /* the loop stopped with the stream still open */
 #define H2_CLOSE_REFUSED 0x1002    /* a client stream could not be opened (conn dead, GOAWAY, nghttp2 refused) */
+#define H2_CLOSE_HEADERS_TOO_LARGE 0x1003 /* a received header block was over max_header_count or
+                                           * max_header_list_size: the stream was reset (INTERNAL_ERROR) */
 
 /* flags of h2_send */
 #define H2_SEND_END 0x1        /* end the stream after what this call sends */
@@ -119,6 +121,8 @@ typedef struct h2_callbacks {
      * The stream is gone: closed by either side (`code` = HTTP/2 error code, 0 =
      * NO_ERROR), or H2_CLOSE_*. Called exactly once for every stream that had a user
      * pointer; the application releases it here. No callback for this stream follows.
+     * A server stream the peer reset with NO_ERROR reports CANCEL (0x8): the client left the
+     * call unfinished either way, and the application must stop serving it.
      */
     void (*on_close)(void *ctx, void *user, uint32_t code);
 
@@ -138,8 +142,44 @@ typedef struct h2_config {
     /** SETTINGS_MAX_FRAME_SIZE advertised: the largest frame a peer may send us. Default 16384.
      * (Outbound DATA frames of large messages are as large as the peer allows, up to 256 KiB.) */
     uint32_t max_frame_size;
+
+    /* -- HTTP/2 stream and header limits (0 in any of these = its default) -- */
+    /** SETTINGS_MAX_HEADER_LIST_SIZE advertised, and enforced on every received header block:
+     * the sum over its fields of name + value + 32 bytes (RFC 7541 4.1). Default 16 KiB (grpc's);
+     * at most 256 KiB. See max_header_count for what happens to a block over it. */
+    uint32_t max_header_list_size;
+    /** Most fields (pseudo-headers included) in one received header block. Default 100. Fields
+     * past either limit are not copied; a request over it is answered at once (Trailers-Only,
+     * grpc-status 8 RESOURCE_EXHAUSTED, never reaching on_request); any other block over it
+     * resets its stream (on_close(H2_CLOSE_HEADERS_TOO_LARGE)). */
+    uint32_t max_header_count;
+    /** Server rapid-reset guard (CVE-2023-44487), a token bucket per connection: every
+     * RST_STREAM the peer sends takes a token; `rst_burst` tokens at most, `rst_rate` come back
+     * each second; a reset that finds none → GOAWAY ENHANCE_YOUR_CALM and the connection
+     * closes. Defaults 1000 and 100 (nghttp2's own limiter stays on behind it at twice both). */
+    uint32_t rst_burst;
+    uint32_t rst_rate;
+    /* -- end of the stream and header limits -- */
+
     /** 1 = listen with SO_REUSEPORT, so several loops can serve one port. Default 0. */
     uint32_t reuse_port;
+
+    /* Connection limits (server connections; see the README's "Limits: connections"). */
+    /** Most server connections open at once (across the loops that share limits, see
+     * h2_loop_share_limits); further ones are accepted and closed at once. 0 (default) =
+     * automatic: min(10000, the soft RLIMIT_NOFILE less a quarter of it, and at least 64
+     * less, left for the application's files). */
+    uint32_t max_connections;
+    /** Most server connections from one peer address (an IPv4 address, or an IPv6 /64);
+     * further ones are accepted and closed at once. 0 = no per-address cap. Default 1000. */
+    uint32_t max_connections_per_addr;
+    /** A server connection that has not delivered the client preface and its first
+     * SETTINGS frame this many ms after it was accepted is closed. 0 = never. Default 10000. */
+    uint32_t handshake_timeout_ms;
+    /** A server connection without open streams (and no new one) for this many ms is sent
+     * GOAWAY(NO_ERROR) and closed a second later (or when the peer closes). 0 = never.
+     * Default 300000 (5 minutes). */
+    uint32_t idle_timeout_ms;
 } h2_config;
 
 /** Fills `cfg` with the defaults. */
@@ -154,6 +194,14 @@ h2_loop *h2_loop_create(const h2_config *cfg, const h2_callbacks *cb);
  * *bound_port. Returns 0, or -errno. May be called before or after h2_loop_start.
  */
 int h2_listen(h2_loop *loop, const char *host, uint16_t port, uint16_t *bound_port);
+
+/**
+ * Makes `loop` count its server connections against the caps of `with` (its
+ * max_connections and max_connections_per_addr then apply to both together), so several
+ * loops serving one port (reuse_port) share one global and one per-address cap. Call before
+ * `loop` starts. Returns 0, or -EINVAL if `loop` has started.
+ */
+int h2_loop_share_limits(h2_loop *loop, h2_loop *with);
 
 /** Starts the loop thread. Returns 0 or -errno. */
 int h2_loop_start(h2_loop *loop);
@@ -259,6 +307,12 @@ typedef struct h2_stats {
     uint64_t outbound_buffered; /* bytes queued in stream send buffers */
     uint64_t streams_total;     /* streams ever opened */
     uint64_t pooled;            /* bytes of message buffers kept for reuse (freed after 1 s idle) */
+    /* connection limits (since the loop started) */
+    uint64_t conns_rejected;     /* accepted and closed at once: over max_connections or max_connections_per_addr */
+    uint64_t conns_shed;         /* accepted and closed at once at the fd limit (EMFILE/ENFILE), through the reserved fd */
+    uint64_t handshake_timeouts; /* closed: no client preface + SETTINGS within handshake_timeout_ms */
+    uint64_t idle_goaways;       /* sent GOAWAY after idle_timeout_ms without streams */
+    uint64_t accept_pauses;      /* accept failed (fd limit, no memory): the listeners paused for 100 ms */
 } h2_stats;
 
 void h2_loop_stats(h2_loop *loop, h2_stats *out);

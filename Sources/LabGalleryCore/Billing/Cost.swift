@@ -14,7 +14,7 @@ public struct Money: Hashable, Sendable, Comparable, CustomStringConvertible {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         guard (1...2).contains(parts.count), !parts[0].isEmpty, parts[0].allSatisfy(\.isASCII),
             let whole = Int128(String(parts[0])),
-            whole >= 0
+            whole >= 0, whole <= Money.maxWhole
         else { return nil }
         var fraction: Int128 = 0
         if parts.count == 2 {
@@ -24,6 +24,10 @@ public struct Money: Hashable, Sendable, Comparable, CustomStringConvertible {
         }
         nanos = whole * 1_000_000_000 + fraction
     }
+
+    /// The largest whole part ``init(_:)`` parses (10¹⁸): anything above is refused, never an
+    /// overflow trap.
+    static let maxWhole: Int128 = 1_000_000_000_000_000_000
 
     /// Decimal string with at least two fractional digits and no trailing zeros beyond them: "24.64", "0.048125".
     public var description: String {
@@ -69,6 +73,11 @@ public struct PriceSheet: Sendable, Equatable {
     /// One-time egress price per GiB copied to another region.
     public var egressPerGiB: Money
 
+    /// The largest price a sheet may set, per GiB or GiB-month: 1,000,000. Costs are computed
+    /// in 128-bit nano-units; with prices at most this, any size up to `Int64.max` bytes, summed
+    /// over millions of replicas, stays far from overflowing.
+    public static let maxPrice = Money(nanos: 1_000_000 * 1_000_000_000)
+
     /// The defaults documented above.
     public static let `default` = PriceSheet(
         currency: "USD", storagePerGiBMonth: Money("0.048125")!, regionalStorage: [:],
@@ -98,14 +107,22 @@ public struct PriceSheet: Sendable, Equatable {
             guard let m = Money(s) else {
                 throw .invalid(
                     "price_sheet",
-                    "\(key) = \"\(s)\" in \(url.path) is not a non-negative decimal string with at most 9 decimals")
+                    "\(key) = \(SafeText.quoted(s)) in \(url.path) is not a non-negative decimal string with at most 9 decimals (at most \(PriceSheet.maxPrice))"
+                )
+            }
+            guard m <= PriceSheet.maxPrice else {
+                throw .invalid(
+                    "price_sheet",
+                    "\(key) = \(SafeText.quoted(s)) in \(url.path) is above the largest price accepted, \(PriceSheet.maxPrice) per GiB (larger prices would overflow the cost arithmetic)"
+                )
             }
             return m
         }
         self = .default
         if let c = f.currency {
             guard c.count == 3, c.allSatisfy({ $0.isASCII && $0.isUppercase }) else {
-                throw .invalid("price_sheet", "currency \"\(c)\" in \(url.path) is not an ISO 4217 code like USD")
+                throw .invalid(
+                    "price_sheet", "currency \(SafeText.quoted(c)) in \(url.path) is not an ISO 4217 code like USD")
             }
             currency = c
         }

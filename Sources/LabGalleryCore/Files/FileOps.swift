@@ -36,6 +36,18 @@ enum FileOps {
         }
     }
 
+    /// Creates `url` empty with mode 0600 whatever the umask, unless it exists (then unchanged).
+    /// SQLite gives the database's -wal and -shm files the database file's mode.
+    static func createPrivateFile(_ url: URL) throws(LabGalleryError) {
+        let fd = open(url.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if fd < 0 {
+            if errno == EEXIST { return }
+            throw error("create \(url.lastPathComponent)")
+        }
+        defer { close(fd) }
+        guard fchmod(fd, 0o600) == 0 else { throw error("chmod 0600 \(url.lastPathComponent)") }
+    }
+
     /// Renames `source` to `target` (creating `target`'s directory durably) and fsyncs the
     /// target directory, so the new name survives a power loss.
     static func renameDurably(_ source: URL, to target: URL) throws(LabGalleryError) {

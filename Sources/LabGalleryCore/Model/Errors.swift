@@ -104,6 +104,11 @@ public enum LabGalleryError: Error, Sendable, Equatable, CustomStringConvertible
         )
     }
 
+    /// The one answer to a bearer token that is not a live token, unknown and revoked alike
+    /// (naming the revoked token's id would tell a caller which ids exist).
+    static let unknownOrRevokedToken = LabGalleryError.unauthenticated(
+        message: "unknown token; create one with `labgallery-server token create`")
+
     static func invalid(_ field: String, _ message: String) -> LabGalleryError {
         .invalidArgument(field: field, message: "\(field): \(message)")
     }

@@ -18,9 +18,26 @@ public enum ResourceID {
     public static func validate(_ id: String, field: String) throws(LabGalleryError) -> String {
         guard isValid(id) else {
             throw .invalid(
-                field, "\"\(id)\" is not a valid id: use 1–63 characters of a-z, 0-9 and '-', starting with a letter")
+                field,
+                "\(SafeText.quoted(id)) is not a valid id: use 1–63 characters of a-z, 0-9 and '-', starting with a letter"
+            )
         }
         return id
+    }
+}
+
+/// Free-text fields (display names): any text of at most ``maxLength`` characters.
+public enum DisplayName {
+    /// The longest display name accepted, in characters (Unicode scalars): 256.
+    public static let maxLength = 256
+
+    /// Returns `text` or throws `invalidArgument` naming `field` and the limit.
+    @discardableResult
+    public static func validate(_ text: String, field: String) throws(LabGalleryError) -> String {
+        // Bytes bound scalars from above: the common short name needs no count.
+        guard text.utf8.count > maxLength, text.unicodeScalars.count > maxLength else { return text }
+        throw .invalid(
+            field, "is \(text.unicodeScalars.count) characters long; at most \(maxLength) characters are accepted")
     }
 }
 
@@ -31,19 +48,19 @@ private func parseName(_ name: String, _ pattern: [String?], field: String, exam
 {
     let parts = name.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
     guard parts.count == pattern.count else {
-        throw .invalid(field, "\"\(name)\" is not a valid resource name; expected \(example)")
+        throw .invalid(field, "\(SafeText.quoted(name)) is not a valid resource name; expected \(example)")
     }
     var ids: [String] = []
     for (part, expected) in zip(parts, pattern) {
         if let literal = expected {
             guard part == literal else {
-                throw .invalid(field, "\"\(name)\" is not a valid resource name; expected \(example)")
+                throw .invalid(field, "\(SafeText.quoted(name)) is not a valid resource name; expected \(example)")
             }
         } else {
             guard ResourceID.isValid(part) else {
                 throw .invalid(
                     field,
-                    "\"\(name)\" is not a valid resource name; expected \(example) with ids of 1–63 characters of a-z, 0-9 and '-', starting with a letter"
+                    "\(SafeText.quoted(name)) is not a valid resource name; expected \(example) with ids of 1–63 characters of a-z, 0-9 and '-', starting with a letter"
                 )
             }
             ids.append(part)

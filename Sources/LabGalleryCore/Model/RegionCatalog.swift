@@ -71,7 +71,7 @@ public struct RegionCatalog: Sendable, Equatable {
         let shown = known.prefix(12).joined(separator: ", ") + (known.count > 12 ? ", … (\(known.count) in all)" : "")
         throw .invalid(
             field,
-            "unknown region \"\(region)\"; valid regions come from \(origin) (override with a JSON file via the server's region catalog flag): \(shown)"
+            "unknown region \(SafeText.quoted(region)); valid regions come from \(origin) (override with a JSON file via the server's region catalog flag): \(shown)"
         )
     }
 

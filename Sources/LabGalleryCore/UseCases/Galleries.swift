@@ -8,6 +8,7 @@ extension LabGalleryService {
         try await blocking { () throws(LabGalleryError) in
             try require(.admin, for: caller)
             let name = GalleryName(id: try ResourceID.validate(id, field: "gallery_id"))
+            try DisplayName.validate(displayName, field: "gallery.display_name")
             let geography = try catalog.requireGeography(of: region, field: "gallery.region")
             let gallery = Gallery(
                 name: name.description, displayName: displayName, region: region, geography: geography)

@@ -13,6 +13,7 @@ extension LabGalleryService {
             try require(.admin, for: caller)
             let g = try GalleryName(parsing: header.gallery, field: "gallery")
             let name = ImageName(gallery: g, id: try ResourceID.validate(header.imageID, field: "image_id"))
+            try DisplayName.validate(header.displayName, field: "header.display_name")
             guard let osType = header.osType else {
                 throw LabGalleryError.invalid("os_type", "required: WINDOWS or LINUX")
             }
@@ -104,19 +105,36 @@ extension LabGalleryService {
     public func listLabAccountImages(labAccount: String, caller: Principal) async throws(LabGalleryError)
         -> [LabAccountImage]
     {
+        var all: [LabAccountImage] = []
+        var token = ""
+        repeat {
+            let page = try await listLabAccountImages(
+                labAccount: labAccount, page: PageRequest(size: PageRequest.maxSize, token: token), caller: caller)
+            all += page.items
+            token = page.nextPageToken
+        } while !token.isEmpty
+        return all
+    }
+
+    /// ListLabAccountImages, one page (`page_size`, `page_token`), like every other List.
+    public func listLabAccountImages(labAccount: String, page: PageRequest, caller: Principal)
+        async throws(LabGalleryError) -> Page<LabAccountImage>
+    {
         try await blocking { () throws(LabGalleryError) in
             try require(.reader, for: caller)
             let a = try LabAccountName(parsing: labAccount, field: "lab_account")
-            return try read { tx in
+            let cursor = try PageCursor(page, kind: "labAccountImages:\(a.id)")
+            let rows = try read { tx in
                 let account = try requireLabAccount(a, tx)
-                guard let attached = account.attachedGallery else { return [] }
+                guard let attached = account.attachedGallery else { return [LabAccountImage]() }
                 let g = try GalleryName(parsing: attached, field: "attached_gallery")
                 let disabled = try tx.disabledImages(for: a)
-                return try tx.images(in: g, after: nil, limit: nil).map { stored in
+                return try tx.images(in: g, after: cursor.after, limit: cursor.limit + 1).map { stored in
                     let n = ImageName(gallery: g, id: String(stored.image.name.split(separator: "/").last ?? ""))
                     return try labAccountImage(stored, name: n, for: account, disabled: disabled, tx)
                 }
             }
+            return cursor.page(rows) { String($0.image.name.split(separator: "/").last ?? "") }
         }
     }
 
@@ -174,6 +192,7 @@ extension LabGalleryService {
             try require(.educator, for: caller)
             let l = try LabName(parsing: lab, field: "lab")
             let id = try ResourceID.validate(imageID, field: "image_id")
+            try DisplayName.validate(displayName, field: "display_name")
 
             /// Checks every rule; run before the copy (fail fast) and again in the storing transaction.
             func check(_ tx: any StorageTransaction) throws -> (StoredLab, Gallery, ImageName) {

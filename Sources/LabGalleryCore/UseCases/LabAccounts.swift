@@ -22,6 +22,7 @@ extension LabGalleryService {
         try await blocking { () throws(LabGalleryError) in
             try require(.admin, for: caller)
             let name = LabAccountName(id: try ResourceID.validate(id, field: "lab_account_id"))
+            try DisplayName.validate(displayName, field: "lab_account.display_name")
             _ = try catalog.requireGeography(of: region, field: "lab_account.region")
             var galleryToCreate: Gallery?
             var galleryToAttach: GalleryName?
@@ -30,6 +31,7 @@ extension LabGalleryService {
                 break
             case .create(let galleryID, let galleryDisplayName):
                 let g = GalleryName(id: try ResourceID.validate(galleryID, field: "create_gallery.gallery_id"))
+                try DisplayName.validate(galleryDisplayName, field: "create_gallery.display_name")
                 galleryToCreate = Gallery(
                     name: g.description, displayName: galleryDisplayName, region: region,
                     geography: try catalog.requireGeography(of: region, field: "lab_account.region"))

@@ -23,6 +23,7 @@ extension LabGalleryService {
             try require(.educator, for: caller)
             let a = try LabAccountName(parsing: labAccount, field: "lab_account")
             let name = LabName(labAccount: a, id: try ResourceID.validate(labID, field: "lab_id"))
+            try DisplayName.validate(displayName, field: "lab.display_name")
             let imageName = try ImageName(parsing: templateImage, field: "lab.template_image")
             let lab = Lab(name: name.description, displayName: displayName, templateImage: imageName.description)
             try Self.checkCancellation()

@@ -46,13 +46,10 @@ extension LabGalleryService {
             }
             let hash = TokenSecret.hash(token)
             guard let info = try read({ tx in try tx.token(secretHash: hash) }) else {
-                throw LabGalleryError.unauthenticated(
-                    message: "unknown token; create one with `labgallery-server token create`")
+                throw LabGalleryError.unknownOrRevokedToken
             }
-            guard !info.revoked else {
-                throw LabGalleryError.unauthenticated(
-                    message: "token \(info.id) was revoked; ask an admin for a new one")
-            }
+            // The same answer as an unknown token: a caller learns nothing about which ids exist.
+            guard !info.revoked else { throw LabGalleryError.unknownOrRevokedToken }
             return Principal(name: info.principal, role: info.role)
         }
     }

@@ -808,7 +808,7 @@ const ProtobufCMessageDescriptor labgallery__v1__list_images_response__descripto
   (ProtobufCMessageInit) labgallery__v1__list_images_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor labgallery__v1__list_lab_account_images_request__field_descriptors[1] =
+static const ProtobufCFieldDescriptor labgallery__v1__list_lab_account_images_request__field_descriptors[3] =
 {
   {
     "lab_account",
@@ -822,14 +822,40 @@ static const ProtobufCFieldDescriptor labgallery__v1__list_lab_account_images_re
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "page_size",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Labgallery__V1__ListLabAccountImagesRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_token",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Labgallery__V1__ListLabAccountImagesRequest, page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned labgallery__v1__list_lab_account_images_request__field_indices_by_name[] = {
   0,   /* field[0] = lab_account */
+  1,   /* field[1] = page_size */
+  2,   /* field[2] = page_token */
 };
 static const ProtobufCIntRange labgallery__v1__list_lab_account_images_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor labgallery__v1__list_lab_account_images_request__descriptor =
 {
@@ -839,14 +865,14 @@ const ProtobufCMessageDescriptor labgallery__v1__list_lab_account_images_request
   "Labgallery__V1__ListLabAccountImagesRequest",
   "labgallery.v1",
   sizeof(Labgallery__V1__ListLabAccountImagesRequest),
-  1,
+  3,
   labgallery__v1__list_lab_account_images_request__field_descriptors,
   labgallery__v1__list_lab_account_images_request__field_indices_by_name,
   1,  labgallery__v1__list_lab_account_images_request__number_ranges,
   (ProtobufCMessageInit) labgallery__v1__list_lab_account_images_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor labgallery__v1__list_lab_account_images_response__field_descriptors[1] =
+static const ProtobufCFieldDescriptor labgallery__v1__list_lab_account_images_response__field_descriptors[2] =
 {
   {
     "images",
@@ -860,14 +886,27 @@ static const ProtobufCFieldDescriptor labgallery__v1__list_lab_account_images_re
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "next_page_token",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Labgallery__V1__ListLabAccountImagesResponse, next_page_token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned labgallery__v1__list_lab_account_images_response__field_indices_by_name[] = {
   0,   /* field[0] = images */
+  1,   /* field[1] = next_page_token */
 };
 static const ProtobufCIntRange labgallery__v1__list_lab_account_images_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor labgallery__v1__list_lab_account_images_response__descriptor =
 {
@@ -877,7 +916,7 @@ const ProtobufCMessageDescriptor labgallery__v1__list_lab_account_images_respons
   "Labgallery__V1__ListLabAccountImagesResponse",
   "labgallery.v1",
   sizeof(Labgallery__V1__ListLabAccountImagesResponse),
-  1,
+  2,
   labgallery__v1__list_lab_account_images_response__field_descriptors,
   labgallery__v1__list_lab_account_images_response__field_indices_by_name,
   1,  labgallery__v1__list_lab_account_images_response__number_ranges,

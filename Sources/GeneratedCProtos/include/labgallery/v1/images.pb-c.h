@@ -125,10 +125,15 @@ struct  Labgallery__V1__ListLabAccountImagesRequest
 {
   ProtobufCMessage base;
   char *lab_account;
+  /*
+   * Like every List: 0 means the default page size; next_page_token of the previous page.
+   */
+  int32_t page_size;
+  char *page_token;
 };
 #define LABGALLERY__V1__LIST_LAB_ACCOUNT_IMAGES_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&labgallery__v1__list_lab_account_images_request__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Labgallery__V1__ListLabAccountImagesResponse
@@ -136,10 +141,11 @@ struct  Labgallery__V1__ListLabAccountImagesResponse
   ProtobufCMessage base;
   size_t n_images;
   Labgallery__V1__LabAccountImage **images;
+  char *next_page_token;
 };
 #define LABGALLERY__V1__LIST_LAB_ACCOUNT_IMAGES_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&labgallery__v1__list_lab_account_images_response__descriptor) \
-    , 0,NULL }
+    , 0,NULL, (char *)protobuf_c_empty_string }
 
 
 struct  Labgallery__V1__SetImagesEnabledRequest
