@@ -36,6 +36,8 @@ public struct InProcessTransport: Sendable {
         fileprivate let accepting = Atomic<Bool>(false)
         /// Calls in flight, so `stop` can end them as a closed connection would.
         fileprivate let open = Mutex<[ObjectIdentifier: Link]>([:])
+        /// Numbers the client halves, so each has a peer name of its own (`in-process:N`).
+        fileprivate let clients = Atomic<Int>(0)
 
         /// Starts accepting calls from the client half.
         public func start(acceptor: any ServerCallAcceptor) throws {
@@ -67,10 +69,15 @@ public struct InProcessTransport: Sendable {
     /// The client half.
     public final class Client: ClientTransport {
         private let server: Server
+        /// The peer name its calls carry, one per client half as one per connection on the wire.
+        private let peer: String
         /// Calls in flight through this client, so `close` can end them as a lost connection would.
         fileprivate let open = Mutex<[ObjectIdentifier: Link]>([:])
 
-        fileprivate init(server: Server) { self.server = server }
+        fileprivate init(server: Server) {
+            self.server = server
+            self.peer = "in-process:\(server.clients.add(1, ordering: .relaxed).newValue)"
+        }
 
         /// Opens a call on the server half (UNAVAILABLE if it is not serving).
         public func openStream(_ head: ClientRequestHead, events: ClientCallEvents) -> any ClientStreamOutbound {
@@ -84,7 +91,7 @@ public struct InProcessTransport: Sendable {
             open.withLock { $0[ObjectIdentifier(link)] = link }
             let request = RequestHead(
                 path: head.method.path, metadata: filtered(head.metadata),
-                timeout: head.timeout.map { .valid($0) } ?? .none, peer: "in-process")
+                timeout: head.timeout.map { .valid($0) } ?? .none, peer: peer)
             let call = acceptor.accept(request, outbound: ServerOutbound(link: link))
             link.call.withLock { $0 = call }
             return Outbound(link: link)

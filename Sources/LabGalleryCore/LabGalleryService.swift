@@ -20,20 +20,27 @@ public struct LabGalleryConfiguration: Sendable, Equatable {
     public var maxWatchers: Int
     /// The most replication watch streams one caller (principal) has open at once (default 100).
     public var maxWatchersPerCaller: Int
+    /// The most replication watch streams one connection has open at once (default 100), so a
+    /// peer cannot pin streams past it by spreading them over callers.
+    public var maxWatchersPerConnection: Int
     /// Default of ``maxWatchers``.
     public static let defaultMaxWatchers = 10_000
     /// Default of ``maxWatchersPerCaller``.
     public static let defaultMaxWatchersPerCaller = 100
+    /// Default of ``maxWatchersPerConnection``.
+    public static let defaultMaxWatchersPerConnection = 100
     /// Creates a configuration.
     public init(
         regionCatalog: RegionCatalog = .builtIn, templateImages: TemplateImagePolicy = .any,
         maxWatchers: Int = LabGalleryConfiguration.defaultMaxWatchers,
-        maxWatchersPerCaller: Int = LabGalleryConfiguration.defaultMaxWatchersPerCaller
+        maxWatchersPerCaller: Int = LabGalleryConfiguration.defaultMaxWatchersPerCaller,
+        maxWatchersPerConnection: Int = LabGalleryConfiguration.defaultMaxWatchersPerConnection
     ) {
         self.regionCatalog = regionCatalog
         self.templateImages = templateImages
         self.maxWatchers = maxWatchers
         self.maxWatchersPerCaller = maxWatchersPerCaller
+        self.maxWatchersPerConnection = maxWatchersPerConnection
     }
 }
 

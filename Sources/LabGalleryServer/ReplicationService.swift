@@ -31,8 +31,8 @@ public struct ReplicationService: Labgallery_V1_ReplicationService.ServiceProtoc
         context: ServerContext
     ) async throws {
         let caller = try Caller.current()
-        try slots.acquire(caller.name, core.configuration)
-        defer { slots.release(caller.name) }
+        let slot = try slots.acquire(caller: caller.name, peer: context.peer, core.configuration)
+        defer { slots.release(slot) }
         let watch = try await core.watchReplication(image: request.image, caller: caller)
         try await pump(watch, to: response, context: context)
     }
@@ -43,8 +43,8 @@ public struct ReplicationService: Labgallery_V1_ReplicationService.ServiceProtoc
         response: ResponseWriter<Labgallery_V1_ReplicationStatus>, context: ServerContext
     ) async throws {
         let caller = try Caller.current()
-        try slots.acquire(caller.name, core.configuration)
-        defer { slots.release(caller.name) }
+        let slot = try slots.acquire(caller: caller.name, peer: context.peer, core.configuration)
+        defer { slots.release(slot) }
         let watch = try await core.watchGalleryReplication(gallery: request.gallery, caller: caller)
         try await pump(watch, to: response, context: context)
     }
@@ -67,7 +67,7 @@ public struct ReplicationService: Labgallery_V1_ReplicationService.ServiceProtoc
         context: ServerContext
     ) async throws {
         defer { watch.close() }
-        let token = Self.bearerToken(context.metadata)
+        let token = try? AuthenticationInterceptor.bearerToken(in: context.metadata)
         let encodings = self.encodings
         let core = self.core
         do {
@@ -122,22 +122,23 @@ private final class StatusEncodings: Sendable {
     }
 }
 
-extension ReplicationService {
-    /// The bearer token the call was opened with, if any (the interceptor already checked it).
-    fileprivate static func bearerToken(_ metadata: Metadata) -> String? {
-        guard let header = metadata.first("authorization") else { return nil }
-        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        return parts[1].trimmingCharacters(in: .whitespaces)
-    }
-}
-
-/// Open watch streams, in all and per principal: a watch past either cap is RESOURCE_EXHAUSTED
-/// (`--max-watchers`, `--max-watchers-per-caller`), so no caller can hold unbounded streams.
+/// Open watch streams, in all, per principal and per connection: a watch past any cap is
+/// RESOURCE_EXHAUSTED (`--max-watchers`, `--max-watchers-per-caller`,
+/// `--max-watchers-per-connection`), so no caller and no connection can hold unbounded streams.
 final class WatcherSlots: Sendable {
-    private let counts = Mutex<(total: Int, byCaller: [String: Int])>((0, [:]))
+    /// One open watch: whose, and on which connection (the peer address names a live connection).
+    struct Slot {
+        let caller: String
+        let peer: String
+    }
+    private struct Counts {
+        var total = 0
+        var byCaller: [String: Int] = [:]
+        var byPeer: [String: Int] = [:]
+    }
+    private let counts = Mutex(Counts())
 
-    func acquire(_ caller: String, _ limits: LabGalleryConfiguration) throws {
+    func acquire(caller: String, peer: String, _ limits: LabGalleryConfiguration) throws -> Slot {
         let refusal: String? = counts.withLock { c in
             if c.total >= limits.maxWatchers {
                 return
@@ -148,18 +149,27 @@ final class WatcherSlots: Sendable {
                 return
                     "you have \(limits.maxWatchersPerCaller) replication watch streams open, the limit per caller; close one first (one gallery watch covers every image of a gallery)"
             }
+            let onConnection = c.byPeer[peer, default: 0]
+            if onConnection >= limits.maxWatchersPerConnection {
+                return
+                    "this connection has \(limits.maxWatchersPerConnection) replication watch streams open, the limit per connection; close one first (one gallery watch covers every image of a gallery)"
+            }
             c.total += 1
             c.byCaller[caller] = mine + 1
+            c.byPeer[peer] = onConnection + 1
             return nil
         }
         if let refusal { throw RPCError(.resourceExhausted, refusal) }
+        return Slot(caller: caller, peer: peer)
     }
 
-    func release(_ caller: String) {
+    func release(_ slot: Slot) {
         counts.withLock { c in
             c.total -= 1
-            let left = c.byCaller[caller, default: 1] - 1
-            c.byCaller[caller] = left > 0 ? left : nil
+            let left = c.byCaller[slot.caller, default: 1] - 1
+            c.byCaller[slot.caller] = left > 0 ? left : nil
+            let leftOnConnection = c.byPeer[slot.peer, default: 1] - 1
+            c.byPeer[slot.peer] = leftOnConnection > 0 ? leftOnConnection : nil
         }
     }
 }

@@ -31,6 +31,8 @@ public struct ServerConfiguration: Sendable {
     public var maxWatchers = LabGalleryConfiguration.defaultMaxWatchers
     /// The most replication watch streams one principal has open at once (`--max-watchers-per-caller`).
     public var maxWatchersPerCaller = LabGalleryConfiguration.defaultMaxWatchersPerCaller
+    /// The most replication watch streams one connection has open at once (`--max-watchers-per-connection`).
+    public var maxWatchersPerConnection = LabGalleryConfiguration.defaultMaxWatchersPerConnection
 
     /// HTTP/2 stream and header limits (``HTTP2StreamLimits``): the transport's defaults unless set.
     public var streamLimits = HTTP2StreamLimits()
@@ -84,7 +86,7 @@ public struct ServerConfiguration: Sendable {
             try regionsFile.map { (url) throws(LabGalleryError) in try RegionCatalog(contentsOf: url) } ?? .builtIn
         return LabGalleryConfiguration(
             regionCatalog: catalog, templateImages: templateImages, maxWatchers: maxWatchers,
-            maxWatchersPerCaller: maxWatchersPerCaller)
+            maxWatchersPerCaller: maxWatchersPerCaller, maxWatchersPerConnection: maxWatchersPerConnection)
     }
 }
 

@@ -105,6 +105,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "At most this many replication watch streams open at once per caller (more: RESOURCE_EXHAUSTED).")
     var maxWatchersPerCaller: Int = LabGalleryConfiguration.defaultMaxWatchersPerCaller
 
+    @Option(help: "At most this many replication watch streams open at once per connection (more: RESOURCE_EXHAUSTED).")
+    var maxWatchersPerConnection: Int = LabGalleryConfiguration.defaultMaxWatchersPerConnection
+
     // MARK: limits on calls (see README "Limits: calls")
     @OptionGroup var callLimits: CallLimitOptions
 
@@ -117,6 +120,9 @@ struct Serve: AsyncParsableCommand {
         if let n = blockingThreads, n < 1 { throw ValidationError("--blocking-threads must be at least 1") }
         guard maxWatchers >= 1 else { throw ValidationError("--max-watchers must be at least 1") }
         guard maxWatchersPerCaller >= 1 else { throw ValidationError("--max-watchers-per-caller must be at least 1") }
+        guard maxWatchersPerConnection >= 1 else {
+            throw ValidationError("--max-watchers-per-connection must be at least 1")
+        }
         for (flag, value) in [
             ("--max-header-list-size", maxHeaderListSize), ("--max-header-count", maxHeaderCount),
             ("--reset-burst", resetBurst), ("--reset-rate", resetRate),
@@ -153,6 +159,7 @@ struct Serve: AsyncParsableCommand {
             replication: replication, priceSheet: prices, blockingThreads: blockingThreads)
         configuration.maxWatchers = maxWatchers
         configuration.maxWatchersPerCaller = maxWatchersPerCaller
+        configuration.maxWatchersPerConnection = maxWatchersPerConnection
         configuration.streamLimits = HTTP2StreamLimits(
             maxHeaderListSize: maxHeaderListSize, maxHeaderCount: maxHeaderCount, resetBurst: resetBurst,
             resetRate: resetRate)

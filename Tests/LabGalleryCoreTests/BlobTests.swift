@@ -71,10 +71,11 @@ import Testing
         try handle.write(contentsOf: Data([0xFF]))
         try handle.close()
 
-        await expectError(.dataLoss, contains: ["missing", "fsck"]) {
+        let lost = await expectError(.dataLoss, contains: ["missing", "fsck"]) {
             _ = try await f.service.createLab(
                 labAccount: "labAccounts/a1", labID: "l1", displayName: "", templateImage: gone.name, caller: educator)
         }
+        #expect(lost?.message.contains(f.dir.path) == false, "a client never sees the server's absolute paths")
         let listed = try await f.service.listLabAccountImages(labAccount: "labAccounts/a1", caller: reader)
         #expect(listed.first { $0.image.name == gone.name }?.unavailable?.reason == .dataLoss)
         let report = try await blocking { try f.service.fsck() }

@@ -199,6 +199,39 @@ func quickReplication(bandwidth: Int64? = nil, regions: [String: RegionLink] = [
         await s.stop()
     }
 
+    /// Issue 10, finding 8: watch streams are capped per connection too, whoever the callers
+    /// are: a third watch on one connection is RESOURCE_EXHAUSTED, while the same caller on a
+    /// second connection may watch.
+    @Test func watchersAreCappedPerConnection() async throws {
+        let s = try await ReplicationServer(quickReplication()) {
+            $0.maxWatchersPerConnection = 2
+        }
+        let c = try s.admin()
+        try await c.createGallery("g", region: "r1")
+        _ = try await c.upload(gallery: "galleries/g", id: "img", bytes: testBytes(1000))
+        final class Count: Sendable { let value = Atomic<Int>(0) }
+        let count = Count()
+        func watch(_ clients: Clients) -> Task<Void, any Error> {
+            Task {
+                for try await _ in try await clients.replication.watchGalleryReplication(.init(gallery: "galleries/g"))
+                {
+                    count.value.add(1, ordering: .relaxed)
+                    try await Task.sleep(for: .seconds(3600))  // hold the stream open until cancelled
+                }
+            }
+        }
+        let held = [watch(c), watch(c)]
+        try await eventually("two watches are open on one connection") { count.value.load(ordering: .relaxed) == 2 }
+        await expectRPC(.resourceExhausted, "per connection") {
+            for try await _ in try await c.replication.watchGalleryReplication(.init(gallery: "galleries/g")) {}
+        }
+        let other = try s.admin()
+        let third = watch(other)
+        try await eventually("another connection may watch") { count.value.load(ordering: .relaxed) == 3 }
+        for t in held + [third] { t.cancel() }
+        await s.stop()
+    }
+
     /// Issue 10, finding 7: a watch stream opened with a token that is then revoked ends with
     /// UNAUTHENTICATED (the unknown-token answer) within 5 s.
     @Test func watchesEndWhenTheirTokenIsRevoked() async throws {

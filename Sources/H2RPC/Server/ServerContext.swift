@@ -8,7 +8,7 @@ public struct ServerContext: Sendable {
     public var metadata: Metadata { storage.metadata }
     /// When the call must end, from the client's `grpc-timeout`; nil for no deadline.
     public var deadline: ContinuousClock.Instant? { storage.deadline }
-    /// The peer's address, e.g. `ipv4:127.0.0.1:5555`, or `in-process`.
+    /// The peer's address, e.g. `ipv4:127.0.0.1:5555`, or `in-process:1`.
     public var peer: String { storage.peer }
 
     /// All of it in one object (with the response metadata): a context is passed around and

@@ -140,11 +140,12 @@ enum FileOps {
     /// Streams `source` into a new ``BlobWriter`` in `tempDir` (1 MiB at a time) and returns it
     /// uncommitted, with size and hash computed. Checks the calling task's cancellation between
     /// chunks: a cancelled copy removes its temp file and throws `.cancelled`. A missing source
-    /// is DATA_LOSS: the database vouches for bytes that are gone.
-    static func copy(_ source: URL, into tempDir: URL) throws(LabGalleryError) -> BlobWriter {
+    /// is DATA_LOSS naming `displayPath` (the path under the data directory: a client never sees
+    /// the server's absolute paths): the database vouches for bytes that are gone.
+    static func copy(_ source: URL, displayPath: String, into tempDir: URL) throws(LabGalleryError) -> BlobWriter {
         let sfd = open(source.path, O_RDONLY | O_CLOEXEC)
         guard sfd >= 0 else {
-            if errno == ENOENT { throw LabGalleryError.missingBlob(source.path) }
+            if errno == ENOENT { throw LabGalleryError.missingBlob(displayPath) }
             throw error("open \(source.path)")
         }
         defer { close(sfd) }

@@ -251,7 +251,8 @@ extension LabGalleryService {
                 }
             }
             var writer = try FileOps.copy(
-                layout.url(stored.templatePath), into: layout.tempDirectory(region: gallery.region))
+                layout.url(stored.templatePath), displayPath: stored.templatePath,
+                into: layout.tempDirectory(region: gallery.region))
             return try storeImage(
                 image(size: writer.size, sha256: writer.sha256), name: name, writer: &writer, check: recheck)
         }
