@@ -57,10 +57,33 @@ int h2_loop_post(h2_loop *L, h2_cmd *c)
     return 0;
 }
 
+void h2_loop_doom_stream(h2_loop *L, h2_id stream)
+{
+    bool wake = false;
+    pthread_mutex_lock(&L->shared.lock);
+    if (!L->shared.stopped) { /* once stopped, on_close comes for every stream anyway */
+        if (L->shared.ndoomed < H2_DOOMED_MAX)
+            L->shared.doomed[L->shared.ndoomed++] = stream;
+        else
+            L->shared.doomed_overflow = true;
+        if (!L->shared.wake_pending) {
+            L->shared.wake_pending = true;
+            wake = !h2_loop_on_thread(L);
+        }
+    }
+    pthread_mutex_unlock(&L->shared.lock);
+    if (wake) {
+        uint64_t one = 1;
+        ssize_t r;
+        do r = write(L->evfd, &one, sizeof one);
+        while (r < 0 && errno == EINTR);
+    }
+}
+
 static bool queue_nonempty(h2_loop *L)
 {
     pthread_mutex_lock(&L->shared.lock);
-    bool nonempty = L->shared.cmds.head != NULL;
+    bool nonempty = L->shared.cmds.head != NULL || L->shared.ndoomed || L->shared.doomed_overflow;
     pthread_mutex_unlock(&L->shared.lock);
     return nonempty;
 }
@@ -163,13 +186,38 @@ static bool do_send(h2_loop *L, h2_msgbuf *b)
     return true;
 }
 
+static void reset_stream(h2_stream *st, uint32_t code)
+{
+    if (st->sid <= 0) return;
+    st->local_end = true;
+    h2_conn_check(st->conn, nghttp2_submit_rst_stream(st->conn->sess, NGHTTP2_FLAG_NONE, st->sid, code));
+    h2_conn_mark(st->conn);
+}
+
 static void do_reset(h2_loop *L, h2_ctl_cmd *cmd)
 {
     h2_stream *st = lookup(L, cmd->head.id, H2_OBJ_STREAM);
-    if (!st || st->sid <= 0) return;
-    st->local_end = true;
-    h2_conn_check(st->conn, nghttp2_submit_rst_stream(st->conn->sess, NGHTTP2_FLAG_NONE, st->sid, cmd->u.reset.code));
-    h2_conn_mark(st->conn);
+    if (st) reset_stream(st, cmd->u.reset.code);
+}
+
+/* Resets the streams h2_loop_doom_stream noted (every stream after an overflow). */
+static void reset_doomed(h2_loop *L)
+{
+    h2_id doomed[H2_DOOMED_MAX];
+    pthread_mutex_lock(&L->shared.lock);
+    uint32_t n = L->shared.ndoomed;
+    bool overflow = L->shared.doomed_overflow;
+    memcpy(doomed, L->shared.doomed, n * sizeof doomed[0]);
+    L->shared.ndoomed = 0;
+    L->shared.doomed_overflow = false;
+    pthread_mutex_unlock(&L->shared.lock);
+    for (uint32_t i = 0; i < n; i++) {
+        h2_stream *st = lookup(L, doomed[i], H2_OBJ_STREAM);
+        if (st) reset_stream(st, NGHTTP2_INTERNAL_ERROR);
+    }
+    if (overflow) /* which streams is not known: every stream ends rather than one hanging */
+        for (h2_conn *c = L->local.conns; c; c = c->next)
+            for (h2_stream *st = c->streams; st; st = st->next) reset_stream(st, NGHTTP2_INTERNAL_ERROR);
 }
 
 static void do_consume(h2_loop *L, h2_ctl_cmd *cmd)
@@ -272,6 +320,7 @@ static void run_cmds(h2_loop *L)
         if (!kept) h2_cmd_free(L, cmd);
         cmd = next;
     }
+    reset_doomed(L);
 }
 
 /* Commands still queued when the loop stopped: honour the on_close / on_conn promises. */

@@ -27,6 +27,9 @@
 #define H2_READ_BUF (64 * 1024)
 #define H2_POOL_IDLE_MS 1000 /* the pool is emptied (and malloc trimmed) after this long without any event */
 #define H2_MAX_EVENTS 256
+/* Streams whose send, reset or window update could not be allocated, waiting for the loop
+ * to reset them (INTERNAL_ERROR): a call whose command was lost ends instead of hanging. */
+#define H2_DOOMED_MAX 256
 
 typedef struct h2_loop_shared {
     pthread_mutex_t lock;
@@ -36,6 +39,9 @@ typedef struct h2_loop_shared {
                         * thread it is certainly set (before the thread was created), and any
                         * other thread gets `false` from the thread comparison either way. */
     bool stopped;      /* h2_loop_stop ran: posting fails */
+    uint32_t ndoomed;  /* streams in `doomed` */
+    bool doomed_overflow; /* a stream could not be noted: every stream of the loop is reset */
+    h2_id doomed[H2_DOOMED_MAX];
 } h2_loop_shared;
 
 typedef struct h2_loop_local {
@@ -101,6 +107,9 @@ void h2_cmd_free(h2_loop *L, h2_cmd *c);
 /* Queues a command; wakes the loop only on the 0→1 edge of wake_pending. Returns -1
  * (command untouched, caller frees) if the loop is stopped. Any thread. */
 int h2_loop_post(h2_loop *L, h2_cmd *c);
+/* A command for `stream` could not be allocated (or was refused): the loop resets the
+ * stream (INTERNAL_ERROR) so that its call ends. Allocates nothing. Any thread. */
+void h2_loop_doom_stream(h2_loop *L, h2_id stream);
 /* Creates the loop's resources (cfg, cb already set). 0 or errno; on failure frees what it made. */
 int h2_loop_init(h2_loop *L);
 int h2_loop_start_thread(h2_loop *L);

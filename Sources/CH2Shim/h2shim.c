@@ -231,6 +231,7 @@ int h2_send(h2_loop *loop, h2_id stream, const h2_nv *headers, size_t nheaders, 
             size_t msglen, const h2_nv *trailers, size_t ntrailers, int flags)
 {
     if (has_msg && msglen > UINT32_MAX) {
+        h2_loop_doom_stream(loop, stream);
         errno = EMSGSIZE;
         return -1;
     }
@@ -238,7 +239,11 @@ int h2_send(h2_loop *loop, h2_id stream, const h2_nv *headers, size_t nheaders, 
     size_t hb = h2_nv_bytes(headers, nheaders), tb = h2_nv_bytes(trailers, ntrailers);
     size_t mb = has_msg ? msglen + H2_GRPC_PREFIX_LEN : 0;
     h2_msgbuf *b = h2_msgbuf_get(&loop->pool, hb + tb + mb);
-    if (!b) return -1;
+    if (!b) { /* the call must not wait for what was never sent */
+        h2_loop_doom_stream(loop, stream);
+        errno = ENOMEM;
+        return -1;
+    }
     b->cmd.id = stream;
     b->flags = flags;
     uint8_t *p = h2_msgbuf_data(b);
@@ -278,10 +283,15 @@ static inline h2_msgbuf *buf_of(uint8_t *payload) { return h2_msgbuf_from_data(p
 
 int h2_send_buf(h2_loop *loop, h2_id stream, uint8_t *buf, size_t len, int flags)
 {
-    if (!buf) return -1;
+    if (!buf) {
+        h2_loop_doom_stream(loop, stream);
+        return -1;
+    }
     h2_msgbuf *b = buf_of(buf);
     if (len > b->cap - H2_GRPC_PREFIX_LEN) {
         h2_msgbuf_put(&loop->pool, b);
+        h2_loop_doom_stream(loop, stream);
+        errno = EMSGSIZE;
         return -1;
     }
     b->msg = h2_msgbuf_data(b);
@@ -300,7 +310,10 @@ void h2_buf_free(h2_loop *loop, uint8_t *buf)
 void h2_reset(h2_loop *loop, h2_id stream, uint32_t error_code)
 {
     h2_ctl_cmd *c = h2_ctl_new(H2_CMD_RESET, stream, 0);
-    if (!c) return;
+    if (!c) {
+        h2_loop_doom_stream(loop, stream); /* reset all the same, as INTERNAL_ERROR */
+        return;
+    }
     c->u.reset.code = error_code;
     (void)post_or_free(loop, c);
 }
@@ -309,7 +322,10 @@ void h2_consume(h2_loop *loop, h2_id stream, size_t bytes)
 {
     if (bytes == 0) return;
     h2_ctl_cmd *c = h2_ctl_new(H2_CMD_CONSUME, stream, 0);
-    if (!c) return;
+    if (!c) { /* the window would stay closed for good: end the stream instead */
+        h2_loop_doom_stream(loop, stream);
+        return;
+    }
     c->u.consume.bytes = bytes;
     (void)post_or_free(loop, c);
 }

@@ -751,6 +751,23 @@ static void test_rst(h2_id conn)
     world_reset();
 }
 
+/* A send the shim refuses (here a buffer handed over with a length past its capacity; in
+ * production an allocation failure) resets its stream: the call ends on both sides instead
+ * of the client waiting for a response that was never queued. */
+static void test_failed_send_resets(h2_id conn)
+{
+    ts *t = open_call(conn, "/t.S/Hold");
+    CHECK(h2_send(W.cli, t->id, NULL, 0, 1, (const uint8_t *)"x", 1, NULL, 0, H2_SEND_END) == 0);
+    CHECK(wait_for(p_server_stream_hold, "/t.S/Hold"));
+    ts *s = server_stream("/t.S/Hold");
+    uint8_t *b = h2_buf_alloc(W.srv, 16);
+    CHECK(b);
+    CHECK(h2_send_buf(W.srv, s->id, b, 1u << 20, H2_SEND_END) == -1 && errno == EMSGSIZE);
+    CHECK(wait_for(p_closed, s) && s->code == NGHTTP2_INTERNAL_ERROR && s->nclose == 1);
+    CHECK(wait_for(p_closed, t) && t->code == NGHTTP2_INTERNAL_ERROR && t->nclose == 1);
+    world_reset();
+}
+
 static void test_conn_drop(uint16_t port)
 {
     h2_id c = connect_to("127.0.0.1", port);
@@ -1092,6 +1109,7 @@ void e2e_tests(void)
     RUN(test_stall());
     RUN(test_too_large(conn));
     RUN(test_rst(conn));
+    RUN(test_failed_send_resets(conn));
     RUN(test_truncated(port));
     RUN(test_split_empty(port));
     RUN(test_conn_drop(port));

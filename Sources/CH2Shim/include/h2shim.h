@@ -251,7 +251,10 @@ h2_id h2_open_stream(h2_loop *loop, h2_id conn, void *user, const h2_nv *headers
  * response), one message (`msg` with `has_msg`=1; a zero-length message is valid),
  * trailers (server streams; implies end). H2_SEND_END without trailers on a client
  * stream half-closes it. Everything is copied; returns at once. Returns 0, or -1 if the
- * loop is stopped.
+ * loop is stopped (on_close comes for every stream) or the copy could not be allocated
+ * (errno ENOMEM or EMSGSIZE): the stream is then reset (INTERNAL_ERROR) and on_close
+ * follows, so a call never waits for what was not sent. h2_send_buf, h2_reset and
+ * h2_consume do the same when they fail.
  */
 int h2_send(h2_loop *loop, h2_id stream,
             const h2_nv *headers, size_t nheaders,
