@@ -392,11 +392,54 @@ static void run_timers(h2_loop *L)
     if (lo->accept_paused && lo->now >= lo->accept_resume) resume_accept(L);
     if (lo->next_tick && lo->now >= lo->next_tick) {
         h2_conns_tick(L);
+        h2_stream_tick(L);
         lo->next_tick = lo->nserver ? lo->now + lo->tick_ms : 0; /* no server connection: no tick */
     }
 }
 
 /* ---------------------------------------------------------------- the thread */
+
+/* One batch of epoll events. (The fuzz harness drives the loop through this function and
+ * finish_iteration, without the thread.) */
+static void handle_events(h2_loop *L, struct epoll_event *evs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int kind = *(int *)evs[i].data.ptr;
+        if (kind == H2_OBJ_WAKE) {
+            uint64_t v;
+            /* Read the eventfd before taking the queue so no wake-up is lost. */
+            ssize_t r = read(L->evfd, &v, sizeof v);
+            (void)r;
+            run_cmds(L);
+        } else if (kind == H2_OBJ_LISTENER) {
+            h2_accept_all(L, evs[i].data.ptr);
+        } else {
+            h2_conn_event(evs[i].data.ptr, evs[i].events);
+        }
+    }
+}
+
+/* What every iteration ends with: commands posted from this thread, streams waiting for the
+ * budget of partial messages, one flush per connection, then the frees. */
+static void finish_iteration(h2_loop *L)
+{
+    h2_loop_local *lo = &L->local;
+    /* Commands posted from this thread (inline handlers answering, jobs scheduling jobs)
+     * run now, so one flush carries them; bounded so sockets are not starved. */
+    for (int round = 0; round < 8 && queue_nonempty(L); round++) run_cmds(L);
+    if (lo->budget_freed) h2_stream_resume_waiters(L);
+    while (lo->dirty) {
+        h2_conn *c = lo->dirty;
+        lo->dirty = c->dirty_next;
+        c->dirty = false;
+        h2_conn_flush(c);
+    }
+    while (lo->dead) {
+        h2_conn *c = lo->dead;
+        lo->dead = c->dead_next;
+        h2_conn_free(c);
+    }
+}
 
 static void *loop_main(void *arg)
 {
@@ -422,35 +465,9 @@ static void *loop_main(void *arg)
             break;
         }
         lo->now = h2_now_ms();
-        for (int i = 0; i < n; i++) {
-            int kind = *(int *)evs[i].data.ptr;
-            if (kind == H2_OBJ_WAKE) {
-                uint64_t v;
-                /* Read the eventfd before taking the queue so no wake-up is lost. */
-                ssize_t r = read(L->evfd, &v, sizeof v);
-                (void)r;
-                run_cmds(L);
-            } else if (kind == H2_OBJ_LISTENER) {
-                h2_accept_all(L, evs[i].data.ptr);
-            } else {
-                h2_conn_event(evs[i].data.ptr, evs[i].events);
-            }
-        }
+        handle_events(L, evs, n);
         run_timers(L);
-        /* Commands posted from this thread (inline handlers answering, jobs scheduling
-         * jobs) run now, so one flush carries them; bounded so sockets are not starved. */
-        for (int round = 0; round < 8 && queue_nonempty(L); round++) run_cmds(L);
-        while (lo->dirty) {
-            h2_conn *c = lo->dirty;
-            lo->dirty = c->dirty_next;
-            c->dirty = false;
-            h2_conn_flush(c);
-        }
-        while (lo->dead) {
-            h2_conn *c = lo->dead;
-            lo->dead = c->dead_next;
-            h2_conn_free(c);
-        }
+        finish_iteration(L);
         if (n > 0 || queued) {
             trim_at = lo->now + H2_POOL_IDLE_MS; /* after activity, trim once idle */
         } else if (trim_at && lo->now >= trim_at) { /* idle for H2_POOL_IDLE_MS: give memory back */

@@ -57,6 +57,14 @@ typedef struct h2_loop_local {
     uint32_t tick_ms;      /* h2_tick_ms of the configured timeouts */
     uint32_t nserver;      /* open server connections of this loop */
     bool accept_paused;
+    /* partially received messages (h2_stream.h) */
+    size_t assembling;                          /* bytes in the streams' deframers */
+    struct h2_stream *waiters_head, *waiters_tail; /* streams whose window waits for the budget */
+    bool budget_freed;                          /* assembling went down while streams wait */
+    /* The one waiter allowed past the budget until its message is whole, so partial messages
+     * never deadlock each other; it loses the favour at a tick without progress. */
+    struct h2_stream *favoured;
+    bool favoured_progressed;
     int reserve_fd;        /* held so that at the fd limit one can be freed to accept-and-close; -1 = none */
     /* Stopped or destroyed from one of its own callbacks (the last owner went away on the
      * loop thread): the thread cannot join itself, so it tears the loop down (and frees
@@ -84,6 +92,8 @@ struct h2_loop {
         atomic_uint_fast64_t connections, streams, inbound, outbound, streams_total;
         /* connection limits */
         atomic_uint_fast64_t conns_rejected, conns_shed, handshake_timeouts, idle_goaways, accept_pauses;
+        /* partial messages */
+        atomic_uint_fast64_t assembling_waits, assembling_busy;
     } st;
     h2_bufpool pool; /* own lock */
     h2_loop_shared shared;

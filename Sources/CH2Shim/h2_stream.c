@@ -5,6 +5,126 @@
 
 #include <nghttp2/nghttp2.h>
 
+/* ---- partial messages: budget and waiters */
+
+static void assembling_add(h2_stream *st, size_t n)
+{
+    h2_loop *L = st->conn->loop;
+    st->conn->assembling += n;
+    L->local.assembling += n;
+    LSTAT_ADD(L, inbound, n);
+}
+
+static void assembling_sub(h2_stream *st, size_t n)
+{
+    if (n == 0) return;
+    h2_loop *L = st->conn->loop;
+    st->conn->assembling -= n;
+    L->local.assembling -= n;
+    LSTAT_SUB(L, inbound, n);
+    if (L->local.waiters_head) L->local.budget_freed = true;
+}
+
+/* Whether the bytes of the message being assembled may be given back before it is whole. */
+static bool may_release_early(const h2_stream *st)
+{
+    const h2_loop *L = st->conn->loop;
+    return st->delivered_unconsumed == 0 &&
+           (st == L->local.favoured || (st->conn->assembling <= L->cfg.max_partial_bytes_per_conn &&
+                                        L->local.assembling <= L->cfg.max_partial_bytes));
+}
+
+static void wait_add(h2_stream *st)
+{
+    if (st->waiting) return;
+    h2_loop_local *lo = &st->conn->loop->local;
+    st->waiting = true;
+    st->wait_next = NULL;
+    st->wait_prev = lo->waiters_tail;
+    if (lo->waiters_tail)
+        lo->waiters_tail->wait_next = st;
+    else
+        lo->waiters_head = st;
+    lo->waiters_tail = st;
+    LSTAT_ADD(st->conn->loop, assembling_waits, 1);
+}
+
+/* The favoured stream's message is whole, or the stream failed or went away. */
+static void unfavour(h2_stream *st)
+{
+    h2_loop_local *lo = &st->conn->loop->local;
+    if (lo->favoured != st) return;
+    lo->favoured = NULL;
+    if (lo->waiters_head) lo->budget_freed = true; /* the next waiter gets the favour */
+}
+
+static void wait_del(h2_stream *st)
+{
+    if (!st->waiting) return;
+    h2_loop_local *lo = &st->conn->loop->local;
+    if (st->wait_prev)
+        st->wait_prev->wait_next = st->wait_next;
+    else
+        lo->waiters_head = st->wait_next;
+    if (st->wait_next)
+        st->wait_next->wait_prev = st->wait_prev;
+    else
+        lo->waiters_tail = st->wait_prev;
+    st->wait_prev = st->wait_next = NULL;
+    st->waiting = false;
+}
+
+/* Gives the withheld bytes of the message being assembled back now. */
+static int release_withheld(h2_stream *st)
+{
+    size_t n = st->partial_withheld;
+    st->partial_released += n;
+    st->partial_withheld = 0;
+    wait_del(st);
+    return h2_stream_release(st, n);
+}
+
+void h2_stream_resume_waiters(h2_loop *L)
+{
+    h2_loop_local *lo = &L->local;
+    lo->budget_freed = false;
+    while (!lo->favoured && lo->waiters_head) {
+        h2_stream *st = lo->waiters_head;
+        if (st->delivered_unconsumed) { /* waits for the application now, not the budget */
+            wait_del(st);
+            continue;
+        }
+        lo->favoured = st;
+        lo->favoured_progressed = true;
+        h2_conn_check(st->conn, release_withheld(st));
+        h2_conn_mark(st->conn);
+    }
+    for (h2_stream *st = lo->waiters_head, *next; st && lo->assembling <= L->cfg.max_partial_bytes; st = next) {
+        next = st->wait_next;
+        if (st->delivered_unconsumed) { /* waits for the application now, not the budget */
+            wait_del(st);
+        } else if (may_release_early(st)) {
+            h2_conn_check(st->conn, release_withheld(st));
+            h2_conn_mark(st->conn);
+        }
+    }
+}
+
+void h2_stream_tick(h2_loop *L)
+{
+    h2_loop_local *lo = &L->local;
+    h2_stream *st = lo->favoured;
+    if (!st) return;
+    if (!lo->favoured_progressed && lo->waiters_head) { /* stalled: the next waiter's turn */
+        lo->favoured = NULL;
+        if (st->partial_withheld || st->deframer.prefix_got) wait_add(st);
+        lo->budget_freed = true;
+    }
+    lo->favoured_progressed = false;
+}
+
+/* ---- streams */
+
 h2_stream *h2_stream_new(h2_conn *c, h2_id id, bool is_client)
 {
     h2_stream *st = h2_calloc(1, sizeof *st);
@@ -52,8 +172,9 @@ void h2_stream_free(h2_stream *st)
     else
         c->streams = st->next;
     if (st->next) st->next->prev = st->prev;
-    size_t buffered = h2_deframer_buffered(&st->deframer);
-    if (buffered) LSTAT_SUB(L, inbound, buffered);
+    wait_del(st);
+    unfavour(st);
+    assembling_sub(st, h2_deframer_buffered(&st->deframer));
     h2_deframer_reset(&st->deframer, &L->pool);
     for (h2_msgbuf *b = st->out_head, *n; b; b = n) {
         n = b->next_out;
@@ -88,7 +209,9 @@ static int in_error(h2_stream *st, int kind, size_t detail)
     h2_loop *L = st->conn->loop;
     st->in_err = true;
     st->partial_released = st->partial_withheld = 0;
-    LSTAT_SUB(L, inbound, h2_deframer_buffered(&st->deframer));
+    wait_del(st);
+    unfavour(st);
+    assembling_sub(st, h2_deframer_buffered(&st->deframer));
     h2_deframer_reset(&st->deframer, &L->pool);
     if (st->user && L->cb.on_stream_error) L->cb.on_stream_error(L->cb.ctx, st->user, kind, detail);
     return h2_stream_release(st, st->received_unreleased);
@@ -121,7 +244,9 @@ static int deliver_assembled(h2_stream *st, const h2_df_msg *m)
     h2_loop *L = st->conn->loop;
     size_t total = m->len + H2_GRPC_PREFIX_LEN, released = st->partial_released, r = total;
     st->partial_released = st->partial_withheld = 0; /* withheld bytes are now the application's to consume */
-    LSTAT_SUB(L, inbound, total);
+    wait_del(st);
+    unfavour(st);
+    assembling_sub(st, total);
     if (!m->buf) { /* empty message: nothing was allocated */
         if (L->cb.on_message) r = L->cb.on_message(L->cb.ctx, st->user, m->compressed, m->data, 0);
     } else if (L->cb.on_message_buf) {
@@ -144,12 +269,18 @@ int h2_stream_in_data(h2_stream *st, const uint8_t *d, size_t len)
         h2_df_msg m;
         int ev = h2_deframer_step(&st->deframer, &L->pool, L->cfg.max_recv_message, &d, &len, &copied, &m);
         if (copied) {
-            LSTAT_ADD(L, inbound, copied);
-            if (st->delivered_unconsumed == 0) {
-                st->partial_released += copied;
-                if ((rv = h2_stream_release(st, copied)) != 0) return rv;
-            } else {
-                st->partial_withheld += copied;
+            if (st == L->local.favoured) L->local.favoured_progressed = true;
+            assembling_add(st, copied);
+            st->partial_withheld += copied;
+            if (L->local.assembling > h2_stream_hard_partial_limit(&L->cfg)) {
+                LSTAT_ADD(L, assembling_busy, 1);
+                return in_error(st, H2_STREAM_ERR_BUSY, h2_stream_hard_partial_limit(&L->cfg));
+            }
+            if (may_release_early(st)) {
+                if ((rv = release_withheld(st)) != 0) return rv;
+            } else if (st->delivered_unconsumed == 0) {
+                wait_add(st); /* over the budget: the window stays closed until it has room */
+                if (!L->local.favoured) L->local.budget_freed = true; /* someone must go on */
             }
         }
         switch (ev) {
@@ -182,9 +313,14 @@ size_t h2_stream_consumed(h2_stream *st, size_t n)
     st->consume_credit -= credit;
     n -= credit;
     if (st->delivered_unconsumed == 0 && st->partial_withheld) { /* caught up: the message being assembled may continue */
-        st->partial_released += st->partial_withheld;
-        n += st->partial_withheld;
-        st->partial_withheld = 0;
+        if (may_release_early(st)) {
+            st->partial_released += st->partial_withheld;
+            n += st->partial_withheld;
+            st->partial_withheld = 0;
+            wait_del(st);
+        } else {
+            wait_add(st);
+        }
     }
     return n;
 }

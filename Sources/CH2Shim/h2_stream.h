@@ -9,9 +9,15 @@
  *    return value of on_message, or h2_consume later; `delivered_unconsumed` counts the
  *    delivered bytes not yet consumed);
  *  - bytes of a message being assembled are given back as they arrive while
- *    delivered_unconsumed is 0 (`partial_released`), so a message larger than the window
- *    can complete; otherwise they are kept (`partial_withheld`) until the application
- *    caught up, so a stream buffers at most its held messages plus one window;
+ *    delivered_unconsumed is 0 and the connection and the loop are within their budgets
+ *    of partial messages (max_partial_bytes_per_conn, max_partial_bytes) (`partial_released`),
+ *    so a message larger than the window can complete; otherwise they are kept
+ *    (`partial_withheld`) until the application caught up, so a stream buffers at most its
+ *    held messages plus one window, or until the budget has room again (the stream waits
+ *    on the loop's list of waiters, resumed at the end of an iteration). One waiter at a
+ *    time, the oldest, is `favoured`: it may pass the budget until its message is whole
+ *    (at most one message more), so streams that all wait cannot deadlock; a favoured
+ *    stream that makes no progress between two ticks goes to the back of the list;
  *  - when the application then consumes a message whose bytes were partly released
  *    early, those bytes are `consume_credit`: subtracted from later h2_consume calls.
  */
@@ -41,6 +47,8 @@ typedef struct h2_stream {
     size_t delivered_unconsumed; /* bytes of delivered messages the application has not consumed */
     size_t consume_credit;       /* given back early: subtracted from later h2_consume */
     size_t received_unreleased;  /* received and not yet given back to nghttp2 */
+    struct h2_stream *wait_prev, *wait_next; /* loop's waiters (over the budget of partial messages) */
+    bool waiting;
     /* outbound */
     h2_msgbuf *out_head, *out_tail;
     bool is_client;
@@ -69,6 +77,17 @@ int h2_stream_in_data(h2_stream *st, const uint8_t *d, size_t len);
 void h2_stream_in_end(h2_stream *st);
 /* The application consumed `bytes` (h2_consume). Returns bytes to give back now. */
 size_t h2_stream_consumed(h2_stream *st, size_t bytes);
+/* Past this many bytes of partial messages a loop ends the stream whose bytes arrive
+ * (H2_STREAM_ERR_BUSY): twice the budget, plus the favoured stream's one message. */
+static inline size_t h2_stream_hard_partial_limit(const h2_config *cfg)
+{
+    return 2 * cfg->max_partial_bytes + cfg->max_recv_message;
+}
+/* Re-opens the windows of streams that waited for the budget of partial messages, while
+ * it has room (end of a loop iteration, when budget_freed). */
+void h2_stream_resume_waiters(h2_loop *L);
+/* At the loop's tick: a favoured waiter that received nothing since the last tick yields. */
+void h2_stream_tick(h2_loop *L);
 /* Queues an outbound message buffer (send command). */
 void h2_stream_enqueue(h2_stream *st, h2_msgbuf *b);
 /* A buffer leaves the stream's queue: freed unless output segments still point into it. */

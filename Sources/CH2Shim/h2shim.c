@@ -39,6 +39,8 @@ void h2_config_init(h2_config *cfg)
     cfg->max_connections_per_addr = 1000;
     cfg->handshake_timeout_ms = 10000;
     cfg->idle_timeout_ms = 300000;
+    cfg->max_partial_bytes = 64u << 20;
+    cfg->max_partial_bytes_per_conn = 8u << 20;
 }
 
 h2_loop *h2_loop_create(const h2_config *cfg, const h2_callbacks *cb)
@@ -353,4 +355,6 @@ void h2_loop_stats(h2_loop *L, h2_stats *out)
     out->handshake_timeouts = atomic_load_explicit(&L->st.handshake_timeouts, memory_order_relaxed);
     out->idle_goaways = atomic_load_explicit(&L->st.idle_goaways, memory_order_relaxed);
     out->accept_pauses = atomic_load_explicit(&L->st.accept_pauses, memory_order_relaxed);
+    out->assembling_waits = atomic_load_explicit(&L->st.assembling_waits, memory_order_relaxed);
+    out->assembling_busy = atomic_load_explicit(&L->st.assembling_busy, memory_order_relaxed);
 }

@@ -177,6 +177,15 @@ private final class H2ClientStreamUser: H2StreamUser {
                         message:
                             "a response message of \(detail) bytes exceeds this client's limit of \(maxReceive) bytes"),
                     [:]))
+        } else if kind == H2_STREAM_ERR_BUSY {
+            events.receive(
+                .status(
+                    Status(
+                        code: .resourceExhausted,
+                        message:
+                            "this client holds its limit of partially received messages (\(detail) bytes); retry shortly"
+                    ),
+                    [:]))
         } else {
             events.receive(.status(Status(code: .internal, message: "the response stream ended inside a message"), [:]))
         }

@@ -48,7 +48,8 @@ final class H2Loop: @unchecked Sendable {
         weak var delegate: (any H2LoopDelegate)?
     }
 
-    init(config: H2Configuration, reusePort: Bool = false) throws {
+    /// `loops`: how many loops share `config`'s process-wide budgets (each gets its share).
+    init(config: H2Configuration, reusePort: Bool = false, loops: Int = 1) throws {
         var cfg = h2_config()
         h2_config_init(&cfg)
         cfg.max_recv_message = config.maxReceiveMessageSize
@@ -66,6 +67,9 @@ final class H2Loop: @unchecked Sendable {
         cfg.max_connections_per_addr = UInt32(clamping: max(0, config.maxConnectionsPerAddress))
         cfg.handshake_timeout_ms = H2Configuration.milliseconds(config.handshakeTimeout)
         cfg.idle_timeout_ms = H2Configuration.milliseconds(config.idleTimeout)
+        // Partial messages.
+        cfg.max_partial_bytes = max(1, config.maxPartialMessageBytes / max(1, loops))
+        cfg.max_partial_bytes_per_conn = max(1, config.maxPartialMessageBytesPerConnection)
         let box = DelegateBox()
         var cb = h2_callbacks()
         cb.ctx = Unmanaged.passUnretained(box).toOpaque()
@@ -185,6 +189,16 @@ public struct H2Configuration: Sendable {
     public var resetBurst: UInt32 = 1000
     /// See `resetBurst`.
     public var resetRate: UInt32 = 100
+    /// Bytes of partially received messages held at once, in all (split between the event
+    /// loops). A message larger than its stream's window completes only because the window is
+    /// re-opened before the message is whole; past this budget, or past
+    /// `maxPartialMessageBytesPerConnection` on one connection, windows stay closed (the
+    /// senders wait; one waiting stream at a time may go on, so they never deadlock). Past
+    /// twice the budget plus one message, the stream whose bytes arrive fails with
+    /// RESOURCE_EXHAUSTED. Default 64 MiB.
+    public var maxPartialMessageBytes: Int = 64 << 20
+    /// See `maxPartialMessageBytes`. Default 8 MiB.
+    public var maxPartialMessageBytesPerConnection: Int = 8 << 20
     // MARK: Connection limits (server; see the README's "Limits: connections")
 
     /// Most connections served at once, over all event loops; further ones are accepted and

@@ -25,7 +25,7 @@ public final class H2ServerTransport: ServerTransport {
     public init(host: String = "127.0.0.1", port: UInt16, configuration: H2Configuration = H2Configuration()) throws {
         let count = max(1, configuration.eventLoops)
         var loops: [H2Loop] = []
-        for _ in 0..<count { loops.append(try H2Loop(config: configuration, reusePort: count > 1)) }
+        for _ in 0..<count { loops.append(try H2Loop(config: configuration, reusePort: count > 1, loops: count)) }
         for loop in loops.dropFirst() { loop.shareLimits(with: loops[0]) }  // one connection cap for the port
         self.loops = loops
         self.executors = loops.map { configuration.runHandlersOnEventLoop ? H2LoopExecutor(loop: $0) : nil }
@@ -285,6 +285,11 @@ private final class H2ServerStreamUser: H2StreamUser {
                 RPCError(
                     .resourceExhausted,
                     "a request message of \(detail) bytes exceeds this server's limit of \(maxReceive) bytes"))
+        } else if kind == H2_STREAM_ERR_BUSY {
+            call.receiveError(
+                RPCError(
+                    .resourceExhausted,
+                    "the server holds its limit of partially received messages (\(detail) bytes); retry shortly"))
         } else {
             call.receiveError(
                 RPCError(

@@ -59,6 +59,16 @@ struct InteropServerCommand: AsyncParsableCommand {
         name: .customLong("reset_rate"),
         help: "Rapid-reset guard: RST_STREAMs per second a connection may send after its burst.")
     var resetRate: UInt32 = H2Configuration().resetRate
+
+    @Option(
+        name: .customLong("max_partial_bytes"),
+        help: "Bytes of partially received messages held at once; past it windows stay closed (senders wait).")
+    var maxPartialBytes: Int = H2Configuration().maxPartialMessageBytes
+
+    @Option(
+        name: .customLong("max_partial_bytes_per_connection"),
+        help: "Bytes of partially received messages one connection may hold before its windows stay closed.")
+    var maxPartialBytesPerConnection: Int = H2Configuration().maxPartialMessageBytesPerConnection
     // Connection limits (README "Limits: connections").
     @Option(
         name: .customLong("max_connections"),
@@ -139,6 +149,8 @@ struct InteropServerCommand: AsyncParsableCommand {
                 configuration.maxHeaderCount = maxHeaderCount
                 configuration.resetBurst = resetBurst
                 configuration.resetRate = resetRate
+                configuration.maxPartialMessageBytes = maxPartialBytes
+                configuration.maxPartialMessageBytesPerConnection = maxPartialBytesPerConnection
                 configuration.maxConnections = maxConnections
                 configuration.maxConnectionsPerAddress = maxConnectionsPerAddress
                 configuration.handshakeTimeout = .milliseconds(Int64(min(handshakeTimeout, 4e6) * 1000))

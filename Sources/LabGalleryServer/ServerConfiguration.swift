@@ -102,15 +102,23 @@ public struct HTTP2StreamLimits: Sendable {
     public var resetBurst: UInt32?
     /// Rapid-reset guard: RST_STREAMs per second a connection may send after its burst.
     public var resetRate: UInt32?
+    /// Bytes of partially received messages held at once, in all (see
+    /// `H2Configuration.maxPartialMessageBytes`).
+    public var maxPartialMessageBytes: Int?
+    /// Bytes of partially received messages one connection may hold before its windows stay closed.
+    public var maxPartialMessageBytesPerConnection: Int?
 
+    /// Limits; each one `nil` keeps the transport's default.
     public init(
         maxHeaderListSize: UInt32? = nil, maxHeaderCount: UInt32? = nil, resetBurst: UInt32? = nil,
-        resetRate: UInt32? = nil
+        resetRate: UInt32? = nil, maxPartialMessageBytes: Int? = nil, maxPartialMessageBytesPerConnection: Int? = nil
     ) {
         self.maxHeaderListSize = maxHeaderListSize
         self.maxHeaderCount = maxHeaderCount
         self.resetBurst = resetBurst
         self.resetRate = resetRate
+        self.maxPartialMessageBytes = maxPartialMessageBytes
+        self.maxPartialMessageBytesPerConnection = maxPartialMessageBytesPerConnection
     }
 
     /// `transport` with the limits that are set.
@@ -120,6 +128,8 @@ public struct HTTP2StreamLimits: Sendable {
         if let v = maxHeaderCount { c.maxHeaderCount = v }
         if let v = resetBurst { c.resetBurst = v }
         if let v = resetRate { c.resetRate = v }
+        if let v = maxPartialMessageBytes { c.maxPartialMessageBytes = v }
+        if let v = maxPartialMessageBytesPerConnection { c.maxPartialMessageBytesPerConnection = v }
         return c
     }
 }

@@ -78,6 +78,18 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "Rapid-reset guard: RST_STREAMs per second a connection may send after its burst (default 100).")
     var resetRate: UInt32?
+
+    @Option(
+        help:
+            "Bytes of partially received messages held at once; past it windows stay closed (senders wait), past twice it plus one message RESOURCE_EXHAUSTED (default 67108864)."
+    )
+    var maxPartialBytes: Int?
+
+    @Option(
+        help:
+            "Bytes of partially received messages one connection may hold before its windows stay closed (default 8388608)."
+    )
+    var maxPartialBytesPerConnection: Int?
     // Connection limits (README "Limits: connections").
     @Option(
         help:
@@ -129,6 +141,12 @@ struct Serve: AsyncParsableCommand {
         ] where value == 0 {
             throw ValidationError("\(flag) must be at least 1")
         }
+        for (flag, value) in [
+            ("--max-partial-bytes", maxPartialBytes),
+            ("--max-partial-bytes-per-connection", maxPartialBytesPerConnection),
+        ] {
+            if let value, value < 1 { throw ValidationError("\(flag) must be at least 1") }
+        }
         if maxConnections < 0 || maxConnectionsPerAddress < 0 {
             throw ValidationError("--max-connections and --max-connections-per-address must not be negative")
         }
@@ -162,7 +180,8 @@ struct Serve: AsyncParsableCommand {
         configuration.maxWatchersPerConnection = maxWatchersPerConnection
         configuration.streamLimits = HTTP2StreamLimits(
             maxHeaderListSize: maxHeaderListSize, maxHeaderCount: maxHeaderCount, resetBurst: resetBurst,
-            resetRate: resetRate)
+            resetRate: resetRate, maxPartialMessageBytes: maxPartialBytes,
+            maxPartialMessageBytesPerConnection: maxPartialBytesPerConnection)
         configuration.maxConnections = maxConnections
         configuration.maxConnectionsPerAddress = maxConnectionsPerAddress
         configuration.handshakeTimeout = .milliseconds(Int64(min(handshakeTimeout, 4e6) * 1000))

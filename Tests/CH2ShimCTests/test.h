@@ -32,6 +32,8 @@ void map_tests(void);
 void ratelim_tests(void);
 /* test_limits.c: the session's header and stream limits, loops over loopback */
 void limits_tests(void);
+/* test_partial.c: the budget of partially received messages */
+void partial_tests(void);
 /* test_conns.c: connection caps, timers, the fd limit */
 void conns_tests(void);
 /* test_failmalloc.c: every allocation failed in turn */

@@ -35,6 +35,7 @@ int main(int argc, char **argv)
     map_tests();
     e2e_tests();
     RUN(limits_tests());
+    RUN(partial_tests());
     conns_tests();
     fprintf(stderr, "all tests passed\n");
     return 0;

@@ -5,8 +5,8 @@
  *
  * One execution, no threads and no timers:
  *   - a loop is created (h2_loop_create) but its thread is never started; this file runs
- *     the loop's iterations itself (pump(): the body of loop_main in h2_loop.c, with a
- *     zero epoll timeout), so it includes h2_loop.c to reach its static command handlers;
+ *     the loop's iterations itself (pump(): loop_main's handle_events and finish_iteration
+ *     from h2_loop.c, with a zero epoll timeout), so it includes h2_loop.c to reach them;
  *   - a server connection (h2_conn_new, as h2_accept_all makes one) is given one end of a
  *     socketpair; the input is written into the other end in pieces of varying size, the
  *     loop is pumped after each, and whatever the server writes back is read and dropped;
@@ -22,7 +22,7 @@
  * counters, defined here, never armed).
  */
 #define _GNU_SOURCE
-#include "h2_loop.c" /* static run_cmds & co; the other shim units are linked as they are */
+#include "h2_loop.c" /* static handle_events & co; the other shim units are linked as they are */
 
 #include <stdio.h>
 #include <sys/socket.h>
@@ -221,37 +221,16 @@ static void drain(int fd)
     }
 }
 
-/* Iterations of loop_main (h2_loop.c) without waiting: until no event, command or flush is left. */
+/* Iterations of loop_main (h2_loop.c: the same handle_events and finish_iteration, without
+ * timers or waiting): until no event, command or flush is left. */
 static void pump(h2_loop *L, int peer)
 {
-    h2_loop_local *lo = &L->local;
     struct epoll_event evs[16];
     for (int iter = 0; iter < 256; iter++) {
         int n = epoll_wait(L->epfd, evs, 16, 0);
         if (n < 0) n = 0;
-        for (int i = 0; i < n; i++) {
-            int kind = *(int *)evs[i].data.ptr;
-            if (kind == H2_OBJ_WAKE) {
-                uint64_t v;
-                ssize_t r = read(L->evfd, &v, sizeof v);
-                (void)r;
-                run_cmds(L);
-            } else if (kind == H2_OBJ_CONN) {
-                h2_conn_event(evs[i].data.ptr, evs[i].events);
-            }
-        }
-        for (int round = 0; round < 8 && queue_nonempty(L); round++) run_cmds(L);
-        while (lo->dirty) {
-            h2_conn *c = lo->dirty;
-            lo->dirty = c->dirty_next;
-            c->dirty = false;
-            h2_conn_flush(c);
-        }
-        while (lo->dead) {
-            h2_conn *c = lo->dead;
-            lo->dead = c->dead_next;
-            h2_conn_free(c);
-        }
+        handle_events(L, evs, n);
+        finish_iteration(L);
         drain(peer);
         if (n == 0 && !queue_nonempty(L)) break;
     }

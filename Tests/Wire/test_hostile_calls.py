@@ -283,6 +283,54 @@ def test_incomplete_4mib_requests_keep_server_memory_bounded(interop):
     assert_healthy(port)
 
 
+def push_what_fits(peer, sid, view):
+    """Sends as much of `view` on `sid` as the server's windows allow now; returns what is left."""
+    while view:
+        window = min(peer.conn.local_flow_control_window(sid), peer.conn.max_outbound_frame_size)
+        if window <= 0:
+            break
+        n = min(window, len(view))
+        peer.conn.send_data(sid, view[:n].tobytes())
+        view = view[n:]
+        peer.flush()
+    return view
+
+
+def test_messages_that_never_complete_keep_server_memory_bounded(interop):
+    """100 streams on 2 connections each send all but the last byte of a 4 MiB message, so no
+    message ever completes and no call ever starts. The shim re-opens windows early only within
+    its budget of partial messages (64 MiB, 8 MiB per connection): past it the senders wait on
+    closed windows. Without that budget the server would hold 400 MiB."""
+    port, pid = interop
+    assert_healthy(port)
+    before = rss_kib(pid)
+    peak = before
+    body = b"\x07" * (MAX_MESSAGE - 16)
+    message = frame(field(3, field(2, body)))[:-1]  # the last byte never comes
+    peers = [Peer(port) for _ in range(2)]
+    pending = []
+    for i in range(100):
+        peer = peers[i % len(peers)]
+        pending.append([peer, peer.headers(UNARY), memoryview(message)])
+    sent_before, idle_since = -1, time.time()
+    while time.time() - idle_since < 2:  # until nothing more goes out for 2 s
+        for entry in pending:
+            entry[2] = push_what_fits(entry[0], entry[1], entry[2])
+        for peer in peers:
+            peer.pump(0.02)
+        sent = sum(len(message) - len(e[2]) for e in pending)
+        if sent != sent_before:
+            sent_before, idle_since = sent, time.time()
+        peak = max(peak, rss_kib(pid))
+    grown = (peak - before) // 1024
+    print(f"sent {sent_before // MIB} MiB of 400 MiB; RSS before {before // 1024} MiB, peak {peak // 1024} MiB (+{grown} MiB)")
+    assert sent_before < 200 * MIB, f"the server took {sent_before // MIB} MiB of messages that never complete"
+    assert peak - before < 128 * 1024, f"RSS grew by {grown} MiB holding partial messages"
+    assert_healthy(port)
+    for peer in peers:
+        peer.close()
+
+
 # MARK: - messages that amplify in protobuf-c
 
 

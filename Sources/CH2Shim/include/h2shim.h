@@ -53,6 +53,7 @@ typedef struct h2_nv {
  * calls follow for this stream (its remaining inbound bytes are discarded). */
 #define H2_STREAM_ERR_TOO_LARGE 1 /* detail = declared message length */
 #define H2_STREAM_ERR_TRUNCATED 2 /* END_STREAM in the middle of a message; detail = bytes buffered */
+#define H2_STREAM_ERR_BUSY 3      /* the loop holds too many bytes of partial messages (h2_config.max_partial_bytes); detail = the limit */
 
 /* events of on_conn (client connections) */
 #define H2_CONN_CONNECTED 1 /* TCP connected, HTTP/2 preface sent */
@@ -180,6 +181,18 @@ typedef struct h2_config {
      * GOAWAY(NO_ERROR) and closed a second later (or when the peer closes). 0 = never.
      * Default 300000 (5 minutes). */
     uint32_t idle_timeout_ms;
+
+    /* Partially received messages (see the README's "Limits: HTTP/2 streams and headers"). A
+     * message larger than a stream's window can only complete if the shim re-opens the window
+     * before the message is whole; it does so only while the connection holds at most
+     * `max_partial_bytes_per_conn` and the loop at most `max_partial_bytes` bytes of partial
+     * messages. Past either, the sender waits for its window (back-pressure, nothing buffered)
+     * until other messages complete or end; one waiting stream at a time (the oldest) may go
+     * past the budgets until its message is whole, so waiting streams never deadlock. A loop
+     * past twice `max_partial_bytes` plus `max_recv_message` ends the stream whose bytes
+     * arrive (H2_STREAM_ERR_BUSY). Defaults 64 MiB and 8 MiB. */
+    size_t max_partial_bytes;
+    size_t max_partial_bytes_per_conn;
 } h2_config;
 
 /** Fills `cfg` with the defaults. */
@@ -306,7 +319,7 @@ int h2_loop_run(h2_loop *loop, h2_run_fn fn, void *ctx, void *arg);
 typedef struct h2_stats {
     uint64_t connections;       /* open connections */
     uint64_t streams;           /* open streams with application state */
-    uint64_t inbound_buffered;  /* bytes held in stream receive buffers */
+    uint64_t inbound_buffered;  /* bytes of partially received messages (stream receive buffers) */
     uint64_t outbound_buffered; /* bytes queued in stream send buffers */
     uint64_t streams_total;     /* streams ever opened */
     uint64_t pooled;            /* bytes of message buffers kept for reuse (freed after 1 s idle) */
@@ -316,6 +329,8 @@ typedef struct h2_stats {
     uint64_t handshake_timeouts; /* closed: no client preface + SETTINGS within handshake_timeout_ms */
     uint64_t idle_goaways;       /* sent GOAWAY after idle_timeout_ms without streams */
     uint64_t accept_pauses;      /* accept failed (fd limit, no memory): the listeners paused for 100 ms */
+    uint64_t assembling_waits;   /* a stream's window stayed closed: over max_partial_bytes(_per_conn) */
+    uint64_t assembling_busy;    /* streams ended with H2_STREAM_ERR_BUSY */
 } h2_stats;
 
 void h2_loop_stats(h2_loop *loop, h2_stats *out);
