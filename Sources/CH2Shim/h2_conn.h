@@ -35,6 +35,7 @@ struct h2_conn {
     h2_outq out;
     size_t big_queued;    /* queued message buffers with a large message, on any stream */
     size_t assembling;    /* bytes of partially received messages, on any stream */
+    size_t unsent;        /* bytes of messages queued on its streams, not yet framed (the peer has not read) */
     /* header block being received: offsets into hdr_arena until delivery */
     uint8_t *hdr_arena;
     size_t hdr_arena_len, hdr_arena_cap;

@@ -176,7 +176,10 @@ static bool do_send(h2_loop *L, h2_msgbuf *b)
         c->big_queued++;
     }
     h2_stream_enqueue(st, b);
-    if (b->msg) LSTAT_ADD(L, outbound, b->msg_len);
+    if (b->msg) {
+        LSTAT_ADD(L, outbound, b->msg_len);
+        c->unsent += b->msg_len;
+    }
     if (end) st->local_end = true;
     if (st->data_deferred) {
         st->data_deferred = false;

@@ -71,6 +71,7 @@ static ssize_t data_read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_
     }
     if (n) {
         LSTAT_SUB(L, outbound, n);
+        c->unsent -= n;
         if (st->user && L->cb.on_drain) L->cb.on_drain(L->cb.ctx, st->user, n);
     } else if (!(*flags & NGHTTP2_DATA_FLAG_EOF)) {
         st->data_deferred = true;
@@ -104,6 +105,7 @@ static int send_data_cb(nghttp2_session *s, nghttp2_frame *f, const uint8_t *fra
     }
     st->nc_pop_next = false;
     LSTAT_SUB(L, outbound, length);
+    c->unsent -= length;
     if (st->user && L->cb.on_drain) L->cb.on_drain(L->cb.ctx, st->user, length);
     return h2_outq_full(&c->out) ? NGHTTP2_ERR_PAUSE : 0;
 }
@@ -217,6 +219,24 @@ static h2_nv *headers_fix(h2_conn *c, size_t n)
  * answered at once, Trailers-Only with grpc-status 8 (RESOURCE_EXHAUSTED), as grpc servers
  * answer oversized metadata; the application never sees it. Any other block (request trailers,
  * response headers or trailers) resets its stream; on_close reports H2_CLOSE_HEADERS_TOO_LARGE. */
+/* Answers a request at once, Trailers-Only with grpc-status 8 (RESOURCE_EXHAUSTED) and
+ * `msg`, without on_request. 0, or 1 if nghttp2 refused the response (non-fatal: the
+ * caller resets), or NGHTTP2_ERR_CALLBACK_FAILURE. */
+static int answer_exhausted(nghttp2_session *s, h2_stream *st, bool end, const char *msg)
+{
+    nghttp2_nv nv[] = {
+        {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"grpc-status", (uint8_t *)"8", 11, 1, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"grpc-message", (uint8_t *)msg, 12, strlen(msg), NGHTTP2_NV_FLAG_NONE},
+    };
+    st->local_end = true;
+    if (end) st->in_ended = true; /* no RST(NO_ERROR) after the answer (on_frame_send) */
+    int rv = nghttp2_submit_response(s, st->sid, nv, sizeof nv / sizeof nv[0], NULL); /* nghttp2 copies nv */
+    if (rv == 0) return 0;
+    return nghttp2_is_fatal(rv) ? NGHTTP2_ERR_CALLBACK_FAILURE : 1;
+}
+
 static int header_limit(nghttp2_session *s, const nghttp2_frame *f, h2_conn *c, h2_stream *st, bool end)
 {
     const h2_config *cfg = &c->loop->cfg;
@@ -231,15 +251,7 @@ static int header_limit(nghttp2_session *s, const nghttp2_frame *f, h2_conn *c, 
             snprintf(msg, sizeof msg,
                      "the request header list is %zu bytes (name + value + 32 per field); this server accepts at most %u",
                      c->hdr_list_size, cfg->max_header_list_size);
-        nghttp2_nv nv[] = {
-            {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
-            {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
-            {(uint8_t *)"grpc-status", (uint8_t *)"8", 11, 1, NGHTTP2_NV_FLAG_NONE},
-            {(uint8_t *)"grpc-message", (uint8_t *)msg, 12, strlen(msg), NGHTTP2_NV_FLAG_NONE},
-        };
-        if (end) st->in_ended = true; /* no RST(NO_ERROR) after the answer (on_frame_send) */
-        rv = nghttp2_submit_response(s, st->sid, nv, sizeof nv / sizeof nv[0], NULL); /* nghttp2 copies nv */
-        if (rv == 0 || nghttp2_is_fatal(rv)) return rv != 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+        if ((rv = answer_exhausted(s, st, end, msg)) <= 0) return rv;
     }
     st->close_code = H2_CLOSE_HEADERS_TOO_LARGE;
     rv = nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_INTERNAL_ERROR);
@@ -257,6 +269,17 @@ static int on_headers_recv(nghttp2_session *s, const nghttp2_frame *f, h2_conn *
     if (c->hdr_over) return header_limit(s, f, c, st, end);
     if (!c->is_client) {
         if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+            if (c->unsent > L->cfg.max_unsent_per_conn) { /* the peer does not read what it asked for */
+                char msg[200];
+                snprintf(msg, sizeof msg,
+                         "this connection has %zu bytes of responses the client has not read, over the server's limit "
+                         "of %zu; read the responses of earlier calls first",
+                         c->unsent, L->cfg.max_unsent_per_conn);
+                int rv = answer_exhausted(s, st, end, msg);
+                if (rv <= 0) return rv;
+                rv = nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_INTERNAL_ERROR);
+                return (rv != 0 && nghttp2_is_fatal(rv)) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+            }
             void *user = NULL;
             if (L->cb.on_request)
                 user = L->cb.on_request(L->cb.ctx, c->id, st->id, headers_fix(c, hn), hn, end ? H2_HEADERS_END_STREAM : 0);

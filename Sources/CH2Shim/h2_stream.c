@@ -178,7 +178,10 @@ void h2_stream_free(h2_stream *st)
     h2_deframer_reset(&st->deframer, &L->pool);
     for (h2_msgbuf *b = st->out_head, *n; b; b = n) {
         n = b->next_out;
-        if (b->msg && b->msg_sent < b->msg_len) LSTAT_SUB(L, outbound, b->msg_len - b->msg_sent);
+        if (b->msg && b->msg_sent < b->msg_len) {
+            LSTAT_SUB(L, outbound, b->msg_len - b->msg_sent);
+            c->unsent -= b->msg_len - b->msg_sent;
+        }
         h2_stream_out_release(c, b);
     }
     if (st->counted) LSTAT_SUB(L, streams, 1);

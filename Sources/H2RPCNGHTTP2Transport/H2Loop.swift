@@ -70,6 +70,7 @@ final class H2Loop: @unchecked Sendable {
         // Partial messages.
         cfg.max_partial_bytes = max(1, config.maxPartialMessageBytes / max(1, loops))
         cfg.max_partial_bytes_per_conn = max(1, config.maxPartialMessageBytesPerConnection)
+        cfg.max_unsent_per_conn = max(1, config.maxUnreadResponseBytesPerConnection)
         let box = DelegateBox()
         var cb = h2_callbacks()
         cb.ctx = Unmanaged.passUnretained(box).toOpaque()
@@ -199,6 +200,12 @@ public struct H2Configuration: Sendable {
     public var maxPartialMessageBytes: Int = 64 << 20
     /// See `maxPartialMessageBytes`. Default 8 MiB.
     public var maxPartialMessageBytesPerConnection: Int = 8 << 20
+    /// Server: bytes of responses queued on one connection that its client has not read (its
+    /// windows are closed). Past it, a new call on the connection is answered at once with
+    /// RESOURCE_EXHAUSTED, so a client that never reads cannot pin finished unary responses
+    /// without bound (streams also wait for the client, through `ResponseWriter.write`).
+    /// Default 16 MiB.
+    public var maxUnreadResponseBytesPerConnection: Int = 16 << 20
     // MARK: Connection limits (server; see the README's "Limits: connections")
 
     /// Most connections served at once, over all event loops; further ones are accepted and

@@ -69,6 +69,11 @@ struct InteropServerCommand: AsyncParsableCommand {
         name: .customLong("max_partial_bytes_per_connection"),
         help: "Bytes of partially received messages one connection may hold before its windows stay closed.")
     var maxPartialBytesPerConnection: Int = H2Configuration().maxPartialMessageBytesPerConnection
+
+    @Option(
+        name: .customLong("max_unread_bytes_per_connection"),
+        help: "Bytes of responses a connection's client has not read; past it its new calls are RESOURCE_EXHAUSTED.")
+    var maxUnreadBytesPerConnection: Int = H2Configuration().maxUnreadResponseBytesPerConnection
     // Connection limits (README "Limits: connections").
     @Option(
         name: .customLong("max_connections"),
@@ -151,6 +156,7 @@ struct InteropServerCommand: AsyncParsableCommand {
                 configuration.resetRate = resetRate
                 configuration.maxPartialMessageBytes = maxPartialBytes
                 configuration.maxPartialMessageBytesPerConnection = maxPartialBytesPerConnection
+                configuration.maxUnreadResponseBytesPerConnection = maxUnreadBytesPerConnection
                 configuration.maxConnections = maxConnections
                 configuration.maxConnectionsPerAddress = maxConnectionsPerAddress
                 configuration.handshakeTimeout = .milliseconds(Int64(min(handshakeTimeout, 4e6) * 1000))

@@ -107,11 +107,15 @@ public struct HTTP2StreamLimits: Sendable {
     public var maxPartialMessageBytes: Int?
     /// Bytes of partially received messages one connection may hold before its windows stay closed.
     public var maxPartialMessageBytesPerConnection: Int?
+    /// Bytes of responses one connection's client has not read, past which its new calls are
+    /// RESOURCE_EXHAUSTED.
+    public var maxUnreadResponseBytesPerConnection: Int?
 
     /// Limits; each one `nil` keeps the transport's default.
     public init(
         maxHeaderListSize: UInt32? = nil, maxHeaderCount: UInt32? = nil, resetBurst: UInt32? = nil,
-        resetRate: UInt32? = nil, maxPartialMessageBytes: Int? = nil, maxPartialMessageBytesPerConnection: Int? = nil
+        resetRate: UInt32? = nil, maxPartialMessageBytes: Int? = nil, maxPartialMessageBytesPerConnection: Int? = nil,
+        maxUnreadResponseBytesPerConnection: Int? = nil
     ) {
         self.maxHeaderListSize = maxHeaderListSize
         self.maxHeaderCount = maxHeaderCount
@@ -119,6 +123,7 @@ public struct HTTP2StreamLimits: Sendable {
         self.resetRate = resetRate
         self.maxPartialMessageBytes = maxPartialMessageBytes
         self.maxPartialMessageBytesPerConnection = maxPartialMessageBytesPerConnection
+        self.maxUnreadResponseBytesPerConnection = maxUnreadResponseBytesPerConnection
     }
 
     /// `transport` with the limits that are set.
@@ -130,6 +135,7 @@ public struct HTTP2StreamLimits: Sendable {
         if let v = resetRate { c.resetRate = v }
         if let v = maxPartialMessageBytes { c.maxPartialMessageBytes = v }
         if let v = maxPartialMessageBytesPerConnection { c.maxPartialMessageBytesPerConnection = v }
+        if let v = maxUnreadResponseBytesPerConnection { c.maxUnreadResponseBytesPerConnection = v }
         return c
     }
 }

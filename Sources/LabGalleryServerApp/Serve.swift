@@ -90,6 +90,12 @@ struct Serve: AsyncParsableCommand {
             "Bytes of partially received messages one connection may hold before its windows stay closed (default 8388608)."
     )
     var maxPartialBytesPerConnection: Int?
+
+    @Option(
+        help:
+            "Bytes of responses a connection's client has not read; past it the connection's new calls are RESOURCE_EXHAUSTED (default 16777216)."
+    )
+    var maxUnreadBytesPerConnection: Int?
     // Connection limits (README "Limits: connections").
     @Option(
         help:
@@ -144,6 +150,7 @@ struct Serve: AsyncParsableCommand {
         for (flag, value) in [
             ("--max-partial-bytes", maxPartialBytes),
             ("--max-partial-bytes-per-connection", maxPartialBytesPerConnection),
+            ("--max-unread-bytes-per-connection", maxUnreadBytesPerConnection),
         ] {
             if let value, value < 1 { throw ValidationError("\(flag) must be at least 1") }
         }
@@ -181,7 +188,8 @@ struct Serve: AsyncParsableCommand {
         configuration.streamLimits = HTTP2StreamLimits(
             maxHeaderListSize: maxHeaderListSize, maxHeaderCount: maxHeaderCount, resetBurst: resetBurst,
             resetRate: resetRate, maxPartialMessageBytes: maxPartialBytes,
-            maxPartialMessageBytesPerConnection: maxPartialBytesPerConnection)
+            maxPartialMessageBytesPerConnection: maxPartialBytesPerConnection,
+            maxUnreadResponseBytesPerConnection: maxUnreadBytesPerConnection)
         configuration.maxConnections = maxConnections
         configuration.maxConnectionsPerAddress = maxConnectionsPerAddress
         configuration.handshakeTimeout = .milliseconds(Int64(min(handshakeTimeout, 4e6) * 1000))

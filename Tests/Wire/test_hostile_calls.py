@@ -331,6 +331,55 @@ def test_messages_that_never_complete_keep_server_memory_bounded(interop):
         peer.close()
 
 
+def test_a_client_that_never_reads_cannot_pin_responses_without_bound(interop):
+    """A client whose stream windows are 0 asks for 400 responses of 64 KiB (25 MiB) on one
+    connection and reads none. Past 16 MiB of unread responses on the connection, further calls
+    are answered at once with RESOURCE_EXHAUSTED (headers are not flow-controlled), and the
+    server's memory stays bounded."""
+    port, pid = interop
+    assert_healthy(port)
+    before = rss_kib(pid)
+    peer = Peer(port)
+    peer.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    peer.flush()
+    peer.pump(0.5)  # the server's SETTINGS ACK
+    request = frame(varint(2 << 3) + varint(64 * 1024))  # SimpleRequest{response_size: 65536}
+    sids = []
+    for _ in range(400):
+        sid = peer.headers(UNARY)
+        peer.send(sid, request, end=True)
+        sids.append(sid)
+        peer.pump(0)
+    def answered(sid):  # response headers came: Trailers-Only (refused) or 200 (data held back)
+        return bool(peer.results[sid]["headers"])
+
+    def refused(sids):
+        return [sid for sid in sids if peer.results[sid]["headers"].get("grpc-status") == str(RESOURCE_EXHAUSTED)]
+
+    stop = time.time() + 60
+    while time.time() < stop and not all(answered(sid) for sid in sids):
+        peer.pump(0.2)
+    assert all(answered(sid) for sid in sids), "every call gets its response headers"
+    first = refused(sids)
+    # Every earlier response is queued now: a later call is refused whatever the timing.
+    later = []
+    for _ in range(20):
+        sid = peer.headers(UNARY)
+        peer.send(sid, request, end=True)
+        later.append(sid)
+    stop = time.time() + 30
+    while time.time() < stop and not all(answered(sid) for sid in later):
+        peer.pump(0.2)
+    grown = (rss_kib(pid) - before) // 1024
+    print(f"{len(first)} of 400 calls refused, then {len(refused(later))} of 20; RSS +{grown} MiB")
+    assert len(first) >= 100, f"only {len(first)} of 400 calls were refused"
+    assert len(refused(later)) == 20, "calls after the limit are all refused"
+    assert "has not read" in peer.results[later[0]]["headers"].get("grpc-message", "")
+    assert grown < 64, f"RSS grew by {grown} MiB"
+    assert_healthy(port)
+    peer.close()
+
+
 # MARK: - messages that amplify in protobuf-c
 
 

@@ -193,6 +193,11 @@ typedef struct h2_config {
      * arrive (H2_STREAM_ERR_BUSY). Defaults 64 MiB and 8 MiB. */
     size_t max_partial_bytes;
     size_t max_partial_bytes_per_conn;
+    /** Bytes of response messages queued on a server connection's streams that the peer has
+     * not read (its windows are closed): past it, a new request on the connection is answered
+     * at once with grpc-status 8 (RESOURCE_EXHAUSTED) instead of reaching on_request, so a
+     * client that never reads cannot pin finished responses without bound. Default 16 MiB. */
+    size_t max_unsent_per_conn;
 } h2_config;
 
 /** Fills `cfg` with the defaults. */
