@@ -10,7 +10,7 @@ APT_PACKAGES := libnghttp2-dev libprotobuf-c-dev libsqlite3-dev pkg-config \
                 nghttp2-client nghttp2-server valgrind tmux bc
 PY_PACKAGES := grpcio==1.85.1 grpcio-tools==1.85.1 protobuf pytest h2
 
-.PHONY: deps pydeps build build-release run run-interop test fuzz lint format generate check-generated bench clean
+.PHONY: deps pydeps build build-release run run-interop test fuzz load lint format generate check-generated bench clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -66,6 +66,12 @@ test: deps pydeps
 FUZZ_SECONDS ?= 600
 fuzz: deps pydeps
 	nice -n 10 Tests/Fuzz/run.sh --seconds $(FUZZ_SECONDS)
+
+# The bounded load test (Benchmarks/load.py, DURATION s, default 20): 1,000 connections x 10
+# unary streams (h2load) while 100 server streams run and 50 hostile connections keep going;
+# prints errors, latency percentiles and server RSS; fails on any error. Not part of `test`.
+load: deps pydeps
+	$(PYTHON) Benchmarks/load.py
 
 # `swift format` (the toolchain's formatter, configured by .swift-format): lint fails on any
 # difference; format rewrites the files in place.

@@ -258,6 +258,16 @@ static int header_limit(nghttp2_session *s, const nghttp2_frame *f, h2_conn *c, 
     return (rv != 0 && nghttp2_is_fatal(rv)) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
+/* A new request on `c` is refused: its client leaves more than its share of responses unread
+ * (max_unsent_per_conn; H2_UNSENT_BUSY_SHARE once the loop holds max_unsent in all). */
+static bool unread_over_limit(const h2_conn *c)
+{
+    const h2_loop *L = c->loop;
+    if (c->unsent > L->cfg.max_unsent_per_conn) return true;
+    return c->unsent > H2_UNSENT_BUSY_SHARE &&
+           atomic_load_explicit(&L->st.outbound, memory_order_relaxed) > L->cfg.max_unsent;
+}
+
 static int on_headers_recv(nghttp2_session *s, const nghttp2_frame *f, h2_conn *c)
 {
     h2_loop *L = c->loop;
@@ -269,12 +279,13 @@ static int on_headers_recv(nghttp2_session *s, const nghttp2_frame *f, h2_conn *
     if (c->hdr_over) return header_limit(s, f, c, st, end);
     if (!c->is_client) {
         if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
-            if (c->unsent > L->cfg.max_unsent_per_conn) { /* the peer does not read what it asked for */
-                char msg[200];
+            if (unread_over_limit(c)) { /* the peer does not read what it asked for */
+                char msg[320];
                 snprintf(msg, sizeof msg,
                          "this connection has %zu bytes of responses the client has not read, over the server's limit "
-                         "of %zu; read the responses of earlier calls first",
-                         c->unsent, L->cfg.max_unsent_per_conn);
+                         "(%zu per connection, less while the server holds %zu in all); read the responses of "
+                         "earlier calls first",
+                         c->unsent, L->cfg.max_unsent_per_conn, L->cfg.max_unsent);
                 int rv = answer_exhausted(s, st, end, msg);
                 if (rv <= 0) return rv;
                 rv = nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_INTERNAL_ERROR);

@@ -12,6 +12,7 @@
 
 #define H2_FRAME_HEADER_LEN 9            /* HTTP/2 frame header (RFC 9113 4.1) */
 #define H2_MAX_HEADER_BYTES (256 * 1024) /* ceiling of h2_config.max_header_list_size */
+#define H2_UNSENT_BUSY_SHARE (64 * 1024)  /* unread bytes a connection may hold while the loop is over max_unsent */
 /* Defaults of h2_config's stream and header limits (see h2shim.h; the reasons in h2_session.c). */
 #define H2_DEFAULT_MAX_HEADER_LIST (16 * 1024)
 #define H2_DEFAULT_MAX_HEADER_COUNT 100

@@ -42,6 +42,7 @@ void h2_config_init(h2_config *cfg)
     cfg->max_partial_bytes = 64u << 20;
     cfg->max_partial_bytes_per_conn = 8u << 20;
     cfg->max_unsent_per_conn = 16u << 20;
+    cfg->max_unsent = 64u << 20;
 }
 
 h2_loop *h2_loop_create(const h2_config *cfg, const h2_callbacks *cb)

@@ -71,6 +71,7 @@ final class H2Loop: @unchecked Sendable {
         cfg.max_partial_bytes = max(1, config.maxPartialMessageBytes / max(1, loops))
         cfg.max_partial_bytes_per_conn = max(1, config.maxPartialMessageBytesPerConnection)
         cfg.max_unsent_per_conn = max(1, config.maxUnreadResponseBytesPerConnection)
+        cfg.max_unsent = max(1, config.maxUnreadResponseBytes / max(1, loops))
         let box = DelegateBox()
         var cb = h2_callbacks()
         cb.ctx = Unmanaged.passUnretained(box).toOpaque()
@@ -206,6 +207,10 @@ public struct H2Configuration: Sendable {
     /// without bound (streams also wait for the client, through `ResponseWriter.write`).
     /// Default 16 MiB.
     public var maxUnreadResponseBytesPerConnection: Int = 16 << 20
+    /// Server: bytes of unread responses in all (split between the event loops); past it, a
+    /// connection with more than 64 KiB unread has its new calls refused the same way, so
+    /// many connections that do not read cannot add up without bound. Default 64 MiB.
+    public var maxUnreadResponseBytes: Int = 64 << 20
     // MARK: Connection limits (server; see the README's "Limits: connections")
 
     /// Most connections served at once, over all event loops; further ones are accepted and

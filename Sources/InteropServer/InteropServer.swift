@@ -74,6 +74,12 @@ struct InteropServerCommand: AsyncParsableCommand {
         name: .customLong("max_unread_bytes_per_connection"),
         help: "Bytes of responses a connection's client has not read; past it its new calls are RESOURCE_EXHAUSTED.")
     var maxUnreadBytesPerConnection: Int = H2Configuration().maxUnreadResponseBytesPerConnection
+
+    @Option(
+        name: .customLong("max_unread_bytes"),
+        help:
+            "Bytes of unread responses in all; past it a connection with over 64 KiB unread has its new calls refused.")
+    var maxUnreadBytes: Int = H2Configuration().maxUnreadResponseBytes
     // Connection limits (README "Limits: connections").
     @Option(
         name: .customLong("max_connections"),
@@ -157,6 +163,7 @@ struct InteropServerCommand: AsyncParsableCommand {
                 configuration.maxPartialMessageBytes = maxPartialBytes
                 configuration.maxPartialMessageBytesPerConnection = maxPartialBytesPerConnection
                 configuration.maxUnreadResponseBytesPerConnection = maxUnreadBytesPerConnection
+                configuration.maxUnreadResponseBytes = maxUnreadBytes
                 configuration.maxConnections = maxConnections
                 configuration.maxConnectionsPerAddress = maxConnectionsPerAddress
                 configuration.handshakeTimeout = .milliseconds(Int64(min(handshakeTimeout, 4e6) * 1000))

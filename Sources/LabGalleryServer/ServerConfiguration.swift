@@ -110,12 +110,15 @@ public struct HTTP2StreamLimits: Sendable {
     /// Bytes of responses one connection's client has not read, past which its new calls are
     /// RESOURCE_EXHAUSTED.
     public var maxUnreadResponseBytesPerConnection: Int?
+    /// Bytes of unread responses in all, past which a connection with more than 64 KiB unread
+    /// has its new calls refused.
+    public var maxUnreadResponseBytes: Int?
 
     /// Limits; each one `nil` keeps the transport's default.
     public init(
         maxHeaderListSize: UInt32? = nil, maxHeaderCount: UInt32? = nil, resetBurst: UInt32? = nil,
         resetRate: UInt32? = nil, maxPartialMessageBytes: Int? = nil, maxPartialMessageBytesPerConnection: Int? = nil,
-        maxUnreadResponseBytesPerConnection: Int? = nil
+        maxUnreadResponseBytesPerConnection: Int? = nil, maxUnreadResponseBytes: Int? = nil
     ) {
         self.maxHeaderListSize = maxHeaderListSize
         self.maxHeaderCount = maxHeaderCount
@@ -124,6 +127,7 @@ public struct HTTP2StreamLimits: Sendable {
         self.maxPartialMessageBytes = maxPartialMessageBytes
         self.maxPartialMessageBytesPerConnection = maxPartialMessageBytesPerConnection
         self.maxUnreadResponseBytesPerConnection = maxUnreadResponseBytesPerConnection
+        self.maxUnreadResponseBytes = maxUnreadResponseBytes
     }
 
     /// `transport` with the limits that are set.
@@ -136,6 +140,7 @@ public struct HTTP2StreamLimits: Sendable {
         if let v = maxPartialMessageBytes { c.maxPartialMessageBytes = v }
         if let v = maxPartialMessageBytesPerConnection { c.maxPartialMessageBytesPerConnection = v }
         if let v = maxUnreadResponseBytesPerConnection { c.maxUnreadResponseBytesPerConnection = v }
+        if let v = maxUnreadResponseBytes { c.maxUnreadResponseBytes = v }
         return c
     }
 }

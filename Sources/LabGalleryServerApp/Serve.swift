@@ -96,6 +96,12 @@ struct Serve: AsyncParsableCommand {
             "Bytes of responses a connection's client has not read; past it the connection's new calls are RESOURCE_EXHAUSTED (default 16777216)."
     )
     var maxUnreadBytesPerConnection: Int?
+
+    @Option(
+        help:
+            "Bytes of unread responses in all; past it a connection with over 64 KiB unread has its new calls refused (default 67108864)."
+    )
+    var maxUnreadBytes: Int?
     // Connection limits (README "Limits: connections").
     @Option(
         help:
@@ -150,7 +156,7 @@ struct Serve: AsyncParsableCommand {
         for (flag, value) in [
             ("--max-partial-bytes", maxPartialBytes),
             ("--max-partial-bytes-per-connection", maxPartialBytesPerConnection),
-            ("--max-unread-bytes-per-connection", maxUnreadBytesPerConnection),
+            ("--max-unread-bytes-per-connection", maxUnreadBytesPerConnection), ("--max-unread-bytes", maxUnreadBytes),
         ] {
             if let value, value < 1 { throw ValidationError("\(flag) must be at least 1") }
         }
@@ -189,7 +195,7 @@ struct Serve: AsyncParsableCommand {
             maxHeaderListSize: maxHeaderListSize, maxHeaderCount: maxHeaderCount, resetBurst: resetBurst,
             resetRate: resetRate, maxPartialMessageBytes: maxPartialBytes,
             maxPartialMessageBytesPerConnection: maxPartialBytesPerConnection,
-            maxUnreadResponseBytesPerConnection: maxUnreadBytesPerConnection)
+            maxUnreadResponseBytesPerConnection: maxUnreadBytesPerConnection, maxUnreadResponseBytes: maxUnreadBytes)
         configuration.maxConnections = maxConnections
         configuration.maxConnectionsPerAddress = maxConnectionsPerAddress
         configuration.handshakeTimeout = .milliseconds(Int64(min(handshakeTimeout, 4e6) * 1000))

@@ -196,8 +196,11 @@ typedef struct h2_config {
     /** Bytes of response messages queued on a server connection's streams that the peer has
      * not read (its windows are closed): past it, a new request on the connection is answered
      * at once with grpc-status 8 (RESOURCE_EXHAUSTED) instead of reaching on_request, so a
-     * client that never reads cannot pin finished responses without bound. Default 16 MiB. */
+     * client that never reads cannot pin finished responses without bound. Default 16 MiB.
+     * While the loop holds more than `max_unsent` such bytes in all, the limit per connection
+     * drops to 64 KiB. Default 64 MiB. */
     size_t max_unsent_per_conn;
+    size_t max_unsent;
 } h2_config;
 
 /** Fills `cfg` with the defaults. */
