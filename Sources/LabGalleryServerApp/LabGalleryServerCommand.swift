@@ -1,4 +1,5 @@
 import ArgumentParser
+import BuildInfo
 import Foundation
 import LabGalleryCore
 import LabGalleryServer
@@ -10,6 +11,7 @@ struct LabGalleryServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "labgallery-server",
         abstract: "Serves the LabGallery API over gRPC (HTTP/2) and manages its API tokens.",
+        version: BuildInfo.versionLine(program: "labgallery-server"),
         subcommands: [Serve.self, TokenCommand.self, FsckCommand.self],
         defaultSubcommand: Serve.self
     )
