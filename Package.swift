@@ -30,7 +30,8 @@
 // Tests:
 //   TestSupport               shared by every test target: bytes, SHA-256, eventually, the bearer
 //                             interceptor, a live gallery server
-//   H2RPCTests, LabGalleryCoreTests, LabGalleryServerTests, LabGalleryClientTests, LabGalleryCLITests
+//   H2RPCTests, LabGalleryCoreTests, LabGalleryServerTests, LabGalleryClientTests, LabGalleryCLITests,
+//   LabGalleryServerAppTests (the server executable's log handlers)
 import PackageDescription
 
 let strictSwift: [SwiftSetting] = [
@@ -228,6 +229,7 @@ let package = Package(
             dependencies: [
                 "TestSupport", "Blocking", "LabGalleryServer", "H2RPC", "H2RPCNGHTTP2Transport",
                 "H2RPCInProcessTransport", "GeneratedProtos", "LabGalleryCore",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
         ),
@@ -245,6 +247,11 @@ let package = Package(
                 "TestSupport", "Blocking", "BuildInfo", "LabGalleryCLIKit", "LabGalleryClient", "LabGalleryServer",
                 "LabGalleryCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "LabGalleryServerAppTests",
+            dependencies: ["LabGalleryServerApp", "LabGalleryCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -1,0 +1,50 @@
+import H2RPC
+import LabGalleryCore
+import Logging
+
+/// The access log: one line at info level for every call, when it ends, whatever ended it.
+///
+/// `call` with metadata `method`, `peer` (`ipv4:…`/`ipv6:[…]:…`), `principal` (the token's
+/// principal, `-` when the call was not authenticated), `role`, `status` (the code's name),
+/// `duration_ms`, `bytes_in` and `bytes_out` (message payload bytes), and for a status other than
+/// OK the `message` the client got (an INTERNAL error's carries the incident id that
+/// ``CallLogInterceptor`` logged the detail under). The method path is the client's and the
+/// message may echo its input: both are escaped and capped (`SafeText`), as the log handler does
+/// again for every value.
+public struct AccessLog: ServerCallObserver {
+    private let logger: Logger
+
+    /// An access log writing to `logger`.
+    public init(logger: Logger) { self.logger = logger }
+
+    /// Logs the call's line.
+    public func callEnded(_ summary: ServerCallSummary) {
+        guard logger.logLevel <= .info else { return }
+        logger.info("call", metadata: Self.metadata(summary))
+    }
+
+    /// The metadata of a call's line.
+    static func metadata(_ summary: ServerCallSummary) -> Logger.Metadata {
+        let principal = summary.context?.attachment(AuthenticationInterceptor.Authenticated.self)?.principal
+        var metadata: Logger.Metadata = [
+            "method": "\(SafeText.escaped(summary.path))",
+            "peer": "\(summary.peer)",
+            "principal": "\(principal.map { SafeText.escaped($0.name) } ?? "-")",
+            "status": "\(summary.status.code.description)",
+            "duration_ms": "\(milliseconds(summary.duration))",
+            "bytes_in": "\(summary.requestBytes)",
+            "bytes_out": "\(summary.responseBytes)",
+        ]
+        if let principal { metadata["role"] = "\(principal.role.rawValue)" }
+        if summary.status.code != .ok { metadata["message"] = "\(SafeText.sanitized(summary.status.message))" }
+        return metadata
+    }
+
+    /// A duration in milliseconds, to the microsecond (`0.042`).
+    static func milliseconds(_ d: Duration) -> String {
+        let micros = d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000
+        let whole = micros / 1000
+        let fraction = String(micros % 1000)
+        return "\(whole)." + String(repeating: "0", count: 3 - fraction.count) + fraction
+    }
+}
