@@ -7,10 +7,11 @@ import Logging
 /// `call` with metadata `method`, `peer` (`ipv4:…`/`ipv6:[…]:…`), `principal` (the token's
 /// principal, `-` when the call was not authenticated), `role`, `status` (the code's name),
 /// `duration_ms`, `bytes_in` and `bytes_out` (message payload bytes), and for a status other than
-/// OK the `message` the client got (an INTERNAL error's carries the incident id that
-/// ``CallLogInterceptor`` logged the detail under). The method path is the client's and the
-/// message may echo its input: both are escaped and capped (`SafeText`), as the log handler does
-/// again for every value.
+/// OK the status message the client got as `error` (an INTERNAL error's carries the incident id
+/// that ``CallLogInterceptor`` logged the detail under). The method path and the principal came
+/// from outside and the message may echo the client's input: their control characters are
+/// escaped and they are capped (`SafeText.sanitized`, which leaves backslashes to the log
+/// handler, so nothing is escaped twice), whatever log handler runs.
 public struct AccessLog: ServerCallObserver {
     private let logger: Logger
 
@@ -27,16 +28,16 @@ public struct AccessLog: ServerCallObserver {
     static func metadata(_ summary: ServerCallSummary) -> Logger.Metadata {
         let principal = summary.context?.attachment(AuthenticationInterceptor.Authenticated.self)?.principal
         var metadata: Logger.Metadata = [
-            "method": "\(SafeText.escaped(summary.path))",
+            "method": "\(SafeText.sanitized(summary.path, limit: SafeText.inputLimit))",
             "peer": "\(summary.peer)",
-            "principal": "\(principal.map { SafeText.escaped($0.name) } ?? "-")",
+            "principal": "\(principal.map { SafeText.sanitized($0.name, limit: SafeText.inputLimit) } ?? "-")",
             "status": "\(summary.status.code.description)",
             "duration_ms": "\(milliseconds(summary.duration))",
             "bytes_in": "\(summary.requestBytes)",
             "bytes_out": "\(summary.responseBytes)",
         ]
         if let principal { metadata["role"] = "\(principal.role.rawValue)" }
-        if summary.status.code != .ok { metadata["message"] = "\(SafeText.sanitized(summary.status.message))" }
+        if summary.status.code != .ok { metadata["error"] = "\(SafeText.sanitized(summary.status.message))" }
         return metadata
     }
 

@@ -98,18 +98,18 @@ struct AccessLogTests {
             }
             let rejected = line("/ListGalleries")
             #expect(rejected["status"] == "UNAUTHENTICATED" && rejected["principal"] == "-" && rejected["role"] == nil)
-            #expect(rejected["message"]?.contains("authorization") == true)
+            #expect(rejected["error"]?.contains("authorization") == true)
 
             let created = line("/CreateGallery")
             let requestSize = create.serializedBytes().count
             #expect(created["method"] == "/labgallery.v1.GalleryService/CreateGallery")
-            #expect(created["status"] == "OK" && created["message"] == nil, "\(created)")
+            #expect(created["status"] == "OK" && created["error"] == nil, "\(created)")
             #expect(created["principal"] != "-" && created["role"] == "admin", "\(created)")
             #expect(created["bytes_in"] == "\(requestSize)", "\(created)")
             #expect(Int(created["bytes_out"] ?? "") ?? 0 > 0, "\(created)")
 
             let missing = line("/GetGallery")
-            #expect(missing["status"] == "NOT_FOUND" && missing["message"]?.contains("galleries/nope") == true)
+            #expect(missing["status"] == "NOT_FOUND" && missing["error"]?.contains("galleries/nope") == true)
 
             let health = line("/Check")
             #expect(health["status"] == "OK" && health["principal"] == "-", "\(health)")
