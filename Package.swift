@@ -10,6 +10,8 @@
 //   CLinuxFiles               C: copy_file_range, sync_file_range (GNU calls Glibc's module hides)
 //   GeneratedCProtos          protoc-c output for Protos/ (generated, committed)
 //   Blocking                  threads for blocking work (never Swift's cooperative pool)
+//   BuildInfo                 the version and the git commit of the build (`--version`; the
+//                             commit written at build time by the plugin BuildCommitPlugin)
 //   H2RPC                     RPC core, no C: status, metadata, deadlines, router, server and client
 //                             calls, interceptors, the transport protocols and their part enums
 //   H2RPCNGHTTP2Transport     the HTTP/2 transport on CH2Shim (the only Swift code that knows gRPC framing)
@@ -28,7 +30,8 @@
 // Tests:
 //   TestSupport               shared by every test target: bytes, SHA-256, eventually, the bearer
 //                             interceptor, a live gallery server
-//   H2RPCTests, LabGalleryCoreTests, LabGalleryServerTests, LabGalleryClientTests, LabGalleryCLITests
+//   H2RPCTests, LabGalleryCoreTests, LabGalleryServerTests, LabGalleryClientTests, LabGalleryCLITests,
+//   LabGalleryServerAppTests (the server executable's log handlers)
 import PackageDescription
 
 let strictSwift: [SwiftSetting] = [
@@ -83,6 +86,17 @@ let package = Package(
         .target(
             name: "Blocking",
             swiftSettings: strictSwift
+        ),
+
+        // MARK: `--version`: the version, and the commit `git rev-parse` gives at build time.
+        .target(
+            name: "BuildInfo",
+            swiftSettings: strictSwift,
+            plugins: ["BuildCommitPlugin"]
+        ),
+        .plugin(
+            name: "BuildCommitPlugin",
+            capability: .buildTool()
         ),
 
         // MARK: RPC core
@@ -162,7 +176,7 @@ let package = Package(
         .executableTarget(
             name: "LabGalleryServerApp",
             dependencies: [
-                "Blocking",
+                "Blocking", "BuildInfo",
                 "LabGalleryServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -179,7 +193,8 @@ let package = Package(
         .target(
             name: "LabGalleryCLIKit",
             dependencies: [
-                "LabGalleryClient", "Blocking", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "LabGalleryClient", "Blocking", "BuildInfo",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Clients/LabGalleryCLIKit",
             swiftSettings: strictSwift
@@ -214,6 +229,7 @@ let package = Package(
             dependencies: [
                 "TestSupport", "Blocking", "LabGalleryServer", "H2RPC", "H2RPCNGHTTP2Transport",
                 "H2RPCInProcessTransport", "GeneratedProtos", "LabGalleryCore",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
         ),
@@ -228,9 +244,14 @@ let package = Package(
         .testTarget(
             name: "LabGalleryCLITests",
             dependencies: [
-                "TestSupport", "Blocking", "LabGalleryCLIKit", "LabGalleryClient", "LabGalleryServer", "LabGalleryCore",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "TestSupport", "Blocking", "BuildInfo", "LabGalleryCLIKit", "LabGalleryClient", "LabGalleryServer",
+                "LabGalleryCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "LabGalleryServerAppTests",
+            dependencies: ["LabGalleryServerApp", "LabGalleryCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSwift
         ),
         .testTarget(

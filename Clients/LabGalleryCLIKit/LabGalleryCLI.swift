@@ -1,4 +1,5 @@
 import ArgumentParser
+import BuildInfo
 import Foundation
 import LabGalleryClient
 
@@ -13,6 +14,9 @@ public struct LabGalleryCLI: AsyncParsableCommand {
             --token (or LABGALLERY_TOKEN, falling back to ./labgallery-data/admin.token). TLS is not \
             available (the transport speaks h2c only).
 
+            Global options (--endpoint, --token, --tls, --timeout, -o) go before or after the \
+            subcommand: `labgallery --endpoint H:P gallery list` = `labgallery gallery list --endpoint H:P`.
+
             Names: ids or full resource names. A gallery is `shared` or `galleries/shared`, a lab \
             account `school` or `labAccounts/school`; an image `galleries/G/images/I`, `G/I`, or `I` \
             when the command knows the gallery (--gallery, or the attached gallery of --lab-account); \
@@ -24,6 +28,7 @@ public struct LabGalleryCLI: AsyncParsableCommand {
             17 PERMISSION_DENIED, 19 FAILED_PRECONDITION, 22 UNIMPLEMENTED, 24 UNAVAILABLE, \
             26 UNAUTHENTICATED, …); 64 usage error.
             """,
+        version: BuildInfo.versionLine(program: "labgallery"),
         subcommands: [
             LabAccountCommand.self, GalleryCommand.self, ImageCommand.self, LabCommand.self,
             ReplicationCommand.self, CostCommand.self,
@@ -35,7 +40,7 @@ public struct LabGalleryCLI: AsyncParsableCommand {
     /// Parses, runs, and maps failures to the documented exit codes.
     public static func main() async {
         do {
-            var command = try parseAsRoot()
+            var command = try parse(Array(CommandLine.arguments.dropFirst()))
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
@@ -48,6 +53,12 @@ public struct LabGalleryCLI: AsyncParsableCommand {
             }
             Self.exit(withError: error)  // help, --version, completion scripts, usage errors (64)
         }
+    }
+
+    /// Parses `arguments` (without the program name) as `main` does: the global options may come
+    /// before the subcommand too (see ``GlobalOptions``).
+    static func parse(_ arguments: [String]) throws -> any ParsableCommand {
+        try parseAsRoot(GlobalOptions.hoisted(arguments))
     }
 
     /// What the CLI prints on stderr and exits with for a failure it reports itself: a server (or

@@ -43,6 +43,12 @@ struct ReplicationCommand: AsyncParsableCommand {
             let client = try connection.client()
             let display = ReplicationDisplay(
                 mode: output.output == .json ? .json : Console.stdoutIsTerminal ? .live : .plain)
+            if display.isLive { InterruptRestoresCursor.install() }
+            defer {
+                // Also when the stream failed: the cursor must not stay hidden.
+                display.finish()
+                if display.isLive { InterruptRestoresCursor.uninstall() }
+            }
             var last: [String: ReplicationStatus] = [:]
             if let image {
                 for try await status in client.watchReplication(image: try Names.image(image, gallery: gallery)) {
@@ -114,16 +120,42 @@ final class ReplicationDisplay {
 
     private let mode: Mode
     private let write: (String) -> Void
+    /// The terminal's width, asked on every live redraw.
+    private let columns: () -> Int
     private var order: [String] = []  // images in order of appearance
     private var statuses: [String: ReplicationStatus] = [:]
     private var rates: [String: Rate] = [:]  // key: image + " " + region
     private var printed: [String: String] = [:]  // plain mode: last state/decile per region
     private var drawnLines = 0
+    private var finished = false
 
-    /// A display in `mode` writing to `write` (stdout by default).
-    init(mode: Mode, write: @escaping (String) -> Void = { Console.out($0) }) {
+    /// A display in `mode` writing to `write` (stdout by default), its live bars fitted to
+    /// `columns` (stdout's terminal width by default).
+    init(
+        mode: Mode, write: @escaping (String) -> Void = { Console.out($0) },
+        columns: @escaping () -> Int = TerminalWidth.current
+    ) {
         self.mode = mode
         self.write = write
+        self.columns = columns
+    }
+
+    /// Columns of a live line besides the region name and the bar: the indent, the state, the
+    /// brackets, the percent, the separators and room for a rate (`1023.9 MiB/s`).
+    static let fixedColumns = 2 + 2 + 11 + 2 + 2 + 7 + 2 + 12
+
+    /// The bar's width in a terminal `columns` wide whose longest region name is `regionWidth`:
+    /// what is left of the line (one column spare, so the last column never wraps), 10 to 50.
+    static func barWidth(columns: Int, regionWidth: Int) -> Int {
+        min(50, max(10, columns - 1 - fixedColumns - regionWidth))
+    }
+
+    /// `line` cut to fit in `columns` less one (ending in "…" when cut): a line that wrapped would
+    /// break the count of lines the next redraw moves up over.
+    static func fit(_ line: String, columns: Int) -> String {
+        let room = max(columns - 1, 1)
+        guard line.count > room else { return line }
+        return String(line.prefix(room - 1)) + "…"
     }
 
     func show(_ status: ReplicationStatus) throws {
@@ -154,8 +186,14 @@ final class ReplicationDisplay {
         }
     }
 
+    /// Whether the display redraws in place (and hides the cursor meanwhile).
+    var isLive: Bool { mode == .live }
+
+    /// Shows the cursor again if a redraw hid it (once; later calls write nothing).
     func finish() {
-        if mode == .live { write("\u{1B}[?25h") }  // show the cursor again
+        guard mode == .live, drawnLines > 0, !finished else { return }
+        finished = true
+        write("\u{1B}[?25h")
     }
 
     private func updateRates(_ status: ReplicationStatus) {
@@ -188,14 +226,17 @@ final class ReplicationDisplay {
     }
 
     private func redraw() {
+        let columns = columns()
         var lines: [String] = []
         for image in order {
             guard let status = statuses[image] else { continue }
             lines.append(Output.safe("\(image)  \(status.aggregatedState.rawValue)"))
             let width = status.regions.map(\.region.count).max() ?? 0
+            let barWidth = Self.barWidth(columns: columns, regionWidth: width)
             for r in status.regions {
-                let filled = Int((min(max(r.progressPercent, 0), 100) / 100 * 30).rounded(.down))
-                let bar = "[" + String(repeating: "#", count: filled) + String(repeating: "-", count: 30 - filled) + "]"
+                let filled = Int((min(max(r.progressPercent, 0), 100) / 100 * Double(barWidth)).rounded(.down))
+                let bar =
+                    "[" + String(repeating: "#", count: filled) + String(repeating: "-", count: barWidth - filled) + "]"
                 var line =
                     "  " + r.region.padding(toLength: width, withPad: " ", startingAt: 0)
                     + "  " + r.state.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)
@@ -207,7 +248,7 @@ final class ReplicationDisplay {
         }
         // Move up over what was drawn before and overwrite it line by line.
         var text = drawnLines == 0 ? "\u{1B}[?25l" : "\u{1B}[\(drawnLines)A"
-        for line in lines { text += "\r\u{1B}[2K" + line + "\n" }
+        for line in lines { text += "\r\u{1B}[2K" + Self.fit(line, columns: columns) + "\n" }
         drawnLines = lines.count
         write(text)
     }

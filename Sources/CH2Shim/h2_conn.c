@@ -266,6 +266,7 @@ void h2_accept_all(h2_loop *L, h2_listener *ls)
         }
         c->lim_counted = true;
         c->peer = peer;
+        (void)h2_addr_format((struct sockaddr *)&ss, sl, c->peer_name, sizeof c->peer_name);
         if (h2_conn_epoll(c, EPOLL_CTL_ADD, EPOLLIN) != 0) {
             h2_conn_close_now(c, errno, H2_CLOSE_CONN_LOST, false);
             continue;

@@ -7,6 +7,7 @@
 #ifndef H2_CONN_H
 #define H2_CONN_H
 
+#include "h2_addr.h"
 #include "h2_outq.h"
 #include "h2_ratelim.h"
 #include "h2_stream.h"
@@ -48,6 +49,7 @@ struct h2_conn {
     h2_conntimer timer;     /* handshake / idle / grace deadlines, checked at the loop's tick */
     struct h2_peer *peer;   /* its peer address's count in loop->lim (NULL: no per-address cap) */
     bool lim_counted;       /* counted in loop->lim: released on close */
+    char peer_name[H2_ADDR_TEXT_MAX]; /* server connections: the peer address (h2_addr_format) */
 };
 
 typedef struct h2_listener {

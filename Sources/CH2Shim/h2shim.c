@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include "h2shim.h"
+#include "h2_conn.h"
 #include "h2_framing.h"
 #include "h2_loop.h"
 #include "h2_mem.h"
@@ -197,6 +198,21 @@ h2_id h2_connect(h2_loop *loop, const char *host, uint16_t port)
         return 0;
     }
     return id;
+}
+
+size_t h2_conn_peer(h2_loop *loop, h2_id conn, char *buf, size_t cap)
+{
+    if (cap == 0) return 0;
+    buf[0] = 0;
+    int *kind = h2_map_get(&loop->local.map, conn);
+    if (!kind || *kind != H2_OBJ_CONN) return 0;
+    h2_conn *c = (h2_conn *)kind;
+    if (c->is_client || c->dead) return 0;
+    size_t n = strnlen(c->peer_name, sizeof c->peer_name);
+    if (n >= cap) n = cap - 1;
+    memcpy(buf, c->peer_name, n);
+    buf[n] = 0;
+    return n;
 }
 
 void h2_conn_close(h2_loop *loop, h2_id conn)

@@ -162,7 +162,7 @@ private final class ServerSide: H2LoopDelegate, Sendable {
         }
         var head = RequestHead(
             path: path, metadata: metadata, timeout: timeout, encoding: encoding,
-            hasTE: hasTE, peer: strings.peer(conn))
+            hasTE: hasTE, peer: strings.peer(conn, loop: loop.raw))
         head.executor = executor
         // Every request event (this one, its messages, its end) arrives on the loop thread.
         head.deliversEventsOnExecutor = executor != nil
@@ -218,11 +218,18 @@ private final class RequestStrings: @unchecked Sendable {
         return string
     }
 
-    /// The peer name of a connection (requests arrive in runs from one connection).
-    func peer(_ conn: h2_id) -> String {
+    /// The peer address of a connection, `ipv4:127.0.0.1:5555` or `ipv6:[::1]:5555` (the
+    /// shim's, formatted once per connection at accept); asked again only when the connection
+    /// changes, since requests arrive in runs from one connection.
+    func peer(_ conn: h2_id, loop: OpaquePointer) -> String {
         if conn != lastConn {
             lastConn = conn
-            lastPeer = "h2c:conn-\(conn)"
+            lastPeer = withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(H2_PEER_NAME_MAX)) { buffer in
+                let n = h2_conn_peer(loop, conn, buffer.baseAddress!, buffer.count)
+                return n == 0
+                    ? "unknown"
+                    : String(decoding: UnsafeRawBufferPointer(start: buffer.baseAddress!, count: n), as: UTF8.self)
+            }
         }
         return lastPeer
     }

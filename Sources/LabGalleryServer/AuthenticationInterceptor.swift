@@ -54,7 +54,8 @@ public struct AuthenticationInterceptor: ServerHeadInterceptor {
             principal = try await core.authenticate(token: try Self.bearerToken(in: context.metadata))
         } catch {
             // Never log the header itself: it may hold a valid token with a typo around it.
-            logger.info(
+            // (The access log has the call's line at info; this one is for debugging.)
+            logger.debug(
                 "call rejected",
                 metadata: [
                     "method": "\(context.descriptor.path)", "peer": "\(context.peer)",

@@ -2,49 +2,40 @@ import H2RPC
 import LabGalleryCore
 import Logging
 
-/// Logs one line per call: method, caller, status, duration.
-/// Runs inside ``AuthenticationInterceptor`` so it knows the caller (that interceptor logs the
-/// calls it rejects). Successes at debug level, failures at info
-/// (the client got an actionable status), INTERNAL/UNKNOWN at error.
+/// Shapes the status a failed call answers with, and logs what the client must not see.
+/// Runs inside ``AuthenticationInterceptor`` so it knows the caller. (Every call's outcome is
+/// logged by ``AccessLog``, once, when it ends.)
 ///
-/// Every value that came from the peer (the method path, the error message echoing its input)
-/// is escaped and capped by `SafeText` before it is logged, and so is the status message the
-/// client gets. An INTERNAL error's detail (file
-/// paths, SQL) is logged with an incident id, and the client gets only a generic message
-/// carrying that id.
+/// The status message the client gets is escaped and capped by `SafeText` (it may echo the
+/// client's input). An INTERNAL or UNKNOWN error's detail (file paths, SQL) is logged at error
+/// level with an incident id, and the client gets only a generic message carrying that id
+/// (which the access log line shows too).
 public struct CallLogInterceptor: ServerInterceptor {
     private let logger: Logger
 
     /// Creates the interceptor writing to `logger`.
     public init(logger: Logger) { self.logger = logger }
 
-    /// Runs the call and logs its outcome.
+    /// Runs the call; a failure's status is made safe (and an internal one logged).
     public func intercept(context: ServerContext, next: () async throws -> Void) async throws {
-        let start = ContinuousClock.now
-        var metadata: Logger.Metadata = [
-            "method": "\(context.descriptor.path)",
-            "peer": "\(context.peer)",
-        ]
-        if let caller = Caller.principal { metadata["principal"] = "\(caller.name)" }
         do {
             try await next()
-            metadata["status"] = "OK"
-            metadata["ms"] = "\(Self.milliseconds(since: start))"
-            logger.debug("call", metadata: metadata)
         } catch {
             let rpc = RPCError.from(error)
-            metadata["method"] = "\(SafeText.escaped(context.descriptor.path))"
-            metadata["status"] = "\(rpc.code.description)"
-            metadata["ms"] = "\(Self.milliseconds(since: start))"
-            metadata["error"] = "\(SafeText.sanitized(rpc.message))"
             switch rpc.code {
             case .internal, .unknown:
                 let incident = Self.incidentID()
-                metadata["incident"] = "\(incident)"
+                var metadata: Logger.Metadata = [
+                    "method": "\(SafeText.escaped(context.descriptor.path))",
+                    "peer": "\(context.peer)",
+                    "status": "\(rpc.code.description)",
+                    "error": "\(SafeText.sanitized(rpc.message))",
+                    "incident": "\(incident)",
+                ]
+                if let caller = Caller.principal { metadata["principal"] = "\(caller.name)" }
                 logger.error("call failed", metadata: metadata)
                 throw RPCError(rpc.code, Self.internalMessage(incident: incident))
             default:
-                logger.info("call failed", metadata: metadata)
                 // Whatever the service put in the message (health echoes the service name it was
                 // asked for), the client gets it escaped and capped too.
                 var safe = rpc
@@ -64,10 +55,5 @@ public struct CallLogInterceptor: ServerInterceptor {
         let n = UInt64.random(in: 0...UInt64.max)
         let hex = String(n, radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
-    }
-
-    private static func milliseconds(since start: ContinuousClock.Instant) -> Int64 {
-        let d = ContinuousClock.now - start
-        return d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
     }
 }

@@ -113,7 +113,7 @@ public final class GalleryServer: Sendable {
                 BillingService(core: core, priceSheet: configuration.priceSheet), health,
             ],
             interceptors: [AuthenticationInterceptor(core: core, logger: logger), CallLogInterceptor(logger: logger)],
-            limits: Self.callLimits(configuration))
+            limits: Self.callLimits(configuration), observer: AccessLog(logger: logger))
         RPCMessageLimits.maxUnknownFields = configuration.callLimits.maxUnknownFields
     }
 

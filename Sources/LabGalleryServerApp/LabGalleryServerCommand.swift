@@ -1,4 +1,5 @@
 import ArgumentParser
+import BuildInfo
 import Foundation
 import LabGalleryCore
 import LabGalleryServer
@@ -10,6 +11,7 @@ struct LabGalleryServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "labgallery-server",
         abstract: "Serves the LabGallery API over gRPC (HTTP/2) and manages its API tokens.",
+        version: BuildInfo.versionLine(program: "labgallery-server"),
         subcommands: [Serve.self, TokenCommand.self, FsckCommand.self],
         defaultSubcommand: Serve.self
     )
@@ -23,14 +25,27 @@ struct DataDirectoryOption: ParsableArguments {
     var url: URL { URL(fileURLWithPath: path) }
 }
 
-/// Log lines go to stderr, `key=value` metadata, every value escaped and capped
-/// (``SafeLogHandler``); stdout is kept for machine-readable output.
+/// Log lines go to stderr, every value escaped and capped: `key=value` text
+/// (``SafeLogHandler``) or one JSON object per line (``JSONLogHandler``, `--log-format json`);
+/// stdout is kept for machine-readable output.
 enum Logs {
-    static func bootstrap(level: Logger.Level) {
+    /// The formats of `--log-format`.
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        case text, json
+    }
+
+    static func bootstrap(level: Logger.Level, format: Format = .text) {
         LoggingSystem.bootstrap { label in
-            var handler = SafeLogHandler(label: label)
-            handler.logLevel = level
-            return handler
+            switch format {
+            case .text:
+                var handler = SafeLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            case .json:
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
         }
     }
 }

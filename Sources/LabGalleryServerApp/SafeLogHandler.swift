@@ -54,7 +54,8 @@ struct SafeLogHandler: LogHandler {
         return "\"" + escaped.replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 
-    private static func timestamp() -> String {
+    /// Now, local time with its offset: `2026-11-30T05:00:00+0000` (the JSON format's too).
+    static func timestamp() -> String {
         var now = time(nil)
         var parts = tm()
         localtime_r(&now, &parts)

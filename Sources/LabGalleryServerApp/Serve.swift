@@ -121,6 +121,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(
+        help:
+            "Log format on stderr: text (key=value) or json (one JSON object per line). Either way, an access line per call at info."
+    )
+    var logFormat: Logs.Format = .text
+
     // MARK: Limits: the gallery API (issue 10)
 
     @Option(help: "At most this many replication watch streams open at once, in all (more: RESOURCE_EXHAUSTED).")
@@ -169,7 +175,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        Logs.bootstrap(level: logLevel)
+        Logs.bootstrap(level: logLevel, format: logFormat)
         let logger = Logger(label: "labgallery-server")
         var replication = ReplicationConfiguration()
         var prices = PriceSheet.default

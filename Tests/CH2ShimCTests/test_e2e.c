@@ -55,6 +55,7 @@ typedef struct world {
     int conn_events[8];
     int conn_detail[8];
     h2_id last_server_stream;
+    char last_peer[H2_PEER_NAME_MAX]; /* h2_conn_peer of the last request's connection */
 } world;
 
 static world W = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
@@ -155,6 +156,7 @@ static void *s_on_request(void *ctx, h2_id conn, h2_id stream, const h2_nv *nv, 
     t->req_flags = flags;
     copy_hdr(nv, n, ":path", t->path, sizeof t->path);
     W.last_server_stream = stream;
+    CHECK(h2_conn_peer(W.srv, conn, W.last_peer, sizeof W.last_peer) == strlen(W.last_peer));
     unlock();
     if (strcmp(t->path, "/t.S/TrailersOnly") == 0) {
         h2_nv h[] = {NV(":status", "200"), NV("content-type", "application/grpc"), NV("grpc-status", "12")};
@@ -1100,6 +1102,13 @@ void e2e_tests(void)
     W.cli = make_client();
     h2_id conn = connect_to("127.0.0.1", port);
     RUN(test_unary(conn));
+    /* The peer address of the request's connection, in grpc's format; nothing for a stream id
+     * or a client connection. */
+    CHECK(strncmp(W.last_peer, "ipv4:127.0.0.1:", 15) == 0 && strlen(W.last_peer) > 15);
+    {
+        char buf[H2_PEER_NAME_MAX] = "x";
+        CHECK(h2_conn_peer(W.srv, 999999, buf, sizeof buf) == 0 && buf[0] == 0);
+    }
     RUN(test_trailers_only(conn));
     RUN(test_multi(conn));
     RUN(test_flow_control(conn));
@@ -1117,6 +1126,7 @@ void e2e_tests(void)
     {
         h2_id c6 = connect_to("::1", port); /* dual-stack listener over IPv6 */
         RUN(test_unary(c6));
+        CHECK(strncmp(W.last_peer, "ipv6:[::1]:", 11) == 0);
         h2_loop *s6 = make_server(0, 0, "::1", &port6, 0);
         h2_id c7 = connect_to("::1", port6);
         h2_loop *keep = W.srv;

@@ -32,6 +32,7 @@ int main(int argc, char **argv)
     msgbuf_tests();
     outq_tests();
     ratelim_tests();
+    addr_tests();
     map_tests();
     e2e_tests();
     RUN(limits_tests());

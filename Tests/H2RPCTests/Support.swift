@@ -36,12 +36,13 @@ struct Harness {
     init(
         _ kind: TransportKind, services: [any RegistrableRPCService],
         interceptors: [any ServerInterceptor] = [], clientInterceptors: [any ClientInterceptor] = [],
-        configuration: H2Configuration = H2Configuration()
+        configuration: H2Configuration = H2Configuration(), observer: (any ServerCallObserver)? = nil
     ) throws {
         switch kind {
         case .inProcess:
             let pair = InProcessTransport()
-            server = RPCServer(transport: pair.server, services: services, interceptors: interceptors)
+            server = RPCServer(
+                transport: pair.server, services: services, interceptors: interceptors, observer: observer)
             try server.start()
             client = RPCClient(transport: pair.client, interceptors: clientInterceptors)
             serverTransport = pair.server
@@ -50,7 +51,8 @@ struct Harness {
             var serverConfiguration = configuration
             serverConfiguration.runHandlersOnEventLoop = kind == .http2OnLoop
             let transport = try H2ServerTransport(host: "127.0.0.1", port: 0, configuration: serverConfiguration)
-            server = RPCServer(transport: transport, services: services, interceptors: interceptors)
+            server = RPCServer(
+                transport: transport, services: services, interceptors: interceptors, observer: observer)
             try server.start()
             port = transport.boundPort
             client = RPCClient(

@@ -3,20 +3,22 @@ import LabGalleryClient
 import TestSupport
 import Testing
 
-/// A tmux session on its own socket (so nothing else's tmux is touched), 120×40, running bash.
+/// A tmux session on its own socket (so nothing else's tmux is touched), 120×40 by default, running bash.
 final class TmuxSession {
     let socket = "lgc-\(UUID().uuidString.prefix(8))"
 
     let environment: [String: String]
     let directory: URL
+    let columns: Int
 
-    init(environment: [String: String], directory: URL) {
+    init(environment: [String: String], directory: URL, columns: Int = 120) {
         self.environment = environment
         self.directory = directory
+        self.columns = columns
     }
 
     func start() async throws {
-        var args = ["new-session", "-d", "-s", "t", "-x", "120", "-y", "40", "-c", directory.path]
+        var args = ["new-session", "-d", "-s", "t", "-x", "\(columns)", "-y", "40", "-c", directory.path]
         for (k, v) in environment { args += ["-e", "\(k)=\(v)"] }
         args += ["bash --norc --noprofile"]
         try await tmux(args)

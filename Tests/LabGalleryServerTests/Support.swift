@@ -6,6 +6,7 @@ import H2RPCInProcessTransport
 import H2RPCNGHTTP2Transport
 import LabGalleryCore
 import LabGalleryServer
+import Logging
 import TestSupport
 import Testing
 
@@ -43,7 +44,7 @@ final class TestServer {
 
     init(
         templateImages: TemplateImagePolicy = .any, regionsFile: URL? = nil, maxMessageSize: Int = 4 << 20,
-        transport: TestTransport = .inProcess
+        transport: TestTransport = .inProcess, logger: Logger? = nil
     ) async throws {
         dataDir = FileManager.default.temporaryDirectory.appendingPathComponent("lgs-\(UUID().uuidString)")
         let inProcess = transport == .inProcess ? InProcessTransport() : nil
@@ -53,7 +54,7 @@ final class TestServer {
                 host: "127.0.0.1", port: 0, dataDirectory: dataDir,
                 maxReceiveMessageSize: maxMessageSize, templateImages: templateImages,
                 regionsFile: regionsFile, shutdownGracePeriod: .seconds(1)),
-            transport: inProcess?.server)
+            transport: inProcess?.server, logger: logger)
         port = try await server.start()
         adminToken = try String(contentsOf: dataDir.appendingPathComponent("admin.token"), encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
@@ -106,11 +107,11 @@ final class TestServer {
 /// Runs `body` against a fresh server, stopping it afterwards even when `body` throws.
 func withServer(
     templateImages: TemplateImagePolicy = .any, regionsFile: URL? = nil, maxMessageSize: Int = 4 << 20,
-    transport: TestTransport = .inProcess, _ body: (TestServer) async throws -> Void
+    transport: TestTransport = .inProcess, logger: Logger? = nil, _ body: (TestServer) async throws -> Void
 ) async throws {
     let server = try await TestServer(
         templateImages: templateImages, regionsFile: regionsFile, maxMessageSize: maxMessageSize,
-        transport: transport)
+        transport: transport, logger: logger)
     do {
         try await body(server)
     } catch {

@@ -256,6 +256,18 @@ void h2_loop_destroy(h2_loop *loop);
  */
 h2_id h2_connect(h2_loop *loop, const char *host, uint16_t port);
 
+/** Room for a peer address written by h2_conn_peer (terminating NUL included). */
+#define H2_PEER_NAME_MAX 128
+
+/**
+ * Writes the peer address of server connection `conn` into `buf` (`cap` bytes, NUL-terminated,
+ * cut to fit; H2_PEER_NAME_MAX is always enough) in grpc's peer format: `ipv4:127.0.0.1:5555`,
+ * `ipv6:[::1]:5555` (an IPv4-mapped address as IPv4), `unix:/path`. Loop thread only (e.g.
+ * inside on_request). Returns the length written, or 0 (and an empty string) when `conn` is not
+ * a live server connection of this loop.
+ */
+size_t h2_conn_peer(h2_loop *loop, h2_id conn, char *buf, size_t cap);
+
 /** Closes a client or server connection at once; its open streams get on_close(H2_CLOSE_CONN_LOST). */
 void h2_conn_close(h2_loop *loop, h2_id conn);
 

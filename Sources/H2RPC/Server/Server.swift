@@ -15,15 +15,18 @@ public final class RPCServer: Sendable {
 
     /// Creates a server with the services it serves, the interceptors every call runs through
     /// (outermost first; those that are ``ServerHeadInterceptor``s also check each call's head as
-    /// soon as it arrives) and its limits on calls (see ``ServerCallLimits``).
+    /// soon as it arrives), its limits on calls (see ``ServerCallLimits``) and what is told about
+    /// every call when it ends (``ServerCallObserver``: an access log).
     public init(
         transport: any ServerTransport, services: [any RegistrableRPCService],
-        interceptors: [any ServerInterceptor] = [], limits: ServerCallLimits = ServerCallLimits()
+        interceptors: [any ServerInterceptor] = [], limits: ServerCallLimits = ServerCallLimits(),
+        observer: (any ServerCallObserver)? = nil
     ) {
         var router = RPCRouter()
         for service in services { service.registerMethods(with: &router) }
         self.transport = transport
-        self.dispatcher = ServerDispatcher(router: router, interceptors: interceptors, limits: limits)
+        self.dispatcher = ServerDispatcher(
+            router: router, interceptors: interceptors, limits: limits, observer: observer)
     }
 
     /// Starts accepting calls.
@@ -64,6 +67,8 @@ final class ServerDispatcher: ServerCallAcceptor {
     /// The interceptors that check a call's head when it arrives (in order).
     let headInterceptors: [any ServerHeadInterceptor]
     let limits: ServerCallLimits
+    /// Told about every call when it ends.
+    let observer: (any ServerCallObserver)?
     /// This dispatcher's calls whose handler has not started.
     let pending: PendingCalls
     /// The task that expires pending calls past the request timeout (the root's).
@@ -83,7 +88,10 @@ final class ServerDispatcher: ServerCallAcceptor {
         let waiter = Mutex<CheckedContinuation<Void, Never>?>(nil)
     }
 
-    init(router: RPCRouter, interceptors: [any ServerInterceptor], limits: ServerCallLimits = ServerCallLimits()) {
+    init(
+        router: RPCRouter, interceptors: [any ServerInterceptor], limits: ServerCallLimits = ServerCallLimits(),
+        observer: (any ServerCallObserver)? = nil
+    ) {
         var routes = router.routes
         for (path, route) in routes {
             routes[path]?.maxRequestMessageSize = limits.maxRequestMessageSize(for: path) ?? route.maxRequestMessageSize
@@ -92,6 +100,7 @@ final class ServerDispatcher: ServerCallAcceptor {
         self.interceptors = interceptors
         self.headInterceptors = interceptors.compactMap { $0 as? any ServerHeadInterceptor }
         self.limits = limits
+        self.observer = observer
         self.pending = PendingCalls(maxHeldBytes: limits.maxHeldRequestBytes)
         self.drain = Drain()
         self.root = nil
@@ -102,6 +111,7 @@ final class ServerDispatcher: ServerCallAcceptor {
         self.interceptors = root.interceptors
         self.headInterceptors = root.headInterceptors
         self.limits = root.limits
+        self.observer = root.observer
         self.pending = PendingCalls(maxHeldBytes: root.limits.maxHeldRequestBytes)
         self.drain = root.drain
         self.root = root
@@ -202,6 +212,10 @@ final class ServerDispatcher: ServerCallAcceptor {
     func accept(_ head: RequestHead, outbound: any ServerStreamOutbound) -> ServerCall? {
         func reject(_ error: RPCError) -> ServerCall? {
             outbound.write(.trailersOnly(error.status, error.metadata))
+            observer?.callEnded(
+                ServerCallSummary(
+                    path: head.path, peer: head.peer, status: error.status, duration: .zero, requestBytes: 0,
+                    responseBytes: 0, context: nil))
             return nil
         }
         guard let route = routes[head.path] else {

@@ -30,12 +30,19 @@ public final class ServerCall: Sendable {
     private let state: Mutex<State>
     /// Request bytes this call holds while pending (see `PendingCalls`; negative once it left).
     let heldBytes = Atomic<Int>(0)
+    /// When the headers arrived, and the message payload bytes received and written: what the
+    /// observer is told when the call ends.
+    private let startedAt = ContinuousClock.now
+    private let requestBytes = Atomic<Int>(0)
+    private let responseBytes = Atomic<Int>(0)
 
     private struct State {
         var call: ServerCallState
         var task: Task<Void, Never>? = nil
         var headTask: Task<Void, Never>? = nil
         var deadlineTask: Task<Void, Never>? = nil
+        /// The status sent (nil until then, or if the stream closed first).
+        var status: Status? = nil
     }
 
     init(
@@ -77,6 +84,7 @@ public final class ServerCall: Sendable {
 
     @usableFromInline
     func receiveMessage(_ message: MessageBytes) {
+        requestBytes.add(message.count, ordering: .relaxed)
         if let limit = route.maxRequestMessageSize, message.count > limit {
             // Dropped undecoded; a streaming call's window is released (its queue never sees it).
             if inbound != nil { outbound.consume(message.count) }
@@ -146,7 +154,20 @@ public final class ServerCall: Sendable {
             flow?.close(error)
         }
         if cancelled { task?.cancel() }
-        if ended { dispatcher.callEnded() }
+        if ended { callEnded() }
+    }
+
+    /// The call is over: the observer hears of it, then the server stops counting it.
+    private func callEnded() {
+        if let observer = dispatcher.observer {
+            let status = state.withLock { $0.status } ?? Status(code: .cancelled, message: "the stream closed first")
+            observer.callEnded(
+                ServerCallSummary(
+                    path: route.descriptor.path, peer: context.peer, status: status,
+                    duration: ContinuousClock.now - startedAt, requestBytes: requestBytes.load(ordering: .relaxed),
+                    responseBytes: responseBytes.load(ordering: .relaxed), context: context))
+        }
+        dispatcher.callEnded()
     }
 
     // MARK: lifecycle
@@ -246,7 +267,7 @@ public final class ServerCall: Sendable {
         }
         let (timer, ended) = state.withLock { s in (s.deadlineTask, s.call.handlerReturned()) }
         timer?.cancel()
-        if ended { dispatcher.callEnded() }
+        if ended { callEnded() }
     }
 
     private func handle(_ request: MessageBytes?) async throws {
@@ -276,7 +297,15 @@ public final class ServerCall: Sendable {
 
     /// The one place a call's status is sent.
     private func finish(message: [UInt8]?, error: RPCError?) {
-        guard let (step, timer) = state.withLock({ s in s.call.finish().map { ($0, s.deadlineTask) } }) else { return }
+        let status = error?.status ?? .ok
+        guard
+            let (step, timer) = state.withLock({ s in
+                s.call.finish().map {
+                    s.status = status
+                    return ($0, s.deadlineTask)
+                }
+            })
+        else { return }
         if step.callEnded {
             // Ended before its handler started: nothing else stops its timer or registration.
             if tracksPending { dispatcher.pending.remove(self) }
@@ -284,13 +313,8 @@ public final class ServerCall: Sendable {
         }
         let response = context.storage.response.withLock { $0 }
         var trailers = response.trailing
-        let status: Status
-        if let error {
-            trailers.append(contentsOf: error.metadata)
-            status = error.status
-        } else {
-            status = .ok
-        }
+        if let error { trailers.append(contentsOf: error.metadata) }
+        if let message { responseBytes.add(message.count, ordering: .relaxed) }
         if step.headersSent {
             if let message {
                 outbound.write(.message(MessageBytes(message)), .status(status, trailers), nil)
@@ -305,7 +329,7 @@ public final class ServerCall: Sendable {
             outbound.write(.metadata(response.initial), .status(status, trailers), nil)
         }
         flow?.close(RPCError(.cancelled, "the call is over"))
-        if step.callEnded { dispatcher.callEnded() }
+        if step.callEnded { callEnded() }
     }
 
     // MARK: handler side
@@ -318,6 +342,7 @@ public final class ServerCall: Sendable {
         guard let first = state.withLock({ $0.call.writeMessage() }) else {
             throw RPCError(.cancelled, "the call is already over")
         }
+        responseBytes.add(bytes.count, ordering: .relaxed)
         if first {
             outbound.write(
                 .metadata(context.storage.response.withLock { $0.initial }), .message(MessageBytes(bytes)), nil)
