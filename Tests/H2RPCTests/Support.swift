@@ -113,7 +113,8 @@ struct TestService: RegistrableRPCService {
         }
         router.registerUnary(Self.nap) { (request: Blob, _: ServerContext) -> Blob in
             probe.started()
-            try await Task.sleep(for: .milliseconds(300))
+            // Long against the tests' 100 ms deadlines, so a loaded machine cannot let it finish first.
+            try await Task.sleep(for: .seconds(2))
             return request
         }
         router.registerServerStreaming(Self.split) { (request: Blob, writer: ResponseWriter<Blob>, _: ServerContext) in
