@@ -6,13 +6,15 @@
 //
 // Every target, bottom to top (a layer depends only on the ones above it in this list):
 //   CNGHTTP2, CProtobufC      system libraries (pkg-config; Debian libnghttp2-dev, libprotobuf-c-dev)
+//   CZlib                     system zlib (Debian zlib1g-dev): gzip and deflate message compression
 //   CH2Shim                   C: sockets, epoll loops, nghttp2 sessions, gRPC framing, flow control
 //   CLinuxFiles               C: copy_file_range, sync_file_range (GNU calls Glibc's module hides)
 //   GeneratedCProtos          protoc-c output for Protos/ (generated, committed)
 //   Blocking                  threads for blocking work (never Swift's cooperative pool)
 //   H2RPC                     RPC core, no C: status, metadata, deadlines, router, server and client
 //                             calls, interceptors, the transport protocols and their part enums
-//   H2RPCNGHTTP2Transport     the HTTP/2 transport on CH2Shim (the only Swift code that knows gRPC framing)
+//   H2RPCNGHTTP2Transport     the HTTP/2 transport on CH2Shim (the only Swift code that knows gRPC framing
+//                             and compression)
 //   H2RPCInProcessTransport   client and server in one process, no C (tests, embedding)
 //   H2RPCProtobuf             bridge from generated value types to protobuf-c encode/decode
 //   GeneratedProtos           Swift messages, service protocols, client stubs (generated, committed)
@@ -62,6 +64,11 @@ let package = Package(
             providers: [.apt(["libnghttp2-dev"])]
         ),
         .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .systemLibrary(
             name: "CProtobufC",
             pkgConfig: "libprotobuf-c",
             providers: [.apt(["libprotobuf-c-dev"])]
@@ -92,7 +99,7 @@ let package = Package(
         ),
         .target(
             name: "H2RPCNGHTTP2Transport",
-            dependencies: ["H2RPC", "CH2Shim"],
+            dependencies: ["H2RPC", "CH2Shim", "CZlib"],
             swiftSettings: strictSwift
         ),
         .target(

@@ -10,13 +10,34 @@ public struct ServerContext: Sendable {
     public var deadline: ContinuousClock.Instant? { storage.deadline }
     /// The peer's address, e.g. `ipv4:127.0.0.1:5555`, or `in-process`.
     public var peer: String { storage.peer }
+    /// The algorithms the client accepts for responses (its `grpc-accept-encoding`).
+    public var acceptedCompression: [CompressionAlgorithm] { storage.acceptedCompression }
+
+    /// Whether the request message the handler took last (the single request, or the latest one
+    /// its request stream returned) arrived compressed.
+    public var requestWasCompressed: Bool { storage.compression.withLock { $0.lastRequestCompressed } }
+
+    /// How the following response messages are compressed; nil (default): not at all. The
+    /// algorithm is used only if the client accepts it (``acceptedCompression``), and the first
+    /// response message fixes the stream's `grpc-encoding`: after an uncompressed first
+    /// message, later ones stay uncompressed; after a compressed one, setting nil sends the next
+    /// ones uncompressed.
+    public var responseCompression: CompressionAlgorithm? {
+        get { storage.compression.withLock { $0.response } }
+        nonmutating set { storage.compression.withLock { $0.response = newValue } }
+    }
 
     /// All of it in one object (with the response metadata): a context is passed around and
     /// copied for every call, and a copy then retains one reference.
     let storage: Storage
 
-    init(descriptor: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peer: String) {
-        storage = Storage(descriptor: descriptor, metadata: metadata, deadline: deadline, peer: peer)
+    init(
+        descriptor: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peer: String,
+        acceptedCompression: [CompressionAlgorithm] = []
+    ) {
+        storage = Storage(
+            descriptor: descriptor, metadata: metadata, deadline: deadline, peer: peer,
+            acceptedCompression: acceptedCompression)
     }
 
     /// Adds initial metadata (response headers). Takes effect if set before the first
@@ -46,16 +67,23 @@ public struct ServerContext: Sendable {
         let metadata: Metadata
         let deadline: ContinuousClock.Instant?
         let peer: String
+        let acceptedCompression: [CompressionAlgorithm]
+        /// The handler's compression choice and what the last request message was.
+        let compression = Mutex(CompressionState())
         /// Response metadata the handler sets while it runs.
         let response = Mutex(ResponseMetadata())
         /// Values interceptors attach (see `setAttachment`).
         let attachments = Mutex<[ObjectIdentifier: any Sendable]>([:])
 
-        init(descriptor: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peer: String) {
+        init(
+            descriptor: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peer: String,
+            acceptedCompression: [CompressionAlgorithm]
+        ) {
             self.descriptor = descriptor
             self.metadata = metadata
             self.deadline = deadline
             self.peer = peer
+            self.acceptedCompression = acceptedCompression
         }
     }
 }
@@ -64,4 +92,10 @@ public struct ServerContext: Sendable {
 struct ResponseMetadata {
     var initial = Metadata()
     var trailing = Metadata()
+}
+
+/// A call's compression state (see ``ServerContext/responseCompression``).
+struct CompressionState {
+    var response: CompressionAlgorithm? = nil
+    var lastRequestCompressed = false
 }
