@@ -19,6 +19,7 @@
 //   H2RPCProtobuf             bridge from generated value types to protobuf-c encode/decode
 //   GeneratedProtos           Swift messages, service protocols, client stubs (generated, committed)
 //   H2RPCHealth               grpc.health.v1.Health
+//   H2RPCReflection           grpc.reflection.v1 (and v1alpha) ServerReflection, from the embedded descriptors
 //   Interop                   grpc's interop TestService and test cases
 //   InteropServer, InteropClient   executables `interop-server`, `interop-client`
 //   LabGalleryCore            the domain: use cases, storage, blobs, replication, billing (no RPC)
@@ -122,6 +123,11 @@ let package = Package(
             dependencies: ["H2RPC", "GeneratedProtos"],
             swiftSettings: strictSwift
         ),
+        .target(
+            name: "H2RPCReflection",
+            dependencies: ["H2RPC", "GeneratedProtos"],
+            swiftSettings: strictSwift
+        ),
 
         // MARK: gRPC interop
         .target(
@@ -132,7 +138,7 @@ let package = Package(
         .executableTarget(
             name: "InteropServer",
             dependencies: [
-                "Interop", "H2RPCHealth", "H2RPCNGHTTP2Transport",
+                "Interop", "H2RPCHealth", "H2RPCReflection", "H2RPCNGHTTP2Transport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSwift
@@ -161,7 +167,8 @@ let package = Package(
             name: "LabGalleryServer",
             dependencies: [
                 "Blocking",
-                "LabGalleryCore", "H2RPC", "H2RPCNGHTTP2Transport", "H2RPCHealth", "GeneratedProtos",
+                "LabGalleryCore", "H2RPC", "H2RPCNGHTTP2Transport", "H2RPCHealth", "H2RPCReflection",
+                "GeneratedProtos",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
