@@ -37,18 +37,18 @@ enum Zlib {
         }
         defer { deflateEnd(&stream) }
         let bound = Int(deflateBound(&stream, uLong(bytes.count)))
-        var output = [UInt8](repeating: 0, count: bound)
-        let rc = output.withUnsafeMutableBufferPointer { out -> Int32 in
+        var rc: Int32 = Z_OK
+        let output = [UInt8](unsafeUninitializedCapacity: bound) { out, initialized in
             stream.next_in = UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: Bytef.self))
             stream.avail_in = uInt(bytes.count)
             stream.next_out = out.baseAddress
-            stream.avail_out = uInt(out.count)
-            return deflate(&stream, Z_FINISH)
+            stream.avail_out = uInt(bound)
+            rc = deflate(&stream, Z_FINISH)
+            initialized = rc == Z_STREAM_END ? Int(stream.total_out) : 0
         }
         guard rc == Z_STREAM_END else {
             throw RPCError(.internal, "\(algorithm.name) compression failed (zlib error \(rc))")
         }
-        output.removeLast(bound - Int(stream.total_out))
         return output
     }
 
@@ -65,11 +65,13 @@ enum Zlib {
         defer { inflateEnd(&stream) }
         stream.next_in = UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: Bytef.self))
         stream.avail_in = uInt(bytes.count)
-        var output = [UInt8](repeating: 0, count: min(limit, max(4096, bytes.count * 4)))
+        var capacity = min(limit, max(4096, bytes.count * 4))
+        var buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, capacity))
+        defer { buffer.deallocate() }
         var produced = 0
         while true {
-            if produced == output.count {
-                if output.count >= limit {
+            if produced == capacity {
+                if capacity >= limit {
                     // Full at the limit: one byte more means the message is over it.
                     var probe: UInt8 = 0
                     let rc = withUnsafeMutablePointer(to: &probe) { p -> Int32 in
@@ -79,32 +81,31 @@ enum Zlib {
                     }
                     if stream.avail_out == 0 {
                         throw RPCError(
-                            .resourceExhausted,
-                            "\(what) inflates (\(algorithm.name)) past the limit of \(limit) bytes")
+                            .resourceExhausted, "\(what) inflates (\(algorithm.name)) past the limit of \(limit) bytes")
                     }
                     if rc == Z_STREAM_END { break }
                     throw corrupt(algorithm, rc, what)
                 }
-                output.append(contentsOf: repeatElement(0, count: min(output.count, limit - output.count)))
+                capacity = min(limit, capacity * 2)
+                let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+                grown.update(from: buffer, count: produced)
+                buffer.deallocate()
+                buffer = grown
             }
-            let rc = output.withUnsafeMutableBufferPointer { out -> Int32 in
-                stream.next_out = out.baseAddress! + produced
-                stream.avail_out = uInt(out.count - produced)
-                let rc = inflate(&stream, Z_NO_FLUSH)
-                produced = out.count - Int(stream.avail_out)
-                return rc
-            }
+            stream.next_out = buffer + produced
+            stream.avail_out = uInt(capacity - produced)
+            let rc = inflate(&stream, Z_NO_FLUSH)
+            produced = capacity - Int(stream.avail_out)
             if rc == Z_STREAM_END { break }
             if rc == Z_OK { continue }
-            if rc == Z_BUF_ERROR && produced == output.count { continue }  // needs room only
+            if rc == Z_BUF_ERROR && produced == capacity { continue }  // needs room only
             throw corrupt(algorithm, rc, what)
         }
         if stream.avail_in != 0 {
             throw RPCError(
                 .internal, "\(what) has \(stream.avail_in) bytes after the end of its \(algorithm.name) data")
         }
-        output.removeLast(output.count - produced)
-        return output
+        return [UInt8](UnsafeBufferPointer(start: buffer, count: produced))
     }
 
     private static func corrupt(_ algorithm: CompressionAlgorithm, _ rc: Int32, _ what: String) -> RPCError {
