@@ -1,7 +1,8 @@
 """Server reflection on labgallery-server, driven by grpcio-reflection's client (PyPI
 grpcio-reflection): list the services, fetch the file that defines GalleryService, resolve a
 method's input type and call the method through a stub built from the reflected descriptors
-alone (no generated code). Reflection needs no token; the reflected call does.
+alone (no generated code). Reflection needs no token; the reflected call does. Also gzip
+through such a stub: a compressed call, and the 16 KiB method limit applied after inflation.
 """
 
 import grpc
@@ -105,3 +106,30 @@ def descriptor_name(serialized):
     file = descriptor_pb2.FileDescriptorProto()
     file.ParseFromString(serialized)
     return file.name
+
+
+def test_compressed_calls_through_a_reflected_stub_and_the_limit_after_inflation(server):
+    """gzip to the gallery server: a compressed call succeeds; a request that is small on the
+    wire but inflates past the 16 KiB limit of most gallery methods is RESOURCE_EXHAUSTED."""
+    port, token = server
+    auth = [("authorization", f"Bearer {token}")]
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+        method = pool.FindMethodByName("labgallery.v1.GalleryService.CreateGallery")
+        request_class = message_factory.GetMessageClass(method.input_type)
+        create = channel.unary_unary("/labgallery.v1.GalleryService/CreateGallery",
+                                     request_serializer=request_class.SerializeToString,
+                                     response_deserializer=message_factory.GetMessageClass(
+                                         method.output_type).FromString)
+        request = request_class(gallery_id="zipped")
+        request.gallery.display_name = "Compressed"
+        request.gallery.region = "westeurope"
+        gallery = create(request, metadata=auth, compression=grpc.Compression.Gzip, timeout=20)
+        assert gallery.name == "galleries/zipped"
+
+        request.gallery_id = "bomb"
+        request.gallery.display_name = "a" * 200_000  # ~200 KB inflated, a few hundred bytes of gzip
+        with pytest.raises(grpc.RpcError) as err:
+            create(request, metadata=auth, compression=grpc.Compression.Gzip, timeout=20)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value.details()
+        assert "past the limit of 16384 bytes" in err.value.details()
