@@ -19,9 +19,10 @@ func parseAcceptEncoding(_ value: UnsafeBufferPointer<UInt8>) -> [CompressionAlg
 }
 
 /// Per-message compression with zlib. Messages are compressed on the sending task (the handler's
-/// or the client caller's) and inflated on the reading task (see `CompressedMessageBuffer`), never
-/// on the event loop's thread, which must keep serving every other stream: inflating 4 MiB takes
-/// about 10 ms, compressing it tens of milliseconds (see the README's "Compression").
+/// or the client caller's) and inflated on the reading task (see `CompressedMessageBuffer`):
+/// never by the transport itself on the event loop's thread, which must keep serving every other
+/// stream (handlers that run there, `H2Configuration.runHandlersOnEventLoop`, take theirs along).
+/// Inflating 4 MiB takes about 10 ms, compressing it tens of milliseconds (README, "Compression").
 enum Zlib {
     /// zlib's window bits for the algorithm: 15 (32 KiB window), +16 for the gzip wrapper.
     private static func windowBits(_ algorithm: CompressionAlgorithm) -> Int32 {
