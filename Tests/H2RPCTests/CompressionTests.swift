@@ -82,6 +82,21 @@ import Testing
         await harness.stop()
     }
 
+    @Test func aResponseThatInflatesPastTheClientLimitIsResourceExhausted() async throws {
+        // 64 KiB of zeros, a few hundred bytes of gzip on the wire, against a 1000-byte limit.
+        let harness = try Harness(
+            .http2, services: [Service()], configuration: H2Configuration(maxReceiveMessageSize: 1000))
+        let call = try await harness.client.serverStreaming(Service.stream, request: Blob([1]), responseType: Blob.self)
+        let error = await #expect(throws: RPCError.self) {
+            for try await _ in call {}
+        }
+        #expect(error?.code == .resourceExhausted)
+        let (status, _) = await call.status()
+        #expect(status.code == .resourceExhausted, "\(status)")
+        #expect(status.message.contains("a response message inflates (gzip) past the limit of 1000 bytes"), "\(status)")
+        await harness.stop()
+    }
+
     @Test func aMessageThatInflatesPastTheMethodLimitIsResourceExhausted() async throws {
         let transport = try H2ServerTransport(host: "127.0.0.1", port: 0)
         let server = RPCServer(

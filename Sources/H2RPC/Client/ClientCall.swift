@@ -186,7 +186,11 @@ public final class ClientCallEvents: Sendable {
         do {
             return try received.decompressed(limit: nil)
         } catch {
-            // Too large once inflated, or corrupt: the call ends with that status.
+            // Too large once inflated, or corrupt: the call ends with that status, even if the
+            // server's OK arrived before the message was read.
+            state.withLock { s in
+                if let (status, _) = s.status, status.code == .ok { s.status = (error.status, [:]) }
+            }
             receiveStatus(error.status, trailers: [:])
             outbound?.cancel()
             throw error
