@@ -267,7 +267,7 @@ public final class ServerCall: Sendable {
     func takeRequest(_ message: MessageBytes?) throws(RPCError) -> MessageBytes? {
         guard let message else { return nil }
         let compressed = message.isCompressed
-        context.storage.compression.withLock { $0.lastRequestCompressed = compressed }
+        context.storage.lastRequestCompressed.store(compressed, ordering: .relaxed)
         return compressed ? try message.decompressed(limit: route.maxRequestMessageSize) : message
     }
 

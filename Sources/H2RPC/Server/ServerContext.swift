@@ -15,7 +15,7 @@ public struct ServerContext: Sendable {
 
     /// Whether the request message the handler took last (the single request, or the latest one
     /// its request stream returned) arrived compressed.
-    public var requestWasCompressed: Bool { storage.compression.withLock { $0.lastRequestCompressed } }
+    public var requestWasCompressed: Bool { storage.lastRequestCompressed.load(ordering: .relaxed) }
 
     /// How the following response messages are compressed; nil (default): not at all. The
     /// algorithm is used only if the client accepts it (``acceptedCompression``), and the first
@@ -23,8 +23,22 @@ public struct ServerContext: Sendable {
     /// message, later ones stay uncompressed; after a compressed one, setting nil sends the next
     /// ones uncompressed.
     public var responseCompression: CompressionAlgorithm? {
-        get { storage.compression.withLock { $0.response } }
-        nonmutating set { storage.compression.withLock { $0.response = newValue } }
+        get {
+            switch storage.responseCompression.load(ordering: .relaxed) {
+            case 1: return .gzip
+            case 2: return .deflate
+            default: return nil
+            }
+        }
+        nonmutating set {
+            let raw: UInt8
+            switch newValue {
+            case .gzip?: raw = 1
+            case .deflate?: raw = 2
+            case nil: raw = 0
+            }
+            storage.responseCompression.store(raw, ordering: .relaxed)
+        }
     }
 
     /// All of it in one object (with the response metadata): a context is passed around and
@@ -68,8 +82,11 @@ public struct ServerContext: Sendable {
         let deadline: ContinuousClock.Instant?
         let peer: String
         let acceptedCompression: [CompressionAlgorithm]
-        /// The handler's compression choice and what the last request message was.
-        let compression = Mutex(CompressionState())
+        /// The handler's response compression (0: none, 1: gzip, 2: deflate): atomics, as every
+        /// call reads them on its way out.
+        let responseCompression = Atomic<UInt8>(0)
+        /// Whether the request message taken last arrived compressed.
+        let lastRequestCompressed = Atomic<Bool>(false)
         /// Response metadata the handler sets while it runs.
         let response = Mutex(ResponseMetadata())
         /// Values interceptors attach (see `setAttachment`).
@@ -92,10 +109,4 @@ public struct ServerContext: Sendable {
 struct ResponseMetadata {
     var initial = Metadata()
     var trailing = Metadata()
-}
-
-/// A call's compression state (see ``ServerContext/responseCompression``).
-struct CompressionState {
-    var response: CompressionAlgorithm? = nil
-    var lastRequestCompressed = false
 }
