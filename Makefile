@@ -7,8 +7,8 @@ PORT ?= 50051
 
 APT_PACKAGES := libnghttp2-dev libprotobuf-c-dev libsqlite3-dev pkg-config \
                 protobuf-c-compiler protobuf-compiler libprotobuf-dev \
-                nghttp2-client nghttp2-server valgrind tmux bc
-PY_PACKAGES := grpcio==1.85.1 grpcio-tools==1.85.1 protobuf pytest h2
+                nghttp2-client nghttp2-server valgrind tmux bc zlib1g-dev
+PY_PACKAGES := grpcio==1.85.1 grpcio-tools==1.85.1 grpcio-reflection==1.85.1 protobuf pytest h2
 
 .PHONY: deps pydeps build build-release run run-interop test fuzz load lint format generate check-generated bench clean
 
@@ -23,7 +23,7 @@ deps:
 	fi
 
 pydeps:
-	@$(PYTHON) -c "import grpc, grpc_tools, pytest, h2" 2>/dev/null || $(PYTHON) -m pip install -q $(PY_PACKAGES)
+	@$(PYTHON) -c "import grpc, grpc_tools, grpc_reflection, pytest, h2" 2>/dev/null || $(PYTHON) -m pip install -q $(PY_PACKAGES)
 
 build: deps
 	$(SWIFT) build

@@ -6,6 +6,7 @@
 //
 // Every target, bottom to top (a layer depends only on the ones above it in this list):
 //   CNGHTTP2, CProtobufC      system libraries (pkg-config; Debian libnghttp2-dev, libprotobuf-c-dev)
+//   CZlib                     system zlib (Debian zlib1g-dev): gzip and deflate message compression
 //   CH2Shim                   C: sockets, epoll loops, nghttp2 sessions, gRPC framing, flow control
 //   CLinuxFiles               C: copy_file_range, sync_file_range (GNU calls Glibc's module hides)
 //   GeneratedCProtos          protoc-c output for Protos/ (generated, committed)
@@ -14,11 +15,13 @@
 //                             commit written at build time by the plugin BuildCommitPlugin)
 //   H2RPC                     RPC core, no C: status, metadata, deadlines, router, server and client
 //                             calls, interceptors, the transport protocols and their part enums
-//   H2RPCNGHTTP2Transport     the HTTP/2 transport on CH2Shim (the only Swift code that knows gRPC framing)
+//   H2RPCNGHTTP2Transport     the HTTP/2 transport on CH2Shim (the only Swift code that knows gRPC framing
+//                             and compression)
 //   H2RPCInProcessTransport   client and server in one process, no C (tests, embedding)
 //   H2RPCProtobuf             bridge from generated value types to protobuf-c encode/decode
 //   GeneratedProtos           Swift messages, service protocols, client stubs (generated, committed)
 //   H2RPCHealth               grpc.health.v1.Health
+//   H2RPCReflection           grpc.reflection.v1 (and v1alpha) ServerReflection, from the embedded descriptors
 //   Interop                   grpc's interop TestService and test cases
 //   InteropServer, InteropClient   executables `interop-server`, `interop-client`
 //   LabGalleryCore            the domain: use cases, storage, blobs, replication, billing (no RPC)
@@ -65,6 +68,11 @@ let package = Package(
             providers: [.apt(["libnghttp2-dev"])]
         ),
         .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .systemLibrary(
             name: "CProtobufC",
             pkgConfig: "libprotobuf-c",
             providers: [.apt(["libprotobuf-c-dev"])]
@@ -106,7 +114,7 @@ let package = Package(
         ),
         .target(
             name: "H2RPCNGHTTP2Transport",
-            dependencies: ["H2RPC", "CH2Shim"],
+            dependencies: ["H2RPC", "CH2Shim", "CZlib"],
             swiftSettings: strictSwift
         ),
         .target(
@@ -129,6 +137,11 @@ let package = Package(
             dependencies: ["H2RPC", "GeneratedProtos"],
             swiftSettings: strictSwift
         ),
+        .target(
+            name: "H2RPCReflection",
+            dependencies: ["H2RPC", "GeneratedProtos"],
+            swiftSettings: strictSwift
+        ),
 
         // MARK: gRPC interop
         .target(
@@ -139,7 +152,7 @@ let package = Package(
         .executableTarget(
             name: "InteropServer",
             dependencies: [
-                "Interop", "H2RPCHealth", "H2RPCNGHTTP2Transport",
+                "Interop", "H2RPCHealth", "H2RPCReflection", "H2RPCNGHTTP2Transport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSwift
@@ -168,7 +181,8 @@ let package = Package(
             name: "LabGalleryServer",
             dependencies: [
                 "Blocking",
-                "LabGalleryCore", "H2RPC", "H2RPCNGHTTP2Transport", "H2RPCHealth", "GeneratedProtos",
+                "LabGalleryCore", "H2RPC", "H2RPCNGHTTP2Transport", "H2RPCHealth", "H2RPCReflection",
+                "GeneratedProtos",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift

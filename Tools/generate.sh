@@ -2,7 +2,8 @@
 # Regenerates all generated code from Protos/ (the single source of truth):
 #   Sources/GeneratedCProtos/   protoc-c output: <path>.pb-c.c here, headers under include/,
 #                               plus include/module.modulemap listing every header
-#   Sources/GeneratedProtos/    Swift messages, service protocols and clients (protoc-gen-h2rpc)
+#   Sources/GeneratedProtos/    Swift messages, service protocols and clients (protoc-gen-h2rpc),
+#                               and GeneratedFileDescriptors.swift (the descriptors reflection serves)
 # Well-known types imported by the protos (e.g. google/protobuf/empty.proto) are generated too,
 # from the system copy in /usr/include (Debian libprotobuf-dev).
 #
@@ -67,5 +68,11 @@ done
 "$PROTOC" -I Protos -I "$WKT_INCLUDE" \
     --plugin=protoc-gen-h2rpc=Tools/protoc-gen-h2rpc \
     --h2rpc_out="$SWIFT_OUT" "${FILES[@]}"
+
+# 6. The file descriptors server reflection serves (H2RPCReflection): as protoc serializes
+#    them, without source info.
+"$PROTOC" -I Protos -I "$WKT_INCLUDE" --include_imports --descriptor_set_out="$TMP/reflection.pb" "${FILES[@]}"
+PYTHONPATH=Tools python3 -m h2rpc_codegen.reflection_descriptors "$TMP/reflection.pb" \
+    "$SWIFT_OUT/GeneratedFileDescriptors.swift"
 
 echo "generate.sh: generated ${#FILES[@]} files: ${FILES[*]}"

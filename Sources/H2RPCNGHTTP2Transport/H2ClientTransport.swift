@@ -45,18 +45,20 @@ public final class H2ClientTransport: ClientTransport {
         block.add("te", "trailers")
         block.add("user-agent", "h2rpc-swift/1.0")
         if let timeout = head.timeout { block.add("grpc-timeout", GRPCTimeout.format(timeout)) }
+        if let compression = head.compression { block.add("grpc-encoding", compression.name) }
+        block.add("grpc-accept-encoding", acceptEncodingValue)
         block.add(metadata: head.metadata)
         let conn = connection()
         if conn == 0 {
             events.receive(.status(Status(code: .unavailable, message: "could not connect to \(authority)"), [:]))
-            return H2ClientOutbound(handle: nil)
+            return H2ClientOutbound(handle: nil, credit: DrainCredit())
         }
         let user = H2ClientStreamUser(events: events, loop: loop, maxReceive: side.maxReceive, authority: authority)
         let retained = Unmanaged.passRetained(user as H2StreamUser).toOpaque()
         let id = block.withNV { nv, n in h2_open_stream(loop.raw, conn, retained, nv, n) }
         user.id.store(id, ordering: .releasing)
         let handle = H2StreamHandle(loop: loop, id: id)
-        return H2ClientOutbound(handle: handle)
+        return H2ClientOutbound(handle: handle, credit: user.credit)
     }
 
     /// Closes the connection; open calls end with UNAVAILABLE. The next call reconnects.
@@ -102,6 +104,11 @@ private final class H2ClientStreamUser: H2StreamUser {
     let authority: String
     /// The stream token, stored right after `h2_open_stream` returns it.
     let id = Atomic<UInt64>(0)
+    /// The response `grpc-encoding` (nil: identity). `@exclusivity(unchecked)`: only the loop
+    /// thread touches it.
+    @exclusivity(unchecked) var responseEncoding: String? = nil
+    /// What compressed requests save on the call's back-pressure count.
+    let credit = DrainCredit()
 
     init(events: ClientCallEvents, loop: H2Loop, maxReceive: Int, authority: String) {
         self.events = events
@@ -134,6 +141,7 @@ private final class H2ClientStreamUser: H2StreamUser {
                         parsed.status ?? Status(code: .internal, message: "the response ended without grpc-status"),
                         parsed.trailers))
             } else {
+                responseEncoding = parsed.encoding
                 events.receive(.metadata(parsed.trailers))
             }
             return
@@ -145,26 +153,33 @@ private final class H2ClientStreamUser: H2StreamUser {
     }
 
     override func onMessage(compressed: Bool, _ data: UnsafeBufferPointer<UInt8>) -> Int {
-        receive(compressed: compressed, count: data.count) { MessageBytes(Array(data)) }
+        if compressed { return receiveCompressed(count: data.count) { CopiedBytes(data) } }
+        events.receive(.message(MessageBytes(Array(data))))
+        return 0
     }
 
     override func onMessage(compressed: Bool, _ message: H2MessageBuffer) -> Int {
-        receive(compressed: compressed, count: message.count) { MessageBytes(buffer: message) }
+        if compressed { return receiveCompressed(count: message.count) { message } }
+        events.receive(.message(MessageBytes(buffer: message)))
+        return 0
     }
 
-    @inline(__always)
-    private func receive(compressed: Bool, count: Int, _ message: () -> MessageBytes) -> Int {
-        if compressed {
+    /// A message with the compressed flag: kept as it arrived (`wire`), inflated by the call
+    /// when it is read (see `ClientCallEvents`).
+    private func receiveCompressed(count: Int, _ wire: () -> any MessageBuffer) -> Int {
+        guard let name = responseEncoding, let algorithm = CompressionAlgorithm(name: name) else {
+            let why =
+                responseEncoding.map { "the response's grpc-encoding '\($0)' is not supported" }
+                ?? "the response declared no grpc-encoding"
             events.receive(
                 .status(
-                    Status(
-                        code: .internal,
-                        message: "a response message has the compressed flag set but no grpc-encoding was negotiated"),
-                    [:]))
+                    Status(code: .internal, message: "a response message has the compressed flag set but \(why)"), [:]))
             handle?.reset()
             return count + 5
         }
-        events.receive(.message(message()))
+        let message = H2CompressedMessage(
+            wire(), algorithm: algorithm, transportLimit: maxReceive, what: "a response message")
+        events.receive(.message(MessageBytes(buffer: message)))
         return 0
     }
 
@@ -192,7 +207,7 @@ private final class H2ClientStreamUser: H2StreamUser {
         handle?.reset()
     }
 
-    override func onDrain(_ bytes: Int) { events.drained(bytes) }
+    override func onDrain(_ bytes: Int) { events.drained(credit.adjust(bytes)) }
 
     override func onEnd() {}
 
@@ -225,10 +240,17 @@ private final class H2ClientStreamUser: H2StreamUser {
 /// The outbound half of a client stream.
 struct H2ClientOutbound: ClientStreamOutbound {
     let handle: H2StreamHandle?
+    let credit: DrainCredit
 
     func write(_ part: RPCRequestPart) {
         switch part {
-        case .message(let message): handle?.send(message, end: false)
+        case .message(let message):
+            // Compressed here, on the sending task (never on the loop thread).
+            if let packed = compressedForSending(message, credit: credit) {
+                handle?.send(headers: nil, message: packed, trailers: nil, end: false, compressed: true)
+            } else {
+                handle?.send(message, end: false)
+            }
         case .end: handle?.send(headers: nil, message: nil, trailers: nil, end: true)
         }
     }

@@ -259,23 +259,27 @@ struct H2StreamHandle: Sendable {
     let loop: H2Loop
     let id: h2_id
 
-    func send(headers: HeaderBlock?, message: MessageBytes?, trailers: HeaderBlock?, end: Bool) {
+    /// Sends what is given; `compressed`: the message is compressed (its flag is set).
+    func send(
+        headers: HeaderBlock?, message: MessageBytes?, trailers: HeaderBlock?, end: Bool, compressed: Bool = false
+    ) {
         let h = headers ?? HeaderBlock(capacity: 0)
         let t = trailers ?? HeaderBlock(capacity: 0)
         h.withNV { hp, hn in
             t.withNV { tp, tn in
                 send(
                     headers: UnsafeBufferPointer(start: hp, count: hn), message: message,
-                    trailers: UnsafeBufferPointer(start: tp, count: tn), end: end)
+                    trailers: UnsafeBufferPointer(start: tp, count: tn), end: end, compressed: compressed)
             }
         }
     }
 
     /// Sends field arrays the caller keeps alive for the call (the shim copies them).
     func send(
-        headers: UnsafeBufferPointer<h2_nv>, message: MessageBytes?, trailers: UnsafeBufferPointer<h2_nv>, end: Bool
+        headers: UnsafeBufferPointer<h2_nv>, message: MessageBytes?, trailers: UnsafeBufferPointer<h2_nv>, end: Bool,
+        compressed: Bool = false
     ) {
-        let flags: Int32 = end ? Int32(H2_SEND_END) : 0
+        let flags: Int32 = (end ? Int32(H2_SEND_END) : 0) | (compressed ? Int32(H2_SEND_COMPRESSED) : 0)
         if let message {
             message.withUnsafeBytes { m in
                 _ = h2_send(

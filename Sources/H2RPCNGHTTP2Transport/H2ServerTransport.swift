@@ -111,6 +111,7 @@ private final class ServerSide: H2LoopDelegate, Sendable {
         var hasTE = false
         var timeout = RequestHead.Timeout.none
         var encoding: String? = nil
+        var accepted: [CompressionAlgorithm] = []
         var metadata = Metadata()
         forEachHeader(nv, count) { h in
             guard let first = h.name.first else { return }
@@ -132,6 +133,8 @@ private final class ServerSide: H2LoopDelegate, Sendable {
                 timeout = GRPCTimeout.parse(h.value).map { .valid($0) } ?? .malformed(h.valueString)
             case 13 where h.nameIs("grpc-encoding"):
                 if !h.valueIs("identity") { encoding = h.valueString }
+            case 20 where h.nameIs("grpc-accept-encoding"):
+                accepted = parseAcceptEncoding(h.value)
             default:
                 if h.nameIsReserved { return }
                 let key = strings.string(h.name)
@@ -142,7 +145,9 @@ private final class ServerSide: H2LoopDelegate, Sendable {
                 }
             }
         }
-        let user = H2ServerStreamUser(handle: handle, maxReceive: maxReceive)
+        let user = H2ServerStreamUser(
+            handle: handle, maxReceive: maxReceive, encoding: encoding.flatMap { CompressionAlgorithm(name: $0) })
+        let outbound = H2ServerOutbound(handle: handle, credit: user.credit)
         if !isPost || !contentTypeOK {
             // Not a gRPC request: answer at the HTTP level.
             var block = HeaderBlock()
@@ -163,10 +168,11 @@ private final class ServerSide: H2LoopDelegate, Sendable {
         var head = RequestHead(
             path: path, metadata: metadata, timeout: timeout, encoding: encoding,
             hasTE: hasTE, peer: strings.peer(conn, loop: loop.raw))
+        head.acceptedCompression = accepted
         head.executor = executor
         // Every request event (this one, its messages, its end) arrives on the loop thread.
         head.deliversEventsOnExecutor = executor != nil
-        user.call = acceptor.accept(head, outbound: H2ServerOutbound(handle: handle))
+        user.call = acceptor.accept(head, outbound: outbound)
         if flags & Int32(H2_HEADERS_END_STREAM) != 0 { user.call?.receive(.end) }
         return user
     }
@@ -251,36 +257,52 @@ private func isGRPCContentType(_ v: UnsafeBufferPointer<UInt8>) -> Bool {
 private final class H2ServerStreamUser: H2StreamUser {
     let handle: H2StreamHandle
     let maxReceive: Int
+    /// The request `grpc-encoding` (nil: identity).
+    let encoding: CompressionAlgorithm?
+    /// What compressed responses save on the call's back-pressure count.
+    let credit = DrainCredit()
     /// `@exclusivity(unchecked)`: only the loop thread touches it, one access at a time.
     @exclusivity(unchecked) var call: ServerCall?
 
-    init(handle: H2StreamHandle, maxReceive: Int) {
+    init(handle: H2StreamHandle, maxReceive: Int, encoding: CompressionAlgorithm?) {
         self.handle = handle
         self.maxReceive = maxReceive
+        self.encoding = encoding
         super.init(loop: handle.loop)
     }
 
     override func onMessage(compressed: Bool, _ data: UnsafeBufferPointer<UInt8>) -> Int {
-        receive(compressed: compressed, count: data.count) { MessageBytes(Array(data)) }
+        if compressed { return receiveCompressed(count: data.count) { CopiedBytes(data) } }
+        return receive(count: data.count, MessageBytes(Array(data)))
     }
 
     override func onMessage(compressed: Bool, _ message: H2MessageBuffer) -> Int {
-        receive(compressed: compressed, count: message.count) { MessageBytes(buffer: message) }
+        if compressed { return receiveCompressed(count: message.count) { message } }
+        return receive(count: message.count, MessageBytes(buffer: message))
     }
 
     /// Returns how many bytes (prefix included) count as consumed now.
     @inline(__always)
-    private func receive(compressed: Bool, count: Int, _ message: () -> MessageBytes) -> Int {
+    private func receive(count: Int, _ message: @autoclosure () -> MessageBytes) -> Int {
         guard let call else { return count + 5 }
-        if compressed {
+        call.receive(.message(message()))
+        return call.consumesOnReceipt ? count + 5 : 0
+    }
+
+    /// A message with the compressed flag: kept as it arrived (`wire`), inflated by the call
+    /// when its handler takes it, within the method's limit.
+    private func receiveCompressed(count: Int, _ wire: () -> any MessageBuffer) -> Int {
+        guard let call else { return count + 5 }
+        guard let encoding else {
             call.receiveError(
                 RPCError(
                     .internal, "a request message has the compressed flag set but the call declared no grpc-encoding"))
             self.call = nil
             return count + 5
         }
-        call.receive(.message(message()))
-        return call.consumesOnReceipt ? count + 5 : 0
+        let message = H2CompressedMessage(
+            wire(), algorithm: encoding, transportLimit: maxReceive, what: "a request message")
+        return receive(count: count, MessageBytes(buffer: message))
     }
 
     override func onEnd() { call?.receive(.end) }
@@ -307,7 +329,7 @@ private final class H2ServerStreamUser: H2StreamUser {
         self.call = nil
     }
 
-    override func onDrain(_ bytes: Int) { call?.drained(bytes) }
+    override func onDrain(_ bytes: Int) { call?.drained(credit.adjust(bytes)) }
 
     override func onClose(code: UInt32) {
         call?.closed(cancelled: code != 0)
@@ -318,8 +340,15 @@ private final class H2ServerStreamUser: H2StreamUser {
 /// The outbound half of a server stream: posts to the loop.
 struct H2ServerOutbound: ServerStreamOutbound {
     let handle: H2StreamHandle
+    let credit: DrainCredit
 
     func write(_ first: RPCResponsePart, _ second: RPCResponsePart?, _ third: RPCResponsePart?) {
+        if case .message(let m) = first, m.compression != nil {
+            return writeCompressing(first, second, third)
+        }
+        if case .message(let m)? = second, m.compression != nil {
+            return writeCompressing(first, second, third)
+        }
         // The common unary success: empty metadata, a message, OK without message or trailers:
         // prebuilt header blocks, nothing to build per call.
         if case .metadata(let headers) = first, headers.isEmpty,
@@ -361,6 +390,39 @@ struct H2ServerOutbound: ServerStreamOutbound {
         }
         if collect(first) || collect(second) || collect(third) { return }
         handle.send(headers: h, message: m, trailers: t, end: t != nil)
+    }
+
+    /// A write whose message asks for compression (slow path): the message is compressed here,
+    /// on the writing task, and response headers in the same write declare `grpc-encoding`.
+    private func writeCompressing(_ first: RPCResponsePart, _ second: RPCResponsePart?, _ third: RPCResponsePart?) {
+        var h: HeaderBlock? = nil
+        var m: MessageBytes? = nil
+        var compressed = false
+        var t: HeaderBlock? = nil
+        for part in [first, second, third] {
+            switch part {
+            case .metadata(let headers)?:
+                var block = HeaderBlock.responseHeaders()
+                block.add(metadata: headers)
+                h = block
+            case .message(let message)?:
+                if let algorithm = message.compression { h?.add("grpc-encoding", algorithm.name) }
+                if let packed = compressedForSending(message, credit: credit) {
+                    m = packed
+                    compressed = true
+                } else {
+                    m = message
+                }
+            case .status(let status, let trailers)?:
+                var block = HeaderBlock()
+                addStatus(&block, status)
+                block.add(metadata: trailers)
+                t = block
+            case .trailersOnly, nil:
+                break  // never with a message
+            }
+        }
+        handle.send(headers: h, message: m, trailers: t, end: t != nil, compressed: compressed)
     }
 
     func reset() { handle.reset() }

@@ -108,10 +108,13 @@ func forEachHeader(_ nv: UnsafePointer<h2_nv>?, _ count: Int, _ body: (HeaderFie
 }
 
 /// Parses the status of a trailers (or Trailers-Only) block.
-func parseStatus(_ nv: UnsafePointer<h2_nv>?, _ count: Int) -> (status: Status?, httpStatus: Int?, trailers: Metadata) {
+func parseStatus(
+    _ nv: UnsafePointer<h2_nv>?, _ count: Int
+) -> (status: Status?, httpStatus: Int?, trailers: Metadata, encoding: String?) {
     var code: Int? = nil
     var message = ""
     var http: Int? = nil
+    var encoding: String? = nil
     var trailers = Metadata()
     forEachHeader(nv, count) { h in
         if h.nameIs("grpc-status") {
@@ -120,6 +123,8 @@ func parseStatus(_ nv: UnsafePointer<h2_nv>?, _ count: Int) -> (status: Status?,
             message = PercentEncoding.decode(h.value)
         } else if h.nameIs(":status") {
             http = Int(h.valueString)
+        } else if h.nameIs("grpc-encoding") {
+            if !h.valueIs("identity") { encoding = h.valueString }
         } else if let first = h.name.first, first != UInt8(ascii: ":") {
             let key = h.nameString
             if !Metadata.isReserved(key), let entry = Metadata.wireEntry(key: key, value: h.value) {
@@ -128,7 +133,7 @@ func parseStatus(_ nv: UnsafePointer<h2_nv>?, _ count: Int) -> (status: Status?,
         }
     }
     let status = code.map { Status(code: Status.Code(wireValue: $0), message: message) }
-    return (status, http, trailers)
+    return (status, http, trailers, encoding)
 }
 
 /// grpc's HTTP-to-gRPC status mapping (http-grpc-status-mapping.md), for responses without grpc-status.
@@ -145,7 +150,7 @@ func statusForHTTP(_ http: Int) -> Status.Code {
 
 /// The fields that open every gRPC response header block.
 private let responseFields: [(StaticString, StaticString)] = [
-    (":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", "identity"),
+    (":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", "identity,deflate,gzip"),
 ]
 
 extension HeaderBlock {

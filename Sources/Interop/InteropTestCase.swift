@@ -13,7 +13,7 @@ public struct InteropTestFailure: Error, CustomStringConvertible, Sendable {
 }
 
 /// The client test cases of grpc's interop specification (doc/interop-test-descriptions.md,
-/// "Client" section) that need neither TLS, credentials nor compression.
+/// "Client" section) that need neither TLS nor credentials.
 ///
 /// Each case asserts exactly what the specification asserts, and throws an
 /// `InteropTestFailure` (or the unexpected `RPCError`) when an assertion does not hold.
@@ -46,6 +46,14 @@ public enum InteropTestCase: String, CaseIterable, Sendable {
     case cancelAfterFirstResponse = "cancel_after_first_response"
     /// A FullDuplexCall with a 1 ms timeout ends DEADLINE_EXCEEDED.
     case timeoutOnSleepingServer = "timeout_on_sleeping_server"
+    /// UnaryCall with a gzip-compressed request, then an uncompressed one (`expect_compressed`).
+    case clientCompressedUnary = "client_compressed_unary"
+    /// UnaryCall asking for a compressed response, then an uncompressed one.
+    case serverCompressedUnary = "server_compressed_unary"
+    /// StreamingInputCall: a compressed request message, then an uncompressed one.
+    case clientCompressedStreaming = "client_compressed_streaming"
+    /// StreamingOutputCall: a compressed response message, then an uncompressed one.
+    case serverCompressedStreaming = "server_compressed_streaming"
 
     /// The case's name on the command line (`--test_case`).
     public var name: String { rawValue }
@@ -68,6 +76,10 @@ public enum InteropTestCase: String, CaseIterable, Sendable {
         case .cancelAfterBegin: try await Self.cancelAfterBegin(service)
         case .cancelAfterFirstResponse: try await Self.cancelAfterFirstResponse(service)
         case .timeoutOnSleepingServer: try await Self.timeoutOnSleepingServer(service)
+        case .clientCompressedUnary: try await Self.clientCompressedUnary(service)
+        case .serverCompressedUnary: try await Self.serverCompressedUnary(service)
+        case .clientCompressedStreaming: try await Self.clientCompressedStreaming(service)
+        case .serverCompressedStreaming: try await Self.serverCompressedStreaming(service)
         }
     }
 
@@ -271,6 +283,100 @@ public enum InteropTestCase: String, CaseIterable, Sendable {
         }
         let (status, _) = await call.status()
         try expect(status.code == .deadlineExceeded, "the call ended with \(status), expected DEADLINE_EXCEEDED")
+    }
+
+    /// The feature probe of the compressed-request cases: an uncompressed message that says it
+    /// is compressed must fail with INVALID_ARGUMENT. A server that cannot see how a message
+    /// arrived (grpcio's API does not tell its handlers) answers OK instead: the probe is then
+    /// passed over and the compressed calls that follow still prove the server inflates them.
+    private static func expectProbeRejected(_ call: () async throws -> Void, _ step: String) async throws {
+        do {
+            try await call()
+        } catch let error as RPCError {
+            try expect(
+                error.code == .invalidArgument, "\(step): the probe failed with \(error), expected INVALID_ARGUMENT")
+        }
+    }
+
+    private static func clientCompressedUnary(_ service: Grpc_Testing_TestService.Client) async throws {
+        let expectTrue = Grpc_Testing_BoolValue(value: true)
+        try await expectProbeRejected(
+            {
+                _ = try await service.unaryCall(
+                    Grpc_Testing_SimpleRequest(
+                        responseSize: 314_159, payload: zeros(271_828), expectCompressed: expectTrue))
+            }, "UnaryCall probe")
+        for compressed in [true, false] {
+            let request = Grpc_Testing_SimpleRequest(
+                responseSize: 314_159, payload: zeros(271_828),
+                expectCompressed: Grpc_Testing_BoolValue(value: compressed))
+            let response = try await service.unaryCall(
+                request, options: CallOptions(compression: compressed ? .gzip : nil))
+            try expectZeroPayload(response.payload, size: 314_159, "the UnaryCall response (compressed: \(compressed))")
+        }
+    }
+
+    private static func serverCompressedUnary(_ service: Grpc_Testing_TestService.Client) async throws {
+        for compressed in [true, false] {
+            let request = Grpc_Testing_SimpleRequest(
+                responseSize: 314_159, payload: zeros(271_828),
+                responseCompressed: Grpc_Testing_BoolValue(value: compressed))
+            let call: ClientCall<Grpc_Testing_SimpleRequest, Grpc_Testing_SimpleResponse> = service.wrapped.makeCall(
+                Grpc_Testing_TestService.Method.unaryCall)
+            try await call.send(request)
+            call.finish()
+            let response = try await call.response()
+            try expectZeroPayload(response.payload, size: 314_159, "the UnaryCall response (compressed: \(compressed))")
+            try expect(
+                call.lastResponseWasCompressed == compressed,
+                "the UnaryCall response arrived \(call.lastResponseWasCompressed ? "compressed" : "uncompressed"), expected \(compressed ? "compressed" : "uncompressed")"
+            )
+        }
+    }
+
+    private static func clientCompressedStreaming(_ service: Grpc_Testing_TestService.Client) async throws {
+        try await expectProbeRejected(
+            {
+                let probe = service.streamingInputCall()
+                try await probe.send(
+                    Grpc_Testing_StreamingInputCallRequest(
+                        payload: zeros(27_182), expectCompressed: Grpc_Testing_BoolValue(value: true)))
+                probe.finish()
+                _ = try await probe.response()
+            }, "StreamingInputCall probe")
+        let call = service.streamingInputCall(options: CallOptions(compression: .gzip))
+        try await call.send(
+            Grpc_Testing_StreamingInputCallRequest(
+                payload: zeros(27_182), expectCompressed: Grpc_Testing_BoolValue(value: true)))
+        try await call.send(
+            Grpc_Testing_StreamingInputCallRequest(
+                payload: zeros(45_904), expectCompressed: Grpc_Testing_BoolValue(value: false)),
+            compressed: false)
+        call.finish()
+        let response = try await call.response()
+        try expect(
+            response.aggregatedPayloadSize == 73_086,
+            "aggregated_payload_size is \(response.aggregatedPayloadSize), expected 73086")
+    }
+
+    private static func serverCompressedStreaming(_ service: Grpc_Testing_TestService.Client) async throws {
+        let parameters = [(size: Int32(31_415), compressed: true), (size: Int32(92_653), compressed: false)]
+        let request = Grpc_Testing_StreamingOutputCallRequest(
+            responseParameters: parameters.map {
+                Grpc_Testing_ResponseParameters(size: $0.size, compressed: Grpc_Testing_BoolValue(value: $0.compressed))
+            })
+        let call = try await service.streamingOutputCall(request)
+        var index = 0
+        for try await response in call {
+            try expect(index < parameters.count, "received more than the \(parameters.count) expected responses")
+            try expectZeroPayload(response.payload, size: Int(parameters[index].size), "response #\(index + 1)")
+            try expect(
+                call.lastResponseWasCompressed == parameters[index].compressed,
+                "response #\(index + 1) arrived \(call.lastResponseWasCompressed ? "compressed" : "uncompressed"), expected \(parameters[index].compressed ? "compressed" : "uncompressed")"
+            )
+            index += 1
+        }
+        try expect(index == parameters.count, "received \(index) responses, expected \(parameters.count)")
     }
 
     // MARK: helpers

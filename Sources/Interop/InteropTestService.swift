@@ -10,8 +10,9 @@ public let interopEchoTrailingKey = "x-grpc-test-echo-trailing-bin"
 /// (doc/interop-test-descriptions.md, "Server" section).
 ///
 /// Features: EmptyCall, UnaryCall, StreamingInputCall, StreamingOutputCall, FullDuplexCall,
-/// HalfDuplexCall, Echo Status, Echo Metadata and `ResponseParameters.interval_us`.
-/// Compression features are not implemented (this framework only speaks `identity`).
+/// HalfDuplexCall, Echo Status, Echo Metadata, `ResponseParameters.interval_us`, Compressed
+/// Request (`expect_compressed`) and Compressed Response (`response_compressed`,
+/// `ResponseParameters.compressed`).
 public struct InteropTestService: Grpc_Testing_TestService.ServiceProtocol {
     /// The fully qualified service name, `grpc.testing.TestService` (e.g. for health checks).
     public static let serviceName = Grpc_Testing_TestService.descriptorName
@@ -30,7 +31,9 @@ public struct InteropTestService: Grpc_Testing_TestService.ServiceProtocol {
         -> Grpc_Testing_SimpleResponse
     {
         echoMetadata(context)
+        try checkCompression(expected: request.expectCompressed, context)
         try echoStatus(request.responseStatus)
+        compressResponses(request.responseCompressed?.value == true, context)
         let payload = try makePayload(type: request.responseType, size: request.responseSize)
         return Grpc_Testing_SimpleResponse(payload: payload)
     }
@@ -42,7 +45,7 @@ public struct InteropTestService: Grpc_Testing_TestService.ServiceProtocol {
         context: ServerContext
     ) async throws {
         echoMetadata(context)
-        try await respond(to: request, with: response)
+        try await respond(to: request, with: response, context)
         try echoStatus(request.responseStatus)
     }
 
@@ -54,6 +57,7 @@ public struct InteropTestService: Grpc_Testing_TestService.ServiceProtocol {
         echoMetadata(context)
         var total = 0
         for try await request in requests {
+            try checkCompression(expected: request.expectCompressed, context)
             total += request.payload?.body.count ?? 0
         }
         return Grpc_Testing_StreamingInputCallResponse(aggregatedPayloadSize: Int32(clamping: total))
@@ -69,7 +73,7 @@ public struct InteropTestService: Grpc_Testing_TestService.ServiceProtocol {
         echoMetadata(context)
         for try await request in requests {
             try echoStatus(request.responseStatus)
-            try await respond(to: request, with: response)
+            try await respond(to: request, with: response, context)
         }
     }
 
@@ -84,7 +88,7 @@ public struct InteropTestService: Grpc_Testing_TestService.ServiceProtocol {
         for try await request in requests { buffered.append(request) }
         for request in buffered {
             try echoStatus(request.responseStatus)
-            try await respond(to: request, with: response)
+            try await respond(to: request, with: response, context)
         }
     }
 
@@ -112,6 +116,26 @@ public struct InteropTestService: Grpc_Testing_TestService.ServiceProtocol {
         }
     }
 
+    /// Compressed Request: INVALID_ARGUMENT when the request message's compression is not what
+    /// `expect_compressed` says (absent: anything goes).
+    private func checkCompression(expected: Grpc_Testing_BoolValue?, _ context: ServerContext) throws {
+        guard let expected else { return }
+        let compressed = context.requestWasCompressed
+        if expected.value && !compressed {
+            throw RPCError(.invalidArgument, "expect_compressed is true but the request message arrived uncompressed")
+        }
+        if !expected.value && compressed {
+            throw RPCError(.invalidArgument, "expect_compressed is false but the request message arrived compressed")
+        }
+    }
+
+    /// Compressed Response: the next response messages go compressed (with an algorithm the
+    /// client accepts, gzip first) or not.
+    private func compressResponses(_ compressed: Bool, _ context: ServerContext) {
+        let accepted = context.acceptedCompression
+        context.responseCompression = compressed ? (accepted.contains(.gzip) ? .gzip : accepted.first) : nil
+    }
+
     /// Echo Status: ends the call with the requested status (unless it is OK).
     private func echoStatus(_ status: Grpc_Testing_EchoStatus?) throws {
         guard let status, status.code != 0 else { return }
@@ -121,13 +145,14 @@ public struct InteropTestService: Grpc_Testing_TestService.ServiceProtocol {
     /// Writes one response per `ResponseParameters` of `request`, honouring `interval_us`.
     private func respond(
         to request: Grpc_Testing_StreamingOutputCallRequest,
-        with writer: ResponseWriter<Grpc_Testing_StreamingOutputCallResponse>
+        with writer: ResponseWriter<Grpc_Testing_StreamingOutputCallResponse>, _ context: ServerContext
     ) async throws {
         for parameters in request.responseParameters {
             if parameters.intervalUs > 0 {
                 try await Task.sleep(for: .microseconds(Int(parameters.intervalUs)))
             }
             let payload = try makePayload(type: request.responseType, size: parameters.size)
+            compressResponses(parameters.compressed?.value == true, context)
             try await writer.write(Grpc_Testing_StreamingOutputCallResponse(payload: payload))
         }
     }

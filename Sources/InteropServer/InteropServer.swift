@@ -3,6 +3,7 @@ import Dispatch
 import H2RPC
 import H2RPCHealth
 import H2RPCNGHTTP2Transport
+import H2RPCReflection
 import Interop
 
 #if canImport(Glibc)
@@ -10,7 +11,8 @@ import Interop
 #endif
 
 /// `interop-server`: serves `grpc.testing.TestService` for grpc's interop clients, and the
-/// standard health service (`grpc.health.v1.Health`, with `grpc.testing.TestService` SERVING).
+/// standard health service (`grpc.health.v1.Health`, with `grpc.testing.TestService` SERVING) and
+/// server reflection (`grpc.reflection.v1` and `v1alpha`).
 @main
 struct InteropServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -169,7 +171,9 @@ struct InteropServerCommand: AsyncParsableCommand {
                 configuration.handshakeTimeout = .milliseconds(Int64(min(handshakeTimeout, 4e6) * 1000))
                 configuration.idleTimeout = .milliseconds(Int64(min(idleTimeout, 4e6) * 1000))
                 let transport = try H2ServerTransport(host: candidate, port: port, configuration: configuration)
-                let server = RPCServer(transport: transport, services: [InteropTestService(), health])
+                let services: [any RegistrableRPCService] = [InteropTestService(), health]
+                let server = RPCServer(
+                    transport: transport, services: services + [ReflectionService(serving: services)])
                 try server.start()
                 return (server, transport)
             } catch {

@@ -4,7 +4,7 @@ import H2RPC
 import LabGalleryCore
 import Logging
 
-/// Requires `authorization: Bearer <token>` on every call except the health service,
+/// Requires `authorization: Bearer <token>` on every call except health and reflection,
 /// resolves the token through the core, and binds the ``Caller`` for the handler.
 ///
 /// The token is checked from the request's headers (``ServerHeadInterceptor``), before the
@@ -12,8 +12,13 @@ import Logging
 /// its request messages are never held. Role checks are not made here: each use case of the
 /// core checks the role it needs.
 public struct AuthenticationInterceptor: ServerHeadInterceptor {
-    /// Services callable without a token (load balancers and orchestrators probe health anonymously).
-    public static let publicServices: Set<String> = [Grpc_Health_V1_Health.descriptorName]
+    /// Services callable without a token: load balancers and orchestrators probe health
+    /// anonymously, and reflection only describes the API (the schema is no secret; every call
+    /// it lists still needs a token).
+    public static let publicServices: Set<String> = [
+        Grpc_Health_V1_Health.descriptorName, Grpc_Reflection_V1_ServerReflection.descriptorName,
+        Grpc_Reflection_V1alpha_ServerReflection.descriptorName,
+    ]
 
     private let core: LabGalleryService
     private let logger: Logger

@@ -4,6 +4,7 @@ import GeneratedProtos
 import H2RPC
 import H2RPCHealth
 import H2RPCNGHTTP2Transport
+import H2RPCReflection
 import LabGalleryCore
 import Logging
 
@@ -105,13 +106,14 @@ public final class GalleryServer: Sendable {
             self.transport = listener
             self.listener = listener
         }
+        let services: [any RegistrableRPCService] = [
+            LabAccountService(core: core), GalleryService(core: core), ImageService(core: core),
+            LabService(core: core), ReplicationService(core: core),
+            BillingService(core: core, priceSheet: configuration.priceSheet), health,
+        ]
         server = RPCServer(
             transport: self.transport,
-            services: [
-                LabAccountService(core: core), GalleryService(core: core), ImageService(core: core),
-                LabService(core: core), ReplicationService(core: core),
-                BillingService(core: core, priceSheet: configuration.priceSheet), health,
-            ],
+            services: services + [ReflectionService(serving: services)],
             interceptors: [AuthenticationInterceptor(core: core, logger: logger), CallLogInterceptor(logger: logger)],
             limits: Self.callLimits(configuration), observer: AccessLog(logger: logger))
         RPCMessageLimits.maxUnknownFields = configuration.callLimits.maxUnknownFields

@@ -1,9 +1,10 @@
 """A grpcio implementation of grpc.testing.TestService, per grpc's interop server spec.
 
 (doc/interop-test-descriptions.md, "Server": EmptyCall, UnaryCall, StreamingInputCall,
-StreamingOutputCall, FullDuplexCall, HalfDuplexCall, Echo Status, Echo Metadata and
-ResponseParameters.interval_us.) It is the reference peer our Swift client is tested
-against. Run standalone with ``python3 grpcio_peer_server.py --port N``.
+StreamingOutputCall, FullDuplexCall, HalfDuplexCall, Echo Status, Echo Metadata,
+ResponseParameters.interval_us and Compressed Response; grpcio does not tell a handler whether
+a request message arrived compressed, so expect_compressed is not checked.) It is the reference
+peer our Swift client is tested against. Run standalone with ``python3 grpcio_peer_server.py --port N``.
 """
 
 import argparse
@@ -47,9 +48,13 @@ def make_servicer(stubs):
         return messages.Payload(type=messages.COMPRESSABLE, body=b"\x00" * size)
 
     def responses_for(request, context):
+        if any(parameters.compressed.value for parameters in request.response_parameters):
+            context.set_compression(grpc.Compression.Gzip)
         for parameters in request.response_parameters:
             if parameters.interval_us:
                 time.sleep(parameters.interval_us / 1e6)
+            if not parameters.compressed.value:
+                context.disable_next_message_compression()
             yield messages.StreamingOutputCallResponse(
                 payload=payload(request.response_type, parameters.size, context))
 
@@ -63,6 +68,8 @@ def make_servicer(stubs):
         def UnaryCall(self, request, context):
             echo_metadata(context)
             echo_status(request, context)
+            if request.response_compressed.value:
+                context.set_compression(grpc.Compression.Gzip)
             return messages.SimpleResponse(
                 payload=payload(request.response_type, request.response_size, context))
 

@@ -2,10 +2,14 @@
 public struct CallOptions: Sendable {
     /// How long the call may take; sent to the server as `grpc-timeout` and enforced here too.
     public var timeout: Duration?
+    /// How the request messages are compressed (`grpc-encoding`); nil (default): not at all.
+    /// One message can still go uncompressed (``ClientCall/send(_:compressed:)``).
+    public var compression: CompressionAlgorithm?
 
     /// Creates options.
-    public init(timeout: Duration? = nil) {
+    public init(timeout: Duration? = nil, compression: CompressionAlgorithm? = nil) {
         self.timeout = timeout
+        self.compression = compression
     }
 
     /// No timeout.

@@ -19,7 +19,8 @@ public final class RPCClient: Sendable {
     ) -> ClientCall<Request, Response> {
         let events = ClientCallEvents()
         let call = ClientCall<Request, Response>(events: events)
-        var head = ClientRequestHead(method: method, metadata: metadata, timeout: options.timeout)
+        var head = ClientRequestHead(
+            method: method, metadata: metadata, timeout: options.timeout, compression: options.compression)
         do {
             for interceptor in interceptors { try interceptor.prepare(&head) }
         } catch {
@@ -27,6 +28,7 @@ public final class RPCClient: Sendable {
             events.receiveStatus(e.status, trailers: e.metadata)
             return call
         }
+        events.compression = head.compression
         events.attach(transport.openStream(head, events: events))
         if let timeout = head.timeout { events.startTimer(timeout) }
         return call

@@ -11,10 +11,18 @@ public final class ClientCallEvents: Sendable {
         var statusWaiters: [CheckedContinuation<(Status, Metadata), Never>] = []
         var sendClosed = false
         var timer: Task<Void, Never>? = nil
+        var compression: CompressionAlgorithm? = nil
     }
     private let state = Mutex(State())
     let inbound: InboundQueue
     let flow = OutboundFlow()
+    /// The request compression (set before the stream opens).
+    var compression: CompressionAlgorithm? {
+        get { state.withLock { $0.compression } }
+        set { state.withLock { $0.compression = newValue } }
+    }
+    /// Whether the response message read last arrived compressed.
+    let lastResponseCompressed = Atomic<Bool>(false)
 
     init() {
         let box = OutboundBox()
@@ -166,13 +174,27 @@ public final class ClientCallEvents: Sendable {
     }
 
     func nextMessage() async throws -> MessageBytes? {
+        let received: MessageBytes?
         do {
-            if let bytes = try await inbound.next() { return bytes }
+            received = try await inbound.next()
         } catch is CancellationError {
             cancel()
             throw RPCError(.cancelled, "the task waiting for a response was cancelled")
         }
-        return nil
+        guard let received else { return nil }
+        lastResponseCompressed.store(received.isCompressed, ordering: .relaxed)
+        do {
+            return try received.decompressed(limit: nil)
+        } catch {
+            // Too large once inflated, or corrupt: the call ends with that status, even if the
+            // server's OK arrived before the message was read.
+            state.withLock { s in
+                if let (status, _) = s.status, status.code == .ok { s.status = (error.status, [:]) }
+            }
+            receiveStatus(error.status, trailers: [:])
+            outbound?.cancel()
+            throw error
+        }
     }
 }
 
@@ -202,14 +224,21 @@ public final class ClientCall<Request: RPCMessage, Response: RPCMessage>: AsyncS
         events.cancel("the call was dropped before it finished")
     }
 
-    /// Sends one request message; waits while the server is not reading fast enough.
-    public func send(_ message: Request) async throws {
-        let encoded: MessageBytes
+    /// Sends one request message; waits while the server is not reading fast enough. With
+    /// `compressed` false the message goes uncompressed even when the call compresses
+    /// (``CallOptions/compression``).
+    public func send(_ message: Request, compressed: Bool = true) async throws {
+        var encoded: MessageBytes
         do { encoded = try events.encode(message) } catch {
             throw RPCError(.internal, "could not encode the request message \(Request.self): \(error)")
         }
+        if compressed { encoded.compression = events.compression }
         try await events.send(encoded)
     }
+
+    /// Whether the response message read last arrived compressed (a test of the server's
+    /// compression).
+    public var lastResponseWasCompressed: Bool { events.lastResponseCompressed.load(ordering: .relaxed) }
 
     /// Half-closes the request stream: no more requests.
     public func finish() {

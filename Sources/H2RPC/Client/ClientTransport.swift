@@ -6,12 +6,18 @@ public struct ClientRequestHead: Sendable {
     public var metadata: Metadata
     /// The timeout sent as `grpc-timeout` (the client also enforces it locally).
     public var timeout: Duration?
+    /// The request `grpc-encoding`: messages whose ``MessageBytes/compression`` is set are sent
+    /// compressed with it.
+    public var compression: CompressionAlgorithm?
 
     /// Creates a request head.
-    public init(method: MethodDescriptor, metadata: Metadata, timeout: Duration?) {
+    public init(
+        method: MethodDescriptor, metadata: Metadata, timeout: Duration?, compression: CompressionAlgorithm? = nil
+    ) {
         self.method = method
         self.metadata = metadata
         self.timeout = timeout
+        self.compression = compression
     }
 }
 
@@ -25,8 +31,9 @@ public protocol ClientStreamOutbound: Sendable {
     func encode<M: RPCMessage>(_ message: M) throws -> MessageBytes
     /// Aborts the stream (HTTP/2: RST_STREAM CANCEL).
     func cancel()
-    /// Releases a consumed response message of `bytes` bytes (framing not included): the
-    /// transport reopens the server's flow-control window by as much (plus its framing).
+    /// Releases a consumed response message of `bytes` bytes (as received, framing not
+    /// included): the transport reopens the server's flow-control window by as much (plus its
+    /// framing).
     func consume(_ bytes: Int)
 }
 

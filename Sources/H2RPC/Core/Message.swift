@@ -41,6 +41,10 @@ public struct MessageBytes: Sendable {
     }
     @usableFromInline
     let storage: Storage
+    /// Outbound: compress the message with this algorithm when it is sent (nil: send it as is).
+    /// Set by the call from its compression setting; the stream must declare the same
+    /// `grpc-encoding`.
+    public var compression: CompressionAlgorithm? = nil
 
     /// Bytes in an array.
     @inlinable

@@ -43,7 +43,7 @@ public struct RPCRouter: Sendable {
         routes[descriptor.path] = Route(
             descriptor: descriptor, kind: .clientStreaming,
             handler: .streaming { call, _ in
-                let response = try await handler(RequestStream(call.requests), call.context)
+                let response = try await handler(RequestStream(call), call.context)
                 try await ResponseWriter<Response>(call: call).write(response)
             })
     }
@@ -57,7 +57,7 @@ public struct RPCRouter: Sendable {
         routes[descriptor.path] = Route(
             descriptor: descriptor, kind: .bidirectionalStreaming,
             handler: .streaming { call, _ in
-                try await handler(RequestStream(call.requests), ResponseWriter(call: call), call.context)
+                try await handler(RequestStream(call), ResponseWriter(call: call), call.context)
             })
     }
 }

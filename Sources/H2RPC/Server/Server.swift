@@ -234,13 +234,16 @@ final class ServerDispatcher: ServerCallAcceptor {
                 RPCError(
                     .internal, "malformed grpc-timeout '\(raw)': expected 1-8 digits and a unit of H, M, S, m, u or n"))
         }
-        if let encoding = head.encoding {
+        if let encoding = head.encoding, CompressionAlgorithm(name: encoding) == nil {
             // The transport announces grpc-accept-encoding on every response.
+            let supported = (["identity"] + CompressionAlgorithm.allCases.map(\.name)).joined(separator: ", ")
             return reject(
-                RPCError(.unimplemented, "grpc-encoding '\(encoding)' is not supported; this server accepts identity"))
+                RPCError(
+                    .unimplemented, "grpc-encoding '\(encoding)' is not supported; this server accepts \(supported)"))
         }
         let context = ServerContext(
-            descriptor: route.descriptor, metadata: head.metadata, deadline: deadline, peer: head.peer)
+            descriptor: route.descriptor, metadata: head.metadata, deadline: deadline, peer: head.peer,
+            acceptedCompression: head.acceptedCompression)
         active.add(1, ordering: .relaxed)
         let call = ServerCall(
             context: context, route: route, outbound: outbound, dispatcher: self, executor: head.executor,

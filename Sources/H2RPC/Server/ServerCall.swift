@@ -43,6 +43,8 @@ public final class ServerCall: Sendable {
         var deadlineTask: Task<Void, Never>? = nil
         /// The status sent (nil until then, or if the stream closed first).
         var status: Status? = nil
+        /// The response `grpc-encoding`, declared with the first response message.
+        var responseEncoding: CompressionAlgorithm? = nil
     }
 
     init(
@@ -273,12 +275,28 @@ public final class ServerCall: Sendable {
     private func handle(_ request: MessageBytes?) async throws {
         switch route.handler {
         case .unary(let handler):
-            let response = try await handler(request ?? MessageBytes([]), context)
+            let response = try await handler(try takeRequest(request) ?? MessageBytes([]), context)
             finish(message: response, error: nil)
         case .streaming(let handler):
-            try await handler(self, request)
+            try await handler(self, try takeRequest(request))
             finish(message: nil, error: nil)
         }
+    }
+
+    /// A request message as the handler gets it: inflated (within the method's limit) if it
+    /// arrived compressed, noted in the context.
+    func takeRequest(_ message: MessageBytes?) throws(RPCError) -> MessageBytes? {
+        guard let message else { return nil }
+        let compressed = message.isCompressed
+        context.storage.lastRequestCompressed.store(compressed, ordering: .relaxed)
+        return compressed ? try message.decompressed(limit: route.maxRequestMessageSize) : message
+    }
+
+    /// The response `grpc-encoding` for a stream whose headers go out now: the handler's choice,
+    /// if the client accepts it.
+    private func declaredEncoding() -> CompressionAlgorithm? {
+        guard let wanted = context.responseCompression, context.acceptedCompression.contains(wanted) else { return nil }
+        return wanted
     }
 
     private func expire() {
@@ -312,17 +330,22 @@ public final class ServerCall: Sendable {
             timer?.cancel()
         }
         let response = context.storage.response.withLock { $0 }
+        var outMessage = message.map { MessageBytes($0) }
+        if outMessage != nil, context.responseCompression != nil {
+            outMessage?.compression =
+                step.headersSent ? state.withLock { $0.responseEncoding } : declaredEncoding()
+        }
         var trailers = response.trailing
         if let error { trailers.append(contentsOf: error.metadata) }
         if let message { responseBytes.add(message.count, ordering: .relaxed) }
         if step.headersSent {
-            if let message {
-                outbound.write(.message(MessageBytes(message)), .status(status, trailers), nil)
+            if let outMessage {
+                outbound.write(.message(outMessage), .status(status, trailers), nil)
             } else {
                 outbound.write(.status(status, trailers))
             }
-        } else if let message {
-            outbound.write(.metadata(response.initial), .message(MessageBytes(message)), .status(status, trailers))
+        } else if let outMessage {
+            outbound.write(.metadata(response.initial), .message(outMessage), .status(status, trailers))
         } else if response.initial.isEmpty {
             outbound.write(.trailersOnly(status, trailers))
         } else {
@@ -339,15 +362,24 @@ public final class ServerCall: Sendable {
 
     func writeMessage(_ bytes: [UInt8]) async throws {
         try await flow?.reserve(bytes.count)
-        guard let first = state.withLock({ $0.call.writeMessage() }) else {
+        let wanted = context.responseCompression
+        let declare = wanted == nil ? nil : declaredEncoding()
+        guard
+            let (first, encoding) = state.withLock({ s -> (Bool, CompressionAlgorithm?)? in
+                guard let first = s.call.writeMessage() else { return nil }
+                if first { s.responseEncoding = declare }
+                return (first, s.responseEncoding)
+            })
+        else {
             throw RPCError(.cancelled, "the call is already over")
         }
         responseBytes.add(bytes.count, ordering: .relaxed)
+        var message = MessageBytes(bytes)
+        if wanted != nil { message.compression = encoding }
         if first {
-            outbound.write(
-                .metadata(context.storage.response.withLock { $0.initial }), .message(MessageBytes(bytes)), nil)
+            outbound.write(.metadata(context.storage.response.withLock { $0.initial }), .message(message), nil)
         } else {
-            outbound.write(.message(MessageBytes(bytes)))
+            outbound.write(.message(message))
         }
     }
 }

@@ -10,13 +10,48 @@ public struct ServerContext: Sendable {
     public var deadline: ContinuousClock.Instant? { storage.deadline }
     /// The peer's address, e.g. `ipv4:127.0.0.1:5555`, or `in-process:1`.
     public var peer: String { storage.peer }
+    /// The algorithms the client accepts for responses (its `grpc-accept-encoding`).
+    public var acceptedCompression: [CompressionAlgorithm] { storage.acceptedCompression }
+
+    /// Whether the request message the handler took last (the single request, or the latest one
+    /// its request stream returned) arrived compressed.
+    public var requestWasCompressed: Bool { storage.lastRequestCompressed.load(ordering: .relaxed) }
+
+    /// How the following response messages are compressed; nil (default): not at all. The
+    /// algorithm is used only if the client accepts it (``acceptedCompression``), and the first
+    /// response message fixes the stream's `grpc-encoding`: after an uncompressed first
+    /// message, later ones stay uncompressed; after a compressed one, setting nil sends the next
+    /// ones uncompressed.
+    public var responseCompression: CompressionAlgorithm? {
+        get {
+            switch storage.responseCompression.load(ordering: .relaxed) {
+            case 1: return .gzip
+            case 2: return .deflate
+            default: return nil
+            }
+        }
+        nonmutating set {
+            let raw: UInt8
+            switch newValue {
+            case .gzip?: raw = 1
+            case .deflate?: raw = 2
+            case nil: raw = 0
+            }
+            storage.responseCompression.store(raw, ordering: .relaxed)
+        }
+    }
 
     /// All of it in one object (with the response metadata): a context is passed around and
     /// copied for every call, and a copy then retains one reference.
     let storage: Storage
 
-    init(descriptor: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peer: String) {
-        storage = Storage(descriptor: descriptor, metadata: metadata, deadline: deadline, peer: peer)
+    init(
+        descriptor: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peer: String,
+        acceptedCompression: [CompressionAlgorithm] = []
+    ) {
+        storage = Storage(
+            descriptor: descriptor, metadata: metadata, deadline: deadline, peer: peer,
+            acceptedCompression: acceptedCompression)
     }
 
     /// Adds initial metadata (response headers). Takes effect if set before the first
@@ -46,16 +81,26 @@ public struct ServerContext: Sendable {
         let metadata: Metadata
         let deadline: ContinuousClock.Instant?
         let peer: String
+        let acceptedCompression: [CompressionAlgorithm]
+        /// The handler's response compression (0: none, 1: gzip, 2: deflate): atomics, as every
+        /// call reads them on its way out.
+        let responseCompression = Atomic<UInt8>(0)
+        /// Whether the request message taken last arrived compressed.
+        let lastRequestCompressed = Atomic<Bool>(false)
         /// Response metadata the handler sets while it runs.
         let response = Mutex(ResponseMetadata())
         /// Values interceptors attach (see `setAttachment`).
         let attachments = Mutex<[ObjectIdentifier: any Sendable]>([:])
 
-        init(descriptor: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peer: String) {
+        init(
+            descriptor: MethodDescriptor, metadata: Metadata, deadline: ContinuousClock.Instant?, peer: String,
+            acceptedCompression: [CompressionAlgorithm]
+        ) {
             self.descriptor = descriptor
             self.metadata = metadata
             self.deadline = deadline
             self.peer = peer
+            self.acceptedCompression = acceptedCompression
         }
     }
 }

@@ -5,22 +5,28 @@
 public struct RequestStream<Message: RPCMessage>: AsyncSequence, Sendable {
     /// A decoded request message.
     public typealias Element = Message
-    let queue: InboundQueue
+    let call: ServerCall
 
-    init(_ queue: InboundQueue) { self.queue = queue }
+    init(_ call: ServerCall) { self.call = call }
 
     /// Reads and decodes the messages.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let queue: InboundQueue
+        let call: ServerCall
         /// The next message, or nil once the client half-closed; throws if the call ended or a message does not decode.
         public mutating func next() async throws -> Message? {
-            guard let bytes = try await queue.next() else { return nil }
-            return try decodeRequest(Message.self, bytes)
+            guard let bytes = try await call.requests.next() else { return nil }
+            let message: MessageBytes?
+            do { message = try call.takeRequest(bytes) } catch {
+                // A message that inflates past the limit (or is corrupt) ends the call.
+                call.fail(error)
+                throw error
+            }
+            return try decodeRequest(Message.self, message ?? bytes)
         }
     }
 
     /// The iterator (iterate once).
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(queue: queue) }
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(call: call) }
 }
 
 /// Writes the response messages of a server- or bidirectional-streaming call.

@@ -16,8 +16,12 @@ public struct RequestHead: Sendable {
     public var metadata: Metadata
     /// The requested timeout.
     public var timeout: Timeout
-    /// `grpc-encoding`, if sent and not `identity`.
+    /// `grpc-encoding`, if sent and not `identity`. A name that is not a
+    /// ``CompressionAlgorithm`` is answered UNIMPLEMENTED; a transport that sets a known one
+    /// delivers the compressed messages as ``CompressedMessageBuffer``s.
     public var encoding: String?
+    /// The algorithms the client accepts for responses (`grpc-accept-encoding`).
+    public var acceptedCompression: [CompressionAlgorithm] = []
     /// Whether `te: trailers` was present (required by the gRPC spec over HTTP/2).
     public var hasTE: Bool
     /// The peer, e.g. `ipv4:127.0.0.1:5555`.
