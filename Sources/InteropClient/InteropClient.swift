@@ -29,12 +29,14 @@ struct InteropClientCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("ca_file"),
-        help: "With --use_tls=true: the PEM CA file the server's certificate is checked against (default: the system's).")
+        help:
+            "With --use_tls=true: the PEM CA file the server's certificate is checked against (default: the system's).")
     var caFile: String?
 
     @Option(
         name: .customLong("server_host_override"),
-        help: "With --use_tls=true: the name the server's certificate must carry (and the SNI) instead of --server_host.")
+        help:
+            "With --use_tls=true: the name the server's certificate must carry (and the SNI) instead of --server_host.")
     var serverHostOverride: String?
 
     @Option(name: .customLong("case_timeout"), help: "Seconds after which a test case that has not finished fails.")

@@ -15,7 +15,8 @@ import Interop
 struct InteropServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "interop-server",
-        abstract: "Serves grpc.testing.TestService (the gRPC interop test server) over h2c, or TLS with --use_tls=true.")
+        abstract: "Serves grpc.testing.TestService (the gRPC interop test server) over h2c, or TLS with --use_tls=true."
+    )
 
     @Option(name: .customLong("port"), help: "The port to listen on (0 picks a free one).")
     var port: UInt16 = 0
