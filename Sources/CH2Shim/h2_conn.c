@@ -165,8 +165,11 @@ static void conn_peer(h2_conn *c, char *buf, size_t len)
     char a[INET6_ADDRSTRLEN] = "?";
     unsigned port = 0;
     if (c->fd >= 0 && getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        if (ss.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) { /* a dual-stack listener's IPv4 peer */
+            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], a, sizeof a);
+            port = ntohs(s6->sin6_port);
+        } else if (ss.ss_family == AF_INET6) {
             inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof a);
             port = ntohs(s6->sin6_port);
             snprintf(buf, len, "[%s]:%u", a, port);

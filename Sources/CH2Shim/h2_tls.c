@@ -294,7 +294,10 @@ static void handshake_err(SSL *ssl, int rc, char *err, size_t len)
     } else if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
         set_err(err, len, "%s", errno ? strerror(errno) : "the peer closed the connection during the handshake");
     } else {
-        set_err(err, len, "TLS handshake failed");
+        unsigned long code = ERR_get_error();
+        const char *reason = code ? ERR_reason_error_string(code) : NULL;
+        snprintf(err, len, "%s", reason ? reason : "the handshake failed");
+        ERR_clear_error();
     }
 }
 

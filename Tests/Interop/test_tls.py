@@ -92,8 +92,8 @@ def test_grpcio_refuses_wrong_ca(h2rpc_tls_server, certs):
 
 def _wait_for_log(server, text, timeout=15):
     end = time.monotonic() + timeout
-    while text not in server.log:
-        assert time.monotonic() < end, f"no {text!r} in the server's log:\n{server.log}"
+    while text not in server.log():
+        assert time.monotonic() < end, f"no {text!r} in the server's log:\n{server.log()}"
         time.sleep(0.05)
 
 
@@ -112,7 +112,7 @@ def test_cleartext_to_tls_port_is_closed(h2rpc_tls_server, certs):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         assert _closed(sock)
-    _wait_for_log(server, "TLS handshake from 127.0.0.1:")
+    _wait_for_log(server, "TLS handshake from 127.0.0.1:")  # (a dual-stack listener logs IPv4 peers as IPv4)
     # still serving
     channel = _secure_channel(port, certs.ca_pem)
     grpc.channel_ready_future(channel).result(timeout=10)
