@@ -47,7 +47,9 @@ OURS=$(free_port); OURS_GLOBAL=$(free_port); GRPCIO=$(free_port); NGHTTPD=$(free
 OURS_TLS=$(free_port); NGHTTPD_TLS=$(free_port)
 # Default: handlers on the event loops (one per core). The second server runs handlers on
 # Swift's global executor, as the gallery server does (its handlers block on SQLite).
-$BIN/interop-server --port "$OURS" >"$WORK/ours.log" 2>&1 & PIDS+=($!); OURS_PID=$!
+# --reset_burst: stage 3 cancels 10,000 calls on one connection, past the default rapid-reset
+# burst (1000, issue 10), which would end it with GOAWAY ENHANCE_YOUR_CALM.
+$BIN/interop-server --port "$OURS" --reset_burst 20000 >"$WORK/ours.log" 2>&1 & PIDS+=($!); OURS_PID=$!
 $BIN/interop-server --port "$OURS_GLOBAL" --executor global --event_loops 1 >"$WORK/ours-global.log" 2>&1 & PIDS+=($!)
 python3 Tests/Interop/grpcio_peer_server.py --port "$GRPCIO" >"$WORK/grpcio.log" 2>&1 & PIDS+=($!)
 nghttpd --no-tls -d "$WORK/www" "$NGHTTPD" >/dev/null 2>&1 & PIDS+=($!)
