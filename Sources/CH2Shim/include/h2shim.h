@@ -55,8 +55,8 @@ typedef struct h2_nv {
 #define H2_STREAM_ERR_TRUNCATED 2 /* END_STREAM in the middle of a message; detail = bytes buffered */
 
 /* events of on_conn (client connections) */
-#define H2_CONN_CONNECTED 1 /* TCP connected, HTTP/2 preface sent */
-#define H2_CONN_FAILED 2    /* connect failed; detail = errno; the connection is gone */
+#define H2_CONN_CONNECTED 1 /* TCP connected (TLS: handshake done, ALPN h2), HTTP/2 preface sent */
+#define H2_CONN_FAILED 2    /* connect (or the TLS handshake: EPROTO) failed; detail = errno; the connection is gone */
 #define H2_CONN_GOAWAY 3    /* peer sent GOAWAY; detail = last stream id; open no new streams */
 #define H2_CONN_CLOSED 4    /* connection closed (detail = errno or 0); the token is dead */
 
