@@ -202,10 +202,11 @@ static ssize_t conn_recv(h2_conn *c, uint8_t *buf, size_t len)
     if (c->ssl) {
         char err[256] = "";
         ssize_t n = h2_tls_read(c->ssl, buf, len, err, sizeof err);
-        if (n < 0 && n != -EAGAIN) {
+        if (n == -EPROTO) { /* a TLS error (a socket error closes quietly, as in cleartext) */
             conn_tls_fail(c, "error on the connection", err, true);
             return -EPROTO;
         }
+        if (n < 0 && n != -EAGAIN) c->tls_broken = true;
         return n;
     }
     ssize_t n;

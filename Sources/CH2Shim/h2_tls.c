@@ -337,9 +337,7 @@ ssize_t h2_tls_read(SSL *ssl, void *buf, size_t len, char *err, size_t errlen)
     case SSL_ERROR_SYSCALL:
         if (ERR_peek_error() == 0) { /* the socket failed under it (or closed: IGNORE_UNEXPECTED_EOF) */
             int e = errno;
-            if (e == 0) return 0;
-            set_err(err, errlen, "%s", strerror(e));
-            return -e;
+            return e == 0 ? 0 : e == EPROTO ? -EIO : -e; /* -EPROTO means a TLS error */
         }
         /* fallthrough */
     default: set_err(err, errlen, "TLS error"); return -EPROTO;

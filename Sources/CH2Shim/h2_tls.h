@@ -34,7 +34,7 @@ struct ssl_st *h2_tls_session(h2_tls_ctx *t, int fd, const char *server_name, ch
  * without it is H2_TLS_FAILED. */
 int h2_tls_handshake(struct ssl_st *ssl, char *err, size_t errlen);
 /* Reads decrypted bytes: >0 bytes, 0 the peer closed, -EAGAIN nothing now, -EPROTO a TLS error
- * (reason in err). */
+ * (reason in err), another -errno the socket failed. */
 ssize_t h2_tls_read(struct ssl_st *ssl, void *buf, size_t len, char *err, size_t errlen);
 /* An h2_outq writer (ctx = the SSL): returns bytes written, or -1 with errno (EAGAIN: retry the
  * same bytes later; EPROTO: a TLS error). */
