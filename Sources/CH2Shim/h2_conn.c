@@ -162,7 +162,7 @@ static void conn_peer(h2_conn *c, char *buf, size_t len)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    char a[INET6_ADDRSTRLEN] = "?";
+    char a[INET6_ADDRSTRLEN] = "";
     unsigned port = 0;
     if (c->fd >= 0 && getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
@@ -181,7 +181,10 @@ static void conn_peer(h2_conn *c, char *buf, size_t len)
             port = ntohs(s4->sin_port);
         }
     }
-    snprintf(buf, len, "%s:%u", a, port);
+    if (a[0])
+        snprintf(buf, len, "%s:%u", a, port);
+    else /* the socket is gone already (a reset) */
+        snprintf(buf, len, "%s", c->is_client ? "the server" : "the client");
 }
 
 /* A TLS failure: logged with the peer's address, then the connection closes. */

@@ -283,6 +283,15 @@ SSL *h2_tls_session(h2_tls_ctx *t, int fd, const char *server_name, char *err, s
     return ssl;
 }
 
+/* err = the first reason in OpenSSL's error queue (which is then emptied), or `fallback`. */
+static void reason(char *err, size_t len, const char *fallback)
+{
+    unsigned long code = ERR_get_error();
+    const char *r = code ? ERR_reason_error_string(code) : NULL;
+    snprintf(err, len, "%s", r ? r : fallback);
+    ERR_clear_error();
+}
+
 /* err = what failed: the certificate check's result when that was it, else OpenSSL's reason. */
 static void handshake_err(SSL *ssl, int rc, char *err, size_t len)
 {
@@ -294,10 +303,7 @@ static void handshake_err(SSL *ssl, int rc, char *err, size_t len)
     } else if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
         set_err(err, len, "%s", errno ? strerror(errno) : "the peer closed the connection during the handshake");
     } else {
-        unsigned long code = ERR_get_error();
-        const char *reason = code ? ERR_reason_error_string(code) : NULL;
-        snprintf(err, len, "%s", reason ? reason : "the handshake failed");
-        ERR_clear_error();
+        reason(err, len, "the handshake failed");
     }
 }
 
@@ -340,7 +346,7 @@ ssize_t h2_tls_read(SSL *ssl, void *buf, size_t len, char *err, size_t errlen)
             return e == 0 ? 0 : e == EPROTO ? -EIO : -e; /* -EPROTO means a TLS error */
         }
         /* fallthrough */
-    default: set_err(err, errlen, "TLS error"); return -EPROTO;
+    default: reason(err, errlen, "a TLS error"); return -EPROTO;
     }
 }
 
