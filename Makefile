@@ -7,7 +7,8 @@ PORT ?= 50051
 
 APT_PACKAGES := libnghttp2-dev libprotobuf-c-dev libsqlite3-dev pkg-config \
                 protobuf-c-compiler protobuf-compiler libprotobuf-dev \
-                nghttp2-client nghttp2-server valgrind tmux bc zlib1g-dev
+                nghttp2-client nghttp2-server valgrind tmux bc zlib1g-dev \
+                libssl-dev openssl
 PY_PACKAGES := grpcio==1.85.1 grpcio-tools==1.85.1 grpcio-reflection==1.85.1 protobuf pytest h2
 
 .PHONY: deps pydeps build build-release run run-interop test fuzz load lint format generate check-generated bench clean

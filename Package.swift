@@ -79,7 +79,9 @@ let package = Package(
         ),
         .target(
             name: "CH2Shim",
-            dependencies: ["CNGHTTP2"]
+            dependencies: ["CNGHTTP2"],
+            // TLS (h2_tls.c): Debian's libssl-dev.
+            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
         ),
         .target(
             name: "CLinuxFiles"

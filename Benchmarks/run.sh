@@ -5,6 +5,8 @@
 #      (the ceiling for anything on nghttp2); each checked for grpc-status 0 with nghttp.
 #   2. server streaming: h2rpc-bench (our client) against our server, 1 KiB messages.
 #   3. 10,000 calls cancelled mid-stream, then idle: server RSS before/after.
+#   4. TLS: the unary load of 1. over TLS (ALPN h2) against our interop-server and nghttpd,
+#      both with the same throwaway certificate (openssl CLI), same h2load settings.
 # Prints a table; BENCH_OUT=FILE also writes it there (markdown).
 # BASELINE_BIN=DIR adds the interop-server and h2rpc-bench found in DIR (an older build) as
 # rows of the same run (loaded right after this build), so a change is judged side by side.
@@ -37,14 +39,25 @@ body = b"\x0a\x12\x12\x10" + b"\x00" * 16
 open(sys.argv[1], "wb").write(bytes([0]) + len(body).to_bytes(4, "big") + body)
 PY
 
+# TLS: one throwaway self-signed P-256 certificate for both TLS servers.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+  -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.pem" >/dev/null 2>&1
+
 OURS=$(free_port); OURS_GLOBAL=$(free_port); GRPCIO=$(free_port); NGHTTPD=$(free_port)
+OURS_TLS=$(free_port); NGHTTPD_TLS=$(free_port)
 # Default: handlers on the event loops (one per core). The second server runs handlers on
 # Swift's global executor, as the gallery server does (its handlers block on SQLite).
-$BIN/interop-server --port "$OURS" >"$WORK/ours.log" 2>&1 & PIDS+=($!); OURS_PID=$!
+# --reset_burst: stage 3 cancels 10,000 calls on one connection, past the default rapid-reset
+# burst (1000, issue 10), which would end it with GOAWAY ENHANCE_YOUR_CALM.
+$BIN/interop-server --port "$OURS" --reset_burst 20000 >"$WORK/ours.log" 2>&1 & PIDS+=($!); OURS_PID=$!
 $BIN/interop-server --port "$OURS_GLOBAL" --executor global --event_loops 1 >"$WORK/ours-global.log" 2>&1 & PIDS+=($!)
 python3 Tests/Interop/grpcio_peer_server.py --port "$GRPCIO" >"$WORK/grpcio.log" 2>&1 & PIDS+=($!)
 nghttpd --no-tls -d "$WORK/www" "$NGHTTPD" >/dev/null 2>&1 & PIDS+=($!)
+$BIN/interop-server --port "$OURS_TLS" --use_tls=true --tls_cert_file "$WORK/tls.pem" --tls_key_file "$WORK/tls.key" \
+  >"$WORK/ours-tls.log" 2>&1 & PIDS+=($!)
+nghttpd -d "$WORK/www" "$NGHTTPD_TLS" "$WORK/tls.key" "$WORK/tls.pem" >/dev/null 2>&1 & PIDS+=($!)
 wait_port "$OURS"; wait_port "$OURS_GLOBAL"; wait_port "$GRPCIO"; wait_port "$NGHTTPD"
+wait_port "$OURS_TLS"; wait_port "$NGHTTPD_TLS"
 if [ -n "${BASELINE_BIN:-}" ]; then
   BASE=$(free_port)
   "$BASELINE_BIN/interop-server" --port "$BASE" >"$WORK/base.log" 2>&1 & PIDS+=($!)
@@ -53,10 +66,10 @@ fi
 
 check_grpc_ok() { # h2load reads only :status; check the grpc-status trailer with a real request.
   nghttp -v -d "$WORK/request.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
-    "http://127.0.0.1:$1/grpc.testing.TestService/UnaryCall" 2>&1 | grep -q 'grpc-status: 0' \
+    "${2:-http}://127.0.0.1:$1/grpc.testing.TestService/UnaryCall" 2>&1 | grep -q 'grpc-status: 0' \
     || { echo "server on $1 did not answer grpc-status 0" >&2; exit 1; }
 }
-check_grpc_ok "$OURS"; check_grpc_ok "$OURS_GLOBAL"; check_grpc_ok "$GRPCIO"
+check_grpc_ok "$OURS"; check_grpc_ok "$OURS_GLOBAL"; check_grpc_ok "$GRPCIO"; check_grpc_ok "$OURS_TLS" https
 if [ -n "${BASELINE_BIN:-}" ]; then check_grpc_ok "$BASE"; fi
 
 # h2load: prints "req/s p50_ms p99_ms ok total"
@@ -83,6 +96,8 @@ fi
 read -r R_OG P50_OG P99_OG OK_OG N_OG < <(load ours-global "http://127.0.0.1:$OURS_GLOBAL/grpc.testing.TestService/UnaryCall" "${GRPC_ARGS[@]}")
 read -r R_PY P50_PY P99_PY OK_PY N_PY < <(load grpcio "http://127.0.0.1:$GRPCIO/grpc.testing.TestService/UnaryCall" "${GRPC_ARGS[@]}")
 read -r R_NG P50_NG P99_NG OK_NG N_NG < <(load nghttpd "http://127.0.0.1:$NGHTTPD/unary")
+read -r R_OT P50_OT P99_OT OK_OT N_OT < <(load ours-tls "https://127.0.0.1:$OURS_TLS/grpc.testing.TestService/UnaryCall" "${GRPC_ARGS[@]}")
+read -r R_NT P50_NT P99_NT OK_NT N_NT < <(load nghttpd-tls "https://127.0.0.1:$NGHTTPD_TLS/unary")
 
 # Server streaming, our client against our server.
 STREAM_LINE=$($BENCH_BIN/h2rpc-bench stream --port "$OURS" --messages "${STREAM_MESSAGES:-2000000}" --size 1024 --streams 4)
@@ -109,6 +124,13 @@ Unary, h2load -D ${DURATION}s -c $CLIENTS -m $STREAMS, 16-byte payload, load gen
 $(if [ -n "${BASELINE_BIN:-}" ]; then echo "| baseline build (\`$BASELINE_BIN\`) interop-server, handlers on $(nproc) event loops | $R_BASE | $P50_BASE | $P99_BASE | $OK_BASE / $N_BASE | $(ratio "$R_BASE" "$R_NG") | $(ratio "$R_BASE" "$R_PY") |"; fi)
 | grpcio Python server (UnaryCall) | $R_PY | $P50_PY | $P99_PY | $OK_PY / $N_PY | $(ratio "$R_PY" "$R_NG") | 1.00 |
 | nghttpd static file, same size | $R_NG | $P50_NG | $P99_NG | $OK_NG / $N_NG | 1.00 | $(ratio "$R_NG" "$R_PY") |
+
+TLS (ALPN h2, TLS 1.3, one self-signed P-256 certificate for both), the same h2load settings:
+
+| server | req/s | p50 ms | p99 ms | 2xx / requests | ratio vs nghttpd-TLS | ratio vs our cleartext |
+|---|---|---|---|---|---|---|
+| H2RPC interop-server (UnaryCall), TLS, handlers on $(nproc) event loops | $R_OT | $P50_OT | $P99_OT | $OK_OT / $N_OT | $(ratio "$R_OT" "$R_NT") | $(ratio "$R_OT" "$R_OURS") |
+| nghttpd static file, same size, TLS | $R_NT | $P50_NT | $P99_NT | $OK_NT / $N_NT | 1.00 | $(ratio "$R_NT" "$R_OURS") |
 
 Server streaming (h2rpc-bench → interop-server, 1 KiB messages, 4 streams): $MSGS messages/s$(if [ -n "${BASELINE_BIN:-}" ]; then echo "; baseline build: $BASE_MSGS messages/s"; fi)
 10,000 calls cancelled mid-stream: server RSS $RSS_BEFORE KiB before, $RSS_AFTER KiB after ($(python3 -c "print(f'{($RSS_AFTER-$RSS_BEFORE)*100/$RSS_BEFORE:+.1f}')")%)

@@ -11,8 +11,10 @@ public struct LabGalleryCLI: AsyncParsableCommand {
         abstract: "Operate a LabGallery server: lab accounts, galleries, images, labs, replication, cost.",
         discussion: """
             Connection: --endpoint host:port (or LABGALLERY_ENDPOINT, default 127.0.0.1:50051) and \
-            --token (or LABGALLERY_TOKEN, falling back to ./labgallery-data/admin.token). TLS is not \
-            available (the transport speaks h2c only).
+            --token, --token-file (or LABGALLERY_TOKEN; for a loopback endpoint, falling back to \
+            ./labgallery-data/admin.token). --tls connects with TLS (--ca-file, and --cert/--key for \
+            mTLS); a token is never sent in cleartext to an endpoint that is not loopback unless \
+            --insecure says so.
 
             Global options (--endpoint, --token, --tls, --timeout, -o) go before or after the \
             subcommand: `labgallery --endpoint H:P gallery list` = `labgallery gallery list --endpoint H:P`.
@@ -102,11 +104,27 @@ struct ConnectionOptions: ParsableArguments {
             "Server address host:port (env LABGALLERY_ENDPOINT; default 127.0.0.1:50051).", valueName: "host:port"))
     var endpoint: String?
 
-    @Option(help: "Bearer token (env LABGALLERY_TOKEN; default: ./labgallery-data/admin.token if present).")
+    @Option(
+        help: "Bearer token (env LABGALLERY_TOKEN; default for a loopback endpoint: ./labgallery-data/admin.token).")
     var token: String?
 
-    @Flag(help: "Use TLS. Not available: the transport speaks h2c only, so this is an error.")
+    @Option(help: ArgumentHelp("Read the bearer token from this file.", valueName: "path"))
+    var tokenFile: String?
+
+    @Flag(help: "Connect with TLS, verifying the server's certificate and host name.")
     var tls = false
+
+    @Option(help: ArgumentHelp("With --tls: the PEM CA file to trust (default: the system's).", valueName: "path"))
+    var caFile: String?
+
+    @Option(help: ArgumentHelp("With --tls (mTLS): this client's PEM certificate chain.", valueName: "path"))
+    var cert: String?
+
+    @Option(help: ArgumentHelp("With --tls (mTLS): the PEM private key of --cert.", valueName: "path"))
+    var key: String?
+
+    @Flag(help: "Allow sending the token in cleartext (without --tls) to an endpoint that is not loopback.")
+    var insecure = false
 
     @Option(
         help: ArgumentHelp("Deadline of each call in seconds (streams and uploads have none).", valueName: "seconds"))
@@ -120,20 +138,36 @@ struct ConnectionOptions: ParsableArguments {
                 tokenFile: "labgallery-data/admin.token"))
     }
 
-    /// The client's configuration: each setting from its flag, else the environment
-    /// (`LABGALLERY_ENDPOINT`, `LABGALLERY_TOKEN`; empty values count as unset), else the default
-    /// (`127.0.0.1:50051`; the token in `tokenFile`, if it can be read).
+    /// The client's configuration: each setting from its flag (the token: `--token`, then
+    /// `--token-file`), else the environment (`LABGALLERY_ENDPOINT`, `LABGALLERY_TOKEN`; empty
+    /// values count as unset), else the default (`127.0.0.1:50051`; for a loopback endpoint only,
+    /// the token in `tokenFile`, if it can be read: the local admin token never leaves the machine).
     func configuration(environment env: [String: String], tokenFile: String) throws -> LabGalleryClient.Configuration {
         let endpoint =
             self.endpoint ?? env["LABGALLERY_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1:50051"
         let (host, port) = try LabGalleryClient.parseEndpoint(endpoint)
-        var token = self.token ?? env["LABGALLERY_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-        if token == nil, let local = try? String(contentsOfFile: tokenFile, encoding: .utf8) {
+        var token = self.token
+        if token == nil, let path = self.tokenFile {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw CLIError(message: "--token-file \(path): cannot read the file")
+            }
+            token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            if token?.isEmpty != false { throw CLIError(message: "--token-file \(path): the file is empty") }
+        }
+        token = token ?? env["LABGALLERY_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        if token == nil, LabGalleryClient.isLoopback(host: host),
+            let local = try? String(contentsOfFile: tokenFile, encoding: .utf8)
+        {
             token = local.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         guard timeout > 0 else { throw CLIError(message: "--timeout must be positive") }
+        if !tls && (caFile != nil || cert != nil || key != nil) {
+            throw CLIError(message: "--ca-file, --cert and --key need --tls", exitCode: 64)
+        }
+        if (cert == nil) != (key == nil) { throw CLIError(message: "--cert and --key go together", exitCode: 64) }
         return .init(
-            host: host, port: port, token: token, useTLS: tls, defaultTimeout: .milliseconds(Int(timeout * 1000)))
+            host: host, port: port, token: token, useTLS: tls, defaultTimeout: .milliseconds(Int(timeout * 1000)),
+            caFile: caFile, certificateFile: cert, keyFile: key, allowInsecureToken: insecure)
     }
 }
 

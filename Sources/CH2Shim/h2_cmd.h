@@ -39,8 +39,8 @@ typedef struct h2_ctl_cmd {
         struct { uint32_t code; } reset;
         struct { size_t bytes; } consume;
         struct { h2_id conn; void *user; nghttp2_nv *hdrs; size_t nhdrs; } open; /* hdrs follow the command */
-        struct { struct sockaddr_storage addr; socklen_t addrlen; } connect;
-        struct { int fd; } listen;
+        struct { struct sockaddr_storage addr; socklen_t addrlen; h2_tls_ctx *tls; const char *name; } connect; /* tls: a reference; name follows the command */
+        struct { int fd; h2_tls_ctx *tls; } listen; /* tls: a reference, or NULL */
         struct { h2_run_fn fn; void *ctx; void *arg; } run;
     } u;
 } h2_ctl_cmd;

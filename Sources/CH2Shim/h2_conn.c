@@ -6,6 +6,10 @@
 #include "h2_mem.h"
 #include "h2_net.h"
 #include "h2_session.h"
+#include "h2_tls.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
 
 #include <errno.h>
 #include <sys/epoll.h>
@@ -64,6 +68,10 @@ void h2_conn_close_now(h2_conn *c, int err, uint32_t stream_code, bool failed)
     if (c->dead) return;
     h2_loop *L = c->loop;
     c->dead = true;
+    if (c->ssl) h2_tls_session_free(c->ssl, c->tls_broken || err != 0);
+    c->ssl = NULL;
+    h2_tls_release(c->tls);
+    c->tls = NULL;
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
     while (c->streams) h2_stream_finish(c->streams, stream_code);
@@ -104,11 +112,12 @@ static ssize_t sock_writev(void *ctx, const struct iovec *iov, int n)
  * drained (bounded memory). */
 void h2_conn_flush(h2_conn *c)
 {
-    if (c->dead || c->connecting) return;
+    if (c->dead || c->connecting || c->tls_hs) return;
     for (;;) {
         if (h2_outq_pending(&c->out)) {
-            int r = h2_outq_write(&c->out, sock_writev, &c->fd);
+            int r = c->ssl ? h2_outq_write(&c->out, h2_tls_writev, c->ssl) : h2_outq_write(&c->out, sock_writev, &c->fd);
             if (r < 0) {
+                if (c->ssl) c->tls_broken = true;
                 h2_conn_close_now(c, -r, H2_CLOSE_CONN_LOST, false);
                 return;
             }
@@ -148,16 +157,80 @@ void h2_conn_flush(h2_conn *c)
     }
 }
 
+/* "address:port" of the peer (for log lines). */
+static void conn_peer(h2_conn *c, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char a[INET6_ADDRSTRLEN] = "";
+    unsigned port = 0;
+    if (c->fd >= 0 && getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        if (ss.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) { /* a dual-stack listener's IPv4 peer */
+            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], a, sizeof a);
+            port = ntohs(s6->sin6_port);
+        } else if (ss.ss_family == AF_INET6) {
+            inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof a);
+            port = ntohs(s6->sin6_port);
+            snprintf(buf, len, "[%s]:%u", a, port);
+            return;
+        }
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &s4->sin_addr, a, sizeof a);
+            port = ntohs(s4->sin_port);
+        }
+    }
+    if (a[0])
+        snprintf(buf, len, "%s:%u", a, port);
+    else /* the socket is gone already (a reset) */
+        snprintf(buf, len, "%s", c->is_client ? "the server" : "the client");
+}
+
+/* A TLS failure: logged with the peer's address, then the connection closes. */
+static void conn_tls_fail(h2_conn *c, const char *what, const char *reason, bool broken)
+{
+    char peer[INET6_ADDRSTRLEN + 10];
+    conn_peer(c, peer, sizeof peer);
+    h2_loop_log(c->loop, c->id, "TLS %s %s %s: %s; connection closed", what, c->is_client ? "to" : "from", peer,
+                reason);
+    c->tls_broken = broken;
+    /* A client whose handshake failed never connected: FAILED, as for a refused connect. */
+    h2_conn_close_now(c, EPROTO, H2_CLOSE_CONN_LOST, c->is_client && c->tls_hs);
+}
+
+/* Reads up to len bytes: >0 bytes, 0 the peer closed, -EAGAIN nothing now, other -errno. */
+static ssize_t conn_recv(h2_conn *c, uint8_t *buf, size_t len)
+{
+    if (c->ssl) {
+        char err[256] = "";
+        ssize_t n = h2_tls_read(c->ssl, buf, len, err, sizeof err);
+        if (n == -EPROTO) { /* a TLS error (a socket error closes quietly, as in cleartext) */
+            conn_tls_fail(c, "error on the connection", err, true);
+            return -EPROTO;
+        }
+        if (n < 0 && n != -EAGAIN) c->tls_broken = true;
+        return n;
+    }
+    ssize_t n;
+    do n = recv(c->fd, buf, len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? -EAGAIN : -errno;
+    return n;
+}
+
 static void conn_read(h2_conn *c)
 {
     h2_loop *L = c->loop;
     uint8_t *rbuf = L->local.rbuf;
-    for (int i = 0; i < 4 && !c->dead; i++) {
-        ssize_t n = recv(c->fd, rbuf, H2_READ_BUF, 0);
+    /* Cleartext: a bounded batch (level-triggered epoll brings the rest). TLS: until it would
+     * block, since OpenSSL may hold decrypted bytes the socket no longer signals (read-ahead);
+     * what a peer can make us read is bounded by the flow-control windows. */
+    for (int i = 0; (c->ssl || i < 4) && !c->dead; i++) {
+        ssize_t n = conn_recv(c, rbuf, H2_READ_BUF);
+        if (n == -EAGAIN || c->dead) return;
         if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-            h2_conn_close_now(c, errno, H2_CLOSE_CONN_LOST, false);
+            h2_conn_close_now(c, (int)-n, H2_CLOSE_CONN_LOST, false);
             return;
         }
         if (n == 0) {
@@ -170,14 +243,61 @@ static void conn_read(h2_conn *c)
              * it out once, then drop the connection. */
             const uint8_t *p;
             ssize_t k = nghttp2_session_mem_send(c->sess, &p);
-            if (k > 0) (void)send(c->fd, p, (size_t)k, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (k > 0) {
+                struct iovec iov = {.iov_base = (void *)(uintptr_t)p, .iov_len = (size_t)k};
+                (void)(c->ssl ? h2_tls_writev(c->ssl, &iov, 1) : send(c->fd, p, (size_t)k, MSG_NOSIGNAL | MSG_DONTWAIT));
+            }
             h2_conn_close_now(c, EPROTO, H2_CLOSE_CONN_LOST, false);
             return;
         }
         if (c->timer.phase == H2_CT_HANDSHAKE) (void)h2_conntimer_feed(&c->timer, rbuf, (size_t)n, L->local.now);
         h2_conn_mark(c);
-        if ((size_t)n < H2_READ_BUF) return; /* drained for now */
+        if (!c->ssl && (size_t)n < H2_READ_BUF) return; /* drained for now */
     }
+}
+
+/* One TLS handshake step: waits for the socket as OpenSSL asks; once done (with ALPN h2) the
+ * connection goes on as HTTP/2 (our SETTINGS are flushed, a client reports CONNECTED). */
+static void conn_tls_handshake(h2_conn *c)
+{
+    char err[320] = "";
+    int r = h2_tls_handshake(c->ssl, err, sizeof err);
+    if (r == H2_TLS_FAILED) {
+        conn_tls_fail(c, "handshake", err, true);
+        return;
+    }
+    bool out = r == H2_TLS_WANT_WRITE;
+    if (r == H2_TLS_DONE) {
+        c->tls_hs = false;
+        out = false;
+    }
+    if (out != c->want_out) {
+        if (h2_conn_epoll(c, EPOLL_CTL_MOD, EPOLLIN | (out ? EPOLLOUT : 0)) != 0) {
+            h2_conn_close_now(c, errno, H2_CLOSE_CONN_LOST, c->is_client);
+            return;
+        }
+        c->want_out = out;
+    }
+    if (r != H2_TLS_DONE) return;
+    h2_loop *L = c->loop;
+    if (c->is_client && L->cb.on_conn) L->cb.on_conn(L->cb.ctx, c->id, H2_CONN_CONNECTED, 0);
+    if (c->dead) return;
+    h2_conn_mark(c);
+    conn_read(c); /* application data may have come with the last handshake flight */
+}
+
+int h2_conn_start_tls(h2_conn *c, h2_tls_ctx *tls, const char *server_name)
+{
+    char err[320] = "";
+    c->ssl = h2_tls_session(tls, c->fd, server_name, err, sizeof err);
+    if (!c->ssl) {
+        h2_loop_log(c->loop, c->id, "TLS setup failed: %s", err);
+        return -1;
+    }
+    h2_tls_ref(tls);
+    c->tls = tls;
+    c->tls_hs = true;
+    return 0;
 }
 
 void h2_conn_connected(h2_conn *c)
@@ -195,6 +315,10 @@ void h2_conn_connected(h2_conn *c)
         return;
     }
     c->want_out = false;
+    if (c->ssl) {
+        conn_tls_handshake(c); /* CONNECTED once it is done */
+        return;
+    }
     h2_loop *L = c->loop;
     if (L->cb.on_conn) L->cb.on_conn(L->cb.ctx, c->id, H2_CONN_CONNECTED, 0);
     h2_conn_mark(c);
@@ -205,6 +329,10 @@ void h2_conn_event(h2_conn *c, uint32_t ev)
     if (c->dead) return;
     if (c->connecting) {
         if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) h2_conn_connected(c);
+        return;
+    }
+    if (c->tls_hs) {
+        conn_tls_handshake(c);
         return;
     }
     if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) conn_read(c);
@@ -267,11 +395,15 @@ void h2_accept_all(h2_loop *L, h2_listener *ls)
         c->lim_counted = true;
         c->peer = peer;
         (void)h2_addr_format((struct sockaddr *)&ss, sl, c->peer_name, sizeof c->peer_name);
+        if (ls->tls && h2_conn_start_tls(c, ls->tls, NULL) != 0) {
+            h2_conn_close_now(c, ENOMEM, H2_CLOSE_CONN_LOST, false);
+            continue;
+        }
         if (h2_conn_epoll(c, EPOLL_CTL_ADD, EPOLLIN) != 0) {
             h2_conn_close_now(c, errno, H2_CLOSE_CONN_LOST, false);
             continue;
         }
-        h2_conn_mark(c); /* send our SETTINGS */
+        if (!c->ssl) h2_conn_mark(c); /* send our SETTINGS (TLS: once the handshake is done) */
     }
 }
 

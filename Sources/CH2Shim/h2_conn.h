@@ -50,11 +50,17 @@ struct h2_conn {
     struct h2_peer *peer;   /* its peer address's count in loop->lim (NULL: no per-address cap) */
     bool lim_counted;       /* counted in loop->lim: released on close */
     char peer_name[H2_ADDR_TEXT_MAX]; /* server connections: the peer address (h2_addr_format) */
+    /* TLS (h2_tls.h; NULL for cleartext) */
+    struct ssl_st *ssl;
+    h2_tls_ctx *tls;        /* a reference, released on close */
+    bool tls_hs;            /* handshake in progress: nothing is flushed yet */
+    bool tls_broken;        /* a fatal TLS error: no close_notify */
 };
 
 typedef struct h2_listener {
     int kind; /* H2_OBJ_LISTENER */
     int fd;
+    h2_tls_ctx *tls; /* a reference: a TLS listener; NULL = cleartext */
     struct h2_listener *next;
 } h2_listener;
 
@@ -69,6 +75,8 @@ int h2_conn_epoll(h2_conn *c, int op, uint32_t ev);
 void h2_conn_flush(h2_conn *c);
 void h2_conn_event(h2_conn *c, uint32_t ev);
 void h2_conn_connected(h2_conn *c);
+/* Makes c a TLS connection (server: accepting; client: verifying `server_name`). 0, or -1 (logged). */
+int h2_conn_start_tls(h2_conn *c, h2_tls_ctx *tls, const char *server_name);
 /* Closes the connection if an nghttp2 return code is fatal. */
 void h2_conn_check(h2_conn *c, int rv);
 /* Accepts what is pending (a bounded batch): connections over a cap are accepted and closed

@@ -5,6 +5,10 @@
 #include "h2_net.h"
 #include "h2_session.h"
 #include "h2_timer.h"
+#include "h2_tls.h"
+
+#include <stdarg.h>
+#include <stdio.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -20,10 +24,25 @@
 
 void h2_cmd_free(h2_loop *L, h2_cmd *c)
 {
-    if (c->kind == H2_CMD_SEND)
+    if (c->kind == H2_CMD_SEND) {
         h2_msgbuf_put(&L->pool, (h2_msgbuf *)c);
-    else
-        h2_free(c);
+        return;
+    }
+    h2_ctl_cmd *ctl = (h2_ctl_cmd *)c;
+    if (c->kind == H2_CMD_CONNECT) h2_tls_release(ctl->u.connect.tls);
+    if (c->kind == H2_CMD_LISTEN) h2_tls_release(ctl->u.listen.tls);
+    h2_free(c);
+}
+
+void h2_loop_log(h2_loop *L, h2_id conn, const char *fmt, ...)
+{
+    if (!L->log_fn) return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    L->log_fn(L->log_ctx, conn, line);
 }
 
 bool h2_loop_on_thread(const h2_loop *L)
@@ -238,6 +257,8 @@ static void do_connect(h2_loop *L, h2_ctl_cmd *cmd)
     h2_id id = cmd->head.id;
     int done = 0;
     int fd = h2_net_connect((struct sockaddr *)&cmd->u.connect.addr, cmd->u.connect.addrlen, &done);
+    /* The command's reference to the TLS context is the connection's from here (h2_conn_start_tls
+     * takes its own): released when the command is freed (h2_cmd_free). */
     if (fd < 0) {
         if (L->cb.on_conn) L->cb.on_conn(L->cb.ctx, id, H2_CONN_FAILED, -fd);
         return;
@@ -246,6 +267,10 @@ static void do_connect(h2_loop *L, h2_ctl_cmd *cmd)
     if (!c) {
         close(fd);
         if (L->cb.on_conn) L->cb.on_conn(L->cb.ctx, id, H2_CONN_FAILED, ENOMEM);
+        return;
+    }
+    if (cmd->u.connect.tls && h2_conn_start_tls(c, cmd->u.connect.tls, cmd->u.connect.name) != 0) {
+        h2_conn_close_now(c, ENOMEM, H2_CLOSE_CONN_LOST, true);
         return;
     }
     c->connecting = true;
@@ -263,6 +288,7 @@ void h2_listeners_close(h2_loop *L)
         h2_listener *ls = L->local.listeners;
         L->local.listeners = ls->next;
         close(ls->fd);
+        h2_tls_release(ls->tls);
         h2_free(ls);
     }
 }
@@ -279,18 +305,25 @@ static void do_goaway(h2_loop *L)
     }
 }
 
-static void do_listen(h2_loop *L, int fd)
+/* Takes the command's fd and TLS reference (cleared in the command). */
+static void do_listen(h2_loop *L, h2_ctl_cmd *cmd)
 {
+    int fd = cmd->u.listen.fd;
+    h2_tls_ctx *tls = cmd->u.listen.tls;
+    cmd->u.listen.tls = NULL;
     h2_listener *ls = h2_calloc(1, sizeof *ls);
     if (!ls) {
         close(fd);
+        h2_tls_release(tls);
         return;
     }
     ls->kind = H2_OBJ_LISTENER;
     ls->fd = fd;
+    ls->tls = tls;
     struct epoll_event e = {.events = L->local.accept_paused ? 0 : EPOLLIN, .data.ptr = ls};
     if (epoll_ctl(L->epfd, EPOLL_CTL_ADD, fd, &e) != 0) {
         close(fd);
+        h2_tls_release(tls);
         h2_free(ls);
         return;
     }
@@ -317,7 +350,7 @@ static void run_cmds(h2_loop *L)
             break;
         }
         case H2_CMD_GOAWAY: do_goaway(L); break;
-        case H2_CMD_LISTEN: do_listen(L, ctl->u.listen.fd); break;
+        case H2_CMD_LISTEN: do_listen(L, ctl); break;
         case H2_CMD_RUN: ctl->u.run.fn(ctl->u.run.ctx, ctl->u.run.arg, 1); break;
         }
         if (!kept) h2_cmd_free(L, cmd);

@@ -78,6 +78,8 @@ struct h2_loop {
      * called from a callback, on the loop thread) */
     h2_config cfg;
     h2_callbacks cb;
+    h2_log_fn log_fn; /* h2_loop_set_log */
+    void *log_ctx;
     int epfd;
     int evfd;
     int wake_kind; /* epoll tag of the eventfd (H2_OBJ_WAKE) */
@@ -136,5 +138,7 @@ void h2_listeners_close(h2_loop *L);
 void h2_loop_pause_accept(h2_loop *L);
 /* A server connection was opened: make sure the tick runs. */
 void h2_loop_arm_tick(h2_loop *L);
+/* A log line for connection `conn` (printf format), through the loop's log function if any. */
+void h2_loop_log(h2_loop *L, h2_id conn, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -7,6 +7,7 @@
  *   h2_ratelim.c   rapid-reset limiter             h2_outq.c     a connection's output queue
  *   h2_conn.c      connections                     h2_loop.c     command queue, epoll thread
  *   h2_map.c       token map                       h2_net.c      socket helpers
+ *   h2_tls.c       TLS contexts and sessions (OpenSSL)
  *
  * Other threads only allocate a token (atomic counter) and post a command to the loop's
  * queue; the loop thread owns every connection, stream and nghttp2 session.
@@ -19,6 +20,7 @@
 #include "h2_mem.h"
 #include "h2_net.h"
 #include "h2_session.h"
+#include "h2_tls.h"
 
 #include <errno.h>
 #include <string.h>
@@ -87,7 +89,8 @@ static int post_or_free(h2_loop *L, h2_ctl_cmd *c)
     return -1;
 }
 
-int h2_listen(h2_loop *loop, const char *host, uint16_t port, uint16_t *bound_port)
+/* h2_listen, with TLS when `tls` is set (the listener gets a reference). */
+static int listen_with(h2_loop *loop, const char *host, uint16_t port, h2_tls_ctx *tls, uint16_t *bound_port)
 {
     int fd = h2_net_listen(host, port, (int)loop->cfg.reuse_port, bound_port);
     if (fd < 0) return fd;
@@ -97,10 +100,35 @@ int h2_listen(h2_loop *loop, const char *host, uint16_t port, uint16_t *bound_po
         return -ENOMEM;
     }
     c->u.listen.fd = fd;
-    if (post_or_free(loop, c) != 0) {
+    if (tls) h2_tls_ref(tls);
+    c->u.listen.tls = tls;
+    if (h2_loop_post(loop, &c->head) != 0) {
+        h2_cmd_free(loop, &c->head);
         close(fd);
         return -ESHUTDOWN;
     }
+    return 0;
+}
+
+int h2_listen(h2_loop *loop, const char *host, uint16_t port, uint16_t *bound_port)
+{
+    return listen_with(loop, host, port, NULL, bound_port);
+}
+
+int h2_listen_tls(h2_loop *loop, const char *host, uint16_t port, h2_tls_ctx *tls, uint16_t *bound_port)
+{
+    if (!tls) return -EINVAL;
+    return listen_with(loop, host, port, tls, bound_port);
+}
+
+int h2_loop_set_log(h2_loop *loop, h2_log_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&loop->shared.lock);
+    bool started = loop->shared.started;
+    pthread_mutex_unlock(&loop->shared.lock);
+    if (started) return -EINVAL;
+    loop->log_fn = fn;
+    loop->log_ctx = ctx;
     return 0;
 }
 
@@ -176,7 +204,8 @@ void h2_loop_destroy(h2_loop *L)
     h2_loop_release(L);
 }
 
-h2_id h2_connect(h2_loop *loop, const char *host, uint16_t port)
+/* h2_connect, over TLS when `tls` is set (verifying `name`). */
+static h2_id connect_with(h2_loop *loop, const char *host, uint16_t port, h2_tls_ctx *tls, const char *name)
 {
     struct sockaddr_storage ss;
     socklen_t sl = 0;
@@ -186,14 +215,21 @@ h2_id h2_connect(h2_loop *loop, const char *host, uint16_t port)
         return 0;
     }
     h2_id id = h2_loop_new_id(loop);
-    h2_ctl_cmd *c = h2_ctl_new(H2_CMD_CONNECT, id, 0);
+    size_t namelen = tls && name ? strlen(name) + 1 : 0;
+    h2_ctl_cmd *c = h2_ctl_new(H2_CMD_CONNECT, id, namelen);
     if (!c) {
         errno = ENOMEM;
         return 0;
     }
     memcpy(&c->u.connect.addr, &ss, sl);
     c->u.connect.addrlen = sl;
-    if (post_or_free(loop, c) != 0) {
+    if (tls) {
+        h2_tls_ref(tls);
+        c->u.connect.tls = tls;
+        if (namelen) c->u.connect.name = memcpy(h2_ctl_extra(c), name, namelen);
+    }
+    if (h2_loop_post(loop, &c->head) != 0) {
+        h2_cmd_free(loop, &c->head);
         errno = ESHUTDOWN;
         return 0;
     }
@@ -213,6 +249,17 @@ size_t h2_conn_peer(h2_loop *loop, h2_id conn, char *buf, size_t cap)
     memcpy(buf, c->peer_name, n);
     buf[n] = 0;
     return n;
+}
+
+h2_id h2_connect(h2_loop *loop, const char *host, uint16_t port) { return connect_with(loop, host, port, NULL, NULL); }
+
+h2_id h2_connect_tls(h2_loop *loop, const char *host, uint16_t port, h2_tls_ctx *tls, const char *server_name)
+{
+    if (!tls) {
+        errno = EINVAL;
+        return 0;
+    }
+    return connect_with(loop, host, port, tls, server_name ? server_name : host);
 }
 
 void h2_conn_close(h2_loop *loop, h2_id conn)

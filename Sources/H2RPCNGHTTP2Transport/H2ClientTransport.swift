@@ -3,24 +3,34 @@ import H2RPC
 import Synchronization
 
 /// The HTTP/2 client transport on libnghttp2: one connection to one server, shared by
-/// concurrent calls, re-established on the next call after it drops.
+/// concurrent calls, re-established on the next call after it drops. Cleartext h2c, or h2 over
+/// TLS (ALPN h2, the server's certificate and name verified).
 public final class H2ClientTransport: ClientTransport {
     private let loop: H2Loop
     private let host: String
     private let port: UInt16
     private let authority: String
     private let side: ClientSide
+    private let tls: H2TLSClientContext?
+    private let serverName: String
 
-    /// Creates a transport to `host:port`; connects lazily, on the first call.
-    public init(host: String, port: Int, configuration: H2Configuration = H2Configuration()) throws {
+    /// Creates a transport to `host:port`; connects lazily, on the first call. With `tls` the
+    /// connection is TLS (its files are read here: create it off the cooperative pool), and a
+    /// certificate or handshake failure ends calls with UNAVAILABLE saying why.
+    public init(
+        host: String, port: Int, configuration: H2Configuration = H2Configuration(),
+        tls: H2TLSClientConfiguration? = nil
+    ) throws {
         guard let p = UInt16(exactly: port) else {
             throw RPCError(.invalidArgument, "port \(port) is out of range 0-65535")
         }
+        self.tls = try tls.map { try H2TLSClientContext($0) }
+        self.serverName = tls?.serverNameOverride ?? host
         self.loop = try H2Loop(config: configuration)
         self.host = host
         self.port = p
         self.authority = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-        self.side = ClientSide(maxReceive: configuration.maxReceiveMessageSize)
+        self.side = ClientSide(maxReceive: configuration.maxReceiveMessageSize, log: configuration.connectionLog)
         loop.setDelegate(side)
         try loop.start()
     }
@@ -28,7 +38,10 @@ public final class H2ClientTransport: ClientTransport {
     private func connection() -> h2_id {
         side.connection.withLock { conn in
             if conn != 0 { return conn }
-            conn = h2_connect(loop.raw, host, port)
+            conn =
+                if let tls { h2_connect_tls(loop.raw, host, port, tls.raw, serverName) } else {
+                    h2_connect(loop.raw, host, port)
+                }
             return conn
         }
     }
@@ -38,7 +51,7 @@ public final class H2ClientTransport: ClientTransport {
     public func openStream(_ head: ClientRequestHead, events: ClientCallEvents) -> any ClientStreamOutbound {
         var block = HeaderBlock(capacity: 256)
         block.add(":method", "POST")
-        block.add(":scheme", "http")
+        block.add(":scheme", tls == nil ? "http" : "https")
         block.add(":path", head.method.path)
         block.add(":authority", authority)
         block.add("content-type", "application/grpc")
@@ -53,7 +66,8 @@ public final class H2ClientTransport: ClientTransport {
             events.receive(.status(Status(code: .unavailable, message: "could not connect to \(authority)"), [:]))
             return H2ClientOutbound(handle: nil, credit: DrainCredit())
         }
-        let user = H2ClientStreamUser(events: events, loop: loop, maxReceive: side.maxReceive, authority: authority)
+        let user = H2ClientStreamUser(
+            events: events, loop: loop, maxReceive: side.maxReceive, authority: authority, conn: conn, side: side)
         let retained = Unmanaged.passRetained(user as H2StreamUser).toOpaque()
         let id = block.withNV { nv, n in h2_open_stream(loop.raw, conn, retained, nv, n) }
         user.id.store(id, ordering: .releasing)
@@ -78,8 +92,25 @@ public final class H2ClientTransport: ClientTransport {
 private final class ClientSide: H2LoopDelegate, Sendable {
     let connection = Mutex<h2_id>(0)
     let maxReceive: Int
+    let log: (@Sendable (String) -> Void)?
+    /// The last connection the shim logged a failure for, and why (a TLS handshake or TLS
+    /// error): the calls it ends say so.
+    private let lastFailure = Mutex<(conn: h2_id, message: String)?>(nil)
 
-    init(maxReceive: Int) { self.maxReceive = maxReceive }
+    init(maxReceive: Int, log: (@Sendable (String) -> Void)?) {
+        self.maxReceive = maxReceive
+        self.log = log
+    }
+
+    func onLog(_ conn: h2_id, message: String) {
+        lastFailure.withLock { $0 = (conn, message) }
+        log?(message)
+    }
+
+    /// Why `conn` failed, if the shim said.
+    func failure(of conn: h2_id) -> String? {
+        lastFailure.withLock { $0?.conn == conn ? $0?.message : nil }
+    }
 
     func onRequest(conn: h2_id, stream: h2_id, _ nv: UnsafePointer<h2_nv>?, _ count: Int, flags: Int32) -> H2StreamUser?
     {
@@ -102,6 +133,8 @@ private final class H2ClientStreamUser: H2StreamUser {
     let events: ClientCallEvents
     let maxReceive: Int
     let authority: String
+    let conn: h2_id
+    let side: ClientSide
     /// The stream token, stored right after `h2_open_stream` returns it.
     let id = Atomic<UInt64>(0)
     /// The response `grpc-encoding` (nil: identity). `@exclusivity(unchecked)`: only the loop
@@ -110,10 +143,12 @@ private final class H2ClientStreamUser: H2StreamUser {
     /// What compressed requests save on the call's back-pressure count.
     let credit = DrainCredit()
 
-    init(events: ClientCallEvents, loop: H2Loop, maxReceive: Int, authority: String) {
+    init(events: ClientCallEvents, loop: H2Loop, maxReceive: Int, authority: String, conn: h2_id, side: ClientSide) {
         self.events = events
         self.maxReceive = maxReceive
         self.authority = authority
+        self.conn = conn
+        self.side = side
         super.init(loop: loop)
     }
 
@@ -221,8 +256,12 @@ private final class H2ClientStreamUser: H2StreamUser {
         case 0xb:
             status = Status(code: .resourceExhausted, message: "\(authority) asked to calm down (ENHANCE_YOUR_CALM)")
         case UInt32(H2_CLOSE_CONN_LOST):
-            status = Status(
-                code: .unavailable, message: "the connection to \(authority) was lost or could not be established")
+            if let why = side.failure(of: conn) {
+                status = Status(code: .unavailable, message: "the connection to \(authority) failed: \(why)")
+            } else {
+                status = Status(
+                    code: .unavailable, message: "the connection to \(authority) was lost or could not be established")
+            }
         case UInt32(H2_CLOSE_SHUTDOWN):
             status = Status(code: .unavailable, message: "the client transport was shut down")
         case UInt32(H2_CLOSE_HEADERS_TOO_LARGE):

@@ -31,6 +31,8 @@ protocol H2LoopDelegate: AnyObject {
     func onRequest(conn: h2_id, stream: h2_id, _ nv: UnsafePointer<h2_nv>?, _ count: Int, flags: Int32) -> H2StreamUser?
     /// Client connection events.
     func onConnection(_ conn: h2_id, event: Int32, detail: Int32)
+    /// A connection's log line from the shim (TLS handshake failures, ALPN refusals, TLS errors).
+    func onLog(_ conn: h2_id, message: String)
 }
 
 /// One shim event loop (its own thread, owning every socket and nghttp2 session).
@@ -109,6 +111,12 @@ final class H2Loop: @unchecked Sendable {
         guard let loop = h2_loop_create(&cfg, &cb) else {
             throw RPCError(.internal, "could not create the HTTP/2 event loop (errno \(errno))")
         }
+        _ = h2_loop_set_log(
+            loop,
+            { ctx, conn, msg in
+                let box = Unmanaged<DelegateBox>.fromOpaque(ctx!).takeUnretainedValue()
+                box.delegate?.onLog(conn, message: String(cString: msg!))
+            }, Unmanaged.passUnretained(box).toOpaque())
         raw = loop
         delegateBox = box
     }
@@ -163,6 +171,10 @@ public struct H2Configuration: Sendable {
     /// Server: event-loop threads sharing the port (default 1). With handlers on the loops,
     /// one per core serves without thread hops.
     public var eventLoops: Int
+    /// Where the transport's connection log lines go (TLS handshake failures, a TLS connection
+    /// that did not negotiate h2, TLS errors); called on an event-loop thread, so it must not
+    /// block. nil (default): standard error.
+    public var connectionLog: (@Sendable (String) -> Void)? = nil
     /// Receive window per stream (SETTINGS_INITIAL_WINDOW_SIZE): how much a peer may send
     /// ahead of what the application consumed. Default 4 MiB, so 1 MiB messages stream
     /// without a round trip each.

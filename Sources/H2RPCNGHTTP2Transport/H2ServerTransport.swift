@@ -6,7 +6,7 @@ import Synchronization
     import Glibc
 #endif
 
-/// The HTTP/2 server transport on libnghttp2 (h2c, prior knowledge).
+/// The HTTP/2 server transport on libnghttp2: h2c (prior knowledge), or h2 over TLS.
 ///
 /// Each shim event loop is one thread that owns its connections; with several loops they
 /// share the port (SO_REUSEPORT) and the kernel spreads connections across them. Request
@@ -20,9 +20,14 @@ public final class H2ServerTransport: ServerTransport {
     private let port = Atomic<UInt16>(0)
     private let sides: Mutex<[ServerSide]> = Mutex([])
     private let configuration: H2Configuration
+    private let tls: H2TLSServerContext?
 
-    /// Creates a transport that will listen on `host:port` (port 0 picks a free port).
-    public init(host: String = "127.0.0.1", port: UInt16, configuration: H2Configuration = H2Configuration()) throws {
+    /// Creates a transport that will listen on `host:port` (port 0 picks a free port): cleartext
+    /// h2c, or TLS with `tls` (ALPN h2 required; a connection without it is closed and logged).
+    public init(
+        host: String = "127.0.0.1", port: UInt16, configuration: H2Configuration = H2Configuration(),
+        tls: H2TLSServerContext? = nil
+    ) throws {
         let count = max(1, configuration.eventLoops)
         var loops: [H2Loop] = []
         for _ in 0..<count { loops.append(try H2Loop(config: configuration, reusePort: count > 1, loops: count)) }
@@ -32,6 +37,7 @@ public final class H2ServerTransport: ServerTransport {
         self.host = host
         self.requestedPort = port
         self.configuration = configuration
+        self.tls = tls
     }
 
     /// The port actually bound (after `start`).
@@ -43,11 +49,14 @@ public final class H2ServerTransport: ServerTransport {
         for (loop, executor) in zip(loops, executors) {
             let side = ServerSide(
                 loop: loop, executor: executor, acceptor: loops.count > 1 ? acceptor.makeThreadAcceptor() : acceptor,
-                maxReceive: configuration.maxReceiveMessageSize)
+                maxReceive: configuration.maxReceiveMessageSize, log: configuration.connectionLog)
             sides.withLock { $0.append(side) }
             loop.setDelegate(side)
             var bound: UInt16 = 0
-            let rc = h2_listen(loop.raw, host, listenPort, &bound)
+            let rc =
+                if let tls { h2_listen_tls(loop.raw, host, listenPort, tls.raw, &bound) } else {
+                    h2_listen(loop.raw, host, listenPort, &bound)
+                }
             if rc != 0 {
                 stop()
                 throw RPCError(
@@ -92,14 +101,29 @@ private final class ServerSide: H2LoopDelegate, Sendable {
     let maxReceive: Int
     private let strings = RequestStrings()
 
-    init(loop: H2Loop, executor: H2LoopExecutor?, acceptor: any ServerCallAcceptor, maxReceive: Int) {
+    let log: (@Sendable (String) -> Void)?
+
+    init(
+        loop: H2Loop, executor: H2LoopExecutor?, acceptor: any ServerCallAcceptor, maxReceive: Int,
+        log: (@Sendable (String) -> Void)?
+    ) {
         self.loop = loop
         self.executor = executor
         self.acceptor = acceptor
         self.maxReceive = maxReceive
+        self.log = log
     }
 
     func onConnection(_ conn: h2_id, event: Int32, detail: Int32) {}
+
+    func onLog(_ conn: h2_id, message: String) {
+        if let log {
+            log(message)
+        } else {
+            let line = "h2 transport: \(message)\n"
+            _ = line.withCString { write(2, $0, strlen($0)) }  // standard error, unbuffered
+        }
+    }
 
     func onRequest(conn: h2_id, stream: h2_id, _ nv: UnsafePointer<h2_nv>?, _ count: Int, flags: Int32) -> H2StreamUser?
     {

@@ -12,7 +12,7 @@ import Interop
 struct InteropClientCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "interop-client",
-        abstract: "Runs gRPC interop test cases against a grpc.testing.TestService server (h2c).",
+        abstract: "Runs gRPC interop test cases against a grpc.testing.TestService server (h2c, or TLS).",
         discussion: "Test cases: \(InteropTestCase.allCases.map(\.name).joined(separator: ", ")), or all.")
 
     @Option(name: .customLong("server_host"), help: "The server's host name or address.")
@@ -24,10 +24,19 @@ struct InteropClientCommand: AsyncParsableCommand {
     @Option(name: .customLong("test_case"), help: "The test case to run, or 'all'.")
     var testCase: String = "all"
 
-    @Option(name: .customLong("use_tls"), help: "Must be false: this client speaks h2c only.")
+    @Option(name: .customLong("use_tls"), help: "Connect with TLS (ALPN h2), verifying the server's certificate.")
     var useTLS: Bool = false
 
-    @Option(name: .customLong("server_host_override"), help: "Ignored (only meaningful with TLS).")
+    @Option(
+        name: .customLong("ca_file"),
+        help:
+            "With --use_tls=true: the PEM CA file the server's certificate is checked against (default: the system's).")
+    var caFile: String?
+
+    @Option(
+        name: .customLong("server_host_override"),
+        help:
+            "With --use_tls=true: the name the server's certificate must carry (and the SNI) instead of --server_host.")
     var serverHostOverride: String?
 
     @Option(name: .customLong("case_timeout"), help: "Seconds after which a test case that has not finished fails.")
@@ -37,8 +46,8 @@ struct InteropClientCommand: AsyncParsableCommand {
     var ignored: [String] = []
 
     func validate() throws {
-        if useTLS {
-            throw ValidationError("--use_tls=true is not supported: this client speaks h2c (plaintext HTTP/2) only")
+        if !useTLS && caFile != nil {
+            throw ValidationError("--ca_file needs --use_tls=true")
         }
         if testCase != "all" && InteropTestCase(rawValue: testCase) == nil {
             throw ValidationError(
@@ -54,7 +63,8 @@ struct InteropClientCommand: AsyncParsableCommand {
             bytes.withUnsafeMutableBytes { _ = Glibc.write(2, $0.baseAddress, $0.count) }
         }
         let cases = InteropTestCase(rawValue: testCase).map { [$0] } ?? InteropTestCase.allCases
-        let client = RPCClient(transport: try H2ClientTransport(host: serverHost, port: serverPort))
+        let tls = useTLS ? H2TLSClientConfiguration(caFile: caFile, serverNameOverride: serverHostOverride) : nil
+        let client = RPCClient(transport: try H2ClientTransport(host: serverHost, port: serverPort, tls: tls))
         defer { client.close() }
         var failures = 0
         for testCase in cases {

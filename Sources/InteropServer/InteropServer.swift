@@ -17,7 +17,8 @@ import Interop
 struct InteropServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "interop-server",
-        abstract: "Serves grpc.testing.TestService (the gRPC interop test server) over h2c.")
+        abstract: "Serves grpc.testing.TestService (the gRPC interop test server) over h2c, or TLS with --use_tls=true."
+    )
 
     @Option(name: .customLong("port"), help: "The port to listen on (0 picks a free one).")
     var port: UInt16 = 0
@@ -102,15 +103,24 @@ struct InteropServerCommand: AsyncParsableCommand {
         name: .customLong("idle_timeout"), help: "Seconds without calls before GOAWAY and close; 0: never.")
     var idleTimeout: Double = 300
 
-    @Option(name: .customLong("use_tls"), help: "Must be false: this server speaks h2c only.")
+    @Option(name: .customLong("use_tls"), help: "Serve TLS (ALPN h2) with --tls_cert_file and --tls_key_file.")
     var useTLS: Bool = false
+
+    @Option(name: .customLong("tls_cert_file"), help: "With --use_tls=true: the PEM certificate chain (leaf first).")
+    var tlsCertFile: String?
+
+    @Option(name: .customLong("tls_key_file"), help: "With --use_tls=true: the PEM private key.")
+    var tlsKeyFile: String?
 
     @Argument(parsing: .allUnrecognized, help: .hidden)
     var ignored: [String] = []
 
     func validate() throws {
-        if useTLS {
-            throw ValidationError("--use_tls=true is not supported: this server speaks h2c (plaintext HTTP/2) only")
+        if useTLS && (tlsCertFile == nil || tlsKeyFile == nil) {
+            throw ValidationError("--use_tls=true needs --tls_cert_file PEM and --tls_key_file PEM")
+        }
+        if !useTLS && (tlsCertFile != nil || tlsKeyFile != nil) {
+            throw ValidationError("--tls_cert_file and --tls_key_file need --use_tls=true")
         }
         if maxConnections < 0 || maxConnectionsPerAddress < 0 {
             throw ValidationError("--max_connections and --max_connections_per_address must not be negative")
@@ -152,6 +162,8 @@ struct InteropServerCommand: AsyncParsableCommand {
     /// Starts the server on the requested host, or on `::` falling back to `0.0.0.0`.
     private func startServer(health: HealthService) throws -> (RPCServer, H2ServerTransport) {
         let hosts = host.map { [$0] } ?? ["::", "0.0.0.0"]
+        // Startup, before any call: reading the two PEM files here blocks nothing else.
+        let tls = try tlsCertFile.map { try H2TLSServerContext(certificateFile: $0, keyFile: tlsKeyFile ?? "") }
         var lastError: (any Error)?
         for candidate in hosts {
             do {
@@ -170,7 +182,9 @@ struct InteropServerCommand: AsyncParsableCommand {
                 configuration.maxConnectionsPerAddress = maxConnectionsPerAddress
                 configuration.handshakeTimeout = .milliseconds(Int64(min(handshakeTimeout, 4e6) * 1000))
                 configuration.idleTimeout = .milliseconds(Int64(min(idleTimeout, 4e6) * 1000))
-                let transport = try H2ServerTransport(host: candidate, port: port, configuration: configuration)
+                configuration.connectionLog = { StandardError.write("interop-server: \($0)\n") }
+                let transport = try H2ServerTransport(
+                    host: candidate, port: port, configuration: configuration, tls: useTLS ? tls : nil)
                 let services: [any RegistrableRPCService] = [InteropTestService(), health]
                 let server = RPCServer(
                     transport: transport, services: services + [ReflectionService(serving: services)])

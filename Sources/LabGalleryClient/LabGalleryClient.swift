@@ -5,9 +5,10 @@ import H2RPCNGHTTP2Transport
 
 /// A typed client of one LabGallery server.
 ///
-/// One object per server: every call shares one HTTP/2 connection (h2c), which is opened on the
-/// first call and re-established on the next call after it drops. Authenticates every call
-/// with the bearer token. Methods take and return the library's own value types
+/// One object per server: every call shares one HTTP/2 connection (h2c, or TLS with
+/// ``Configuration/useTLS``), which is opened on the first call and re-established on the next call
+/// after it drops. Authenticates every call with the bearer token, which it refuses to send in
+/// cleartext to a host that is not loopback unless ``Configuration/allowInsecureToken`` is set. Methods take and return the library's own value types
 /// (``Gallery``, ``Image``, ``ReplicationStatus``…), accept short names (see ``ResourceName``)
 /// and throw only ``LabGalleryClientError``.
 ///
@@ -55,9 +56,18 @@ public final class LabGalleryClient: Sendable {
         public var port: Int
         /// The bearer token sent as `authorization: Bearer <token>` (nil: none; only health works then).
         public var token: String?
-        /// TLS. Not available: H2RPC's transport speaks h2c (HTTP/2 over cleartext) only, so
-        /// `true` makes the initializer throw `unimplemented`.
+        /// TLS (ALPN h2): the server's certificate is verified against `caFile` (or the system's
+        /// trusted certificates) and must name `host`. Default false: cleartext h2c.
         public var useTLS: Bool
+        /// With TLS: the PEM CA file to trust instead of the system's store.
+        public var caFile: String?
+        /// With TLS (mTLS): the client's PEM certificate chain; set together with `keyFile`.
+        public var certificateFile: String?
+        /// With TLS (mTLS): the client's PEM private key.
+        public var keyFile: String?
+        /// Send the token in cleartext to a host that is not loopback. Default false: the
+        /// initializer throws `failedPrecondition` instead (anyone on the path could read it).
+        public var allowInsecureToken: Bool
         /// The deadline of unary calls that pass no `timeout` (nil: none). Streams have none by default.
         public var defaultTimeout: Duration?
         /// How reads are retried.
@@ -66,12 +76,18 @@ public final class LabGalleryClient: Sendable {
         /// Creates a configuration.
         public init(
             host: String = "127.0.0.1", port: Int = 50051, token: String?, useTLS: Bool = false,
-            defaultTimeout: Duration? = .seconds(30), retryPolicy: RetryPolicy = .default
+            defaultTimeout: Duration? = .seconds(30), retryPolicy: RetryPolicy = .default,
+            caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil,
+            allowInsecureToken: Bool = false
         ) {
             self.host = host
             self.port = port
             self.token = token
             self.useTLS = useTLS
+            self.caFile = caFile
+            self.certificateFile = certificateFile
+            self.keyFile = keyFile
+            self.allowInsecureToken = allowInsecureToken
             self.defaultTimeout = defaultTimeout
             self.retryPolicy = retryPolicy
         }
@@ -81,15 +97,27 @@ public final class LabGalleryClient: Sendable {
     public let configuration: Configuration
     let rpc: RPCClient
 
-    /// Creates a client; it connects lazily, on the first call.
+    /// Creates a client; it connects lazily, on the first call. With TLS it reads the CA and
+    /// certificate files here (a bad file throws `invalidArgument` naming it). Throws
+    /// `failedPrecondition` for a token that would cross the network in cleartext (see
+    /// ``Configuration/allowInsecureToken``).
     public init(configuration: Configuration) throws(LabGalleryClientError) {
-        guard !configuration.useTLS else {
+        let c = configuration
+        if !c.useTLS && (c.caFile != nil || c.certificateFile != nil || c.keyFile != nil) {
+            throw LabGalleryClientError(.invalidArgument, "a CA file, client certificate or key needs TLS (--tls)")
+        }
+        if c.token != nil && !c.useTLS && !c.allowInsecureToken && !Self.isLoopback(host: c.host) {
             throw LabGalleryClientError(
-                .unimplemented, "TLS is not available: the H2RPC transport speaks h2c (cleartext HTTP/2) only")
+                .failedPrecondition,
+                "refusing to send the bearer token in cleartext to \(c.host), which is not a loopback address: "
+                    + "connect with TLS (--tls), or allow cleartext explicitly (--insecure)")
         }
         self.configuration = configuration
+        let tls =
+            c.useTLS
+            ? H2TLSClientConfiguration(caFile: c.caFile, certificateFile: c.certificateFile, keyFile: c.keyFile) : nil
         let transport: H2ClientTransport
-        do { transport = try H2ClientTransport(host: configuration.host, port: configuration.port) } catch {
+        do { transport = try H2ClientTransport(host: c.host, port: c.port, tls: tls) } catch {
             throw LabGalleryClientError(error)
         }
         rpc = RPCClient(transport: transport, interceptors: configuration.token.map { [BearerToken(token: $0)] } ?? [])
@@ -105,6 +133,20 @@ public final class LabGalleryClient: Sendable {
     public convenience init(endpoint: String, token: String?) throws(LabGalleryClientError) {
         let (host, port) = try Self.parseEndpoint(endpoint)
         try self.init(configuration: Configuration(host: host, port: port, token: token))
+    }
+
+    /// Whether `host` is this machine's loopback: `localhost` (or a name under `.localhost`), an
+    /// address in 127.0.0.0/8, `::1`, or an IPv4-mapped loopback address. Names are not resolved.
+    public static func isLoopback(host: String) -> Bool {
+        let name = host.lowercased()
+        if name == "localhost" || name.hasSuffix(".localhost") { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, name, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET6, name, &v6) == 1 else { return false }
+        let bytes = withUnsafeBytes(of: &v6) { Array($0) }
+        if bytes[..<15].allSatisfy({ $0 == 0 }) && bytes[15] == 1 { return true }  // ::1
+        return bytes[..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff && bytes[12] == 127
     }
 
     /// Splits `host:port` (port 50051 when omitted); throws `invalidArgument` when malformed.

@@ -23,6 +23,8 @@ public final class GalleryServer: Sendable {
     private let transport: any ServerTransport
     /// The HTTP/2 listener, when the server made its own (it knows the bound port).
     private let listener: H2ServerTransport?
+    /// Its TLS certificates (reloaded by ``reloadTLS()``), when it serves TLS.
+    private let tls: H2TLSServerContext?
     private let server: RPCServer
     private let health: HealthService
     private let logger: Logger
@@ -94,15 +96,27 @@ public final class GalleryServer: Sendable {
         if let transport {
             self.transport = transport
             listener = nil
+            tls = nil
         } else {
+            let tls: H2TLSServerContext?
+            if let cert = configuration.tlsCertificateFile, let key = configuration.tlsKeyFile {
+                tls = try await executor.run {
+                    try H2TLSServerContext(
+                        certificateFile: cert, keyFile: key, clientCAFile: configuration.tlsClientCAFile)
+                }
+            } else {
+                tls = nil
+            }
+            self.tls = tls
             var h2 = H2Configuration(maxReceiveMessageSize: configuration.maxReceiveMessageSize)
             h2.maxConnections = configuration.maxConnections
             h2.maxConnectionsPerAddress = configuration.maxConnectionsPerAddress
             h2.handshakeTimeout = configuration.handshakeTimeout
             h2.idleTimeout = configuration.idleTimeout
+            h2.connectionLog = { logger.warning("\($0)") }
             let listener = try H2ServerTransport(
                 host: configuration.host, port: configuration.port,
-                configuration: configuration.streamLimits.applied(to: h2))
+                configuration: configuration.streamLimits.applied(to: h2), tls: tls)
             self.transport = listener
             self.listener = listener
         }
@@ -138,6 +152,17 @@ public final class GalleryServer: Sendable {
         try await core.executor.run { () throws(LabGalleryError) in try replication.start() }
         try server.start()
         return boundPort
+    }
+
+    /// Whether the server's own listener serves TLS.
+    public var servesTLS: Bool { tls != nil }
+
+    /// Reads the TLS certificate, key and client CA files again (on the blocking executor):
+    /// connections accepted afterwards use them, open connections keep theirs. On failure the old
+    /// certificates stay and this throws why. Nothing to do without TLS.
+    public func reloadTLS() async throws {
+        guard let tls else { return }
+        try await core.executor.run { try tls.reload() }
     }
 
     /// The port bound by ``start()`` (0 on a transport given to `init`).

@@ -52,6 +52,16 @@ public struct ServerConfiguration: Sendable {
     /// A connection without calls this long gets GOAWAY and is closed; `.zero`: never. Default 5 min.
     public var idleTimeout: Duration = .seconds(300)
 
+    // MARK: TLS (README "TLS")
+
+    /// The PEM certificate chain (leaf first) served over TLS (`--tls-cert`); with `tlsKeyFile`.
+    /// nil (default): cleartext h2c.
+    public var tlsCertificateFile: String? = nil
+    /// The PEM private key of `tlsCertificateFile` (`--tls-key`).
+    public var tlsKeyFile: String? = nil
+    /// mTLS: every client must present a certificate this PEM CA file signed (`--tls-client-ca`).
+    public var tlsClientCAFile: String? = nil
+
     // MARK: limits on calls (H2RPC's ServerCallLimits; set after init)
     /// Request timeout, per-method request sizes, held request bytes, unknown fields.
     public var callLimits = CallLimits()

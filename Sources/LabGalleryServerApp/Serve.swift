@@ -12,7 +12,9 @@ struct Serve: AsyncParsableCommand {
         discussion: """
             The first line on stdout is `listening on HOST:PORT` (the bound port, also with --port 0). \
             On first start the server writes an admin token to <data-dir>/admin.token (mode 0600). \
-            SIGINT or SIGTERM drains calls in flight, closes the database and exits 0.
+            SIGINT or SIGTERM drains calls in flight, closes the database and exits 0. \
+            With --tls-cert and --tls-key the server speaks TLS (ALPN h2); SIGHUP reloads those files \
+            for new connections without dropping open ones.
             """
     )
 
@@ -118,6 +120,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds without calls before a connection gets GOAWAY and is closed; 0: never.")
     var idleTimeout: Double = 300
 
+    @Option(help: "TLS: the PEM certificate chain (leaf first) to serve; with --tls-key. Default: cleartext h2c.")
+    var tlsCert: String?
+
+    @Option(help: "TLS: the PEM private key of --tls-cert.")
+    var tlsKey: String?
+
+    @Option(help: "mTLS: clients must present a certificate signed by this PEM CA file (needs --tls-cert).")
+    var tlsClientCa: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -172,6 +183,10 @@ struct Serve: AsyncParsableCommand {
         if !(handshakeTimeout >= 0) || !(idleTimeout >= 0) {
             throw ValidationError("--handshake-timeout and --idle-timeout must be seconds, 0 or more")
         }
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+        if tlsClientCa != nil && tlsCert == nil {
+            throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key")
+        }
     }
 
     func run() async throws {
@@ -207,12 +222,15 @@ struct Serve: AsyncParsableCommand {
         configuration.handshakeTimeout = .milliseconds(Int64(min(handshakeTimeout, 4e6) * 1000))
         configuration.idleTimeout = .milliseconds(Int64(min(idleTimeout, 4e6) * 1000))
         configuration.callLimits = callLimits.limits
+        configuration.tlsCertificateFile = tlsCert
+        configuration.tlsKeyFile = tlsKey
+        configuration.tlsClientCAFile = tlsClientCa
 
         // Ignore the default actions first so a signal arriving during startup is not fatal;
         // the dispatch sources below then deliver them as events.
         let (signals, delivered) = AsyncStream.makeStream(of: Int32.self)
         var sources: [any DispatchSourceSignal] = []
-        for sig in [SIGINT, SIGTERM] {
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler { delivered.yield(sig) }
@@ -240,10 +258,15 @@ struct Serve: AsyncParsableCommand {
                 "template_images": "\(templateImages == .any ? "any" : "generalized-only")",
                 "replication_concurrency": "\(replication.concurrency)",
                 "wan_model": "\(replication.wanModel ? "on" : "off")",
+                "tls": "\(tlsCert == nil ? "off" : tlsClientCa == nil ? "on" : "mtls")",
             ])
 
         var received: Int32 = 0
         for await sig in signals {
+            if sig == SIGHUP {
+                await reloadCertificates(server, logger: logger)
+                continue
+            }
             received = sig
             break
         }
@@ -251,6 +274,22 @@ struct Serve: AsyncParsableCommand {
         await server.shutdown()
         for source in sources { source.cancel() }
         logger.notice("stopped")
+    }
+
+    /// SIGHUP: the TLS files again, for new connections (open ones keep theirs).
+    private func reloadCertificates(_ server: GalleryServer, logger: Logger) async {
+        guard server.servesTLS else {
+            logger.notice("SIGHUP ignored: the server does not serve TLS")
+            return
+        }
+        do {
+            try await server.reloadTLS()
+            logger.notice(
+                "TLS certificates reloaded", metadata: ["cert": "\(tlsCert ?? "")", "key": "\(tlsKey ?? "")"])
+        } catch {
+            logger.error(
+                "TLS certificates not reloaded; the old ones stay in use", metadata: ["error": "\(error)"])
+        }
     }
 }
 

@@ -11,7 +11,7 @@ SRC="$HERE/../../Sources/CH2Shim"
 OUT=${OUT:-/tmp/h2shim-ctests}
 mkdir -p "$OUT"
 CFLAGS="-std=gnu11 -O1 -g -Wall -Wextra -Werror -DH2_TEST_HOOKS -I$SRC/include -I$SRC"
-gcc $CFLAGS -o "$OUT/h2shim_test" "$HERE"/*.c "$SRC"/*.c -lnghttp2 -lpthread
+gcc $CFLAGS -o "$OUT/h2shim_test" "$HERE"/*.c "$SRC"/*.c -lnghttp2 -lssl -lcrypto -lpthread
 echo "== C tests"
 "$OUT/h2shim_test"
 case " $* " in *" --no-valgrind "*) ;; *)
@@ -23,7 +23,7 @@ case " $* " in *" --no-valgrind "*) ;; *)
 esac
 case " $* " in *" --no-sanitizers "*) ;; *)
   gcc $CFLAGS -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
-    -o "$OUT/h2shim_test_asan" "$HERE"/*.c "$SRC"/*.c -lnghttp2 -lpthread
+    -o "$OUT/h2shim_test_asan" "$HERE"/*.c "$SRC"/*.c -lnghttp2 -lssl -lcrypto -lpthread
   echo "== C tests under ASan+UBSan"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 "$OUT/h2shim_test_asan"
   echo "== failmalloc under ASan+UBSan"

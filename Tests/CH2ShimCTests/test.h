@@ -38,6 +38,8 @@ void limits_tests(void);
 void partial_tests(void);
 /* test_conns.c: connection caps, timers, the fd limit */
 void conns_tests(void);
+/* test_tls.c: TLS over loopback with certificates made by the openssl CLI */
+void tls_tests(void);
 /* test_failmalloc.c: every allocation failed in turn */
 void failmalloc_tests(void);
 /* test_e2e.c: loops over loopback through the public API; grpcio interop modes */

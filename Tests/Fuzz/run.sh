@@ -71,7 +71,7 @@ build_h2_server() {
     if stale "$OUT/fuzz_h2_server" "$SHIM" "$HERE/fuzz_h2_server.c"; then
         echo "== build fuzz_h2_server"
         "$CC" "${CFLAGS_C[@]}" -DH2_TEST_HOOKS -I"$SHIM/include" -I"$SHIM" -o "$OUT/fuzz_h2_server" \
-            "$HERE/fuzz_h2_server.c" "${units[@]}" -lnghttp2
+            "$HERE/fuzz_h2_server.c" "${units[@]}" -lnghttp2 -lssl -lcrypto
     fi
 }
 

@@ -102,11 +102,15 @@ def make_servicer(stubs):
     return TestService
 
 
-def start(stubs, host="127.0.0.1", port=0):
-    """Starts a grpcio server on ``host:port``; returns ``(server, bound_port)``."""
+def start(stubs, host="127.0.0.1", port=0, credentials=None):
+    """Starts a grpcio server on ``host:port`` (TLS with ``credentials``, e.g.
+    ``grpc.ssl_server_credentials``); returns ``(server, bound_port)``."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
     stubs.test_pb2_grpc.add_TestServiceServicer_to_server(make_servicer(stubs)(), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    if credentials is not None:
+        bound = server.add_secure_port(f"{host}:{port}", credentials)
+    else:
+        bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise RuntimeError(f"grpcio could not listen on {host}:{port}")
     server.start()

@@ -165,14 +165,60 @@ struct ParsingTests {
         } catch {
             #expect(LabGalleryCLI.exitCode(forFailure: error) == 13)  // INVALID_ARGUMENT
         }
-        // --tls: the client refuses, UNIMPLEMENTED (exit 22).
-        do {
-            _ = try options("--tls").client()
-            Issue.record("--tls was accepted")
-        } catch {
-            #expect(LabGalleryCLI.exitCode(forFailure: error) == 22)
-            #expect(LabGalleryCLI.failure(error)?.message.hasPrefix("error: UNIMPLEMENTED: TLS") == true)
+        // TLS flags.
+        c = try options("--tls", "--ca-file", "/ca.pem", "--cert", "/c.pem", "--key", "/c.key")
+            .configuration(environment: [:], tokenFile: none)
+        #expect(c.useTLS && c.caFile == "/ca.pem" && c.certificateFile == "/c.pem" && c.keyFile == "/c.key")
+        #expect(throws: CLIError.self) {
+            try options("--ca-file", "/ca.pem").configuration(environment: [:], tokenFile: none)
         }
+        #expect(throws: CLIError.self) {
+            try options("--tls", "--cert", "/c.pem").configuration(environment: [:], tokenFile: none)
+        }
+        do {
+            _ = try options("--tls", "--ca-file", "/nonexistent/ca.pem").client()
+            Issue.record("a missing CA file was accepted")
+        } catch {
+            #expect(LabGalleryCLI.exitCode(forFailure: error) == 13)
+            #expect(LabGalleryCLI.failure(error)?.message.contains("/nonexistent/ca.pem") == true)
+        }
+    }
+
+    @Test("the local admin token only for a loopback endpoint; --token-file; no cleartext token off the machine")
+    func tokenRules() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lgcli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let adminFile = dir.appendingPathComponent("admin.token").path
+        let ownFile = dir.appendingPathComponent("mine.token").path
+        try Data("admin-token\n".utf8).write(to: URL(fileURLWithPath: adminFile))
+        try Data("my-token\n".utf8).write(to: URL(fileURLWithPath: ownFile))
+        func options(_ arguments: String...) throws -> ConnectionOptions {
+            try parse(["gallery", "list"] + arguments, as: GalleryCommand.List.self).connection
+        }
+        var c = try options("--endpoint", "localhost:7000").configuration(environment: [:], tokenFile: adminFile)
+        #expect(c.token == "admin-token")
+        c = try options("--endpoint", "gallery.lab:7000").configuration(environment: [:], tokenFile: adminFile)
+        #expect(c.token == nil)  // the local admin token never goes to another machine
+        c = try options("--endpoint", "gallery.lab:7000", "--tls").configuration(environment: [:], tokenFile: adminFile)
+        #expect(c.token == nil)
+        c = try options("--token-file", ownFile, "--endpoint", "gallery.lab:7000", "--tls")
+            .configuration(environment: ["LABGALLERY_TOKEN": "env-token"], tokenFile: adminFile)
+        #expect(c.token == "my-token")
+        #expect(throws: CLIError.self) {
+            try options("--token-file", dir.appendingPathComponent("missing").path)
+                .configuration(environment: [:], tokenFile: adminFile)
+        }
+        // A token in cleartext to a non-loopback endpoint: FAILED_PRECONDITION (exit 19) unless --insecure.
+        do {
+            _ = try options("--endpoint", "gallery.lab:7000", "--token", "t").client()
+            Issue.record("a cleartext token to gallery.lab was accepted")
+        } catch {
+            #expect(LabGalleryCLI.exitCode(forFailure: error) == 19)
+            #expect(LabGalleryCLI.failure(error)?.message.contains("--insecure") == true)
+        }
+        _ = try options("--endpoint", "gallery.lab:7000", "--token", "t", "--insecure").client()
+        _ = try options("--endpoint", "gallery.lab:7000", "--token", "t", "--tls").client()
     }
 }
 

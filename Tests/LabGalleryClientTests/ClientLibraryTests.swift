@@ -314,11 +314,35 @@ struct ClientLibraryTests {
         #expect(ResourceName.image("shared/ubuntu") == "galleries/shared/images/ubuntu")
         #expect(ResourceName.image("galleries/shared/images/ubuntu") == "galleries/shared/images/ubuntu")
         #expect(ResourceName.lab("school/bio") == "labAccounts/school/labs/bio")
+    }
+
+    @Test("a token never crosses the network in cleartext unless allowed; TLS files are checked at init")
+    func cleartextTokenRule() throws {
+        for host in ["localhost", "127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1", "a.localhost", "LOCALHOST"] {
+            #expect(LabGalleryClient.isLoopback(host: host), "\(host)")
+        }
+        for host in ["10.0.0.1", "gallery.lab", "::2", "128.0.0.1", "localhost.example", "::ffff:10.0.0.1"] {
+            #expect(!LabGalleryClient.isLoopback(host: host), "\(host)")
+        }
         do {
-            _ = try LabGalleryClient(configuration: .init(token: nil, useTLS: true))
-            Issue.record("TLS should be refused")
+            _ = try LabGalleryClient(configuration: .init(host: "10.0.0.1", token: "secret"))
+            Issue.record("a cleartext token to 10.0.0.1 was accepted")
         } catch {
-            #expect(error.code == .unimplemented && error.message.contains("h2c"))
+            #expect(error.code == .failedPrecondition && error.message.contains("--insecure"))
+            #expect(!error.message.contains("secret"))
+        }
+        _ = try LabGalleryClient(configuration: .init(host: "10.0.0.1", token: "secret", allowInsecureToken: true))
+        _ = try LabGalleryClient(configuration: .init(host: "10.0.0.1", token: nil))  // nothing to leak
+        _ = try LabGalleryClient(configuration: .init(host: "::1", token: "secret"))
+        _ = try LabGalleryClient(configuration: .init(host: "10.0.0.1", token: "secret", useTLS: true))  // system CAs
+        do {
+            _ = try LabGalleryClient(configuration: .init(token: nil, useTLS: true, caFile: "/nonexistent/ca.pem"))
+            Issue.record("a missing CA file was accepted")
+        } catch {
+            #expect(error.code == .invalidArgument && error.message.contains("/nonexistent/ca.pem"))
+        }
+        #expect(throws: LabGalleryClientError.self) {
+            try LabGalleryClient(configuration: .init(token: nil, caFile: "/tmp/ca.pem"))  // a CA file without TLS
         }
     }
 }

@@ -56,8 +56,8 @@ typedef struct h2_nv {
 #define H2_STREAM_ERR_BUSY 3      /* the loop holds too many bytes of partial messages (h2_config.max_partial_bytes); detail = the limit */
 
 /* events of on_conn (client connections) */
-#define H2_CONN_CONNECTED 1 /* TCP connected, HTTP/2 preface sent */
-#define H2_CONN_FAILED 2    /* connect failed; detail = errno; the connection is gone */
+#define H2_CONN_CONNECTED 1 /* TCP connected (TLS: handshake done, ALPN h2), HTTP/2 preface sent */
+#define H2_CONN_FAILED 2    /* connect (or the TLS handshake: EPROTO) failed; detail = errno; the connection is gone */
 #define H2_CONN_GOAWAY 3    /* peer sent GOAWAY; detail = last stream id; open no new streams */
 #define H2_CONN_CLOSED 4    /* connection closed (detail = errno or 0); the token is dead */
 
@@ -334,6 +334,61 @@ typedef void (*h2_run_fn)(void *ctx, void *arg, int on_loop);
  * (fn is then not called).
  */
 int h2_loop_run(h2_loop *loop, h2_run_fn fn, void *ctx, void *arg);
+
+/* ---------------------------------------------------------------- TLS
+ * TLS 1.2 and 1.3 through OpenSSL, beside the cleartext path: a TLS listener or client
+ * connection speaks h2 over TLS with ALPN "h2" required (a handshake that agrees on no
+ * protocol, or another one, is closed and logged). Contexts load PEM files; errors come back
+ * as text in `err` (what file, and OpenSSL's reason). A context is reference counted:
+ * listeners and connections hold it, so the caller may release its reference at any time. */
+
+/** A TLS context: a server's certificate chain, key and client CA, or a client's trust and
+ * certificate. Thread-safe. */
+typedef struct h2_tls_ctx h2_tls_ctx;
+
+/**
+ * A server context from PEM files: the certificate chain (leaf first) and its private key;
+ * with `client_ca_file` (may be NULL) every client must present a certificate that CA signed
+ * (mTLS). NULL on failure, with the reason in `err` (errlen bytes, NUL-terminated).
+ */
+h2_tls_ctx *h2_tls_server_new(const char *cert_file, const char *key_file, const char *client_ca_file, char *err,
+                              size_t errlen);
+
+/**
+ * Loads the files again into `tls` (a server context): connections accepted afterwards use the
+ * new certificates, connections already open keep theirs. On failure returns -1 with the reason
+ * in `err`, and the old certificates stay in use. Thread-safe.
+ */
+int h2_tls_server_reload(h2_tls_ctx *tls, const char *cert_file, const char *key_file, const char *client_ca_file,
+                         char *err, size_t errlen);
+
+/**
+ * A client context: servers are verified against the PEM `ca_file`, or the system's trusted
+ * certificates when NULL; `cert_file` and `key_file` (both or neither) are the client's own
+ * certificate for mTLS. NULL on failure, with the reason in `err`.
+ */
+h2_tls_ctx *h2_tls_client_new(const char *ca_file, const char *cert_file, const char *key_file, char *err,
+                              size_t errlen);
+
+/** Releases the caller's reference (NULL is ignored). */
+void h2_tls_release(h2_tls_ctx *tls);
+
+/** As h2_listen, with TLS from the server context `tls` (the listener takes a reference). */
+int h2_listen_tls(h2_loop *loop, const char *host, uint16_t port, h2_tls_ctx *tls, uint16_t *bound_port);
+
+/**
+ * As h2_connect, over TLS with the client context `tls`: the server's certificate must name
+ * `server_name` (host name or IP literal; NULL = `host`), which is also sent as SNI when it is a
+ * name. on_conn reports CONNECTED once the handshake agreed on h2; a failed handshake reports
+ * FAILED (detail EPROTO) after the log function (h2_loop_set_log) got the reason.
+ */
+h2_id h2_connect_tls(h2_loop *loop, const char *host, uint16_t port, h2_tls_ctx *tls, const char *server_name);
+
+/** A connection's log line (TLS handshake failures, ALPN refusals, TLS errors), on the loop thread. */
+typedef void (*h2_log_fn)(void *ctx, h2_id conn, const char *msg);
+
+/** Sets the loop's log function (before h2_loop_start; NULL = none). Returns 0, or -EINVAL if started. */
+int h2_loop_set_log(h2_loop *loop, h2_log_fn fn, void *ctx);
 
 /** Counters, read without locking (approximate while the loop runs). */
 typedef struct h2_stats {
