@@ -19,7 +19,12 @@ enum GlobalOptions {
     static let table: [Spec] = [
         Spec(names: ["--endpoint"], takesValue: true),
         Spec(names: ["--token"], takesValue: true),
+        Spec(names: ["--token-file"], takesValue: true),
         Spec(names: ["--tls"], takesValue: false),
+        Spec(names: ["--ca-file"], takesValue: true),
+        Spec(names: ["--cert"], takesValue: true),
+        Spec(names: ["--key"], takesValue: true),
+        Spec(names: ["--insecure"], takesValue: false),
         Spec(names: ["--timeout"], takesValue: true),
         Spec(names: ["-o", "--output"], takesValue: true),
     ]

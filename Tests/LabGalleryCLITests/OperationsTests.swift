@@ -99,6 +99,8 @@ enum OptionNames {
         for word in help.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "," || $0 == "[" || $0 == "]" })
         where word.hasPrefix("--") && word.count > 2 {
             let name = String(word.prefix { $0 != "=" && $0 != "<" })
+            // Prose in a help text names options too ("With --tls: …"): only whole names count.
+            guard name.dropFirst(2).allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else { continue }
             if name != "--help" && !names.contains(name) { names.append(name) }
         }
         return names
