@@ -78,6 +78,8 @@ struct h2_loop {
         atomic_uint_fast64_t connections, streams, inbound, outbound, streams_total;
         /* connection limits */
         atomic_uint_fast64_t conns_rejected, conns_shed, handshake_timeouts, idle_goaways, accept_pauses;
+        /* keepalive and lifetimes */
+        atomic_uint_fast64_t keepalive_pings, keepalive_timeouts, ping_strike_goaways, age_goaways;
     } st;
     h2_bufpool pool; /* own lock */
     h2_loop_shared shared;

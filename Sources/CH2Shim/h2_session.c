@@ -310,6 +310,18 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
             }
         }
         return 0;
+    case NGHTTP2_PING:
+        /* nghttp2 answers it; a server counts strikes (h2_keepalive.h). */
+        if (!c->is_client && !(f->hd.flags & NGHTTP2_FLAG_ACK) && !c->close_when_flushed &&
+            h2_ka_peer_ping(&c->ka, L->local.now, L->cfg.min_ping_interval_ms)) {
+            LSTAT_ADD(L, ping_strike_goaways, 1);
+            int rv = nghttp2_submit_goaway(s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(s),
+                                           NGHTTP2_ENHANCE_YOUR_CALM, (const uint8_t *)H2_KA_TOO_MANY_PINGS,
+                                           sizeof H2_KA_TOO_MANY_PINGS - 1);
+            if (rv != 0 && nghttp2_is_fatal(rv)) return NGHTTP2_ERR_CALLBACK_FAILURE;
+            c->close_when_flushed = true;
+        }
+        return 0;
     case NGHTTP2_GOAWAY:
         c->goaway_recv = true;
         if (c->is_client && L->cb.on_conn) L->cb.on_conn(L->cb.ctx, c->id, H2_CONN_GOAWAY, (int)f->goaway.last_stream_id);
@@ -358,6 +370,7 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t code, void 
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     h2_conn *c = ud;
+    if (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) h2_ka_sent_data(&c->ka);
     if (c->is_client || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
     if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
     h2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);

@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include "h2shim.h"
+#include "h2_addrs.h"
 #include "h2_framing.h"
 #include "h2_loop.h"
 #include "h2_mem.h"
@@ -39,6 +40,11 @@ void h2_config_init(h2_config *cfg)
     cfg->max_connections_per_addr = 1000;
     cfg->handshake_timeout_ms = 10000;
     cfg->idle_timeout_ms = 300000;
+    /* keepalive and lifetimes */
+    cfg->keepalive_time_ms = H2_DEFAULT_KEEPALIVE_TIME_MS;
+    cfg->keepalive_timeout_ms = H2_DEFAULT_KEEPALIVE_TIMEOUT_MS;
+    cfg->min_ping_interval_ms = H2_DEFAULT_MIN_PING_INTERVAL_MS;
+    cfg->connect_timeout_ms = H2_DEFAULT_CONNECT_TIMEOUT_MS;
 }
 
 h2_loop *h2_loop_create(const h2_config *cfg, const h2_callbacks *cb)
@@ -195,6 +201,68 @@ h2_id h2_connect(h2_loop *loop, const char *host, uint16_t port)
     return id;
 }
 
+h2_id h2_connect_pending(h2_loop *loop)
+{
+    h2_id id = h2_loop_new_id(loop);
+    h2_ctl_cmd *c = h2_ctl_new(H2_CMD_CONNECT_PENDING, id, 0);
+    if (!c) {
+        errno = ENOMEM;
+        return 0;
+    }
+    if (post_or_free(loop, c) != 0) {
+        errno = ESHUTDOWN;
+        return 0;
+    }
+    return id;
+}
+
+void h2_connect_addrs(h2_loop *loop, h2_id conn, h2_addrs *addrs, int err)
+{
+    h2_ctl_cmd *c = h2_ctl_new(H2_CMD_CONNECT_ADDRS, conn, 0);
+    if (!c) {
+        h2_addrs_free(addrs);
+        h2_conn_close(loop, conn); /* out of memory: fail it rather than leave it pending */
+        return;
+    }
+    c->u.addrs.addrs = addrs;
+    c->u.addrs.err = err;
+    if (post_or_free(loop, c) != 0) h2_addrs_free(addrs);
+}
+
+h2_id h2_connect_unix(h2_loop *loop, const char *path)
+{
+    int err = 0;
+    h2_addrs *a = h2_addrs_unix(path, &err);
+    if (!a) {
+        errno = err;
+        return 0;
+    }
+    h2_id id = h2_connect_pending(loop);
+    if (id == 0) {
+        h2_addrs_free(a);
+        return 0;
+    }
+    h2_connect_addrs(loop, id, a, 0);
+    return id;
+}
+
+int h2_listen_unix(h2_loop *loop, const char *path)
+{
+    int fd = h2_net_listen_unix(path);
+    if (fd < 0) return fd;
+    h2_ctl_cmd *c = h2_ctl_new(H2_CMD_LISTEN, 0, 0);
+    if (!c) {
+        close(fd);
+        return -ENOMEM;
+    }
+    c->u.listen.fd = fd;
+    if (post_or_free(loop, c) != 0) {
+        close(fd);
+        return -ESHUTDOWN;
+    }
+    return 0;
+}
+
 void h2_conn_close(h2_loop *loop, h2_id conn)
 {
     h2_ctl_cmd *c = h2_ctl_new(H2_CMD_CLOSE_CONN, conn, 0);
@@ -337,4 +405,8 @@ void h2_loop_stats(h2_loop *L, h2_stats *out)
     out->handshake_timeouts = atomic_load_explicit(&L->st.handshake_timeouts, memory_order_relaxed);
     out->idle_goaways = atomic_load_explicit(&L->st.idle_goaways, memory_order_relaxed);
     out->accept_pauses = atomic_load_explicit(&L->st.accept_pauses, memory_order_relaxed);
+    out->keepalive_pings = atomic_load_explicit(&L->st.keepalive_pings, memory_order_relaxed);
+    out->keepalive_timeouts = atomic_load_explicit(&L->st.keepalive_timeouts, memory_order_relaxed);
+    out->ping_strike_goaways = atomic_load_explicit(&L->st.ping_strike_goaways, memory_order_relaxed);
+    out->age_goaways = atomic_load_explicit(&L->st.age_goaways, memory_order_relaxed);
 }

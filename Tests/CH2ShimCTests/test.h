@@ -34,6 +34,8 @@ void ratelim_tests(void);
 void limits_tests(void);
 /* test_conns.c: connection caps, timers, the fd limit */
 void conns_tests(void);
+/* test_keepalive.c: keepalive, connection lifetimes, the client's address walk */
+void keepalive_tests(void);
 /* test_failmalloc.c: every allocation failed in turn */
 void failmalloc_tests(void);
 /* test_e2e.c: loops over loopback through the public API; grpcio interop modes */

@@ -3,6 +3,7 @@
  *   h2shim_test                 unit tests, then the end-to-end tests
  *   h2shim_test failmalloc      every allocation of each scenario failed in turn
  *   h2shim_test conns           the connection-limit tests alone
+ *   h2shim_test keepalive       the keepalive, lifetime and address-walk tests alone
  *   h2shim_test serve           print the port, serve /x.Y/Echo until stdin closes (grpcio client)
  *   h2shim_test client PORT     one unary call to a grpcio server (method /x.Y/Echo)
  */
@@ -23,6 +24,10 @@ int main(int argc, char **argv)
         conns_tests();
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "keepalive") == 0) {
+        keepalive_tests();
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "failmalloc") == 0) {
         failmalloc_tests();
         fprintf(stderr, "failmalloc tests passed\n");
@@ -36,6 +41,7 @@ int main(int argc, char **argv)
     e2e_tests();
     RUN(limits_tests());
     conns_tests();
+    keepalive_tests();
     fprintf(stderr, "all tests passed\n");
     return 0;
 }
