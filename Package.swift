@@ -92,7 +92,7 @@ let package = Package(
         ),
         .target(
             name: "H2RPCNGHTTP2Transport",
-            dependencies: ["H2RPC", "CH2Shim"],
+            dependencies: ["H2RPC", "CH2Shim", "Blocking"],
             swiftSettings: strictSwift
         ),
         .target(

@@ -1,35 +1,87 @@
+import Blocking
 import CH2Shim
 import H2RPC
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The HTTP/2 client transport on libnghttp2: one connection to one server, shared by
 /// concurrent calls, re-established on the next call after it drops.
+///
+/// Finding the server: the name is resolved on a ``BlockingExecutor`` thread (never the
+/// cooperative pool or the event loop), and every address it returns is tried in order (IPv6
+/// and IPv4 as the resolver orders them; `localhost` is always both loopbacks), moving on after
+/// a refusal or `connectTimeout`. A dead connection (keepalive PING unanswered) ends its calls
+/// with UNAVAILABLE; the next call reconnects.
 public final class H2ClientTransport: ClientTransport {
+    /// Where the server is.
+    enum Target: Sendable {
+        case tcp(host: String, port: UInt16)
+        case unix(path: String)
+    }
+
     private let loop: H2Loop
-    private let host: String
-    private let port: UInt16
+    private let target: Target
     private let authority: String
+    /// The server as messages name it: `host:port` or `unix:/path`.
+    private let peerName: String
     private let side: ClientSide
 
-    /// Creates a transport to `host:port`; connects lazily, on the first call.
+    /// Creates a transport to `host:port`; connects lazily, on the first call. A `host` of the
+    /// form `unix:/path` is a Unix domain socket (`port` is then unused).
     public init(host: String, port: Int, configuration: H2Configuration = H2Configuration()) throws {
-        guard let p = UInt16(exactly: port) else {
-            throw RPCError(.invalidArgument, "port \(port) is out of range 0-65535")
+        if host.hasPrefix("unix:") {
+            let path = String(host.dropFirst(5))
+            guard !path.isEmpty else { throw RPCError(.invalidArgument, "unix: needs a socket path (unix:/path)") }
+            target = .unix(path: path)
+            authority = "localhost"  // what grpc sends for unix: targets
+            peerName = host
+        } else {
+            guard let p = UInt16(exactly: port) else {
+                throw RPCError(.invalidArgument, "port \(port) is out of range 0-65535")
+            }
+            target = .tcp(host: host, port: p)
+            authority = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            peerName = authority
         }
         self.loop = try H2Loop(config: configuration)
-        self.host = host
-        self.port = p
-        self.authority = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         self.side = ClientSide(maxReceive: configuration.maxReceiveMessageSize)
         loop.setDelegate(side)
         try loop.start()
     }
 
+    /// The current connection, or a new pending one whose addresses are being resolved.
     private func connection() -> h2_id {
         side.connection.withLock { conn in
             if conn != 0 { return conn }
-            conn = h2_connect(loop.raw, host, port)
+            conn = h2_connect_pending(loop.raw)
+            if conn != 0 { resolve(conn) }
             return conn
+        }
+    }
+
+    /// Resolves the target on a blocking thread and hands the addresses to the loop.
+    private func resolve(_ conn: h2_id) {
+        let (loop, target, side) = (self.loop, self.target, self.side)
+        Task(executorPreference: BlockingExecutor.shared) {
+            var err: Int32 = 0
+            let addrs: OpaquePointer?
+            switch target {
+            case .tcp(let host, let port):
+                addrs = h2_resolve(host, port, &err)
+                if addrs == nil {
+                    side.recordFailure(
+                        conn,
+                        err == ENOENT
+                            ? "the name \(host) does not resolve"
+                            : "cannot resolve \(host): \(String(cString: strerror(err)))")
+                }
+            case .unix(let path):
+                addrs = h2_addrs_unix(path, &err)
+            }
+            h2_connect_addrs(loop.raw, conn, addrs, err)
         }
     }
 
@@ -48,10 +100,11 @@ public final class H2ClientTransport: ClientTransport {
         block.add(metadata: head.metadata)
         let conn = connection()
         if conn == 0 {
-            events.receive(.status(Status(code: .unavailable, message: "could not connect to \(authority)"), [:]))
+            events.receive(.status(Status(code: .unavailable, message: "could not connect to \(peerName)"), [:]))
             return H2ClientOutbound(handle: nil)
         }
-        let user = H2ClientStreamUser(events: events, loop: loop, maxReceive: side.maxReceive, authority: authority)
+        let user = H2ClientStreamUser(
+            events: events, loop: loop, maxReceive: side.maxReceive, authority: peerName, side: side, conn: conn)
         let retained = Unmanaged.passRetained(user as H2StreamUser).toOpaque()
         let id = block.withNV { nv, n in h2_open_stream(loop.raw, conn, retained, nv, n) }
         user.id.store(id, ordering: .releasing)
@@ -76,6 +129,18 @@ public final class H2ClientTransport: ClientTransport {
 private final class ClientSide: H2LoopDelegate, Sendable {
     let connection = Mutex<h2_id>(0)
     let maxReceive: Int
+    /// Why the last connection that failed to connect failed (its streams close right after).
+    private let failure = Mutex<(conn: h2_id, reason: String)?>(nil)
+
+    /// Notes why `conn` could not be established (before its streams are closed).
+    func recordFailure(_ conn: h2_id, _ reason: String) {
+        failure.withLock { $0 = (conn, reason) }
+    }
+
+    /// Why `conn` could not be established, if it failed to connect.
+    func failureReason(_ conn: h2_id) -> String? {
+        failure.withLock { f in f.flatMap { $0.conn == conn ? $0.reason : nil } }
+    }
 
     init(maxReceive: Int) { self.maxReceive = maxReceive }
 
@@ -85,6 +150,9 @@ private final class ClientSide: H2LoopDelegate, Sendable {
     }
 
     func onConnection(_ conn: h2_id, event: Int32, detail: Int32) {
+        if event == Int32(H2_CONN_FAILED), failureReason(conn) == nil {
+            recordFailure(conn, String(cString: strerror(detail)))
+        }
         switch event {
         case Int32(H2_CONN_FAILED), Int32(H2_CONN_GOAWAY), Int32(H2_CONN_CLOSED):
             // The next call opens a fresh connection.
@@ -102,11 +170,15 @@ private final class H2ClientStreamUser: H2StreamUser {
     let authority: String
     /// The stream token, stored right after `h2_open_stream` returns it.
     let id = Atomic<UInt64>(0)
+    let side: ClientSide
+    let conn: h2_id
 
-    init(events: ClientCallEvents, loop: H2Loop, maxReceive: Int, authority: String) {
+    init(events: ClientCallEvents, loop: H2Loop, maxReceive: Int, authority: String, side: ClientSide, conn: h2_id) {
         self.events = events
         self.maxReceive = maxReceive
         self.authority = authority
+        self.side = side
+        self.conn = conn
         super.init(loop: loop)
     }
 
@@ -197,8 +269,16 @@ private final class H2ClientStreamUser: H2StreamUser {
         case 0xb:
             status = Status(code: .resourceExhausted, message: "\(authority) asked to calm down (ENHANCE_YOUR_CALM)")
         case UInt32(H2_CLOSE_CONN_LOST):
-            status = Status(
-                code: .unavailable, message: "the connection to \(authority) was lost or could not be established")
+            // The next call (a re-opened watch, say) must not pick the dead connection.
+            side.connection.withLock { if $0 == conn { $0 = 0 } }
+            if let reason = side.failureReason(conn) {
+                status = Status(code: .unavailable, message: "could not connect to \(authority): \(reason)")
+            } else {
+                status = Status(
+                    code: .unavailable,
+                    message: "the connection to \(authority) was lost (closed, reset, or no answer to a keepalive PING)"
+                )
+            }
         case UInt32(H2_CLOSE_SHUTDOWN):
             status = Status(code: .unavailable, message: "the client transport was shut down")
         case UInt32(H2_CLOSE_HEADERS_TOO_LARGE):

@@ -20,9 +20,25 @@ public final class H2ServerTransport: ServerTransport {
     private let port = Atomic<UInt16>(0)
     private let sides: Mutex<[ServerSide]> = Mutex([])
     private let configuration: H2Configuration
+    /// Listen on this Unix domain socket instead of `host:port`.
+    private let unixPath: String?
 
-    /// Creates a transport that will listen on `host:port` (port 0 picks a free port).
-    public init(host: String = "127.0.0.1", port: UInt16, configuration: H2Configuration = H2Configuration()) throws {
+    /// Creates a transport that will listen on the Unix domain socket `path` (a socket file
+    /// left there by an earlier server is replaced). Its first event loop accepts every
+    /// connection.
+    public convenience init(unixPath path: String, configuration: H2Configuration = H2Configuration()) throws {
+        try self.init(host: "", port: 0, unixPath: path, configuration: configuration)
+    }
+
+    /// Creates a transport that will listen on `host:port` (port 0 picks a free port). `::`
+    /// listens on IPv6 and IPv4 both (dual stack).
+    public convenience init(
+        host: String = "127.0.0.1", port: UInt16, configuration: H2Configuration = H2Configuration()
+    ) throws {
+        try self.init(host: host, port: port, unixPath: nil, configuration: configuration)
+    }
+
+    private init(host: String, port: UInt16, unixPath: String?, configuration: H2Configuration) throws {
         let count = max(1, configuration.eventLoops)
         var loops: [H2Loop] = []
         for _ in 0..<count { loops.append(try H2Loop(config: configuration, reusePort: count > 1)) }
@@ -31,6 +47,7 @@ public final class H2ServerTransport: ServerTransport {
         self.executors = loops.map { configuration.runHandlersOnEventLoop ? H2LoopExecutor(loop: $0) : nil }
         self.host = host
         self.requestedPort = port
+        self.unixPath = unixPath
         self.configuration = configuration
     }
 
@@ -47,6 +64,18 @@ public final class H2ServerTransport: ServerTransport {
             sides.withLock { $0.append(side) }
             loop.setDelegate(side)
             var bound: UInt16 = 0
+            if let unixPath {
+                if loop === loops[0] {
+                    let rc = h2_listen_unix(loop.raw, unixPath)
+                    if rc != 0 {
+                        stop()
+                        throw RPCError(
+                            .unavailable, "could not listen on unix:\(unixPath): \(String(cString: strerror(-rc)))")
+                    }
+                }
+                try loop.start()
+                continue
+            }
             let rc = h2_listen(loop.raw, host, listenPort, &bound)
             if rc != 0 {
                 stop()

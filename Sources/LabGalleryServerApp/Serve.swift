@@ -16,8 +16,11 @@ struct Serve: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "Address to listen on.")
+    @Option(help: "Address to listen on; :: listens on IPv6 and IPv4 both.")
     var host: String = "127.0.0.1"
+
+    @Option(help: "Listen on this Unix domain socket instead of --host/--port (clients: --endpoint unix:PATH).")
+    var unix: String?
 
     @Option(help: "Port to listen on (0 picks a free port).")
     var port: UInt16 = 50051
@@ -94,6 +97,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds without calls before a connection gets GOAWAY and is closed; 0: never.")
     var idleTimeout: Double = 300
 
+    // Keepalive and connection lifetimes (README "Connections: keepalive, lifetimes, finding the server").
+    @OptionGroup var keepalive: KeepaliveOptions
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -161,6 +167,13 @@ struct Serve: AsyncParsableCommand {
         configuration.handshakeTimeout = .milliseconds(Int64(min(handshakeTimeout, 4e6) * 1000))
         configuration.idleTimeout = .milliseconds(Int64(min(idleTimeout, 4e6) * 1000))
         configuration.callLimits = callLimits.limits
+        configuration.keepaliveTime = KeepaliveOptions.duration(keepalive.keepaliveTime)
+        configuration.keepaliveTimeout = KeepaliveOptions.duration(keepalive.keepaliveTimeout)
+        configuration.minPingInterval = KeepaliveOptions.duration(keepalive.minPingInterval)
+        configuration.maxConnectionAge = KeepaliveOptions.duration(keepalive.maxConnectionAge)
+        configuration.maxConnectionAgeGrace = KeepaliveOptions.duration(keepalive.maxConnectionAgeGrace)
+        configuration.unixSocketPath = unix
+        let listening = unix.map { "unix:\($0)" }
 
         // Ignore the default actions first so a signal arriving during startup is not fatal;
         // the dispatch sources below then deliver them as events.
@@ -184,10 +197,10 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode.failure
         }
         // The first stdout line is the contract scripts and tests wait for.
-        print("listening on \(host):\(port)")
+        print("listening on \(listening ?? "\(host):\(port)")")
         fflush(nil)
         logger.notice(
-            "listening on \(host):\(port)",
+            "listening on \(listening ?? "\(host):\(port)")",
             metadata: [
                 "data_dir": "\(configuration.dataDirectory.path)",
                 "max_message_size": "\(maxMessageSize)",
@@ -245,4 +258,41 @@ struct CallLimitOptions: ParsableArguments {
         limits.maxUnknownFields = maxUnknownFields
         return limits
     }
+}
+
+// MARK: keepalive and connection lifetimes
+
+/// The keepalive and lifetime flags, in seconds (0 turns each off), as grpc's server options.
+struct KeepaliveOptions: ParsableArguments {
+    @Option(help: "Seconds without anything received before the server PINGs a connection; 0: never.")
+    var keepaliveTime: Double = 7200
+
+    @Option(help: "Seconds a keepalive PING may go unanswered before the connection is closed as dead; 0: forever.")
+    var keepaliveTimeout: Double = 20
+
+    @Option(
+        help:
+            "Seconds a client must leave between PINGs without calls' data; the third early one gets GOAWAY too_many_pings. 0: no limit."
+    )
+    var minPingInterval: Double = 300
+
+    @Option(help: "Seconds (±10 %) after which a connection gets GOAWAY and clients reconnect; 0: no limit.")
+    var maxConnectionAge: Double = 0
+
+    @Option(
+        help: "Seconds after the max-age GOAWAY before the connection closes even with calls open; 0: wait for them.")
+    var maxConnectionAgeGrace: Double = 0
+
+    func validate() throws {
+        for (flag, value) in [
+            ("--keepalive-time", keepaliveTime), ("--keepalive-timeout", keepaliveTimeout),
+            ("--min-ping-interval", minPingInterval), ("--max-connection-age", maxConnectionAge),
+            ("--max-connection-age-grace", maxConnectionAgeGrace),
+        ] where !(value >= 0) {
+            throw ValidationError("\(flag) must be seconds, 0 or more")
+        }
+    }
+
+    /// `seconds` as a Duration (capped where the shim's milliseconds end, about 49 days).
+    static func duration(_ seconds: Double) -> Duration { .milliseconds(Int64((min(seconds, 4e6) * 1000).rounded())) }
 }
