@@ -7,6 +7,7 @@
  *   h2_ratelim.c   rapid-reset limiter             h2_outq.c     a connection's output queue
  *   h2_conn.c      connections                     h2_loop.c     command queue, epoll thread
  *   h2_map.c       token map                       h2_net.c      socket helpers
+ *   h2_keepalive.c PINGs, strikes, connection age  h2_addrs.c    address lists, the connect walk
  *
  * Other threads only allocate a token (atomic counter) and post a command to the loop's
  * queue; the loop thread owns every connection, stream and nghttp2 session.
