@@ -10,7 +10,8 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve the gallery API (the default command).",
         discussion: """
-            The first line on stdout is `listening on HOST:PORT` (the bound port, also with --port 0). \
+            The first line on stdout is `listening on HOST:PORT` (the bound port, also with --port 0; \
+            [HOST]:PORT for an IPv6 address, unix:PATH with --unix). \
             On first start the server writes an admin token to <data-dir>/admin.token (mode 0600). \
             SIGINT or SIGTERM drains calls in flight, closes the database and exits 0.
             """
@@ -174,6 +175,7 @@ struct Serve: AsyncParsableCommand {
         configuration.maxConnectionAgeGrace = KeepaliveOptions.duration(keepalive.maxConnectionAgeGrace)
         configuration.unixSocketPath = unix
         let listening = unix.map { "unix:\($0)" }
+        let hostPort = { (port: Int) in host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
         // Ignore the default actions first so a signal arriving during startup is not fatal;
         // the dispatch sources below then deliver them as events.
@@ -197,10 +199,10 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode.failure
         }
         // The first stdout line is the contract scripts and tests wait for.
-        print("listening on \(listening ?? "\(host):\(port)")")
+        print("listening on \(listening ?? hostPort(port))")
         fflush(nil)
         logger.notice(
-            "listening on \(listening ?? "\(host):\(port)")",
+            "listening on \(listening ?? hostPort(port))",
             metadata: [
                 "data_dir": "\(configuration.dataDirectory.path)",
                 "max_message_size": "\(maxMessageSize)",

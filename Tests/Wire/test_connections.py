@@ -186,7 +186,7 @@ def test_dual_stack_host(tmp_path):
     except OSError:
         pytest.skip("this machine has no IPv6 at all")
     with start(tmp_path, "--host", "::") as server:
-        port = listening_port(server, host="::")
+        port = listening_port(server, host=r"\[::\]")
         for host, family in (("127.0.0.1", socket.AF_INET), ("::1", socket.AF_INET6)):
             peer = Peer(port, host=host, family=family)
             sid = peer.call(HEALTH_CHECK)
