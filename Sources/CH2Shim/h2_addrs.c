@@ -135,6 +135,7 @@ h2_addrs *h2_addrs_unix(const char *path, int *err)
     h2_addrs *l = NULL;
     int r = h2_addrs_add(&l, &su, offsetof(struct sockaddr_un, sun_path) + n + 1);
     if (r < 0) {
+        h2_addrs_free(l); /* created, then its array could not be */
         if (err) *err = -r;
         return NULL;
     }

@@ -10,8 +10,8 @@ import Synchronization
 /// The HTTP/2 client transport on libnghttp2: one connection to one server, shared by
 /// concurrent calls, re-established on the next call after it drops.
 ///
-/// Finding the server: the name is resolved on a ``BlockingExecutor`` thread (never the
-/// cooperative pool or the event loop), and every address it returns is tried in order (IPv6
+/// Finding the server: the name is resolved on a ``BlockingExecutor`` thread of its own (never
+/// the cooperative pool or the event loop, and never queued behind file I/O), and every address it returns is tried in order (IPv6
 /// and IPv4 as the resolver orders them; `localhost` is always both loopbacks), moving on after
 /// a refusal or `connectTimeout`. A dead connection (keepalive PING unanswered) ends its calls
 /// with UNAVAILABLE; the next call reconnects.
@@ -62,10 +62,14 @@ public final class H2ClientTransport: ClientTransport {
         }
     }
 
+    /// Threads for name resolution (getaddrinfo blocks on DNS), apart from the shared pool so a
+    /// reconnect never waits behind long file work.
+    private static let resolver = BlockingExecutor(maxThreads: 4, name: "h2-resolve")
+
     /// Resolves the target on a blocking thread and hands the addresses to the loop.
     private func resolve(_ conn: h2_id) {
         let (loop, target, side) = (self.loop, self.target, self.side)
-        Task(executorPreference: BlockingExecutor.shared) {
+        Task(executorPreference: Self.resolver) {
             var err: Int32 = 0
             let addrs: OpaquePointer?
             switch target {

@@ -16,6 +16,8 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -398,8 +400,30 @@ static void test_unix(void)
     CHECK(h2_addrs_unix(longp, &err) == NULL && err == ENAMETOOLONG);
 }
 
+extern atomic_long h2_mem_fail_at;
+
+/* Every allocation of building an address list failed in turn: NULL with ENOMEM, no leak. */
+static void test_addrs_nomem(void)
+{
+    for (long n = 1;; n++) {
+        atomic_store(&h2_mem_fail_at, n);
+        int err = 0;
+        h2_addrs *l = h2_resolve("localhost", 80, &err);
+        CHECK(l ? h2_addrs_count(l) >= 2 : err == ENOMEM);
+        h2_addrs_free(l);
+        h2_addrs *u = h2_addrs_unix("/tmp/x.sock", &err);
+        CHECK(u ? h2_addrs_count(u) == 1 : err == ENOMEM);
+        h2_addrs_free(u);
+        bool reached = atomic_load(&h2_mem_fail_at) <= 0;
+        atomic_store(&h2_mem_fail_at, 0);
+        if (!reached) break;
+        CHECK(n < 50);
+    }
+}
+
 void keepalive_tests(void)
 {
+    RUN(test_addrs_nomem());
     RUN(test_ka_clock());
     RUN(test_ka_strikes());
     RUN(test_ka_age());
