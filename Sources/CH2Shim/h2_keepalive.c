@@ -78,7 +78,8 @@ void h2_ka_conn_tick(h2_conn *c, int64_t now)
     }
     /* A client pings only while it has calls (grpc's permit_without_calls = false). */
     bool may_ping = !c->is_client || c->streams != NULL;
-    switch (h2_ka_check(&c->ka, now, may_ping, cfg->keepalive_time_ms, cfg->keepalive_timeout_ms,
+    switch (h2_ka_check(&c->ka, now, may_ping, c->is_client ? L->local.ka_time_ms : cfg->keepalive_time_ms,
+                        cfg->keepalive_timeout_ms,
                         cfg->max_connection_age_grace_ms)) {
     case H2_KA_SEND_PING: {
         static const uint8_t opaque[8] = {'k', 'e', 'e', 'p', 'a', 'l', 'i', 'v'};

@@ -66,6 +66,12 @@ static inline void h2_ka_sent_data(h2_keepalive *k)
  * many: the caller sends GOAWAY ENHANCE_YOUR_CALM "too_many_pings". min_ping_ms 0 = no limit. */
 bool h2_ka_peer_ping(h2_keepalive *k, int64_t now, uint32_t min_ping_ms);
 
+/* The server said "too_many_pings": a client's keepalive time doubles (saturating), as grpc's. */
+static inline uint32_t h2_ka_calm_down(uint32_t time_ms)
+{
+    return time_ms > UINT32_MAX / 2 ? UINT32_MAX : time_ms * 2;
+}
+
 /* At a tick. `may_ping`: keepalive applies now (a client with calls open, or any server
  * connection). time_ms 0 = no keepalive; timeout_ms 0 = never dead; grace_ms as above. */
 int h2_ka_check(h2_keepalive *k, int64_t now, bool may_ping, uint32_t time_ms, uint32_t timeout_ms, uint32_t grace_ms);

@@ -447,6 +447,7 @@ int h2_loop_init(h2_loop *L)
     L->wake_kind = H2_OBJ_WAKE;
     L->epfd = L->evfd = -1;
     L->local.reserve_fd = -1;
+    L->local.ka_time_ms = L->cfg.keepalive_time_ms;
     L->local.tick_ms = h2_ka_tick_ms(h2_tick_ms(L->cfg.handshake_timeout_ms, L->cfg.idle_timeout_ms), L->cfg.keepalive_time_ms,
                                      L->cfg.keepalive_timeout_ms, L->cfg.max_connection_age_ms, L->cfg.connect_timeout_ms);
     int e = 0;

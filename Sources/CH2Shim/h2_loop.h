@@ -51,6 +51,8 @@ typedef struct h2_loop_local {
     uint32_t tick_ms;      /* h2_tick_ms of the configured timeouts */
     uint32_t nserver;      /* open server connections of this loop */
     bool accept_paused;
+    uint32_t ka_time_ms;   /* client connections' keepalive time: keepalive_time_ms, doubled after each
+                            * GOAWAY "too_many_pings" from the server (grpc's client does the same) */
     int reserve_fd;        /* held so that at the fd limit one can be freed to accept-and-close; -1 = none */
     /* Stopped or destroyed from one of its own callbacks (the last owner went away on the
      * loop thread): the thread cannot join itself, so it tears the loop down (and frees

@@ -324,6 +324,10 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
         return 0;
     case NGHTTP2_GOAWAY:
         c->goaway_recv = true;
+        if (c->is_client && f->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM &&
+            f->goaway.opaque_data_len == sizeof H2_KA_TOO_MANY_PINGS - 1 &&
+            memcmp(f->goaway.opaque_data, H2_KA_TOO_MANY_PINGS, sizeof H2_KA_TOO_MANY_PINGS - 1) == 0)
+            L->local.ka_time_ms = h2_ka_calm_down(L->local.ka_time_ms);
         if (c->is_client && L->cb.on_conn) L->cb.on_conn(L->cb.ctx, c->id, H2_CONN_GOAWAY, (int)f->goaway.last_stream_id);
         return 0;
     default:

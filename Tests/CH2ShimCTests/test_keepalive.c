@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "h2_keepalive.h"
+#include "h2_loop.h"
 #include "h2_timer.h"
 #include "h2shim.h"
 #include "test.h"
@@ -222,7 +223,7 @@ static void test_max_age(void)
 
 typedef struct cli {
     pthread_mutex_t mu;
-    int connected, failed, detail;
+    int connected, failed, detail, goaway;
 } cli;
 
 static void on_conn(void *ctx, h2_id conn, int ev, int detail)
@@ -231,6 +232,7 @@ static void on_conn(void *ctx, h2_id conn, int ev, int detail)
     cli *c = ctx;
     pthread_mutex_lock(&c->mu);
     if (ev == H2_CONN_CONNECTED) c->connected++;
+    if (ev == H2_CONN_GOAWAY) c->goaway++;
     if (ev == H2_CONN_FAILED) {
         c->failed++;
         c->detail = detail;
@@ -400,6 +402,52 @@ static void test_unix(void)
     CHECK(h2_addrs_unix(longp, &err) == NULL && err == ENAMETOOLONG);
 }
 
+/* A client pinging a quiet call every 100 ms: the server's GOAWAY "too_many_pings" doubles the
+ * client's keepalive time (grpc's client does the same). */
+static void *accept_and_hold(void *ctx, h2_id conn, h2_id stream, const h2_nv *nv, size_t n, int flags)
+{
+    (void)conn; (void)stream; (void)nv; (void)n; (void)flags;
+    return ctx; /* never answered */
+}
+
+static void ignore_close(void *ctx, void *user, uint32_t code) { (void)ctx; (void)user; (void)code; }
+
+static void test_client_calms_down(void)
+{
+    static int token;
+    h2_callbacks scb = {.ctx = &token, .on_request = accept_and_hold, .on_close = ignore_close};
+    h2_loop *srv = h2_loop_create(NULL, &scb);
+    uint16_t port;
+    CHECK(srv && h2_listen(srv, "127.0.0.1", 0, &port) == 0 && h2_loop_start(srv) == 0);
+    h2_config cfg;
+    h2_config_init(&cfg);
+    cfg.keepalive_time_ms = 100;
+    cli c = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    h2_callbacks ccb = {.ctx = &c, .on_conn = on_conn, .on_close = ignore_close};
+    h2_loop *cl = h2_loop_create(&cfg, &ccb);
+    CHECK(cl && h2_loop_start(cl) == 0);
+    h2_id conn = h2_connect(cl, "127.0.0.1", port);
+    CHECK(conn != 0);
+    static const char *hv[][2] = {{":method", "POST"}, {":scheme", "http"}, {":path", "/x.Y/Hold"},
+                                  {":authority", "localhost"}, {"content-type", "application/grpc"}};
+    h2_nv nv[5];
+    for (int i = 0; i < 5; i++)
+        nv[i] = (h2_nv){(const uint8_t *)hv[i][0], strlen(hv[i][0]), (const uint8_t *)hv[i][1], strlen(hv[i][1])};
+    CHECK(h2_open_stream(cl, conn, &token, nv, 5) != 0);
+    int got = 0;
+    for (int i = 0; i < 1000 && !got; i++) {
+        usleep(10000);
+        pthread_mutex_lock(&c.mu);
+        got = c.goaway;
+        pthread_mutex_unlock(&c.mu);
+    }
+    CHECK(got == 1 && stats(srv).ping_strike_goaways == 1);
+    h2_loop_stop(cl); /* joined: its loop-thread state may be read */
+    CHECK(cl->local.ka_time_ms >= 200);
+    h2_loop_destroy(cl);
+    h2_loop_destroy(srv);
+}
+
 extern atomic_long h2_mem_fail_at;
 
 /* Every allocation of building an address list failed in turn: NULL with ENOMEM, no leak. */
@@ -424,6 +472,7 @@ static void test_addrs_nomem(void)
 void keepalive_tests(void)
 {
     RUN(test_addrs_nomem());
+    RUN(test_client_calms_down());
     RUN(test_ka_clock());
     RUN(test_ka_strikes());
     RUN(test_ka_age());
