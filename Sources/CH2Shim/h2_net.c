@@ -134,14 +134,20 @@ int h2_net_listen_unix(const char *path)
     if (n == 0) return -EINVAL;
     if (n >= sizeof su.sun_path) return -ENAMETOOLONG;
     memcpy(su.sun_path, path, n);
+    socklen_t sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
     struct stat st;
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) return -EEXIST; /* never remove a file that is not a socket */
-        if (unlink(path) != 0) return -errno;      /* a socket left by an earlier server */
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (probe < 0) return -errno;
+        int live = connect(probe, (struct sockaddr *)&su, sl) == 0 || errno == EAGAIN;
+        close(probe);
+        if (live) return -EADDRINUSE;         /* a server is running there: never steal its socket */
+        if (unlink(path) != 0) return -errno; /* a socket left by an earlier server */
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
-    if (bind(fd, (struct sockaddr *)&su, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1)) != 0 ||
+    if (bind(fd, (struct sockaddr *)&su, sl) != 0 ||
         listen(fd, 4096) != 0) {
         int e = errno;
         close(fd);

@@ -381,6 +381,9 @@ static void test_unix(void)
     h2_loop *cl = client(&c, 2000);
     CHECK(h2_connect_unix(cl, path) != 0);
     CHECK(outcome(&c) == 1);
+    h2_loop *second = h2_loop_create(NULL, &scb); /* a live server's socket is never taken over */
+    CHECK(second && h2_listen_unix(second, path) == -EADDRINUSE);
+    h2_loop_destroy(second);
     h2_loop_destroy(cl);
     h2_loop_destroy(srv);
     /* a stale socket file is replaced; any other file is refused */

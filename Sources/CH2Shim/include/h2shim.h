@@ -306,8 +306,8 @@ void h2_connect_addrs(h2_loop *loop, h2_id conn, h2_addrs *addrs, int err);
 h2_id h2_connect_unix(h2_loop *loop, const char *path);
 
 /**
- * Listens on a Unix domain socket at `path` (a socket file already there is replaced; any
- * other file is an error, -EEXIST). Connections from it count under one shared peer address
+ * Listens on a Unix domain socket at `path`. A socket file already there is replaced if no
+ * server answers on it (-EADDRINUSE if one does); any other file is an error, -EEXIST. Connections from it count under one shared peer address
  * for max_connections_per_addr. Returns 0 or -errno.
  */
 int h2_listen_unix(h2_loop *loop, const char *path);
