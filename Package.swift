@@ -116,7 +116,7 @@ let package = Package(
         ),
         .target(
             name: "H2RPCNGHTTP2Transport",
-            dependencies: ["H2RPC", "CH2Shim", "CZlib"],
+            dependencies: ["H2RPC", "CH2Shim", "CZlib", "Blocking"],
             swiftSettings: strictSwift
         ),
         .target(

@@ -24,6 +24,8 @@ enum h2_cmd_kind {
     H2_CMD_GOAWAY,
     H2_CMD_LISTEN,
     H2_CMD_RUN,
+    H2_CMD_CONNECT_PENDING, /* a client connection whose addresses come later (h2_addrs.h) */
+    H2_CMD_CONNECT_ADDRS,   /* ... and its addresses */
 };
 
 typedef struct h2_cmd {
@@ -42,6 +44,7 @@ typedef struct h2_ctl_cmd {
         struct { struct sockaddr_storage addr; socklen_t addrlen; h2_tls_ctx *tls; const char *name; } connect; /* tls: a reference; name follows the command */
         struct { int fd; h2_tls_ctx *tls; } listen; /* tls: a reference, or NULL */
         struct { h2_run_fn fn; void *ctx; void *arg; } run;
+        struct { struct h2_addrs *addrs; int err; } addrs;
     } u;
 } h2_ctl_cmd;
 

@@ -1,6 +1,7 @@
 /* Connections: lifecycle, reading into nghttp2, flushing nghttp2's output, accepting. */
 #define _GNU_SOURCE
 #include "h2_conn.h"
+#include "h2_addrs.h"
 #include "h2_connlim.h"
 #include "h2_loop.h"
 #include "h2_mem.h"
@@ -55,10 +56,11 @@ h2_conn *h2_conn_new(h2_loop *L, h2_id id, int fd, bool is_client)
     if (L->local.conns) L->local.conns->prev = c;
     L->local.conns = c;
     LSTAT_ADD(L, connections, 1);
+    h2_ka_start(&c->ka, L->local.now, is_client ? 0 : L->cfg.max_connection_age_ms, id ^ (uint64_t)L->local.now);
+    h2_loop_arm_tick(L);
     if (!is_client) {
         h2_conntimer_start(&c->timer, L->local.now);
         L->local.nserver++;
-        h2_loop_arm_tick(L);
     }
     return c;
 }
@@ -74,6 +76,9 @@ void h2_conn_close_now(h2_conn *c, int err, uint32_t stream_code, bool failed)
     c->tls = NULL;
     if (c->fd >= 0) close(c->fd);
     c->fd = -1;
+    /* A failed connect is reported before its streams close, so the application can tell
+     * them why (the errno). */
+    if (failed && L->cb.on_conn) L->cb.on_conn(L->cb.ctx, c->id, H2_CONN_FAILED, err);
     while (c->streams) h2_stream_finish(c->streams, stream_code);
     if (c->sess) nghttp2_session_del(c->sess);
     c->sess = NULL;
@@ -87,7 +92,7 @@ void h2_conn_close_now(h2_conn *c, int err, uint32_t stream_code, bool failed)
     if (!c->is_client) L->local.nserver--;
     if (c->lim_counted) h2_connlim_release(L->lim, c->peer);
     c->lim_counted = false;
-    if (c->is_client && L->cb.on_conn) L->cb.on_conn(L->cb.ctx, c->id, failed ? H2_CONN_FAILED : H2_CONN_CLOSED, err);
+    if (c->is_client && !failed && L->cb.on_conn) L->cb.on_conn(L->cb.ctx, c->id, H2_CONN_CLOSED, err);
     c->dead_next = L->local.dead;
     L->local.dead = c;
 }
@@ -95,6 +100,8 @@ void h2_conn_close_now(h2_conn *c, int err, uint32_t stream_code, bool failed)
 void h2_conn_free(h2_conn *c)
 {
     h2_outq_free(&c->out);
+    h2_addrs_free(c->addrs);
+    h2_free(c->tls_name);
     h2_free(c->hdr_arena);
     h2_free(c->hdr_nv);
     h2_free(c);
@@ -149,6 +156,10 @@ void h2_conn_flush(h2_conn *c)
     }
     if (!pending) {
         h2_outq_shrink(&c->out); /* after a burst */
+        if (c->close_when_flushed) {
+            h2_conn_close_now(c, ECONNRESET, H2_CLOSE_CONN_LOST, false);
+            return;
+        }
         /* GOAWAY done both ways and nothing in flight: nghttp2 is finished with it. (After
          * an idle GOAWAY the tick closes it after the grace, or the peer does first.) */
         if (c->timer.phase != H2_CT_GOAWAY && !nghttp2_session_want_read(c->sess) &&
@@ -251,6 +262,7 @@ static void conn_read(h2_conn *c)
             return;
         }
         if (c->timer.phase == H2_CT_HANDSHAKE) (void)h2_conntimer_feed(&c->timer, rbuf, (size_t)n, L->local.now);
+        h2_ka_read(&c->ka, L->local.now);
         h2_conn_mark(c);
         if (!c->ssl && (size_t)n < H2_READ_BUF) return; /* drained for now */
     }
@@ -306,15 +318,27 @@ void h2_conn_connected(h2_conn *c)
     socklen_t sl = sizeof err;
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &sl) != 0) err = errno;
     if (err) {
-        h2_conn_close_now(c, err, H2_CLOSE_CONN_LOST, true);
+        if (!h2_conn_retry(c, err)) h2_conn_close_now(c, err, H2_CLOSE_CONN_LOST, true);
         return;
     }
     c->connecting = false;
+    c->connect_deadline = 0;
+    h2_ka_read(&c->ka, c->loop->local.now); /* the keepalive clock starts now */
     if (h2_conn_epoll(c, EPOLL_CTL_MOD, EPOLLIN) != 0) {
         h2_conn_close_now(c, errno, H2_CLOSE_CONN_LOST, true);
         return;
     }
     c->want_out = false;
+    if (c->tls && !c->ssl) { /* h2_connect_pending_tls: the session goes on the socket that connected */
+        char err[320] = "";
+        c->ssl = h2_tls_session(c->tls, c->fd, c->tls_name, err, sizeof err);
+        if (!c->ssl) {
+            h2_loop_log(c->loop, c->id, "TLS setup failed: %s", err);
+            h2_conn_close_now(c, ENOMEM, H2_CLOSE_CONN_LOST, true);
+            return;
+        }
+        c->tls_hs = true;
+    }
     if (c->ssl) {
         conn_tls_handshake(c); /* CONNECTED once it is done */
         return;
@@ -413,6 +437,8 @@ void h2_conns_tick(h2_loop *L)
     uint32_t hs = L->cfg.handshake_timeout_ms, idle = L->cfg.idle_timeout_ms;
     for (h2_conn *c = L->local.conns, *next; c; c = next) {
         next = c->next; /* closing unlinks c */
+        if (c->dead) continue;
+        h2_ka_conn_tick(c, now);
         if (c->is_client || c->dead) continue;
         int32_t sid = nghttp2_session_get_last_proc_stream_id(c->sess);
         switch (h2_conntimer_check(&c->timer, now, c->streams != NULL, sid, hs, idle)) {

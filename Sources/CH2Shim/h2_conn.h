@@ -8,6 +8,7 @@
 #define H2_CONN_H
 
 #include "h2_addr.h"
+#include "h2_keepalive.h"
 #include "h2_outq.h"
 #include "h2_ratelim.h"
 #include "h2_stream.h"
@@ -55,6 +56,13 @@ struct h2_conn {
     h2_tls_ctx *tls;        /* a reference, released on close */
     bool tls_hs;            /* handshake in progress: nothing is flushed yet */
     bool tls_broken;        /* a fatal TLS error: no close_notify */
+    char *tls_name;         /* client via h2_connect_pending_tls: the name to verify, until the session exists */
+    /* keepalive and lifetimes (h2_keepalive.h); the client's address walk (h2_addrs.h) */
+    h2_keepalive ka;
+    bool close_when_flushed;  /* GOAWAY ENHANCE_YOUR_CALM "too_many_pings" queued: close once it is written */
+    struct h2_addrs *addrs;   /* client: the addresses to try (owned), NULL for a plain h2_connect */
+    size_t addr_next;         /* the next one to try */
+    int64_t connect_deadline; /* ms: the current attempt gives up then; 0 = none */
 };
 
 typedef struct h2_listener {
@@ -82,7 +90,10 @@ void h2_conn_check(h2_conn *c, int rv);
 /* Accepts what is pending (a bounded batch): connections over a cap are accepted and closed
  * at once; at the fd limit the reserved fd is spent to do the same, and the listeners pause. */
 void h2_accept_all(h2_loop *L, h2_listener *ls);
-/* The tick: every server connection's deadlines (h2_conntimer_check), at L->local.now. */
+/* The tick: every connection's deadlines (h2_conntimer_check for server connections,
+ * h2_ka_conn_tick for all), at L->local.now. */
 void h2_conns_tick(h2_loop *L);
+/* Keepalive, age and connect deadlines of one connection at the tick (h2_keepalive.c). */
+void h2_ka_conn_tick(h2_conn *c, int64_t now);
 
 #endif

@@ -1,6 +1,7 @@
 /* The loop: command queue, command handlers, the epoll thread, teardown. */
 #define _GNU_SOURCE
 #include "h2_loop.h"
+#include "h2_addrs.h"
 #include "h2_mem.h"
 #include "h2_net.h"
 #include "h2_session.h"
@@ -29,7 +30,7 @@ void h2_cmd_free(h2_loop *L, h2_cmd *c)
         return;
     }
     h2_ctl_cmd *ctl = (h2_ctl_cmd *)c;
-    if (c->kind == H2_CMD_CONNECT) h2_tls_release(ctl->u.connect.tls);
+    if (c->kind == H2_CMD_CONNECT || c->kind == H2_CMD_CONNECT_PENDING) h2_tls_release(ctl->u.connect.tls);
     if (c->kind == H2_CMD_LISTEN) h2_tls_release(ctl->u.listen.tls);
     h2_free(c);
 }
@@ -352,6 +353,8 @@ static void run_cmds(h2_loop *L)
         case H2_CMD_GOAWAY: do_goaway(L); break;
         case H2_CMD_LISTEN: do_listen(L, ctl); break;
         case H2_CMD_RUN: ctl->u.run.fn(ctl->u.run.ctx, ctl->u.run.arg, 1); break;
+        case H2_CMD_CONNECT_PENDING: h2_conn_pending(L, cmd->id, ctl->u.connect.tls, ctl->u.connect.name); break;
+        case H2_CMD_CONNECT_ADDRS: h2_conn_walk(L, cmd->id, ctl->u.addrs.addrs, ctl->u.addrs.err); break;
         }
         if (!kept) h2_cmd_free(L, cmd);
         cmd = next;
@@ -374,6 +377,10 @@ static void drop_cmds(h2_loop *L, h2_cmd *cmd)
             break;
         case H2_CMD_LISTEN: close(ctl->u.listen.fd); break;
         case H2_CMD_RUN: ctl->u.run.fn(ctl->u.run.ctx, ctl->u.run.arg, 0); break;
+        case H2_CMD_CONNECT_PENDING:
+            if (L->cb.on_conn) L->cb.on_conn(L->cb.ctx, cmd->id, H2_CONN_FAILED, ECANCELED);
+            break;
+        case H2_CMD_CONNECT_ADDRS: h2_addrs_free(ctl->u.addrs.addrs); break;
         default: break;
         }
         h2_cmd_free(L, cmd);
@@ -411,7 +418,7 @@ static void resume_accept(h2_loop *L)
 void h2_loop_arm_tick(h2_loop *L)
 {
     h2_loop_local *lo = &L->local;
-    if (!lo->next_tick && (L->cfg.handshake_timeout_ms || L->cfg.idle_timeout_ms)) lo->next_tick = lo->now + lo->tick_ms;
+    if (!lo->next_tick) lo->next_tick = lo->now + lo->tick_ms; /* keepalive and connect deadlines need it too */
 }
 
 /* The earliest timer, INT64_MAX if none. */
@@ -429,7 +436,7 @@ static void run_timers(h2_loop *L)
     if (lo->next_tick && lo->now >= lo->next_tick) {
         h2_conns_tick(L);
         h2_stream_tick(L);
-        lo->next_tick = lo->nserver ? lo->now + lo->tick_ms : 0; /* no server connection: no tick */
+        lo->next_tick = lo->conns ? lo->now + lo->tick_ms : 0; /* no connection: no tick */
     }
 }
 
@@ -542,7 +549,9 @@ int h2_loop_init(h2_loop *L)
     L->wake_kind = H2_OBJ_WAKE;
     L->epfd = L->evfd = -1;
     L->local.reserve_fd = -1;
-    L->local.tick_ms = h2_tick_ms(L->cfg.handshake_timeout_ms, L->cfg.idle_timeout_ms);
+    L->local.ka_time_ms = L->cfg.keepalive_time_ms;
+    L->local.tick_ms = h2_ka_tick_ms(h2_tick_ms(L->cfg.handshake_timeout_ms, L->cfg.idle_timeout_ms), L->cfg.keepalive_time_ms,
+                                     L->cfg.keepalive_timeout_ms, L->cfg.max_connection_age_ms, L->cfg.connect_timeout_ms);
     int e = 0;
     if (pthread_mutex_init(&L->shared.lock, NULL) != 0) return ENOMEM;
     if (h2_bufpool_init(&L->pool) != 0) {

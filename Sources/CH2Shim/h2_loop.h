@@ -65,6 +65,8 @@ typedef struct h2_loop_local {
      * never deadlock each other; it loses the favour at a tick without progress. */
     struct h2_stream *favoured;
     bool favoured_progressed;
+    uint32_t ka_time_ms;   /* client connections' keepalive time: keepalive_time_ms, doubled after each
+                            * GOAWAY "too_many_pings" from the server (grpc's client does the same) */
     int reserve_fd;        /* held so that at the fd limit one can be freed to accept-and-close; -1 = none */
     /* Stopped or destroyed from one of its own callbacks (the last owner went away on the
      * loop thread): the thread cannot join itself, so it tears the loop down (and frees
@@ -96,6 +98,8 @@ struct h2_loop {
         atomic_uint_fast64_t conns_rejected, conns_shed, handshake_timeouts, idle_goaways, accept_pauses;
         /* partial messages */
         atomic_uint_fast64_t assembling_waits, assembling_busy;
+        /* keepalive and lifetimes */
+        atomic_uint_fast64_t keepalive_pings, keepalive_timeouts, ping_strike_goaways, age_goaways;
     } st;
     h2_bufpool pool; /* own lock */
     h2_loop_shared shared;

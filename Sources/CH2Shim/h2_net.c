@@ -9,7 +9,10 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 void h2_net_tune(int fd)
@@ -122,4 +125,33 @@ int h2_net_connect(const struct sockaddr *sa, socklen_t salen, int *done)
     int e = errno;
     close(fd);
     return -e;
+}
+
+int h2_net_listen_unix(const char *path)
+{
+    struct sockaddr_un su = {.sun_family = AF_UNIX};
+    size_t n = strlen(path);
+    if (n == 0) return -EINVAL;
+    if (n >= sizeof su.sun_path) return -ENAMETOOLONG;
+    memcpy(su.sun_path, path, n);
+    socklen_t sl = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) return -EEXIST; /* never remove a file that is not a socket */
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (probe < 0) return -errno;
+        int live = connect(probe, (struct sockaddr *)&su, sl) == 0 || errno == EAGAIN;
+        close(probe);
+        if (live) return -EADDRINUSE;         /* a server is running there: never steal its socket */
+        if (unlink(path) != 0) return -errno; /* a socket left by an earlier server */
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    if (bind(fd, (struct sockaddr *)&su, sl) != 0 ||
+        listen(fd, 4096) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
 }

@@ -7,6 +7,8 @@
 
 /* Creates a bound, listening, non-blocking socket. Returns fd or -errno; *port = bound port. */
 int h2_net_listen(const char *host, uint16_t port, int reuse_port, uint16_t *bound_port);
+/* Creates a listening, non-blocking Unix domain socket at path (replacing a stale socket file). fd or -errno. */
+int h2_net_listen_unix(const char *path);
 /* Resolves host:port (first result). Returns 0 or -errno (EAI errors map to -EHOSTUNREACH/-ENOENT). */
 int h2_net_resolve(const char *host, uint16_t port, struct sockaddr_storage *out, socklen_t *outlen);
 /* Non-blocking connect. Returns fd (connect in progress or done) or -errno. *done = 1 if connected at once. */

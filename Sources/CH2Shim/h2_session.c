@@ -344,8 +344,24 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
             }
         }
         return 0;
+    case NGHTTP2_PING:
+        /* nghttp2 answers it; a server counts strikes (h2_keepalive.h). */
+        if (!c->is_client && !(f->hd.flags & NGHTTP2_FLAG_ACK) && !c->close_when_flushed &&
+            h2_ka_peer_ping(&c->ka, L->local.now, L->cfg.min_ping_interval_ms)) {
+            LSTAT_ADD(L, ping_strike_goaways, 1);
+            int rv = nghttp2_submit_goaway(s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(s),
+                                           NGHTTP2_ENHANCE_YOUR_CALM, (const uint8_t *)H2_KA_TOO_MANY_PINGS,
+                                           sizeof H2_KA_TOO_MANY_PINGS - 1);
+            if (rv != 0 && nghttp2_is_fatal(rv)) return NGHTTP2_ERR_CALLBACK_FAILURE;
+            c->close_when_flushed = true;
+        }
+        return 0;
     case NGHTTP2_GOAWAY:
         c->goaway_recv = true;
+        if (c->is_client && f->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM &&
+            f->goaway.opaque_data_len == sizeof H2_KA_TOO_MANY_PINGS - 1 &&
+            memcmp(f->goaway.opaque_data, H2_KA_TOO_MANY_PINGS, sizeof H2_KA_TOO_MANY_PINGS - 1) == 0)
+            L->local.ka_time_ms = h2_ka_calm_down(L->local.ka_time_ms);
         if (c->is_client && L->cb.on_conn) L->cb.on_conn(L->cb.ctx, c->id, H2_CONN_GOAWAY, (int)f->goaway.last_stream_id);
         return 0;
     default:
@@ -392,6 +408,7 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t code, void 
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     h2_conn *c = ud;
+    if (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) h2_ka_sent_data(&c->ka);
     if (c->is_client || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
     if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
     h2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);

@@ -2,8 +2,9 @@
  * Timers (private): the loop's coarse clock, and the deadlines of one server connection.
  *
  * The loop has no timer per connection: it ticks (a quarter of the shortest timeout, within
- * H2_TICK_MIN_MS..H2_TICK_MAX_MS) while it has server connections, and each tick walks them
- * once with h2_conntimer_check. Nothing here runs per request: a connection's activity is read
+ * H2_TICK_MIN_MS..H2_TICK_MAX_MS; h2_ka_tick_ms lowers it for the keepalive and connect
+ * timeouts) while it has connections, and each tick walks them once: h2_conntimer_check for
+ * server connections, h2_ka_conn_tick (h2_keepalive.h) for all. Nothing here runs per request: a connection's activity is read
  * at the tick (its open streams, nghttp2's last processed stream id), and the handshake
  * tracker only looks at the first bytes a connection receives.
  *

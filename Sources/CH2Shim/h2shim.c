@@ -8,6 +8,7 @@
  *   h2_conn.c      connections                     h2_loop.c     command queue, epoll thread
  *   h2_map.c       token map                       h2_net.c      socket helpers
  *   h2_tls.c       TLS contexts and sessions (OpenSSL)
+ *   h2_keepalive.c PINGs, strikes, connection age  h2_addrs.c    address lists, the connect walk
  *
  * Other threads only allocate a token (atomic counter) and post a command to the loop's
  * queue; the loop thread owns every connection, stream and nghttp2 session.
@@ -15,6 +16,7 @@
 #define _GNU_SOURCE
 #include "h2shim.h"
 #include "h2_conn.h"
+#include "h2_addrs.h"
 #include "h2_framing.h"
 #include "h2_loop.h"
 #include "h2_mem.h"
@@ -46,6 +48,11 @@ void h2_config_init(h2_config *cfg)
     cfg->max_partial_bytes_per_conn = 8u << 20;
     cfg->max_unsent_per_conn = 16u << 20;
     cfg->max_unsent = 64u << 20;
+    /* keepalive and lifetimes */
+    cfg->keepalive_time_ms = H2_DEFAULT_KEEPALIVE_TIME_MS;
+    cfg->keepalive_timeout_ms = H2_DEFAULT_KEEPALIVE_TIMEOUT_MS;
+    cfg->min_ping_interval_ms = H2_DEFAULT_MIN_PING_INTERVAL_MS;
+    cfg->connect_timeout_ms = H2_DEFAULT_CONNECT_TIMEOUT_MS;
 }
 
 h2_loop *h2_loop_create(const h2_config *cfg, const h2_callbacks *cb)
@@ -262,6 +269,77 @@ h2_id h2_connect_tls(h2_loop *loop, const char *host, uint16_t port, h2_tls_ctx 
     return connect_with(loop, host, port, tls, server_name ? server_name : host);
 }
 
+h2_id h2_connect_pending(h2_loop *loop) { return h2_connect_pending_tls(loop, NULL, NULL); }
+
+h2_id h2_connect_pending_tls(h2_loop *loop, h2_tls_ctx *tls, const char *server_name)
+{
+    h2_id id = h2_loop_new_id(loop);
+    size_t namelen = tls && server_name ? strlen(server_name) + 1 : 0;
+    h2_ctl_cmd *c = h2_ctl_new(H2_CMD_CONNECT_PENDING, id, namelen);
+    if (!c) {
+        errno = ENOMEM;
+        return 0;
+    }
+    if (tls) {
+        h2_tls_ref(tls);
+        c->u.connect.tls = tls;
+        if (namelen) c->u.connect.name = memcpy(h2_ctl_extra(c), server_name, namelen);
+    }
+    if (h2_loop_post(loop, &c->head) != 0) {
+        h2_cmd_free(loop, &c->head);
+        errno = ESHUTDOWN;
+        return 0;
+    }
+    return id;
+}
+
+void h2_connect_addrs(h2_loop *loop, h2_id conn, h2_addrs *addrs, int err)
+{
+    h2_ctl_cmd *c = h2_ctl_new(H2_CMD_CONNECT_ADDRS, conn, 0);
+    if (!c) {
+        h2_addrs_free(addrs);
+        h2_conn_close(loop, conn); /* out of memory: fail it rather than leave it pending */
+        return;
+    }
+    c->u.addrs.addrs = addrs;
+    c->u.addrs.err = err;
+    if (post_or_free(loop, c) != 0) h2_addrs_free(addrs);
+}
+
+h2_id h2_connect_unix(h2_loop *loop, const char *path)
+{
+    int err = 0;
+    h2_addrs *a = h2_addrs_unix(path, &err);
+    if (!a) {
+        errno = err;
+        return 0;
+    }
+    h2_id id = h2_connect_pending(loop);
+    if (id == 0) {
+        h2_addrs_free(a);
+        return 0;
+    }
+    h2_connect_addrs(loop, id, a, 0);
+    return id;
+}
+
+int h2_listen_unix(h2_loop *loop, const char *path)
+{
+    int fd = h2_net_listen_unix(path);
+    if (fd < 0) return fd;
+    h2_ctl_cmd *c = h2_ctl_new(H2_CMD_LISTEN, 0, 0);
+    if (!c) {
+        close(fd);
+        return -ENOMEM;
+    }
+    c->u.listen.fd = fd;
+    if (post_or_free(loop, c) != 0) {
+        close(fd);
+        return -ESHUTDOWN;
+    }
+    return 0;
+}
+
 void h2_conn_close(h2_loop *loop, h2_id conn)
 {
     h2_ctl_cmd *c = h2_ctl_new(H2_CMD_CLOSE_CONN, conn, 0);
@@ -422,4 +500,8 @@ void h2_loop_stats(h2_loop *L, h2_stats *out)
     out->accept_pauses = atomic_load_explicit(&L->st.accept_pauses, memory_order_relaxed);
     out->assembling_waits = atomic_load_explicit(&L->st.assembling_waits, memory_order_relaxed);
     out->assembling_busy = atomic_load_explicit(&L->st.assembling_busy, memory_order_relaxed);
+    out->keepalive_pings = atomic_load_explicit(&L->st.keepalive_pings, memory_order_relaxed);
+    out->keepalive_timeouts = atomic_load_explicit(&L->st.keepalive_timeouts, memory_order_relaxed);
+    out->ping_strike_goaways = atomic_load_explicit(&L->st.ping_strike_goaways, memory_order_relaxed);
+    out->age_goaways = atomic_load_explicit(&L->st.age_goaways, memory_order_relaxed);
 }

@@ -1,48 +1,105 @@
+import Blocking
 import CH2Shim
 import H2RPC
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The HTTP/2 client transport on libnghttp2: one connection to one server, shared by
 /// concurrent calls, re-established on the next call after it drops. Cleartext h2c, or h2 over
 /// TLS (ALPN h2, the server's certificate and name verified).
+///
+/// Finding the server: the name is resolved on a ``BlockingExecutor`` thread of its own (never
+/// the cooperative pool or the event loop, and never queued behind file I/O), and every
+/// address it returns is tried in order (IPv6 and IPv4 as the resolver orders them;
+/// `localhost` is always both loopbacks), moving on after a refusal or `connectTimeout`; over
+/// TLS the handshake runs on the address that accepted. A dead connection (keepalive PING
+/// unanswered) ends its calls with UNAVAILABLE; the next call reconnects.
 public final class H2ClientTransport: ClientTransport {
+    /// Where the server is.
+    enum Target: Sendable {
+        case tcp(host: String, port: UInt16)
+        case unix(path: String)
+    }
+
     private let loop: H2Loop
-    private let host: String
-    private let port: UInt16
+    private let target: Target
     private let authority: String
+    /// The server as messages name it: `host:port` or `unix:/path`.
+    private let peerName: String
     private let side: ClientSide
     private let tls: H2TLSClientContext?
     private let serverName: String
 
-    /// Creates a transport to `host:port`; connects lazily, on the first call. With `tls` the
+    /// Creates a transport to `host:port`; connects lazily, on the first call. A `host` of the
+    /// form `unix:/path` is a Unix domain socket (`port` is then unused). With `tls` the
     /// connection is TLS (its files are read here: create it off the cooperative pool), and a
     /// certificate or handshake failure ends calls with UNAVAILABLE saying why.
     public init(
         host: String, port: Int, configuration: H2Configuration = H2Configuration(),
         tls: H2TLSClientConfiguration? = nil
     ) throws {
-        guard let p = UInt16(exactly: port) else {
-            throw RPCError(.invalidArgument, "port \(port) is out of range 0-65535")
+        if host.hasPrefix("unix:") {
+            let path = String(host.dropFirst(5))
+            guard !path.isEmpty else { throw RPCError(.invalidArgument, "unix: needs a socket path (unix:/path)") }
+            target = .unix(path: path)
+            authority = "localhost"  // what grpc sends for unix: targets
+            peerName = host
+        } else {
+            guard let p = UInt16(exactly: port) else {
+                throw RPCError(.invalidArgument, "port \(port) is out of range 0-65535")
+            }
+            target = .tcp(host: host, port: p)
+            authority = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            peerName = authority
         }
         self.tls = try tls.map { try H2TLSClientContext($0) }
-        self.serverName = tls?.serverNameOverride ?? host
+        self.serverName = tls?.serverNameOverride ?? (host.hasPrefix("unix:") ? "localhost" : host)
         self.loop = try H2Loop(config: configuration)
-        self.host = host
-        self.port = p
-        self.authority = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         self.side = ClientSide(maxReceive: configuration.maxReceiveMessageSize, log: configuration.connectionLog)
         loop.setDelegate(side)
         try loop.start()
     }
 
+    /// The current connection, or a new pending one whose addresses are being resolved.
     private func connection() -> h2_id {
         side.connection.withLock { conn in
             if conn != 0 { return conn }
             conn =
-                if let tls { h2_connect_tls(loop.raw, host, port, tls.raw, serverName) } else {
-                    h2_connect(loop.raw, host, port)
+                if let tls { h2_connect_pending_tls(loop.raw, tls.raw, serverName) } else {
+                    h2_connect_pending(loop.raw)
                 }
+            if conn != 0 { resolve(conn) }
             return conn
+        }
+    }
+
+    /// Threads for name resolution (getaddrinfo blocks on DNS), apart from the shared pool so a
+    /// reconnect never waits behind long file work.
+    private static let resolver = BlockingExecutor(maxThreads: 4, name: "h2-resolve")
+
+    /// Resolves the target on a blocking thread and hands the addresses to the loop.
+    private func resolve(_ conn: h2_id) {
+        let (loop, target, side) = (self.loop, self.target, self.side)
+        Task(executorPreference: Self.resolver) {
+            var err: Int32 = 0
+            let addrs: OpaquePointer?
+            switch target {
+            case .tcp(let host, let port):
+                addrs = h2_resolve(host, port, &err)
+                if addrs == nil {
+                    side.recordFailure(
+                        conn,
+                        err == ENOENT
+                            ? "the name \(host) does not resolve"
+                            : "cannot resolve \(host): \(String(cString: strerror(err)))")
+                }
+            case .unix(let path):
+                addrs = h2_addrs_unix(path, &err)
+            }
+            h2_connect_addrs(loop.raw, conn, addrs, err)
         }
     }
 
@@ -63,11 +120,11 @@ public final class H2ClientTransport: ClientTransport {
         block.add(metadata: head.metadata)
         let conn = connection()
         if conn == 0 {
-            events.receive(.status(Status(code: .unavailable, message: "could not connect to \(authority)"), [:]))
+            events.receive(.status(Status(code: .unavailable, message: "could not connect to \(peerName)"), [:]))
             return H2ClientOutbound(handle: nil, credit: DrainCredit())
         }
         let user = H2ClientStreamUser(
-            events: events, loop: loop, maxReceive: side.maxReceive, authority: authority, conn: conn, side: side)
+            events: events, loop: loop, maxReceive: side.maxReceive, authority: peerName, conn: conn, side: side)
         let retained = Unmanaged.passRetained(user as H2StreamUser).toOpaque()
         let id = block.withNV { nv, n in h2_open_stream(loop.raw, conn, retained, nv, n) }
         user.id.store(id, ordering: .releasing)
@@ -93,8 +150,8 @@ private final class ClientSide: H2LoopDelegate, Sendable {
     let connection = Mutex<h2_id>(0)
     let maxReceive: Int
     let log: (@Sendable (String) -> Void)?
-    /// The last connection the shim logged a failure for, and why (a TLS handshake or TLS
-    /// error): the calls it ends say so.
+    /// The last connection that failed, and why (a name that does not resolve, a refused
+    /// connect, a TLS handshake or TLS error): the calls it ends say so.
     private let lastFailure = Mutex<(conn: h2_id, message: String)?>(nil)
 
     init(maxReceive: Int, log: (@Sendable (String) -> Void)?) {
@@ -103,11 +160,16 @@ private final class ClientSide: H2LoopDelegate, Sendable {
     }
 
     func onLog(_ conn: h2_id, message: String) {
-        lastFailure.withLock { $0 = (conn, message) }
+        recordFailure(conn, message)
         log?(message)
     }
 
-    /// Why `conn` failed, if the shim said.
+    /// Notes why `conn` failed (before its streams are closed).
+    func recordFailure(_ conn: h2_id, _ message: String) {
+        lastFailure.withLock { $0 = (conn, message) }
+    }
+
+    /// Why `conn` failed, if known.
     func failure(of conn: h2_id) -> String? {
         lastFailure.withLock { $0?.conn == conn ? $0?.message : nil }
     }
@@ -118,6 +180,9 @@ private final class ClientSide: H2LoopDelegate, Sendable {
     }
 
     func onConnection(_ conn: h2_id, event: Int32, detail: Int32) {
+        if event == Int32(H2_CONN_FAILED), failure(of: conn) == nil {
+            recordFailure(conn, String(cString: strerror(detail)))
+        }
         switch event {
         case Int32(H2_CONN_FAILED), Int32(H2_CONN_GOAWAY), Int32(H2_CONN_CLOSED):
             // The next call opens a fresh connection.
@@ -256,11 +321,15 @@ private final class H2ClientStreamUser: H2StreamUser {
         case 0xb:
             status = Status(code: .resourceExhausted, message: "\(authority) asked to calm down (ENHANCE_YOUR_CALM)")
         case UInt32(H2_CLOSE_CONN_LOST):
+            // The next call (a re-opened watch, say) must not pick the dead connection.
+            side.connection.withLock { if $0 == conn { $0 = 0 } }
             if let why = side.failure(of: conn) {
-                status = Status(code: .unavailable, message: "the connection to \(authority) failed: \(why)")
+                status = Status(code: .unavailable, message: "could not connect to \(authority): \(why)")
             } else {
                 status = Status(
-                    code: .unavailable, message: "the connection to \(authority) was lost or could not be established")
+                    code: .unavailable,
+                    message: "the connection to \(authority) was lost (closed, reset, or no answer to a keepalive PING)"
+                )
             }
         case UInt32(H2_CLOSE_SHUTDOWN):
             status = Status(code: .unavailable, message: "the client transport was shut down")

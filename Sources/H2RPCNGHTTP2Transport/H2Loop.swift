@@ -74,6 +74,13 @@ final class H2Loop: @unchecked Sendable {
         cfg.max_partial_bytes_per_conn = max(1, config.maxPartialMessageBytesPerConnection)
         cfg.max_unsent_per_conn = max(1, config.maxUnreadResponseBytesPerConnection)
         cfg.max_unsent = max(1, config.maxUnreadResponseBytes / max(1, loops))
+        // Keepalive and connection lifetimes.
+        cfg.keepalive_time_ms = H2Configuration.milliseconds(config.keepaliveTime)
+        cfg.keepalive_timeout_ms = H2Configuration.milliseconds(config.keepaliveTimeout)
+        cfg.min_ping_interval_ms = H2Configuration.milliseconds(config.minPingInterval)
+        cfg.max_connection_age_ms = H2Configuration.milliseconds(config.maxConnectionAge)
+        cfg.max_connection_age_grace_ms = H2Configuration.milliseconds(config.maxConnectionAgeGrace)
+        cfg.connect_timeout_ms = H2Configuration.milliseconds(config.connectTimeout)
         let box = DelegateBox()
         var cb = h2_callbacks()
         cb.ctx = Unmanaged.passUnretained(box).toOpaque()
@@ -239,6 +246,29 @@ public struct H2Configuration: Sendable {
     /// A connection without calls for this long is sent GOAWAY (NO_ERROR) and closed;
     /// `.zero`: never. Default 5 minutes.
     public var idleTimeout: Duration = .seconds(300)
+
+    // MARK: Keepalive and connection lifetimes (README "Connections"; `.zero` turns each off)
+
+    /// Nothing received for this long: send an HTTP/2 PING. A server pings every connection, a
+    /// client only while it has calls open. Default 2 hours (grpc's server default; the
+    /// client library sets its own, see `LabGalleryClient.Configuration.keepaliveTime`).
+    public var keepaliveTime: Duration = .seconds(7200)
+    /// After a keepalive PING, nothing received for this long: the connection is dead and
+    /// closed, its calls end with UNAVAILABLE. Default 20 s.
+    public var keepaliveTimeout: Duration = .seconds(20)
+    /// Server: a client PING sooner than this after its previous one, with no response data
+    /// sent in between, is a strike; the third gets GOAWAY ENHANCE_YOUR_CALM "too_many_pings"
+    /// and the connection closes (grpc's policy). Default 5 minutes.
+    public var minPingInterval: Duration = .seconds(300)
+    /// Server: a connection this old (±10 % jitter) gets GOAWAY (NO_ERROR): clients open a new
+    /// one for new calls. Default `.zero`: no limit.
+    public var maxConnectionAge: Duration = .zero
+    /// Server: after the max-age GOAWAY, the connection closes this much later even with calls
+    /// still open. Default `.zero`: calls may take as long as they need.
+    public var maxConnectionAgeGrace: Duration = .zero
+    /// Client: an address that has not accepted the connection this long is given up and the
+    /// next address of the name is tried. Default 2 s.
+    public var connectTimeout: Duration = .seconds(2)
 
     /// Whole milliseconds of `duration` for the shim (negative: 0, too long: the largest).
     static func milliseconds(_ duration: Duration) -> UInt32 {

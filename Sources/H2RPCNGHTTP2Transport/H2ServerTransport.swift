@@ -21,12 +21,28 @@ public final class H2ServerTransport: ServerTransport {
     private let sides: Mutex<[ServerSide]> = Mutex([])
     private let configuration: H2Configuration
     private let tls: H2TLSServerContext?
+    /// Listen on this Unix domain socket instead of `host:port`.
+    private let unixPath: String?
 
-    /// Creates a transport that will listen on `host:port` (port 0 picks a free port): cleartext
-    /// h2c, or TLS with `tls` (ALPN h2 required; a connection without it is closed and logged).
-    public init(
+    /// Creates a transport that will listen on the Unix domain socket `path` (cleartext; a socket
+    /// file left there by an earlier server is replaced). Its first event loop accepts every
+    /// connection.
+    public convenience init(unixPath path: String, configuration: H2Configuration = H2Configuration()) throws {
+        try self.init(host: "", port: 0, unixPath: path, configuration: configuration, tls: nil)
+    }
+
+    /// Creates a transport that will listen on `host:port` (port 0 picks a free port; `::`
+    /// listens on IPv6 and IPv4 both): cleartext h2c, or TLS with `tls` (ALPN h2 required; a
+    /// connection without it is closed and logged).
+    public convenience init(
         host: String = "127.0.0.1", port: UInt16, configuration: H2Configuration = H2Configuration(),
         tls: H2TLSServerContext? = nil
+    ) throws {
+        try self.init(host: host, port: port, unixPath: nil, configuration: configuration, tls: tls)
+    }
+
+    private init(
+        host: String, port: UInt16, unixPath: String?, configuration: H2Configuration, tls: H2TLSServerContext?
     ) throws {
         let count = max(1, configuration.eventLoops)
         var loops: [H2Loop] = []
@@ -36,6 +52,7 @@ public final class H2ServerTransport: ServerTransport {
         self.executors = loops.map { configuration.runHandlersOnEventLoop ? H2LoopExecutor(loop: $0) : nil }
         self.host = host
         self.requestedPort = port
+        self.unixPath = unixPath
         self.configuration = configuration
         self.tls = tls
     }
@@ -53,6 +70,18 @@ public final class H2ServerTransport: ServerTransport {
             sides.withLock { $0.append(side) }
             loop.setDelegate(side)
             var bound: UInt16 = 0
+            if let unixPath {
+                if loop === loops[0] {
+                    let rc = h2_listen_unix(loop.raw, unixPath)
+                    if rc != 0 {
+                        stop()
+                        throw RPCError(
+                            .unavailable, "could not listen on unix:\(unixPath): \(String(cString: strerror(-rc)))")
+                    }
+                }
+                try loop.start()
+                continue
+            }
             let rc =
                 if let tls { h2_listen_tls(loop.raw, host, listenPort, tls.raw, &bound) } else {
                     h2_listen(loop.raw, host, listenPort, &bound)

@@ -103,6 +103,32 @@ struct InteropServerCommand: AsyncParsableCommand {
         name: .customLong("idle_timeout"), help: "Seconds without calls before GOAWAY and close; 0: never.")
     var idleTimeout: Double = 300
 
+    // Keepalive and connection lifetimes: grpc's underscore style, and labgallery-server's spelling.
+    @Option(
+        name: [.customLong("keepalive_time"), .customLong("keepalive-time")],
+        help: "Seconds without anything received before a PING; 0: never.")
+    var keepaliveTime: Double = 7200
+
+    @Option(
+        name: [.customLong("keepalive_timeout"), .customLong("keepalive-timeout")],
+        help: "Seconds a keepalive PING may go unanswered before the connection is closed; 0: forever.")
+    var keepaliveTimeout: Double = 20
+
+    @Option(
+        name: [.customLong("min_ping_interval"), .customLong("min-ping-interval")],
+        help: "Seconds a client must leave between PINGs without data (else GOAWAY too_many_pings); 0: no limit.")
+    var minPingInterval: Double = 300
+
+    @Option(
+        name: [.customLong("max_connection_age"), .customLong("max-connection-age")],
+        help: "Seconds (±10 %) before a connection gets GOAWAY; 0: no limit.")
+    var maxConnectionAge: Double = 0
+
+    @Option(
+        name: [.customLong("max_connection_age_grace"), .customLong("max-connection-age-grace")],
+        help: "Seconds after the max-age GOAWAY before closing with calls open; 0: wait for them.")
+    var maxConnectionAgeGrace: Double = 0
+
     @Option(name: .customLong("use_tls"), help: "Serve TLS (ALPN h2) with --tls_cert_file and --tls_key_file.")
     var useTLS: Bool = false
 
@@ -127,6 +153,10 @@ struct InteropServerCommand: AsyncParsableCommand {
         }
         if !(handshakeTimeout >= 0) || !(idleTimeout >= 0) {
             throw ValidationError("--handshake_timeout and --idle_timeout must be seconds, 0 or more")
+        }
+        for value in [keepaliveTime, keepaliveTimeout, minPingInterval, maxConnectionAge, maxConnectionAgeGrace]
+        where !(value >= 0) {
+            throw ValidationError("the keepalive and connection age flags must be seconds, 0 or more")
         }
     }
 
@@ -182,6 +212,11 @@ struct InteropServerCommand: AsyncParsableCommand {
                 configuration.maxConnectionsPerAddress = maxConnectionsPerAddress
                 configuration.handshakeTimeout = .milliseconds(Int64(min(handshakeTimeout, 4e6) * 1000))
                 configuration.idleTimeout = .milliseconds(Int64(min(idleTimeout, 4e6) * 1000))
+                configuration.keepaliveTime = .milliseconds(Int64(min(keepaliveTime, 4e6) * 1000))
+                configuration.keepaliveTimeout = .milliseconds(Int64(min(keepaliveTimeout, 4e6) * 1000))
+                configuration.minPingInterval = .milliseconds(Int64(min(minPingInterval, 4e6) * 1000))
+                configuration.maxConnectionAge = .milliseconds(Int64(min(maxConnectionAge, 4e6) * 1000))
+                configuration.maxConnectionAgeGrace = .milliseconds(Int64(min(maxConnectionAgeGrace, 4e6) * 1000))
                 configuration.connectionLog = { StandardError.write("interop-server: \($0)\n") }
                 let transport = try H2ServerTransport(
                     host: candidate, port: port, configuration: configuration, tls: useTLS ? tls : nil)

@@ -50,9 +50,10 @@ public final class LabGalleryClient: Sendable {
 
     /// Where and how to connect.
     public struct Configuration: Sendable {
-        /// The server's host name or address.
+        /// The server's host name or address (every address it resolves to is tried in order),
+        /// or `unix:/path` for a Unix domain socket.
         public var host: String
-        /// The server's port.
+        /// The server's port (unused for `unix:`).
         public var port: Int
         /// The bearer token sent as `authorization: Bearer <token>` (nil: none; only health works then).
         public var token: String?
@@ -72,6 +73,17 @@ public final class LabGalleryClient: Sendable {
         public var defaultTimeout: Duration?
         /// How reads are retried.
         public var retryPolicy: RetryPolicy
+        /// While calls are open (a watch, say) and nothing arrived for this long, the client sends
+        /// an HTTP/2 PING; `.zero`: never. Default 5 minutes: the server's default minimum ping
+        /// interval, so a quiet watch never collects ping strikes, and a silently dead connection
+        /// is still noticed within minutes instead of never.
+        public var keepaliveTime: Duration = .seconds(300)
+        /// A PING unanswered this long: the connection is dead; its calls end with UNAVAILABLE
+        /// and a watch re-opens on a new connection. Default 20 s.
+        public var keepaliveTimeout: Duration = .seconds(20)
+        /// How long one address may take to accept the connection before the next address of
+        /// the host is tried. Default 2 s.
+        public var connectTimeout: Duration = .seconds(2)
 
         /// Creates a configuration.
         public init(
@@ -117,7 +129,13 @@ public final class LabGalleryClient: Sendable {
             c.useTLS
             ? H2TLSClientConfiguration(caFile: c.caFile, certificateFile: c.certificateFile, keyFile: c.keyFile) : nil
         let transport: H2ClientTransport
-        do { transport = try H2ClientTransport(host: c.host, port: c.port, tls: tls) } catch {
+        var h2 = H2Configuration()
+        h2.keepaliveTime = configuration.keepaliveTime
+        h2.keepaliveTimeout = configuration.keepaliveTimeout
+        h2.connectTimeout = configuration.connectTimeout
+        do {
+            transport = try H2ClientTransport(host: c.host, port: c.port, configuration: h2, tls: tls)
+        } catch {
             throw LabGalleryClientError(error)
         }
         rpc = RPCClient(transport: transport, interceptors: configuration.token.map { [BearerToken(token: $0)] } ?? [])
@@ -129,16 +147,19 @@ public final class LabGalleryClient: Sendable {
         try self.init(configuration: Configuration(host: host, port: port, token: token))
     }
 
-    /// Creates a client of `endpoint` (`host:port`, `[v6-address]:port`, or `host` for port 50051).
+    /// Creates a client of `endpoint` (`host:port`, `[v6-address]:port`, `host` for port 50051, or
+    /// `unix:/path`).
     public convenience init(endpoint: String, token: String?) throws(LabGalleryClientError) {
         let (host, port) = try Self.parseEndpoint(endpoint)
         try self.init(configuration: Configuration(host: host, port: port, token: token))
     }
 
     /// Whether `host` is this machine's loopback: `localhost` (or a name under `.localhost`), an
-    /// address in 127.0.0.0/8, `::1`, or an IPv4-mapped loopback address. Names are not resolved.
+    /// address in 127.0.0.0/8, `::1`, an IPv4-mapped loopback address, or a `unix:` socket. Names
+    /// are not resolved.
     public static func isLoopback(host: String) -> Bool {
         let name = host.lowercased()
+        if name.hasPrefix("unix:") { return true }  // a socket on this machine: nothing crosses a network
         if name == "localhost" || name.hasSuffix(".localhost") { return true }
         var v4 = in_addr()
         if inet_pton(AF_INET, name, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
@@ -150,7 +171,28 @@ public final class LabGalleryClient: Sendable {
     }
 
     /// Splits `host:port` (port 50051 when omitted); throws `invalidArgument` when malformed.
+
+    /// Splits `host:port` or `[v6-address]:port` (port 50051 when omitted); `unix:/path` comes back
+    /// whole as the host (port 0). Throws `invalidArgument` when malformed, and for a URL
+    /// (`http://…`), saying what to write instead.
     public static func parseEndpoint(_ endpoint: String) throws(LabGalleryClientError) -> (host: String, port: Int) {
+        if endpoint.hasPrefix("unix:") {
+            guard endpoint.count > 5 else {
+                throw LabGalleryClientError(
+                    .invalidArgument, "endpoint \"\(endpoint)\": expected unix:/path/to/socket")
+            }
+            return (endpoint, 0)
+        }
+        if let scheme = endpoint.range(of: "://") {
+            let name = endpoint[..<scheme.lowerBound].lowercased()
+            var rest = endpoint[scheme.upperBound...]
+            if let slash = rest.firstIndex(of: "/") { rest = rest[..<slash] }
+            let tls = name == "https" || name == "grpcs"
+            throw LabGalleryClientError(
+                .invalidArgument,
+                "endpoint \"\(endpoint)\": not a URL; write host:port (e.g. \(rest.isEmpty ? "127.0.0.1:50051" : String(rest))), "
+                    + "[v6-address]:port or unix:/path\(tls ? ", and use --tls for TLS" : "; for TLS use --tls")")
+        }
         var host = endpoint
         var port = 50051
         if endpoint.hasPrefix("[") {  // [::1]:50051

@@ -114,9 +114,16 @@ public final class GalleryServer: Sendable {
             h2.handshakeTimeout = configuration.handshakeTimeout
             h2.idleTimeout = configuration.idleTimeout
             h2.connectionLog = { logger.warning("\($0)") }
-            let listener = try H2ServerTransport(
-                host: configuration.host, port: configuration.port,
-                configuration: configuration.streamLimits.applied(to: h2), tls: tls)
+            h2.keepaliveTime = configuration.keepaliveTime
+            h2.keepaliveTimeout = configuration.keepaliveTimeout
+            h2.minPingInterval = configuration.minPingInterval
+            h2.maxConnectionAge = configuration.maxConnectionAge
+            h2.maxConnectionAgeGrace = configuration.maxConnectionAgeGrace
+            let applied = configuration.streamLimits.applied(to: h2)
+            let listener =
+                try configuration.unixSocketPath.map { try H2ServerTransport(unixPath: $0, configuration: applied) }
+                ?? H2ServerTransport(
+                    host: configuration.host, port: configuration.port, configuration: applied, tls: tls)
             self.transport = listener
             self.listener = listener
         }

@@ -62,6 +62,21 @@ public struct ServerConfiguration: Sendable {
     /// mTLS: every client must present a certificate this PEM CA file signed (`--tls-client-ca`).
     public var tlsClientCAFile: String? = nil
 
+    // MARK: Keepalive and connection lifetimes (README "Connections"; `.zero` turns each off)
+    /// Nothing received on a connection this long: the server sends a PING. Default 2 h.
+    public var keepaliveTime: Duration = .seconds(7200)
+    /// A keepalive PING unanswered this long: the connection is closed as dead. Default 20 s.
+    public var keepaliveTimeout: Duration = .seconds(20)
+    /// Client PINGs closer than this (no response data in between) are strikes; the third gets
+    /// GOAWAY ENHANCE_YOUR_CALM "too_many_pings". Default 5 min.
+    public var minPingInterval: Duration = .seconds(300)
+    /// A connection this old (±10 %) gets GOAWAY; clients reconnect for new calls. Default `.zero`: no limit.
+    public var maxConnectionAge: Duration = .zero
+    /// After the max-age GOAWAY, close this much later even with calls open. Default `.zero`: wait for the calls.
+    public var maxConnectionAgeGrace: Duration = .zero
+    /// Listen on this Unix domain socket instead of `host`:`port` (nil: TCP).
+    public var unixSocketPath: String? = nil
+
     // MARK: limits on calls (H2RPC's ServerCallLimits; set after init)
     /// Request timeout, per-method request sizes, held request bytes, unknown fields.
     public var callLimits = CallLimits()

@@ -10,7 +10,8 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve the gallery API (the default command).",
         discussion: """
-            The first line on stdout is `listening on HOST:PORT` (the bound port, also with --port 0). \
+            The first line on stdout is `listening on HOST:PORT` (the bound port, also with --port 0; \
+            [HOST]:PORT for an IPv6 address, unix:PATH with --unix). \
             On first start the server writes an admin token to <data-dir>/admin.token (mode 0600). \
             SIGINT or SIGTERM drains calls in flight, closes the database and exits 0. \
             With --tls-cert and --tls-key the server speaks TLS (ALPN h2); SIGHUP reloads those files \
@@ -18,8 +19,11 @@ struct Serve: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "Address to listen on.")
+    @Option(help: "Address to listen on; :: listens on IPv6 and IPv4 both.")
     var host: String = "127.0.0.1"
+
+    @Option(help: "Listen on this Unix domain socket instead of --host/--port (clients: --endpoint unix:PATH).")
+    var unix: String?
 
     @Option(help: "Port to listen on (0 picks a free port).")
     var port: UInt16 = 50051
@@ -129,6 +133,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "mTLS: clients must present a certificate signed by this PEM CA file (needs --tls-cert).")
     var tlsClientCa: String?
 
+    // Keepalive and connection lifetimes (README "Connections: keepalive, lifetimes, finding the server").
+    @OptionGroup var keepalive: KeepaliveOptions
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -184,6 +191,10 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--handshake-timeout and --idle-timeout must be seconds, 0 or more")
         }
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+        if unix != nil && tlsCert != nil {
+            throw ValidationError(
+                "--unix serves cleartext on this machine only; drop --tls-cert/--tls-key, or use --host/--port")
+        }
         if tlsClientCa != nil && tlsCert == nil {
             throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key")
         }
@@ -225,6 +236,14 @@ struct Serve: AsyncParsableCommand {
         configuration.tlsCertificateFile = tlsCert
         configuration.tlsKeyFile = tlsKey
         configuration.tlsClientCAFile = tlsClientCa
+        configuration.keepaliveTime = KeepaliveOptions.duration(keepalive.keepaliveTime)
+        configuration.keepaliveTimeout = KeepaliveOptions.duration(keepalive.keepaliveTimeout)
+        configuration.minPingInterval = KeepaliveOptions.duration(keepalive.minPingInterval)
+        configuration.maxConnectionAge = KeepaliveOptions.duration(keepalive.maxConnectionAge)
+        configuration.maxConnectionAgeGrace = KeepaliveOptions.duration(keepalive.maxConnectionAgeGrace)
+        configuration.unixSocketPath = unix
+        let listening = unix.map { "unix:\($0)" }
+        let hostPort = { (port: Int) in host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
         // Ignore the default actions first so a signal arriving during startup is not fatal;
         // the dispatch sources below then deliver them as events.
@@ -248,10 +267,10 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode.failure
         }
         // The first stdout line is the contract scripts and tests wait for.
-        print("listening on \(host):\(port)")
+        print("listening on \(listening ?? hostPort(port))")
         fflush(nil)
         logger.notice(
-            "listening on \(host):\(port)",
+            "listening on \(listening ?? hostPort(port))",
             metadata: [
                 "data_dir": "\(configuration.dataDirectory.path)",
                 "max_message_size": "\(maxMessageSize)",
@@ -330,4 +349,41 @@ struct CallLimitOptions: ParsableArguments {
         limits.maxUnknownFields = maxUnknownFields
         return limits
     }
+}
+
+// MARK: keepalive and connection lifetimes
+
+/// The keepalive and lifetime flags, in seconds (0 turns each off), as grpc's server options.
+struct KeepaliveOptions: ParsableArguments {
+    @Option(help: "Seconds without anything received before the server PINGs a connection; 0: never.")
+    var keepaliveTime: Double = 7200
+
+    @Option(help: "Seconds a keepalive PING may go unanswered before the connection is closed as dead; 0: forever.")
+    var keepaliveTimeout: Double = 20
+
+    @Option(
+        help:
+            "Seconds a client must leave between PINGs without calls' data; the third early one gets GOAWAY too_many_pings. 0: no limit."
+    )
+    var minPingInterval: Double = 300
+
+    @Option(help: "Seconds (±10 %) after which a connection gets GOAWAY and clients reconnect; 0: no limit.")
+    var maxConnectionAge: Double = 0
+
+    @Option(
+        help: "Seconds after the max-age GOAWAY before the connection closes even with calls open; 0: wait for them.")
+    var maxConnectionAgeGrace: Double = 0
+
+    func validate() throws {
+        for (flag, value) in [
+            ("--keepalive-time", keepaliveTime), ("--keepalive-timeout", keepaliveTimeout),
+            ("--min-ping-interval", minPingInterval), ("--max-connection-age", maxConnectionAge),
+            ("--max-connection-age-grace", maxConnectionAgeGrace),
+        ] where !(value >= 0) {
+            throw ValidationError("\(flag) must be seconds, 0 or more")
+        }
+    }
+
+    /// `seconds` as a Duration (capped where the shim's milliseconds end, about 49 days).
+    static func duration(_ seconds: Double) -> Duration { .milliseconds(Int64((min(seconds, 4e6) * 1000).rounded())) }
 }

@@ -40,6 +40,8 @@ void partial_tests(void);
 void conns_tests(void);
 /* test_tls.c: TLS over loopback with certificates made by the openssl CLI */
 void tls_tests(void);
+/* test_keepalive.c: keepalive, connection lifetimes, the client's address walk */
+void keepalive_tests(void);
 /* test_failmalloc.c: every allocation failed in turn */
 void failmalloc_tests(void);
 /* test_e2e.c: loops over loopback through the public API; grpcio interop modes */

@@ -4,6 +4,7 @@
  *   h2shim_test failmalloc      every allocation of each scenario failed in turn
  *   h2shim_test conns           the connection-limit tests alone
  *   h2shim_test tls             the TLS tests alone
+ *   h2shim_test keepalive       the keepalive, lifetime and address-walk tests alone
  *   h2shim_test serve           print the port, serve /x.Y/Echo until stdin closes (grpcio client)
  *   h2shim_test client PORT     one unary call to a grpcio server (method /x.Y/Echo)
  */
@@ -28,6 +29,10 @@ int main(int argc, char **argv)
         tls_tests();
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "keepalive") == 0) {
+        keepalive_tests();
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "failmalloc") == 0) {
         failmalloc_tests();
         fprintf(stderr, "failmalloc tests passed\n");
@@ -44,6 +49,7 @@ int main(int argc, char **argv)
     RUN(partial_tests());
     conns_tests();
     tls_tests();
+    keepalive_tests();
     fprintf(stderr, "all tests passed\n");
     return 0;
 }

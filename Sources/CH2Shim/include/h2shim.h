@@ -57,7 +57,8 @@ typedef struct h2_nv {
 
 /* events of on_conn (client connections) */
 #define H2_CONN_CONNECTED 1 /* TCP connected (TLS: handshake done, ALPN h2), HTTP/2 preface sent */
-#define H2_CONN_FAILED 2    /* connect (or the TLS handshake: EPROTO) failed; detail = errno; the connection is gone */
+#define H2_CONN_FAILED 2    /* connect (or the TLS handshake: EPROTO) failed; detail = errno; the connection
+                             * is gone (reported before its streams' on_close(H2_CLOSE_CONN_LOST)) */
 #define H2_CONN_GOAWAY 3    /* peer sent GOAWAY; detail = last stream id; open no new streams */
 #define H2_CONN_CLOSED 4    /* connection closed (detail = errno or 0); the token is dead */
 
@@ -179,7 +180,7 @@ typedef struct h2_config {
     uint32_t handshake_timeout_ms;
     /** A server connection without open streams (and no new one) for this many ms is sent
      * GOAWAY(NO_ERROR) and closed a second later (or when the peer closes). 0 = never.
-     * Default 300000 (5 minutes). */
+     * Default 300000 (5 minutes). This is the "max connection idle" of grpc. */
     uint32_t idle_timeout_ms;
 
     /* Partially received messages (see the README's "Limits: HTTP/2 streams and headers"). A
@@ -201,6 +202,26 @@ typedef struct h2_config {
      * drops to 64 KiB. Default 64 MiB. */
     size_t max_unsent_per_conn;
     size_t max_unsent;
+    /* Keepalive and connection lifetimes (see the README's "Connections"). 0 turns each off. */
+    /** Nothing received for this many ms: send a PING. Server connections always; client
+     * connections only while they have streams open. Default 7200000 (2 h, grpc's server default). */
+    uint32_t keepalive_time_ms;
+    /** After that PING, nothing received for this many ms: the connection is dead and closed,
+     * its streams get on_close(H2_CLOSE_CONN_LOST). Default 20000. */
+    uint32_t keepalive_timeout_ms;
+    /** Server: a client PING sooner than this after its previous one, with no HEADERS or DATA
+     * sent by the server in between, is a strike; the third gets GOAWAY ENHANCE_YOUR_CALM with
+     * debug data "too_many_pings" and the connection closes (grpc's policy). Default 300000 (5 min). */
+    uint32_t min_ping_interval_ms;
+    /** Server: this many ms (±10 % jitter) after a connection was accepted it gets
+     * GOAWAY(NO_ERROR); new calls go to a new connection. Default 0 (no limit). */
+    uint32_t max_connection_age_ms;
+    /** Server: after the max-age GOAWAY, the connection is closed this many ms later even if
+     * calls are still open (they fail). Default 0: the calls may take as long as they need. */
+    uint32_t max_connection_age_grace_ms;
+    /** Client (h2_connect_addrs): an address that has not accepted the connection within this
+     * many ms is given up and the next one is tried. Default 2000. */
+    uint32_t connect_timeout_ms;
 } h2_config;
 
 /** Fills `cfg` with the defaults. */
@@ -249,7 +270,9 @@ void h2_loop_stop(h2_loop *loop);
 void h2_loop_destroy(h2_loop *loop);
 
 /**
- * Opens a client connection (h2c, prior knowledge) to host:port. Asynchronous: returns
+ * Opens a client connection (h2c, prior knowledge) to host:port, resolved here on the calling
+ * thread, first address only (h2_connect_pending + h2_connect_addrs try them all and resolve
+ * elsewhere). Asynchronous: returns
  * the connection token at once; on_conn reports CONNECTED or FAILED. Streams may be
  * opened on it right away (they start once connected). Returns 0 if it cannot even
  * start (errno set).
@@ -267,6 +290,60 @@ h2_id h2_connect(h2_loop *loop, const char *host, uint16_t port);
  * a live server connection of this loop.
  */
 size_t h2_conn_peer(h2_loop *loop, h2_id conn, char *buf, size_t cap);
+
+/**
+ * Address lists for client connections: the addresses to try, in order. Build one with
+ * h2_resolve, h2_addrs_unix or h2_addrs_add; h2_connect_addrs takes it.
+ */
+typedef struct h2_addrs h2_addrs;
+
+/**
+ * Resolves host:port with getaddrinfo: IPv6 and IPv4 addresses in the resolver's order.
+ * "localhost" (and names ending in ".localhost") always includes both ::1 and 127.0.0.1,
+ * whatever the hosts file says. Blocks (DNS): call it on a thread that may block, never on
+ * the loop. Returns NULL on failure with *err set (ENOENT: no such name).
+ */
+h2_addrs *h2_resolve(const char *host, uint16_t port, int *err);
+
+/** A list of one Unix domain socket path. NULL with *err (ENAMETOOLONG, EINVAL, ENOMEM). */
+h2_addrs *h2_addrs_unix(const char *path, int *err);
+
+/** Appends a socket address (`sa`: a struct sockaddr of `salen` bytes) to *list (created
+ * when NULL). Returns 0, or -EINVAL / -ENOMEM. */
+int h2_addrs_add(h2_addrs **list, const void *sa, size_t salen);
+
+/** The number of addresses in the list (0 for NULL). */
+size_t h2_addrs_count(const h2_addrs *addrs);
+
+/** Frees a list not handed to h2_connect_addrs. NULL is ignored. */
+void h2_addrs_free(h2_addrs *addrs);
+
+/**
+ * Opens a client connection whose addresses come later, through h2_connect_addrs: the
+ * caller resolves the name on a thread of its own meanwhile. Streams may be opened on the
+ * token at once (they start once connected). Returns 0 if the loop is stopped (errno set).
+ */
+h2_id h2_connect_pending(h2_loop *loop);
+
+
+/**
+ * Connects the pending connection `conn` to the first address of `addrs` that accepts it:
+ * each in order, moving on after a failure or connect_timeout_ms. Takes `addrs` in every
+ * case; NULL fails the connection with `err`. on_conn reports CONNECTED, or FAILED with the
+ * last address's error (ETIMEDOUT when it timed out).
+ */
+void h2_connect_addrs(h2_loop *loop, h2_id conn, h2_addrs *addrs, int err);
+
+/** h2_connect to a Unix domain socket at `path` (h2c, prior knowledge). Returns 0 if it
+ * cannot start (errno set). */
+h2_id h2_connect_unix(h2_loop *loop, const char *path);
+
+/**
+ * Listens on a Unix domain socket at `path`. A socket file already there is replaced if no
+ * server answers on it (-EADDRINUSE if one does); any other file is an error, -EEXIST. Connections from it count under one shared peer address
+ * for max_connections_per_addr. Returns 0 or -errno.
+ */
+int h2_listen_unix(h2_loop *loop, const char *path);
 
 /** Closes a client or server connection at once; its open streams get on_close(H2_CLOSE_CONN_LOST). */
 void h2_conn_close(h2_loop *loop, h2_id conn);
@@ -384,6 +461,13 @@ int h2_listen_tls(h2_loop *loop, const char *host, uint16_t port, h2_tls_ctx *tl
  */
 h2_id h2_connect_tls(h2_loop *loop, const char *host, uint16_t port, h2_tls_ctx *tls, const char *server_name);
 
+/**
+ * h2_connect_pending over TLS: once an address accepts the connection, the TLS handshake runs
+ * (ALPN h2, verifying the certificate and `server_name`, also sent as SNI) before CONNECTED.
+ * Takes its own reference to `tls`. Returns 0 if the loop is stopped (errno set).
+ */
+h2_id h2_connect_pending_tls(h2_loop *loop, h2_tls_ctx *tls, const char *server_name);
+
 /** A connection's log line (TLS handshake failures, ALPN refusals, TLS errors), on the loop thread. */
 typedef void (*h2_log_fn)(void *ctx, h2_id conn, const char *msg);
 
@@ -406,6 +490,11 @@ typedef struct h2_stats {
     uint64_t accept_pauses;      /* accept failed (fd limit, no memory): the listeners paused for 100 ms */
     uint64_t assembling_waits;   /* a stream's window stayed closed: over max_partial_bytes(_per_conn) */
     uint64_t assembling_busy;    /* streams ended with H2_STREAM_ERR_BUSY */
+    /* keepalive and lifetimes (since the loop started) */
+    uint64_t keepalive_pings;     /* PINGs sent after keepalive_time_ms without anything received */
+    uint64_t keepalive_timeouts;  /* connections closed: their PING went unanswered for keepalive_timeout_ms */
+    uint64_t ping_strike_goaways; /* GOAWAY ENHANCE_YOUR_CALM "too_many_pings" sent */
+    uint64_t age_goaways;         /* GOAWAY sent at max_connection_age_ms */
 } h2_stats;
 
 void h2_loop_stats(h2_loop *loop, h2_stats *out);
