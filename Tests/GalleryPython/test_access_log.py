@@ -55,7 +55,8 @@ def run_server(tmp_path, *flags, host="127.0.0.1"):
     data_dir = tmp_path / "data"
     process = labgallery_testing.ServerProcess(
         [binary(), "--host", host, "--port", "0", "--data-dir", data_dir, *flags], log_dir=tmp_path)
-    port = int(process.wait_for_line(rf"listening on {re.escape(host)}:(\d+)", timeout=30).group(1))
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address is printed bracketed
+    port = int(process.wait_for_line(rf"listening on {re.escape(shown)}:(\d+)", timeout=30).group(1))
     token = (data_dir / "admin.token").read_text().strip()
     return process, port, token
 

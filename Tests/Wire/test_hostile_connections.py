@@ -25,8 +25,8 @@ import labgallery_testing
 NOFILE = 256          # the server's RLIMIT_NOFILE
 SILENT = 400          # silent connections: more than the server has descriptors
 HANDSHAKE_S = 2.0     # --handshake_timeout
-CLOSE_WITHIN_S = HANDSHAKE_S + 2.0  # the timeout, a tick (0.5 s here) and scheduling slack
-HOLD_S = 6.0          # how long the test holds its connections open and measures the CPU
+CLOSE_WITHIN_S = HANDSHAKE_S + 3.0  # the timeout, a tick (0.5 s here) and slack for a loaded 2-core machine
+HOLD_S = 7.0          # how long the test holds its connections open and measures the CPU
 MAX_CPU = 0.20        # of one core, averaged over the hold
 
 # Lowers the soft and hard RLIMIT_NOFILE, then execs the server: the same PID, so the
