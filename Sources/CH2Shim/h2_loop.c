@@ -51,53 +51,52 @@ bool h2_loop_on_thread(const h2_loop *L)
     return L->shared.started && pthread_equal(pthread_self(), L->thread);
 }
 
+/* Under shared.lock, after queueing work: whether the caller must write the eventfd (on the
+ * 0->1 edge of wake_pending only). The loop drains its queue before it sleeps: posting from
+ * the loop thread itself (a handler run inline) needs no eventfd write. */
+static bool needs_wake_locked(h2_loop *L)
+{
+    if (L->shared.wake_pending) return false;
+    L->shared.wake_pending = true;
+    return !h2_loop_on_thread(L);
+}
+
+static void wake(h2_loop *L)
+{
+    uint64_t one = 1;
+    ssize_t r;
+    do r = write(L->evfd, &one, sizeof one);
+    while (r < 0 && errno == EINTR);
+    /* EAGAIN means the counter is saturated: the loop is awake anyway. */
+}
+
 int h2_loop_post(h2_loop *L, h2_cmd *c)
 {
-    bool wake = false;
     pthread_mutex_lock(&L->shared.lock);
     if (L->shared.stopped) {
         pthread_mutex_unlock(&L->shared.lock);
         return -1;
     }
     h2_cmdq_push(&L->shared.cmds, c);
-    if (!L->shared.wake_pending) {
-        L->shared.wake_pending = true;
-        /* The loop drains its queue before it sleeps: posting from the loop thread itself
-         * (a handler run inline) needs no eventfd write. */
-        wake = !h2_loop_on_thread(L);
-    }
+    bool w = needs_wake_locked(L);
     pthread_mutex_unlock(&L->shared.lock);
-    if (wake) {
-        uint64_t one = 1;
-        ssize_t r;
-        do r = write(L->evfd, &one, sizeof one);
-        while (r < 0 && errno == EINTR);
-        /* EAGAIN means the counter is saturated: the loop is awake anyway. */
-    }
+    if (w) wake(L);
     return 0;
 }
 
 void h2_loop_doom_stream(h2_loop *L, h2_id stream)
 {
-    bool wake = false;
+    bool w = false;
     pthread_mutex_lock(&L->shared.lock);
     if (!L->shared.stopped) { /* once stopped, on_close comes for every stream anyway */
         if (L->shared.ndoomed < H2_DOOMED_MAX)
             L->shared.doomed[L->shared.ndoomed++] = stream;
         else
             L->shared.doomed_overflow = true;
-        if (!L->shared.wake_pending) {
-            L->shared.wake_pending = true;
-            wake = !h2_loop_on_thread(L);
-        }
+        w = needs_wake_locked(L);
     }
     pthread_mutex_unlock(&L->shared.lock);
-    if (wake) {
-        uint64_t one = 1;
-        ssize_t r;
-        do r = write(L->evfd, &one, sizeof one);
-        while (r < 0 && errno == EINTR);
-    }
+    if (w) wake(L);
 }
 
 static bool queue_nonempty(h2_loop *L)

@@ -211,6 +211,36 @@ void h2_loop_destroy(h2_loop *L)
     h2_loop_release(L);
 }
 
+/* A connect command (H2_CMD_CONNECT or H2_CMD_CONNECT_PENDING) for a new connection token,
+ * carrying a reference to `tls` and a copy of `name` when `tls` is set. NULL: errno ENOMEM. */
+static h2_ctl_cmd *connect_cmd(h2_loop *loop, int kind, h2_tls_ctx *tls, const char *name)
+{
+    size_t namelen = tls && name ? strlen(name) + 1 : 0;
+    h2_ctl_cmd *c = h2_ctl_new(kind, h2_loop_new_id(loop), namelen);
+    if (!c) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (tls) {
+        h2_tls_ref(tls);
+        c->u.connect.tls = tls;
+        if (namelen) c->u.connect.name = memcpy(h2_ctl_extra(c), name, namelen);
+    }
+    return c;
+}
+
+/* Posts a connect command; its connection token, or 0 (errno ESHUTDOWN) if the loop stopped. */
+static h2_id post_connect(h2_loop *loop, h2_ctl_cmd *c)
+{
+    h2_id id = c->head.id;
+    if (h2_loop_post(loop, &c->head) != 0) {
+        h2_cmd_free(loop, &c->head);
+        errno = ESHUTDOWN;
+        return 0;
+    }
+    return id;
+}
+
 /* h2_connect, over TLS when `tls` is set (verifying `name`). */
 static h2_id connect_with(h2_loop *loop, const char *host, uint16_t port, h2_tls_ctx *tls, const char *name)
 {
@@ -221,26 +251,11 @@ static h2_id connect_with(h2_loop *loop, const char *host, uint16_t port, h2_tls
         errno = -rv;
         return 0;
     }
-    h2_id id = h2_loop_new_id(loop);
-    size_t namelen = tls && name ? strlen(name) + 1 : 0;
-    h2_ctl_cmd *c = h2_ctl_new(H2_CMD_CONNECT, id, namelen);
-    if (!c) {
-        errno = ENOMEM;
-        return 0;
-    }
+    h2_ctl_cmd *c = connect_cmd(loop, H2_CMD_CONNECT, tls, name);
+    if (!c) return 0;
     memcpy(&c->u.connect.addr, &ss, sl);
     c->u.connect.addrlen = sl;
-    if (tls) {
-        h2_tls_ref(tls);
-        c->u.connect.tls = tls;
-        if (namelen) c->u.connect.name = memcpy(h2_ctl_extra(c), name, namelen);
-    }
-    if (h2_loop_post(loop, &c->head) != 0) {
-        h2_cmd_free(loop, &c->head);
-        errno = ESHUTDOWN;
-        return 0;
-    }
-    return id;
+    return post_connect(loop, c);
 }
 
 size_t h2_conn_peer(h2_loop *loop, h2_id conn, char *buf, size_t cap)
@@ -273,24 +288,8 @@ h2_id h2_connect_pending(h2_loop *loop) { return h2_connect_pending_tls(loop, NU
 
 h2_id h2_connect_pending_tls(h2_loop *loop, h2_tls_ctx *tls, const char *server_name)
 {
-    h2_id id = h2_loop_new_id(loop);
-    size_t namelen = tls && server_name ? strlen(server_name) + 1 : 0;
-    h2_ctl_cmd *c = h2_ctl_new(H2_CMD_CONNECT_PENDING, id, namelen);
-    if (!c) {
-        errno = ENOMEM;
-        return 0;
-    }
-    if (tls) {
-        h2_tls_ref(tls);
-        c->u.connect.tls = tls;
-        if (namelen) c->u.connect.name = memcpy(h2_ctl_extra(c), server_name, namelen);
-    }
-    if (h2_loop_post(loop, &c->head) != 0) {
-        h2_cmd_free(loop, &c->head);
-        errno = ESHUTDOWN;
-        return 0;
-    }
-    return id;
+    h2_ctl_cmd *c = connect_cmd(loop, H2_CMD_CONNECT_PENDING, tls, server_name);
+    return c ? post_connect(loop, c) : 0;
 }
 
 void h2_connect_addrs(h2_loop *loop, h2_id conn, h2_addrs *addrs, int err)
