@@ -151,6 +151,11 @@ $BENCH_BIN/h2rpc-bench cancel --port "$OURS" --calls 10000 --concurrency 100 >/d
 sleep 3; RSS_AFTER=$(rss_kib "$OURS_PID")
 
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+# The baseline row, if any, with its own line break in front: no blank line inside the table.
+BASE_ROW=""
+if [ -n "${BASELINE_BIN:-}" ]; then
+  BASE_ROW=$'\n'"| baseline build (\`$BASELINE_BIN\`) interop-server, handlers on $(nproc) event loops | $R_BASE | $P50_BASE | $P99_BASE | $OK_BASE / $N_BASE | $(ratio "$R_BASE" "$R_NG") | $(ratio "$R_BASE" "$R_PY") |"
+fi
 TABLE=$(cat <<EOT
 Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(swift --version 2>/dev/null | head -1)
 Unary, h2load -D ${DURATION}s -c $CLIENTS -m $STREAMS, 16-byte payload, load generator on the same cores.
@@ -158,8 +163,7 @@ Unary, h2load -D ${DURATION}s -c $CLIENTS -m $STREAMS, 16-byte payload, load gen
 | server | req/s | p50 ms | p99 ms | 2xx / requests | ratio vs nghttpd | ratio vs grpcio |
 |---|---|---|---|---|---|---|
 | H2RPC interop-server (UnaryCall), handlers on $(nproc) event loops | $R_OURS | $P50_OURS | $P99_OURS | $OK_OURS / $N_OURS | $(ratio "$R_OURS" "$R_NG") | $(ratio "$R_OURS" "$R_PY") |
-| H2RPC interop-server (UnaryCall), 1 loop, handlers on the global executor | $R_OG | $P50_OG | $P99_OG | $OK_OG / $N_OG | $(ratio "$R_OG" "$R_NG") | $(ratio "$R_OG" "$R_PY") |
-$(if [ -n "${BASELINE_BIN:-}" ]; then echo "| baseline build (\`$BASELINE_BIN\`) interop-server, handlers on $(nproc) event loops | $R_BASE | $P50_BASE | $P99_BASE | $OK_BASE / $N_BASE | $(ratio "$R_BASE" "$R_NG") | $(ratio "$R_BASE" "$R_PY") |"; fi)
+| H2RPC interop-server (UnaryCall), 1 loop, handlers on the global executor | $R_OG | $P50_OG | $P99_OG | $OK_OG / $N_OG | $(ratio "$R_OG" "$R_NG") | $(ratio "$R_OG" "$R_PY") |$BASE_ROW
 | grpc-swift-2 2.4.3 server, NIO HTTP/2 transport (UnaryCall) | $R_GS | $P50_GS | $P99_GS | $OK_GS / $N_GS | $(ratio "$R_GS" "$R_NG") | $(ratio "$R_GS" "$R_PY") |
 | grpcio Python server (UnaryCall) | $R_PY | $P50_PY | $P99_PY | $OK_PY / $N_PY | $(ratio "$R_PY" "$R_NG") | 1.00 |
 | nghttpd static file, same size | $R_NG | $P50_NG | $P99_NG | $OK_NG / $N_NG | 1.00 | $(ratio "$R_NG" "$R_PY") |
