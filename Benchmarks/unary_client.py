@@ -21,8 +21,9 @@ import interop_stubs  # noqa: E402
 
 
 async def main(args, stubs):
+    target = f"{args.host}:{args.port}"
     channels = [
-        grpc.aio.insecure_channel(f"{args.host}:{args.port}", options=[("grpc.use_local_subchannel_pool", 1)])
+        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
         for _ in range(args.connections)
     ]
     clients = [stubs.test_pb2_grpc.TestServiceStub(channel) for channel in channels]
