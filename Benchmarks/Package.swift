@@ -2,9 +2,13 @@
 //
 // The benchmarks, a package of their own so that building the product never builds them.
 // They depend on LabGallery (the package one folder up) by path:
-//   H2RPCBench        executable `h2rpc-bench`: server streaming and cancellation (run.sh)
+//   H2RPCBench        executable `h2rpc-bench`: unary client load, server streaming and
+//                     cancellation (run.sh)
 //   LabGalleryBench   executable `labgallery-bench`: uploads, replication with watchers,
 //                     CreateLab / SaveLabTemplateImage on big images (replication.sh)
+//   GRPCSwift2Bench   executable `grpc-swift2-bench`: grpc-swift-2's server and client (the
+//                     Swift user's alternative) for the side-by-side rows of run.sh; grpc-swift-2
+//                     is a dependency of this package only, never of the product
 // Build: swift build -c release --package-path Benchmarks (run.sh and replication.sh do).
 import PackageDescription
 
@@ -13,12 +17,17 @@ let package = Package(
     products: [
         .executable(name: "h2rpc-bench", targets: ["H2RPCBench"]),
         .executable(name: "labgallery-bench", targets: ["LabGalleryBench"]),
+        .executable(name: "grpc-swift2-bench", targets: ["GRPCSwift2Bench"]),
     ],
     dependencies: [
         .package(name: "LabGallery", path: ".."),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
     ],
     targets: [
+        // The closed-loop unary load and its statistics, shared by every client benchmark.
+        .target(name: "UnaryLoad", swiftSettings: [.swiftLanguageMode(.v6)]),
         .executableTarget(
             name: "H2RPCBench",
             dependencies: [
@@ -26,6 +35,7 @@ let package = Package(
                 .product(name: "H2RPCNGHTTP2Transport", package: "LabGallery"),
                 .product(name: "LabGalleryProtos", package: "LabGallery"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "UnaryLoad",
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
@@ -36,6 +46,16 @@ let package = Package(
                 .product(name: "H2RPCNGHTTP2Transport", package: "LabGallery"),
                 .product(name: "LabGalleryProtos", package: "LabGallery"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(
+            name: "GRPCSwift2Bench",
+            dependencies: [
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "UnaryLoad",
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),

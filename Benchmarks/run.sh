@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # H2RPC benchmarks (release build), side by side in one run:
 #   1. unary: h2load -c 8 -m 32 against our interop-server's UnaryCall, a grpcio Python
-#      server's UnaryCall, and nghttpd serving a static file of the same response size
-#      (the ceiling for anything on nghttp2); each checked for grpc-status 0 with nghttp.
+#      server's UnaryCall, grpc-swift-2's server (NIO HTTP/2 transport, the Swift user's real
+#      alternative) and nghttpd serving a static file of the same response size (the ceiling
+#      for anything on nghttp2); each checked for grpc-status 0 with nghttp.
+#   1b. tail latency: h2load --rps at half of each server's own maximum from 1. (ours,
+#      grpc-swift-2's, nghttpd), p50/p99/p99.9 from h2load's per-request log.
+#   1c. client benchmark: 8 connections x 32 concurrent unary calls against our interop-server
+#      from our generated client (h2rpc-bench unary), grpc-swift-2's client
+#      (grpc-swift2-bench unary) and grpcio's Python client (unary_client.py, grpc.aio).
 #   2. server streaming: h2rpc-bench (our client) against our server, 1 KiB messages.
 #   3. 10,000 calls cancelled mid-stream, then idle: server RSS before/after.
 #   4. TLS: the unary load of 1. over TLS (ALPN h2) against our interop-server and nghttpd,
@@ -26,6 +32,7 @@ rss_kib() { awk '/VmRSS/ {print $2}' /proc/"$1"/status; }
 
 swift build -c release --product interop-server >/dev/null
 swift build -c release --package-path Benchmarks --product h2rpc-bench >/dev/null
+swift build -c release --package-path Benchmarks --product grpc-swift2-bench >/dev/null
 BIN=.build/release
 BENCH_BIN=Benchmarks/.build/release
 
@@ -44,7 +51,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -su
   -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.pem" >/dev/null 2>&1
 
 OURS=$(free_port); OURS_GLOBAL=$(free_port); GRPCIO=$(free_port); NGHTTPD=$(free_port)
-OURS_TLS=$(free_port); NGHTTPD_TLS=$(free_port)
+OURS_TLS=$(free_port); NGHTTPD_TLS=$(free_port); GS2=$(free_port)
 # Default: handlers on the event loops (one per core). The second server runs handlers on
 # Swift's global executor, as the gallery server does (its handlers block on SQLite).
 # --reset_burst: stage 3 cancels 10,000 calls on one connection, past the default rapid-reset
@@ -53,11 +60,12 @@ $BIN/interop-server --port "$OURS" --reset_burst 20000 >"$WORK/ours.log" 2>&1 & 
 $BIN/interop-server --port "$OURS_GLOBAL" --executor global --event_loops 1 >"$WORK/ours-global.log" 2>&1 & PIDS+=($!)
 python3 Tests/Interop/grpcio_peer_server.py --port "$GRPCIO" >"$WORK/grpcio.log" 2>&1 & PIDS+=($!)
 nghttpd --no-tls -d "$WORK/www" "$NGHTTPD" >/dev/null 2>&1 & PIDS+=($!)
+$BENCH_BIN/grpc-swift2-bench serve --port "$GS2" >"$WORK/grpc-swift2.log" 2>&1 & PIDS+=($!)
 $BIN/interop-server --port "$OURS_TLS" --use_tls=true --tls_cert_file "$WORK/tls.pem" --tls_key_file "$WORK/tls.key" \
   >"$WORK/ours-tls.log" 2>&1 & PIDS+=($!)
 nghttpd -d "$WORK/www" "$NGHTTPD_TLS" "$WORK/tls.key" "$WORK/tls.pem" >/dev/null 2>&1 & PIDS+=($!)
 wait_port "$OURS"; wait_port "$OURS_GLOBAL"; wait_port "$GRPCIO"; wait_port "$NGHTTPD"
-wait_port "$OURS_TLS"; wait_port "$NGHTTPD_TLS"
+wait_port "$OURS_TLS"; wait_port "$NGHTTPD_TLS"; wait_port "$GS2"
 if [ -n "${BASELINE_BIN:-}" ]; then
   BASE=$(free_port)
   "$BASELINE_BIN/interop-server" --port "$BASE" >"$WORK/base.log" 2>&1 & PIDS+=($!)
@@ -69,7 +77,7 @@ check_grpc_ok() { # h2load reads only :status; check the grpc-status trailer wit
     "${2:-http}://127.0.0.1:$1/grpc.testing.TestService/UnaryCall" 2>&1 | grep -q 'grpc-status: 0' \
     || { echo "server on $1 did not answer grpc-status 0" >&2; exit 1; }
 }
-check_grpc_ok "$OURS"; check_grpc_ok "$OURS_GLOBAL"; check_grpc_ok "$GRPCIO"; check_grpc_ok "$OURS_TLS" https
+check_grpc_ok "$OURS"; check_grpc_ok "$OURS_GLOBAL"; check_grpc_ok "$GRPCIO"; check_grpc_ok "$OURS_TLS" https; check_grpc_ok "$GS2"
 if [ -n "${BASELINE_BIN:-}" ]; then check_grpc_ok "$BASE"; fi
 
 # h2load: prints "req/s p50_ms p99_ms ok total"
@@ -95,9 +103,39 @@ if [ -n "${BASELINE_BIN:-}" ]; then
 fi
 read -r R_OG P50_OG P99_OG OK_OG N_OG < <(load ours-global "http://127.0.0.1:$OURS_GLOBAL/grpc.testing.TestService/UnaryCall" "${GRPC_ARGS[@]}")
 read -r R_PY P50_PY P99_PY OK_PY N_PY < <(load grpcio "http://127.0.0.1:$GRPCIO/grpc.testing.TestService/UnaryCall" "${GRPC_ARGS[@]}")
+read -r R_GS P50_GS P99_GS OK_GS N_GS < <(load grpc-swift2 "http://127.0.0.1:$GS2/grpc.testing.TestService/UnaryCall" "${GRPC_ARGS[@]}")
 read -r R_NG P50_NG P99_NG OK_NG N_NG < <(load nghttpd "http://127.0.0.1:$NGHTTPD/unary")
 read -r R_OT P50_OT P99_OT OK_OT N_OT < <(load ours-tls "https://127.0.0.1:$OURS_TLS/grpc.testing.TestService/UnaryCall" "${GRPC_ARGS[@]}")
 read -r R_NT P50_NT P99_NT OK_NT N_NT < <(load nghttpd-tls "https://127.0.0.1:$NGHTTPD_TLS/unary")
+
+# Tail latency at half of each server's own maximum (h2load's --rps is per client).
+# Prints "achieved_req/s p50_ms p99_ms p99.9_ms".
+tail_load() { # name max_rps url [extra args]
+  local name=$1 rate=$(( ${2%.*} / 2 / CLIENTS )) log="$WORK/$1.tail.log" out="$WORK/$1.tail.out"
+  shift 2
+  h2load -D "$DURATION" --warm-up-time=2 -c "$CLIENTS" -m "$STREAMS" --rps="$rate" --log-file="$log" "$@" >"$out" 2>&1
+  local rps
+  rps=$(awk '/finished in/ {for (i=1;i<=NF;i++) if ($i ~ /req\/s/) print $(i-1)}' "$out" | tr -d ',')
+  python3 - "$log" "$rps" <<'PY'
+import sys
+times = sorted(int(l.split()[2]) for l in open(sys.argv[1]) if l.strip())  # microseconds
+p = lambda q: times[min(len(times) - 1, int(q * len(times)))] / 1000
+print(f"{float(sys.argv[2]):.0f} {p(0.5):.3f} {p(0.99):.3f} {p(0.999):.3f}")
+PY
+}
+read -r T_OURS T50_OURS T99_OURS T999_OURS < <(tail_load ours "$R_OURS" "http://127.0.0.1:$OURS/grpc.testing.TestService/UnaryCall" "${GRPC_ARGS[@]}")
+read -r T_GS T50_GS T99_GS T999_GS < <(tail_load grpc-swift2 "$R_GS" "http://127.0.0.1:$GS2/grpc.testing.TestService/UnaryCall" "${GRPC_ARGS[@]}")
+read -r T_NG T50_NG T99_NG T999_NG < <(tail_load nghttpd "$R_NG" "http://127.0.0.1:$NGHTTPD/unary")
+
+# Client benchmark: three clients, one after another, against the same interop-server.
+# Prints "calls/s p50_ms p99_ms".
+client_load() { # command...
+  "$@" --port "$OURS" --connections "$CLIENTS" --concurrency "$STREAMS" --duration "$DURATION" \
+    | sed -n 's/.*calls_per_sec=\([0-9]*\) p50_ms=\([0-9.]*\) p99_ms=\([0-9.]*\).*/\1 \2 \3/p'
+}
+read -r C_OURS C50_OURS C99_OURS < <(client_load $BENCH_BIN/h2rpc-bench unary)
+read -r C_GS C50_GS C99_GS < <(client_load $BENCH_BIN/grpc-swift2-bench unary)
+read -r C_PY C50_PY C99_PY < <(client_load python3 Benchmarks/unary_client.py)
 
 # Server streaming, our client against our server.
 STREAM_LINE=$($BENCH_BIN/h2rpc-bench stream --port "$OURS" --messages "${STREAM_MESSAGES:-2000000}" --size 1024 --streams 4)
@@ -113,6 +151,11 @@ $BENCH_BIN/h2rpc-bench cancel --port "$OURS" --calls 10000 --concurrency 100 >/d
 sleep 3; RSS_AFTER=$(rss_kib "$OURS_PID")
 
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+# The baseline row, if any, with its own line break in front: no blank line inside the table.
+BASE_ROW=""
+if [ -n "${BASELINE_BIN:-}" ]; then
+  BASE_ROW=$'\n'"| baseline build (\`$BASELINE_BIN\`) interop-server, handlers on $(nproc) event loops | $R_BASE | $P50_BASE | $P99_BASE | $OK_BASE / $N_BASE | $(ratio "$R_BASE" "$R_NG") | $(ratio "$R_BASE" "$R_PY") |"
+fi
 TABLE=$(cat <<EOT
 Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(swift --version 2>/dev/null | head -1)
 Unary, h2load -D ${DURATION}s -c $CLIENTS -m $STREAMS, 16-byte payload, load generator on the same cores.
@@ -120,10 +163,26 @@ Unary, h2load -D ${DURATION}s -c $CLIENTS -m $STREAMS, 16-byte payload, load gen
 | server | req/s | p50 ms | p99 ms | 2xx / requests | ratio vs nghttpd | ratio vs grpcio |
 |---|---|---|---|---|---|---|
 | H2RPC interop-server (UnaryCall), handlers on $(nproc) event loops | $R_OURS | $P50_OURS | $P99_OURS | $OK_OURS / $N_OURS | $(ratio "$R_OURS" "$R_NG") | $(ratio "$R_OURS" "$R_PY") |
-| H2RPC interop-server (UnaryCall), 1 loop, handlers on the global executor | $R_OG | $P50_OG | $P99_OG | $OK_OG / $N_OG | $(ratio "$R_OG" "$R_NG") | $(ratio "$R_OG" "$R_PY") |
-$(if [ -n "${BASELINE_BIN:-}" ]; then echo "| baseline build (\`$BASELINE_BIN\`) interop-server, handlers on $(nproc) event loops | $R_BASE | $P50_BASE | $P99_BASE | $OK_BASE / $N_BASE | $(ratio "$R_BASE" "$R_NG") | $(ratio "$R_BASE" "$R_PY") |"; fi)
+| H2RPC interop-server (UnaryCall), 1 loop, handlers on the global executor | $R_OG | $P50_OG | $P99_OG | $OK_OG / $N_OG | $(ratio "$R_OG" "$R_NG") | $(ratio "$R_OG" "$R_PY") |$BASE_ROW
+| grpc-swift-2 2.4.3 server, NIO HTTP/2 transport (UnaryCall) | $R_GS | $P50_GS | $P99_GS | $OK_GS / $N_GS | $(ratio "$R_GS" "$R_NG") | $(ratio "$R_GS" "$R_PY") |
 | grpcio Python server (UnaryCall) | $R_PY | $P50_PY | $P99_PY | $OK_PY / $N_PY | $(ratio "$R_PY" "$R_NG") | 1.00 |
 | nghttpd static file, same size | $R_NG | $P50_NG | $P99_NG | $OK_NG / $N_NG | 1.00 | $(ratio "$R_NG" "$R_PY") |
+
+Tail latency: h2load -c $CLIENTS -m $STREAMS --rps (per client) so that the total is half of each server's own req/s above.
+
+| server | target req/s | achieved req/s | p50 ms | p99 ms | p99.9 ms |
+|---|---|---|---|---|---|
+| H2RPC interop-server (UnaryCall), handlers on $(nproc) event loops | $(( ${R_OURS%.*} / 2 )) | $T_OURS | $T50_OURS | $T99_OURS | $T999_OURS |
+| grpc-swift-2 2.4.3 server (UnaryCall) | $(( ${R_GS%.*} / 2 )) | $T_GS | $T50_GS | $T99_GS | $T999_GS |
+| nghttpd static file, same size | $(( ${R_NG%.*} / 2 )) | $T_NG | $T50_NG | $T99_NG | $T999_NG |
+
+Clients: $CLIENTS connections x $STREAMS concurrent unary calls for ${DURATION}s (after 1 s warm-up) against our interop-server (above), 16-byte payload; the client and the server share the cores.
+
+| client | calls/s | p50 ms | p99 ms | ours vs this |
+|---|---|---|---|---|
+| H2RPC generated client (\`Grpc_Testing_TestService.Client\`, H2ClientTransport) | $C_OURS | $C50_OURS | $C99_OURS | 1.00 |
+| grpc-swift-2 2.4.3 client, NIO HTTP/2 transport | $C_GS | $C50_GS | $C99_GS | $(ratio "$C_OURS" "$C_GS") |
+| grpcio $(python3 -c "import grpc; print(grpc.__version__)") Python client (grpc.aio) | $C_PY | $C50_PY | $C99_PY | $(ratio "$C_OURS" "$C_PY") |
 
 TLS (ALPN h2, TLS 1.3, one self-signed P-256 certificate for both), the same h2load settings:
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import GeneratedProtos
 import H2RPC
 import H2RPCNGHTTP2Transport
+import UnaryLoad
 
 #if canImport(Glibc)
     import Glibc
@@ -13,7 +14,7 @@ struct H2RPCBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "h2rpc-bench",
         abstract: "Client-side H2RPC benchmarks against a running interop-server.",
-        subcommands: [Stream.self, Cancel.self, Upload.self])
+        subcommands: [Unary.self, Stream.self, Cancel.self, Upload.self])
 }
 
 struct Target: ParsableArguments {
@@ -26,6 +27,36 @@ struct Target: ParsableArguments {
 }
 
 extension H2RPCBench {
+    /// Unary calls/s and latency from our generated client: `--connections` transports (one
+    /// HTTP/2 connection each) × `--concurrency` concurrent calls, the load grpc-swift2-bench
+    /// and Benchmarks/unary_client.py put on the same server.
+    struct Unary: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Unary client load (calls/s, p50, p99).")
+        @OptionGroup var target: Target
+        @Option(help: "Connections (one transport each).") var connections = 8
+        @Option(help: "Concurrent calls per connection.") var concurrency = 32
+        @Option(help: "Warm-up seconds (not measured).") var warmup = 1.0
+        @Option(help: "Measured seconds.") var duration = 10.0
+        @Option(help: "Response payload bytes.") var size = 16
+
+        func run() async throws {
+            let clients = try (0..<connections).map { _ in try target.client() }
+            var request = Grpc_Testing_SimpleRequest()
+            request.responseSize = Int32(size)
+            let req = request
+            let size = self.size
+            let result = try await UnaryLoad.run(
+                connections: connections, concurrency: concurrency, warmup: warmup, duration: duration
+            ) { connection in
+                let response = try await clients[connection].unaryCall(req)
+                guard response.payload?.body.count == size else {
+                    throw ValidationError("body of \(response.payload?.body.count ?? 0) bytes, not \(size)")
+                }
+            }
+            print(result.line)
+        }
+    }
+
     /// Server-streaming throughput: messages/s of `--size` bytes over `--streams` concurrent calls.
     struct Stream: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Server-streaming throughput (messages/s).")
