@@ -66,13 +66,12 @@ import Testing
 
     @Test func grpcTimeoutIsArmedAtTheHeadersOfAnIncompleteRequest() async throws {
         let rig = try Rig()
-        let started = ContinuousClock.now
         let stream = rig.open(TestService.echo, timeout: .valid(.milliseconds(200)))
         stream.send(MessageBytes([1, 2, 3]))  // and never ends the request
         let status = try await stream.status()
         #expect(status.code == .deadlineExceeded)
-        // Against the request that never completes, not a latency (the machine may be loaded).
-        #expect(ContinuousClock.now - started < .seconds(10))
+        // The call's own deadline ended it, not the request timeout (the other DEADLINE_EXCEEDED).
+        #expect(!status.message.contains("did not start within"), "\(status.message)")
         #expect(rig.server.pendingCalls.calls == 0 && rig.server.pendingCalls.heldBytes == 0)
         await rig.stop()
     }

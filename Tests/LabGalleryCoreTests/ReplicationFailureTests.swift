@@ -116,7 +116,9 @@ import Testing
         let f = try await Fixture(LabGalleryConfiguration(regionCatalog: replicationCatalog), busyTimeout: 0.1)
         try await f.gallery("g", region: "r1")
         let engine = ReplicationEngine(
-            service: f.service, configuration: fastReplication(bandwidth: 512 * 1024, maxAttempts: 1000))
+            // Slow enough that the copies are still running when the lock is held, even on a loaded
+            // machine (at 512 KiB/s a copy could finish before the lock holder started).
+            service: f.service, configuration: fastReplication(bandwidth: 64 * 1024, maxAttempts: 1000))
         try await startEngine(engine)
         let image = try await f.upload("galleries/g", "img", bytes: pattern(600_000, multiplier: 23, offset: 9))
         let w = try await f.service.watchReplication(image: image.name, caller: reader)
