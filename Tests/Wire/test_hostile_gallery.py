@@ -10,22 +10,16 @@ receive limit whatever smaller limits other methods get), and the server runs wi
 ``--max-message-size 8388608`` so that a 4,000,000-byte header is well inside its limit.
 """
 
-import importlib
 import re
 import shutil
 import subprocess
 import pathlib
-import sys
 
 import grpc
-import grpc_tools
 import pytest
-from grpc_tools import protoc
 
 import labgallery_testing  # Tests/pyhelpers (on the path by conftest.py)
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-PROTOS = REPO_ROOT / "Protos"
 FOUR_MB = 4_000_000
 
 
@@ -33,22 +27,8 @@ FOUR_MB = 4_000_000
 def api(tmp_path_factory):
     """Generated modules keyed by proto file stem (galleries, images...). Health is called raw
     (its package ``grpc.health`` would collide with grpcio's own ``grpc``)."""
-    out = tmp_path_factory.mktemp("hostile-stubs")
-    sources = sorted(str(p.relative_to(PROTOS)) for p in (PROTOS / "labgallery" / "v1").glob("*.proto"))
-    bundled = pathlib.Path(grpc_tools.__file__).parent / "_proto"
-    rc = protoc.main(["grpc_tools.protoc", f"-I{PROTOS}", f"-I{bundled}",
-                      f"--python_out={out}", f"--grpc_python_out={out}", *sources])
-    assert rc == 0, f"protoc failed on {sources}"
-    sys.path.insert(0, str(out))
-    try:
-        modules = {}
-        for source in sources:
-            stem = pathlib.Path(source).stem
-            modules[stem] = importlib.import_module(f"labgallery.v1.{stem}_pb2")
-            modules[stem + "_grpc"] = importlib.import_module(f"labgallery.v1.{stem}_pb2_grpc")
+    with labgallery_testing.gallery_stubs(tmp_path_factory.mktemp("hostile-stubs")) as modules:
         yield modules
-    finally:
-        sys.path.remove(str(out))
 
 
 @pytest.fixture(scope="module")

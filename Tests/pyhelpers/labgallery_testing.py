@@ -9,6 +9,8 @@ Each suite's conftest.py puts this directory on ``sys.path``; then ``import labg
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import pathlib
 import queue
@@ -16,12 +18,14 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+PROTOS = REPO_ROOT / "Protos"
 
 
 # MARK: - binaries
@@ -193,3 +197,31 @@ class ServerProcess:
             self.process.kill()
             self.process.wait()
         self._reader.join()
+
+
+# MARK: - gallery API stubs
+
+
+@contextlib.contextmanager
+def gallery_stubs(out: pathlib.Path):
+    """grpcio stubs of Protos/labgallery/v1 generated into ``out`` (with nothing but the .proto
+    files), importable while the context lasts; yields the modules keyed by proto file stem
+    (``galleries``, ``galleries_grpc``, ``images``, ...)."""
+    import grpc_tools
+    from grpc_tools import protoc
+
+    sources = sorted(str(p.relative_to(PROTOS)) for p in (PROTOS / "labgallery" / "v1").glob("*.proto"))
+    bundled = pathlib.Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/empty.proto
+    rc = protoc.main(["grpc_tools.protoc", f"-I{PROTOS}", f"-I{bundled}",
+                      f"--python_out={out}", f"--grpc_python_out={out}", *sources])
+    assert rc == 0, f"protoc failed on {sources}"
+    sys.path.insert(0, str(out))
+    try:
+        modules = {}
+        for source in sources:
+            stem = pathlib.Path(source).stem
+            modules[stem] = importlib.import_module(f"labgallery.v1.{stem}_pb2")
+            modules[stem + "_grpc"] = importlib.import_module(f"labgallery.v1.{stem}_pb2_grpc")
+        yield modules
+    finally:
+        sys.path.remove(str(out))
