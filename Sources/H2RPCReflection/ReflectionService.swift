@@ -94,7 +94,7 @@ private struct V1: Grpc_Reflection_V1_ServerReflection.ServiceProtocol {
         }
     }
 
-    private func respond(to request: Request) -> Response {
+    func respond(to request: Request) -> Response {
         let query: ReflectionQuery
         switch request.messageRequest {
         case .fileByFilename(let name)?: query = .fileByFilename(name)
@@ -121,42 +121,23 @@ private struct V1: Grpc_Reflection_V1_ServerReflection.ServiceProtocol {
     }
 }
 
+/// v1alpha is v1 under its former name: the messages are wire-identical, so each request is
+/// re-read as v1, answered by ``V1``, and the answer re-read as v1alpha.
 private struct V1Alpha: Grpc_Reflection_V1alpha_ServerReflection.ServiceProtocol {
-    typealias Request = Grpc_Reflection_V1alpha_ServerReflectionRequest
-    typealias Response = Grpc_Reflection_V1alpha_ServerReflectionResponse
-    let index: ReflectionIndex
+    let v1: V1
+
+    init(index: ReflectionIndex) { v1 = V1(index: index) }
 
     func serverReflectionInfo(
-        requests: RequestStream<Request>, response: ResponseWriter<Response>, context: ServerContext
+        requests: RequestStream<Grpc_Reflection_V1alpha_ServerReflectionRequest>,
+        response: ResponseWriter<Grpc_Reflection_V1alpha_ServerReflectionResponse>, context: ServerContext
     ) async throws {
         for try await request in requests {
-            try await response.write(respond(to: request))
+            try await response.write(Self.convert(v1.respond(to: Self.convert(request))))
         }
     }
 
-    private func respond(to request: Request) -> Response {
-        let query: ReflectionQuery
-        switch request.messageRequest {
-        case .fileByFilename(let name)?: query = .fileByFilename(name)
-        case .fileContainingSymbol(let symbol)?: query = .fileContainingSymbol(symbol)
-        case .fileContainingExtension(let e)?:
-            query = .fileContainingExtension(type: e.containingType, number: e.extensionNumber)
-        case .allExtensionNumbersOfType(let type)?: query = .allExtensionNumbersOfType(type)
-        case .listServices?: query = .listServices
-        case nil: query = .none
-        }
-        let body: Response.OneOf_MessageResponse
-        switch index.answer(query) {
-        case .files(let files):
-            body = .fileDescriptorResponse(Grpc_Reflection_V1alpha_FileDescriptorResponse(fileDescriptorProto: files))
-        case .extensionNumbers(let type):
-            body = .allExtensionNumbersResponse(Grpc_Reflection_V1alpha_ExtensionNumberResponse(baseTypeName: type))
-        case .services(let names):
-            body = .listServicesResponse(
-                Grpc_Reflection_V1alpha_ListServiceResponse(service: names.map { .init(name: $0) }))
-        case .error(let code, let message):
-            body = .errorResponse(Grpc_Reflection_V1alpha_ErrorResponse(errorCode: code, errorMessage: message))
-        }
-        return Response(validHost: request.host, originalRequest: request, messageResponse: body)
+    private static func convert<From: RPCMessage, To: RPCMessage>(_ message: From) throws -> To {
+        try message.serializedBytes().withUnsafeBytes { try To(serializedBytes: $0) }
     }
 }

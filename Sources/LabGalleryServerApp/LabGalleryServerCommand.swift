@@ -26,7 +26,7 @@ struct DataDirectoryOption: ParsableArguments {
 }
 
 /// Log lines go to stderr, every value escaped and capped: `key=value` text
-/// (``SafeLogHandler``) or one JSON object per line (``JSONLogHandler``, `--log-format json`);
+/// or one JSON object per line (`--log-format json`), both by ``SafeLogHandler``;
 /// stdout is kept for machine-readable output.
 enum Logs {
     /// The formats of `--log-format`.
@@ -36,16 +36,9 @@ enum Logs {
 
     static func bootstrap(level: Logger.Level, format: Format = .text) {
         LoggingSystem.bootstrap { label in
-            switch format {
-            case .text:
-                var handler = SafeLogHandler(label: label)
-                handler.logLevel = level
-                return handler
-            case .json:
-                var handler = JSONLogHandler(label: label)
-                handler.logLevel = level
-                return handler
-            }
+            var handler = SafeLogHandler(label: label, format: format)
+            handler.logLevel = level
+            return handler
         }
     }
 }

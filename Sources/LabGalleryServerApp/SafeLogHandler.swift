@@ -2,9 +2,10 @@ import Foundation
 import LabGalleryCore
 import Logging
 
-/// The server's log handler: one line per event on stderr,
-/// `TIMESTAMP LEVEL LABEL: key=value ... MESSAGE`, like swift-log's `StreamLogHandler`, except
-/// that nothing a peer sent can shape the output: every metadata value and the message have their
+/// The server's log handler: one line per event on stderr, in text
+/// (`TIMESTAMP LEVEL LABEL: key=value ... MESSAGE`, like swift-log's `StreamLogHandler`) or as
+/// one JSON object (``JSONLine``, `--log-format json`). In both formats
+/// nothing a peer sent can shape the output: every metadata value and the message have their
 /// control characters escaped (`\n`, `\u{1b}`…, see `SafeText`) and are capped (a value at
 /// ``valueLimit`` characters, the message at `SafeText.messageLimit`), and a value holding a
 /// space, `"` or `=` is written in double quotes. A newline in a request cannot forge a log line,
@@ -15,16 +16,19 @@ struct SafeLogHandler: LogHandler {
     static let valueLimit = 256
 
     let label: String
+    /// Text or JSON lines.
+    let format: Logs.Format
     var logLevel: Logger.Level = .info
     var metadata: Logger.Metadata = [:]
     /// Where lines go (stderr; a test may collect them instead).
     let write: @Sendable (String) -> Void
 
     init(
-        label: String,
+        label: String, format: Logs.Format = .text,
         write: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }
     ) {
         self.label = label
+        self.format = format
         self.write = write
     }
 
@@ -37,12 +41,19 @@ struct SafeLogHandler: LogHandler {
         var all = metadata
         if let extra = event.metadata { all.merge(extra, uniquingKeysWith: { _, new in new }) }
         if let error = event.error { all["error.message"] = "\(error)" }
+        switch format {
+        case .text: write(Self.textLine(label: label, event: event, metadata: all))
+        case .json: write(JSONLine.line(label: label, event: event, metadata: all))
+        }
+    }
+
+    /// The text line (with its newline) of one event with its merged `metadata`.
+    static func textLine(label: String, event: LogEvent, metadata all: Logger.Metadata) -> String {
         var line = Self.timestamp() + " \(event.level) " + SafeText.escaped(label) + ":"
         for (key, value) in all.sorted(by: { $0.key < $1.key }) {
             line += " " + SafeText.escaped(key) + "=" + Self.value("\(value)")
         }
-        line += " " + SafeText.escaped("\(event.message)", limit: SafeText.messageLimit) + "\n"
-        write(line)
+        return line + " " + SafeText.escaped("\(event.message)", limit: SafeText.messageLimit) + "\n"
     }
 
     /// A metadata value as written: escaped, capped, quoted when it would not read as one token.

@@ -20,7 +20,7 @@ struct JSONLogHandlerTests {
         _ message: Logger.Message, metadata: Logger.Metadata = [:], label: String = "labgallery-server"
     ) -> String {
         let lines = Lines()
-        var logger = Logger(label: label) { label in JSONLogHandler(label: label, write: { lines.append($0) }) }
+        var logger = Logger(label: label) { label in SafeLogHandler(label: label, format: .json, write: { lines.append($0) }) }
         logger.logLevel = .trace
         logger.info(message, metadata: metadata)
         return lines.value
@@ -73,9 +73,9 @@ struct JSONLogHandlerTests {
 
     @Test("a JSON string escapes quotes, backslashes and every control below U+0020")
     func jsonString() throws {
-        #expect(JSONLogHandler.string("a\"b\\c\u{0}\u{1F} é") == #""a\"b\\c\u0000\u001f é""#)
+        #expect(JSONLine.string("a\"b\\c\u{0}\u{1F} é") == #""a\"b\\c\u0000\u001f é""#)
         for scalar in (0..<0x20).map({ Unicode.Scalar($0)! }) {
-            let s = JSONLogHandler.string(String(Character(scalar)))
+            let s = JSONLine.string(String(Character(scalar)))
             #expect(
                 try JSONSerialization.jsonObject(with: Data(s.utf8), options: .fragmentsAllowed) as? String
                     == String(Character(scalar)))
@@ -85,7 +85,7 @@ struct JSONLogHandlerTests {
     @Test("the level filter and --log-format's values")
     func options() {
         let lines = Lines()
-        var logger = Logger(label: "x") { label in JSONLogHandler(label: label, write: { lines.append($0) }) }
+        var logger = Logger(label: "x") { label in SafeLogHandler(label: label, format: .json, write: { lines.append($0) }) }
         logger.logLevel = .notice
         logger.info("hidden")
         logger.notice("shown")
