@@ -20,7 +20,9 @@ struct JSONLogHandlerTests {
         _ message: Logger.Message, metadata: Logger.Metadata = [:], label: String = "labgallery-server"
     ) -> String {
         let lines = Lines()
-        var logger = Logger(label: label) { label in SafeLogHandler(label: label, format: .json, write: { lines.append($0) }) }
+        var logger = Logger(label: label) { label in
+            SafeLogHandler(label: label, format: .json, write: { lines.append($0) })
+        }
         logger.logLevel = .trace
         logger.info(message, metadata: metadata)
         return lines.value
@@ -85,7 +87,9 @@ struct JSONLogHandlerTests {
     @Test("the level filter and --log-format's values")
     func options() {
         let lines = Lines()
-        var logger = Logger(label: "x") { label in SafeLogHandler(label: label, format: .json, write: { lines.append($0) }) }
+        var logger = Logger(label: "x") { label in
+            SafeLogHandler(label: label, format: .json, write: { lines.append($0) })
+        }
         logger.logLevel = .notice
         logger.info("hidden")
         logger.notice("shown")
