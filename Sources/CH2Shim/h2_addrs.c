@@ -82,29 +82,13 @@ static int add_loopback(h2_addrs **l, uint16_t port)
 
 h2_addrs *h2_resolve(const char *host, uint16_t port, int *err)
 {
-    char ps[8];
-    snprintf(ps, sizeof ps, "%u", (unsigned)port);
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
     struct addrinfo *res = NULL;
     bool local = is_localhost(host);
-    int rc = getaddrinfo(host, ps, &hints, &res);
-    if (rc == EAI_NONAME || rc == EAI_NODATA || rc == EAI_ADDRFAMILY) {
-        /* AI_ADDRCONFIG hides every address on a host with loopback only: ask without it. */
-        hints.ai_flags = AI_NUMERICSERV;
-        rc = getaddrinfo(host, ps, &hints, &res);
-    }
-    int e = 0;
+    int rc = h2_net_lookup(host, port, AI_ADDRCONFIG, &res);
+    /* AI_ADDRCONFIG hides every address on a host with loopback only: ask without it. */
+    if (rc == -ENOENT) rc = h2_net_lookup(host, port, 0, &res);
+    int e = rc != 0 && !local ? -rc : 0;
     h2_addrs *l = NULL;
-    if (rc != 0 && !local) {
-        e = rc == EAI_SYSTEM ? (errno ? errno : EIO)
-            : rc == EAI_MEMORY ? ENOMEM
-            : (rc == EAI_NONAME || rc == EAI_NODATA) ? ENOENT
-                                                     : EHOSTUNREACH;
-    }
     for (struct addrinfo *ai = rc == 0 ? res : NULL; ai && !e; ai = ai->ai_next) {
         if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
         int r = h2_addrs_add(&l, ai->ai_addr, ai->ai_addrlen);

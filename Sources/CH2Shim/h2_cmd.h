@@ -19,7 +19,6 @@ enum h2_cmd_kind {
     H2_CMD_RESET,
     H2_CMD_CONSUME,
     H2_CMD_OPEN,
-    H2_CMD_CONNECT,
     H2_CMD_CLOSE_CONN,
     H2_CMD_GOAWAY,
     H2_CMD_LISTEN,
@@ -41,7 +40,7 @@ typedef struct h2_ctl_cmd {
         struct { uint32_t code; } reset;
         struct { size_t bytes; } consume;
         struct { h2_id conn; void *user; nghttp2_nv *hdrs; size_t nhdrs; } open; /* hdrs follow the command */
-        struct { struct sockaddr_storage addr; socklen_t addrlen; h2_tls_ctx *tls; const char *name; } connect; /* tls: a reference; name follows the command */
+        struct { h2_tls_ctx *tls; const char *name; } connect; /* tls: a reference; name follows the command */
         struct { int fd; h2_tls_ctx *tls; } listen; /* tls: a reference, or NULL */
         struct { h2_run_fn fn; void *ctx; void *arg; } run;
         struct { struct h2_addrs *addrs; int err; } addrs;

@@ -30,7 +30,7 @@ void h2_cmd_free(h2_loop *L, h2_cmd *c)
         return;
     }
     h2_ctl_cmd *ctl = (h2_ctl_cmd *)c;
-    if (c->kind == H2_CMD_CONNECT || c->kind == H2_CMD_CONNECT_PENDING) h2_tls_release(ctl->u.connect.tls);
+    if (c->kind == H2_CMD_CONNECT_PENDING) h2_tls_release(ctl->u.connect.tls);
     if (c->kind == H2_CMD_LISTEN) h2_tls_release(ctl->u.listen.tls);
     h2_free(c);
 }
@@ -252,36 +252,6 @@ static void do_consume(h2_loop *L, h2_ctl_cmd *cmd)
     h2_conn_mark(st->conn);
 }
 
-static void do_connect(h2_loop *L, h2_ctl_cmd *cmd)
-{
-    h2_id id = cmd->head.id;
-    int done = 0;
-    int fd = h2_net_connect((struct sockaddr *)&cmd->u.connect.addr, cmd->u.connect.addrlen, &done);
-    /* The command's reference to the TLS context is the connection's from here (h2_conn_start_tls
-     * takes its own): released when the command is freed (h2_cmd_free). */
-    if (fd < 0) {
-        if (L->cb.on_conn) L->cb.on_conn(L->cb.ctx, id, H2_CONN_FAILED, -fd);
-        return;
-    }
-    h2_conn *c = h2_conn_new(L, id, fd, true);
-    if (!c) {
-        close(fd);
-        if (L->cb.on_conn) L->cb.on_conn(L->cb.ctx, id, H2_CONN_FAILED, ENOMEM);
-        return;
-    }
-    if (cmd->u.connect.tls && h2_conn_start_tls(c, cmd->u.connect.tls, cmd->u.connect.name) != 0) {
-        h2_conn_close_now(c, ENOMEM, H2_CLOSE_CONN_LOST, true);
-        return;
-    }
-    c->connecting = true;
-    if (h2_conn_epoll(c, EPOLL_CTL_ADD, EPOLLOUT) != 0) {
-        h2_conn_close_now(c, errno, H2_CLOSE_CONN_LOST, true);
-        return;
-    }
-    c->want_out = true;
-    if (done) h2_conn_connected(c);
-}
-
 void h2_listeners_close(h2_loop *L)
 {
     while (L->local.listeners) {
@@ -343,7 +313,6 @@ static void run_cmds(h2_loop *L)
         case H2_CMD_RESET: do_reset(L, ctl); break;
         case H2_CMD_CONSUME: do_consume(L, ctl); break;
         case H2_CMD_OPEN: do_open(L, ctl); break;
-        case H2_CMD_CONNECT: do_connect(L, ctl); break;
         case H2_CMD_CLOSE_CONN: {
             h2_conn *c = lookup(L, cmd->id, H2_OBJ_CONN);
             if (c) h2_conn_close_now(c, 0, H2_CLOSE_CONN_LOST, false);
@@ -370,9 +339,6 @@ static void drop_cmds(h2_loop *L, h2_cmd *cmd)
         switch (cmd->kind) {
         case H2_CMD_OPEN:
             if (L->cb.on_close) L->cb.on_close(L->cb.ctx, ctl->u.open.user, H2_CLOSE_SHUTDOWN);
-            break;
-        case H2_CMD_CONNECT:
-            if (L->cb.on_conn) L->cb.on_conn(L->cb.ctx, cmd->id, H2_CONN_FAILED, ECANCELED);
             break;
         case H2_CMD_LISTEN: close(ctl->u.listen.fd); break;
         case H2_CMD_RUN: ctl->u.run.fn(ctl->u.run.ctx, ctl->u.run.arg, 0); break;

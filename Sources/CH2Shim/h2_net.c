@@ -35,7 +35,7 @@ static int gai_to_errno(int rc)
 {
     if (rc == EAI_SYSTEM) return errno ? errno : EIO;
     if (rc == EAI_MEMORY) return ENOMEM;
-    if (rc == EAI_NONAME || rc == EAI_NODATA) return ENOENT;
+    if (rc == EAI_NONAME || rc == EAI_NODATA || rc == EAI_ADDRFAMILY) return ENOENT;
     return EHOSTUNREACH;
 }
 
@@ -65,8 +65,7 @@ fail:;
     return -e;
 }
 
-/* getaddrinfo for TCP on a numeric port; returns 0 or -errno. */
-static int lookup(const char *host, uint16_t port, int flags, struct addrinfo **res)
+int h2_net_lookup(const char *host, uint16_t port, int flags, struct addrinfo **res)
 {
     char ps[8];
     snprintf(ps, sizeof ps, "%u", (unsigned)port);
@@ -83,7 +82,7 @@ int h2_net_listen(const char *host, uint16_t port, int reuse_port, uint16_t *bou
 {
     int dual = (host == NULL || strcmp(host, "::") == 0);
     struct addrinfo *res = NULL;
-    int rc = lookup(host ? host : "::", port, AI_PASSIVE, &res);
+    int rc = h2_net_lookup(host ? host : "::", port, AI_PASSIVE, &res);
     if (rc != 0) return rc;
     int fd = -EADDRNOTAVAIL;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
@@ -94,21 +93,6 @@ int h2_net_listen(const char *host, uint16_t port, int reuse_port, uint16_t *bou
     if (fd < 0 && host == NULL && (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL))
         return h2_net_listen("0.0.0.0", port, reuse_port, bound_port); /* host without IPv6 */
     return fd;
-}
-
-int h2_net_resolve(const char *host, uint16_t port, struct sockaddr_storage *out, socklen_t *outlen)
-{
-    struct addrinfo *res = NULL;
-    int rc = lookup(host, port, 0, &res);
-    if (rc != 0) return rc;
-    if (!res || res->ai_addrlen > sizeof *out) {
-        if (res) freeaddrinfo(res);
-        return -ENOENT;
-    }
-    memcpy(out, res->ai_addr, res->ai_addrlen);
-    *outlen = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
 }
 
 int h2_net_connect(const struct sockaddr *sa, socklen_t salen, int *done)

@@ -9,8 +9,10 @@
 int h2_net_listen(const char *host, uint16_t port, int reuse_port, uint16_t *bound_port);
 /* Creates a listening, non-blocking Unix domain socket at path (replacing a stale socket file). fd or -errno. */
 int h2_net_listen_unix(const char *path);
-/* Resolves host:port (first result). Returns 0 or -errno (EAI errors map to -EHOSTUNREACH/-ENOENT). */
-int h2_net_resolve(const char *host, uint16_t port, struct sockaddr_storage *out, socklen_t *outlen);
+/* getaddrinfo for TCP on numeric port `port` with `flags`; 0 (freeaddrinfo *res) or -errno: -ENOENT when
+ * the name has no (such) address, -ENOMEM, the system error, else -EHOSTUNREACH. */
+struct addrinfo;
+int h2_net_lookup(const char *host, uint16_t port, int flags, struct addrinfo **res);
 /* Non-blocking connect. Returns fd (connect in progress or done) or -errno. *done = 1 if connected at once. */
 int h2_net_connect(const struct sockaddr *sa, socklen_t salen, int *done);
 /* TCP_NODELAY (and nothing else that could fail the connection). */

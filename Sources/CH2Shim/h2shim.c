@@ -211,7 +211,7 @@ void h2_loop_destroy(h2_loop *L)
     h2_loop_release(L);
 }
 
-/* A connect command (H2_CMD_CONNECT or H2_CMD_CONNECT_PENDING) for a new connection token,
+/* A connect command (H2_CMD_CONNECT_PENDING) for a new connection token,
  * carrying a reference to `tls` and a copy of `name` when `tls` is set. NULL: errno ENOMEM. */
 static h2_ctl_cmd *connect_cmd(h2_loop *loop, int kind, h2_tls_ctx *tls, const char *name)
 {
@@ -241,21 +241,32 @@ static h2_id post_connect(h2_loop *loop, h2_ctl_cmd *c)
     return id;
 }
 
-/* h2_connect, over TLS when `tls` is set (verifying `name`). */
-static h2_id connect_with(h2_loop *loop, const char *host, uint16_t port, h2_tls_ctx *tls, const char *name)
+/* A pending connection (over TLS when `tls` is set) handed `addrs` at once. Takes `addrs`. */
+static h2_id connect_walk(h2_loop *loop, h2_addrs *addrs, h2_tls_ctx *tls, const char *name)
 {
-    struct sockaddr_storage ss;
-    socklen_t sl = 0;
-    int rv = h2_net_resolve(host, port, &ss, &sl);
-    if (rv < 0) {
-        errno = -rv;
+    h2_ctl_cmd *c = connect_cmd(loop, H2_CMD_CONNECT_PENDING, tls, name);
+    h2_id id = c ? post_connect(loop, c) : 0;
+    if (id == 0) {
+        int e = errno;
+        h2_addrs_free(addrs);
+        errno = e;
         return 0;
     }
-    h2_ctl_cmd *c = connect_cmd(loop, H2_CMD_CONNECT, tls, name);
-    if (!c) return 0;
-    memcpy(&c->u.connect.addr, &ss, sl);
-    c->u.connect.addrlen = sl;
-    return post_connect(loop, c);
+    h2_connect_addrs(loop, id, addrs, 0);
+    return id;
+}
+
+/* h2_connect, over TLS when `tls` is set (verifying `name`): resolved here, then the address
+ * walk of h2_connect_addrs, like any pending connection. */
+static h2_id connect_with(h2_loop *loop, const char *host, uint16_t port, h2_tls_ctx *tls, const char *name)
+{
+    int err = 0;
+    h2_addrs *addrs = h2_resolve(host, port, &err);
+    if (!addrs) {
+        errno = err;
+        return 0;
+    }
+    return connect_walk(loop, addrs, tls, name);
 }
 
 size_t h2_conn_peer(h2_loop *loop, h2_id conn, char *buf, size_t cap)
@@ -313,13 +324,7 @@ h2_id h2_connect_unix(h2_loop *loop, const char *path)
         errno = err;
         return 0;
     }
-    h2_id id = h2_connect_pending(loop);
-    if (id == 0) {
-        h2_addrs_free(a);
-        return 0;
-    }
-    h2_connect_addrs(loop, id, a, 0);
-    return id;
+    return connect_walk(loop, a, NULL, NULL);
 }
 
 int h2_listen_unix(h2_loop *loop, const char *path)

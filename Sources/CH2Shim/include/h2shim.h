@@ -270,9 +270,9 @@ void h2_loop_stop(h2_loop *loop);
 void h2_loop_destroy(h2_loop *loop);
 
 /**
- * Opens a client connection (h2c, prior knowledge) to host:port, resolved here on the calling
- * thread, first address only (h2_connect_pending + h2_connect_addrs try them all and resolve
- * elsewhere). Asynchronous: returns
+ * Opens a client connection (h2c, prior knowledge) to host:port: h2_resolve here on the calling
+ * thread (it blocks for DNS; h2_connect_pending + h2_connect_addrs resolve elsewhere), then
+ * each address in turn as h2_connect_addrs does. Asynchronous: returns
  * the connection token at once; on_conn reports CONNECTED or FAILED. Streams may be
  * opened on it right away (they start once connected). Returns 0 if it cannot even
  * start (errno set).
