@@ -57,7 +57,8 @@ public final class GalleryServer: Sendable {
                 dataDirectory: configuration.dataDirectory,
                 configuration: try configuration.coreConfiguration(), executor: executor)
             // Fleet mode: other instances may be working in the data directory right now.
-            let recovery = try core.recoverFiles(fleetGrace: configuration.replication.fleet.map { _ in .seconds(3600) })
+            let recovery = try core.recoverFiles(
+                fleetGrace: configuration.replication.fleet.map { _ in .seconds(3600) })
             if !recovery.removedTempFiles.isEmpty || !recovery.removedBlobs.isEmpty {
                 logger.notice(
                     "startup recovery removed files",

@@ -145,7 +145,9 @@ func watchToEnd(_ service: LabGalleryService, _ image: String) async throws -> [
         let holders = fleet.log.holders()
         #expect(holders.values.allSatisfy { $0.first == "A" && $0.count == 2 }, "\(holders)")
         // A COMPLETED job is never claimed (so never copied) again.
-        let claimable = try await blocking { try fleet.f.service.replicationStore.claim(owner: "probe", limit: 100, lease: .seconds(1)) }
+        let claimable = try await blocking {
+            try fleet.f.service.replicationStore.claim(owner: "probe", limit: 100, lease: .seconds(1))
+        }
         #expect(claimable.isEmpty)
         for e in [a.engine, b.engine, c.engine] { await e.stop() }
     }
@@ -153,7 +155,8 @@ func watchToEnd(_ service: LabGalleryService, _ image: String) async throws -> [
     @Test func aHolderWhoseLeaseExpiresStopsBeforeTheNewHolderWrites() async throws {
         let fleet = try await Fleet()
         let a = try await fleet.instance("A", concurrency: 8, bandwidth: 256 * 1024)
-        let image = try await a.service.uploadForTest("galleries/g", "img", bytes: pattern(1_000_000, multiplier: 5, offset: 1))
+        let image = try await a.service.uploadForTest(
+            "galleries/g", "img", bytes: pattern(1_000_000, multiplier: 5, offset: 1))
         try await eventually("A copies every job") { a.engine.runningJobs == 5 }
         let b = try await fleet.instance("B", concurrency: 8, bandwidth: 256 * 1024)
         // A is cut off from the database: it cannot renew, so it must stop writing on its own.
@@ -180,7 +183,8 @@ func watchToEnd(_ service: LabGalleryService, _ image: String) async throws -> [
     @Test func recoveryOnAStartingInstanceLeavesTheLiveHoldersFilesAlone() async throws {
         let fleet = try await Fleet()
         let a = try await fleet.instance("A", concurrency: 8, bandwidth: 128 * 1024)
-        let image = try await a.service.uploadForTest("galleries/g", "img", bytes: pattern(400_000, multiplier: 3, offset: 7))
+        let image = try await a.service.uploadForTest(
+            "galleries/g", "img", bytes: pattern(400_000, multiplier: 3, offset: 7))
         try await eventually("A has partial replicas") {
             let rows = try await fleet.rows(image.name)
             return a.engine.runningJobs == 5 && rows.allSatisfy { $0.partialPath != nil && $0.record.bytesCopied > 0 }
@@ -189,10 +193,12 @@ func watchToEnd(_ service: LabGalleryService, _ image: String) async throws -> [
         // An upload in progress on A (young temp file) and a stale one a crash left (an hour old).
         let young = layout.tempDirectory(region: "f1").appendingPathComponent("live.part")
         let stale = layout.tempDirectory(region: "f1").appendingPathComponent("stale.part")
-        try FileManager.default.createDirectory(at: young.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            at: young.deletingLastPathComponent(), withIntermediateDirectories: true)
         try Data(repeating: 1, count: 10).write(to: young)
         try Data(repeating: 2, count: 10).write(to: stale)
-        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: stale.path)
+        try FileManager.default.setAttributes(
+            [.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: stale.path)
         let partials = try await fleet.rows(image.name).compactMap(\.partialPath)
         // Another instance starts on the same data directory.
         let b = try await fleet.instance("B", concurrency: 2, start: false)

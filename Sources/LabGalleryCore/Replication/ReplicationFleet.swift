@@ -126,7 +126,9 @@ public final class InProcessChangeFeed: ReplicationChangeFeed {
             s.handlers[id] = handler
             return id
         }
-        return ReplicationFeedSubscription { [weak self] in self?.state.withLock { _ = $0.handlers.removeValue(forKey: id) } }
+        return ReplicationFeedSubscription { [weak self] in
+            self?.state.withLock { _ = $0.handlers.removeValue(forKey: id) }
+        }
     }
 }
 

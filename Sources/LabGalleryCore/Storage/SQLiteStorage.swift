@@ -396,7 +396,8 @@ struct SQLiteTransaction: StorageTransaction {
                 let record = try ReplicationRecord.fetchOne(
                     db, key: ["galleryId": key[0], "imageId": key[1], "region": key[2]]),
                 let epoch = try Int64.fetchOne(
-                    db, sql: "SELECT lease_epoch FROM replication WHERE \(Self.key)", arguments: [key[0], key[1], key[2]])
+                    db, sql: "SELECT lease_epoch FROM replication WHERE \(Self.key)",
+                    arguments: [key[0], key[1], key[2]])
             else { continue }
             var row = try record.domain()
             row.lease = ReplicationLease(owner: owner, epoch: epoch)
@@ -454,7 +455,8 @@ struct SQLiteTransaction: StorageTransaction {
                 SELECT partialPath, blobPath FROM replication
                 WHERE lease_owner IS NOT NULL AND lease_expires_at > \(Self.now)
                 """)
-        return Set(rows.flatMap { r -> [String] in [r["partialPath"] as String?, r["blobPath"] as String?].compactMap { $0 } })
+        return Set(
+            rows.flatMap { r -> [String] in [r["partialPath"] as String?, r["blobPath"] as String?].compactMap { $0 } })
     }
 
     func insertReplications(_ rows: [ReplicationRow]) throws {
