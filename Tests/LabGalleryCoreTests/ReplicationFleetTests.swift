@@ -228,3 +228,59 @@ extension LabGalleryService {
         return try await up.finish()
     }
 }
+
+@Suite(.serialized) struct ReplicationFleetWatchTests {
+    @Test func aGalleryWatchOnOneInstanceSeesImagesStoredAndDeletedOnAnother() async throws {
+        let fleet = try await Fleet()
+        let a = try await fleet.instance("A", concurrency: 4, bandwidth: 1 << 20)
+        let b = try await fleet.instance("B", concurrency: 1, bandwidth: 1 << 20)
+        let gallery = try await b.service.watchGalleryReplication(gallery: "galleries/g", caller: reader)
+        let image = try await a.service.uploadForTest(
+            "galleries/g", "img", bytes: pattern(300_000, multiplier: 7, offset: 3))
+        var completed = false
+        while !completed, let s = try await gallery.next() {
+            completed = s.image == image.name && s.aggregatedState == .completed
+        }
+        // An image watch opened on B now starts from the database's state, whoever copied it.
+        let watch = try await b.service.watchReplication(image: image.name, caller: reader)
+        #expect(try await watch.next()?.aggregatedState == .completed)
+        watch.close()
+        try await a.service.deleteImage(name: image.name, caller: admin)
+        var deleted = false
+        while !deleted, let s = try await gallery.next() { deleted = s.image == image.name && s.deleted }
+        #expect(deleted, "B's gallery watch hears the deletion made on A")
+        gallery.close()
+        for e in [a.engine, b.engine] { await e.stop() }
+    }
+
+    @Test func progressIsCoalescedAndStateChangesAlwaysGoOut() {
+        let feed = InProcessChangeFeed()
+        let heard = Mutex<[ReplicationChange]>([])
+        let subscription = feed.subscribe { c in heard.withLock { $0.append(c) } }
+        let coalescer = ChangeCoalescer(feed: feed, origin: "A", interval: .seconds(3600))
+        for _ in 0..<50 { coalescer.changed("galleries/g/images/i", now: false) }
+        #expect(heard.withLock { $0.count } == 1, "the first progress goes out, the rest wait for the interval")
+        coalescer.changed("galleries/g/images/i", now: true)
+        coalescer.changed("galleries/g/images/j", now: false)
+        #expect(
+            heard.withLock { $0 } == [
+                ReplicationChange(image: "galleries/g/images/i", origin: "A"),
+                ReplicationChange(image: "galleries/g/images/i", origin: "A"),
+                ReplicationChange(image: "galleries/g/images/j", origin: "A"),
+            ])
+        coalescer.stop()
+        subscription.cancel()
+        feed.publish(ReplicationChange(image: "x", origin: "B"))
+        #expect(heard.withLock { $0.count } == 3, "a cancelled subscription hears nothing")
+    }
+
+    @Test func fleetSettingsDefaultToFractionsOfTheLeaseAndMustFitInIt() throws {
+        let s = ReplicationFleetSettings(leaseDuration: .seconds(30))
+        #expect(s.renewInterval == .seconds(10) && s.safetyMargin == .seconds(5) && !s.instanceID.isEmpty)
+        try s.validate()
+        #expect(ReplicationFleetSettings().instanceID != ReplicationFleetSettings().instanceID)
+        let bad = ReplicationFleetSettings(
+            leaseDuration: .seconds(3), renewInterval: .seconds(2), safetyMargin: .seconds(1))
+        #expect(throws: LabGalleryError.self) { try bad.validate() }
+    }
+}
