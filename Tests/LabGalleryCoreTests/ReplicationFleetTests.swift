@@ -134,7 +134,8 @@ func watchToEnd(_ service: LabGalleryService, _ image: String) async throws -> [
         let watcher = Task { try await watchToEnd(b.service, image.name) }
         try await eventually("the watch on B is open") { b.engine.openWatches == 1 }
         let durable = try await fleet.rows(image.name).reduce(Int64(0)) { $0 + $1.record.bytesCopied }
-        a.engine.simulateCrash()  // kill -9: no release, no more writes; the leases expire in the database
+        // kill -9: no release, no more writes; the leases expire in the database.
+        try await blocking { a.engine.simulateCrash() }
         let seen = try await watcher.value
         let last = try #require(seen.last)
         #expect(last.aggregatedState == .completed && last.regions.allSatisfy { $0.state == .completed })

@@ -168,7 +168,15 @@ public final class ReplicationEngine: Sendable {
     public func stop() async {
         hooks?.detach(self)
         closeWatchers()
-        if let fleet { stopFleet(fleet) }
+        if let fleet {
+            // Waits for a claim or renewal round in progress (database I/O): off the cooperative pool.
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                DispatchQueue.global().async { [self] in
+                    stopFleet(fleet)
+                    c.resume()
+                }
+            }
+        }
         state.withLock { s in s.jobs.stop() }
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             jobsRunning.notify(queue: .global()) { c.resume() }
