@@ -201,11 +201,32 @@ func watchToEnd(_ service: LabGalleryService, _ image: String) async throws -> [
         try FileManager.default.setAttributes(
             [.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: stale.path)
         let partials = try await fleet.rows(image.name).compactMap(\.partialPath)
+        // An upload on A between its `writing` blob row and the commit that references it (file in
+        // place, just written), and one a crash interrupted an hour ago.
+        let sha = String(repeating: "ab", count: 32)
+        let writing = ["regions/f1/blobs/ab/\(sha).live.blob", "regions/f1/blobs/ab/\(sha).dead.blob"]
+        for (i, path) in writing.enumerated() {
+            let file = layout.url(path)
+            try FileManager.default.createDirectory(
+                at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(repeating: 3, count: 10).write(to: file)
+            if i == 1 {
+                try FileManager.default.setAttributes(
+                    [.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: file.path)
+            }
+            try await blocking {
+                try fleet.f.service.storage.write { tx in
+                    try tx.insertBlob(
+                        BlobRecord(path: path, region: "f1", sha256: sha, sizeBytes: 10, state: .writing))
+                }
+            }
+        }
         // Another instance starts on the same data directory.
         let b = try await fleet.instance("B", concurrency: 2, start: false)
         let report = try await blocking { try b.service.recoverFiles(fleetGrace: .seconds(60)) }
         #expect(report.removedTempFiles == ["regions/f1/tmp/stale.part"])
-        #expect(report.removedBlobs.isEmpty && report.lostAndFound.isEmpty, "\(report)")
+        #expect(report.removedBlobs == [writing[1]] && report.lostAndFound.isEmpty, "\(report)")
+        #expect(FileManager.default.fileExists(atPath: layout.url(writing[0]).path))
         for p in partials { #expect(FileManager.default.fileExists(atPath: layout.url(p).path), "\(p) kept") }
         #expect(FileManager.default.fileExists(atPath: young.path))
         #expect(try await watchToEnd(a.service, image.name).last?.aggregatedState == .completed)
