@@ -68,9 +68,9 @@ public final class ReplicationEngine: Sendable {
 
         /// Images with watchers here: image watches, and tracked images of watched galleries.
         func watchedImages() -> Set<String> {
-            watches.watchedImages.union(
-                images.values.filter { watches.isWatched(image: "", gallery: $0.name.gallery.description) }.map(
-                    \.name.description))
+            let galleries = watches.watchedGalleries
+            return watches.watchedImages.union(
+                images.values.filter { galleries.contains($0.name.gallery.description) }.map(\.name.description))
         }
 
         /// Whether the image has watchers here (directly or through its gallery).

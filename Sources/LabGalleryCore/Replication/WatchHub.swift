@@ -45,6 +45,8 @@ struct WatchHub: Sendable {
 
     /// Images watched directly (image watches).
     var watchedImages: Set<String> { Set(images.keys) }
+    /// Galleries watched (gallery watches).
+    var watchedGalleries: Set<String> { Set(galleries.keys) }
 
     /// Whether the image has watchers, directly or through its gallery.
     func isWatched(image: String, gallery: String) -> Bool { images[image] != nil || galleries[gallery] != nil }
