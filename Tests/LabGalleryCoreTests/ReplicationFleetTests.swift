@@ -271,6 +271,8 @@ extension LabGalleryService {
         var deleted = false
         while !deleted, let s = try await gallery.next() { deleted = s.image == image.name && s.deleted }
         #expect(deleted, "B's gallery watch hears the deletion made on A")
+        try await a.service.deleteGallery(name: "galleries/g", caller: admin)
+        await expectError(.notFound) { while try await gallery.next() != nil {} }
         gallery.close()
         for e in [a.engine, b.engine] { await e.stop() }
     }

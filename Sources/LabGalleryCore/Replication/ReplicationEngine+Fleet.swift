@@ -146,6 +146,9 @@ extension ReplicationEngine {
         var images = changed
         if refreshAll { images.formUnion(state.withLock { $0.watchedImages() }) }
         for image in images.sorted() { refresh(image) }
+        if refreshAll {
+            for gallery in state.withLock({ $0.watches.watchedGalleries }).sorted() { refreshGallery(gallery) }
+        }
         claimJobs(fleet)
     }
 
@@ -197,11 +200,21 @@ extension ReplicationEngine {
         do { rows = try store.rows(of: name) } catch { return }
         guard let rows else {
             if state.withLock({ $0.images[image] != nil }) { imageDeleted(name) }
+            refreshGallery(name.gallery.description)
             return
         }
         locked { s, wake in
             if merge(name, rows.map(\.record), &s) { wake = publish(image, &s, force: true) }
         }
+    }
+
+    /// Ends this instance's watches of a gallery another instance deleted (NOT_FOUND, as locally).
+    func refreshGallery(_ gallery: String) {
+        guard let name = try? GalleryName(parsing: gallery, field: "gallery"),
+            state.withLock({ $0.watches.watchedGalleries.contains(gallery) }),
+            (try? store.galleryExists(name)) == false
+        else { return }
+        galleryDeleted(name)
     }
 
     /// Sets the image's records from the database, except the regions this instance is copying (its

@@ -34,6 +34,8 @@ public protocol ReplicationStore: Sendable {
     // MARK: Fleet mode
     /// The image's replication rows, ordered by region; `nil` when the image is gone.
     func rows(of image: ImageName) throws(LabGalleryError) -> [ReplicationRow]?
+    /// Whether the gallery exists (a gallery watch ends when another instance deletes it).
+    func galleryExists(_ gallery: GalleryName) throws(LabGalleryError) -> Bool
     /// Claims up to `limit` runnable jobs (see ``StorageTransaction/claimReplications(owner:limit:leaseSeconds:)``).
     func claim(owner: String, limit: Int, lease: Duration) throws(LabGalleryError) -> [ReplicationRow]
     /// Renews `jobs`' leases; returns those still held.
@@ -151,6 +153,10 @@ public struct StorageReplicationStore: ReplicationStore {
 
     public func rows(of image: ImageName) throws(LabGalleryError) -> [ReplicationRow]? {
         try read { tx in try tx.image(image) == nil ? nil : try tx.replicationRows(of: image) }
+    }
+
+    public func galleryExists(_ gallery: GalleryName) throws(LabGalleryError) -> Bool {
+        try read { tx in try tx.gallery(gallery) != nil }
     }
 
     public func claim(owner: String, limit: Int, lease: Duration) throws(LabGalleryError) -> [ReplicationRow] {
