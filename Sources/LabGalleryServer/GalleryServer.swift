@@ -56,7 +56,9 @@ public final class GalleryServer: Sendable {
             let core = try LabGalleryService.open(
                 dataDirectory: configuration.dataDirectory,
                 configuration: try configuration.coreConfiguration(), executor: executor)
-            let recovery = try core.recoverFiles()
+            // Fleet mode: other instances may be working in the data directory right now.
+            let recovery = try core.recoverFiles(
+                fleetGrace: configuration.replication.fleet.map { _ in .seconds(3600) })
             if !recovery.removedTempFiles.isEmpty || !recovery.removedBlobs.isEmpty {
                 logger.notice(
                     "startup recovery removed files",
@@ -89,7 +91,8 @@ public final class GalleryServer: Sendable {
             return core
         }
         self.core = core
-        let replication = ReplicationEngine(service: core, configuration: configuration.replication)
+        let replication = ReplicationEngine(
+            service: core, configuration: configuration.replication, changeFeed: configuration.replicationChangeFeed)
         self.replication = replication
         health = HealthService()
         for name in Self.serviceNames { health.setStatus(.serving, for: name) }

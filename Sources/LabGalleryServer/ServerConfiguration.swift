@@ -21,6 +21,10 @@ public struct ServerConfiguration: Sendable {
     public var shutdownGracePeriod: Duration
     /// Replication engine settings: concurrency, retries, WAN model and injected faults.
     public var replication: ReplicationConfiguration
+    /// Fleet mode: how replication changes reach the other instances (PostgreSQL: LISTEN/NOTIFY).
+    /// The default, an ``InProcessChangeFeed``, reaches this process only: other instances then see
+    /// changes by re-reading watched images every ``ReplicationFleetSettings/refreshInterval``.
+    public var replicationChangeFeed: any ReplicationChangeFeed = InProcessChangeFeed()
     /// Prices of the cost report (GetGalleryCost).
     public var priceSheet: PriceSheet
     /// Threads for blocking work (database, file I/O, fsync, hashing); `nil`: the process-wide

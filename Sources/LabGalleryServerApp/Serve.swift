@@ -54,6 +54,19 @@ struct Serve: AsyncParsableCommand {
     )
     var wanModel: String?
 
+    // MARK: fleets (see README "Fleets: replication leases and watches")
+    @Flag(
+        help:
+            "Fleet mode: replication jobs are leased in the database so several instances can share it and the data directory (implied by a PostgreSQL --database)."
+    )
+    var replicationLeases = false
+
+    @Option(help: "Fleet mode: seconds a replication lease lasts without renewal (renewed every third of it).")
+    var replicationLeaseSeconds: Double = 30
+
+    @Option(help: "Fleet mode: this instance's id, recorded as the lease owner (default: <host>-<random hex>).")
+    var instanceId: String?
+
     @Option(
         help:
             "JSON price sheet for GetGalleryCost: {\"currency\", \"storagePerGiBMonth\", \"egressPerGiB\", \"regions\"} (decimal strings)."
@@ -165,6 +178,12 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--replication-concurrency must be at least 1")
         }
         if let w = wanModel, w != "on", w != "off" { throw ValidationError("--wan-model must be on or off") }
+        guard replicationLeaseSeconds >= 1, replicationLeaseSeconds <= 3600 else {
+            throw ValidationError("--replication-lease-seconds must be between 1 and 3600")
+        }
+        if let id = instanceId, id.isEmpty || id.count > 200 {
+            throw ValidationError("--instance-id must be 1 to 200 characters")
+        }
         if let n = blockingThreads, n < 1 { throw ValidationError("--blocking-threads must be at least 1") }
         guard maxWatchers >= 1 else { throw ValidationError("--max-watchers must be at least 1") }
         guard maxWatchersPerCaller >= 1 else { throw ValidationError("--max-watchers-per-caller must be at least 1") }
@@ -216,6 +235,12 @@ struct Serve: AsyncParsableCommand {
         }
         if let n = replicationConcurrency { replication.concurrency = n }
         if let w = wanModel { replication.wanModel = w == "on" }
+        if replicationLeases {
+            let lease = Duration.milliseconds(Int64(replicationLeaseSeconds * 1000))
+            replication.fleet =
+                instanceId.map { ReplicationFleetSettings(instanceID: $0, leaseDuration: lease) }
+                ?? ReplicationFleetSettings(leaseDuration: lease)
+        }
         var configuration = ServerConfiguration(
             host: host, port: port, dataDirectory: dataDir.url, maxReceiveMessageSize: maxMessageSize,
             templateImages: templateImages, regionsFile: regionsFile.map { URL(fileURLWithPath: $0) },
@@ -277,6 +302,7 @@ struct Serve: AsyncParsableCommand {
                 "template_images": "\(templateImages == .any ? "any" : "generalized-only")",
                 "replication_concurrency": "\(replication.concurrency)",
                 "wan_model": "\(replication.wanModel ? "on" : "off")",
+                "replication_leases": "\(replication.fleet.map { "\($0.instanceID), \($0.leaseDuration)" } ?? "off")",
                 "tls": "\(tlsCert == nil ? "off" : tlsClientCa == nil ? "on" : "mtls")",
             ])
 

@@ -114,12 +114,12 @@ extension LabGalleryService {
     }
 
     /// Start-up: finishes every blob life cycle a crash interrupted. Unreferenced `writing` and
-    /// `doomed` blobs (and any unreferenced `live` one) lose their file, then their row. Returns
-    /// the paths removed.
-    func finishBlobLifeCycles() throws(LabGalleryError) -> [String] {
+    /// `doomed` blobs (and any unreferenced `live` one) lose their file, then their row, except those
+    /// `keep` accepts (fleet mode: another instance's work in progress). Returns the paths removed.
+    func finishBlobLifeCycles(keep: (BlobRecord) -> Bool = { _ in false }) throws(LabGalleryError) -> [String] {
         let dead: [String] = try write { tx in
             var dead: [String] = []
-            for blob in try tx.blobs() where try tx.blobReferences(blob.path) == 0 {
+            for blob in try tx.blobs() where try tx.blobReferences(blob.path) == 0 && !keep(blob) {
                 // A `writing` blob named by a replica row is that job's to finish (it resumes).
                 if blob.state != .doomed { try tx.setBlobState(.doomed, path: blob.path) }
                 dead.append(blob.path)

@@ -137,6 +137,14 @@ enum FileOps {
     /// Removes a file, ignoring "does not exist" (used after commits; recovery catches leftovers).
     static func removeQuietly(_ url: URL) { unlink(url.path) }
 
+    /// Whether the file's last modification is less than `interval` ago (`false` if it does not exist).
+    static func modified(_ url: URL, within interval: Duration) -> Bool {
+        var st = stat()
+        guard stat(url.path, &st) == 0 else { return false }
+        let mtime = Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9
+        return Date().timeIntervalSince1970 - mtime < interval.seconds
+    }
+
     /// Streams `source` into a new ``BlobWriter`` in `tempDir` (1 MiB at a time) and returns it
     /// uncommitted, with size and hash computed. Checks the calling task's cancellation between
     /// chunks: a cancelled copy removes its temp file and throws `.cancelled`. A missing source

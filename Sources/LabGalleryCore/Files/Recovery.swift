@@ -51,21 +51,37 @@ extension LabGalleryService {
     /// - moves every other file under `regions/` and `labs/` that no row names to
     ///   `lost+found/<time>/`, keeping its relative path: start-up never deletes what the
     ///   database does not know (a database restored from an older backup loses no newer image).
+    ///
+    /// `fleetGrace` (fleet mode): other instances may be running on the same data directory. Then
+    /// nothing a live replication lease covers is touched (its partial replica, its `writing` blob:
+    /// ``StorageTransaction/leasedReplicationFilePaths()``), and temp files, unreferenced `writing`
+    /// blobs and unknown files modified within `fleetGrace` are left alone (an upload in progress on
+    /// another instance); an unreferenced `writing` blob row whose file is not there yet is kept too.
     @discardableResult
-    public func recoverFiles() throws(LabGalleryError) -> RecoveryReport {
+    public func recoverFiles(fleetGrace: Duration? = nil) throws(LabGalleryError) -> RecoveryReport {
         let regions = regionNames()
+        let layout = layout
+        let young: (String) -> Bool = { path in
+            fleetGrace.map { FileOps.modified(layout.url(path), within: $0) } ?? false
+        }
         var temps: [String] = []
         for region in regions {
             temps += FileOps.files(under: layout.tempDirectory(region: region), relativeTo: layout.root)
         }
         temps += FileOps.files(under: layout.labTempDirectory, relativeTo: layout.root)
+        temps = temps.filter { !young($0) }
         for t in temps { FileOps.removeQuietly(layout.url(t)) }
 
-        let removed = try finishBlobLifeCycles()
+        let leased: Set<String> = fleetGrace == nil ? [] : try read { tx in try tx.leasedReplicationFilePaths() }
+        let removed = try finishBlobLifeCycles { blob in
+            guard fleetGrace != nil else { return false }
+            if leased.contains(blob.path) { return true }
+            return blob.state == .writing && (access(layout.url(blob.path).path, F_OK) != 0 || young(blob.path))
+        }
         let known: Set<String> = try read { tx in
             Set(try tx.blobs().map(\.path)).union(try tx.referencedFilePaths()).union(try tx.partialFilePaths())
-        }
-        let unknown = storedFiles(regions).filter { !known.contains($0) }
+        }.union(leased)
+        let unknown = storedFiles(regions).filter { !known.contains($0) && !young($0) }
         var directory: String?
         if !unknown.isEmpty {
             let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")

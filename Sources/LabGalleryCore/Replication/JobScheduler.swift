@@ -35,6 +35,15 @@ struct JobScheduler: Sendable {
         return starts
     }
 
+    /// Fleet mode: this instance claimed `key`'s lease; it runs with `control` unless it already runs
+    /// here or the scheduler stopped (`false`: the caller releases the lease).
+    mutating func claimed(_ key: JobKey, control: JobControl) -> Bool {
+        guard !stopped, running[key] == nil, running.count < concurrency else { return false }
+        ready.removeAll { $0 == key }
+        running[key] = control
+        return true
+    }
+
     /// A job's run ended; with a `backoff` it waits (returns `true`: the caller arms the timer).
     mutating func finished(_ key: JobKey, backoff: Bool) -> Bool {
         running[key] = nil

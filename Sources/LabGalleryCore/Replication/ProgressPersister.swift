@@ -21,6 +21,8 @@ final class ProgressPersister: @unchecked Sendable {
         case running
         /// The row is gone (its image was deleted): stop and discard.
         case deleted
+        /// Fleet mode: the fenced write found the lease taken over: stop, touch nothing.
+        case leaseLost
         /// Syncing or recording failed, for this reason: the attempt fails.
         case failed(String)
     }

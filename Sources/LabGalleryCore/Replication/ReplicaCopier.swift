@@ -54,6 +54,8 @@ struct ReplicaCopier: Sendable {
         var recordDurable: @Sendable (Int64) -> ProgressPersister.State?
         /// Bytes up to this offset were written (and `n` more copied by this run).
         var copied: (_ offset: Int64, _ n: Int64) -> Void
+        /// The run proved it may write (``JobControl``) and is about to write the chunk at this offset.
+        var willWrite: (_ offset: Int64) -> Void = { _ in }
     }
 
     /// How a run ended without an error.
@@ -99,6 +101,7 @@ struct ReplicaCopier: Sendable {
         var offset = r.durableOffset
         var st = stat()
         if fstat(fd, &st) != 0 || Int64(st.st_size) < offset { offset = 0 }
+        if !control.shouldRun { return .stopped(control.value) }
         guard ftruncate(fd, off_t(offset)) == 0 else {
             throw .copyFailed(
                 reason: "cannot truncate \(r.partialName): \(String(cString: strerror(errno)))", discard: true)
@@ -121,7 +124,9 @@ struct ReplicaCopier: Sendable {
         let persister = ProgressPersister(fd: fd, offset: offset, every: persistEvery, persist: progress.recordDurable)
         defer { _ = persister.stop() }
         while offset < total {
+            // Fleet mode: the lease is proven (monotonic clock) right before each chunk is written.
             if !control.shouldRun { return .stopped(control.value) }
+            progress.willWrite(offset)
             let piece = try hash.fill { (slot) throws(JobError) in
                 let want = Int(min(Int64(slot.count), total - offset))
                 let n: Int
@@ -174,6 +179,7 @@ struct ReplicaCopier: Sendable {
             switch persister.advance(to: offset) {
             case .running: break
             case .deleted: throw .rowGone
+            case .leaseLost: throw .leaseLost
             case .failed(let reason): throw .copyFailed(reason: reason, discard: false)
             }
             progress.copied(offset, Int64(n))
@@ -187,6 +193,7 @@ struct ReplicaCopier: Sendable {
         switch persister.stop() {
         case .running: break
         case .deleted: throw .rowGone
+        case .leaseLost: throw .leaseLost
         case .failed(let reason): throw .copyFailed(reason: reason, discard: false)
         }
         guard fsync(fd) == 0 else {

@@ -64,6 +64,9 @@ public struct ReplicationConfiguration: Sendable, Equatable {
     public var persistEvery: Int64
     /// Progress is published to watchers at most this often (state changes always at once).
     public var progressInterval: Duration
+    /// Fleet mode (leased jobs, watches across instances); `nil`: one instance (the SQLite default).
+    /// Set by the server's `--replication-leases` and lease flags, not by the JSON file.
+    public var fleet: ReplicationFleetSettings? = nil
 
     /// Creates a configuration; the defaults are the server's.
     public init(
@@ -170,5 +173,6 @@ public struct ReplicationConfiguration: Sendable, Equatable {
         guard persistEvery >= Int64(chunkSize) else {
             throw .invalid("replication_config", "persistEveryKiB must be at least chunkKiB in \(origin)")
         }
+        try fleet?.validate()
     }
 }

@@ -12,10 +12,21 @@ import Synchronization
 
 /// One run of a job, on a pool thread: from its row to an outcome (``JobOutcome``), recorded.
 extension ReplicationEngine {
-    /// Writes the row: ``JobError/rowGone`` when the image was deleted meanwhile,
+    /// Writes the row (fenced by its lease in fleet mode): ``JobError/rowGone`` when the image was
+    /// deleted meanwhile, ``JobError/leaseLost`` when another instance took the job over,
     /// ``JobError/recordFailed(reason:)`` when the write fails.
     private func persist(_ row: ReplicationRow) throws(JobError) {
-        guard try recording({ () throws(LabGalleryError) in try store.update(row) }) else { throw .rowGone }
+        guard try recording({ () throws(LabGalleryError) in try store.update(row) }) else { throw notWritten(row) }
+    }
+
+    /// Why a write of `row` did not apply: its row is gone, or (a leased row whose job still exists)
+    /// its lease was taken over. When the database cannot tell, the lease counts as lost: a job that
+    /// cannot prove it holds the lease touches nothing.
+    func notWritten(_ row: ReplicationRow) -> JobError {
+        guard row.lease != nil else { return .rowGone }
+        do { return try store.job(row.image, region: row.record.region) == nil ? .rowGone : .leaseLost } catch {
+            return .leaseLost
+        }
     }
 
     /// Runs a database step of a job; its failure is ``JobError/recordFailed(reason:)``.
@@ -33,6 +44,7 @@ extension ReplicationEngine {
         }
         guard let found else { return nil }
         var row = found.row
+        row.lease = control.lease
         let source = found.source
         if let outcome = state.withLock({ $0.unrecorded[key] }) {
             // The last attempt's outcome first: recorded, it decides whether to go on.
@@ -92,18 +104,23 @@ extension ReplicationEngine {
                 case .verified: break
                 }
                 if !control.shouldRun { return control.value == .deleted ? .deleted : .stopped }
-                blob = try storeReplica(&row, size: source.image.sizeBytes, sha256: source.image.sha256)
+                blob = try storeReplica(
+                    &row, size: source.image.sizeBytes, sha256: source.image.sha256, control: control)
             }
             let partial = row.partialPath
             machine.complete(&row, blob: blob)
             guard try recording({ () throws(LabGalleryError) in try store.complete(row, blob: blob) }) else {
-                throw .rowGone
+                throw notWritten(row)
             }
             if let partial { FileOps.removeQuietly(layout.url(partial)) }
             update(row.record, of: row.image, force: true)
             return .completed
         } catch {
-            return error == .rowGone ? .deleted : .failed(error)
+            switch error {
+            case .rowGone: return .deleted
+            case .leaseLost: return .stopped
+            default: return .failed(error)
+            }
         }
     }
 
@@ -124,10 +141,12 @@ extension ReplicationEngine {
                 current.record.bytesCopied = offset
                 try persist(current)
             },
-            recordDurable: { offset in
+            recordDurable: { [self] offset in
                 var r = snapshot
                 r.record.bytesCopied = offset
-                do throws(LabGalleryError) { return try store.update(r) ? nil : .deleted } catch {
+                do throws(LabGalleryError) {
+                    return try store.update(r) ? nil : (notWritten(r) == .rowGone ? .deleted : .leaseLost)
+                } catch {
                     return .failed("recording the copy in the database failed (\(error.message))")
                 }
             },
@@ -135,6 +154,12 @@ extension ReplicationEngine {
                 copiedBytes.add(n, ordering: .relaxed)
                 current.record.bytesCopied = offset
                 update(current.record, of: current.image, force: false)
+            },
+            willWrite: { [self] offset in
+                guard let fleet, let observe = fleet.writeObserver.withLock({ $0 }), let lease = snapshot.lease else {
+                    return
+                }
+                observe("\(snapshot.image)@\(snapshot.record.region)", lease.epoch, offset)
             })
         defer { row.record.bytesCopied = current.record.bytesCopied }
         return try copier.copy(
@@ -146,18 +171,22 @@ extension ReplicationEngine {
     /// before the rename, so after a crash in between a run finds the verified replica under its
     /// final name instead of copying again. Bytes the region gained meanwhile are shared instead.
     /// Returns the blob's path.
-    private func storeReplica(_ row: inout ReplicationRow, size: Int64, sha256: String) throws(JobError) -> String {
+    private func storeReplica(_ row: inout ReplicationRow, size: Int64, sha256: String, control: JobControl)
+        throws(JobError) -> String
+    {
         let region = row.record.region
         guard
             let named = try recording({ () throws(LabGalleryError) in
                 try store.nameReplica(row, sha256: sha256, size: size)
             })
         else {
-            throw .rowGone
+            throw notWritten(row)
         }
         if named.shared { return named.path }
         row.blobPath = named.path
         guard let partial = row.partialPath else { return named.path }
+        // Fleet mode: the rename writes the region's store too; only while the lease is proven.
+        if control.value == .leaseLost { throw .leaseLost }
         do throws(LabGalleryError) {
             try FileOps.renameDurably(layout.url(partial), to: layout.url(named.path))
         } catch {
@@ -171,7 +200,7 @@ extension ReplicationEngine {
         -> Bool
     {
         let shared = try recording { () throws(LabGalleryError) in try store.completeSharing(row, sha256: sha256) }
-        guard let shared else { throw .rowGone }
+        guard let shared else { throw notWritten(row) }
         guard let done = shared else { return false }
         if let p = row.partialPath { FileOps.removeQuietly(layout.url(p)) }
         row = done
@@ -184,6 +213,7 @@ extension ReplicationEngine {
     private func failed(_ row: inout ReplicationRow, _ error: JobError, attempt: Int) -> Duration? {
         let key = JobKey(image: row.image, region: row.record.region)
         let (next, remove) = machine.fail(&row, error, attempt: attempt)
+        if row.lease != nil { return failedLeased(&row, next: next, remove: remove) }
         for p in remove { FileOps.removeQuietly(layout.url(p)) }
         do throws(JobError) { try persist(row) } catch {
             if error == .rowGone {
@@ -198,6 +228,22 @@ extension ReplicationEngine {
             return configuration.backoff(afterAttempt: max(attempt, 1))
         }
         update(row.record, of: key.image, force: true)
+        switch next {
+        case .retry(let delay): return delay
+        case .gaveUp: return nil
+        }
+    }
+
+    /// Fleet mode's failed attempt: recorded first (fenced), files removed only once it is, since
+    /// after a lost lease they are the new holder's. A refused record is not kept for later as with
+    /// one instance: the lease expires and whichever instance claims the job runs the attempt again.
+    private func failedLeased(_ row: inout ReplicationRow, next: JobStateMachine.Next, remove: [String]) -> Duration? {
+        do throws(JobError) { try persist(row) } catch {
+            if error == .rowGone { discard(row) }
+            return nil
+        }
+        for p in remove { FileOps.removeQuietly(layout.url(p)) }
+        update(row.record, of: row.image, force: true)
         switch next {
         case .retry(let delay): return delay
         case .gaveUp: return nil

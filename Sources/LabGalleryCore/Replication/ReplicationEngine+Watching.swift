@@ -1,10 +1,26 @@
 import Synchronization
 
+extension String {
+    /// The last component of an image's resource name (`galleries/G/images/I` → `I`).
+    fileprivate var imageID: String { split(separator: "/").last.map(String.init) ?? self }
+}
+
 /// The engine's side of status, watches and retries (``LabGalleryService`` checks role and names first).
 extension ReplicationEngine {
-    /// The live status of a tracked image (fresher than the persisted progress), or `nil`.
-    func liveStatus(_ image: String) -> ReplicationStatus? {
-        state.withLock { $0.images[image]?.status }
+    /// The live status of an image: the tracked one (fresher than the persisted progress); in fleet
+    /// mode `persisted` with the records of the jobs this instance runs (other instances' progress is
+    /// in the database).
+    func liveStatus(_ persisted: ReplicationStatus) -> ReplicationStatus {
+        state.withLock { s in
+            guard let e = s.images[persisted.image] else { return persisted }
+            guard fleet != nil else { return e.status }
+            var status = persisted
+            for i in status.regions.indices
+            where s.jobs.running[JobKey(image: e.name, region: status.regions[i].region)] != nil {
+                status.regions[i] = e.regions.first { $0.region == status.regions[i].region } ?? status.regions[i]
+            }
+            return status
+        }
     }
 
     /// An image watch: the first ``ReplicationWatch/next()`` is the full current state; then one
@@ -29,6 +45,9 @@ extension ReplicationEngine {
                     // stored a moment ago (its hook has not run yet) or has no jobs: track it as read.
                     if s.deletions != deletions { return nil }
                     s.images[key] = Entry(name: image, regions: status.regions)
+                } else if fleet != nil {
+                    // Other instances may have changed it since this one last looked.
+                    _ = merge(image, status.regions, &s)
                 }
                 let r = s.watches.add(mailbox, scope: .image, key: key)
                 wake.add(mailbox.post(s.images[key]!.status))
@@ -61,6 +80,9 @@ extension ReplicationEngine {
                 }
                 if s.deletions != deletions { return nil }
                 let r = s.watches.add(mailbox, scope: .gallery, key: key)
+                if fleet != nil {
+                    for p in statuses { _ = merge(ImageName(gallery: gallery, id: p.image.imageID), p.regions, &s) }
+                }
                 for p in statuses { wake.add(mailbox.post(s.images[p.image]?.status ?? p)) }
                 return .some(r)
             }
@@ -77,6 +99,10 @@ extension ReplicationEngine {
         let starts = locked { s, wake -> [(JobKey, JobControl)] in
             guard s.images[image.description] != nil else { return [] }
             for row in rows { setRecord(row.record, of: image, &s) }
+            guard fleet == nil else {
+                wake = publish(image.description, &s, force: true)
+                return []
+            }
             for row in rows where row.record.state == .pending {
                 let k = JobKey(image: image, region: row.record.region)
                 _ = s.jobs.endBackoff(k)
@@ -85,6 +111,8 @@ extension ReplicationEngine {
             wake = publish(image.description, &s, force: true)
             return schedule(&s)
         }
+        announce(image.description, now: true)
+        claimSoon()
         launch(starts)
     }
 }

@@ -31,6 +31,13 @@ import Synchronization
 /// - Scheduling has one rule (``JobScheduler``), applied whenever a job ends, a backoff elapses or
 ///   a retry is asked: a job whose row is PENDING and that is neither running nor waiting is queued.
 ///
+/// - Fleet mode (``ReplicationConfiguration/fleet``): several instances share the database and the
+///   region storage. A job starts only when this instance claims its lease; the holder renews it and
+///   stops writing when it cannot prove it still holds it; every row write is fenced by the claim's
+///   epoch; other instances take over expired leases and resume from the durable offset. Changes
+///   travel to the other instances' watchers through a ``ReplicationChangeFeed`` (see
+///   ``FleetRuntime``). Without it (one instance), jobs are scheduled from memory as described above.
+///
 /// The engine sees persistence only through a ``ReplicationStore``; the use cases reach it through
 /// ``LabGalleryService`` (which checks roles and names), never the other way round.
 public final class ReplicationEngine: Sendable {
@@ -58,6 +65,16 @@ public final class ReplicationEngine: Sendable {
         /// outage, and the attempt count never goes back.
         var unrecorded: [JobKey: ReplicationRow] = [:]
         var started = false
+
+        /// Images with watchers here: image watches, and tracked images of watched galleries.
+        func watchedImages() -> Set<String> {
+            let galleries = watches.watchedGalleries
+            return watches.watchedImages.union(
+                images.values.filter { galleries.contains($0.name.gallery.description) }.map(\.name.description))
+        }
+
+        /// Whether the image has watchers here (directly or through its gallery).
+        func isWatched(image: String, gallery: String) -> Bool { watches.isWatched(image: image, gallery: gallery) }
     }
 
     let state: Mutex<State>
@@ -66,11 +83,15 @@ public final class ReplicationEngine: Sendable {
     let copiedBytes = Atomic<Int64>(0)
     let machine: JobStateMachine
     let copier: ReplicaCopier
+    /// Fleet mode's leases, threads and change feed; `nil` for one instance.
+    let fleet: FleetRuntime?
 
     /// Creates an engine over `store` (idle until ``start()``). With `hooks`, ``start()`` listens
     /// to image creation and deletion there and the use cases route status, watches and retries here.
+    /// `changeFeed` (fleet mode): where changes are published to, and heard from, other instances.
     public init(
-        store: any ReplicationStore, hooks: ReplicationHooks?, configuration: ReplicationConfiguration = .init()
+        store: any ReplicationStore, hooks: ReplicationHooks?, configuration: ReplicationConfiguration = .init(),
+        changeFeed: (any ReplicationChangeFeed)? = nil
     ) {
         self.store = store
         self.hooks = hooks
@@ -79,12 +100,21 @@ public final class ReplicationEngine: Sendable {
         threads = JobThreads(maxThreads: configuration.concurrency, name: "replication job")
         machine = JobStateMachine(maxAttempts: configuration.maxAttempts, backoff: configuration.backoff)
         copier = ReplicaCopier(chunkSize: configuration.chunkSize, persistEvery: configuration.persistEvery)
+        fleet = configuration.fleet.map { FleetRuntime(settings: $0, feed: changeFeed) }
     }
 
     /// Creates an engine for the images of `service` (it keeps the service's store and hooks, not the service).
-    public convenience init(service: LabGalleryService, configuration: ReplicationConfiguration = .init()) {
-        self.init(store: service.replicationStore, hooks: service.replicationHooks, configuration: configuration)
+    public convenience init(
+        service: LabGalleryService, configuration: ReplicationConfiguration = .init(),
+        changeFeed: (any ReplicationChangeFeed)? = nil
+    ) {
+        self.init(
+            store: service.replicationStore, hooks: service.replicationHooks, configuration: configuration,
+            changeFeed: changeFeed)
     }
+
+    /// This instance's id in fleet mode (`lease_owner`), else `nil`.
+    public var instanceID: String? { fleet?.settings.instanceID }
 
     /// Bytes written to replica files by this engine since it was created (resumed prefixes excluded).
     public var bytesCopied: Int64 { copiedBytes.load(ordering: .relaxed) }
@@ -109,19 +139,22 @@ public final class ReplicationEngine: Sendable {
 
     /// Loads every replication row, queues the unfinished jobs (REPLICATING ones resume from their
     /// persisted offset) and starts listening to image creation and deletion. Blocks (database):
-    /// call it at start-up, off the cooperative pool.
+    /// call it at start-up, off the cooperative pool. Fleet mode queues nothing: its claimer claims
+    /// the runnable jobs whose leases are free.
     public func start() throws(LabGalleryError) {
         let rows = try store.allRows()
         hooks?.attach(self)
-        let starts = state.withLock { s -> [(JobKey, JobControl)] in
-            guard !s.started else { return [] }
+        let (first, starts) = state.withLock { s -> (Bool, [(JobKey, JobControl)]) in
+            guard !s.started else { return (false, []) }
             s.started = true
             for row in rows {
                 s.images[row.image.description, default: Entry(name: row.image, regions: [])].regions.append(row.record)
             }
+            guard fleet == nil else { return (true, []) }
             for row in rows { enqueueIfDue(JobKey(image: row.image, region: row.record.region), &s) }
-            return schedule(&s)
+            return (true, schedule(&s))
         }
+        if first, let fleet { startFleet(fleet) }
         launch(starts)
     }
 
@@ -135,6 +168,15 @@ public final class ReplicationEngine: Sendable {
     public func stop() async {
         hooks?.detach(self)
         closeWatchers()
+        if let fleet {
+            // Waits for a claim or renewal round in progress (database I/O): off the cooperative pool.
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                DispatchQueue.global().async { [self] in
+                    stopFleet(fleet)
+                    c.resume()
+                }
+            }
+        }
         state.withLock { s in s.jobs.stop() }
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             jobsRunning.notify(queue: .global()) { c.resume() }
@@ -151,10 +193,13 @@ public final class ReplicationEngine: Sendable {
             guard !s.jobs.stopped else { return [] }
             s.images[image.description] = Entry(
                 name: image, regions: rows.map(\.record).sorted { $0.region < $1.region })
-            for r in rows { enqueueIfDue(JobKey(image: image, region: r.record.region), &s) }
             wake = publish(image.description, &s, force: true)
+            guard fleet == nil else { return [] }
+            for r in rows { enqueueIfDue(JobKey(image: image, region: r.record.region), &s) }
             return schedule(&s)
         }
+        announce(image.description, now: true)
+        claimSoon()
         launch(starts)
     }
 
@@ -173,6 +218,8 @@ public final class ReplicationEngine: Sendable {
             let more = s.watches.publish(toGallery: image.gallery.description, gone)
             wake.append(more)
         }
+        announce(key, now: true)
+        fleet?.coalescer?.forget(key)
     }
 
     /// Ends the gallery's watch streams with NOT_FOUND (after the statuses they have not read).
@@ -204,6 +251,14 @@ public final class ReplicationEngine: Sendable {
             jobsRunning.enter()
             threads.submit { [self] in
                 let backoff = run(key, control: control)
+                if let fleet {
+                    // Any instance may run it next: after the backoff (the database keeps it), or at once.
+                    if mayRelease(fleet), let job = leased(key, control) { try? store.release(job, notBefore: backoff) }
+                    state.withLock { s in _ = s.jobs.finished(key, backoff: false) }
+                    claimSoon()
+                    jobsRunning.leave()
+                    return
+                }
                 let next = state.withLock { s -> [(JobKey, JobControl)] in
                     let tracked = s.images[key.image.description] != nil
                     if s.jobs.finished(key, backoff: backoff != nil && tracked), let backoff {
@@ -257,10 +312,13 @@ public final class ReplicationEngine: Sendable {
         return s.watches.publish(e.status, gallery: e.name.gallery.description)
     }
 
+    /// Records and publishes a job's new state or progress; in fleet mode tells the other instances
+    /// too (progress coalesced; they re-read what is committed).
     func update(_ record: RegionReplication, of image: ImageName, force: Bool) {
         locked { s, wake in
             setRecord(record, of: image, &s)
             wake = publish(image.description, &s, force: force)
         }
+        announce(image.description, now: force)
     }
 }

@@ -1,3 +1,4 @@
+import Dispatch
 import Synchronization
 
 /// One replication job: an image's copy to one target region.
@@ -14,14 +15,46 @@ enum JobSignal: Int, Sendable {
     case shutdown = 1
     /// The image was deleted: stop and discard the partial copy.
     case deleted = 2
+    /// Fleet mode: the job's lease was taken over, or this instance can no longer prove it holds it
+    /// (no renewal for lease − margin): stop at once, touching neither the replica files nor the row.
+    case leaseLost = 3
 }
 
 /// The stop request of a running job: set by the engine, read by the job between chunks.
+///
+/// In fleet mode it also carries the job's lease and the monotonic instant until which this
+/// instance can prove it holds it (the last renewal's send time + lease − margin): past that
+/// instant ``value`` is ``JobSignal/leaseLost`` even if nobody said so.
 final class JobControl: Sendable {
     private let signal = Atomic<Int>(JobSignal.run.rawValue)
+    /// The claim this run holds (fleet mode), `nil` for one instance.
+    let lease: ReplicationLease?
+    /// `DispatchTime` uptime nanoseconds (monotonic) the lease is proven until; 0: no lease.
+    private let provenUntil = Atomic<UInt64>(0)
+
+    /// A control for a run; with a lease, proven until `provenUntil` (monotonic uptime nanoseconds).
+    init(lease: ReplicationLease? = nil, provenUntil: UInt64 = 0) {
+        self.lease = lease
+        self.provenUntil.store(provenUntil, ordering: .relaxed)
+    }
 
     /// The current signal.
-    var value: JobSignal { JobSignal(rawValue: signal.load(ordering: .acquiring)) ?? .run }
+    var value: JobSignal {
+        let v = JobSignal(rawValue: signal.load(ordering: .acquiring)) ?? .run
+        guard v == .run, lease != nil else { return v }
+        return DispatchTime.now().uptimeNanoseconds < provenUntil.load(ordering: .acquiring) ? .run : .leaseLost
+    }
+
+    /// A renewal sent at a monotonic instant succeeded: the lease is proven until `instant` (never moves back).
+    func prove(until instant: UInt64) {
+        var current = provenUntil.load(ordering: .relaxed)
+        while current < instant {
+            let (exchanged, original) = provenUntil.compareExchange(
+                expected: current, desired: instant, ordering: .acquiringAndReleasing)
+            if exchanged { return }
+            current = original
+        }
+    }
     /// Whether the job should go on.
     var shouldRun: Bool { value == .run }
     /// Signals the job (the first stop request wins over `run` only).
@@ -38,6 +71,9 @@ enum JobError: Error, Equatable, Sendable {
     /// The database refused a write the job needed (disk full, database locked): a failed attempt
     /// with that reason, never a reason to delete what was copied.
     case recordFailed(reason: String)
+    /// Fleet mode: a fenced write found the job claimed by another instance (or the lease
+    /// unprovable): stop at once; the files are the new holder's.
+    case leaseLost
 
     /// The reason shown to watchers and recorded in the row.
     var reason: String {
@@ -45,6 +81,7 @@ enum JobError: Error, Equatable, Sendable {
         case .rowGone: "the image was deleted"
         case .copyFailed(let r, _): r
         case .recordFailed(let r): "recording the copy in the database failed (\(r))"
+        case .leaseLost: "this instance lost the job's lease (another instance took it over)"
         }
     }
 

@@ -4,6 +4,10 @@ import Foundation
 /// job copies, and the few transactions of a job's life. Every method blocks (database): call it
 /// from a job's thread or ``LabGalleryService/blocking(_:)``. The engine knows no use case and no
 /// service; ``StorageReplicationStore`` implements this over any ``Storage``.
+///
+/// Every write of a row that carries a ``ReplicationRow/lease`` is fenced by it: it applies only
+/// while that claim still holds the job, and reports the row as gone otherwise (the engine then
+/// tells a lost lease from a deleted image with ``job(_:region:)``).
 public protocol ReplicationStore: Sendable {
     /// Where the files are.
     var layout: DataLayout { get }
@@ -26,6 +30,18 @@ public protocol ReplicationStore: Sendable {
     func complete(_ row: ReplicationRow, blob: String) throws(LabGalleryError) -> Bool
     /// The state of the blob row at `path`, `nil` if there is none.
     func blobState(_ path: String) throws(LabGalleryError) -> BlobRecord.State?
+
+    // MARK: Fleet mode
+    /// The image's replication rows, ordered by region; `nil` when the image is gone.
+    func rows(of image: ImageName) throws(LabGalleryError) -> [ReplicationRow]?
+    /// Whether the gallery exists (a gallery watch ends when another instance deletes it).
+    func galleryExists(_ gallery: GalleryName) throws(LabGalleryError) -> Bool
+    /// Claims up to `limit` runnable jobs (see ``StorageTransaction/claimReplications(owner:limit:leaseSeconds:)``).
+    func claim(owner: String, limit: Int, lease: Duration) throws(LabGalleryError) -> [ReplicationRow]
+    /// Renews `jobs`' leases; returns those still held.
+    func renew(_ jobs: [LeasedJob], owner: String, lease: Duration) throws(LabGalleryError) -> [LeasedJob]
+    /// Releases a lease still held; the job is claimable again after `notBefore` (at once when `nil`).
+    func release(_ job: LeasedJob, notBefore: Duration?) throws(LabGalleryError)
 }
 
 /// ``ReplicationStore`` over a ``Storage`` (the SQL lives in the storage).
@@ -65,21 +81,42 @@ public struct StorageReplicationStore: ReplicationStore {
     }
 
     public func update(_ row: ReplicationRow) throws(LabGalleryError) -> Bool {
-        try write { tx in try tx.updateReplication(row) }
+        try write { tx in try put(row, tx) }
+    }
+
+    /// Writes `row`, fenced by its lease when it carries one.
+    private func put(_ row: ReplicationRow, _ tx: any StorageTransaction) throws -> Bool {
+        guard let lease = row.lease else { return try tx.updateReplication(row) }
+        return try tx.updateReplication(row, fencedBy: lease)
+    }
+
+    /// Thrown inside a transaction whose row write did not apply, to roll back its other writes.
+    private struct NotApplied: Error {}
+
+    /// A write transaction whose row write may not apply: `body` throws ``NotApplied`` then, which
+    /// rolls back its other writes, and the result is `nil`.
+    private func fencedWrite<T>(_ body: (any StorageTransaction) throws -> T) throws(LabGalleryError) -> T? {
+        do { return try storage.write(body) } catch is NotApplied { return nil } catch {
+            throw LabGalleryError.wrap(error, "database write failed")
+        }
+    }
+
+    /// Writes `row` inside `tx`, or throws ``NotApplied``.
+    private func require(_ row: ReplicationRow, _ tx: any StorageTransaction) throws {
+        guard try put(row, tx) else { throw NotApplied() }
     }
 
     public func completeSharing(_ row: ReplicationRow, sha256: String) throws(LabGalleryError) -> ReplicationRow?? {
-        try write { tx -> ReplicationRow?? in
-            guard let blob = try layout.liveBlobPath(region: row.record.region, sha256: sha256, tx) else {
-                return .some(nil)
-            }
+        try fencedWrite { tx -> ReplicationRow? in
+            guard let blob = try layout.liveBlobPath(region: row.record.region, sha256: sha256, tx) else { return nil }
             var done = row
             done.blobPath = blob
             done.record.state = .completed
             done.record.bytesCopied = done.record.bytesTotal
             done.record.error = nil
             done.partialPath = nil
-            return try tx.updateReplication(done) ? .some(done) : nil
+            try require(done, tx)
+            return done
         }
     }
 
@@ -87,7 +124,7 @@ public struct StorageReplicationStore: ReplicationStore {
         path: String, shared: Bool
     )? {
         let region = row.record.region
-        return try write { tx in
+        return try fencedWrite { tx in
             if let existing = try layout.liveBlobPath(region: region, sha256: sha256, tx) { return (existing, true) }
             let path = row.blobPath ?? layout.newBlobPath(region: region, sha256: sha256)
             if try tx.blob(path) == nil {
@@ -96,18 +133,46 @@ public struct StorageReplicationStore: ReplicationStore {
             }
             var named = row
             named.blobPath = path
-            return try tx.updateReplication(named) ? (path, false) : nil
+            try require(named, tx)
+            return (path, false)
         }
     }
 
     public func complete(_ row: ReplicationRow, blob: String) throws(LabGalleryError) -> Bool {
-        try write { tx in
+        let done: Bool? = try fencedWrite { tx in
             try tx.setBlobState(.live, path: blob)
-            return try tx.updateReplication(row)
+            try require(row, tx)
+            return true
         }
+        return done != nil
     }
 
     public func blobState(_ path: String) throws(LabGalleryError) -> BlobRecord.State? {
         try read { tx in try tx.blob(path)?.state }
     }
+
+    public func rows(of image: ImageName) throws(LabGalleryError) -> [ReplicationRow]? {
+        try read { tx in try tx.image(image) == nil ? nil : try tx.replicationRows(of: image) }
+    }
+
+    public func galleryExists(_ gallery: GalleryName) throws(LabGalleryError) -> Bool {
+        try read { tx in try tx.gallery(gallery) != nil }
+    }
+
+    public func claim(owner: String, limit: Int, lease: Duration) throws(LabGalleryError) -> [ReplicationRow] {
+        try write { tx in try tx.claimReplications(owner: owner, limit: limit, leaseSeconds: lease.seconds) }
+    }
+
+    public func renew(_ jobs: [LeasedJob], owner: String, lease: Duration) throws(LabGalleryError) -> [LeasedJob] {
+        try write { tx in try tx.renewReplicationLeases(jobs, owner: owner, leaseSeconds: lease.seconds) }
+    }
+
+    public func release(_ job: LeasedJob, notBefore: Duration?) throws(LabGalleryError) {
+        _ = try write { tx in try tx.releaseReplicationLease(job, notBeforeSeconds: notBefore?.seconds) }
+    }
+}
+
+extension Duration {
+    /// The duration in (fractional) seconds.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

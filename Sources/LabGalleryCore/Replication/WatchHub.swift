@@ -43,6 +43,14 @@ struct WatchHub: Sendable {
     /// Watches open now.
     var count: Int { (images.values.map(\.count) + galleries.values.map(\.count)).reduce(0, +) }
 
+    /// Images watched directly (image watches).
+    var watchedImages: Set<String> { Set(images.keys) }
+    /// Galleries watched (gallery watches).
+    var watchedGalleries: Set<String> { Set(galleries.keys) }
+
+    /// Whether the image has watchers, directly or through its gallery.
+    func isWatched(image: String, gallery: String) -> Bool { images[image] != nil || galleries[gallery] != nil }
+
     /// Registers `mailbox` as a watcher of the image or gallery `key`.
     mutating func add(_ mailbox: WatchMailbox, scope: Registration.Scope, key: String) -> Registration {
         let id = nextID

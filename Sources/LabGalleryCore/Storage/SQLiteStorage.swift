@@ -221,6 +221,18 @@ public final class SQLiteStorage: Storage {
                         JOIN image i ON i.galleryId = l.templateGalleryId AND i.id = l.templateImageId;
                     """)
         }
+        // Fleets: replication jobs are leased (see ``StorageTransaction/claimReplications(owner:limit:leaseSeconds:)``).
+        // lease_expires_at is REAL unix seconds of the database's clock; on a PENDING row without an
+        // owner it is the backoff's "not before". lease_epoch is the fencing token, +1 per claim.
+        m.registerMigration("v4") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE replication ADD COLUMN lease_owner TEXT;
+                    ALTER TABLE replication ADD COLUMN lease_expires_at REAL;
+                    ALTER TABLE replication ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
+                    CREATE INDEX replication_runnable ON replication(state, lease_expires_at);
+                    """)
+        }
         return m
     }
 }
@@ -354,6 +366,97 @@ struct SQLiteTransaction: StorageTransaction {
         } catch RecordError.recordNotFound {
             return false
         }
+    }
+
+    // MARK: Replication leases
+
+    /// The database's clock in REAL unix seconds (millisecond precision; SQLite 3.40 has no `unixepoch('subsec')`).
+    private static let now = "((julianday('now') - 2440587.5) * 86400.0)"
+    private static let key = "galleryId = ? AND imageId = ? AND region = ?"
+
+    func claimReplications(owner: String, limit: Int, leaseSeconds: Double) throws -> [ReplicationRow] {
+        // One writer at a time (BEGIN IMMEDIATE): the SELECT and the UPDATEs cannot interleave with
+        // another instance's claim, which is what FOR UPDATE SKIP LOCKED gives PostgreSQL.
+        let rows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT galleryId, imageId, region FROM replication
+                WHERE state IN ('PENDING', 'REPLICATING') AND (lease_expires_at IS NULL OR lease_expires_at <= \(Self.now))
+                ORDER BY galleryId, imageId, region LIMIT ?
+                """, arguments: [limit])
+        var claimed: [ReplicationRow] = []
+        for r in rows {
+            let key: [String] = [r["galleryId"], r["imageId"], r["region"]]
+            try db.execute(
+                sql: """
+                    UPDATE replication SET lease_owner = ?, lease_expires_at = \(Self.now) + ?, lease_epoch = lease_epoch + 1
+                    WHERE \(Self.key)
+                    """, arguments: [owner, leaseSeconds, key[0], key[1], key[2]])
+            guard
+                let record = try ReplicationRecord.fetchOne(
+                    db, key: ["galleryId": key[0], "imageId": key[1], "region": key[2]]),
+                let epoch = try Int64.fetchOne(
+                    db, sql: "SELECT lease_epoch FROM replication WHERE \(Self.key)",
+                    arguments: [key[0], key[1], key[2]])
+            else { continue }
+            var row = try record.domain()
+            row.lease = ReplicationLease(owner: owner, epoch: epoch)
+            claimed.append(row)
+        }
+        return claimed
+    }
+
+    func renewReplicationLeases(_ jobs: [LeasedJob], owner: String, leaseSeconds: Double) throws -> [LeasedJob] {
+        try jobs.filter { job in
+            try db.execute(
+                sql: """
+                    UPDATE replication SET lease_expires_at = \(Self.now) + ?
+                    WHERE \(Self.key) AND lease_owner = ? AND lease_epoch = ?
+                    """,
+                arguments: [
+                    leaseSeconds, job.image.gallery.id, job.image.id, job.region, owner, job.lease.epoch,
+                ])
+            return db.changesCount > 0
+        }
+    }
+
+    func releaseReplicationLease(_ job: LeasedJob, notBeforeSeconds: Double?) throws -> Bool {
+        try db.execute(
+            sql: """
+                UPDATE replication SET lease_owner = NULL,
+                    lease_expires_at = CASE WHEN ?1 IS NULL THEN NULL ELSE \(Self.now) + ?1 END
+                WHERE galleryId = ?2 AND imageId = ?3 AND region = ?4 AND lease_owner = ?5 AND lease_epoch = ?6
+                """,
+            arguments: [
+                notBeforeSeconds, job.image.gallery.id, job.image.id, job.region, job.lease.owner, job.lease.epoch,
+            ])
+        return db.changesCount > 0
+    }
+
+    func updateReplication(_ row: ReplicationRow, fencedBy lease: ReplicationLease) throws -> Bool {
+        let r = ReplicationRecord(row)
+        try db.execute(
+            sql: """
+                UPDATE replication SET state = ?, bytesCopied = ?, bytesTotal = ?, error = ?, attempts = ?,
+                    partialPath = ?, blobPath = ?
+                WHERE \(Self.key) AND lease_owner = ? AND lease_epoch = ?
+                """,
+            arguments: [
+                r.state, r.bytesCopied, r.bytesTotal, r.error, r.attempts, r.partialPath, r.blobPath,
+                r.galleryId, r.imageId, r.region, lease.owner, lease.epoch,
+            ])
+        return db.changesCount > 0
+    }
+
+    func leasedReplicationFilePaths() throws -> Set<String> {
+        let rows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT partialPath, blobPath FROM replication
+                WHERE lease_owner IS NOT NULL AND lease_expires_at > \(Self.now)
+                """)
+        return Set(
+            rows.flatMap { r -> [String] in [r["partialPath"] as String?, r["blobPath"] as String?].compactMap { $0 } })
     }
 
     func insertReplications(_ rows: [ReplicationRow]) throws {

@@ -144,6 +144,35 @@ public protocol StorageTransaction {
     /// (its image was deleted meanwhile).
     func updateReplication(_ row: ReplicationRow) throws -> Bool
 
+    // MARK: Replication leases (fleet mode; columns lease_owner, lease_expires_at, lease_epoch)
+    // Lease times are the DATABASE's clock (SQLite: REAL unix seconds from julianday('now');
+    // PostgreSQL: `now()`, a timestamptz), never an instance's: every instance compares against one clock.
+    /// Claims up to `limit` runnable jobs for `owner` and returns their rows with ``ReplicationRow/lease`` set.
+    /// Runnable: `state` PENDING or REPLICATING, and `lease_expires_at` NULL or not after the database's now
+    /// (for a PENDING row a future `lease_expires_at` with no owner is its backoff: "not before";
+    /// for a REPLICATING row it is a live holder's lease). Each claimed row gets `lease_owner = owner`,
+    /// `lease_expires_at = now + leaseSeconds`, `lease_epoch = lease_epoch + 1`; nothing else changes.
+    /// PostgreSQL: `SELECT … WHERE <runnable> ORDER BY galleryId, imageId, region LIMIT $n FOR UPDATE SKIP LOCKED`,
+    /// then the UPDATE of those keys (or one `UPDATE … WHERE (keys) IN (that SELECT) RETURNING *`), in one
+    /// transaction: concurrent claimers skip each other's rows instead of waiting or double-claiming.
+    func claimReplications(owner: String, limit: Int, leaseSeconds: Double) throws -> [ReplicationRow]
+    /// Renews the leases `owner` holds: for each job whose row still has `lease_owner = owner` and
+    /// `lease_epoch = job.lease.epoch`, sets `lease_expires_at = now + leaseSeconds` (even if it had just
+    /// expired: an unchanged epoch means nobody claimed it since). Returns the jobs still held; the others
+    /// were taken over or deleted. PostgreSQL: one `UPDATE … WHERE (keys, owner, epoch) … RETURNING` keys.
+    func renewReplicationLeases(_ jobs: [LeasedJob], owner: String, leaseSeconds: Double) throws -> [LeasedJob]
+    /// Releases a lease if still held (same owner and epoch): `lease_owner = NULL` and `lease_expires_at =
+    /// now + notBeforeSeconds` (a backoff any instance honours), or NULL when `notBeforeSeconds` is nil
+    /// (claimable at once). The epoch stays. Returns whether it was held.
+    func releaseReplicationLease(_ job: LeasedJob, notBeforeSeconds: Double?) throws -> Bool
+    /// The fenced ``updateReplication(_:)``: writes the row only if `lease_owner = lease.owner AND lease_epoch =
+    /// lease.epoch`; `false` when not (lease lost) or when the row is gone. Lease columns are not changed.
+    /// PostgreSQL: the same UPDATE with the two extra predicates (the row lock orders it against a claim).
+    func updateReplication(_ row: ReplicationRow, fencedBy lease: ReplicationLease) throws -> Bool
+    /// Partial and blob paths of rows whose lease is live now (owner set, `lease_expires_at` after the
+    /// database's now): start-up recovery of another instance never touches them.
+    func leasedReplicationFilePaths() throws -> Set<String>
+
     // MARK: Per-account image enablement (only disabled images are stored)
     /// Images disabled for `account`.
     func disabledImages(for account: LabAccountName) throws -> Set<ImageName>

@@ -14,7 +14,7 @@ extension LabGalleryService {
             try require(.reader, for: caller)
             return try persistedStatus(try ImageName(parsing: image, field: "image"))
         }
-        return replicationHooks.current?.liveStatus(persisted.image) ?? persisted
+        return replicationHooks.current?.liveStatus(persisted) ?? persisted
     }
 
     /// WatchReplication (reader): the first ``ReplicationWatch/next()`` is the full current state;
