@@ -15,7 +15,8 @@ extension LabGalleryClient {
     ///   - progress: called after each chunk is handed to the connection (flow control paces it,
     ///     so the count follows what the server has taken).
     /// - Throws: `invalidArgument` when the file cannot be read; the server's status otherwise
-    ///   (a wrong `sha256` is `invalidArgument` and stores nothing). Never retried.
+    ///   (a wrong `sha256` is `invalidArgument` and stores nothing). Never retried, and with
+    ///   several endpoints sent to one (the next in turn): the bytes are consumed as they go.
     public func uploadImage(
         _ upload: ImageUpload, from fileURL: URL, chunkSize: Int = 256 * 1024, timeout: Duration? = nil,
         progress: (@Sendable (UploadProgress) -> Void)? = nil
@@ -49,7 +50,8 @@ extension LabGalleryClient {
         let header = Labgallery_V1_UploadImageRequest.Header(
             gallery: ResourceName.gallery(upload.gallery), imageId: upload.imageID, displayName: upload.displayName,
             osType: upload.osType.proto, osState: upload.osState.proto, sha256: upload.sha256 ?? "")
-        let call = images.uploadImage(options: CallOptions(timeout: timeout))
+        let endpoint = pool.order()[0]
+        let call = Stubs(rpc: pool.members[endpoint].rpc).images.uploadImage(options: CallOptions(timeout: timeout))
         var sent: Int64 = 0
         do {
             try await call.send(.init(data: .header(header)))
@@ -76,9 +78,13 @@ extension LabGalleryClient {
         }
         call.finish()
         do {
-            return Image(try await call.response())
+            let image = Image(try await call.response())
+            pool.answered(endpoint)
+            return image
         } catch {
-            throw LabGalleryClientError(error)
+            let e = LabGalleryClientError(error)
+            if e.code == .unavailable { pool.failed(endpoint) }
+            throw e
         }
     }
 }
