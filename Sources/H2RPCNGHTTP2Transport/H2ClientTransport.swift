@@ -328,6 +328,10 @@ private final class H2ClientStreamUser: H2StreamUser {
         var unprocessed = code == 0x7 || code == UInt32(H2_CLOSE_REFUSED)
         switch code {
         case 0: status = Status(code: .internal, message: "the stream closed without a status")
+        case UInt32(H2_CLOSE_REFUSED) where side.failure(of: conn) != nil:
+            // Opened on a connection that had just failed (a fast refusal or TLS failure): say why.
+            status = Status(
+                code: .unavailable, message: "could not connect to \(authority): \(side.failure(of: conn)!)")
         case 0x7, UInt32(H2_CLOSE_REFUSED):
             status = Status(code: .unavailable, message: "\(authority) refused the stream; retry later")
         case 0x8: status = Status(code: .cancelled, message: "the stream was cancelled")
