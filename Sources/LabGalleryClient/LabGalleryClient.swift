@@ -680,10 +680,13 @@ struct EndpointRounds {
         position = 0
     }
 
-    /// Starts afresh (a watch got a message: its next failure is a new walk).
-    mutating func reset() {
-        startRound()
-        tried = []
+    /// Starts a new walk after `failed` dropped a stream that had worked: the other endpoints
+    /// first, in the pool's order; `failed` again only in the next round (after the back-off),
+    /// so a stream that keeps dropping never re-opens in a tight loop.
+    mutating func restart(after failed: Int) {
+        order = pool.order().filter { $0 != failed }
+        position = 0
+        tried = [failed]
     }
 
     /// Notes how endpoint `i` answered: unreachable or UNAVAILABLE marks it down; any status

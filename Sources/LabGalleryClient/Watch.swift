@@ -53,6 +53,8 @@ public struct ReplicationWatch: AsyncSequence, Sendable {
         private var endpoint = 0
         private var backoff: Backoff
         private var rounds: EndpointRounds
+        /// A message arrived since the walk began: the next failure starts a new one.
+        private var walkIsStale = false
         private var finished = false
 
         init(client: LabGalleryClient, target: Target) {
@@ -75,7 +77,7 @@ public struct ReplicationWatch: AsyncSequence, Sendable {
                         // The endpoint works: later drops get a fresh budget and a fresh walk.
                         client.pool.answered(endpoint)
                         backoff.reset()
-                        rounds.reset()
+                        walkIsStale = true
                         return ReplicationStatus(message)
                     }
                     finished = true
@@ -85,6 +87,10 @@ public struct ReplicationWatch: AsyncSequence, Sendable {
                     stream = nil  // drops the call, which cancels it if still open
                     let e = LabGalleryClientError(error)
                     rounds.record(endpoint, e)
+                    if walkIsStale {
+                        rounds.restart(after: endpoint)
+                        walkIsStale = false
+                    }
                     guard e.code == .unavailable, !Task.isCancelled else {
                         finished = true
                         throw rounds.naming(e)
