@@ -1,8 +1,9 @@
 import Foundation
-import LabGalleryClient
 import Synchronization
 import TestSupport
 import Testing
+
+@testable import LabGalleryClient
 
 #if canImport(Glibc)
     import Glibc
@@ -43,6 +44,26 @@ struct EndpointTests {
         }
     }
 
+    @Test("the pool: round-robin over the endpoints up; one that failed goes last for its back-off, then comes back")
+    func pool() async throws {
+        let client = try multiClient(
+            ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"], token: "t", endpointBackoff: .seconds(2))
+        let pool = client.pool
+        #expect(
+            [pool.order(), pool.order(), pool.order(), pool.order()] == [
+                [0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 1, 2],
+            ])
+        pool.failed(1)
+        #expect(pool.isDown(1))
+        // Its turn passes to the next one up; it is tried last.
+        #expect([pool.order(), pool.order(), pool.order()] == [[2, 0, 1], [2, 0, 1], [0, 2, 1]])
+        pool.failed(2)
+        #expect(pool.order().suffix(2) == [1, 2], "down endpoints last, the soonest back first")
+        try await eventually("endpoint 1 is back after its back-off") { !pool.isDown(1) }
+        pool.answered(2)
+        #expect(!pool.isDown(2) && Set(pool.order()) == [0, 1, 2])
+    }
+
     @Test("reads are spread round-robin over the instances")
     func spread() async throws {
         let servers = try await liveServers(3)
@@ -66,11 +87,10 @@ struct EndpointTests {
             a.remove()
             b.remove()
         }
-        let client = try multiClient([a.endpoint, b.endpoint], token: a.adminToken)
-        _ = try await client.createGallery(id: "first", region: "north")  // on a
         await a.stop()
         // A write whose instance cannot be reached goes to the next (nothing reached a server),
-        // as do reads; the stopped instance is skipped for its back-off meanwhile.
+        // as do reads. (A tiny back-off: every call tries the stopped instance again first.)
+        let client = try multiClient([a.endpoint, b.endpoint], token: a.adminToken, endpointBackoff: .milliseconds(1))
         for i in 0..<6 { _ = try await client.createGallery(id: "g\(i)", region: "north") }
         #expect(try await client.allGalleries().count == 6)
         #expect(try await b.client().allGalleries().count == 6)
@@ -191,11 +211,14 @@ private func liveServers(_ n: Int) async throws -> [LiveServer] {
 }
 
 /// A client of several endpoints with quick retries (a test must not wait out the defaults).
-private func multiClient(_ endpoints: [String], token: String) throws -> LabGalleryClient {
+private func multiClient(_ endpoints: [String], token: String, endpointBackoff: Duration = .seconds(1)) throws
+    -> LabGalleryClient
+{
     var configuration = LabGalleryClient.Configuration(
         endpoints: try endpoints.map { (e) throws(LabGalleryClientError) in try Endpoint(parsing: e) }, token: token,
         retryPolicy: .init(maxAttempts: 5, initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(200)))
-    configuration.connectTimeout = .seconds(2)
+    configuration.endpointBackoff = endpointBackoff
+    configuration.maxEndpointBackoff = endpointBackoff
     return try LabGalleryClient(configuration: configuration)
 }
 
