@@ -27,8 +27,9 @@ import H2RPCNGHTTP2Transport
 ///   applied before its instance died, and applying it twice (a second create, an enable after
 ///   a disable) is worse than the error. An endpoint that failed is skipped for
 ///   ``Configuration/endpointBackoff`` (doubling up to ``Configuration/maxEndpointBackoff``),
-///   but tried when the others fail too. Uploads go to one endpoint and are never moved (their
-///   bytes are consumed as they are sent). Errors after several endpoints name them.
+///   but tried when the others fail too. An upload from a file that reached no server is read
+///   again for the next endpoint; one from a chunk sequence stays on its endpoint (the bytes
+///   cannot be replayed). Errors after several endpoints name them.
 ///
 /// ```swift
 /// let client = try LabGalleryClient(endpoint: "127.0.0.1:50051", token: token)

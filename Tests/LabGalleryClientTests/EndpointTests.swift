@@ -94,6 +94,14 @@ struct EndpointTests {
         for i in 0..<6 { _ = try await client.createGallery(id: "g\(i)", region: "north") }
         #expect(try await client.allGalleries().count == 6)
         #expect(try await b.client().allGalleries().count == 6)
+        // So does an upload from a file (read again from the start): two, so one starts at a.
+        let file = try tempImageFile(256 << 10)
+        defer { try? FileManager.default.removeItem(at: file.deletingLastPathComponent()) }
+        for id in ["img1", "img2"] {
+            let image = try await client.uploadImage(
+                ImageUpload(gallery: "g0", imageID: id, osType: .linux, osState: .generalized), from: file)
+            #expect(image.sizeBytes == 256 << 10)
+        }
 
         // Nothing answers: the error names every endpoint tried, within the caller's deadline.
         await b.stop()
