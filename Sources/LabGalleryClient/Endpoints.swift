@@ -24,7 +24,7 @@ public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Parses a comma-separated list (`a:1,b:2`; spaces around entries are ignored; one entry
-    /// without a comma is a list of one). Throws `invalidArgument` naming the entry (its position
+    /// without a comma is a list of one; a comma always separates, so a `unix:` path cannot hold one). Throws `invalidArgument` naming the entry (its position
     /// and text) that is empty or malformed.
     public static func list(_ text: String) throws(LabGalleryClientError) -> [Endpoint] {
         let entries = text.split(separator: ",", omittingEmptySubsequences: false)

@@ -66,15 +66,24 @@ public final class LabGalleryClient: Sendable {
         /// may resolve to several addresses: they are one endpoint, tried in order.
         public var endpoints: [Endpoint]
         /// The first endpoint's host name or address, or `unix:/path` for a Unix domain socket
-        /// (setting it changes the first endpoint).
+        /// (setting it changes the first endpoint, or adds one on port 50051 if there is none).
         public var host: String {
-            get { endpoints[0].host }
-            set { endpoints[0].host = newValue }
+            get { endpoints.first?.host ?? "" }
+            set {
+                if endpoints.isEmpty { endpoints = [Endpoint(host: newValue)] } else { endpoints[0].host = newValue }
+            }
         }
-        /// The first endpoint's port (unused for `unix:`; setting it changes the first endpoint).
+        /// The first endpoint's port (unused for `unix:`; setting it changes the first endpoint,
+        /// or adds one on 127.0.0.1 if there is none).
         public var port: Int {
-            get { endpoints[0].port }
-            set { endpoints[0].port = newValue }
+            get { endpoints.first?.port ?? 0 }
+            set {
+                if endpoints.isEmpty {
+                    endpoints = [Endpoint(host: "127.0.0.1", port: newValue)]
+                } else {
+                    endpoints[0].port = newValue
+                }
+            }
         }
         /// The bearer token sent as `authorization: Bearer <token>` (nil: none; only health works then).
         public var token: String?
