@@ -11,10 +11,15 @@ public struct LabGalleryCLI: AsyncParsableCommand {
         abstract: "Operate a LabGallery server: lab accounts, galleries, images, labs, replication, cost.",
         discussion: """
             Connection: --endpoint host:port (or LABGALLERY_ENDPOINT, default 127.0.0.1:50051) and \
-            --token, --token-file (or LABGALLERY_TOKEN; for a loopback endpoint, falling back to \
-            ./labgallery-data/admin.token). --tls connects with TLS (--ca-file, and --cert/--key for \
-            mTLS); a token is never sent in cleartext to an endpoint that is not loopback unless \
+            --token, --token-file (or LABGALLERY_TOKEN; when every endpoint is loopback, falling back \
+            to ./labgallery-data/admin.token). --tls connects with TLS (--ca-file, and --cert/--key \
+            for mTLS); a token is never sent in cleartext to an endpoint that is not loopback unless \
             --insecure says so.
+
+            Several instances: repeat --endpoint (or LABGALLERY_ENDPOINT=h1:p,h2:p). Calls are spread \
+            round-robin; one whose instance cannot be reached goes to the next; reads (show, list, \
+            status, watch) also move on UNAVAILABLE, writes do not (they may have been applied). TLS \
+            and token options apply to every endpoint.
 
             Global options (--endpoint, --token, --tls, --timeout, -o) go before or after the \
             subcommand: `labgallery --endpoint H:P gallery list` = `labgallery gallery list --endpoint H:P`.
@@ -101,8 +106,10 @@ struct CLIError: Error {
 struct ConnectionOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
-            "Server address host:port (env LABGALLERY_ENDPOINT; default 127.0.0.1:50051).", valueName: "host:port"))
-    var endpoint: String?
+            "Server address host:port, [v6]:port or unix:/path; repeat it for several instances "
+                + "(env LABGALLERY_ENDPOINT, a comma-separated list; default 127.0.0.1:50051).",
+            valueName: "host:port"))
+    var endpoint: [String] = []
 
     @Option(
         help: "Bearer token (env LABGALLERY_TOKEN; default for a loopback endpoint: ./labgallery-data/admin.token).")
@@ -139,13 +146,12 @@ struct ConnectionOptions: ParsableArguments {
     }
 
     /// The client's configuration: each setting from its flag (the token: `--token`, then
-    /// `--token-file`), else the environment (`LABGALLERY_ENDPOINT`, `LABGALLERY_TOKEN`; empty
-    /// values count as unset), else the default (`127.0.0.1:50051`; for a loopback endpoint only,
-    /// the token in `tokenFile`, if it can be read: the local admin token never leaves the machine).
+    /// `--token-file`), else the environment (`LABGALLERY_ENDPOINT`, a comma-separated list;
+    /// `LABGALLERY_TOKEN`; empty values count as unset), else the default (`127.0.0.1:50051`; when
+    /// every endpoint is loopback, the token in `tokenFile`, if it can be read: the local admin
+    /// token never leaves the machine).
     func configuration(environment env: [String: String], tokenFile: String) throws -> LabGalleryClient.Configuration {
-        let endpoint =
-            self.endpoint ?? env["LABGALLERY_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1:50051"
-        let (host, port) = try LabGalleryClient.parseEndpoint(endpoint)
+        let endpoints = try self.endpoints(environment: env)
         var token = self.token
         if token == nil, let path = self.tokenFile {
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
@@ -155,7 +161,7 @@ struct ConnectionOptions: ParsableArguments {
             if token?.isEmpty != false { throw CLIError(message: "--token-file \(path): the file is empty") }
         }
         token = token ?? env["LABGALLERY_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-        if token == nil, LabGalleryClient.isLoopback(host: host),
+        if token == nil, endpoints.allSatisfy({ LabGalleryClient.isLoopback(host: $0.host) }),
             let local = try? String(contentsOfFile: tokenFile, encoding: .utf8)
         {
             token = local.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -166,8 +172,30 @@ struct ConnectionOptions: ParsableArguments {
         }
         if (cert == nil) != (key == nil) { throw CLIError(message: "--cert and --key go together", exitCode: 64) }
         return .init(
-            host: host, port: port, token: token, useTLS: tls, defaultTimeout: .milliseconds(Int(timeout * 1000)),
+            endpoints: endpoints, token: token, useTLS: tls, defaultTimeout: .milliseconds(Int(timeout * 1000)),
             caFile: caFile, certificateFile: cert, keyFile: key, allowInsecureToken: insecure)
+    }
+
+    /// Every `--endpoint` (each may also be a comma list), else `LABGALLERY_ENDPOINT`'s list, else
+    /// the default. A malformed entry is `invalidArgument` naming where it came from and which it is.
+    func endpoints(environment env: [String: String]) throws -> [Endpoint] {
+        let (source, values): (String, [String]) =
+            if !endpoint.isEmpty {
+                ("--endpoint", endpoint)
+            } else if let list = env["LABGALLERY_ENDPOINT"], !list.isEmpty {
+                ("LABGALLERY_ENDPOINT", [list])
+            } else {
+                ("the default", ["127.0.0.1:50051"])
+            }
+        var endpoints: [Endpoint] = []
+        for value in values {
+            do {
+                endpoints += try Endpoint.list(value)
+            } catch {
+                throw LabGalleryClientError(error.code, "\(source): \(error.message)")
+            }
+        }
+        return endpoints
     }
 }
 

@@ -120,7 +120,7 @@ public final class H2ClientTransport: ClientTransport {
         block.add(metadata: head.metadata)
         let conn = connection()
         if conn == 0 {
-            events.receive(.status(Status(code: .unavailable, message: "could not connect to \(peerName)"), [:]))
+            events.receiveUnprocessed(Status(code: .unavailable, message: "could not connect to \(peerName)"))
             return H2ClientOutbound(handle: nil, credit: DrainCredit())
         }
         let user = H2ClientStreamUser(
@@ -153,6 +153,9 @@ private final class ClientSide: H2LoopDelegate, Sendable {
     /// The last connection that failed, and why (a name that does not resolve, a refused
     /// connect, a TLS handshake or TLS error): the calls it ends say so.
     private let lastFailure = Mutex<(conn: h2_id, message: String)?>(nil)
+    /// The last connections that never got established (connect or TLS handshake failed): their
+    /// streams never reached a server. A few, since old ones close while a new one connects.
+    private let neverConnected = Mutex<[h2_id]>([])
 
     init(maxReceive: Int, log: (@Sendable (String) -> Void)?) {
         self.maxReceive = maxReceive
@@ -179,9 +182,16 @@ private final class ClientSide: H2LoopDelegate, Sendable {
         nil
     }
 
+    /// Whether `conn` failed before it was established.
+    func neverConnected(_ conn: h2_id) -> Bool { neverConnected.withLock { $0.contains(conn) } }
+
     func onConnection(_ conn: h2_id, event: Int32, detail: Int32) {
-        if event == Int32(H2_CONN_FAILED), failure(of: conn) == nil {
-            recordFailure(conn, String(cString: strerror(detail)))
+        if event == Int32(H2_CONN_FAILED) {
+            if failure(of: conn) == nil { recordFailure(conn, String(cString: strerror(detail))) }
+            neverConnected.withLock { ids in
+                ids.append(conn)
+                if ids.count > 8 { ids.removeFirst() }
+            }
         }
         switch event {
         case Int32(H2_CONN_FAILED), Int32(H2_CONN_GOAWAY), Int32(H2_CONN_CLOSED):
@@ -313,8 +323,15 @@ private final class H2ClientStreamUser: H2StreamUser {
 
     override func onClose(code: UInt32) {
         let status: Status
+        // Whether no server processed the stream: refused (RFC 9113 §8.7: REFUSED_STREAM means
+        // unprocessed; the shim refuses streams it could not open), or its connection never came up.
+        var unprocessed = code == 0x7 || code == UInt32(H2_CLOSE_REFUSED)
         switch code {
         case 0: status = Status(code: .internal, message: "the stream closed without a status")
+        case UInt32(H2_CLOSE_REFUSED) where side.failure(of: conn) != nil:
+            // Opened on a connection that had just failed (a fast refusal or TLS failure): say why.
+            status = Status(
+                code: .unavailable, message: "could not connect to \(authority): \(side.failure(of: conn)!)")
         case 0x7, UInt32(H2_CLOSE_REFUSED):
             status = Status(code: .unavailable, message: "\(authority) refused the stream; retry later")
         case 0x8: status = Status(code: .cancelled, message: "the stream was cancelled")
@@ -323,6 +340,7 @@ private final class H2ClientStreamUser: H2StreamUser {
         case UInt32(H2_CLOSE_CONN_LOST):
             // The next call (a re-opened watch, say) must not pick the dead connection.
             side.connection.withLock { if $0 == conn { $0 = 0 } }
+            unprocessed = side.neverConnected(conn)
             if let why = side.failure(of: conn) {
                 status = Status(code: .unavailable, message: "could not connect to \(authority): \(why)")
             } else {
@@ -341,7 +359,7 @@ private final class H2ClientStreamUser: H2StreamUser {
             )
         default: status = Status(code: .internal, message: "the stream was reset with HTTP/2 error code \(code)")
         }
-        events.receive(.status(status, [:]))
+        if unprocessed { events.receiveUnprocessed(status) } else { events.receive(.status(status, [:])) }
     }
 }
 

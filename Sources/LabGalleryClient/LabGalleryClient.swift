@@ -3,11 +3,11 @@ import GeneratedProtos
 import H2RPC
 import H2RPCNGHTTP2Transport
 
-/// A typed client of one LabGallery server.
+/// A typed client of a LabGallery server, or of several instances of one (``Configuration/endpoints``).
 ///
-/// One object per server: every call shares one HTTP/2 connection (h2c, or TLS with
-/// ``Configuration/useTLS``), which is opened on the first call and re-established on the next call
-/// after it drops. Authenticates every call with the bearer token, which it refuses to send in
+/// Each endpoint has one HTTP/2 connection (h2c, or TLS with ``Configuration/useTLS``), shared by
+/// the calls sent there, opened on the first call and re-established on the next call after it
+/// drops. Authenticates every call with the bearer token, which it refuses to send in
 /// cleartext to a host that is not loopback unless ``Configuration/allowInsecureToken`` is set. Methods take and return the library's own value types
 /// (``Gallery``, ``Image``, ``ReplicationStatus``…), accept short names (see ``ResourceName``)
 /// and throw only ``LabGalleryClientError``.
@@ -17,8 +17,19 @@ import H2RPCNGHTTP2Transport
 /// - Cancellation: cancelling the calling task cancels the call (RST_STREAM); the method throws
 ///   `cancelled`.
 /// - Retries: reads (Get/List, and re-opening a dropped watch stream) are retried on
-///   `UNAVAILABLE` per ``RetryPolicy``; writes are never retried (a write that may have been
-///   applied surfaces its `UNAVAILABLE` to the caller).
+///   `UNAVAILABLE` per ``RetryPolicy``; writes are never retried once sent (a write that may have
+///   been applied surfaces its `UNAVAILABLE` to the caller).
+/// - Several endpoints: calls are spread round-robin over the endpoints not known to be down. A
+///   call whose endpoint could not be reached (connect refused or timed out, TLS handshake
+///   failed, stream refused unprocessed) moves on to the next endpoint, whatever the method:
+///   nothing reached a server. A call that fails `UNAVAILABLE` after it was sent moves on only
+///   if it is a read (Get*/List*/status, watches); a write does not, since it may have been
+///   applied before its instance died, and applying it twice (a second create, an enable after
+///   a disable) is worse than the error. An endpoint that failed is skipped for
+///   ``Configuration/endpointBackoff`` (doubling up to ``Configuration/maxEndpointBackoff``),
+///   but tried when the others fail too. An upload from a file that reached no server is read
+///   again for the next endpoint; one from a chunk sequence stays on its endpoint (the bytes
+///   cannot be replayed). Errors after several endpoints name them.
 ///
 /// ```swift
 /// let client = try LabGalleryClient(endpoint: "127.0.0.1:50051", token: token)
@@ -50,11 +61,30 @@ public final class LabGalleryClient: Sendable {
 
     /// Where and how to connect.
     public struct Configuration: Sendable {
-        /// The server's host name or address (every address it resolves to is tried in order),
-        /// or `unix:/path` for a Unix domain socket.
-        public var host: String
-        /// The server's port (unused for `unix:`).
-        public var port: Int
+        /// The server instances to call (at least one): each gets its own connection, calls are
+        /// spread over them and fail over between them (see ``LabGalleryClient``). A host name
+        /// may resolve to several addresses: they are one endpoint, tried in order.
+        public var endpoints: [Endpoint]
+        /// The first endpoint's host name or address, or `unix:/path` for a Unix domain socket
+        /// (setting it changes the first endpoint, or adds one on port 50051 if there is none).
+        public var host: String {
+            get { endpoints.first?.host ?? "" }
+            set {
+                if endpoints.isEmpty { endpoints = [Endpoint(host: newValue)] } else { endpoints[0].host = newValue }
+            }
+        }
+        /// The first endpoint's port (unused for `unix:`; setting it changes the first endpoint,
+        /// or adds one on 127.0.0.1 if there is none).
+        public var port: Int {
+            get { endpoints.first?.port ?? 0 }
+            set {
+                if endpoints.isEmpty {
+                    endpoints = [Endpoint(host: "127.0.0.1", port: newValue)]
+                } else {
+                    endpoints[0].port = newValue
+                }
+            }
+        }
         /// The bearer token sent as `authorization: Bearer <token>` (nil: none; only health works then).
         public var token: String?
         /// TLS (ALPN h2): the server's certificate is verified against `caFile` (or the system's
@@ -84,16 +114,35 @@ public final class LabGalleryClient: Sendable {
         /// How long one address may take to accept the connection before the next address of
         /// the host is tried. Default 2 s.
         public var connectTimeout: Duration = .seconds(2)
+        /// How long an endpoint that failed (unreachable, or UNAVAILABLE) is skipped; each failure
+        /// after it came back doubles it, up to ``maxEndpointBackoff``; an answer resets it.
+        /// Default 1 s.
+        public var endpointBackoff: Duration = .seconds(1)
+        /// The longest an endpoint is skipped. Default 30 s.
+        public var maxEndpointBackoff: Duration = .seconds(30)
 
-        /// Creates a configuration.
+        /// Creates a configuration for one endpoint, `host:port`.
         public init(
             host: String = "127.0.0.1", port: Int = 50051, token: String?, useTLS: Bool = false,
             defaultTimeout: Duration? = .seconds(30), retryPolicy: RetryPolicy = .default,
             caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil,
             allowInsecureToken: Bool = false
         ) {
-            self.host = host
-            self.port = port
+            self.init(
+                endpoints: [Endpoint(host: host, port: port)], token: token, useTLS: useTLS,
+                defaultTimeout: defaultTimeout, retryPolicy: retryPolicy, caFile: caFile,
+                certificateFile: certificateFile, keyFile: keyFile, allowInsecureToken: allowInsecureToken)
+        }
+
+        /// Creates a configuration for several endpoints (instances of one service); TLS and
+        /// the token apply to all of them.
+        public init(
+            endpoints: [Endpoint], token: String?, useTLS: Bool = false,
+            defaultTimeout: Duration? = .seconds(30), retryPolicy: RetryPolicy = .default,
+            caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil,
+            allowInsecureToken: Bool = false
+        ) {
+            self.endpoints = endpoints
             self.token = token
             self.useTLS = useTLS
             self.caFile = caFile
@@ -107,38 +156,50 @@ public final class LabGalleryClient: Sendable {
 
     /// The configuration the client was created with.
     public let configuration: Configuration
-    let rpc: RPCClient
+    let pool: EndpointPool
 
-    /// Creates a client; it connects lazily, on the first call. With TLS it reads the CA and
-    /// certificate files here (a bad file throws `invalidArgument` naming it). Throws
-    /// `failedPrecondition` for a token that would cross the network in cleartext (see
-    /// ``Configuration/allowInsecureToken``).
+    /// Creates a client; it connects lazily, on the first call to each endpoint. With TLS it
+    /// reads the CA and certificate files here (a bad file throws `invalidArgument` naming it).
+    /// Throws `invalidArgument` without endpoints, and `failedPrecondition` for a token that
+    /// would cross the network in cleartext to any of them (see ``Configuration/allowInsecureToken``).
     public init(configuration: Configuration) throws(LabGalleryClientError) {
         let c = configuration
+        guard !c.endpoints.isEmpty else {
+            throw LabGalleryClientError(.invalidArgument, "no endpoint to connect to: give at least one host:port")
+        }
         if !c.useTLS && (c.caFile != nil || c.certificateFile != nil || c.keyFile != nil) {
             throw LabGalleryClientError(.invalidArgument, "a CA file, client certificate or key needs TLS (--tls)")
         }
-        if c.token != nil && !c.useTLS && !c.allowInsecureToken && !Self.isLoopback(host: c.host) {
+        if c.token != nil && !c.useTLS && !c.allowInsecureToken,
+            let remote = c.endpoints.first(where: { !Self.isLoopback(host: $0.host) })
+        {
             throw LabGalleryClientError(
                 .failedPrecondition,
-                "refusing to send the bearer token in cleartext to \(c.host), which is not a loopback address: "
+                "refusing to send the bearer token in cleartext to \(remote.host), which is not a loopback address: "
                     + "connect with TLS (--tls), or allow cleartext explicitly (--insecure)")
         }
         self.configuration = configuration
         let tls =
             c.useTLS
             ? H2TLSClientConfiguration(caFile: c.caFile, certificateFile: c.certificateFile, keyFile: c.keyFile) : nil
-        let transport: H2ClientTransport
         var h2 = H2Configuration()
         h2.keepaliveTime = configuration.keepaliveTime
         h2.keepaliveTimeout = configuration.keepaliveTimeout
         h2.connectTimeout = configuration.connectTimeout
-        do {
-            transport = try H2ClientTransport(host: c.host, port: c.port, configuration: h2, tls: tls)
-        } catch {
-            throw LabGalleryClientError(error)
+        let interceptors: [any ClientInterceptor] = configuration.token.map { [BearerToken(token: $0)] } ?? []
+        var members: [EndpointPool.Member] = []
+        for endpoint in c.endpoints {
+            do {
+                let transport = try H2ClientTransport(
+                    host: endpoint.host, port: endpoint.port, configuration: h2, tls: tls)
+                members.append(
+                    .init(endpoint: endpoint, rpc: RPCClient(transport: transport, interceptors: interceptors)))
+            } catch {
+                throw LabGalleryClientError(error)
+            }
         }
-        rpc = RPCClient(transport: transport, interceptors: configuration.token.map { [BearerToken(token: $0)] } ?? [])
+        pool = EndpointPool(
+            members, initialBackoff: configuration.endpointBackoff, maxBackoff: configuration.maxEndpointBackoff)
     }
 
     /// Creates a client of `host:port` with `token`.
@@ -152,6 +213,14 @@ public final class LabGalleryClient: Sendable {
     public convenience init(endpoint: String, token: String?) throws(LabGalleryClientError) {
         let (host, port) = try Self.parseEndpoint(endpoint)
         try self.init(configuration: Configuration(host: host, port: port, token: token))
+    }
+
+    /// Creates a client of several `endpoints` (each in a form ``parseEndpoint(_:)`` accepts;
+    /// a malformed one throws `invalidArgument` naming it), all with `token`.
+    public convenience init(endpoints: [String], token: String?) throws(LabGalleryClientError) {
+        var parsed: [Endpoint] = []
+        for e in endpoints { parsed.append(try Endpoint(parsing: e)) }
+        try self.init(configuration: Configuration(endpoints: parsed, token: token))
     }
 
     /// Whether `host` is this machine's loopback: `localhost` (or a name under `.localhost`), an
@@ -169,8 +238,6 @@ public final class LabGalleryClient: Sendable {
         if bytes[..<15].allSatisfy({ $0 == 0 }) && bytes[15] == 1 { return true }  // ::1
         return bytes[..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff && bytes[12] == 127
     }
-
-    /// Splits `host:port` (port 50051 when omitted); throws `invalidArgument` when malformed.
 
     /// Splits `host:port` or `[v6-address]:port` (port 50051 when omitted); `unix:/path` comes back
     /// whole as the host (port 0). Throws `invalidArgument` when malformed, and for a URL
@@ -222,8 +289,8 @@ public final class LabGalleryClient: Sendable {
         return (host, port)
     }
 
-    /// Closes the connection; calls in flight end with `unavailable`. Later calls reconnect.
-    public func close() { rpc.close() }
+    /// Closes every connection; calls in flight end with `unavailable`. Later calls reconnect.
+    public func close() { pool.close() }
 
     // MARK: - Lab accounts
 
@@ -248,7 +315,7 @@ public final class LabGalleryClient: Sendable {
         case nil: break
         }
         return LabAccount(
-            try await write(timeout) { try await self.labAccounts.createLabAccount(request, options: $0) })
+            try await write(timeout) { try await $0.labAccounts.createLabAccount(request, options: $1) })
     }
 
     /// `GetLabAccount`.
@@ -256,7 +323,7 @@ public final class LabGalleryClient: Sendable {
         -> LabAccount
     {
         let request = Labgallery_V1_GetLabAccountRequest(name: ResourceName.labAccount(name))
-        return LabAccount(try await read(timeout) { try await self.labAccounts.getLabAccount(request, options: $0) })
+        return LabAccount(try await read(timeout) { try await $0.labAccounts.getLabAccount(request, options: $1) })
     }
 
     /// `ListLabAccounts`: one page.
@@ -266,7 +333,7 @@ public final class LabGalleryClient: Sendable {
     ) async throws(LabGalleryClientError) -> Page<LabAccount> {
         let request = Labgallery_V1_ListLabAccountsRequest(
             pageSize: Int32(clamping: pageSize), pageToken: pageToken ?? "")
-        let r = try await read(timeout) { try await self.labAccounts.listLabAccounts(request, options: $0) }
+        let r = try await read(timeout) { try await $0.labAccounts.listLabAccounts(request, options: $1) }
         return Page(items: r.labAccounts.map(LabAccount.init), nextPageToken: nonEmpty(r.nextPageToken))
     }
 
@@ -280,7 +347,7 @@ public final class LabGalleryClient: Sendable {
     /// `DeleteLabAccount`.
     public func deleteLabAccount(_ name: String, timeout: Duration? = nil) async throws(LabGalleryClientError) {
         let request = Labgallery_V1_DeleteLabAccountRequest(name: ResourceName.labAccount(name))
-        _ = try await write(timeout) { try await self.labAccounts.deleteLabAccount(request, options: $0) }
+        _ = try await write(timeout) { try await $0.labAccounts.deleteLabAccount(request, options: $1) }
     }
 
     // MARK: - Galleries
@@ -292,13 +359,13 @@ public final class LabGalleryClient: Sendable {
     ) async throws(LabGalleryClientError) -> Gallery {
         let request = Labgallery_V1_CreateGalleryRequest(
             galleryId: id, gallery: .init(displayName: displayName, region: region))
-        return Gallery(try await write(timeout) { try await self.galleries.createGallery(request, options: $0) })
+        return Gallery(try await write(timeout) { try await $0.galleries.createGallery(request, options: $1) })
     }
 
     /// `GetGallery`.
     public func getGallery(_ name: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> Gallery {
         let request = Labgallery_V1_GetGalleryRequest(name: ResourceName.gallery(name))
-        return Gallery(try await read(timeout) { try await self.galleries.getGallery(request, options: $0) })
+        return Gallery(try await read(timeout) { try await $0.galleries.getGallery(request, options: $1) })
     }
 
     /// `ListGalleries`: one page.
@@ -308,7 +375,7 @@ public final class LabGalleryClient: Sendable {
     ) async throws(LabGalleryClientError) -> Page<Gallery> {
         let request = Labgallery_V1_ListGalleriesRequest(
             pageSize: Int32(clamping: pageSize), pageToken: pageToken ?? "")
-        let r = try await read(timeout) { try await self.galleries.listGalleries(request, options: $0) }
+        let r = try await read(timeout) { try await $0.galleries.listGalleries(request, options: $1) }
         return Page(items: r.galleries.map(Gallery.init), nextPageToken: nonEmpty(r.nextPageToken))
     }
 
@@ -322,7 +389,7 @@ public final class LabGalleryClient: Sendable {
     /// `DeleteGallery` (refused while attached to a lab account).
     public func deleteGallery(_ name: String, timeout: Duration? = nil) async throws(LabGalleryClientError) {
         let request = Labgallery_V1_DeleteGalleryRequest(name: ResourceName.gallery(name))
-        _ = try await write(timeout) { try await self.galleries.deleteGallery(request, options: $0) }
+        _ = try await write(timeout) { try await $0.galleries.deleteGallery(request, options: $1) }
     }
 
     /// `AttachGallery`: attaches `gallery` to `labAccount` (FAILED_PRECONDITION if one is attached).
@@ -332,7 +399,7 @@ public final class LabGalleryClient: Sendable {
     ) async throws(LabGalleryClientError) -> LabAccount {
         let request = Labgallery_V1_AttachGalleryRequest(
             labAccount: ResourceName.labAccount(labAccount), gallery: ResourceName.gallery(gallery))
-        return LabAccount(try await write(timeout) { try await self.galleries.attachGallery(request, options: $0) })
+        return LabAccount(try await write(timeout) { try await $0.galleries.attachGallery(request, options: $1) })
     }
 
     /// `DetachGallery`: the server refuses (INVALID_ARGUMENT) unless `confirm` is true. With
@@ -345,7 +412,7 @@ public final class LabGalleryClient: Sendable {
         let request = Labgallery_V1_DetachGalleryRequest(
             labAccount: ResourceName.labAccount(labAccount), confirm: confirm,
             gallery: gallery.map(ResourceName.gallery) ?? "")
-        return LabAccount(try await write(timeout) { try await self.galleries.detachGallery(request, options: $0) })
+        return LabAccount(try await write(timeout) { try await $0.galleries.detachGallery(request, options: $1) })
     }
 
     /// `ListRoleAssignments` of a gallery.
@@ -353,7 +420,7 @@ public final class LabGalleryClient: Sendable {
         -> [RoleAssignment]
     {
         let request = Labgallery_V1_ListRoleAssignmentsRequest(gallery: ResourceName.gallery(gallery))
-        return try await read(timeout) { try await self.galleries.listRoleAssignments(request, options: $0) }
+        return try await read(timeout) { try await $0.galleries.listRoleAssignments(request, options: $1) }
             .roleAssignments.map(RoleAssignment.init)
     }
 
@@ -362,7 +429,7 @@ public final class LabGalleryClient: Sendable {
     /// `GetImage`.
     public func getImage(_ name: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> Image {
         let request = Labgallery_V1_GetImageRequest(name: ResourceName.image(name))
-        return Image(try await read(timeout) { try await self.images.getImage(request, options: $0) })
+        return Image(try await read(timeout) { try await $0.images.getImage(request, options: $1) })
     }
 
     /// `ListImages` of a gallery: one page.
@@ -373,7 +440,7 @@ public final class LabGalleryClient: Sendable {
         let request = Labgallery_V1_ListImagesRequest(
             gallery: ResourceName.gallery(gallery), pageSize: Int32(clamping: pageSize),
             pageToken: pageToken ?? "")
-        let r = try await read(timeout) { try await self.images.listImages(request, options: $0) }
+        let r = try await read(timeout) { try await $0.images.listImages(request, options: $1) }
         return Page(items: r.images.map(Image.init), nextPageToken: nonEmpty(r.nextPageToken))
     }
 
@@ -387,7 +454,7 @@ public final class LabGalleryClient: Sendable {
     /// `DeleteImage` (refused while a lab uses it as its template).
     public func deleteImage(_ name: String, timeout: Duration? = nil) async throws(LabGalleryClientError) {
         let request = Labgallery_V1_DeleteImageRequest(name: ResourceName.image(name))
-        _ = try await write(timeout) { try await self.images.deleteImage(request, options: $0) }
+        _ = try await write(timeout) { try await $0.images.deleteImage(request, options: $1) }
     }
 
     /// `ListLabAccountImages`: every image of the account's attached gallery (follows
@@ -408,7 +475,7 @@ public final class LabGalleryClient: Sendable {
         let request = Labgallery_V1_ListLabAccountImagesRequest(
             labAccount: ResourceName.labAccount(labAccount), pageSize: Int32(clamping: pageSize),
             pageToken: pageToken ?? "")
-        let r = try await read(timeout) { try await self.images.listLabAccountImages(request, options: $0) }
+        let r = try await read(timeout) { try await $0.images.listLabAccountImages(request, options: $1) }
         return Page(items: r.images.map(LabAccountImage.init), nextPageToken: nonEmpty(r.nextPageToken))
     }
 
@@ -420,7 +487,7 @@ public final class LabGalleryClient: Sendable {
         let request = Labgallery_V1_SetImagesEnabledRequest(
             labAccount: ResourceName.labAccount(labAccount),
             images: images.map(ResourceName.image), enabled: enabled)
-        return try await write(timeout) { try await self.images.setImagesEnabled(request, options: $0) }.images.map(
+        return try await write(timeout) { try await $0.images.setImagesEnabled(request, options: $1) }.images.map(
             LabAccountImage.init)
     }
 
@@ -431,7 +498,7 @@ public final class LabGalleryClient: Sendable {
     ) async throws(LabGalleryClientError) -> Image {
         let request = Labgallery_V1_SaveLabTemplateImageRequest(
             lab: ResourceName.lab(lab), imageId: imageID, displayName: displayName)
-        return Image(try await write(timeout) { try await self.images.saveLabTemplateImage(request, options: $0) })
+        return Image(try await write(timeout) { try await $0.images.saveLabTemplateImage(request, options: $1) })
     }
 
     // MARK: - Labs
@@ -444,13 +511,13 @@ public final class LabGalleryClient: Sendable {
         let request = Labgallery_V1_CreateLabRequest(
             labAccount: ResourceName.labAccount(labAccount), labId: id,
             lab: .init(displayName: displayName, templateImage: ResourceName.image(templateImage)))
-        return Lab(try await write(timeout) { try await self.labs.createLab(request, options: $0) })
+        return Lab(try await write(timeout) { try await $0.labs.createLab(request, options: $1) })
     }
 
     /// `GetLab`.
     public func getLab(_ name: String, timeout: Duration? = nil) async throws(LabGalleryClientError) -> Lab {
         let request = Labgallery_V1_GetLabRequest(name: ResourceName.lab(name))
-        return Lab(try await read(timeout) { try await self.labs.getLab(request, options: $0) })
+        return Lab(try await read(timeout) { try await $0.labs.getLab(request, options: $1) })
     }
 
     /// `ListLabs` of a lab account: one page.
@@ -461,7 +528,7 @@ public final class LabGalleryClient: Sendable {
         let request = Labgallery_V1_ListLabsRequest(
             labAccount: ResourceName.labAccount(labAccount), pageSize: Int32(clamping: pageSize),
             pageToken: pageToken ?? "")
-        let r = try await read(timeout) { try await self.labs.listLabs(request, options: $0) }
+        let r = try await read(timeout) { try await $0.labs.listLabs(request, options: $1) }
         return Page(items: r.labs.map(Lab.init), nextPageToken: nonEmpty(r.nextPageToken))
     }
 
@@ -475,7 +542,7 @@ public final class LabGalleryClient: Sendable {
     /// `DeleteLab`.
     public func deleteLab(_ name: String, timeout: Duration? = nil) async throws(LabGalleryClientError) {
         let request = Labgallery_V1_DeleteLabRequest(name: ResourceName.lab(name))
-        _ = try await write(timeout) { try await self.labs.deleteLab(request, options: $0) }
+        _ = try await write(timeout) { try await $0.labs.deleteLab(request, options: $1) }
     }
 
     // MARK: - Replication (watch streams are in Watch.swift) and billing
@@ -486,7 +553,7 @@ public final class LabGalleryClient: Sendable {
     {
         let request = Labgallery_V1_GetReplicationStatusRequest(image: ResourceName.image(image))
         return ReplicationStatus(
-            try await read(timeout) { try await self.replication.getReplicationStatus(request, options: $0) })
+            try await read(timeout) { try await $0.replication.getReplicationStatus(request, options: $1) })
     }
 
     /// `RetryReplication`: restarts the failed copies of `image` (`regions` empty: every failed region).
@@ -496,7 +563,7 @@ public final class LabGalleryClient: Sendable {
     ) async throws(LabGalleryClientError) -> ReplicationStatus {
         let request = Labgallery_V1_RetryReplicationRequest(image: ResourceName.image(image), regions: regions)
         return ReplicationStatus(
-            try await write(timeout) { try await self.replication.retryReplication(request, options: $0) })
+            try await write(timeout) { try await $0.replication.retryReplication(request, options: $1) })
     }
 
     /// `GetGalleryCost`: one priced line per image replica.
@@ -504,51 +571,63 @@ public final class LabGalleryClient: Sendable {
         -> GalleryCost
     {
         let request = Labgallery_V1_GetGalleryCostRequest(gallery: ResourceName.gallery(gallery))
-        return GalleryCost(try await read(timeout) { try await self.billing.getGalleryCost(request, options: $0) })
+        return GalleryCost(try await read(timeout) { try await $0.billing.getGalleryCost(request, options: $1) })
     }
 
     // MARK: - Plumbing
 
-    var labAccounts: Labgallery_V1_LabAccountService.Client { .init(wrapping: rpc) }
-    var galleries: Labgallery_V1_GalleryService.Client { .init(wrapping: rpc) }
-    var images: Labgallery_V1_ImageService.Client { .init(wrapping: rpc) }
-    var labs: Labgallery_V1_LabService.Client { .init(wrapping: rpc) }
-    var replication: Labgallery_V1_ReplicationService.Client { .init(wrapping: rpc) }
-    var billing: Labgallery_V1_BillingService.Client { .init(wrapping: rpc) }
-
-    /// A write: one attempt, never retried (it may have been applied even when the reply was lost).
-    func write<T: Sendable>(_ timeout: Duration?, _ call: (CallOptions) async throws -> T)
+    /// A write: sent once. It moves to the next endpoint only when its endpoint could not be
+    /// reached (nothing reached a server); an UNAVAILABLE after sending reaches the caller (the
+    /// write may have been applied even when the reply was lost).
+    func write<T: Sendable>(_ timeout: Duration?, _ call: (Stubs, CallOptions) async throws -> T)
         async throws(LabGalleryClientError) -> T
     {
-        do {
-            return try await call(CallOptions(timeout: timeout ?? configuration.defaultTimeout))
-        } catch {
-            throw LabGalleryClientError(error)
-        }
+        try await run(isRead: false, timeout, call)
     }
 
-    /// An idempotent read: retried on UNAVAILABLE per the retry policy, all attempts within one deadline.
-    func read<T: Sendable>(_ timeout: Duration?, _ call: (CallOptions) async throws -> T)
+    /// An idempotent read: on UNAVAILABLE it moves to the next endpoint, and after a round of
+    /// all of them waits per the retry policy; all attempts within one deadline.
+    func read<T: Sendable>(_ timeout: Duration?, _ call: (Stubs, CallOptions) async throws -> T)
         async throws(LabGalleryClientError) -> T
     {
+        try await run(isRead: true, timeout, call)
+    }
+
+    /// Tries the endpoints in the pool's order, one round after another (a write: one round).
+    private func run<T: Sendable>(
+        isRead: Bool, _ timeout: Duration?, _ call: (Stubs, CallOptions) async throws -> T
+    ) async throws(LabGalleryClientError) -> T {
         let deadline = (timeout ?? configuration.defaultTimeout).map { ContinuousClock.now + $0 }
         var backoff = Backoff(configuration.retryPolicy)
+        var rounds = EndpointRounds(pool)
+        var attempts = 0
         while true {
             let remaining = deadline.map { $0 - ContinuousClock.now }
             if let remaining, remaining <= .zero {
-                throw LabGalleryClientError(
-                    .deadlineExceeded,
-                    "the call did not complete within its timeout (after \(backoff.attempt) attempts)")
+                throw rounds.naming(
+                    LabGalleryClientError(
+                        .deadlineExceeded, "the call did not complete within its timeout (after \(attempts) attempts)"))
             }
+            let i = rounds.next()
+            attempts += 1
             do {
-                return try await call(CallOptions(timeout: remaining))
+                let result = try await call(Stubs(rpc: pool.members[i].rpc), CallOptions(timeout: remaining))
+                pool.answered(i)
+                return result
             } catch {
                 let e = LabGalleryClientError(error)
-                guard e.code == .unavailable, let wait = backoff.next(), !Task.isCancelled else { throw e }
-                if let remaining, wait >= remaining { throw e }
-                do { try await Task.sleep(for: wait) } catch {
-                    throw LabGalleryClientError(
-                        .cancelled, "the task was cancelled while waiting to retry: \(e.message)")
+                let unprocessed = (error as? RPCError)?.unprocessed ?? false
+                rounds.record(i, e)
+                guard e.code == .unavailable, !Task.isCancelled, isRead || unprocessed else { throw rounds.naming(e) }
+                if rounds.roundDone {
+                    // Every endpoint failed this round: a write stops; a read waits, then goes round again.
+                    guard isRead, let wait = backoff.next() else { throw rounds.naming(e) }
+                    if let deadline, ContinuousClock.now + wait >= deadline { throw rounds.naming(e) }
+                    do { try await Task.sleep(for: wait) } catch {
+                        throw LabGalleryClientError(
+                            .cancelled, "the task was cancelled while waiting to retry: \(rounds.naming(e).message)")
+                    }
+                    rounds.startRound()
                 }
             }
         }
@@ -566,6 +645,77 @@ public final class LabGalleryClient: Sendable {
             token = p.nextPageToken
         } while token != nil
         return items
+    }
+}
+
+/// The generated stubs on one endpoint's connection.
+struct Stubs {
+    let rpc: RPCClient
+    var labAccounts: Labgallery_V1_LabAccountService.Client { .init(wrapping: rpc) }
+    var galleries: Labgallery_V1_GalleryService.Client { .init(wrapping: rpc) }
+    var images: Labgallery_V1_ImageService.Client { .init(wrapping: rpc) }
+    var labs: Labgallery_V1_LabService.Client { .init(wrapping: rpc) }
+    var replication: Labgallery_V1_ReplicationService.Client { .init(wrapping: rpc) }
+    var billing: Labgallery_V1_BillingService.Client { .init(wrapping: rpc) }
+}
+
+/// One call's (or one watch's) walk over the endpoints: rounds of the pool's order, each
+/// endpoint once per round, and the endpoints tried, for the error.
+struct EndpointRounds {
+    private let pool: EndpointPool
+    private var order: [Int]
+    private var position = 0
+    /// Each endpoint tried, in the order first tried.
+    private(set) var tried: [Int] = []
+
+    init(_ pool: EndpointPool) {
+        self.pool = pool
+        order = pool.order()
+    }
+
+    /// The endpoint to try now.
+    mutating func next() -> Int {
+        if position >= order.count { startRound() }
+        defer { position += 1 }
+        if !tried.contains(order[position]) { tried.append(order[position]) }
+        return order[position]
+    }
+
+    /// Whether every endpoint was tried this round.
+    var roundDone: Bool { position >= order.count }
+
+    /// Starts a round in the pool's current order.
+    mutating func startRound() {
+        order = pool.order()
+        position = 0
+    }
+
+    /// Starts a new walk after `failed` dropped a stream that had worked: the other endpoints
+    /// first, in the pool's order; `failed` again only in the next round (after the back-off),
+    /// so a stream that keeps dropping never re-opens in a tight loop.
+    mutating func restart(after failed: Int) {
+        order = pool.order().filter { $0 != failed }
+        position = 0
+        tried = [failed]
+    }
+
+    /// Notes how endpoint `i` answered: unreachable or UNAVAILABLE marks it down; any status
+    /// from the server marks it up (a deadline or cancellation says nothing).
+    func record(_ i: Int, _ error: LabGalleryClientError) {
+        switch error.code {
+        case .unavailable: pool.failed(i)
+        case .deadlineExceeded, .cancelled: break
+        default: pool.answered(i)
+        }
+    }
+
+    /// `error`, its message naming the endpoints tried when the client has several.
+    func naming(_ error: LabGalleryClientError) -> LabGalleryClientError {
+        guard pool.members.count > 1, !tried.isEmpty else { return error }
+        var e = error
+        e.message +=
+            " (endpoints tried: \(tried.map { pool.members[$0].endpoint.description }.joined(separator: ", ")))"
+        return e
     }
 }
 

@@ -15,7 +15,10 @@ extension LabGalleryClient {
     ///   - progress: called after each chunk is handed to the connection (flow control paces it,
     ///     so the count follows what the server has taken).
     /// - Throws: `invalidArgument` when the file cannot be read; the server's status otherwise
-    ///   (a wrong `sha256` is `invalidArgument` and stores nothing). Never retried.
+    ///   (a wrong `sha256` is `invalidArgument` and stores nothing). With several endpoints it
+    ///   goes to the next in turn; if that one cannot be reached (nothing reached a server), the
+    ///   file is read again from the start for the next endpoint. Once sent, never retried (a
+    ///   write).
     public func uploadImage(
         _ upload: ImageUpload, from fileURL: URL, chunkSize: Int = 256 * 1024, timeout: Duration? = nil,
         progress: (@Sendable (UploadProgress) -> Void)? = nil
@@ -33,9 +36,26 @@ extension LabGalleryClient {
             throw LabGalleryClientError(.invalidArgument, "cannot read \(fileURL.path): \(error.localizedDescription)")
         }
         defer { try? handle.close() }
-        return try await uploadImage(
-            upload, chunks: FileChunks(handle: handle, chunkSize: min(max(chunkSize, 1), Self.maxChunk)),
-            totalBytes: size, timeout: timeout, progress: progress)
+        let chunks = FileChunks(handle: handle, chunkSize: min(max(chunkSize, 1), Self.maxChunk))
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        var rounds = EndpointRounds(pool)
+        while true {
+            let endpoint = rounds.next()
+            let remaining = deadline.map { $0 - ContinuousClock.now }
+            if let remaining, remaining <= .zero {
+                throw rounds.naming(
+                    LabGalleryClientError(.deadlineExceeded, "the upload did not complete within its timeout"))
+            }
+            do {
+                return try await uploadOnce(
+                    upload, on: endpoint, chunks: chunks, totalBytes: size, timeout: remaining, progress: progress)
+            } catch {
+                guard error.unprocessed, !rounds.roundDone else { throw rounds.naming(error.error) }
+                do { try await BlockingExecutor.shared.run { try handle.seek(toOffset: 0) } } catch {
+                    throw LabGalleryClientError(.invalidArgument, "cannot read \(fileURL.path) again: \(error)")
+                }
+            }
+        }
     }
 
     /// `UploadImage` from any `AsyncSequence` of byte chunks (chunks above 1 MiB are split).
@@ -46,10 +66,30 @@ extension LabGalleryClient {
         _ upload: ImageUpload, chunks: Chunks, totalBytes: Int64? = nil, timeout: Duration? = nil,
         progress: (@Sendable (UploadProgress) -> Void)? = nil
     ) async throws(LabGalleryClientError) -> Image where Chunks.Element == [UInt8] {
+        do {
+            return try await uploadOnce(
+                upload, on: pool.order()[0], chunks: chunks, totalBytes: totalBytes, timeout: timeout,
+                progress: progress)
+        } catch {
+            throw error.error
+        }
+    }
+
+    /// How one upload attempt failed, and whether it reached no server (safe to send elsewhere).
+    struct UploadAttemptError: Error {
+        let error: LabGalleryClientError
+        let unprocessed: Bool
+    }
+
+    /// One `UploadImage` call to `endpoint`.
+    private func uploadOnce<Chunks: AsyncSequence>(
+        _ upload: ImageUpload, on endpoint: Int, chunks: Chunks, totalBytes: Int64?, timeout: Duration?,
+        progress: (@Sendable (UploadProgress) -> Void)?
+    ) async throws(UploadAttemptError) -> Image where Chunks.Element == [UInt8] {
         let header = Labgallery_V1_UploadImageRequest.Header(
             gallery: ResourceName.gallery(upload.gallery), imageId: upload.imageID, displayName: upload.displayName,
             osType: upload.osType.proto, osState: upload.osState.proto, sha256: upload.sha256 ?? "")
-        let call = images.uploadImage(options: CallOptions(timeout: timeout))
+        let call = Stubs(rpc: pool.members[endpoint].rpc).images.uploadImage(options: CallOptions(timeout: timeout))
         var sent: Int64 = 0
         do {
             try await call.send(.init(data: .header(header)))
@@ -72,13 +112,17 @@ extension LabGalleryClient {
             _ = error
         } catch {
             call.cancel()
-            throw LabGalleryClientError(error)
+            throw UploadAttemptError(error: LabGalleryClientError(error), unprocessed: false)
         }
         call.finish()
         do {
-            return Image(try await call.response())
+            let image = Image(try await call.response())
+            pool.answered(endpoint)
+            return image
         } catch {
-            throw LabGalleryClientError(error)
+            let e = LabGalleryClientError(error)
+            if e.code == .unavailable { pool.failed(endpoint) }
+            throw UploadAttemptError(error: e, unprocessed: (error as? RPCError)?.unprocessed ?? false)
         }
     }
 }

@@ -8,8 +8,10 @@ extension LabGalleryClient {
     /// ```swift
     /// for try await status in client.watchReplication(image: "shared/ubuntu") { … }
     /// ```
-    /// The call opens on the first iteration. A dropped connection (`UNAVAILABLE`) re-opens the
-    /// watch per the retry policy — every message is a complete status, so nothing is lost.
+    /// The call opens on the first iteration. A stream that ends `UNAVAILABLE` (its instance
+    /// stopped, its connection died or went silent) re-opens at once on the next endpoint, and
+    /// after a round of all of them per the retry policy — every message is a complete status,
+    /// so nothing is lost, and the sequence ends only on a terminal state the server sent.
     /// Cancelling the iterating task (or leaving the loop) cancels the call.
     public func watchReplication(image: String) -> ReplicationWatch {
         ReplicationWatch(client: self, target: .image(ResourceName.image(image)))
@@ -47,13 +49,19 @@ public struct ReplicationWatch: AsyncSequence, Sendable {
         let client: LabGalleryClient
         let target: Target
         private var stream: (any StatusStream)? = nil
+        /// The endpoint the stream is open on.
+        private var endpoint = 0
         private var backoff: Backoff
+        private var rounds: EndpointRounds
+        /// A message arrived since the walk began: the next failure starts a new one.
+        private var walkIsStale = false
         private var finished = false
 
         init(client: LabGalleryClient, target: Target) {
             self.client = client
             self.target = target
             self.backoff = Backoff(client.configuration.retryPolicy)
+            self.rounds = EndpointRounds(client.pool)
         }
 
         /// The next status; nil when the watch ended (an image watch at COMPLETED or FAILED).
@@ -61,9 +69,15 @@ public struct ReplicationWatch: AsyncSequence, Sendable {
             guard !finished else { return nil }
             while true {
                 do {
-                    if stream == nil { stream = try await open() }
+                    if stream == nil {
+                        endpoint = rounds.next()
+                        stream = try await open(on: client.pool.members[endpoint].rpc)
+                    }
                     if let message = try await stream?.nextStatus() {
-                        backoff.reset()  // the connection works: later drops get a fresh budget
+                        // The endpoint works: later drops get a fresh budget and a fresh walk.
+                        client.pool.answered(endpoint)
+                        backoff.reset()
+                        walkIsStale = true
                         return ReplicationStatus(message)
                     }
                     finished = true
@@ -72,10 +86,22 @@ public struct ReplicationWatch: AsyncSequence, Sendable {
                 } catch {
                     stream = nil  // drops the call, which cancels it if still open
                     let e = LabGalleryClientError(error)
-                    guard e.code == .unavailable, let wait = backoff.next(), !Task.isCancelled else {
-                        finished = true
-                        throw e
+                    rounds.record(endpoint, e)
+                    if walkIsStale {
+                        rounds.restart(after: endpoint)
+                        walkIsStale = false
                     }
+                    guard e.code == .unavailable, !Task.isCancelled else {
+                        finished = true
+                        throw rounds.naming(e)
+                    }
+                    // Another endpoint not tried since the last message: re-open there at once.
+                    guard rounds.roundDone else { continue }
+                    guard let wait = backoff.next() else {
+                        finished = true
+                        throw rounds.naming(e)
+                    }
+                    rounds.startRound()
                     do { try await Task.sleep(for: wait) } catch {
                         finished = true
                         throw LabGalleryClientError(
@@ -85,12 +111,13 @@ public struct ReplicationWatch: AsyncSequence, Sendable {
             }
         }
 
-        private func open() async throws -> any StatusStream {
+        private func open(on rpc: RPCClient) async throws -> any StatusStream {
+            let replication = Stubs(rpc: rpc).replication
             switch target {
             case .image(let image):
-                try await client.replication.watchReplication(.init(image: image)).makeAsyncIterator()
+                return try await replication.watchReplication(.init(image: image)).makeAsyncIterator()
             case .gallery(let gallery):
-                try await client.replication.watchGalleryReplication(.init(gallery: gallery)).makeAsyncIterator()
+                return try await replication.watchGalleryReplication(.init(gallery: gallery)).makeAsyncIterator()
             }
         }
     }

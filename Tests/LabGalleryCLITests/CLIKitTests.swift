@@ -40,7 +40,7 @@ struct ParsingTests {
         #expect(create.name == "shared" && create.region == "north" && create.displayName == "")
         #expect(create.output.output == .json)
         #expect(
-            create.connection.endpoint == nil && create.connection.token == nil && !create.connection.tls
+            create.connection.endpoint.isEmpty && create.connection.token == nil && !create.connection.tls
                 && create.connection.timeout == 30)
 
         let upload = try parse(
@@ -51,7 +51,7 @@ struct ParsingTests {
         #expect(upload.osState == .generalized && upload.osType == .linux && upload.sha256 == "ab" && upload.id == nil)
         #expect(
             upload.output.output == .table && upload.connection.timeout == 2.5
-                && upload.connection.endpoint == "[::1]:7")
+                && upload.connection.endpoint == ["[::1]:7"])
 
         let retry = try parse(
             ["replication", "retry", "g/img", "--region", "south", "--region", "east"],

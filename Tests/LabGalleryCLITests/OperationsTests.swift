@@ -53,11 +53,14 @@ struct GlobalOptionsTests {
         ])
         for c in [before, after] {
             #expect(
-                c.connection.endpoint == "[::1]:7" && c.connection.token == "t" && c.connection.tls
+                c.connection.endpoint == ["[::1]:7"] && c.connection.token == "t" && c.connection.tls
                     && c.connection.timeout == 2.5 && c.output.output == .json)
         }
-        let both = try list(["--endpoint", "a:1", "gallery", "list", "--endpoint", "b:2"])
-        #expect(both.connection.endpoint == "b:2")
+        let both = try list(["--timeout", "1", "gallery", "list", "--timeout", "2"])
+        #expect(both.connection.timeout == 2)
+        // --endpoint may be repeated: before and after, all count (in that order).
+        let endpoints = try list(["--endpoint", "a:1", "gallery", "list", "--endpoint", "b:2"])
+        #expect(endpoints.connection.endpoint == ["a:1", "b:2"])
         let watch = try #require(
             try LabGalleryCLI.parse(["--output=json", "replication", "watch", "g/i"]) as? ReplicationCommand.Watch)
         #expect(watch.image == "g/i" && watch.output.output == .json)

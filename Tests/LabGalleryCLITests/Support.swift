@@ -28,10 +28,11 @@ struct CLIResult {
     }
 }
 
-/// Runs the CLI with the server's endpoint and admin token in the environment, stdin not a terminal.
-func runCLI(_ arguments: [String], server: LiveServer, token: String? = nil, stdin: String? = nil) async throws
-    -> CLIResult
-{
+/// Runs the CLI with the server's endpoint (or `endpoint`) and admin token in the environment,
+/// stdin not a terminal.
+func runCLI(
+    _ arguments: [String], server: LiveServer, token: String? = nil, stdin: String? = nil, endpoint: String? = nil
+) async throws -> CLIResult {
     guard FileManager.default.isExecutableFile(atPath: cliPath) else {
         throw CLIMissing(
             message: "\(cliPath) is missing: build it first with `swift build --product labgallery` (make test does)")
@@ -40,7 +41,7 @@ func runCLI(_ arguments: [String], server: LiveServer, token: String? = nil, std
     process.executableURL = URL(fileURLWithPath: cliPath)
     process.arguments = arguments
     var env = ProcessInfo.processInfo.environment
-    env["LABGALLERY_ENDPOINT"] = server.endpoint
+    env["LABGALLERY_ENDPOINT"] = endpoint ?? server.endpoint
     env["LABGALLERY_TOKEN"] = token ?? server.adminToken
     process.environment = env
     // Run where no ./labgallery-data/admin.token can be picked up by accident.

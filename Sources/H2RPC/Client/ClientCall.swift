@@ -12,6 +12,7 @@ public final class ClientCallEvents: Sendable {
         var sendClosed = false
         var timer: Task<Void, Never>? = nil
         var compression: CompressionAlgorithm? = nil
+        var unprocessed = false
     }
     private let state = Mutex(State())
     let inbound: InboundQueue
@@ -60,9 +61,23 @@ public final class ClientCallEvents: Sendable {
         for w in waiters { w.resume(returning: metadata) }
     }
 
+    /// The call ended with `status` before any server processed it (the connection could not be
+    /// established, or the stream was refused unprocessed): the error it throws says so
+    /// (``RPCError/unprocessed``), so a caller may safely try another server.
+    public func receiveUnprocessed(_ status: Status) {
+        receiveStatus(status, trailers: [:], unprocessed: true)
+    }
+
+    /// The error a call that ended with `status` throws.
+    func error(_ status: Status, _ trailers: Metadata) -> RPCError {
+        var e = RPCError(status.code == .ok ? .cancelled : status.code, status.message, metadata: trailers)
+        e.unprocessed = state.withLock { $0.unprocessed }
+        return e
+    }
+
     /// The call ended with `status` (trailers, Trailers-Only, reset, connection loss, local
     /// deadline or cancellation). Only the first status counts.
-    func receiveStatus(_ status: Status, trailers: Metadata) {
+    func receiveStatus(_ status: Status, trailers: Metadata, unprocessed: Bool = false) {
         typealias Woken = (
             headers: [CheckedContinuation<Metadata, Never>],
             status: [CheckedContinuation<(Status, Metadata), Never>],
@@ -71,6 +86,7 @@ public final class ClientCallEvents: Sendable {
         let result = state.withLock { s -> Woken? in
             guard s.status == nil else { return nil }
             s.status = (status, trailers)
+            s.unprocessed = unprocessed
             if s.headers == nil { s.headers = [:] }
             defer {
                 s.headerWaiters.removeAll()
@@ -80,8 +96,7 @@ public final class ClientCallEvents: Sendable {
         }
         guard let result else { return }
         result.timer?.cancel()
-        let error = RPCError(status.code == .ok ? .cancelled : status.code, status.message, metadata: trailers)
-        flow.close(error)
+        flow.close(error(status, trailers))
         inbound.finish()
         for w in result.headers { w.resume(returning: [:]) }
         for w in result.status { w.resume(returning: (status, trailers)) }
@@ -127,9 +142,8 @@ public final class ClientCallEvents: Sendable {
 
     func send(_ message: MessageBytes) async throws {
         if let (status, trailers) = state.withLock({ $0.status }) {
-            throw RPCError(
-                status.code == .ok ? .failedPrecondition : status.code,
-                status.code == .ok ? "the call already ended" : status.message, metadata: trailers)
+            if status.code == .ok { throw RPCError(.failedPrecondition, "the call already ended", metadata: trailers) }
+            throw error(status, trailers)
         }
         try await flow.reserve(message.count)
         let closed = state.withLock { $0.sendClosed }
@@ -268,13 +282,13 @@ public final class ClientCall<Request: RPCMessage, Response: RPCMessage>: AsyncS
         }
         let message = try decode(first)
         let (status, trailers) = await events.status()
-        guard status.code == .ok else { throw RPCError(status.code, status.message, metadata: trailers) }
+        guard status.code == .ok else { throw events.error(status, trailers) }
         return message
     }
 
     private func throwStatusIfFailed() async throws {
         let (status, trailers) = await events.status()
-        if status.code != .ok { throw RPCError(status.code, status.message, metadata: trailers) }
+        if status.code != .ok { throw events.error(status, trailers) }
     }
 
     private func decode(_ bytes: MessageBytes) throws -> Response {

@@ -80,6 +80,11 @@ public struct RPCError: Error, Sendable, Hashable, CustomStringConvertible {
     public var message: String
     /// Metadata sent with the status (server) or received with it (client).
     public var metadata: Metadata
+    /// Client side: true when the transport knows no server processed the call — the connection
+    /// was never established, or the stream was refused before the server saw it (HTTP/2
+    /// REFUSED_STREAM, or a GOAWAY that excluded it) — so trying it again elsewhere, even a
+    /// write, cannot apply it twice. False otherwise: the request may have reached a server.
+    public var unprocessed = false
 
     /// Creates an error.
     public init(_ code: Status.Code, _ message: String, metadata: Metadata = [:]) {
