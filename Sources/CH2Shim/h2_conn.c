@@ -107,6 +107,21 @@ void h2_conn_free(h2_conn *c)
     h2_free(c);
 }
 
+/* A connection without streams and with its output written keeps no buffers (issue 13: an
+ * idle connection's RSS): its next call allocates them again, a few mallocs per burst. The
+ * header arena only between header blocks (hdr_n == 0: none is being received). */
+static void h2_conn_release_idle(h2_conn *c)
+{
+    h2_outq_release(&c->out);
+    if (c->hdr_n == 0) {
+        h2_free(c->hdr_arena);
+        h2_free(c->hdr_nv);
+        c->hdr_arena = NULL;
+        c->hdr_nv = NULL;
+        c->hdr_arena_len = c->hdr_arena_cap = c->hdr_nv_cap = 0;
+    }
+}
+
 static ssize_t sock_writev(void *ctx, const struct iovec *iov, int n)
 {
     struct msghdr mh = {.msg_iov = (struct iovec *)(uintptr_t)iov, .msg_iovlen = (size_t)n};
@@ -156,6 +171,7 @@ void h2_conn_flush(h2_conn *c)
     }
     if (!pending) {
         h2_outq_shrink(&c->out); /* after a burst */
+        if (!c->streams) h2_conn_release_idle(c);
         if (c->close_when_flushed) {
             h2_conn_close_now(c, ECONNRESET, H2_CLOSE_CONN_LOST, false);
             return;

@@ -114,14 +114,19 @@ void h2_outq_shrink(h2_outq *q)
     }
 }
 
-void h2_outq_free(h2_outq *q)
+void h2_outq_release(h2_outq *q)
 {
-    for (size_t i = q->first; i < q->nsegs; i++)
-        if (q->segs[i].buf) h2_msgbuf_unref(q->pool, q->segs[i].buf);
     h2_outq_reset(q);
     h2_free(q->segs);
     h2_free(q->copy);
     q->segs = NULL;
     q->copy = NULL;
     q->segs_cap = q->copy_cap = 0;
+}
+
+void h2_outq_free(h2_outq *q)
+{
+    for (size_t i = q->first; i < q->nsegs; i++)
+        if (q->segs[i].buf) h2_msgbuf_unref(q->pool, q->segs[i].buf);
+    h2_outq_release(q);
 }

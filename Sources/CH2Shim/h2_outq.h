@@ -61,6 +61,8 @@ int h2_outq_write(h2_outq *q, h2_outq_writev_fn fn, void *ctx);
 void h2_outq_reset(h2_outq *q);
 /* Frees the memory of an empty queue grown by a burst. */
 void h2_outq_shrink(h2_outq *q);
+/* Frees all the memory of a fully written queue (an idle connection keeps none). */
+void h2_outq_release(h2_outq *q);
 /* Drops unwritten output, releasing the buffers it references; frees the memory. */
 void h2_outq_free(h2_outq *q);
 

@@ -171,6 +171,30 @@ static void test_shrink(void)
     h2_bufpool_destroy(&p);
 }
 
+/* An idle connection keeps no output memory; the queue works again after the release. */
+static void test_release(void)
+{
+    h2_bufpool p;
+    CHECK(h2_bufpool_init(&p) == 0);
+    h2_outq q;
+    h2_outq_init(&q, &p);
+    static sink s;
+    memset(&s, 0, sizeof s);
+    s.max_per_call = SIZE_MAX;
+    const uint8_t small[64] = {1};
+    CHECK(h2_outq_copy(&q, small, sizeof small) == 0);
+    drain(&q, &s);
+    h2_outq_release(&q);
+    CHECK(q.copy == NULL && q.copy_cap == 0 && q.segs == NULL && q.segs_cap == 0);
+    CHECK(!h2_outq_pending(&q));
+    CHECK(h2_outq_copy(&q, small, sizeof small) == 0);
+    CHECK(h2_outq_pending(&q));
+    drain(&q, &s);
+    CHECK(!h2_outq_pending(&q));
+    h2_outq_free(&q);
+    h2_bufpool_destroy(&p);
+}
+
 void outq_tests(void)
 {
     RUN(test_whole());
@@ -181,4 +205,5 @@ void outq_tests(void)
     RUN(test_error());
     RUN(test_drop_pending());
     RUN(test_shrink());
+    RUN(test_release());
 }
