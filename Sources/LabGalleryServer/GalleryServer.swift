@@ -54,8 +54,9 @@ public final class GalleryServer: Sendable {
         let executor = configuration.blockingThreads.map { BlockingExecutor(maxThreads: $0) } ?? .shared
         let core = try await executor.run { () throws(LabGalleryError) in
             let core = try LabGalleryService.open(
-                dataDirectory: configuration.dataDirectory,
-                configuration: try configuration.coreConfiguration(), executor: executor)
+                dataDirectory: configuration.dataDirectory, database: configuration.databaseURL,
+                poolSize: configuration.databasePoolSize, configuration: try configuration.coreConfiguration(),
+                executor: executor)
             let recovery = try core.recoverFiles()
             if !recovery.removedTempFiles.isEmpty || !recovery.removedBlobs.isEmpty {
                 logger.notice(

@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import LabGalleryCore
+import LabGalleryPostgres
 import LabGalleryServer
 import Logging
 
@@ -29,6 +30,8 @@ struct Serve: AsyncParsableCommand {
     var port: UInt16 = 50051
 
     @OptionGroup var dataDir: DataDirectoryOption
+
+    @OptionGroup var database: DatabaseOption
 
     @Option(help: "Largest request message accepted, in bytes (larger is RESOURCE_EXHAUSTED).")
     var maxMessageSize: Int = ServerConfiguration.defaultMaxReceiveMessageSize
@@ -220,6 +223,8 @@ struct Serve: AsyncParsableCommand {
             host: host, port: port, dataDirectory: dataDir.url, maxReceiveMessageSize: maxMessageSize,
             templateImages: templateImages, regionsFile: regionsFile.map { URL(fileURLWithPath: $0) },
             replication: replication, priceSheet: prices, blockingThreads: blockingThreads)
+        configuration.databaseURL = database.url
+        configuration.databasePoolSize = database.databasePoolSize
         configuration.maxWatchers = maxWatchers
         configuration.maxWatchersPerCaller = maxWatchersPerCaller
         configuration.maxWatchersPerConnection = maxWatchersPerConnection
@@ -243,6 +248,8 @@ struct Serve: AsyncParsableCommand {
         configuration.maxConnectionAgeGrace = KeepaliveOptions.duration(keepalive.maxConnectionAgeGrace)
         configuration.unixSocketPath = unix
         let listening = unix.map { "unix:\($0)" }
+        // The log names the database without its password.
+        let databaseDisplay = database.url.map { (try? PostgresTarget($0).display) ?? "postgresql" } ?? "sqlite"
         let hostPort = { (port: Int) in host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
         // Ignore the default actions first so a signal arriving during startup is not fatal;
@@ -273,6 +280,7 @@ struct Serve: AsyncParsableCommand {
             "listening on \(listening ?? hostPort(port))",
             metadata: [
                 "data_dir": "\(configuration.dataDirectory.path)",
+                "database": "\(databaseDisplay)",
                 "max_message_size": "\(maxMessageSize)",
                 "template_images": "\(templateImages == .any ? "any" : "generalized-only")",
                 "replication_concurrency": "\(replication.concurrency)",
