@@ -77,7 +77,7 @@ public final class PostgresStorage: Storage {
             do {
                 try connection.run(begin)
                 break
-            } catch where error.kind == .connection && stale < pool.size {
+            } catch  where error.kind == .connection && stale < pool.size {
                 pool.discard(connection)
                 stale += 1
                 connection = try pool.checkOut()

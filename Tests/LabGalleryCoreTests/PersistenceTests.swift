@@ -97,10 +97,8 @@ import Testing
         let interruptedTemp = try #require(f.files(under: "regions/eastus/tmp").first { !temps.contains($0) })
 
         // Simulate a restart: a fresh service on the same data dir runs recovery.
-        let (restarted, report) = try await blocking {
-            let restarted = try LabGalleryService.open(dataDirectory: f.dir)
-            return (restarted, try restarted.recoverFiles())
-        }
+        let restarted = try await f.reopened()
+        let report = try await blocking { try restarted.recoverFiles() }
         #expect(report.removedTempFiles == ([interruptedTemp] + temps).sorted())
         #expect(report.lostAndFound == unknown.sorted())
         let dir = try #require(report.lostAndFoundDirectory)
