@@ -8,7 +8,7 @@ PORT ?= 50051
 APT_PACKAGES := libnghttp2-dev libprotobuf-c-dev libsqlite3-dev pkg-config \
                 protobuf-c-compiler protobuf-compiler libprotobuf-dev \
                 nghttp2-client nghttp2-server valgrind tmux bc zlib1g-dev \
-                libssl-dev openssl
+                libssl-dev openssl libpq-dev postgresql
 PY_PACKAGES := grpcio==1.85.1 grpcio-tools==1.85.1 grpcio-reflection==1.85.1 protobuf pytest h2
 
 .PHONY: deps pydeps build build-release run run-interop test fuzz load lint format generate check-generated bench clean
@@ -49,16 +49,24 @@ STRICT := --explicit-target-dependency-import-check error -Xswiftc -warnings-as-
 # Every test: the formatter's lint, the C shim (plain, valgrind, failmalloc, ASan+UBSan,
 # against grpcio), the fuzz targets for 20 s each (their seeds hold every past crash), Swift
 # unit and end-to-end tests, interop both ways against Python grpcio, raw HTTP/2 bad-input
-# tests, the generator's golden tests.
+# tests, the generator's golden tests. The Swift and Python tests share one throwaway
+# PostgreSQL cluster (Tools/pg-cluster.sh, superuser URL in LABGALLERY_TEST_POSTGRES_URL; each
+# test makes its own database), stopped at the end even when a test fails.
 test: deps pydeps
 	Tools/lint.sh
 	Tests/CH2ShimCTests/run_tests.sh
 	Tests/Fuzz/run.sh --seconds 20
 	$(SWIFT) build --build-tests $(STRICT)
-	$(SWIFT) test --skip-build --skip ExecutionTests
-	$(SWIFT) test --skip-build --filter ExecutionTests
-	$(SWIFT) build -c release --product interop-server $(STRICT)
-	$(SWIFT) build -c release --product interop-client $(STRICT)
+	@pgdir=$$(mktemp -d /tmp/labgallery-pg.XXXXXX) || exit 1; \
+	trap 'Tools/pg-cluster.sh stop "'"$$pgdir"'"; rm -rf "'"$$pgdir"'"' EXIT; \
+	url=$$(Tools/pg-cluster.sh start "$$pgdir") || exit 1; \
+	export LABGALLERY_TEST_POSTGRES_URL="$$url"; \
+	echo "PostgreSQL for the tests: $$url"; \
+	set -ex; \
+	$(SWIFT) test --skip-build --skip ExecutionTests; \
+	$(SWIFT) test --skip-build --filter ExecutionTests; \
+	$(SWIFT) build -c release --product interop-server $(STRICT); \
+	$(SWIFT) build -c release --product interop-client $(STRICT); \
 	$(PYTHON) -m pytest -q Tests/Interop Tests/Wire Tests/GalleryPython Tests/Generator
 
 # The libFuzzer targets (Tests/Fuzz: the shim's server session, protobuf-c and the Swift

@@ -25,6 +25,8 @@
 //   Interop                   grpc's interop TestService and test cases
 //   InteropServer, InteropClient   executables `interop-server`, `interop-client`
 //   LabGalleryCore            the domain: use cases, storage, blobs, replication, billing (no RPC)
+//   CLibPQ                    system libpq (pkg-config; Debian libpq-dev), the PostgreSQL client
+//   LabGalleryPostgres        Storage on PostgreSQL: libpq connections, a bounded pool, migrations
 //   LabGalleryServer          API <-> domain mapping, auth, wiring of a transport
 //   LabGalleryServerApp       executable `labgallery-server` (serve, token, fsck)
 //   LabGalleryClient          the typed Swift client library
@@ -179,11 +181,26 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        // MARK: PostgreSQL storage (libpq kept out of the core)
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .target(
+            name: "LabGalleryPostgres",
+            dependencies: [
+                "LabGalleryCore", "Blocking", "CLibPQ", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+
         .target(
             name: "LabGalleryServer",
             dependencies: [
                 "Blocking",
-                "LabGalleryCore", "H2RPC", "H2RPCNGHTTP2Transport", "H2RPCHealth", "H2RPCReflection",
+                "LabGalleryCore", "LabGalleryPostgres", "H2RPC", "H2RPCNGHTTP2Transport", "H2RPCHealth",
+                "H2RPCReflection",
                 "GeneratedProtos",
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -193,7 +210,7 @@ let package = Package(
             name: "LabGalleryServerApp",
             dependencies: [
                 "Blocking", "BuildInfo",
-                "LabGalleryServer",
+                "LabGalleryServer", "LabGalleryPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -226,7 +243,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
-                "Blocking", "H2RPC", "LabGalleryCore", "LabGalleryServer", "LabGalleryClient",
+                "Blocking", "H2RPC", "LabGalleryCore", "LabGalleryServer", "LabGalleryClient", "LabGalleryPostgres",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Tests/TestSupport",
@@ -272,7 +289,10 @@ let package = Package(
         ),
         .testTarget(
             name: "LabGalleryCoreTests",
-            dependencies: ["TestSupport", "Blocking", "LabGalleryCore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "TestSupport", "Blocking", "LabGalleryCore", "LabGalleryPostgres",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: strictSwift
         ),
     ]

@@ -91,12 +91,7 @@ public final class LabGalleryService: Sendable {
         dataDirectory: URL, configuration: LabGalleryConfiguration = .init(),
         executor: BlockingExecutor = .shared
     ) throws(LabGalleryError) -> LabGalleryService {
-        let layout = DataLayout(root: dataDirectory)
-        let created = access(layout.root.path, F_OK) != 0
-        try FileOps.createDirectoryDurably(layout.root)
-        // Only the server's user reads the data: 0700 and 0600 whatever the umask (chmod after
-        // creating, since the umask only takes bits away and may take too many).
-        if created && chmod(layout.root.path, 0o700) != 0 { throw FileOps.error("chmod 0700 the data directory") }
+        let layout = try prepareDataDirectory(dataDirectory)
         if access(layout.databaseURL.path, F_OK) != 0 {
             let stored =
                 (try? FileManager.default.contentsOfDirectory(atPath: layout.regionsURL.path))?.sorted().flatMap {
@@ -118,6 +113,28 @@ public final class LabGalleryService: Sendable {
         }
     }
 
+    /// Opens the data directory (creating it; the region blob stores live there) over an already
+    /// opened `storage`, e.g. a `PostgresStorage` shared by several instances: the database is
+    /// elsewhere, so no database file is made and a data directory with blobs is not refused.
+    public static func open(
+        dataDirectory: URL, storage: any Storage, configuration: LabGalleryConfiguration = .init(),
+        executor: BlockingExecutor = .shared
+    ) throws(LabGalleryError) -> LabGalleryService {
+        let layout = try prepareDataDirectory(dataDirectory)
+        return LabGalleryService(storage: storage, layout: layout, configuration: configuration, executor: executor)
+    }
+
+    /// Creates the data directory if missing, mode 0700.
+    private static func prepareDataDirectory(_ dataDirectory: URL) throws(LabGalleryError) -> DataLayout {
+        let layout = DataLayout(root: dataDirectory)
+        let created = access(layout.root.path, F_OK) != 0
+        try FileOps.createDirectoryDurably(layout.root)
+        // Only the server's user reads the data: 0700 and 0600 whatever the umask (chmod after
+        // creating, since the umask only takes bits away and may take too many).
+        if created && chmod(layout.root.path, 0o700) != 0 { throw FileOps.error("chmod 0700 the data directory") }
+        return layout
+    }
+
     // MARK: - Blocking work and transactions with domain errors
 
     /// Runs `body` on ``executor``'s threads inside the calling task: every use case's database
@@ -135,12 +152,13 @@ public final class LabGalleryService: Sendable {
         if Task.isCancelled { throw LabGalleryError.cancelled }
     }
 
-    /// A read transaction; non-domain errors become `.internal`.
+    /// A read transaction; non-domain errors become `.internal` (or their own domain error, see
+    /// ``LabGalleryErrorConvertible``).
     func read<T>(_ body: (any StorageTransaction) throws -> T) throws(LabGalleryError) -> T {
         do { return try storage.read(body) } catch { throw LabGalleryError.wrap(error, "database read failed") }
     }
 
-    /// A write transaction; non-domain errors become `.internal`.
+    /// A write transaction; non-domain errors become `.internal` (or their own domain error).
     func write<T>(_ body: (any StorageTransaction) throws -> T) throws(LabGalleryError) -> T {
         do { return try storage.write(body) } catch { throw LabGalleryError.wrap(error, "database write failed") }
     }

@@ -54,8 +54,9 @@ public final class GalleryServer: Sendable {
         let executor = configuration.blockingThreads.map { BlockingExecutor(maxThreads: $0) } ?? .shared
         let core = try await executor.run { () throws(LabGalleryError) in
             let core = try LabGalleryService.open(
-                dataDirectory: configuration.dataDirectory,
-                configuration: try configuration.coreConfiguration(), executor: executor)
+                dataDirectory: configuration.dataDirectory, database: configuration.databaseURL,
+                poolSize: configuration.databasePoolSize, configuration: try configuration.coreConfiguration(),
+                executor: executor)
             // Fleet mode: other instances may be working in the data directory right now.
             let recovery = try core.recoverFiles(
                 fleetGrace: configuration.replication.fleet.map { _ in .seconds(3600) })

@@ -30,6 +30,10 @@ public struct ServerConfiguration: Sendable {
     /// Threads for blocking work (database, file I/O, fsync, hashing); `nil`: the process-wide
     /// pool of ``BlockingExecutor/defaultThreads``.
     public var blockingThreads: Int?
+    /// PostgreSQL URL of the shared database (`--database`); `nil`: SQLite in ``dataDirectory``.
+    public var databaseURL: String?
+    /// Most PostgreSQL connections this instance opens (`--database-pool-size`).
+    public var databasePoolSize = 8
     // Issue 10 limits (the gallery API).
     /// The most replication watch streams open at once, in all (`--max-watchers`).
     public var maxWatchers = LabGalleryConfiguration.defaultMaxWatchers

@@ -25,6 +25,25 @@ struct DataDirectoryOption: ParsableArguments {
     var url: URL { URL(fileURLWithPath: path) }
 }
 
+/// Where the database is: `--database URL` (PostgreSQL, shared by several instances) or, without
+/// it, SQLite in the data directory.
+struct DatabaseOption: ParsableArguments {
+    @Option(
+        name: .customLong("database"),
+        help: ArgumentHelp(
+            "PostgreSQL URL of a database shared by several instances: postgresql://USER@HOST:PORT/DB, postgresql:///DB?host=SOCKETDIR, or any URL libpq accepts (default: SQLite in --data-dir).",
+            valueName: "url"))
+    var url: String?
+
+    @Option(help: "Most PostgreSQL connections this process opens (with --database).")
+    var databasePoolSize: Int = 8
+
+    func validate() throws {
+        guard databasePoolSize >= 1 else { throw ValidationError("--database-pool-size must be at least 1") }
+        if let url, url.isEmpty { throw ValidationError("--database needs a URL, e.g. postgresql://USER@HOST:PORT/DB") }
+    }
+}
+
 /// Log lines go to stderr, every value escaped and capped: `key=value` text
 /// or one JSON object per line (`--log-format json`), both by ``SafeLogHandler``;
 /// stdout is kept for machine-readable output.

@@ -1,7 +1,9 @@
 import ArgumentParser
+import Blocking
 import Dispatch
 import Foundation
 import LabGalleryCore
+import LabGalleryPostgres
 import LabGalleryServer
 import Logging
 
@@ -29,6 +31,8 @@ struct Serve: AsyncParsableCommand {
     var port: UInt16 = 50051
 
     @OptionGroup var dataDir: DataDirectoryOption
+
+    @OptionGroup var database: DatabaseOption
 
     @Option(help: "Largest request message accepted, in bytes (larger is RESOURCE_EXHAUSTED).")
     var maxMessageSize: Int = ServerConfiguration.defaultMaxReceiveMessageSize
@@ -235,7 +239,7 @@ struct Serve: AsyncParsableCommand {
         }
         if let n = replicationConcurrency { replication.concurrency = n }
         if let w = wanModel { replication.wanModel = w == "on" }
-        if replicationLeases {
+        if replicationLeases || database.url != nil {
             let lease = Duration.milliseconds(Int64(replicationLeaseSeconds * 1000))
             replication.fleet =
                 instanceId.map { ReplicationFleetSettings(instanceID: $0, leaseDuration: lease) }
@@ -245,6 +249,12 @@ struct Serve: AsyncParsableCommand {
             host: host, port: port, dataDirectory: dataDir.url, maxReceiveMessageSize: maxMessageSize,
             templateImages: templateImages, regionsFile: regionsFile.map { URL(fileURLWithPath: $0) },
             replication: replication, priceSheet: prices, blockingThreads: blockingThreads)
+        configuration.databaseURL = database.url
+        configuration.databasePoolSize = database.databasePoolSize
+        // A fleet on PostgreSQL: watchers here follow jobs copied by other instances through
+        // LISTEN/NOTIFY (a bad URL fails below, when the storage opens, with its own message).
+        let feed = database.url.flatMap { try? PostgresTarget($0) }.map { PostgresChangeFeed(target: $0) }
+        if let feed { configuration.replicationChangeFeed = feed }
         configuration.maxWatchers = maxWatchers
         configuration.maxWatchersPerCaller = maxWatchersPerCaller
         configuration.maxWatchersPerConnection = maxWatchersPerConnection
@@ -268,6 +278,8 @@ struct Serve: AsyncParsableCommand {
         configuration.maxConnectionAgeGrace = KeepaliveOptions.duration(keepalive.maxConnectionAgeGrace)
         configuration.unixSocketPath = unix
         let listening = unix.map { "unix:\($0)" }
+        // The log names the database without its password.
+        let databaseDisplay = database.url.map { (try? PostgresTarget($0).display) ?? "postgresql" } ?? "sqlite"
         let hostPort = { (port: Int) in host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
         // Ignore the default actions first so a signal arriving during startup is not fatal;
@@ -289,6 +301,7 @@ struct Serve: AsyncParsableCommand {
             port = try await server.start()
         } catch {
             logger.critical("cannot start", metadata: ["error": "\(error)", "data_dir": "\(dataDir.path)"])
+            if let feed { try? await BlockingExecutor.shared.run { feed.close() } }
             throw ExitCode.failure
         }
         // The first stdout line is the contract scripts and tests wait for.
@@ -298,6 +311,7 @@ struct Serve: AsyncParsableCommand {
             "listening on \(listening ?? hostPort(port))",
             metadata: [
                 "data_dir": "\(configuration.dataDirectory.path)",
+                "database": "\(databaseDisplay)",
                 "max_message_size": "\(maxMessageSize)",
                 "template_images": "\(templateImages == .any ? "any" : "generalized-only")",
                 "replication_concurrency": "\(replication.concurrency)",
@@ -317,6 +331,7 @@ struct Serve: AsyncParsableCommand {
         }
         logger.notice("shutting down", metadata: ["signal": "\(received == SIGINT ? "SIGINT" : "SIGTERM")"])
         await server.shutdown()
+        if let feed { try? await BlockingExecutor.shared.run { feed.close() } }
         for source in sources { source.cancel() }
         logger.notice("stopped")
     }

@@ -4,7 +4,9 @@ import LabGalleryCore
 import LabGalleryServer
 import Logging
 
-/// `labgallery-server token create|list|revoke`: API token management on the data directory.
+/// `labgallery-server token create|list|revoke`: API token management on the data directory's
+/// SQLite database, or with `--database URL` on the PostgreSQL database every instance shares
+/// (a token created there works on every instance at once).
 ///
 /// Safe next to a running server (SQLite serializes writers); startup file recovery is not run.
 struct TokenCommand: ParsableCommand {
@@ -15,9 +17,10 @@ struct TokenCommand: ParsableCommand {
     )
 
     /// Opens the core on the data directory; errors become a message and exit code 1.
-    static func open(_ dataDir: DataDirectoryOption) throws -> LabGalleryService {
+    static func open(_ dataDir: DataDirectoryOption, _ database: DatabaseOption) throws -> LabGalleryService {
         do {
-            return try LabGalleryService.open(dataDirectory: dataDir.url)
+            return try LabGalleryService.open(
+                dataDirectory: dataDir.url, database: database.url, poolSize: database.databasePoolSize)
         } catch {
             throw fail(error)
         }
@@ -40,8 +43,10 @@ struct TokenCommand: ParsableCommand {
 
         @OptionGroup var dataDir: DataDirectoryOption
 
+        @OptionGroup var database: DatabaseOption
+
         func run() async throws {
-            let core = try TokenCommand.open(dataDir)
+            let core = try TokenCommand.open(dataDir, database)
             do {
                 let created = try await core.createToken(principal: principal, role: role)
                 print(created.plaintext)
@@ -59,8 +64,10 @@ struct TokenCommand: ParsableCommand {
 
         @OptionGroup var dataDir: DataDirectoryOption
 
+        @OptionGroup var database: DatabaseOption
+
         func run() async throws {
-            let core = try TokenCommand.open(dataDir)
+            let core = try TokenCommand.open(dataDir, database)
             let tokens: [TokenInfo]
             do { tokens = try await core.listTokens() } catch { throw TokenCommand.fail(error) }
             let rows =
@@ -86,8 +93,10 @@ struct TokenCommand: ParsableCommand {
 
         @OptionGroup var dataDir: DataDirectoryOption
 
+        @OptionGroup var database: DatabaseOption
+
         func run() async throws {
-            let core = try TokenCommand.open(dataDir)
+            let core = try TokenCommand.open(dataDir, database)
             do { try await core.revokeToken(id: id) } catch { throw TokenCommand.fail(error) }
             print("revoked \(id)")
         }

@@ -1,9 +1,11 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import LabGalleryCore
 
 @Suite struct AuthTests {
+    // SQLite only: it reads or removes the SQLite database file itself.
     @Test func tokensAreRandomPrefixedAndStoredOnlyAsHashes() async throws {
         let f = try await Fixture()
         let t = try await f.service.createToken(principal: "bob", role: .educator)
@@ -22,8 +24,10 @@ import Testing
         #expect(listed[0].principal == "bob" && listed[0].role == .educator && !listed[0].revoked)
     }
 
-    @Test func revokedUnknownAndMalformedTokensAreUnauthenticated() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func revokedUnknownAndMalformedTokensAreUnauthenticated(
+        engine: StorageEngine
+    ) async throws {
+        let f = try await Fixture(engine: engine)
         let t = try await f.service.createToken(principal: "bob", role: .reader)
         try await f.service.revokeToken(id: t.info.id)
         let revoked = await expectError(.unauthenticated) {
@@ -49,8 +53,8 @@ import Testing
         await expectError(.permissionDenied, contains: ["educator"]) { try require(.educator, for: reader) }
     }
 
-    @Test func useCasesEnforceTheirRoles() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func useCasesEnforceTheirRoles(engine: StorageEngine) async throws {
+        let f = try await Fixture(engine: engine)
         // admin-only
         await expectError(.permissionDenied, contains: ["admin"]) {
             _ = try await f.service.createGallery(id: "g1", displayName: "", region: "eastus", caller: educator)
@@ -102,8 +106,10 @@ import Testing
         _ = try await f.service.replicationStatus(image: "galleries/g1/images/img", caller: reader)
     }
 
-    @Test func bootstrapWritesAdminTokenOnceWithMode0600() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func bootstrapWritesAdminTokenOnceWithMode0600(engine: StorageEngine)
+        async throws
+    {
+        let f = try await Fixture(engine: engine)
         let first = try f.service.bootstrapAdminToken()
         #expect(first.created && first.path == f.dir.appendingPathComponent("admin.token").standardizedFileURL)
         let attrs = try FileManager.default.attributesOfItem(atPath: first.path.path)

@@ -7,8 +7,10 @@ import Testing
 /// Content-addressed blobs: identical bytes are stored once per region and shared by images,
 /// replicas and lab templates; a blob goes with its last reference.
 @Suite struct BlobTests {
-    @Test func identicalBytesAreStoredOncePerRegionAndGoWithTheirLastReference() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func identicalBytesAreStoredOncePerRegionAndGoWithTheirLastReference(
+        engine: StorageEngine
+    ) async throws {
+        let f = try await Fixture(engine: engine)
         try await f.gallery("g1")
         let bytes = pattern(200_000, multiplier: 3, offset: 1)
         let a = try await f.upload("galleries/g1", "a", bytes: bytes, chunk: 50_000)
@@ -27,8 +29,10 @@ import Testing
         #expect(try await blocking { try f.service.storage.read { try $0.blobs() } }.isEmpty)
     }
 
-    @Test func labsShareTheBlobAndKeepItAfterTheImageRowIsGone() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func labsShareTheBlobAndKeepItAfterTheImageRowIsGone(engine: StorageEngine)
+        async throws
+    {
+        let f = try await Fixture(engine: engine)
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         let image = try await f.upload("galleries/g1", "img", bytes: pattern(10_000, multiplier: 5, offset: 2))
         _ = try await f.service.createLab(
@@ -44,8 +48,10 @@ import Testing
         #expect(f.files(under: "regions/eastus/blobs").isEmpty)
     }
 
-    @Test func savingAnUnchangedTemplateCopiesNothing() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func savingAnUnchangedTemplateCopiesNothing(engine: StorageEngine)
+        async throws
+    {
+        let f = try await Fixture(engine: engine)
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         let base = try await f.upload("galleries/g1", "base", bytes: pattern(50_000, multiplier: 7, offset: 0))
         _ = try await f.service.createLab(
@@ -58,8 +64,10 @@ import Testing
         #expect(try await f.blobPath(saved.name) == f.blobPath(base.name))
     }
 
-    @Test func aBlobTheDatabaseVouchesForButIsGoneIsDataLossAndFsckSaysSo() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func aBlobTheDatabaseVouchesForButIsGoneIsDataLossAndFsckSaysSo(
+        engine: StorageEngine
+    ) async throws {
+        let f = try await Fixture(engine: engine)
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         let gone = try await f.upload("galleries/g1", "gone", bytes: pattern(20_000, multiplier: 9, offset: 1))
         let bad = try await f.upload("galleries/g1", "bad", bytes: pattern(20_000, multiplier: 11, offset: 1))
@@ -84,6 +92,7 @@ import Testing
         #expect(report.problems.contains { $0.contains("corrupt blob") && $0.contains(badPath.lastPathComponent) })
     }
 
+    // SQLite only: it reads or removes the SQLite database file itself.
     @Test func aDataDirectoryWithBlobsButNoDatabaseRefusesToOpen() async throws {
         let f = try await Fixture()
         try await f.gallery("g1")

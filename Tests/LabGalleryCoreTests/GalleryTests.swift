@@ -1,11 +1,14 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import LabGalleryCore
 
 @Suite struct LabAccountAndGalleryTests {
-    @Test func createAccountWithNewGalleryCreatesItInAccountRegionAndAttaches() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func createAccountWithNewGalleryCreatesItInAccountRegionAndAttaches(
+        engine: StorageEngine
+    ) async throws {
+        let f = try await Fixture(engine: engine)
         let a = try await f.account(
             "a1", region: "francecentral", gallery: .create(galleryID: "g1", displayName: "G One"))
         #expect(
@@ -21,8 +24,10 @@ import Testing
             ])
     }
 
-    @Test func createAccountAttachingExistingGalleryOrNone() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func createAccountAttachingExistingGalleryOrNone(engine: StorageEngine)
+        async throws
+    {
+        let f = try await Fixture(engine: engine)
         try await f.gallery("g1", region: "westus2")
         let a = try await f.account("a1", region: "eastus", gallery: .attach(gallery: "galleries/g1"))
         #expect(a.attachedGallery == "galleries/g1")
@@ -35,8 +40,10 @@ import Testing
             ])
     }
 
-    @Test func attachingASecondGalleryIsFailedPreconditionSayingDetachFirst() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func attachingASecondGalleryIsFailedPreconditionSayingDetachFirst(
+        engine: StorageEngine
+    ) async throws {
+        let f = try await Fixture(engine: engine)
         try await f.gallery("g1")
         try await f.gallery("g2")
         try await f.account("a1", gallery: .attach(gallery: "galleries/g1"))
@@ -48,8 +55,8 @@ import Testing
         #expect(try await f.service.listRoleAssignments(gallery: "galleries/g2", caller: reader).isEmpty)
     }
 
-    @Test func detachRequiresConfirm() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func detachRequiresConfirm(engine: StorageEngine) async throws {
+        let f = try await Fixture(engine: engine)
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         await expectError(.invalidArgument, field: "confirm") {
             _ = try await f.service.detachGallery(labAccount: "labAccounts/a1", confirm: false, caller: admin)
@@ -63,8 +70,10 @@ import Testing
         }
     }
 
-    @Test func detachNamingTheGalleryDetachesOnlyThatOne() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func detachNamingTheGalleryDetachesOnlyThatOne(engine: StorageEngine)
+        async throws
+    {
+        let f = try await Fixture(engine: engine)
         try await f.gallery("g2")
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         func detach(_ gallery: String?) async throws -> LabAccount {
@@ -102,8 +111,10 @@ import Testing
         #expect(try await detach("").attachedGallery == nil)
     }
 
-    @Test func attachGrantsContributorAndDetachRemovesItOnlyWhenUnused() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func attachGrantsContributorAndDetachRemovesItOnlyWhenUnused(
+        engine: StorageEngine
+    ) async throws {
+        let f = try await Fixture(engine: engine)
         try await f.gallery("g1")
         try await f.account("a1")
         try await f.account("a2")
@@ -123,8 +134,9 @@ import Testing
         #expect(try await f.service.listRoleAssignments(gallery: "galleries/g1", caller: reader).isEmpty)
     }
 
-    @Test func deleteGalleryRefusedWhileAttached() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func deleteGalleryRefusedWhileAttached(engine: StorageEngine) async throws
+    {
+        let f = try await Fixture(engine: engine)
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         try await f.upload("galleries/g1", "img")
         let blob = try await f.blobPath("galleries/g1/images/img")
@@ -137,8 +149,10 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: blob.path), "deleting a gallery deletes its image blobs")
     }
 
-    @Test func deleteLabAccountRefusedWhileItHasLabsAndDetachesOtherwise() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func deleteLabAccountRefusedWhileItHasLabsAndDetachesOtherwise(
+        engine: StorageEngine
+    ) async throws {
+        let f = try await Fixture(engine: engine)
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         try await f.upload("galleries/g1", "img")
         _ = try await f.service.createLab(
@@ -157,8 +171,8 @@ import Testing
 }
 
 @Suite struct RegionCatalogTests {
-    @Test func geographyIsDerivedFromRegion() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func geographyIsDerivedFromRegion(engine: StorageEngine) async throws {
+        let f = try await Fixture(engine: engine)
         let expected: [String: String] = [
             "eastus": "United States", "westus3": "United States", "northeurope": "Europe",
             "francesouth": "France", "uksouth": "United Kingdom", "japaneast": "Japan",
@@ -175,8 +189,10 @@ import Testing
             ])
     }
 
-    @Test func unknownRegionIsInvalidArgumentListingValidRegions() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func unknownRegionIsInvalidArgumentListingValidRegions(
+        engine: StorageEngine
+    ) async throws {
+        let f = try await Fixture(engine: engine)
         await expectError(
             .invalidArgument, field: "gallery.region",
             contains: ["mars-1", "built-in region catalog", "centralus", "flag"]
@@ -186,7 +202,7 @@ import Testing
         await expectError(.invalidArgument, field: "lab_account.region") { try await f.account("a1", region: "") }
     }
 
-    @Test func catalogFileOverridesBuiltIn() async throws {
+    @Test(arguments: StorageEngine.allCases) func catalogFileOverridesBuiltIn(engine: StorageEngine) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lgcat-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -195,7 +211,7 @@ import Testing
         let catalog = try RegionCatalog(contentsOf: file)
         #expect(catalog.geography(of: "moon-south") == "Moon")
         #expect(catalog.geography(of: "eastus") == nil)
-        let f = try await Fixture(LabGalleryConfiguration(regionCatalog: catalog))
+        let f = try await Fixture(LabGalleryConfiguration(regionCatalog: catalog), engine: engine)
         #expect(try await f.gallery("g1", region: "moon-north").geography == "Moon")
         await expectError(.invalidArgument, field: "gallery.region", contains: [file.path, "moon-north"]) {
             try await f.gallery("g2", region: "eastus")

@@ -1,11 +1,14 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import LabGalleryCore
 
 @Suite struct UploadTests {
-    @Test func uploadStreamsChunksToABlobAndComputesSHA256() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func uploadStreamsChunksToABlobAndComputesSHA256(engine: StorageEngine)
+        async throws
+    {
+        let f = try await Fixture(engine: engine)
         try await f.gallery("g1", region: "westeurope")
         let bytes = [UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000)
         let up = try await f.service.beginUpload(
@@ -47,16 +50,18 @@ import Testing
         await expectError(.failedPrecondition) { try await up.append([1, 2, 3]) }
     }
 
-    @Test func matchingHeaderChecksumIsAcceptedInAnyCase() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func matchingHeaderChecksumIsAcceptedInAnyCase(engine: StorageEngine)
+        async throws
+    {
+        let f = try await Fixture(engine: engine)
         try await f.gallery("g1")
         let image = try await f.upload(
             "galleries/g1", "abc", bytes: Array("abc".utf8), sha256: abcSHA256.uppercased(), chunk: 1)
         #expect(image.sha256 == abcSHA256 && image.sizeBytes == 3)
     }
 
-    @Test func wrongChecksumStoresNothing() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func wrongChecksumStoresNothing(engine: StorageEngine) async throws {
+        let f = try await Fixture(engine: engine)
         try await f.gallery("g1")
         await expectError(.invalidArgument, field: "sha256", contains: [abcSHA256]) {
             try await f.upload("galleries/g1", "img", bytes: Array("abd".utf8), sha256: abcSHA256)
@@ -70,8 +75,8 @@ import Testing
         }
     }
 
-    @Test func headerValidation() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func headerValidation(engine: StorageEngine) async throws {
+        let f = try await Fixture(engine: engine)
         try await f.gallery("g1")
         await expectError(.invalidArgument, field: "os_type") {
             _ = try await f.service.beginUpload(
@@ -95,8 +100,10 @@ import Testing
         #expect(f.files(under: "regions").isEmpty)
     }
 
-    @Test func abortedOrDroppedUploadLeavesNoRowAndNoFile() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func abortedOrDroppedUploadLeavesNoRowAndNoFile(engine: StorageEngine)
+        async throws
+    {
+        let f = try await Fixture(engine: engine)
         try await f.gallery("g1")
         let header = ImageUploadHeader(
             gallery: "galleries/g1", imageID: "img", displayName: "", osType: .windows, osState: .specialized)
@@ -117,8 +124,8 @@ import Testing
         }
     }
 
-    @Test func uploadSessionWorksFromAsyncLoop() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func uploadSessionWorksFromAsyncLoop(engine: StorageEngine) async throws {
+        let f = try await Fixture(engine: engine)
         try await f.gallery("g1")
         let up = try await f.service.beginUpload(
             ImageUploadHeader(
@@ -134,8 +141,8 @@ import Testing
         #expect(try await up.finish().sha256 == millionASHA256)
     }
 
-    @Test func deleteImageRemovesRowAndBlob() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func deleteImageRemovesRowAndBlob(engine: StorageEngine) async throws {
+        let f = try await Fixture(engine: engine)
         try await f.gallery("g1")
         let image = try await f.upload("galleries/g1", "img")
         let blob = try await f.blobPath(image.name)
@@ -148,8 +155,10 @@ import Testing
 }
 
 @Suite struct ReplicationRecordTests {
-    @Test func storedImageGetsPendingRecordPerOtherRegionOfGeography() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func storedImageGetsPendingRecordPerOtherRegionOfGeography(
+        engine: StorageEngine
+    ) async throws {
+        let f = try await Fixture(engine: engine)
         try await f.gallery("g1", region: "eastus")
         let image = try await f.upload("galleries/g1", "img", bytes: [UInt8](repeating: 9, count: 4321))
         let status = try await f.service.replicationStatus(image: image.name, caller: reader)
@@ -169,9 +178,11 @@ import Testing
         }
     }
 
-    @Test func singleRegionGeographyIsCompletedAtOnce() async throws {
+    @Test(arguments: StorageEngine.allCases) func singleRegionGeographyIsCompletedAtOnce(engine: StorageEngine)
+        async throws
+    {
         let catalog = try RegionCatalog(geographies: ["Solo": ["solo1"], "Pair": ["p1", "p2"]])
-        let f = try await Fixture(LabGalleryConfiguration(regionCatalog: catalog))
+        let f = try await Fixture(LabGalleryConfiguration(regionCatalog: catalog), engine: engine)
         try await f.gallery("g1", region: "solo1")
         let image = try await f.upload("galleries/g1", "img")
         let status = try await f.service.replicationStatus(image: image.name, caller: reader)
@@ -192,8 +203,10 @@ import Testing
 }
 
 @Suite struct LabAccountImageTests {
-    @Test func imagesOfAttachedGalleryAreEnabledByDefault() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func imagesOfAttachedGalleryAreEnabledByDefault(engine: StorageEngine)
+        async throws
+    {
+        let f = try await Fixture(engine: engine)
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         try await f.account("empty")
         try await f.upload("galleries/g1", "i1")
@@ -204,8 +217,8 @@ import Testing
         #expect(try await f.service.listLabAccountImages(labAccount: "labAccounts/empty", caller: reader).isEmpty)
     }
 
-    @Test func setImagesEnabledPerAccount() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func setImagesEnabledPerAccount(engine: StorageEngine) async throws {
+        let f = try await Fixture(engine: engine)
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         try await f.account("a2", gallery: .attach(gallery: "galleries/g1"))
         try await f.upload("galleries/g1", "i1")
@@ -229,8 +242,8 @@ import Testing
             ])
     }
 
-    @Test func setImagesEnabledIsAllOrNothing() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func setImagesEnabledIsAllOrNothing(engine: StorageEngine) async throws {
+        let f = try await Fixture(engine: engine)
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         try await f.gallery("other")
         try await f.upload("galleries/g1", "i1")

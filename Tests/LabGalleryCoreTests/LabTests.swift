@@ -6,8 +6,8 @@ import Testing
 
 @Suite struct LabTests {
     /// Account a1 with gallery g1 (eastus) holding a generalized and a specialized image.
-    func setUp(_ configuration: LabGalleryConfiguration = .init()) async throws -> Fixture {
-        let f = try await Fixture(configuration)
+    func setUp(_ configuration: LabGalleryConfiguration = .init(), engine: StorageEngine) async throws -> Fixture {
+        let f = try await Fixture(configuration, engine: engine)
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         try await f.upload("galleries/g1", "gen", bytes: Array("abc".utf8), osType: .windows, osState: .generalized)
         try await f.upload("galleries/g1", "spec", bytes: [1, 2, 3, 4], osState: .specialized)
@@ -27,8 +27,10 @@ import Testing
         return f.dir.appendingPathComponent(try #require(stored).templatePath)
     }
 
-    @Test func createLabReferencesTheImageBlobWithoutCopying() async throws {
-        let f = try await setUp()
+    @Test(arguments: StorageEngine.allCases) func createLabReferencesTheImageBlobWithoutCopying(engine: StorageEngine)
+        async throws
+    {
+        let f = try await setUp(engine: engine)
         let before = f.files(under: "regions")
         let lab = try await createLab(f, "l1", template: "galleries/g1/images/gen")
         #expect(
@@ -42,15 +44,19 @@ import Testing
         #expect(f.files(under: "labs").isEmpty)
     }
 
-    @Test func generalizedAndSpecializedTemplatesAcceptedByDefault() async throws {
-        let f = try await setUp()
+    @Test(arguments: StorageEngine.allCases) func generalizedAndSpecializedTemplatesAcceptedByDefault(
+        engine: StorageEngine
+    ) async throws {
+        let f = try await setUp(engine: engine)
         _ = try await createLab(f, "l1", template: "galleries/g1/images/gen")
         _ = try await createLab(f, "l2", template: "galleries/g1/images/spec")
         #expect(try await f.service.listLabs(labAccount: "labAccounts/a1", caller: reader).items.count == 2)
     }
 
-    @Test func generalizedOnlySettingRefusesSpecialized() async throws {
-        let f = try await setUp(LabGalleryConfiguration(templateImages: .generalizedOnly))
+    @Test(arguments: StorageEngine.allCases) func generalizedOnlySettingRefusesSpecialized(engine: StorageEngine)
+        async throws
+    {
+        let f = try await setUp(LabGalleryConfiguration(templateImages: .generalizedOnly), engine: engine)
         _ = try await createLab(f, "l1", template: "galleries/g1/images/gen")
         await expectError(.failedPrecondition, contains: ["galleries/g1/images/spec", "SPECIALIZED"]) {
             _ = try await createLab(f, "l2", template: "galleries/g1/images/spec")
@@ -61,8 +67,8 @@ import Testing
             ])
     }
 
-    @Test func templateMustBeInAttachedGallery() async throws {
-        let f = try await setUp()
+    @Test(arguments: StorageEngine.allCases) func templateMustBeInAttachedGallery(engine: StorageEngine) async throws {
+        let f = try await setUp(engine: engine)
         try await f.gallery("other")
         try await f.upload("galleries/other", "x")
         await expectError(.failedPrecondition, contains: ["galleries/other/images/x", "attached"]) {
@@ -80,8 +86,9 @@ import Testing
         }
     }
 
-    @Test func templateMustBeEnabledForTheAccount() async throws {
-        let f = try await setUp()
+    @Test(arguments: StorageEngine.allCases) func templateMustBeEnabledForTheAccount(engine: StorageEngine) async throws
+    {
+        let f = try await setUp(engine: engine)
         _ = try await f.service.setImagesEnabled(
             labAccount: "labAccounts/a1", images: ["galleries/g1/images/gen"], enabled: false, caller: admin)
         await expectError(.failedPrecondition, contains: ["galleries/g1/images/gen", "disabled", "SetImagesEnabled"]) {
@@ -90,8 +97,9 @@ import Testing
         #expect(try await f.service.listLabs(labAccount: "labAccounts/a1", caller: reader).items.isEmpty)
     }
 
-    @Test func deleteImageRefusedWhileALabUsesIt() async throws {
-        let f = try await setUp()
+    @Test(arguments: StorageEngine.allCases) func deleteImageRefusedWhileALabUsesIt(engine: StorageEngine) async throws
+    {
+        let f = try await setUp(engine: engine)
         _ = try await createLab(f, "l1", template: "galleries/g1/images/gen")
         await expectError(.failedPrecondition, contains: ["labAccounts/a1/labs/l1"]) {
             try await f.service.deleteImage(name: "galleries/g1/images/gen", caller: admin)
@@ -100,8 +108,10 @@ import Testing
         try await f.service.deleteImage(name: "galleries/g1/images/gen", caller: admin)
     }
 
-    @Test func deleteLabKeepsTheBlobItsImageStillUses() async throws {
-        let f = try await setUp()
+    @Test(arguments: StorageEngine.allCases) func deleteLabKeepsTheBlobItsImageStillUses(engine: StorageEngine)
+        async throws
+    {
+        let f = try await setUp(engine: engine)
         let lab = try await createLab(f, "l1", template: "galleries/g1/images/gen")
         let template = try await templateFile(f, lab.name)
         try await f.service.deleteLab(name: lab.name, caller: educator)
@@ -112,8 +122,8 @@ import Testing
 }
 
 @Suite struct SaveTemplateImageTests {
-    func setUp(_ configuration: LabGalleryConfiguration = .init()) async throws -> Fixture {
-        let f = try await Fixture(configuration)
+    func setUp(_ configuration: LabGalleryConfiguration = .init(), engine: StorageEngine) async throws -> Fixture {
+        let f = try await Fixture(configuration, engine: engine)
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         try await f.upload("galleries/g1", "base", bytes: Array("abc".utf8), osType: .windows, osState: .generalized)
         _ = try await f.service.createLab(
@@ -122,8 +132,10 @@ import Testing
         return f
     }
 
-    @Test func savesSpecializedImageWithRealBytesAndReplicationRecords() async throws {
-        let f = try await setUp()
+    @Test(arguments: StorageEngine.allCases) func savesSpecializedImageWithRealBytesAndReplicationRecords(
+        engine: StorageEngine
+    ) async throws {
+        let f = try await setUp(engine: engine)
         let image = try await f.service.saveLabTemplateImage(
             lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "Saved", caller: educator)
         #expect(
@@ -142,8 +154,10 @@ import Testing
         #expect(f.files(under: "regions/eastus/tmp").isEmpty)
     }
 
-    @Test func generalizedOnlySavesGeneralizedSoAnotherEducatorCanUseIt() async throws {
-        let f = try await setUp(LabGalleryConfiguration(templateImages: .generalizedOnly))
+    @Test(arguments: StorageEngine.allCases) func generalizedOnlySavesGeneralizedSoAnotherEducatorCanUseIt(
+        engine: StorageEngine
+    ) async throws {
+        let f = try await setUp(LabGalleryConfiguration(templateImages: .generalizedOnly), engine: engine)
         let image = try await f.service.saveLabTemplateImage(
             lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "Saved", caller: educator)
         #expect(image.osState == .generalized && image.source == .savedFromLab && image.sha256 == abcSHA256)
@@ -160,8 +174,8 @@ import Testing
         #expect(lab.templateImage == image.name)
     }
 
-    @Test func anySavesSpecialized() async throws {
-        let f = try await setUp(LabGalleryConfiguration(templateImages: .any))
+    @Test(arguments: StorageEngine.allCases) func anySavesSpecialized(engine: StorageEngine) async throws {
+        let f = try await setUp(LabGalleryConfiguration(templateImages: .any), engine: engine)
         let image = try await f.service.saveLabTemplateImage(
             lab: "labAccounts/a1/labs/l1", imageID: "saved", displayName: "", caller: educator)
         #expect(image.osState == .specialized)
@@ -169,8 +183,10 @@ import Testing
         #expect(TemplateImagePolicy.generalizedOnly.savedTemplateOSState == .generalized)
     }
 
-    @Test func permissionDeniedWhenLabServicesIsNotContributor() async throws {
-        let f = try await setUp()
+    @Test(arguments: StorageEngine.allCases) func permissionDeniedWhenLabServicesIsNotContributor(engine: StorageEngine)
+        async throws
+    {
+        let f = try await setUp(engine: engine)
         try await blocking {
             try f.service.storage.write { try $0.revoke(.labServicesContributor, on: GalleryName(id: "g1")) }
         }
@@ -181,8 +197,10 @@ import Testing
         #expect(f.files(under: "regions/eastus").count == 1, "only the base image blob")
     }
 
-    @Test func failedPreconditionWhenNoGalleryAttached() async throws {
-        let f = try await setUp()
+    @Test(arguments: StorageEngine.allCases) func failedPreconditionWhenNoGalleryAttached(engine: StorageEngine)
+        async throws
+    {
+        let f = try await setUp(engine: engine)
         _ = try await f.service.detachGallery(labAccount: "labAccounts/a1", confirm: true, caller: admin)
         await expectError(.failedPrecondition, contains: ["no gallery attached", "AttachGallery"]) {
             _ = try await f.service.saveLabTemplateImage(

@@ -1,5 +1,6 @@
 import Blocking
 import Foundation
+import TestSupport
 import Testing
 
 @testable import LabGalleryCore
@@ -21,8 +22,9 @@ import Testing
         #expect(SafeText.sanitized(String(repeating: "m", count: 5000)).count == SafeText.messageLimit + 1)
     }
 
-    @Test func echoedIdsAreQuotedEscapedAndCapped() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func echoedIdsAreQuotedEscapedAndCapped(engine: StorageEngine) async throws
+    {
+        let f = try await Fixture(engine: engine)
         let hostile = "x\nFORGED level=critical\u{1b}[2J" + String(repeating: "z", count: 4_000_000)
         let e = await expectError(.invalidArgument, field: "gallery_id") { try await f.gallery(hostile) }
         let message = try #require(e?.message)
@@ -39,8 +41,8 @@ import Testing
         #expect(region?.message.contains("\u{1b}") == false)
     }
 
-    @Test func displayNamesAreCapped() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func displayNamesAreCapped(engine: StorageEngine) async throws {
+        let f = try await Fixture(engine: engine)
         let ok = String(repeating: "é", count: DisplayName.maxLength)
         _ = try await f.service.createGallery(id: "g1", displayName: ok, region: "eastus", caller: admin)
         let tooLong = ok + "e"
@@ -116,8 +118,10 @@ import Testing
         #expect(PriceSheet.maxPrice.perGiB(times: Int64.max) > .zero)
     }
 
-    @Test func listLabAccountImagesPagesLikeEveryList() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func listLabAccountImagesPagesLikeEveryList(engine: StorageEngine)
+        async throws
+    {
+        let f = try await Fixture(engine: engine)
         try await f.gallery("g1")
         try await f.account("a1", gallery: .attach(gallery: "galleries/g1"))
         for id in ["i1", "i2", "i3"] { try await f.upload("galleries/g1", id) }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import LabGalleryCore
@@ -11,8 +12,8 @@ import Testing
         }
     }
 
-    @Test func badIdsNameTheField() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func badIdsNameTheField(engine: StorageEngine) async throws {
+        let f = try await Fixture(engine: engine)
         await expectError(.invalidArgument, field: "gallery_id") { try await f.gallery("Bad_Id") }
         await expectError(.invalidArgument, field: "lab_account_id") { try await f.account("9lives") }
         await expectError(.invalidArgument, field: "create_gallery.gallery_id") {
@@ -49,8 +50,10 @@ import Testing
         }
     }
 
-    @Test func malformedNamesAreInvalidArgumentAndMissingOnesNotFound() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func malformedNamesAreInvalidArgumentAndMissingOnesNotFound(
+        engine: StorageEngine
+    ) async throws {
+        let f = try await Fixture(engine: engine)
         await expectError(.invalidArgument, field: "name") {
             _ = try await f.service.getGallery(name: "galleries", caller: reader)
         }
@@ -84,8 +87,8 @@ import Testing
         }
     }
 
-    @Test func duplicatesAreAlreadyExists() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func duplicatesAreAlreadyExists(engine: StorageEngine) async throws {
+        let f = try await Fixture(engine: engine)
         try await f.gallery("g1")
         await expectError(.alreadyExists, resource: "galleries/g1") { try await f.gallery("g1") }
         try await f.account("a1", gallery: .attach(gallery: "galleries/g1"))
@@ -124,8 +127,8 @@ import Testing
 }
 
 @Suite struct PaginationTests {
-    @Test func listsPaginateWithOpaqueTokens() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func listsPaginateWithOpaqueTokens(engine: StorageEngine) async throws {
+        let f = try await Fixture(engine: engine)
         for i in 0..<7 { try await f.gallery("g\(i)") }
         var seen: [String] = []
         var token = ""
@@ -143,8 +146,10 @@ import Testing
         #expect(try await f.service.listGalleries(page: PageRequest(size: 1_000_000), caller: reader).items.count == 7)
     }
 
-    @Test func badPageSizeAndTokenAreInvalidArgument() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func badPageSizeAndTokenAreInvalidArgument(engine: StorageEngine)
+        async throws
+    {
+        let f = try await Fixture(engine: engine)
         try await f.gallery("g1")
         try await f.gallery("g2")
         try await f.account("a1")
@@ -162,8 +167,8 @@ import Testing
         }
     }
 
-    @Test func imagesAndLabsPaginate() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func imagesAndLabsPaginate(engine: StorageEngine) async throws {
+        let f = try await Fixture(engine: engine)
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         for i in 0..<3 { try await f.upload("galleries/g1", "i\(i)", bytes: [UInt8(i)]) }
         let p1 = try await f.service.listImages(gallery: "galleries/g1", page: PageRequest(size: 2), caller: reader)

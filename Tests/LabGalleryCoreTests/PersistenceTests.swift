@@ -5,11 +5,13 @@ import Testing
 @testable import LabGalleryCore
 
 @Suite struct PersistenceTests {
-    @Test func dataSurvivesReopenAndMigrationsAreIdempotent() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func dataSurvivesReopenAndMigrationsAreIdempotent(engine: StorageEngine)
+        async throws
+    {
+        let f = try await Fixture(engine: engine)
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: "G"))
         let image = try await f.upload("galleries/g1", "img")
-        let reopened = try await blocking { try LabGalleryService.open(dataDirectory: f.dir) }
+        let reopened = try await f.reopened()
         #expect(try await reopened.getImage(name: image.name, caller: reader) == image)
         #expect(
             try await reopened.getLabAccount(name: "labAccounts/a1", caller: reader).attachedGallery == "galleries/g1")
@@ -21,6 +23,7 @@ import Testing
     /// Crash safety at the SQLite level: a burst of acknowledged write transactions, then a second,
     /// independent DatabasePool on the same file (as a restarted process would) without closing or
     /// checkpointing the first, sees an intact database with every acknowledged write.
+    // SQLite only: it reads or removes the SQLite database file itself.
     @Test func burstOfWritesIsDurableAndIntactFromSecondPool() async throws {
         let f = try await Fixture()
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -47,8 +50,10 @@ import Testing
         #expect(Set(names) == Set((0..<4).flatMap { w in (0..<50).map { "galleries/g\(w)-\($0)" } }))
     }
 
-    @Test func failedTransactionRollsBackEverything() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func failedTransactionRollsBackEverything(engine: StorageEngine)
+        async throws
+    {
+        let f = try await Fixture(engine: engine)
         // Fails after inserting the gallery inside the same transaction → nothing remains.
         await #expect(throws: LabGalleryError.self) {
             try await blocking {
@@ -62,8 +67,10 @@ import Testing
         #expect(try await f.service.listGalleries(caller: reader).items.isEmpty)
     }
 
-    @Test func startupRecoveryRemovesTempFilesAndMovesUnknownFilesToLostAndFound() async throws {
-        let f = try await Fixture()
+    @Test(arguments: StorageEngine.allCases) func startupRecoveryRemovesTempFilesAndMovesUnknownFilesToLostAndFound(
+        engine: StorageEngine
+    ) async throws {
+        let f = try await Fixture(engine: engine)
         try await f.account("a1", gallery: .create(galleryID: "g1", displayName: ""))
         let image = try await f.upload("galleries/g1", "kept")
         _ = try await f.service.createLab(
@@ -90,10 +97,8 @@ import Testing
         let interruptedTemp = try #require(f.files(under: "regions/eastus/tmp").first { !temps.contains($0) })
 
         // Simulate a restart: a fresh service on the same data dir runs recovery.
-        let (restarted, report) = try await blocking {
-            let restarted = try LabGalleryService.open(dataDirectory: f.dir)
-            return (restarted, try restarted.recoverFiles())
-        }
+        let restarted = try await f.reopened()
+        let report = try await blocking { try restarted.recoverFiles() }
         #expect(report.removedTempFiles == ([interruptedTemp] + temps).sorted())
         #expect(report.lostAndFound == unknown.sorted())
         let dir = try #require(report.lostAndFoundDirectory)

@@ -1,5 +1,6 @@
 import Blocking
 import Foundation
+import LabGalleryPostgres
 import TestSupport
 import Testing
 
@@ -9,23 +10,40 @@ let admin = Principal(name: "alice", role: .admin)
 let educator = Principal(name: "eddie", role: .educator)
 let reader = Principal(name: "rita", role: .reader)
 
-/// A real data directory (SQLite file + blob dirs) in a fresh temp dir, removed on deinit.
+/// A real data directory (blob dirs; the SQLite file with `.sqlite`) in a fresh temp dir, removed
+/// on deinit; with `.postgres`, the database is a fresh one of the test cluster, dropped on deinit.
 final class Fixture: Sendable {
     let dir: URL
     let service: LabGalleryService
+    /// The PostgreSQL database, with `.postgres`.
+    let database: TestDatabase?
 
-    init(_ configuration: LabGalleryConfiguration = .init(), dir: URL? = nil) async throws {
+    init(_ configuration: LabGalleryConfiguration = .init(), dir: URL? = nil, engine: StorageEngine = .sqlite)
+        async throws
+    {
         let dir = dir ?? FileManager.default.temporaryDirectory.appendingPathComponent("lgcore-\(UUID().uuidString)")
         self.dir = dir
-        service = try await BlockingExecutor.shared.run { () throws(LabGalleryError) in
-            try LabGalleryService.open(dataDirectory: dir, configuration: configuration)
+        switch engine {
+        case .sqlite:
+            database = nil
+            service = try await BlockingExecutor.shared.run { () throws(LabGalleryError) in
+                try LabGalleryService.open(dataDirectory: dir, configuration: configuration)
+            }
+        case .postgres:
+            let database = try await blocking { try TestPostgres.freshDatabase() }
+            self.database = database
+            service = try await blocking {
+                try LabGalleryService.open(
+                    dataDirectory: dir, storage: try PostgresStorage(url: database.url), configuration: configuration)
+            }
         }
     }
 
-    /// A fixture whose database gives up on a held write lock after `busyTimeout` seconds.
+    /// A fixture whose database gives up on a held write lock after `busyTimeout` seconds (SQLite).
     init(_ configuration: LabGalleryConfiguration, busyTimeout: TimeInterval) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lgcore-\(UUID().uuidString)")
         self.dir = dir
+        database = nil
         service = try await blocking {
             let layout = DataLayout(root: dir)
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -35,7 +53,25 @@ final class Fixture: Sendable {
         }
     }
 
-    deinit { try? FileManager.default.removeItem(at: dir) }
+    /// A second service on the same data directory and database (as a restarted server would
+    /// open it: migrations run again and must find nothing to do).
+    func reopened() async throws -> LabGalleryService {
+        let dir = self.dir
+        if let database {
+            return try await blocking {
+                try LabGalleryService.open(dataDirectory: dir, storage: try PostgresStorage(url: database.url))
+            }
+        }
+        return try await blocking { try LabGalleryService.open(dataDirectory: dir) }
+    }
+
+    deinit {
+        if let database {
+            try? service.storage.close()
+            database.drop()
+        }
+        try? FileManager.default.removeItem(at: dir)
+    }
 
     @discardableResult
     func gallery(_ id: String, region: String = "eastus") async throws -> Gallery {

@@ -113,9 +113,19 @@ public enum LabGalleryError: Error, Sendable, Equatable, CustomStringConvertible
         .invalidArgument(field: field, message: "\(field): \(message)")
     }
 
-    /// Wraps any non-domain error (GRDB, POSIX, …) as `.internal`.
+    /// Wraps any non-domain error (GRDB, POSIX, …) as `.internal`; an error that knows its
+    /// domain meaning (``LabGalleryErrorConvertible``, e.g. PostgreSQL's) keeps it.
     static func wrap(_ error: any Error, _ context: String) -> LabGalleryError {
         if let e = error as? LabGalleryError { return e }
+        if let e = error as? any LabGalleryErrorConvertible { return e.labGalleryError }
         return .internal(message: "\(context): \(error)")
     }
+}
+
+/// An error from outside the core (a storage engine's) that knows which domain error it is, e.g.
+/// a lost database connection is UNAVAILABLE: ``LabGalleryError/wrap(_:_:)`` keeps that meaning
+/// instead of INTERNAL.
+public protocol LabGalleryErrorConvertible: Error {
+    /// The domain error (its message must hold no SQL text and no secret).
+    var labGalleryError: LabGalleryError { get }
 }

@@ -55,19 +55,32 @@ extension LabGalleryService {
     }
 
     /// First-start bootstrap: if no token exists, creates an `admin` token for principal `admin`
-    /// and writes its plaintext to `<data-dir>/admin.token` (mode 0600, created exclusively).
+    /// and writes its plaintext to `<data-dir>/admin.token` (mode 0600).
     /// Returns whether it did, so the server can log the path without printing the secret.
+    ///
+    /// "Empty? then insert" is one write transaction, so of several instances starting together
+    /// on one database exactly one commits a token (the others' transactions find it, on a retry
+    /// after a serialization failure). The file is written inside the transaction under a name of
+    /// this attempt's own and renamed into place only after the commit: an attempt that does not
+    /// commit never touches `admin.token`, and a failed write commits no token.
     public func bootstrapAdminToken() throws(LabGalleryError) -> AdminTokenBootstrap {
         let url = layout.adminTokenURL
         let plaintext = TokenSecret.generate()
         let info = TokenInfo(
             id: TokenSecret.newID(), principal: "admin", role: .admin, createdAt: Date(), revoked: false)
-        // Write the file inside the transaction: if it fails, no token row is committed.
+        let staged = url.deletingLastPathComponent().appendingPathComponent(".admin.token.\(info.id)")
+        defer { unlink(staged.path) }
         let created: Bool = try write { tx in
             guard try tx.countTokens() == 0 else { return false }
             try tx.insertToken(info, secretHash: TokenSecret.hash(plaintext))
-            try FileOps.writeSecretFile(url, contents: plaintext + "\n")
+            try FileOps.writeSecretFile(staged, contents: plaintext + "\n")
             return true
+        }
+        if created {
+            guard rename(staged.path, url.path) == 0 else {
+                throw FileOps.error("rename \(staged.path) to \(url.path)")
+            }
+            try FileOps.fsyncDirectory(url.deletingLastPathComponent())
         }
         return AdminTokenBootstrap(created: created, path: url)
     }

@@ -1,0 +1,2 @@
+/* libpq, the PostgreSQL client library (Debian libpq-dev). */
+#include <libpq-fe.h>
