@@ -29,6 +29,7 @@ import labgallery_testing  # noqa: E402
 
 
 def stubs(out):
+    out.mkdir(parents=True, exist_ok=True)
     protos = ROOT / "Protos"
     sources = sorted(str(p.relative_to(protos)) for p in (protos / "labgallery" / "v1").glob("*.proto"))
     bundled = pathlib.Path(grpc_tools.__file__).parent / "_proto"
@@ -104,7 +105,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="pgbench-") as tmp:
         tmp = pathlib.Path(tmp)
         api = stubs(tmp / "stubs")
-        cluster = tmp / "pg"
+        # Directly under /tmp: the cluster's user (postgres, when run as root) must reach it.
+        cluster = pathlib.Path(tempfile.mkdtemp(prefix="pgbench-cluster-"))
         url = subprocess.run([ROOT / "Tools" / "pg-cluster.sh", "start", cluster], capture_output=True,
                              text=True, check=True).stdout.strip()
         try:
@@ -121,6 +123,7 @@ def main():
                     server.stop()
         finally:
             subprocess.run([ROOT / "Tools" / "pg-cluster.sh", "stop", cluster], check=True)
+            subprocess.run(["rm", "-rf", cluster], check=True)
     print(f"({args.calls} calls each; binary {binary}; round trips include the RPC over loopback)")
 
 

@@ -9,8 +9,10 @@ import hashlib
 import importlib
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 
 import grpc
@@ -48,7 +50,8 @@ def superuser_url(tmp_path_factory):
     if url:
         yield url
         return
-    directory = tmp_path_factory.mktemp("pg")
+    # Directly under /tmp: the cluster's user (postgres, when run as root) must reach it.
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="labgallery-pg-"))
     started = subprocess.run([PG_CLUSTER, "start", directory], capture_output=True, text=True)
     if started.returncode != 0:
         pytest.fail("no PostgreSQL for the tests: Tools/pg-cluster.sh start failed "
@@ -58,6 +61,7 @@ def superuser_url(tmp_path_factory):
         yield started.stdout.strip()
     finally:
         subprocess.run([PG_CLUSTER, "stop", directory], check=True)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

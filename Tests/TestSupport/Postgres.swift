@@ -55,23 +55,19 @@ public final class TestPostgresCluster: Sendable {
         // meanwhile by another test) could inherit a pipe's write end and never let it reach EOF.
         let outURL = FileManager.default.temporaryDirectory.appendingPathComponent("pg-cluster-\(UUID().uuidString)")
         let errURL = outURL.appendingPathExtension("err")
-        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
         defer {
             try? FileManager.default.removeItem(at: outURL)
             try? FileManager.default.removeItem(at: errURL)
         }
-        let process = Process()
-        process.executableURL = repositoryRoot.appendingPathComponent("Tools/pg-cluster.sh")
-        process.arguments = [command, dir.path]
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = try FileHandle(forWritingTo: outURL)
-        process.standardError = try FileHandle(forWritingTo: errURL)
-        try process.run()
-        process.waitUntilExit()
+        // system(3), not Process: Foundation's wait never saw this script end once the server
+        // it starts was running (the test hung); a plain fork/wait does.
+        let quote = { (s: String) in "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+        let script = repositoryRoot.appendingPathComponent("Tools/pg-cluster.sh").path
+        let status = system(
+            "\(quote(script)) \(command) \(quote(dir.path)) </dev/null >\(quote(outURL.path)) 2>\(quote(errURL.path))")
         let output = (try? Data(contentsOf: outURL)) ?? Data()
         let errors = (try? Data(contentsOf: errURL)) ?? Data()
-        guard process.terminationStatus == 0 else {
+        guard status == 0 else {
             throw TestPostgresError(
                 "Tools/pg-cluster.sh \(command) \(dir.path) failed: \(String(decoding: errors, as: UTF8.self))")
         }
