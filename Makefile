@@ -67,7 +67,7 @@ test: deps pydeps
 	$(SWIFT) test --skip-build --filter ExecutionTests; \
 	$(SWIFT) build -c release --product interop-server $(STRICT); \
 	$(SWIFT) build -c release --product interop-client $(STRICT); \
-	$(PYTHON) -m pytest -q Tests/Interop Tests/Wire Tests/GalleryPython Tests/Generator
+	$(PYTHON) -m pytest -q Tests/Interop Tests/Wire Tests/GalleryPython Tests/Generator Tests/Fleet
 
 # The libFuzzer targets (Tests/Fuzz: the shim's server session, protobuf-c and the Swift
 # decoders), FUZZ_SECONDS each, at low priority; prints executions, coverage and crashes per

@@ -15,8 +15,10 @@ import hashlib
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -71,15 +73,16 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("pg")
-    os.chmod(directory, 0o755)  # the postgres user must reach its data directory
-    os.chmod(directory.parent, 0o755)
-    cluster = Cluster(directory / "cluster")
+def cluster():
+    # Directly under /tmp: the cluster runs as the postgres user when we are root, and pytest's
+    # own temporary directories are private to us.
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="labgallery-fleet-pg."))
+    cluster = Cluster(directory)
     try:
         yield cluster
     finally:
         cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
