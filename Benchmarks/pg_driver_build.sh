@@ -85,27 +85,28 @@ measure() {
   local bin="$dir/.build/release/Scratch"
   strip -o "$dir/stripped" "$bin"
   local libs
-  libs=$(ldd "$bin" | awk '{print $1}' | grep -v -e '^/' -e '^linux-vdso' -e '^libswift' -e '^libFoundation' -e '^libdispatch' \
-    -e '^lib_FoundationICU' -e '^libBlocksRuntime' -e '^libc\.' -e '^libm\.' -e '^libstdc' -e '^libgcc' | paste -sd, -)
+  libs=$(ldd "$bin" | awk '{print $1}' | { grep -v -e '^/' -e '^linux-vdso' -e '^libswift' -e '^libFoundation' -e '^libdispatch' \
+    -e '^lib_FoundationICU' -e '^libBlocksRuntime' -e '^libc\.' -e '^libm\.' -e '^libstdc' -e '^libgcc' || true; } | paste -sd, -)
   awk -v bytes="$(stat -c %s "$bin")" -v stripped="$(stat -c %s "$dir/stripped")" -v libs="${libs:-none}" '
     /Elapsed \(wall clock\)/ { n = split($NF, t, ":"); wall = (n == 3) ? t[1]*3600 + t[2]*60 + t[3] : t[1]*60 + t[2] }
     /User time/ { user = $NF } /System time/ { sys = $NF } /Maximum resident/ { rss = $NF / 1024 }
-    END { printf "%.0f %.0f %.0f %.0f %s %s %s\n", wall, user, sys, rss, bytes, stripped, libs }' "$dir/time.log"
+    END { printf "%.1f %.1f %.1f %.0f %s %s %s\n", wall, user, sys, rss, bytes, stripped, libs }' "$dir/time.log"
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 read -r NW NU NS NR NB NSB NL < <(measure nio)
 read -r LW LU LS LR LB LSB LL < <(measure libpq)
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-mib() { python3 -c "print(f'{$1/1048576:.1f}')"; }
+mib() { python3 -c "print(f'{$1/1048576:.2f}')"; }
+sum() { python3 -c "print(f'{$1+$2:.1f}')"; }
 TABLE=$(cat <<EOT
 Clean release build (\`rm -rf .build\` after resolving, \`swift build -c release\`) of a one-file scratch package;
 $(nproc) cores, load average $LOAD_BEFORE before and $LOAD_AFTER after; $(swift --version 2>/dev/null | head -1)
 
 | driver | wall s | user s | sys s | user+sys s | peak RSS MiB | executable MiB | stripped MiB | shared libraries beyond the Swift runtime and libc |
 |---|---|---|---|---|---|---|---|---|
-| postgres-nio 1.33.2 (package) | $NW | $NU | $NS | $((NU + NS)) | $NR | $(mib "$NB") | $(mib "$NSB") | $NL |
-| libpq $(pkg-config --modversion libpq) (system library) | $LW | $LU | $LS | $((LU + LS)) | $LR | $(mib "$LB") | $(mib "$LSB") | $LL ($(python3 -c "import os; print(f'{os.path.getsize(os.path.realpath(\"/usr/lib/x86_64-linux-gnu/libpq.so.5\"))/1048576:.2f}')") MiB libpq.so.5) |
+| postgres-nio 1.33.2 (package) | $NW | $NU | $NS | $(sum "$NU" "$NS") | $NR | $(mib "$NB") | $(mib "$NSB") | $NL |
+| libpq $(pkg-config --modversion libpq) (system library) | $LW | $LU | $LS | $(sum "$LU" "$LS") | $LR | $(mib "$LB") | $(mib "$LSB") | $LL ($(python3 -c "import os; print(f'{os.path.getsize(os.path.realpath(\"/usr/lib/x86_64-linux-gnu/libpq.so.5\"))/1048576:.2f}')") MiB libpq.so.5) |
 EOT
 )
 echo "$TABLE"

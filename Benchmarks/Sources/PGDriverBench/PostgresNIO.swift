@@ -50,17 +50,21 @@ struct NIOSession: Session {
         return result
     }
 
+    /// Every statement's rows are drained, even BEGIN's none: 1.33.2's `execute` overload that
+    /// returns the command tag (for `Row == ()`) hits a precondition failure here ("commandTag may
+    /// only be called if all rows have been consumed").
     func attach(account: Int64, gallery: Int64) async throws -> Int {
         try await client.withConnection { connection in
             var retries = 0
             while true {
                 do {
-                    let _: String = try await connection.execute(Begin(), logger: Self.logger)
+                    for try await _ in try await connection.execute(Begin(), logger: Self.logger) {}
                     for try await _ in try await connection.execute(LockAccount(id: account), logger: Self.logger) {}
                     for try await _ in try await connection.execute(ReadGallery(id: gallery), logger: Self.logger) {}
-                    let _: String = try await connection.execute(
+                    for try await _ in try await connection.execute(
                         Attach(account: account, gallery: gallery), logger: Self.logger)
-                    let _: String = try await connection.execute(Commit(), logger: Self.logger)
+                    {}
+                    for try await _ in try await connection.execute(Commit(), logger: Self.logger) {}
                     return retries
                 } catch let error as PSQLError where Self.retryable(error) {
                     try await connection.query("ROLLBACK", logger: Self.logger)
