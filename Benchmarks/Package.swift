@@ -10,7 +10,7 @@
 //                     Swift user's alternative) for the side-by-side rows of run.sh; grpc-swift-2
 //                     is a dependency of this package only, never of the product
 //   PGDriverBench     executable `pg-driver-bench`: the gallery's attach transaction on
-//                     PostgreSQL through libpq (CLibPQ) or postgres-nio, for the driver choice
+//                     PostgreSQL through libpq (CLibPQBench) or postgres-nio, for the driver choice
 //                     of issue 12 (pg_drivers.sh); postgres-nio is a dependency of this
 //                     package only, never of the product
 // Build: swift build -c release --package-path Benchmarks (run.sh and replication.sh do).
@@ -65,12 +65,15 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
-        // libpq through pkg-config (Debian's libpq-dev), this package's own module map.
-        .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        // libpq through pkg-config (Debian's libpq-dev), this package's own module map (named apart
+        // from any libpq module of the product, which this package depends on).
+        .systemLibrary(
+            name: "CLibPQBench", path: "Sources/CLibPQBench", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]
+        ),
         .executableTarget(
             name: "PGDriverBench",
             dependencies: [
-                "CLibPQ",
+                "CLibPQBench",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -1,4 +1,4 @@
-import CLibPQ
+import CLibPQBench
 import Foundation
 
 /// A failed libpq call: the server's SQLSTATE (when it sent one) and libpq's message.
