@@ -11,7 +11,7 @@ APT_PACKAGES := libnghttp2-dev libprotobuf-c-dev libsqlite3-dev pkg-config \
                 libssl-dev openssl libpq-dev postgresql
 PY_PACKAGES := grpcio==1.85.1 grpcio-tools==1.85.1 grpcio-reflection==1.85.1 protobuf pytest h2
 
-.PHONY: deps pydeps build build-release run run-interop test fuzz load lint format generate check-generated bench clean
+.PHONY: deps pydeps build build-release run run-interop test fuzz load lint format generate check-generated bench bench-pg clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -100,6 +100,14 @@ check-generated: deps pydeps
 bench: deps pydeps
 	Benchmarks/run.sh
 	Benchmarks/replication.sh
+
+# The PostgreSQL driver comparison (issue 12): libpq vs postgres-nio on a throwaway PostgreSQL 15
+# cluster (Benchmarks/pg_drivers.sh), then each driver's clean release build and binary size
+# (Benchmarks/pg_driver_build.sh, several minutes). Needs libpq-dev and postgresql. Not part of
+# `test` or `bench`.
+bench-pg: deps
+	Benchmarks/pg_drivers.sh
+	Benchmarks/pg_driver_build.sh
 
 clean:
 	rm -rf .build

@@ -9,6 +9,10 @@
 //   GRPCSwift2Bench   executable `grpc-swift2-bench`: grpc-swift-2's server and client (the
 //                     Swift user's alternative) for the side-by-side rows of run.sh; grpc-swift-2
 //                     is a dependency of this package only, never of the product
+//   PGDriverBench     executable `pg-driver-bench`: the gallery's attach transaction on
+//                     PostgreSQL through libpq (CLibPQBench) or postgres-nio, for the driver choice
+//                     of issue 12 (pg_drivers.sh); postgres-nio is a dependency of this
+//                     package only, never of the product
 // Build: swift build -c release --package-path Benchmarks (run.sh and replication.sh do).
 import PackageDescription
 
@@ -18,12 +22,14 @@ let package = Package(
         .executable(name: "h2rpc-bench", targets: ["H2RPCBench"]),
         .executable(name: "labgallery-bench", targets: ["LabGalleryBench"]),
         .executable(name: "grpc-swift2-bench", targets: ["GRPCSwift2Bench"]),
+        .executable(name: "pg-driver-bench", targets: ["PGDriverBench"]),
     ],
     dependencies: [
         .package(name: "LabGallery", path: ".."),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // The closed-loop unary load and its statistics, shared by every client benchmark.
@@ -56,6 +62,20 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 "UnaryLoad",
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // libpq through pkg-config (Debian's libpq-dev), this package's own module map (named apart
+        // from any libpq module of the product, which this package depends on).
+        .systemLibrary(
+            name: "CLibPQBench", path: "Sources/CLibPQBench", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]
+        ),
+        .executableTarget(
+            name: "PGDriverBench",
+            dependencies: [
+                "CLibPQBench",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
