@@ -109,7 +109,9 @@ public final class PostgresChangeFeed: ReplicationChangeFeed {
                     lastFailure = nil
                 } catch {
                     if lastFailure != error.description {
-                        logger.warning("replication change feed cannot reach the database: \(error.description); retrying every second")
+                        logger.warning(
+                            "replication change feed cannot reach the database: \(error.description); retrying every second"
+                        )
                     }
                     lastFailure = error.description
                     waitForWake(socket: -1, milliseconds: 1000)

@@ -246,7 +246,9 @@ struct PostgresTransaction: StorageTransaction {
             var row = try replicationRow(r)
             row.lease = ReplicationLease(owner: owner, epoch: Int64(r[10] ?? "") ?? 0)
             return row
-        }.sorted { ($0.image.gallery.id, $0.image.id, $0.record.region) < ($1.image.gallery.id, $1.image.id, $1.record.region) }
+        }.sorted {
+            ($0.image.gallery.id, $0.image.id, $0.record.region) < ($1.image.gallery.id, $1.image.id, $1.record.region)
+        }
     }
 
     func renewReplicationLeases(_ jobs: [LeasedJob], owner: String, leaseSeconds: Double) throws -> [LeasedJob] {

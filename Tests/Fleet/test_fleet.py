@@ -361,12 +361,21 @@ def test_kill_9_mid_copy_the_others_finish_every_job(api, fleet, cluster, databa
 
 
 def test_database_restart_mid_run(api, fleet, cluster):
-    f = fleet()
-    a = f.start("a")
+    """Calls fail UNAVAILABLE (no SQL in the message) while the database is down, work again once it
+    is back, and replication that was running resumes and completes."""
+    f = fleet(bandwidth_mib=2)
+    a, b = f.start("a"), f.start("b")
     token = f.token
-    with a.channel() as channel:
+    data = os.urandom(6 << 20)
+    with a.channel() as channel, b.channel() as other:
         stub = api["galleries_grpc"].GalleryServiceStub(channel)
-        _create_gallery(api, channel, token, "before")
+        gallery = _create_gallery(api, channel, token, "before")
+        image = _upload(api, channel, token, gallery.name, "during-restart", data)
+        replication = api["replication_grpc"].ReplicationServiceStub(other)
+        _wait(lambda: any(r.state == api["resources"].REPLICATING for r in replication.GetReplicationStatus(
+            api["replication"].GetReplicationStatusRequest(image=image.name), metadata=_auth(token),
+            timeout=60).regions), "a replication job running")
+
         cluster.stop()
         with pytest.raises(grpc.RpcError) as failure:
             stub.ListGalleries(api["galleries"].ListGalleriesRequest(), metadata=_auth(token), timeout=60)
@@ -375,8 +384,22 @@ def test_database_restart_mid_run(api, fleet, cluster):
         for sql in ("SELECT", "INSERT", "UPDATE", "FROM "):
             assert sql not in details, f"SQL in a status message: {details}"
         cluster.start()
+
         listed = _wait(lambda: _try_list(stub, api, token), "a working call after the database restart", 120)
         assert [g.name for g in listed.galleries] == ["galleries/before"]
+        last = _wait(lambda: _try_watch(api, other, token, image.name), "the replication's end after the restart", 300)
+        assert _completed(api, last), last
+    digest = hashlib.sha256(data).hexdigest()
+    for region, hashes in _replica_hashes(f.data_dir).items():
+        assert digest in hashes, f"{region} lacks the replica after the restart"
+
+
+def _try_watch(api, channel, token, image):
+    try:
+        return _watch_until_done(api, channel, token, image)
+    except grpc.RpcError as error:
+        assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+        return None
 
 
 def _try_list(stub, api, token):
