@@ -75,7 +75,7 @@ struct ConnectionTests {
         // About 8 s of replication (2 MiB at 256 KiB/s): the proxy goes silent in the middle of it.
         let server = try await LiveServer(replication: slowReplication(bytesPerSecond: 256 << 10))
         defer { server.remove() }
-        let proxy = try SilentProxy(upstreamPort: server.port)
+        let proxy = try LoopbackProxy(upstreamPort: server.port)
         defer { proxy.close() }
         var configuration = LabGalleryClient.Configuration(
             port: proxy.port, token: server.adminToken,
@@ -153,130 +153,5 @@ final class ConfiguredServer {
     func stop() async {
         await server.shutdown()
         try? FileManager.default.removeItem(at: dir)
-    }
-}
-
-/// A TCP proxy on loopback that can go silent: `freeze()` stops forwarding on every connection
-/// open now, without closing anything (a dead NAT entry, a cable pulled). New connections are
-/// forwarded normally.
-final class SilentProxy: @unchecked Sendable {
-    private let listener: Int32
-    let port: Int
-    private let upstreamPort: Int
-    private let state = Mutex<(pairs: [Pair], accepted: Int, closed: Bool)>(([], 0, false))
-
-    final class Pair: @unchecked Sendable {
-        let a: Int32
-        let b: Int32
-        let frozen = Atomic<Bool>(false)
-        let closed = Atomic<Bool>(false)
-        init(_ a: Int32, _ b: Int32) {
-            self.a = a
-            self.b = b
-        }
-    }
-
-    init(upstreamPort: Int) throws {
-        self.upstreamPort = upstreamPort
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var a = Self.loopback(0)
-        let rc = withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard rc == 0, listen(fd, 64) == 0 else { throw POSIXError(.EADDRINUSE) }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        listener = fd
-        port = Int(UInt16(bigEndian: a.sin_port))
-        Thread.detachNewThread { [self] in acceptLoop() }
-    }
-
-    /// Connections accepted so far.
-    var connections: Int { state.withLock { $0.accepted } }
-
-    func freeze() { state.withLock { s in for p in s.pairs { p.frozen.store(true, ordering: .relaxed) } } }
-
-    func close() {
-        let pairs = state.withLock { s -> [Pair] in
-            s.closed = true
-            return s.pairs
-        }
-        shutdown(listener, Int32(SHUT_RDWR))
-        for p in pairs where !p.closed.exchange(true, ordering: .relaxed) {
-            shutdown(p.a, Int32(SHUT_RDWR))
-            shutdown(p.b, Int32(SHUT_RDWR))
-        }
-    }
-
-    private static func loopback(_ port: Int) -> sockaddr_in {
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = UInt16(port).bigEndian
-        a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        return a
-    }
-
-    private func acceptLoop() {
-        while true {
-            let c = accept(listener, nil, nil)
-            if c < 0 {
-                if errno == EINTR { continue }
-                Glibc.close(listener)
-                return
-            }
-            let u = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var a = Self.loopback(upstreamPort)
-            let rc = withUnsafePointer(to: &a) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(u, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            if rc != 0 {
-                Glibc.close(c)
-                Glibc.close(u)
-                continue
-            }
-            let pair = Pair(c, u)
-            let open = state.withLock { s -> Bool in
-                s.accepted += 1
-                s.pairs.append(pair)
-                return !s.closed
-            }
-            if !open { pair.closed.store(true, ordering: .relaxed) }
-            Thread.detachNewThread { Self.pump(pair, from: pair.a, to: pair.b) }
-            Thread.detachNewThread { Self.pump(pair, from: pair.b, to: pair.a) }
-        }
-    }
-
-    /// Copies `from` → `to` until either side closes; while frozen it reads nothing and sends nothing.
-    private static func pump(_ pair: Pair, from: Int32, to: Int32) {
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while !pair.closed.load(ordering: .relaxed) {
-            if pair.frozen.load(ordering: .relaxed) {
-                usleep(20_000)
-                continue
-            }
-            var pfd = pollfd(fd: from, events: Int16(POLLIN), revents: 0)
-            if poll(&pfd, 1, 50) <= 0 { continue }
-            if pair.frozen.load(ordering: .relaxed) { continue }  // froze while waiting: the bytes stay unread
-            let n = buf.withUnsafeMutableBytes { recv(from, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { break }
-            var sent = 0
-            while sent < n {
-                let k = buf.withUnsafeBytes { send(to, $0.baseAddress! + sent, n - sent, Int32(MSG_NOSIGNAL)) }
-                if k <= 0 { break }
-                sent += k
-            }
-        }
-        if !pair.closed.exchange(true, ordering: .relaxed) {
-            shutdown(pair.a, Int32(SHUT_RDWR))
-            shutdown(pair.b, Int32(SHUT_RDWR))
-        }
     }
 }

@@ -127,7 +127,7 @@ struct EndpointTests {
             a.remove()
             b.remove()
         }
-        let proxy = try KillableProxy(upstreamPort: a.port)
+        let proxy = try LoopbackProxy(upstreamPort: a.port)
         let client = try multiClient(["127.0.0.1:\(proxy.port)", b.endpoint], token: a.adminToken)
         // Round-robin: the 1st call goes through the proxy, the 2nd to b, the 3rd through the proxy.
         _ = try await client.listGalleries()
@@ -136,7 +136,7 @@ struct EndpointTests {
         let before = proxy.heldBytes
         let write = Task { try await client.createGallery(id: "once", region: "north") }
         try await eventually("the write reached the proxy") { proxy.heldBytes > before }
-        proxy.kill()
+        proxy.close()
         do {
             _ = try await write.value
             Issue.record("the write succeeded")
@@ -145,8 +145,8 @@ struct EndpointTests {
         }
         await expectClientError(.notFound) { _ = try await b.client().getGallery("once") }
         // A read whose instance dies after sending moves on.
-        let proxy2 = try KillableProxy(upstreamPort: a.port)
-        defer { proxy2.kill() }
+        let proxy2 = try LoopbackProxy(upstreamPort: a.port)
+        defer { proxy2.close() }
         let reader = try multiClient(["127.0.0.1:\(proxy2.port)", b.endpoint], token: a.adminToken)
         _ = try await reader.listGalleries()  // through proxy2
         _ = try await b.client().createGallery(id: "on-b", region: "north")
@@ -155,7 +155,7 @@ struct EndpointTests {
         _ = try await reader.listGalleries()  // to b
         let read = Task { try await reader.getGallery("on-b") }
         try await eventually("the read reached the proxy") { proxy2.heldBytes > held }
-        proxy2.kill()
+        proxy2.close()
         #expect(try await read.value.name == "galleries/on-b")
         await a.stop()
         await b.stop()
@@ -166,11 +166,11 @@ struct EndpointTests {
         // About 8 s of replication (2 MiB at 256 KiB/s): the proxy dies in the middle of it.
         let server = try await LiveServer(replication: slowReplication(bytesPerSecond: 256 << 10))
         defer { server.remove() }
-        let p1 = try KillableProxy(upstreamPort: server.port)
-        let p2 = try KillableProxy(upstreamPort: server.port)
+        let p1 = try LoopbackProxy(upstreamPort: server.port)
+        let p2 = try LoopbackProxy(upstreamPort: server.port)
         defer {
-            p1.kill()
-            p2.kill()
+            p1.close()
+            p2.close()
         }
         let setup = try server.client()
         _ = try await setup.createGallery(id: "g", region: "north")
@@ -181,7 +181,7 @@ struct EndpointTests {
                 c.finish()
             })
         let client = try multiClient(["127.0.0.1:\(p1.port)", "127.0.0.1:\(p2.port)"], token: server.adminToken)
-        var killed: KillableProxy?
+        var killed: LoopbackProxy?
         var afterKill = 0
         var last: ReplicationStatus?
         for try await status in client.watchReplication(image: image.name) {
@@ -189,7 +189,7 @@ struct EndpointTests {
             if killed != nil { afterKill += 1 }
             if killed == nil && status.aggregatedState != .completed {
                 let carrier = p1.connections > 0 ? p1 : p2
-                carrier.kill()
+                carrier.close()
                 killed = carrier
             }
         }
@@ -228,136 +228,4 @@ private func multiClient(_ endpoints: [String], token: String, endpointBackoff: 
     configuration.endpointBackoff = endpointBackoff
     configuration.maxEndpointBackoff = endpointBackoff
     return try LabGalleryClient(configuration: configuration)
-}
-
-/// A TCP proxy on loopback in front of one server that can stop answering and die:
-/// `hold()` keeps reading what clients send (counted in `heldBytes`) but forwards nothing either
-/// way, so a request is sent and never answered; `kill()` closes the listener and every
-/// connection (an instance that died: later connects are refused).
-final class KillableProxy: @unchecked Sendable {
-    private let listener: Int32
-    let port: Int
-    private let upstreamPort: Int
-    private let state = Mutex<(pairs: [Pair], accepted: Int, closed: Bool)>(([], 0, false))
-    private let held = Atomic<Bool>(false)
-    private let heldCount = Atomic<Int>(0)
-
-    final class Pair: @unchecked Sendable {
-        let client: Int32
-        let server: Int32
-        let closed = Atomic<Bool>(false)
-        init(_ client: Int32, _ server: Int32) {
-            self.client = client
-            self.server = server
-        }
-        func close() {
-            guard !closed.exchange(true, ordering: .relaxed) else { return }
-            shutdown(client, Int32(SHUT_RDWR))
-            shutdown(server, Int32(SHUT_RDWR))
-        }
-    }
-
-    init(upstreamPort: Int) throws {
-        self.upstreamPort = upstreamPort
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var a = Self.loopback(0)
-        let rc = withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard rc == 0, listen(fd, 64) == 0 else { throw POSIXError(.EADDRINUSE) }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        listener = fd
-        port = Int(UInt16(bigEndian: a.sin_port))
-        Thread.detachNewThread { [self] in acceptLoop() }
-    }
-
-    /// Connections accepted so far.
-    var connections: Int { state.withLock { $0.accepted } }
-    /// Bytes clients sent while held (read, never forwarded).
-    var heldBytes: Int { heldCount.load(ordering: .relaxed) }
-
-    func hold() { held.store(true, ordering: .relaxed) }
-
-    func kill() {
-        let pairs = state.withLock { s -> [Pair] in
-            s.closed = true
-            return s.pairs
-        }
-        shutdown(listener, Int32(SHUT_RDWR))
-        for p in pairs { p.close() }
-    }
-
-    private static func loopback(_ port: Int) -> sockaddr_in {
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = UInt16(port).bigEndian
-        a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        return a
-    }
-
-    private func acceptLoop() {
-        while true {
-            let c = accept(listener, nil, nil)
-            if c < 0 {
-                if errno == EINTR { continue }
-                Glibc.close(listener)
-                return
-            }
-            let u = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var a = Self.loopback(upstreamPort)
-            let rc = withUnsafePointer(to: &a) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(u, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            if rc != 0 {
-                Glibc.close(c)
-                Glibc.close(u)
-                continue
-            }
-            let pair = Pair(c, u)
-            let open = state.withLock { s -> Bool in
-                s.accepted += 1
-                s.pairs.append(pair)
-                return !s.closed
-            }
-            if !open { pair.close() }
-            Thread.detachNewThread { [self] in pump(pair, fromClient: true) }
-            Thread.detachNewThread { [self] in pump(pair, fromClient: false) }
-        }
-    }
-
-    /// Copies one direction until either side closes; while held, the client's bytes are read
-    /// and counted but dropped, and the server's are left unread.
-    private func pump(_ pair: Pair, fromClient: Bool) {
-        let (from, to) = fromClient ? (pair.client, pair.server) : (pair.server, pair.client)
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while !pair.closed.load(ordering: .relaxed) {
-            if held.load(ordering: .relaxed) && !fromClient {
-                usleep(20_000)
-                continue
-            }
-            var pfd = pollfd(fd: from, events: Int16(POLLIN), revents: 0)
-            if poll(&pfd, 1, 50) <= 0 { continue }
-            if held.load(ordering: .relaxed) && !fromClient { continue }
-            let n = buf.withUnsafeMutableBytes { recv(from, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { break }
-            if held.load(ordering: .relaxed) {
-                heldCount.add(n, ordering: .relaxed)
-                continue
-            }
-            var sent = 0
-            while sent < n {
-                let k = buf.withUnsafeBytes { send(to, $0.baseAddress! + sent, n - sent, Int32(MSG_NOSIGNAL)) }
-                if k <= 0 { break }
-                sent += k
-            }
-        }
-        pair.close()
-    }
 }
