@@ -1,4 +1,5 @@
 import Foundation
+import LabGalleryPostgres
 import Synchronization
 import TestSupport
 import Testing
@@ -46,15 +47,16 @@ final class WriteLog: Sendable {
     }
 }
 
-/// Instances over one data directory: each its own service (own SQLite connection, own hooks) and
-/// fleet engine, one change feed between them (as LISTEN/NOTIFY would be).
+/// Instances over one data directory and one database: each its own service (its own SQLite
+/// connection or PostgreSQL pool, its own hooks) and fleet engine, one change feed between them
+/// (as LISTEN/NOTIFY is; `PostgresChangeFeedTests` tests that one).
 final class Fleet: Sendable {
     let f: Fixture
     let feed = InProcessChangeFeed()
     let log = WriteLog()
 
-    init() async throws {
-        f = try await Fixture(LabGalleryConfiguration(regionCatalog: fleetCatalog))
+    init(_ engine: StorageEngine) async throws {
+        f = try await Fixture(LabGalleryConfiguration(regionCatalog: fleetCatalog), engine: engine)
         try await f.gallery("g", region: "f1")
     }
 
@@ -63,11 +65,13 @@ final class Fleet: Sendable {
         -> (service: LabGalleryService, engine: ReplicationEngine)
     {
         let dir = f.dir
+        let url = f.database?.url
         let service = try await blocking {
             let layout = DataLayout(root: dir)
+            let storage: any Storage =
+                try url.map { try PostgresStorage(url: $0) } ?? SQLiteStorage(path: layout.databaseURL.path)
             return LabGalleryService(
-                storage: try SQLiteStorage(path: layout.databaseURL.path), layout: layout,
-                configuration: LabGalleryConfiguration(regionCatalog: fleetCatalog))
+                storage: storage, layout: layout, configuration: LabGalleryConfiguration(regionCatalog: fleetCatalog))
         }
         let engine = ReplicationEngine(
             service: service, configuration: fleetReplication(id, concurrency: concurrency, bandwidth: bandwidth),
@@ -100,8 +104,8 @@ func watchToEnd(_ service: LabGalleryService, _ image: String) async throws -> [
 }
 
 @Suite(.serialized) struct ReplicationFleetTests {
-    @Test func eachJobIsCopiedByExactlyOneOfThreeEngines() async throws {
-        let fleet = try await Fleet()
+    @Test(arguments: StorageEngine.allCases) func eachJobIsCopiedByExactlyOneOfThreeEngines(_ engine: StorageEngine) async throws {
+        let fleet = try await Fleet(engine)
         let a = try await fleet.instance("A", concurrency: 2)
         let b = try await fleet.instance("B", concurrency: 2)
         let c = try await fleet.instance("C", concurrency: 2)
@@ -119,8 +123,8 @@ func watchToEnd(_ service: LabGalleryService, _ image: String) async throws -> [
         for e in [a.engine, b.engine, c.engine] { await e.stop() }
     }
 
-    @Test func aKilledInstancesJobsAreTakenOverAndWatchersOnAnotherSeeTheEnd() async throws {
-        let fleet = try await Fleet()
+    @Test(arguments: StorageEngine.allCases) func aKilledInstancesJobsAreTakenOverAndWatchersOnAnotherSeeTheEnd(_ engine: StorageEngine) async throws {
+        let fleet = try await Fleet(engine)
         // A is slow (a job takes ~9 s), the takers copy at disk speed.
         let a = try await fleet.instance("A", concurrency: 8, bandwidth: 128 * 1024)
         let bytes = pattern(1_200_000, multiplier: 23, offset: 9)
@@ -153,8 +157,8 @@ func watchToEnd(_ service: LabGalleryService, _ image: String) async throws -> [
         for e in [a.engine, b.engine, c.engine] { await e.stop() }
     }
 
-    @Test func aHolderWhoseLeaseExpiresStopsBeforeTheNewHolderWrites() async throws {
-        let fleet = try await Fleet()
+    @Test(arguments: StorageEngine.allCases) func aHolderWhoseLeaseExpiresStopsBeforeTheNewHolderWrites(_ engine: StorageEngine) async throws {
+        let fleet = try await Fleet(engine)
         let a = try await fleet.instance("A", concurrency: 8, bandwidth: 256 * 1024)
         let image = try await a.service.uploadForTest(
             "galleries/g", "img", bytes: pattern(1_000_000, multiplier: 5, offset: 1))
@@ -181,8 +185,8 @@ func watchToEnd(_ service: LabGalleryService, _ image: String) async throws -> [
         for e in [a.engine, b.engine] { await e.stop() }
     }
 
-    @Test func recoveryOnAStartingInstanceLeavesTheLiveHoldersFilesAlone() async throws {
-        let fleet = try await Fleet()
+    @Test(arguments: StorageEngine.allCases) func recoveryOnAStartingInstanceLeavesTheLiveHoldersFilesAlone(_ engine: StorageEngine) async throws {
+        let fleet = try await Fleet(engine)
         let a = try await fleet.instance("A", concurrency: 8, bandwidth: 128 * 1024)
         let image = try await a.service.uploadForTest(
             "galleries/g", "img", bytes: pattern(400_000, multiplier: 3, offset: 7))
@@ -252,8 +256,8 @@ extension LabGalleryService {
 }
 
 @Suite(.serialized) struct ReplicationFleetWatchTests {
-    @Test func aGalleryWatchOnOneInstanceSeesImagesStoredAndDeletedOnAnother() async throws {
-        let fleet = try await Fleet()
+    @Test(arguments: StorageEngine.allCases) func aGalleryWatchOnOneInstanceSeesImagesStoredAndDeletedOnAnother(_ engine: StorageEngine) async throws {
+        let fleet = try await Fleet(engine)
         let a = try await fleet.instance("A", concurrency: 4, bandwidth: 1 << 20)
         let b = try await fleet.instance("B", concurrency: 1, bandwidth: 1 << 20)
         let gallery = try await b.service.watchGalleryReplication(gallery: "galleries/g", caller: reader)
