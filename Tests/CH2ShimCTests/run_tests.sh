@@ -8,7 +8,11 @@
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC="$HERE/../../Sources/CH2Shim"
-OUT=${OUT:-/tmp/h2shim-ctests}
+# A directory of its own per run (two runs at once must not overwrite each other's binaries).
+if [ -z "${OUT:-}" ]; then
+  OUT=$(mktemp -d /tmp/h2shim-ctests.XXXXXX)
+  trap 'rm -rf "$OUT"' EXIT
+fi
 mkdir -p "$OUT"
 CFLAGS="-std=gnu11 -O1 -g -Wall -Wextra -Werror -DH2_TEST_HOOKS -I$SRC/include -I$SRC"
 gcc $CFLAGS -o "$OUT/h2shim_test" "$HERE"/*.c "$SRC"/*.c -lnghttp2 -lssl -lcrypto -lpthread

@@ -104,7 +104,9 @@ func watchToEnd(_ service: LabGalleryService, _ image: String) async throws -> [
 }
 
 @Suite(.serialized) struct ReplicationFleetTests {
-    @Test(arguments: StorageEngine.allCases) func eachJobIsCopiedByExactlyOneOfThreeEngines(_ engine: StorageEngine) async throws {
+    @Test(arguments: StorageEngine.allCases) func eachJobIsCopiedByExactlyOneOfThreeEngines(_ engine: StorageEngine)
+        async throws
+    {
         let fleet = try await Fleet(engine)
         let a = try await fleet.instance("A", concurrency: 2)
         let b = try await fleet.instance("B", concurrency: 2)
@@ -123,7 +125,9 @@ func watchToEnd(_ service: LabGalleryService, _ image: String) async throws -> [
         for e in [a.engine, b.engine, c.engine] { await e.stop() }
     }
 
-    @Test(arguments: StorageEngine.allCases) func aKilledInstancesJobsAreTakenOverAndWatchersOnAnotherSeeTheEnd(_ engine: StorageEngine) async throws {
+    @Test(arguments: StorageEngine.allCases) func aKilledInstancesJobsAreTakenOverAndWatchersOnAnotherSeeTheEnd(
+        _ engine: StorageEngine
+    ) async throws {
         let fleet = try await Fleet(engine)
         // A is slow (a job takes ~9 s), the takers copy at disk speed.
         let a = try await fleet.instance("A", concurrency: 8, bandwidth: 128 * 1024)
@@ -157,7 +161,9 @@ func watchToEnd(_ service: LabGalleryService, _ image: String) async throws -> [
         for e in [a.engine, b.engine, c.engine] { await e.stop() }
     }
 
-    @Test(arguments: StorageEngine.allCases) func aHolderWhoseLeaseExpiresStopsBeforeTheNewHolderWrites(_ engine: StorageEngine) async throws {
+    @Test(arguments: StorageEngine.allCases) func aHolderWhoseLeaseExpiresStopsBeforeTheNewHolderWrites(
+        _ engine: StorageEngine
+    ) async throws {
         let fleet = try await Fleet(engine)
         let a = try await fleet.instance("A", concurrency: 8, bandwidth: 256 * 1024)
         let image = try await a.service.uploadForTest(
@@ -185,7 +191,9 @@ func watchToEnd(_ service: LabGalleryService, _ image: String) async throws -> [
         for e in [a.engine, b.engine] { await e.stop() }
     }
 
-    @Test(arguments: StorageEngine.allCases) func recoveryOnAStartingInstanceLeavesTheLiveHoldersFilesAlone(_ engine: StorageEngine) async throws {
+    @Test(arguments: StorageEngine.allCases) func recoveryOnAStartingInstanceLeavesTheLiveHoldersFilesAlone(
+        _ engine: StorageEngine
+    ) async throws {
         let fleet = try await Fleet(engine)
         let a = try await fleet.instance("A", concurrency: 8, bandwidth: 128 * 1024)
         let image = try await a.service.uploadForTest(
@@ -256,7 +264,9 @@ extension LabGalleryService {
 }
 
 @Suite(.serialized) struct ReplicationFleetWatchTests {
-    @Test(arguments: StorageEngine.allCases) func aGalleryWatchOnOneInstanceSeesImagesStoredAndDeletedOnAnother(_ engine: StorageEngine) async throws {
+    @Test(arguments: StorageEngine.allCases) func aGalleryWatchOnOneInstanceSeesImagesStoredAndDeletedOnAnother(
+        _ engine: StorageEngine
+    ) async throws {
         let fleet = try await Fleet(engine)
         let a = try await fleet.instance("A", concurrency: 4, bandwidth: 1 << 20)
         let b = try await fleet.instance("B", concurrency: 1, bandwidth: 1 << 20)
