@@ -71,6 +71,33 @@ class LoadSampler:
         self._thread.join()
 
 
+def cpu_seconds(pids) -> float:
+    """User + system CPU seconds so far of the processes ``pids`` (gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids(cluster) -> list[int]:
+    """The postmaster and its children (backends, writers) of ``cluster``."""
+    postmaster = int((cluster.directory / "data" / "postmaster.pid").read_text().split()[0])
+    children = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return [postmaster, *children]
+
+
 # MARK: - servers
 
 
@@ -80,6 +107,7 @@ class Setup:
     def __init__(self, binary, root: pathlib.Path, count: int, database_url: str | None, extra=()):
         self.root = root
         self.data_dir = root / "shared-data"
+        self.database_url = database_url
         root.mkdir(parents=True, exist_ok=True)
         regions = root / "regions.json"
         regions.write_text(json.dumps({"geographies": {"Benchland": REGIONS}}))
@@ -123,10 +151,11 @@ def percentile(sorted_samples, q):
     return sorted_samples[min(len(sorted_samples) - 1, int(len(sorted_samples) * q))]
 
 
-def timed_load(ports, threads, warmup, calls, operation):
+def timed_load(ports, threads, warmup, calls, operation, cpu_probe):
     """Runs ``operation(stub, worker, i)`` from ``threads`` threads (worker w on ports[w % n], its own
     channel): ``warmup`` calls, then all start together for ``calls`` timed calls each. Returns
-    (p50 ms, p99 ms, operations/s)."""
+    (p50 ms, p99 ms, operations/s, CPU ms per operation of client, servers and PostgreSQL);
+    ``cpu_probe()`` gives the servers' and PostgreSQL's CPU seconds so far."""
     start_line = threading.Barrier(threads + 1)
     samples: list[float] = []
     lock = threading.Lock()
@@ -157,16 +186,20 @@ def timed_load(ports, threads, warmup, calls, operation):
     except threading.BrokenBarrierError:
         pass
     began = time.perf_counter()
+    client_before, (server_before, pg_before) = cpu_seconds([os.getpid()]), cpu_probe()
     for t in workers:
         t.join()
     wall = time.perf_counter() - began
+    client, (server, pg) = cpu_seconds([os.getpid()]) - client_before, cpu_probe()
     if errors:
         raise errors[0]
     samples.sort()
-    return percentile(samples, 0.5) * 1e3, percentile(samples, 0.99) * 1e3, len(samples) / wall
+    n = len(samples)
+    return (percentile(samples, 0.5) * 1e3, percentile(samples, 0.99) * 1e3, n / wall,
+            (client * 1e3 / n, (server - server_before) * 1e3 / n, (pg - pg_before) * 1e3 / n))
 
 
-def metadata(api, setup: Setup, args, sampler) -> dict:
+def metadata(api, setup: Setup, args, sampler, cluster) -> dict:
     galleries, resources = api["galleries"], api["resources"]
     auth = [("authorization", f"Bearer {setup.token}")]
     with grpc.insecure_channel(f"127.0.0.1:{setup.ports[0]}") as channel:
@@ -195,11 +228,15 @@ def metadata(api, setup: Setup, args, sampler) -> dict:
         stub.DeleteGallery(galleries.DeleteGalleryRequest(name=f"galleries/{gallery_id}"), metadata=auth,
                            timeout=60)
 
+    def cpu_probe():
+        servers = cpu_seconds(p.pid for p in setup.processes)
+        return servers, (cpu_seconds(postgres_pids(cluster)) if setup.database_url else 0.0)
+
     results = {}
     for label, operation in (("Get", get), ("List of 100", list100), ("Create+Delete", create_delete)):
         began = time.monotonic()
-        p50, p99, rate = timed_load(setup.ports, args.threads, args.warmup, args.calls, operation)
-        results[label] = (p50, p99, rate, sampler.range_since(began))
+        results[label] = (*timed_load(setup.ports, args.threads, args.warmup, args.calls, operation, cpu_probe),
+                          sampler.range_since(began))
     return results
 
 
@@ -369,8 +406,9 @@ def main():
                 print(f"\n### Metadata calls: {args.threads} client threads, each its own channel, "
                       f"{args.warmup} warm-up + {args.calls} timed calls each per operation; "
                       f"{args.galleries} galleries seeded", flush=True)
-                print("| setup | call | p50 ms | p99 ms | calls/s | load average |")
-                print("|---|---|---|---|---|---|")
+                print("| setup | call | p50 ms | p99 ms | calls/s | CPU ms per call: client / server(s) / PostgreSQL "
+                      "| load average |")
+                print("|---|---|---|---|---|---|---|")
                 setups = (("SQLite, 1 instance", 1, None),
                           ("PostgreSQL, 1 instance", 1, "meta_pg1"),
                           ("PostgreSQL, 3 instances", 3, "meta_pg3"))
@@ -378,8 +416,9 @@ def main():
                     url = cluster.create_database(database) if database else None
                     setup = Setup(binary, work / label.replace(" ", "").replace(",", "-"), count, url)
                     try:
-                        for call, (p50, p99, rate, load) in metadata(api, setup, args, sampler).items():
-                            print(f"| {label} | {call} | {p50:.2f} | {p99:.2f} | {rate:.0f} | {load} |", flush=True)
+                        for call, (p50, p99, rate, cpu, load) in metadata(api, setup, args, sampler, cluster).items():
+                            print(f"| {label} | {call} | {p50:.2f} | {p99:.2f} | {rate:.0f} | "
+                                  f"{cpu[0]:.2f} / {cpu[1]:.2f} / {cpu[2]:.2f} | {load} |", flush=True)
                     finally:
                         setup.close()
             if not args.skip_failover:
