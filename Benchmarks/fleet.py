@@ -7,7 +7,8 @@
    after a warm-up), for three setups in one run: SQLite single instance, PostgreSQL single
    instance, three instances on one PostgreSQL (client threads spread round-robin over them).
 2. Failover -- three instances with ``--replication-lease-seconds L``; an image replicating to 8
-   regions over a bandwidth-limited WAN model; once jobs run, ``kill -9`` of the instance holding
+   regions over a bandwidth-limited WAN model; once jobs run and each of its files holds
+   ``--kill-at-mib`` (past the first durable progress write), ``kill -9`` of the instance holding
    the most live leases. Measured from the kill: the first write to one of the victim's partial
    replica files by a taking-over instance (its truncate to the durable offset, then its first
    copied byte: the file growing past the row's durable offset), and every job COMPLETED; every
@@ -17,7 +18,8 @@ A throwaway PostgreSQL cluster (Tools/pg-cluster.sh, fsync off) lives in a direc
 under /tmp (the postgres user cannot enter private temp dirs) and is stopped at the end whatever
 happens; every setup and failover run gets a fresh database.
 
-    python3 Benchmarks/fleet.py [--calls 200] [--threads 8] [--leases 3,10] [--repeats 2]
+    python3 Benchmarks/fleet.py [--calls 300] [--threads 8] [--leases 3,10] [--repeats 3]
+        [--image-mib 16] [--bandwidth-mib 2] [--kill-at-mib 5] [--skip-metadata] [--skip-failover]
 """
 
 from __future__ import annotations
@@ -304,19 +306,24 @@ def failover(api, binary, cluster, root: pathlib.Path, lease: int, args, run: in
                                                             or time.monotonic() - began > 20) and l,
                           "running replication jobs", 120)
         victim = max(leases, key=leases.get)
-        rows = cluster.psql("SELECT partialPath, bytesCopied FROM replication WHERE lease_owner = "
+        rows = cluster.psql("SELECT partialPath FROM replication WHERE lease_owner = "
                             f"'{victim}' AND state = 'REPLICATING' AND partialPath IS NOT NULL", database)
-        durable = {setup.data_dir / path: int(offset) for path, offset in
-                   (line.split("|") for line in rows.splitlines())}
-        # Each victim file has bytes in it: its copy is under way.
-        wait_for(lambda: all(p.exists() and p.stat().st_size > 0 for p in durable), "bytes in the partial files", 60)
+        files = [setup.data_dir / path for path in rows.splitlines()]
+        # Kill mid-copy: once each victim file holds --kill-at-mib (past a durable progress write).
+        wait_for(lambda: all(p.exists() and p.stat().st_size >= args.kill_at_mib * (1 << 20) for p in files),
+                 f"{args.kill_at_mib:g} MiB in each partial file", 120)
 
         process = setup.processes[setup.names.index(victim)]
         killed_ns = time.time_ns()
         os.kill(process.pid, signal.SIGKILL)
         process.process.wait()
         dead_ns = time.time_ns()
-        at_kill = {p: p.stat() for p in durable}
+        at_kill = {p: p.stat() for p in files}
+        # The durable offsets the rows vouch for: the taker resumes from there.
+        offsets = cluster.psql("SELECT partialPath, bytesCopied FROM replication WHERE lease_owner = "
+                               f"'{victim}' AND state = 'REPLICATING'", database)
+        durable = {setup.data_dir / path: int(offset) for path, offset in
+                   (line.split("|") for line in offsets.splitlines())}
         remaining = cluster.psql("SELECT round(extract(epoch FROM max(lease_expires_at) - now())::numeric, 2) "
                                  f"FROM replication WHERE lease_owner = '{victim}'", database)
 
@@ -363,6 +370,8 @@ def failover(api, binary, cluster, root: pathlib.Path, lease: int, args, run: in
                 hashes_ok += 1
         return {"lease": lease, "run": run, "victim": victim, "victim_jobs": len(durable),
                 "leases": leases, "lease_left": float(remaining or "nan"), "taker": taker,
+                "size_at_kill": min(st.st_size for st in at_kill.values()) / (1 << 20),
+                "durable": min(durable.values()) / (1 << 20),
                 "touch": (touched - killed_ns) / 1e9, "first_byte": (wrote - killed_ns) / 1e9,
                 "completed": (completed_ns - killed_ns) / 1e9, "hashes_ok": hashes_ok}
     finally:
@@ -376,13 +385,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--binary", default=None, help="labgallery-server (default: .build/release)")
     parser.add_argument("--threads", type=int, default=8, help="client threads, one channel each")
-    parser.add_argument("--calls", type=int, default=200, help="timed calls per thread per operation")
+    parser.add_argument("--calls", type=int, default=300, help="timed calls per thread per operation")
     parser.add_argument("--warmup", type=int, default=20, help="untimed calls per thread first")
     parser.add_argument("--galleries", type=int, default=150, help="galleries seeded (List reads 100)")
     parser.add_argument("--leases", default="3,10", help="lease seconds to measure failover with")
-    parser.add_argument("--repeats", type=int, default=2, help="failover runs per lease")
+    parser.add_argument("--repeats", type=int, default=3, help="failover runs per lease")
     parser.add_argument("--image-mib", type=int, default=16)
     parser.add_argument("--bandwidth-mib", type=float, default=2.0, help="WAN model MiB/s per link")
+    parser.add_argument("--kill-at-mib", type=float, default=5.0,
+                        help="kill once each of the victim's partial files holds this much")
     parser.add_argument("--skip-metadata", action="store_true")
     parser.add_argument("--skip-failover", action="store_true")
     args = parser.parse_args()
@@ -425,16 +436,19 @@ def main():
                 print(f"\n### Failover: 3 instances, {args.image_mib} MiB image to {len(REGIONS) - 1} regions, "
                       f"WAN {args.bandwidth_mib:g} MiB/s per job, concurrency 4 per instance; seconds from kill -9",
                       flush=True)
-                print("| lease s | run | victim (its live leases / all) | victim lease left at kill s | "
+                print("| lease s | run | victim (its live leases / all) | its files at kill / durable offset MiB (least) "
+                      "| victim lease left at kill s | "
                       "first touch s | first byte copied s | all COMPLETED s | replicas with the image's SHA-256 "
                       "| load average |")
-                print("|---|---|---|---|---|---|---|---|---|")
+                print("|---|---|---|---|---|---|---|---|---|---|")
                 for lease in (int(x) for x in args.leases.split(",")):
                     for run in range(1, args.repeats + 1):
                         began = time.monotonic()
                         r = failover(api, binary, cluster, work / f"failover-{lease}-{run}", lease, args, run)
                         print(f"| {r['lease']} | {r['run']} | {r['victim']} ({r['victim_jobs']} / "
-                              f"{sum(r['leases'].values())}) | {r['lease_left']:.2f} | {r['touch']:.2f} | "
+                              f"{sum(r['leases'].values())}) taken by {r['taker']} | "
+                              f"{r['size_at_kill']:.1f} / {r['durable']:.0f} | "
+                              f"{r['lease_left']:.2f} | {r['touch']:.2f} | "
                               f"{r['first_byte']:.2f} | {r['completed']:.1f} | {r['hashes_ok']}/{len(REGIONS) - 1} "
                               f"| {sampler.range_since(began)} |", flush=True)
     finally:
