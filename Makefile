@@ -114,7 +114,7 @@ bench-pg: deps
 # PostgreSQL 15 cluster under /tmp. Builds the release server first. Not part of `test` or `bench`.
 bench-fleet: deps pydeps
 	swift build -c release --product labgallery-server
-	python3 Benchmarks/fleet.py
+	$(PYTHON) Benchmarks/fleet.py
 
 clean:
 	rm -rf .build

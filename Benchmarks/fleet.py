@@ -436,8 +436,8 @@ def main():
                 print(f"\n### Failover: 3 instances, {args.image_mib} MiB image to {len(REGIONS) - 1} regions, "
                       f"WAN {args.bandwidth_mib:g} MiB/s per job, concurrency 4 per instance; seconds from kill -9",
                       flush=True)
-                print("| lease s | run | victim (its live leases / all) | its files at kill / durable offset MiB (least) "
-                      "| victim lease left at kill s | "
+                print("| lease s | run | victim (its live leases / all) "
+                      "| its files at kill / durable offset MiB (least) | victim lease left at kill s | "
                       "first touch s | first byte copied s | all COMPLETED s | replicas with the image's SHA-256 "
                       "| load average |")
                 print("|---|---|---|---|---|---|---|---|---|---|")
