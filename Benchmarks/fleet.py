@@ -324,8 +324,9 @@ def failover(api, binary, cluster, root: pathlib.Path, lease: int, args, run: in
                                f"'{victim}' AND state = 'REPLICATING'", database)
         durable = {setup.data_dir / path: int(offset) for path, offset in
                    (line.split("|") for line in offsets.splitlines())}
-        remaining = cluster.psql("SELECT round(extract(epoch FROM max(lease_expires_at) - now())::numeric, 2) "
-                                 f"FROM replication WHERE lease_owner = '{victim}'", database)
+        # The database and we share this machine's clock: the lease left at the kill itself.
+        expires = cluster.psql(f"SELECT extract(epoch FROM max(lease_expires_at)) FROM replication "
+                               f"WHERE lease_owner = '{victim}'", database)
 
         # Poll the victim's files: first touch (mtime after the process was gone: the taker's
         # truncate to the durable offset) and first copied byte (size past the durable offset
@@ -369,7 +370,8 @@ def failover(api, binary, cluster, root: pathlib.Path, lease: int, args, run: in
             if [sha256_file(p) for p in blobs] == [digest]:
                 hashes_ok += 1
         return {"lease": lease, "run": run, "victim": victim, "victim_jobs": len(durable),
-                "leases": leases, "lease_left": float(remaining or "nan"), "taker": taker,
+                "leases": leases, "taker": taker,
+                "lease_left": float(expires) - killed_ns / 1e9 if expires else float("nan"),
                 "size_at_kill": min(st.st_size for st in at_kill.values()) / (1 << 20),
                 "durable": min(durable.values()) / (1 << 20),
                 "touch": (touched - killed_ns) / 1e9, "first_byte": (wrote - killed_ns) / 1e9,
