@@ -11,7 +11,7 @@ APT_PACKAGES := libnghttp2-dev libprotobuf-c-dev libsqlite3-dev pkg-config \
                 libssl-dev openssl libpq-dev postgresql
 PY_PACKAGES := grpcio==1.85.1 grpcio-tools==1.85.1 grpcio-reflection==1.85.1 protobuf pytest h2
 
-.PHONY: deps pydeps build build-release run run-interop test fuzz load lint format generate check-generated bench bench-pg clean
+.PHONY: deps pydeps build build-release run run-interop test fuzz load lint format generate check-generated bench bench-pg bench-fleet clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -108,6 +108,13 @@ bench: deps pydeps
 bench-pg: deps
 	Benchmarks/pg_drivers.sh
 	Benchmarks/pg_driver_build.sh
+
+# Issue 12's fleet figures (Benchmarks/fleet.py): metadata calls on SQLite, PostgreSQL and three
+# instances on one PostgreSQL, then kill -9 failover at leases of 3 and 10 s, on a throwaway
+# PostgreSQL 15 cluster under /tmp. Builds the release server first. Not part of `test` or `bench`.
+bench-fleet: deps pydeps
+	swift build -c release --product labgallery-server
+	$(PYTHON) Benchmarks/fleet.py
 
 clean:
 	rm -rf .build

@@ -225,3 +225,59 @@ def gallery_stubs(out: pathlib.Path):
         yield modules
     finally:
         sys.path.remove(str(out))
+
+
+# MARK: - PostgreSQL
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster (``Tools/pg-cluster.sh``) in ``directory``, which must lie
+    directly under /tmp or another place the ``postgres`` user can enter (the cluster runs as that
+    user when we are root). fsync is off: it is for tests and benchmarks only.
+
+        cluster = PostgresCluster(pathlib.Path(tempfile.mkdtemp(prefix="x.")))
+        try:
+            url = cluster.create_database("bench")
+        finally:
+            cluster.stop()
+    """
+
+    SCRIPT = REPO_ROOT / "Tools" / "pg-cluster.sh"
+
+    def __init__(self, directory: pathlib.Path):
+        self.directory = pathlib.Path(directory)
+        self.url = self._run("start")
+
+    def _run(self, verb: str) -> str:
+        done = subprocess.run([str(self.SCRIPT), verb, str(self.directory)], capture_output=True, text=True,
+                              timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"pg-cluster.sh {verb} failed: {done.stdout}{done.stderr}")
+        return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+
+    def start(self) -> None:
+        """Starts the cluster again after ``stop`` (same port, same data)."""
+        self.url = self._run("start")
+
+    def stop(self) -> None:
+        """Stops the server (fast shutdown) and waits until it is gone; a no-op when stopped."""
+        self._run("stop")
+
+    def database_url(self, name: str) -> str:
+        """The URL of database ``name`` in this cluster."""
+        base, _, query = self.url.partition("?")
+        return base.rsplit("/", 1)[0] + "/" + name + (("?" + query) if query else "")
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Runs ``sql`` with psql (unaligned, tuples only); returns its output, rows as lines and
+        columns separated by ``|``."""
+        done = subprocess.run(["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", self.database_url(database),
+                               "-c", sql], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"psql {sql!r} failed: {done.stderr}")
+        return done.stdout.strip()
+
+    def create_database(self, name: str) -> str:
+        """Creates an empty database ``name``; returns its URL."""
+        self.psql(f"CREATE DATABASE {name}")
+        return self.database_url(name)
