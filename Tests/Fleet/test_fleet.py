@@ -28,7 +28,6 @@ import pytest
 
 import labgallery_testing  # Tests/pyhelpers (on the path by conftest.py)
 
-PG_CLUSTER = labgallery_testing.REPO_ROOT / "Tools" / "pg-cluster.sh"
 REGIONS = [f"r{i}" for i in range(9)]  # one home region and 8 replicas
 LEASE_SECONDS = 3
 
@@ -42,42 +41,12 @@ def api(tmp_path_factory):
         yield modules
 
 
-class Cluster:
-    """A throwaway PostgreSQL cluster in ``directory`` (Tools/pg-cluster.sh)."""
-
-    def __init__(self, directory: pathlib.Path):
-        self.directory = directory
-        self.url = self._run("start")
-
-    def _run(self, verb: str) -> str:
-        done = subprocess.run([str(PG_CLUSTER), verb, str(self.directory)], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, f"pg-cluster.sh {verb} failed: {done.stdout}{done.stderr}"
-        return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-
-    def stop(self) -> None:
-        self._run("stop")
-
-    def start(self) -> None:
-        self.url = self._run("start")
-
-    def psql(self, sql: str, database: str = "postgres") -> str:
-        url = self.url.rsplit("/", 1)[0] + "/" + database if "?" not in self.url else self.url
-        done = subprocess.run(["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", url, "-c", sql],
-                              capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, f"psql {sql!r} failed: {done.stderr}"
-        return done.stdout.strip()
-
-    def database_url(self, name: str) -> str:
-        base, _, query = self.url.partition("?")
-        return base.rsplit("/", 1)[0] + "/" + name + (("?" + query) if query else "")
-
-
 @pytest.fixture(scope="module")
 def cluster():
     # Directly under /tmp: the cluster runs as the postgres user when we are root, and pytest's
     # own temporary directories are private to us.
     directory = pathlib.Path(tempfile.mkdtemp(prefix="labgallery-fleet-pg."))
-    cluster = Cluster(directory)
+    cluster = labgallery_testing.PostgresCluster(directory)
     try:
         yield cluster
     finally:
@@ -88,9 +57,7 @@ def cluster():
 @pytest.fixture
 def database(cluster):
     """A fresh empty database in the module's cluster; its URL."""
-    name = "fleet_" + uuid.uuid4().hex[:12]
-    cluster.psql(f"CREATE DATABASE {name}")
-    yield cluster.database_url(name)
+    yield cluster.create_database("fleet_" + uuid.uuid4().hex[:12])
 
 
 class Instance:
@@ -278,7 +245,7 @@ def test_concurrent_attach_on_two_instances_one_wins(api, fleet):
                 assert got.attached_gallery == winner
 
 
-def _leases_by_instance(cluster: Cluster, database_url: str) -> dict[str, int]:
+def _leases_by_instance(cluster: labgallery_testing.PostgresCluster, database_url: str) -> dict[str, int]:
     name = database_url.split("?")[0].rsplit("/", 1)[1]
     rows = cluster.psql("SELECT lease_owner, count(*) FROM replication WHERE state = 'REPLICATING' "
                         "AND lease_owner IS NOT NULL AND lease_expires_at > now() GROUP BY lease_owner", database=name)
