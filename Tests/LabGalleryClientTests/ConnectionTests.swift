@@ -79,9 +79,12 @@ struct ConnectionTests {
         defer { proxy.close() }
         var configuration = LabGalleryClient.Configuration(
             port: proxy.port, token: server.adminToken,
-            retryPolicy: .init(maxAttempts: 40, initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(250)))
+            retryPolicy: .init(maxAttempts: 400, initialBackoff: .milliseconds(50), maxBackoff: .milliseconds(250)))
+        // A PING unanswered for 3 s: the frozen connection is found dead within seconds, while a
+        // healthy connection to a server starved by the whole suite on 2 loaded cores is not (with
+        // 1 s, re-opened connections were declared dead too until the retry budget ran out).
         configuration.keepaliveTime = .seconds(1)
-        configuration.keepaliveTimeout = .seconds(1)
+        configuration.keepaliveTimeout = .seconds(3)
         let client = try LabGalleryClient(configuration: configuration)
         _ = try await client.createGallery(id: "g", region: "north")
         let image = try await client.uploadImage(
@@ -105,10 +108,10 @@ struct ConnectionTests {
         }
         #expect(frozeAt != nil, "the proxy went silent while the image was still replicating")
         #expect(endedCompleted, "the terminal state arrived after the re-open")
-        // Keepalive 1 s + timeout 1 s, plus ticks, backoff and a loaded machine: well under 20 s.
+        // Keepalive 1 s + timeout 3 s, plus ticks, backoff and a loaded machine: well under 60 s.
         // (Without keepalive the watch would wait on the dead connection forever.)
         let took = try #require(resumedAfter)
-        #expect(took < .seconds(20), "resumed after \(took)")
+        #expect(took < .seconds(60), "resumed after \(took)")
         #expect(proxy.connections >= 2, "the watch re-opened on a new connection")
         await server.stop()
     }
