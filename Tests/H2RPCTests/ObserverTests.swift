@@ -73,7 +73,9 @@ final class CallRecorder: ServerCallObserver {
         let late = try #require(recorder.first(TestService.nap))
         // The server's deadline and the client's own timer race: whichever ends the call first
         // is what the server reports (its DEADLINE_EXCEEDED, or the client's reset: CANCELLED).
-        #expect([.deadlineExceeded, .cancelled].contains(late.status.code) && late.duration >= .milliseconds(100))
+        // Its duration is the server's, from when the request arrived, which on a loaded machine
+        // can be well after the client's timer started: no lower bound on it.
+        #expect([.deadlineExceeded, .cancelled].contains(late.status.code), "\(late.status)")
         let gone = try #require(recorder.first(TestService.sleep))
         #expect(gone.status.code == .cancelled, "\(gone.status)")
     }
