@@ -35,7 +35,7 @@ final class CallRecorder: ServerCallObserver {
         await #expect(throws: RPCError.self) {
             _ = try await h.client.unary(unknown, request: Blob("zz"), responseType: Blob.self)
         }
-        // A 2 s nap with a 100 ms deadline; a 30 s sleep the client cancels.
+        // A 10 s nap with a 100 ms deadline; a 30 s sleep the client cancels.
         await #expect(throws: RPCError.self) {
             _ = try await h.client.unary(
                 TestService.nap, request: Blob(), options: CallOptions(timeout: .milliseconds(100)),

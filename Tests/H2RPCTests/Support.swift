@@ -113,8 +113,9 @@ struct TestService: RegistrableRPCService {
         }
         router.registerUnary(Self.nap) { (request: Blob, _: ServerContext) -> Blob in
             probe.started()
-            // Long against the tests' 100 ms deadlines, so a loaded machine cannot let it finish first.
-            try await Task.sleep(for: .seconds(2))
+            // Long against the tests' 100 ms deadlines, so a loaded machine cannot let it finish
+            // first (2 s did, once, with two CI runs and two `yes` on 2 cores).
+            try await Task.sleep(for: .seconds(10))
             return request
         }
         router.registerServerStreaming(Self.split) { (request: Blob, writer: ResponseWriter<Blob>, _: ServerContext) in
