@@ -18,6 +18,7 @@ import pathlib
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -26,7 +27,10 @@ import uuid
 import grpc
 import pytest
 
-import labgallery_testing  # Tests/pyhelpers (on the path by conftest.py)
+# Tests/pyhelpers on the path here, not in a conftest.py: a conftest of this directory would be
+# the `conftest` module Tests/Generator imports its ROOT from.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "pyhelpers"))
+import labgallery_testing  # noqa: E402
 
 REGIONS = [f"r{i}" for i in range(9)]  # one home region and 8 replicas
 LEASE_SECONDS = 3
