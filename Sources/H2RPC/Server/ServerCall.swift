@@ -360,7 +360,10 @@ public final class ServerCall: Sendable {
     /// The request stream of a streaming-request call.
     var requests: InboundQueue { inbound! }
 
-    func writeMessage(_ bytes: [UInt8]) async throws {
+    /// Runs on the handler's executor (`nonisolated(nonsending)`): a hop to the generic
+    /// executor per message costs a lock of the task's status record (with an executor
+    /// preference), ≈ 20 % of a streaming server's CPU.
+    nonisolated(nonsending) func writeMessage(_ bytes: [UInt8]) async throws {
         try await flow?.reserve(bytes.count)
         let wanted = context.responseCompression
         let declare = wanted == nil ? nil : declaredEncoding()
