@@ -402,6 +402,11 @@ struct H2ServerOutbound: ServerStreamOutbound {
         if case .message(let m)? = second, m.compression != nil {
             return writeCompressing(first, second, third)
         }
+        // A streamed message after the first: sent from the memory it was encoded into.
+        if case .message(let message) = first, second == nil {
+            handle.send(message, end: false)
+            return
+        }
         // The common unary success: empty metadata, a message, OK without message or trailers:
         // prebuilt header blocks, nothing to build per call.
         if case .metadata(let headers) = first, headers.isEmpty,
@@ -479,6 +484,9 @@ struct H2ServerOutbound: ServerStreamOutbound {
     }
 
     func reset() { handle.reset() }
+
+    /// Encodes straight into a shim message buffer.
+    func encode<M: RPCMessage>(_ message: M) throws -> MessageBytes { try handle.encode(message) }
 
     /// Adds the 5-byte gRPC prefix the core does not know about.
     func consume(_ bytes: Int) { handle.consume(bytes + 5) }

@@ -147,13 +147,17 @@ public struct InteropTestService: Grpc_Testing_TestService.ServiceProtocol {
         to request: Grpc_Testing_StreamingOutputCallRequest,
         with writer: ResponseWriter<Grpc_Testing_StreamingOutputCallResponse>, _ context: ServerContext
     ) async throws {
+        // Consecutive responses of one size share one payload (its bytes are copy-on-write).
+        var payload: (size: Int32, value: Grpc_Testing_Payload)? = nil
         for parameters in request.responseParameters {
             if parameters.intervalUs > 0 {
                 try await Task.sleep(for: .microseconds(Int(parameters.intervalUs)))
             }
-            let payload = try makePayload(type: request.responseType, size: parameters.size)
+            if payload?.size != parameters.size {
+                payload = (parameters.size, try makePayload(type: request.responseType, size: parameters.size))
+            }
             compressResponses(parameters.compressed?.value == true, context)
-            try await writer.write(Grpc_Testing_StreamingOutputCallResponse(payload: payload))
+            try await writer.write(Grpc_Testing_StreamingOutputCallResponse(payload: payload?.value))
         }
     }
 

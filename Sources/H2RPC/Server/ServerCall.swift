@@ -360,11 +360,22 @@ public final class ServerCall: Sendable {
     /// The request stream of a streaming-request call.
     var requests: InboundQueue { inbound! }
 
+    /// Encodes a response message with the transport (into its send memory, if it can).
+    func encodeResponse<M: RPCMessage>(_ message: M) throws -> MessageBytes {
+        do {
+            return try outbound.encode(message)
+        } catch let error as RPCError {
+            throw error
+        } catch {
+            throw RPCError(.internal, "could not encode the response message \(M.self): \(error)")
+        }
+    }
+
     /// Runs on the handler's executor (`nonisolated(nonsending)`): a hop to the generic
     /// executor per message costs a lock of the task's status record (with an executor
     /// preference), ≈ 20 % of a streaming server's CPU.
-    nonisolated(nonsending) func writeMessage(_ bytes: [UInt8]) async throws {
-        try await flow?.reserve(bytes.count)
+    nonisolated(nonsending) func writeMessage(_ message: MessageBytes) async throws {
+        try await flow?.reserve(message.count)
         let wanted = context.responseCompression
         let declare = wanted == nil ? nil : declaredEncoding()
         guard
@@ -376,8 +387,8 @@ public final class ServerCall: Sendable {
         else {
             throw RPCError(.cancelled, "the call is already over")
         }
-        responseBytes.add(bytes.count, ordering: .relaxed)
-        var message = MessageBytes(bytes)
+        responseBytes.add(message.count, ordering: .relaxed)
+        var message = message
         if wanted != nil { message.compression = encoding }
         if first {
             outbound.write(.metadata(context.storage.response.withLock { $0.initial }), .message(message), nil)

@@ -58,6 +58,10 @@ public struct RequestHead: Sendable {
 public protocol ServerStreamOutbound: Sendable {
     /// Writes one to three parts, in order, as one batch.
     func write(_ first: RPCResponsePart, _ second: RPCResponsePart?, _ third: RPCResponsePart?)
+    /// Encodes a response message for this stream. Zero-copy capability, as on the client
+    /// (``ClientStreamOutbound/encode(_:)``): a transport encodes straight into its send memory
+    /// and sends that memory without copying it. The default encodes into an array.
+    func encode<M: RPCMessage>(_ message: M) throws -> MessageBytes
     /// Aborts the stream (HTTP/2: RST_STREAM CANCEL).
     func reset()
     /// Releases a consumed request message of `bytes` bytes (framing not included): the
@@ -69,6 +73,11 @@ extension ServerStreamOutbound {
     /// Writes one part.
     @inlinable
     public func write(_ part: RPCResponsePart) { write(part, nil, nil) }
+
+    /// Encodes into an array.
+    public func encode<M: RPCMessage>(_ message: M) throws -> MessageBytes {
+        MessageBytes(try message.serializedBytes())
+    }
 }
 
 /// Receives the calls a transport accepts: implemented by the server's dispatcher.
