@@ -146,6 +146,7 @@ void h2_conn_flush(h2_conn *c)
             if (r == 0) break;
         }
         h2_outq_reset(&c->out);
+        c->smem.used = true; /* nghttp2 may pack frames into its frame buffer now */
         while (!h2_outq_full(&c->out)) {
             const uint8_t *p;
             ssize_t n = nghttp2_session_mem_send(c->sess, &p);
@@ -447,6 +448,19 @@ void h2_accept_all(h2_loop *L, h2_listener *ls)
     }
 }
 
+/* At the tick, an idle connection (no streams, its output written, nothing for nghttp2 to
+ * send: no frame half-packed in the frame buffer) gives back the frame buffer's pages (issue
+ * 13). At the tick, not at each idle flush: at most one madvise per connection and tick, none
+ * on a connection that made no call since, and a connection that makes one call after another
+ * does not fault the page in again per call. */
+static void conn_release_pages(h2_conn *c)
+{
+    if (c->streams || c->connecting || c->tls_hs || h2_outq_pending(&c->out) || nghttp2_session_want_write(c->sess))
+        return;
+    /* -1 (madvise failed) loses nothing: the pages stay, and it is tried again next tick. */
+    (void)h2_sessmem_release_idle(&c->smem);
+}
+
 void h2_conns_tick(h2_loop *L)
 {
     int64_t now = L->local.now;
@@ -455,7 +469,9 @@ void h2_conns_tick(h2_loop *L)
         next = c->next; /* closing unlinks c */
         if (c->dead) continue;
         h2_ka_conn_tick(c, now);
-        if (c->is_client || c->dead) continue;
+        if (c->dead) continue;
+        conn_release_pages(c);
+        if (c->is_client) continue;
         int32_t sid = nghttp2_session_get_last_proc_stream_id(c->sess);
         switch (h2_conntimer_check(&c->timer, now, c->streams != NULL, sid, hs, idle)) {
         case H2_CT_CLOSE_HANDSHAKE:

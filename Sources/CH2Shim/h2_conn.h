@@ -11,6 +11,7 @@
 #include "h2_keepalive.h"
 #include "h2_outq.h"
 #include "h2_ratelim.h"
+#include "h2_sessmem.h"
 #include "h2_stream.h"
 #include "h2_timer.h"
 
@@ -24,6 +25,7 @@ struct h2_conn {
     h2_loop *loop;
     int fd;
     nghttp2_session *sess;
+    h2_sessmem smem;      /* sess's allocator (its frame buffer's pages go back when idle) */
     bool is_client;
     bool connecting;
     bool dead;

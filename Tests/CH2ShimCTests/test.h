@@ -28,6 +28,8 @@ void msgbuf_tests(void);
 void outq_tests(void);
 /* test_map.c: token map */
 void map_tests(void);
+/* test_sessmem.c: a session's allocator, its frame buffer's pages released when idle */
+void sessmem_tests(void);
 /* test_addr.c: peer addresses as text */
 void addr_tests(void);
 /* test_ratelim.c: rate limiter */

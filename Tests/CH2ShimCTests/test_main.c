@@ -44,6 +44,7 @@ int main(int argc, char **argv)
     ratelim_tests();
     addr_tests();
     map_tests();
+    sessmem_tests();
     e2e_tests();
     RUN(limits_tests());
     RUN(partial_tests());
