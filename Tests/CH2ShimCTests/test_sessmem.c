@@ -1,11 +1,18 @@
 /* A session's allocator: the frame buffer in its own mapping, its pages given back when idle,
- * and a call after that works. Two nghttp2 sessions in memory (no sockets). */
+ * and a call after that works (two nghttp2 sessions in memory); the loop gives them back at
+ * its tick and the connection keeps working (two loops over loopback). */
 #define _GNU_SOURCE
+#include "h2_conn.h"
+#include "h2_loop.h"
 #include "h2_sessmem.h"
+#include "h2shim.h"
 #include "test.h"
 
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
 
 typedef struct {
     int responses; /* client: responses received in full */
@@ -100,7 +107,85 @@ static void test_idle_release(void)
     nghttp2_session_callbacks_del(cb);
 }
 
+/* What the server loop's one connection's frame buffer looks like, read on the loop thread. */
+typedef struct {
+    atomic_int done;
+    int conns;
+    bool used;
+    size_t resident;
+} probe;
+
+static void probe_run(void *ctx, void *arg, int on_loop)
+{
+    h2_loop *L = ctx;
+    probe *p = arg;
+    if (on_loop)
+        for (h2_conn *c = L->local.conns; c; c = c->next) {
+            if (c->dead || c->is_client) continue;
+            p->conns++;
+            p->used = c->smem.used;
+            p->resident = c->smem.frame ? resident_pages(&c->smem) : 99;
+        }
+    atomic_store(&p->done, 1);
+}
+
+static probe look(h2_loop *srv)
+{
+    probe p = {0};
+    CHECK(h2_loop_run(srv, probe_run, srv, &p) == 0);
+    while (!atomic_load(&p.done)) usleep(1000);
+    return p;
+}
+
+/* Polls (5 s at most) until the server's connection's frame buffer is released (want 1:
+ * nothing resident, nothing sent since) or written again (want 0). */
+static int becomes(h2_loop *srv, int released)
+{
+    for (int i = 0; i < 500; i++) {
+        probe p = look(srv);
+        CHECK(p.conns <= 1);
+        if (p.conns == 1 && (released ? !p.used && p.resident == 0 : p.used)) return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
+static h2_stats stats_of(h2_loop *l)
+{
+    h2_stats s;
+    h2_loop_stats(l, &s);
+    return s;
+}
+
+/* The server pings its idle client (keepalive): each PING goes through the frame buffer the
+ * tick released, the client answers, and the connection stays up. */
+static void test_loop_release(void)
+{
+    h2_config cfg;
+    h2_config_init(&cfg);
+    cfg.handshake_timeout_ms = 400; /* a tick of 100 ms */
+    cfg.keepalive_time_ms = 300;
+    cfg.keepalive_timeout_ms = 2000;
+    h2_callbacks none = {0};
+    h2_loop *srv = h2_loop_create(&cfg, &none);
+    uint16_t port;
+    CHECK(srv && h2_listen(srv, "127.0.0.1", 0, &port) == 0 && h2_loop_start(srv) == 0);
+    h2_loop *cli = h2_loop_create(NULL, &none);
+    CHECK(cli && h2_loop_start(cli) == 0);
+    CHECK(h2_connect(cli, "127.0.0.1", port) != 0);
+    CHECK(becomes(srv, 1)); /* after the SETTINGS exchange */
+    uint64_t pings = stats_of(srv).keepalive_pings;
+    CHECK(becomes(srv, 0)); /* a PING written into the released pages */
+    CHECK(becomes(srv, 1));
+    CHECK(becomes(srv, 0));
+    h2_stats st = stats_of(srv);
+    CHECK(st.keepalive_pings > pings && st.keepalive_timeouts == 0 && st.connections == 1);
+    h2_loop_destroy(cli);
+    h2_loop_destroy(srv);
+}
+
 void sessmem_tests(void)
 {
     RUN(test_idle_release());
+    RUN(test_loop_release());
 }
