@@ -480,6 +480,7 @@ static void *loop_main(void *arg)
             trim_at = lo->now + H2_POOL_IDLE_MS; /* after activity, trim once idle */
         } else if (trim_at && lo->now >= trim_at) { /* idle for H2_POOL_IDLE_MS: give memory back */
             h2_bufpool_trim(&L->pool);
+            h2_framecache_empty(&lo->frames);
 #if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
             /* After a burst (e.g. thousands of cancelled streams) the freed blocks stay in
              * malloc's arenas and keep the RSS up; return them to the system once idle.
@@ -576,6 +577,7 @@ void h2_loop_release(h2_loop *L)
     close(L->evfd);
     close(L->epfd);
     h2_map_free(&L->local.map);
+    h2_framecache_empty(&L->local.frames);
     pthread_mutex_destroy(&L->shared.lock);
     h2_bufpool_destroy(&L->pool);
     h2_free(L);

@@ -67,6 +67,7 @@ typedef struct h2_loop_local {
     bool favoured_progressed;
     uint32_t ka_time_ms;   /* client connections' keepalive time: keepalive_time_ms, doubled after each
                             * GOAWAY "too_many_pings" from the server (grpc's client does the same) */
+    h2_framecache frames;  /* closed sessions' frame buffer mappings, for the next ones (h2_sessmem.h) */
     int reserve_fd;        /* held so that at the fd limit one can be freed to accept-and-close; -1 = none */
     /* Stopped or destroyed from one of its own callbacks (the last owner went away on the
      * loop thread): the thread cannot join itself, so it tears the loop down (and frees

@@ -500,7 +500,7 @@ int h2_session_setup(h2_conn *c)
 {
     h2_loop *L = c->loop;
     nghttp2_mem mem;
-    h2_sessmem_init(&c->smem, &mem);
+    h2_sessmem_init(&c->smem, &mem, &L->local.frames);
     int rv = c->is_client ? nghttp2_session_client_new3(&c->sess, L->scb, c, L->opt, &mem)
                           : nghttp2_session_server_new3(&c->sess, L->scb, c, L->opt, &mem);
     h2_sessmem_created(&c->smem);

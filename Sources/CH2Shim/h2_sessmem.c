@@ -14,12 +14,20 @@ static size_t page_round(size_t n)
     return (n + p - 1) / p * p;
 }
 
-/* The frame buffer's mapping, or NULL (then malloc serves it: correct, only not released).
- * A failed mmap (say at vm.max_map_count) is not an allocation failure. */
+void h2_framecache_empty(h2_framecache *fc)
+{
+    size_t len = page_round(H2_SESSMEM_FRAMEBUF_LEN);
+    while (fc->n) munmap(fc->maps[--fc->n], len); /* fails only for a bad range: these are ours */
+}
+
+/* The frame buffer's mapping (a cached one, else a new one), or NULL (then malloc serves it:
+ * correct, only not released). A failed mmap (say at vm.max_map_count) is not an allocation
+ * failure. */
 static void *frame_map(h2_sessmem *m, size_t n)
 {
     size_t len = page_round(n);
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *p = m->cache && m->cache->n ? m->cache->maps[--m->cache->n]
+                                      : mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
     m->frame = p;
     m->frame_map = len;
@@ -42,7 +50,10 @@ static void sm_free(void *p, void *ud)
 {
     h2_sessmem *m = ud;
     if (p && p == m->frame) {
-        munmap(p, m->frame_map); /* fails only for a bad range: this is ours */
+        if (m->cache && m->cache->n < H2_FRAMECACHE_MAX)
+            m->cache->maps[m->cache->n++] = p;
+        else
+            munmap(p, m->frame_map); /* fails only for a bad range: this is ours */
         m->frame = NULL;
         m->frame_map = 0;
         return;
@@ -70,9 +81,9 @@ static void *sm_realloc(void *p, size_t n, void *ud)
     return q;
 }
 
-void h2_sessmem_init(h2_sessmem *m, nghttp2_mem *mem)
+void h2_sessmem_init(h2_sessmem *m, nghttp2_mem *mem, h2_framecache *cache)
 {
-    *m = (h2_sessmem){.creating = true};
+    *m = (h2_sessmem){.cache = cache, .creating = true};
     *mem = (nghttp2_mem){m, sm_malloc, sm_free, sm_calloc, sm_realloc};
 }
 

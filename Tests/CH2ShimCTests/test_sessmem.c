@@ -78,7 +78,7 @@ static void test_idle_release(void)
     peer cp = {0}, sp = {0};
     h2_sessmem m;
     nghttp2_mem mem;
-    h2_sessmem_init(&m, &mem);
+    h2_sessmem_init(&m, &mem, NULL);
     nghttp2_session *srv, *cli;
     CHECK(nghttp2_session_server_new3(&srv, cb, &sp, NULL, &mem) == 0);
     h2_sessmem_created(&m);
@@ -104,6 +104,31 @@ static void test_idle_release(void)
     nghttp2_session_del(cli);
     nghttp2_session_del(srv); /* unmaps the frame buffer (valgrind/ASan: nothing leaks) */
     CHECK(m.frame == NULL);
+    nghttp2_session_callbacks_del(cb);
+}
+
+/* A closed session's mapping goes to the cache and serves the next session. */
+static void test_cache(void)
+{
+    nghttp2_session_callbacks *cb;
+    CHECK(nghttp2_session_callbacks_new(&cb) == 0);
+    h2_framecache fc = {0};
+    void *first = NULL;
+    for (int i = 0; i < 3; i++) {
+        h2_sessmem m;
+        nghttp2_mem mem;
+        h2_sessmem_init(&m, &mem, &fc);
+        nghttp2_session *s;
+        CHECK(nghttp2_session_server_new3(&s, cb, NULL, NULL, &mem) == 0);
+        h2_sessmem_created(&m);
+        CHECK(m.frame != NULL && fc.n == 0);
+        if (i == 0) first = m.frame;
+        CHECK(m.frame == first); /* the same mapping each time */
+        nghttp2_session_del(s);
+        CHECK(fc.n == 1 && fc.maps[0] == first);
+    }
+    h2_framecache_empty(&fc);
+    CHECK(fc.n == 0);
     nghttp2_session_callbacks_del(cb);
 }
 
@@ -187,5 +212,6 @@ static void test_loop_release(void)
 void sessmem_tests(void)
 {
     RUN(test_idle_release());
+    RUN(test_cache());
     RUN(test_loop_release());
 }
