@@ -52,7 +52,7 @@ static void pump(nghttp2_session *a, nghttp2_session *b, h2_sessmem *bm)
 static size_t resident_pages(const h2_sessmem *m)
 {
     unsigned char vec[16];
-    size_t pages = m->frame_map / 4096, r = 0;
+    size_t pages = m->frame_map / (size_t)sysconf(_SC_PAGESIZE), r = 0;
     CHECK(pages <= sizeof vec);
     CHECK(mincore(m->frame, m->frame_map, vec) == 0);
     for (size_t i = 0; i < pages; i++) r += vec[i] & 1;
@@ -83,7 +83,7 @@ static void test_idle_release(void)
     CHECK(nghttp2_session_server_new3(&srv, cb, &sp, NULL, &mem) == 0);
     h2_sessmem_created(&m);
     CHECK(nghttp2_session_client_new(&cli, cb, &cp) == 0);
-    CHECK(m.frame != NULL && m.frame_map >= H2_SESSMEM_FRAMEBUF_LEN && m.frame_map % 4096 == 0);
+    CHECK(m.frame != NULL && m.frame_map >= H2_SESSMEM_FRAMEBUF_LEN && m.frame_map % (size_t)sysconf(_SC_PAGESIZE) == 0);
     CHECK(nghttp2_submit_settings(srv, NGHTTP2_FLAG_NONE, NULL, 0) == 0);
     CHECK(nghttp2_submit_settings(cli, NGHTTP2_FLAG_NONE, NULL, 0) == 0);
 
