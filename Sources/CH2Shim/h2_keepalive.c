@@ -101,7 +101,7 @@ void h2_ka_conn_tick(h2_conn *c, int64_t now)
         c->timer.since = now;
         h2_conn_mark(c);
         break;
-    case H2_KA_CLOSE_AGE: h2_conn_close_now(c, 0, H2_CLOSE_CONN_LOST, false); break;
+    case H2_KA_CLOSE_AGE: h2_conn_close_lingering(c, 0, H2_CLOSE_CONN_LOST, false); break; /* after GOAWAY */
     default: break;
     }
 }
