@@ -467,14 +467,14 @@ void h2_accept_all(h2_loop *L, h2_listener *ls)
     }
 }
 
-void h2_conns_tick(h2_loop *L)
+void h2_conns_tick(h2_loop *L, int64_t late_ms)
 {
     int64_t now = L->local.now;
     uint32_t hs = L->cfg.handshake_timeout_ms, idle = L->cfg.idle_timeout_ms;
     for (h2_conn *c = L->local.conns, *next; c; c = next) {
         next = c->next; /* closing unlinks c */
         if (c->dead) continue;
-        h2_ka_conn_tick(c, now);
+        h2_ka_conn_tick(c, now, late_ms);
         if (c->is_client || c->dead) continue;
         int32_t sid = nghttp2_session_get_last_proc_stream_id(c->sess);
         switch (h2_conntimer_check(&c->timer, now, c->streams != NULL, sid, hs, idle)) {

@@ -99,9 +99,9 @@ void h2_conn_check(h2_conn *c, int rv);
  * at once; at the fd limit the reserved fd is spent to do the same, and the listeners pause. */
 void h2_accept_all(h2_loop *L, h2_listener *ls);
 /* The tick: every connection's deadlines (h2_conntimer_check for server connections,
- * h2_ka_conn_tick for all), at L->local.now. */
-void h2_conns_tick(h2_loop *L);
+ * h2_ka_conn_tick for all), at L->local.now; `late_ms`: how late the tick runs. */
+void h2_conns_tick(h2_loop *L, int64_t late_ms);
 /* Keepalive, age and connect deadlines of one connection at the tick (h2_keepalive.c). */
-void h2_ka_conn_tick(h2_conn *c, int64_t now);
+void h2_ka_conn_tick(h2_conn *c, int64_t now, int64_t late_ms);
 
 #endif

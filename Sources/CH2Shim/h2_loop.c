@@ -400,7 +400,7 @@ static void run_timers(h2_loop *L)
     h2_loop_local *lo = &L->local;
     if (lo->accept_paused && lo->now >= lo->accept_resume) resume_accept(L);
     if (lo->next_tick && lo->now >= lo->next_tick) {
-        h2_conns_tick(L);
+        h2_conns_tick(L, lo->now - lo->next_tick);
         h2_stream_tick(L);
         h2_linger_tick(L, lo->now);
         lo->next_tick = lo->conns || lo->lingering ? lo->now + lo->tick_ms : 0; /* no connection: no tick */
