@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "h2_loop.h"
 #include "h2_addrs.h"
+#include "h2_linger.h"
 #include "h2_mem.h"
 #include "h2_net.h"
 #include "h2_session.h"
@@ -399,9 +400,10 @@ static void run_timers(h2_loop *L)
     h2_loop_local *lo = &L->local;
     if (lo->accept_paused && lo->now >= lo->accept_resume) resume_accept(L);
     if (lo->next_tick && lo->now >= lo->next_tick) {
-        h2_conns_tick(L);
+        h2_conns_tick(L, lo->now - lo->next_tick);
         h2_stream_tick(L);
-        lo->next_tick = lo->conns ? lo->now + lo->tick_ms : 0; /* no connection: no tick */
+        h2_linger_tick(L, lo->now);
+        lo->next_tick = lo->conns || lo->lingering ? lo->now + lo->tick_ms : 0; /* no connection: no tick */
     }
 }
 
@@ -560,6 +562,7 @@ void h2_loop_teardown(h2_loop *L)
     drop_cmds(L, take_all(L));
     h2_listeners_close(L);
     while (L->local.conns) h2_conn_close_now(L->local.conns, 0, H2_CLOSE_SHUTDOWN, false);
+    h2_linger_end_all(L);
     L->local.dirty = NULL;
     while (L->local.dead) {
         h2_conn *c = L->local.dead;

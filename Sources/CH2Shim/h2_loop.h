@@ -49,6 +49,7 @@ typedef struct h2_loop_local {
     h2_conn *conns;
     h2_conn *dirty;    /* to flush at the end of this iteration */
     h2_conn *dead;     /* to free at the end of this iteration */
+    h2_conn *lingering; /* closed, their sockets linger (h2_linger.h) */
     h2_listener *listeners;
     /* connection limits and timers (h2_timer.h) */
     int64_t now;           /* h2_now_ms() after this iteration's epoll_wait */

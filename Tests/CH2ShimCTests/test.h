@@ -44,6 +44,8 @@ void conns_tests(void);
 void tls_tests(void);
 /* test_keepalive.c: keepalive, connection lifetimes, the client's address walk */
 void keepalive_tests(void);
+/* test_linger.c: the lingering close after a GOAWAY over loopback */
+void linger_tests(void);
 /* test_failmalloc.c: every allocation failed in turn */
 void failmalloc_tests(void);
 /* test_e2e.c: loops over loopback through the public API; grpcio interop modes */
