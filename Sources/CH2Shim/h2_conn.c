@@ -3,6 +3,7 @@
 #include "h2_conn.h"
 #include "h2_addrs.h"
 #include "h2_connlim.h"
+#include "h2_linger.h"
 #include "h2_loop.h"
 #include "h2_mem.h"
 #include "h2_net.h"
@@ -74,8 +75,9 @@ void h2_conn_close_now(h2_conn *c, int err, uint32_t stream_code, bool failed)
     c->ssl = NULL;
     h2_tls_release(c->tls);
     c->tls = NULL;
-    if (c->fd >= 0) close(c->fd);
-    c->fd = -1;
+    bool linger = c->linger && c->fd >= 0; /* the socket closes last, or later (h2_linger.h) */
+    if (c->fd >= 0 && !linger) close(c->fd);
+    if (!linger) c->fd = -1;
     /* A failed connect is reported before its streams close, so the application can tell
      * them why (the errno). */
     if (failed && L->cb.on_conn) L->cb.on_conn(L->cb.ctx, c->id, H2_CONN_FAILED, err);
@@ -90,11 +92,24 @@ void h2_conn_close_now(h2_conn *c, int err, uint32_t stream_code, bool failed)
     if (c->next) c->next->prev = c->prev;
     LSTAT_SUB(L, connections, 1);
     if (!c->is_client) L->local.nserver--;
-    if (c->lim_counted) h2_connlim_release(L->lim, c->peer);
-    c->lim_counted = false;
+    if (linger && !h2_linger_start(c)) {
+        close(c->fd);
+        c->fd = -1;
+        linger = false;
+    }
+    /* A lingering socket keeps its place in the caps until it closes (h2_linger.c). */
+    if (c->lim_counted && !linger) h2_connlim_release(L->lim, c->peer);
+    if (!linger) c->lim_counted = false;
     if (c->is_client && !failed && L->cb.on_conn) L->cb.on_conn(L->cb.ctx, c->id, H2_CONN_CLOSED, err);
+    if (linger) return; /* freed when the socket closes */
     c->dead_next = L->local.dead;
     L->local.dead = c;
+}
+
+void h2_conn_close_lingering(h2_conn *c, int err, uint32_t stream_code, bool failed)
+{
+    c->linger = true;
+    h2_conn_close_now(c, err, stream_code, failed);
 }
 
 void h2_conn_free(h2_conn *c)
@@ -146,6 +161,7 @@ void h2_conn_flush(h2_conn *c)
             if (r == 0) break;
         }
         h2_outq_reset(&c->out);
+        c->smem.used = true; /* nghttp2 may pack frames into its frame buffer now */
         while (!h2_outq_full(&c->out)) {
             const uint8_t *p;
             ssize_t n = nghttp2_session_mem_send(c->sess, &p);
@@ -173,14 +189,14 @@ void h2_conn_flush(h2_conn *c)
         h2_outq_shrink(&c->out); /* after a burst */
         if (!c->streams) h2_conn_release_idle(c);
         if (c->close_when_flushed) {
-            h2_conn_close_now(c, ECONNRESET, H2_CLOSE_CONN_LOST, false);
+            h2_conn_close_lingering(c, ECONNRESET, H2_CLOSE_CONN_LOST, false);
             return;
         }
         /* GOAWAY done both ways and nothing in flight: nghttp2 is finished with it. (After
          * an idle GOAWAY the tick closes it after the grace, or the peer does first.) */
         if (c->timer.phase != H2_CT_GOAWAY && !nghttp2_session_want_read(c->sess) &&
             !nghttp2_session_want_write(c->sess))
-            h2_conn_close_now(c, 0, H2_CLOSE_CONN_LOST, false);
+            h2_conn_close_lingering(c, 0, H2_CLOSE_CONN_LOST, false); /* after a GOAWAY of ours, maybe */
     }
 }
 
@@ -222,8 +238,9 @@ static void conn_tls_fail(h2_conn *c, const char *what, const char *reason, bool
     h2_loop_log(c->loop, c->id, "TLS %s %s %s: %s; connection closed", what, c->is_client ? "to" : "from", peer,
                 reason);
     c->tls_broken = broken;
-    /* A client whose handshake failed never connected: FAILED, as for a refused connect. */
-    h2_conn_close_now(c, EPROTO, H2_CLOSE_CONN_LOST, c->is_client && c->tls_hs);
+    /* A client whose handshake failed never connected: FAILED, as for a refused connect. The
+     * socket lingers so the peer reads our alert (h2_linger.h). */
+    h2_conn_close_lingering(c, EPROTO, H2_CLOSE_CONN_LOST, c->is_client && c->tls_hs);
 }
 
 /* Reads up to len bytes: >0 bytes, 0 the peer closed, -EAGAIN nothing now, other -errno. */
@@ -274,7 +291,7 @@ static void conn_read(h2_conn *c)
                 struct iovec iov = {.iov_base = (void *)(uintptr_t)p, .iov_len = (size_t)k};
                 (void)(c->ssl ? h2_tls_writev(c->ssl, &iov, 1) : send(c->fd, p, (size_t)k, MSG_NOSIGNAL | MSG_DONTWAIT));
             }
-            h2_conn_close_now(c, EPROTO, H2_CLOSE_CONN_LOST, false);
+            h2_conn_close_lingering(c, EPROTO, H2_CLOSE_CONN_LOST, false);
             return;
         }
         if (c->timer.phase == H2_CT_HANDSHAKE) (void)h2_conntimer_feed(&c->timer, rbuf, (size_t)n, L->local.now);
@@ -366,6 +383,10 @@ void h2_conn_connected(h2_conn *c)
 
 void h2_conn_event(h2_conn *c, uint32_t ev)
 {
+    if (c->lingering) {
+        h2_linger_event(c);
+        return;
+    }
     if (c->dead) return;
     if (c->connecting) {
         if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) h2_conn_connected(c);
@@ -447,15 +468,30 @@ void h2_accept_all(h2_loop *L, h2_listener *ls)
     }
 }
 
-void h2_conns_tick(h2_loop *L)
+/* At the tick, an idle connection (no streams, its output written, nothing for nghttp2 to
+ * send: no frame half-packed in the frame buffer) gives back the frame buffer's pages (issue
+ * 13). At the tick, not at each idle flush: at most one madvise per connection and tick, none
+ * on a connection that made no call since, and a connection that makes one call after another
+ * does not fault the page in again per call. */
+static void conn_release_pages(h2_conn *c)
+{
+    if (c->streams || c->connecting || c->tls_hs || h2_outq_pending(&c->out) || nghttp2_session_want_write(c->sess))
+        return;
+    /* -1 (madvise failed) loses nothing: the pages stay, and it is tried again next tick. */
+    (void)h2_sessmem_release_idle(&c->smem);
+}
+
+void h2_conns_tick(h2_loop *L, int64_t late_ms)
 {
     int64_t now = L->local.now;
     uint32_t hs = L->cfg.handshake_timeout_ms, idle = L->cfg.idle_timeout_ms;
     for (h2_conn *c = L->local.conns, *next; c; c = next) {
         next = c->next; /* closing unlinks c */
         if (c->dead) continue;
-        h2_ka_conn_tick(c, now);
-        if (c->is_client || c->dead) continue;
+        h2_ka_conn_tick(c, now, late_ms);
+        if (c->dead) continue;
+        conn_release_pages(c);
+        if (c->is_client) continue;
         int32_t sid = nghttp2_session_get_last_proc_stream_id(c->sess);
         switch (h2_conntimer_check(&c->timer, now, c->streams != NULL, sid, hs, idle)) {
         case H2_CT_CLOSE_HANDSHAKE:
@@ -467,7 +503,7 @@ void h2_conns_tick(h2_loop *L)
             h2_conn_check(c, nghttp2_submit_goaway(c->sess, NGHTTP2_FLAG_NONE, sid, NGHTTP2_NO_ERROR, NULL, 0));
             h2_conn_mark(c);
             break;
-        case H2_CT_CLOSE_GRACE: h2_conn_close_now(c, 0, H2_CLOSE_CONN_LOST, false); break;
+        case H2_CT_CLOSE_GRACE: h2_conn_close_lingering(c, 0, H2_CLOSE_CONN_LOST, false); break; /* after GOAWAY */
         default: break;
         }
     }

@@ -2,7 +2,8 @@
  * Connections (private): one socket, one nghttp2 session, the live streams, the output
  * queue. Loop thread only. Closing is immediate (socket, streams, session); the struct
  * itself is freed at the end of the loop iteration (epoll events or the flush list may
- * still point at it).
+ * still point at it), or, when its socket lingers after our last bytes (h2_linger.h), at
+ * the end of the iteration that closes the socket.
  */
 #ifndef H2_CONN_H
 #define H2_CONN_H
@@ -11,6 +12,7 @@
 #include "h2_keepalive.h"
 #include "h2_outq.h"
 #include "h2_ratelim.h"
+#include "h2_sessmem.h"
 #include "h2_stream.h"
 #include "h2_timer.h"
 
@@ -24,6 +26,7 @@ struct h2_conn {
     h2_loop *loop;
     int fd;
     nghttp2_session *sess;
+    h2_sessmem smem;      /* sess's allocator (its frame buffer's pages go back when idle) */
     bool is_client;
     bool connecting;
     bool dead;
@@ -63,6 +66,10 @@ struct h2_conn {
     struct h2_addrs *addrs;   /* client: the addresses to try (owned), NULL for a plain h2_connect */
     size_t addr_next;         /* the next one to try */
     int64_t connect_deadline; /* ms: the current attempt gives up then; 0 = none */
+    /* lingering close (h2_linger.h) */
+    bool linger;              /* close after our last bytes: the socket lingers */
+    bool lingering;           /* closed, its socket lingers (on loop->local.lingering via prev/next) */
+    int64_t linger_until;     /* ms: the socket closes then at the latest */
 };
 
 typedef struct h2_listener {
@@ -75,6 +82,9 @@ typedef struct h2_listener {
 h2_conn *h2_conn_new(h2_loop *L, h2_id id, int fd, bool is_client);
 /* Closes at once. Never called from inside an nghttp2 callback. */
 void h2_conn_close_now(h2_conn *c, int err, uint32_t stream_code, bool failed);
+/* h2_conn_close_now after our last bytes (a GOAWAY, a TLS alert): the connection closes at
+ * once, its socket lingers so the peer reads them (h2_linger.h). */
+void h2_conn_close_lingering(h2_conn *c, int err, uint32_t stream_code, bool failed);
 void h2_conn_free(h2_conn *c);
 /* Puts the connection on this iteration's flush list. */
 void h2_conn_mark(h2_conn *c);
@@ -91,9 +101,9 @@ void h2_conn_check(h2_conn *c, int rv);
  * at once; at the fd limit the reserved fd is spent to do the same, and the listeners pause. */
 void h2_accept_all(h2_loop *L, h2_listener *ls);
 /* The tick: every connection's deadlines (h2_conntimer_check for server connections,
- * h2_ka_conn_tick for all), at L->local.now. */
-void h2_conns_tick(h2_loop *L);
+ * h2_ka_conn_tick for all), at L->local.now; `late_ms`: how late the tick runs. */
+void h2_conns_tick(h2_loop *L, int64_t late_ms);
 /* Keepalive, age and connect deadlines of one connection at the tick (h2_keepalive.c). */
-void h2_ka_conn_tick(h2_conn *c, int64_t now);
+void h2_ka_conn_tick(h2_conn *c, int64_t now, int64_t late_ms);
 
 #endif

@@ -66,8 +66,9 @@ uint32_t h2_ka_tick_ms(uint32_t tick_ms, uint32_t time_ms, uint32_t timeout_ms, 
 #include "h2_loop.h"
 
 #include <errno.h>
+#include <sys/ioctl.h>
 
-void h2_ka_conn_tick(h2_conn *c, int64_t now)
+void h2_ka_conn_tick(h2_conn *c, int64_t now, int64_t late_ms)
 {
     h2_loop *L = c->loop;
     const h2_config *cfg = &L->cfg;
@@ -78,6 +79,7 @@ void h2_ka_conn_tick(h2_conn *c, int64_t now)
     }
     /* A client pings only while it has calls (grpc's permit_without_calls = false). */
     bool may_ping = !c->is_client || c->streams != NULL;
+    h2_ka_late(&c->ka, late_ms);
     switch (h2_ka_check(&c->ka, now, may_ping, c->is_client ? L->local.ka_time_ms : cfg->keepalive_time_ms,
                         cfg->keepalive_timeout_ms,
                         cfg->max_connection_age_grace_ms)) {
@@ -88,10 +90,18 @@ void h2_ka_conn_tick(h2_conn *c, int64_t now)
         h2_conn_mark(c);
         break;
     }
-    case H2_KA_CLOSE_DEAD:
+    case H2_KA_CLOSE_DEAD: {
+        /* Bytes that arrived after this iteration's epoll_wait (while this thread waited for a
+         * core, say) are an answer too: they are read in the next iteration. */
+        int unread = 0;
+        if (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0) {
+            h2_ka_read(&c->ka, now);
+            break;
+        }
         LSTAT_ADD(L, keepalive_timeouts, 1);
         h2_conn_close_now(c, ETIMEDOUT, H2_CLOSE_CONN_LOST, false);
         break;
+    }
     case H2_KA_SEND_AGE_GOAWAY:
         LSTAT_ADD(L, age_goaways, 1);
         h2_conn_check(c, nghttp2_submit_goaway(c->sess, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->sess),
@@ -101,7 +111,7 @@ void h2_ka_conn_tick(h2_conn *c, int64_t now)
         c->timer.since = now;
         h2_conn_mark(c);
         break;
-    case H2_KA_CLOSE_AGE: h2_conn_close_now(c, 0, H2_CLOSE_CONN_LOST, false); break;
+    case H2_KA_CLOSE_AGE: h2_conn_close_lingering(c, 0, H2_CLOSE_CONN_LOST, false); break; /* after GOAWAY */
     default: break;
     }
 }

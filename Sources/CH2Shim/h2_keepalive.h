@@ -62,6 +62,14 @@ static inline void h2_ka_sent_data(h2_keepalive *k)
     k->last_peer_ping = 0;
 }
 
+/* The tick ran `late_ms` after it was due (this thread was not scheduled, or an iteration took
+ * that long): that time does not count against the peer's answer to our PING, which could not
+ * be read meanwhile (nor, in one process, sent: a peer starved with us). */
+static inline void h2_ka_late(h2_keepalive *k, int64_t late_ms)
+{
+    if (k->ping_sent && late_ms > 0) k->ping_sent += late_ms;
+}
+
 /* The peer sent a PING (not an ACK) at `now`. Returns true when that is one strike too
  * many: the caller sends GOAWAY ENHANCE_YOUR_CALM "too_many_pings". min_ping_ms 0 = no limit. */
 bool h2_ka_peer_ping(h2_keepalive *k, int64_t now, uint32_t min_ping_ms);

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "h2_loop.h"
 #include "h2_addrs.h"
+#include "h2_linger.h"
 #include "h2_mem.h"
 #include "h2_net.h"
 #include "h2_session.h"
@@ -399,9 +400,10 @@ static void run_timers(h2_loop *L)
     h2_loop_local *lo = &L->local;
     if (lo->accept_paused && lo->now >= lo->accept_resume) resume_accept(L);
     if (lo->next_tick && lo->now >= lo->next_tick) {
-        h2_conns_tick(L);
+        h2_conns_tick(L, lo->now - lo->next_tick);
         h2_stream_tick(L);
-        lo->next_tick = lo->conns ? lo->now + lo->tick_ms : 0; /* no connection: no tick */
+        h2_linger_tick(L, lo->now);
+        lo->next_tick = lo->conns || lo->lingering ? lo->now + lo->tick_ms : 0; /* no connection: no tick */
     }
 }
 
@@ -480,6 +482,7 @@ static void *loop_main(void *arg)
             trim_at = lo->now + H2_POOL_IDLE_MS; /* after activity, trim once idle */
         } else if (trim_at && lo->now >= trim_at) { /* idle for H2_POOL_IDLE_MS: give memory back */
             h2_bufpool_trim(&L->pool);
+            h2_framecache_empty(&lo->frames);
 #if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
             /* After a burst (e.g. thousands of cancelled streams) the freed blocks stay in
              * malloc's arenas and keep the RSS up; return them to the system once idle.
@@ -559,6 +562,7 @@ void h2_loop_teardown(h2_loop *L)
     drop_cmds(L, take_all(L));
     h2_listeners_close(L);
     while (L->local.conns) h2_conn_close_now(L->local.conns, 0, H2_CLOSE_SHUTDOWN, false);
+    h2_linger_end_all(L);
     L->local.dirty = NULL;
     while (L->local.dead) {
         h2_conn *c = L->local.dead;
@@ -576,6 +580,7 @@ void h2_loop_release(h2_loop *L)
     close(L->evfd);
     close(L->epfd);
     h2_map_free(&L->local.map);
+    h2_framecache_empty(&L->local.frames);
     pthread_mutex_destroy(&L->shared.lock);
     h2_bufpool_destroy(&L->pool);
     h2_free(L);

@@ -49,6 +49,7 @@ typedef struct h2_loop_local {
     h2_conn *conns;
     h2_conn *dirty;    /* to flush at the end of this iteration */
     h2_conn *dead;     /* to free at the end of this iteration */
+    h2_conn *lingering; /* closed, their sockets linger (h2_linger.h) */
     h2_listener *listeners;
     /* connection limits and timers (h2_timer.h) */
     int64_t now;           /* h2_now_ms() after this iteration's epoll_wait */
@@ -67,6 +68,7 @@ typedef struct h2_loop_local {
     bool favoured_progressed;
     uint32_t ka_time_ms;   /* client connections' keepalive time: keepalive_time_ms, doubled after each
                             * GOAWAY "too_many_pings" from the server (grpc's client does the same) */
+    h2_framecache frames;  /* closed sessions' frame buffer mappings, for the next ones (h2_sessmem.h) */
     int reserve_fd;        /* held so that at the fd limit one can be freed to accept-and-close; -1 = none */
     /* Stopped or destroyed from one of its own callbacks (the last owner went away on the
      * loop thread): the thread cannot join itself, so it tears the loop down (and frees

@@ -493,19 +493,17 @@ int h2_session_callbacks_new(const h2_config *cfg, nghttp2_session_callbacks **s
     return 0;
 }
 
-/* nghttp2 allocates through the shim's hook too, so a test build can fail its allocations
- * as well (nghttp2 copies the struct: it does not refer to it after session creation). */
-static void *mem_malloc(size_t n, void *ud) { (void)ud; return h2_malloc(n); }
-static void mem_free(void *p, void *ud) { (void)ud; h2_free(p); }
-static void *mem_calloc(size_t k, size_t n, void *ud) { (void)ud; return h2_calloc(k, n); }
-static void *mem_realloc(void *p, size_t n, void *ud) { (void)ud; return h2_realloc(p, n); }
-
+/* nghttp2 allocates through the shim's hook too (h2_sessmem.h), so a test build can fail its
+ * allocations as well, and an idle connection can give back its frame buffer's pages (nghttp2
+ * copies the struct; its user data, c->smem, lives as long as c). */
 int h2_session_setup(h2_conn *c)
 {
     h2_loop *L = c->loop;
-    nghttp2_mem mem = {NULL, mem_malloc, mem_free, mem_calloc, mem_realloc};
+    nghttp2_mem mem;
+    h2_sessmem_init(&c->smem, &mem, &L->local.frames);
     int rv = c->is_client ? nghttp2_session_client_new3(&c->sess, L->scb, c, L->opt, &mem)
                           : nghttp2_session_server_new3(&c->sess, L->scb, c, L->opt, &mem);
+    h2_sessmem_created(&c->smem);
     if (rv != 0) {
         c->sess = NULL;
         return rv;

@@ -28,6 +28,8 @@ void msgbuf_tests(void);
 void outq_tests(void);
 /* test_map.c: token map */
 void map_tests(void);
+/* test_sessmem.c: a session's allocator, its frame buffer's pages released when idle */
+void sessmem_tests(void);
 /* test_addr.c: peer addresses as text */
 void addr_tests(void);
 /* test_ratelim.c: rate limiter */
@@ -42,6 +44,8 @@ void conns_tests(void);
 void tls_tests(void);
 /* test_keepalive.c: keepalive, connection lifetimes, the client's address walk */
 void keepalive_tests(void);
+/* test_linger.c: the lingering close after a GOAWAY over loopback */
+void linger_tests(void);
 /* test_failmalloc.c: every allocation failed in turn */
 void failmalloc_tests(void);
 /* test_e2e.c: loops over loopback through the public API; grpcio interop modes */

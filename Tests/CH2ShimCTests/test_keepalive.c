@@ -42,6 +42,17 @@ static void test_ka_clock(void)
     CHECK(h2_ka_check(&k, 3399, true, 1000, 500, 0) == H2_KA_KEEP);
     CHECK(h2_ka_check(&k, 3400, true, 1000, 0, 0) == H2_KA_SEND_PING);
     CHECK(h2_ka_check(&k, 999999, true, 1000, 0, 0) == H2_KA_KEEP); /* timeout 0: never dead */
+    /* A tick that runs late (the loop thread was not scheduled): that time is the loop's, not
+     * the peer's, and does not count against the answer. */
+    h2_ka_start(&k, 1000, 0, 1);
+    CHECK(h2_ka_check(&k, 2000, true, 1000, 500, 0) == H2_KA_SEND_PING);
+    h2_ka_late(&k, 3000); /* the next tick, due at 2100, ran at 5100 */
+    CHECK(h2_ka_check(&k, 5100, true, 1000, 500, 0) == H2_KA_KEEP);
+    CHECK(h2_ka_check(&k, 5499, true, 1000, 500, 0) == H2_KA_KEEP);
+    CHECK(h2_ka_check(&k, 5500, true, 1000, 500, 0) == H2_KA_CLOSE_DEAD);
+    h2_ka_start(&k, 1000, 0, 1);
+    h2_ka_late(&k, 3000); /* no PING out: nothing to move */
+    CHECK(k.ping_sent == 0 && k.last_read == 1000);
 }
 
 static void test_ka_strikes(void)

@@ -5,6 +5,7 @@
  *   h2shim_test conns           the connection-limit tests alone
  *   h2shim_test tls             the TLS tests alone
  *   h2shim_test keepalive       the keepalive, lifetime and address-walk tests alone
+ *   h2shim_test linger          the lingering-close tests alone
  *   h2shim_test serve           print the port, serve /x.Y/Echo until stdin closes (grpcio client)
  *   h2shim_test client PORT     one unary call to a grpcio server (method /x.Y/Echo)
  */
@@ -33,6 +34,10 @@ int main(int argc, char **argv)
         keepalive_tests();
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "linger") == 0) {
+        linger_tests();
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "failmalloc") == 0) {
         failmalloc_tests();
         fprintf(stderr, "failmalloc tests passed\n");
@@ -44,12 +49,14 @@ int main(int argc, char **argv)
     ratelim_tests();
     addr_tests();
     map_tests();
+    sessmem_tests();
     e2e_tests();
     RUN(limits_tests());
     RUN(partial_tests());
     conns_tests();
     tls_tests();
     keepalive_tests();
+    linger_tests();
     fprintf(stderr, "all tests passed\n");
     return 0;
 }

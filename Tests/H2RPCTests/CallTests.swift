@@ -155,14 +155,15 @@ import Testing
         // Ask for 100,000 messages of 1 KiB (100 MB) and read none of them.
         let call = try await h.client.serverStreaming(TestService.flood, request: Blob([100]), responseType: Blob.self)
         try await eventually("startedCount == 1") { probe.startedCount == 1 }
-        // Wait until the writer parks: no progress across 300 ms. The 120 s only catches a writer
-        // that never parks (10 s was too short when two CI runs and the full suite shared 2 cores).
+        // Wait until the writer parks: no progress across 300 ms once it has written (a handler
+        // starved before its first write has not parked). The 120 s only catches a writer that
+        // never parks (10 s was too short when two CI runs and the full suite shared 2 cores).
         var stalled = -1
         let deadline = ContinuousClock.now + .seconds(120)
         while ContinuousClock.now < deadline {
             let before = probe.written
             try await Task.sleep(for: .milliseconds(300))
-            if probe.written == before {
+            if before > 0 && probe.written == before {
                 stalled = before
                 break
             }

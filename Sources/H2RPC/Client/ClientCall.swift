@@ -10,7 +10,7 @@ public final class ClientCallEvents: Sendable {
         var headerWaiters: [CheckedContinuation<Metadata, Never>] = []
         var statusWaiters: [CheckedContinuation<(Status, Metadata), Never>] = []
         var sendClosed = false
-        var timer: Task<Void, Never>? = nil
+        var timer: DeadlineTimer? = nil
         var compression: CompressionAlgorithm? = nil
         var unprocessed = false
     }
@@ -81,7 +81,7 @@ public final class ClientCallEvents: Sendable {
         typealias Woken = (
             headers: [CheckedContinuation<Metadata, Never>],
             status: [CheckedContinuation<(Status, Metadata), Never>],
-            timer: Task<Void, Never>?
+            timer: DeadlineTimer?
         )
         let result = state.withLock { s -> Woken? in
             guard s.status == nil else { return nil }
@@ -108,9 +108,10 @@ public final class ClientCallEvents: Sendable {
     // MARK: call side
 
     func startTimer(_ timeout: Duration) {
-        let timer = Task { [weak self] in
-            try? await Task.sleep(for: timeout)
-            guard !Task.isCancelled, let self else { return }
+        // Not on the cooperative pool (see DeadlineTimer): the deadline ends the call on time
+        // however busy the pool is.
+        let timer = DeadlineTimer(at: .now + timeout) { [weak self] in
+            guard let self else { return }
             // Record the status before resetting the stream: the reset's own close event
             // (CANCELLED) must not win the race to be the call's first status.
             self.receiveStatus(

@@ -40,7 +40,7 @@ public final class ServerCall: Sendable {
         var call: ServerCallState
         var task: Task<Void, Never>? = nil
         var headTask: Task<Void, Never>? = nil
-        var deadlineTask: Task<Void, Never>? = nil
+        var deadlineTask: DeadlineTimer? = nil
         /// The status sent (nil until then, or if the stream closed first).
         var status: Status? = nil
         /// The response `grpc-encoding`, declared with the first response message.
@@ -179,11 +179,9 @@ public final class ServerCall: Sendable {
     /// checks.
     func begin() {
         if let deadline = context.deadline {
-            let timer = Task { [weak self] in
-                try? await Task.sleep(until: deadline, clock: .continuous)
-                guard !Task.isCancelled else { return }
-                self?.expire()
-            }
+            // Not on the cooperative pool (see DeadlineTimer): it ends the call on time however
+            // busy the pool is.
+            let timer = DeadlineTimer(at: deadline) { [weak self] in self?.expire() }
             state.withLock { $0.deadlineTask = timer }
         }
         if tracksPending { dispatcher.pending.add(self) }
