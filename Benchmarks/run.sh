@@ -106,7 +106,7 @@ if [ -n "${BASELINE_BIN:-}" ]; then
 fi
 
 grpc_ok() { # url request-file: h2load reads only :status; check the grpc-status trailer with a real request.
-  nghttp -v -d "$2" -H 'content-type: application/grpc' -H 'te: trailers' "$1" 2>&1 | grep -q 'grpc-status: 0' \
+  nghttp -v -d "$2" -H 'content-type: application/grpc' -H 'te: trailers' "$1" 2>&1 | grep -aq 'grpc-status: 0' \
     || { echo "$1 did not answer grpc-status 0" >&2; exit 1; }
 }
 check_grpc_ok() { grpc_ok "${2:-http}://127.0.0.1:$1/grpc.testing.TestService/UnaryCall" "$WORK/request.bin"; }
@@ -190,6 +190,7 @@ $BENCH_BIN/h2rpc-bench cancel --port "$OURS" --calls "$CANCEL_CALLS" --concurren
 sleep 3; RSS_AFTER=$(rss_kib "$OURS_PID")
 stop_servers # the stages below start their own
 
+result load "-D ${DURATION}s -c $CLIENTS -m $STREAMS"; result clients "$CLIENTS"; result streams "$STREAMS"
 result unary_ours "$R_OURS"; result unary_nghttpd "$R_NG"; result unary_grpc_swift2 "$R_GS"; result unary_grpcio "$R_PY"
 result client_ours "$C_OURS"; result client_grpc_swift2 "$C_GS"; result client_grpcio "$C_PY"
 result tail_ours "$T50_OURS $T99_OURS $T999_OURS"; result tail_nghttpd "$T50_NG $T99_NG $T999_NG"

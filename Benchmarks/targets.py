@@ -40,14 +40,15 @@ def rows(r: dict) -> list:
         else:
             out.append((label, "not measured in this run", "", target, ""))
 
-    row("1. Unary server (h2load -c 8 -m 32, 16-byte responses)",
+    row(f"1. Unary server (h2load {r.get('load', '?')}, 16-byte responses)",
         ["unary_ours", "unary_nghttpd", "unary_grpc_swift2", "unary_grpcio"],
         lambda: f"{num(f('unary_ours'))} req/s = {f('unary_ours') / f('unary_nghttpd'):.2f}× nghttpd",
         lambda: f"nghttpd {num(f('unary_nghttpd'))}; grpc-swift-2 {num(f('unary_grpc_swift2'))}; "
                 f"grpcio {num(f('unary_grpcio'))} req/s",
         "≥ 0.7× nghttpd",
         lambda: at_least(f("unary_ours") / f("unary_nghttpd"), 0.7, "×"))
-    row("2. Client, 8 connections × 32 concurrent unary calls, against our interop-server",
+    row(f"2. Client, {r.get('clients', '?')} connections × {r.get('streams', '?')} concurrent unary calls, "
+        "against our interop-server",
         ["client_ours", "client_grpc_swift2", "client_grpcio"],
         lambda: f"{num(f('client_ours'))} calls/s = {f('client_ours') / f('client_grpc_swift2'):.2f}× "
                 f"grpc-swift-2, {f('client_ours') / f('client_grpcio'):.2f}× grpcio",
