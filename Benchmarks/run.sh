@@ -25,7 +25,7 @@
 # BASELINE_BIN=DIR adds the interop-server and h2rpc-bench found in DIR (an older build) as
 # rows of the same run (loaded right after this build), so a change is judged side by side.
 # A short run, to check the script only (about 2 minutes):
-#   DURATION=2 STREAM_MESSAGES=40000 STREAM_MESSAGES_GRPCIO=4000 CANCEL_CALLS=500 SIZE_MIB=16 \
+#   DURATION=2 STREAM_MESSAGES=40000 STREAM_MESSAGES_GRPC_SWIFT2=8000 STREAM_MESSAGES_GRPCIO=4000 CANCEL_CALLS=500 SIZE_MIB=16 \
 #   ROUNDS=1 WATCHERS=10 TEMPLATE_MIB=16 TEMPLATE_ROUNDS=1 IDLE_CONNECTIONS=50 Benchmarks/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +33,8 @@ DURATION=${DURATION:-10}
 CLIENTS=${CLIENTS:-8}
 STREAMS=${STREAMS:-32}
 STREAM_MESSAGES=${STREAM_MESSAGES:-2000000}
-# grpcio's Python server streams far slower than the others: fewer messages, the same client.
+# grpc-swift-2's server streams ~10x, grpcio's ~50x slower than ours: fewer messages, the same client.
+STREAM_MESSAGES_GRPC_SWIFT2=${STREAM_MESSAGES_GRPC_SWIFT2:-400000}
 STREAM_MESSAGES_GRPCIO=${STREAM_MESSAGES_GRPCIO:-100000}
 CANCEL_CALLS=${CANCEL_CALLS:-10000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-1000}
@@ -180,7 +181,7 @@ read -r M_OURS S_OURS MSGS < <(stream_load $BENCH_BIN/h2rpc-bench "$OURS" "$STRE
 if [ -n "${BASELINE_BIN:-}" ]; then
   read -r M_BASE S_BASE BASE_MSGS < <(stream_load "$BASELINE_BIN/h2rpc-bench" "$BASE" "$STREAM_MESSAGES")
 fi
-read -r M_GS S_GS MSGS_GS < <(stream_load $BENCH_BIN/h2rpc-bench "$GS2" "$STREAM_MESSAGES")
+read -r M_GS S_GS MSGS_GS < <(stream_load $BENCH_BIN/h2rpc-bench "$GS2" "$STREAM_MESSAGES_GRPC_SWIFT2")
 read -r M_PY S_PY MSGS_PY < <(stream_load $BENCH_BIN/h2rpc-bench "$GRPCIO" "$STREAM_MESSAGES_GRPCIO")
 
 # Cancellation: RSS after CANCEL_CALLS mid-stream cancels, once idle.
