@@ -68,7 +68,7 @@ def rows(r: dict) -> list:
         ["upload_s", "cat_s", "upload_mib"],
         lambda: f"{r['upload_mib']} MiB in {r['upload_s']} s = {mibs('upload_s'):,.0f} MiB/s = "
                 f"{f('cat_s') / f('upload_s'):.2f}× cat",
-        lambda: f"`cat` + fsync {r['cat_s']} s = {mibs('cat_s'):,.0f} MiB/s ({r.get('upload_rounds', '?')} rounds)",
+        lambda: f"`cat` + fsync {r['cat_s']} s = {mibs('cat_s'):,.0f} MiB/s (median of {r.get('upload_rounds', '?')})",
         "≥ 0.8× cat",
         lambda: at_least(f("cat_s") / f("upload_s"), 0.8, "×"))
     row("5. Server streaming, 1 KiB messages, 4 streams (h2rpc-bench stream)",
