@@ -77,7 +77,8 @@ def rows(r: dict) -> list:
         lambda: f"grpc-swift-2 {num(f('stream_grpc_swift2'))}; grpcio {num(f('stream_grpcio'))} msgs/s",
         "≥ 1,000,000 msgs/s",
         lambda: at_least(f("stream_ours"), 1_000_000, " msgs/s"))
-    row(f"6. Server RSS per idle connection that made one call ({int(r.get('idle_connections', 0)):,} connections)",
+    count = f" ({int(r['idle_connections']):,} connections)" if "idle_connections" in r else ""
+    row(f"6. Server RSS per idle connection that made one call{count}",
         ["idle_ours_kib", "idle_grpcio_kib", "idle_nghttpd_kib"],
         lambda: f"{r['idle_ours_kib']} KiB",
         lambda: f"grpcio {r['idle_grpcio_kib']}; nghttpd {r['idle_nghttpd_kib']} KiB",
