@@ -97,9 +97,10 @@ generate: deps pydeps
 check-generated: deps pydeps
 	Tools/check-generated.sh
 
+# Every benchmark of issue 13 in one run (Benchmarks/run.sh, which also runs replication.sh and
+# idle_memory.py), ending with the "Issue 13 targets" table; BENCH_OUT=FILE writes the tables there.
 bench: deps pydeps
 	Benchmarks/run.sh
-	Benchmarks/replication.sh
 
 # The PostgreSQL driver comparison (issue 12): libpq vs postgres-nio on a throwaway PostgreSQL 15
 # cluster (Benchmarks/pg_drivers.sh), then each driver's clean release build and binary size

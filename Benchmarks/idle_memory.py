@@ -9,7 +9,9 @@ keep every connection open and idle, wait until the server's RSS settles, and re
 warm-up connection, closed before the baseline, so one-time costs (code pages, first-call
 caches) are not charged to the connections.
 
-Usage: Benchmarks/idle_memory.py [--connections N] [--bin DIR]   (release build of interop-server)
+Usage: Benchmarks/idle_memory.py [--connections N] [--bin DIR] [--results FILE]
+(release build of interop-server). --results appends idle_<server>_kib=KiB-per-connection lines
+to FILE, for the issue 13 targets table of Benchmarks/run.sh.
 """
 import argparse
 import os
@@ -148,6 +150,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=1000)
     ap.add_argument("--bin", default=str(ROOT / ".build" / "release"), help="directory of interop-server")
     ap.add_argument("--only", choices=["ours", "grpcio", "nghttpd"], action="append")
+    ap.add_argument("--results", help="append idle_<server>_kib=... lines to this file")
     args = ap.parse_args()
     n = args.connections
     rows = []
@@ -165,13 +168,17 @@ def main() -> None:
             label, argv, grpc = servers[key]
             port = free_port()
             before, after = measure(label, argv(port), port, grpc, n)
-            rows.append((label, before, after, (after - before) / n))
+            rows.append((key, label, before, after, (after - before) / n))
     print(f"Idle connections that made one call each: {n}; server RSS before / with them open (KiB).")
     print()
     print("| server | RSS before KiB | RSS with connections KiB | KiB per connection |")
     print("|---|---|---|---|")
-    for label, before, after, per in rows:
+    for _, label, before, after, per in rows:
         print(f"| {label} | {before} | {after} | {per:.1f} |")
+    if args.results:
+        with open(args.results, "a") as out:
+            for key, _, _, _, per in rows:
+                out.write(f"idle_{key}_kib={per:.1f}\n")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ import GRPCNIOTransportHTTP2Posix
 import UnaryLoad
 
 /// grpc-swift-2 (with its NIO HTTP/2 transport) as the Swift user's alternative in run.sh:
-/// a plaintext server answering `grpc.testing.TestService/UnaryCall`, and a unary client
-/// load against any such server. Messages go through GRPCCore's raw API with a hand-written
+/// a plaintext server answering `grpc.testing.TestService/UnaryCall` and `StreamingOutputCall`,
+/// and a unary client load against any such server. Messages go through GRPCCore's raw API with a hand-written
 /// codec of the few fields used (no protoc plugin), byte for byte what generated code sends.
 @main
 struct GRPCSwift2Bench: AsyncParsableCommand {
@@ -18,9 +18,15 @@ struct GRPCSwift2Bench: AsyncParsableCommand {
 /// `grpc.testing.TestService/UnaryCall`.
 let unaryCall = MethodDescriptor(fullyQualifiedService: "grpc.testing.TestService", method: "UnaryCall")
 
-/// Protobuf wire format of the two interop messages, only the fields the benchmark uses:
-/// `SimpleRequest { int32 response_size = 2; }` and
-/// `SimpleResponse { Payload payload = 1; }` with `Payload { bytes body = 2; }`.
+/// `grpc.testing.TestService/StreamingOutputCall`.
+let streamingOutputCall = MethodDescriptor(
+    fullyQualifiedService: "grpc.testing.TestService", method: "StreamingOutputCall")
+
+/// Protobuf wire format of the interop messages, only the fields the benchmark uses:
+/// `SimpleRequest { int32 response_size = 2; }`,
+/// `StreamingOutputCallRequest { repeated ResponseParameters response_parameters = 2; }` with
+/// `ResponseParameters { int32 size = 1; }`, and `SimpleResponse` and
+/// `StreamingOutputCallResponse`, both `{ Payload payload = 1; }` with `Payload { bytes body = 2; }`.
 enum Wire {
     /// Appends a base-128 varint.
     static func putVarint(_ value: UInt64, into out: inout [UInt8]) {
@@ -85,7 +91,30 @@ struct RequestCodec: MessageSerializer, MessageDeserializer {
     }
 }
 
-/// `SimpleResponse` as its payload body's length: the server sends that many zero bytes,
+/// `StreamingOutputCallRequest` as the `size` of each of its response parameters, in order
+/// (`interval_us` and the other fields are not read: the benchmark client sends none).
+struct StreamingRequestCodec: MessageDeserializer {
+    func deserialize<Bytes: GRPCContiguousBytes>(_ bytes: Bytes) throws -> [Int] {
+        try bytes.withUnsafeBytes { buffer in
+            var sizes: [Int] = []
+            var bad = false
+            try Wire.fields(buffer) { number, _, range in
+                guard number == 2 else { return }
+                var size = 0
+                do {
+                    try Wire.fields(UnsafeRawBufferPointer(rebasing: buffer[range])) { inner, value, _ in
+                        if inner == 1 { size = Int(value) }
+                    }
+                } catch { bad = true }
+                sizes.append(size)
+            }
+            guard !bad else { throw RPCError(code: .internalError, message: "bad ResponseParameters") }
+            return sizes
+        }
+    }
+}
+
+/// `SimpleResponse` (and `StreamingOutputCallResponse`, the same fields) as its payload body's length: the server sends that many zero bytes,
 /// the client reads the body's length back (and checks it).
 struct ResponseCodec: MessageSerializer, MessageDeserializer {
     func serialize<Bytes: GRPCContiguousBytes>(_ bodySize: Int) throws -> Bytes {
@@ -111,7 +140,8 @@ struct ResponseCodec: MessageSerializer, MessageDeserializer {
     }
 }
 
-/// UnaryCall: answers `response_size` zero bytes, as the interop server does.
+/// UnaryCall answers `response_size` zero bytes; StreamingOutputCall writes one response of
+/// `size` zero bytes per response parameter, one write each (as the interop server does).
 struct TestService: RegistrableRPCService {
     func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
         router.registerHandler(
@@ -120,13 +150,23 @@ struct TestService: RegistrableRPCService {
             let single = try await ServerRequest(stream: request)
             return StreamingServerResponse(single: ServerResponse(message: single.message))
         }
+        router.registerHandler(
+            forMethod: streamingOutputCall, deserializer: StreamingRequestCodec(), serializer: ResponseCodec()
+        ) { request, _ in
+            let sizes = try await ServerRequest(stream: request).message
+            return StreamingServerResponse { writer in
+                for size in sizes { try await writer.write(size) }
+                return [:]
+            }
+        }
     }
 }
 
 extension GRPCSwift2Bench {
     /// A plaintext HTTP/2 server on `--port` until killed.
     struct Serve: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Serve UnaryCall (plaintext).")
+        static let configuration = CommandConfiguration(
+            abstract: "Serve UnaryCall and StreamingOutputCall (plaintext).")
         @Option(help: "Port to listen on.") var port: Int
 
         func run() async throws {
