@@ -18,7 +18,7 @@ final class OutboundFlow: Sendable {
     private let state = Mutex(State())
 
     /// Counts `bytes` as queued, first waiting while the queue is above the high-water mark.
-    nonisolated(nonsending) func reserve(_ bytes: Int) async throws {
+    func reserve(_ bytes: Int) async throws {
         enum Decision {
             case go, wait
             case closed(RPCError)

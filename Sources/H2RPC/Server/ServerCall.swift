@@ -369,10 +369,7 @@ public final class ServerCall: Sendable {
         }
     }
 
-    /// Runs on the handler's executor (`nonisolated(nonsending)`): a hop to the generic
-    /// executor per message costs a lock of the task's status record (with an executor
-    /// preference), ≈ 20 % of a streaming server's CPU.
-    nonisolated(nonsending) func writeMessage(_ message: MessageBytes) async throws {
+    func writeMessage(_ message: MessageBytes) async throws {
         try await flow?.reserve(message.count)
         let wanted = context.responseCompression
         let declare = wanted == nil ? nil : declaredEncoding()

@@ -37,13 +37,12 @@ public struct ResponseWriter<Message: RPCMessage>: Sendable {
     let call: ServerCall
 
     /// Sends one message; throws if the call is already over (cancelled, deadline, reset).
-    /// Runs on the caller's executor (`nonisolated(nonsending)`): no executor hop per message.
-    nonisolated(nonsending) public func write(_ message: Message) async throws {
+    public func write(_ message: Message) async throws {
         try await call.writeMessage(try call.encodeResponse(message))
     }
 
     /// Sends a message encoded beforehand, e.g. once for many streams (fan-out).
-    nonisolated(nonsending) public func write(_ message: SerializedMessage<Message>) async throws {
+    public func write(_ message: SerializedMessage<Message>) async throws {
         try await call.writeMessage(MessageBytes(message.bytes))
     }
 }
