@@ -34,10 +34,11 @@ BYTES=$((SIZE_MIB << 20))
 
 # A two-region geography: one replica per image, so throughput = one copy.
 echo '{"geographies": {"Bench": ["r1", "r2"]}}' > "$WORK/regions.json"
-# The watchers are one caller on one connection: raise the per-caller and per-connection watch
-# caps (100 each by default, issue 10) to their number.
+# The watchers are one caller (on 10 connections): the per-caller watch cap (100 by default,
+# issue 10) must hold them, the bench's own image watch, and the previous round's watchers that are
+# still closing when a round opens its own.
 "$BIN/labgallery-server" --port 0 --data-dir "$WORK/data" --regions-file "$WORK/regions.json" --wan-model off \
-  --max-watchers-per-caller "$WATCHERS" --max-watchers-per-connection "$WATCHERS" --log-level warning > "$WORK/server.out" 2> "$WORK/server.err" & PIDS+=($!); SERVER=$!
+  --max-watchers-per-caller $((2 * WATCHERS + 1)) --max-watchers-per-connection "$WATCHERS" --log-level warning > "$WORK/server.out" 2> "$WORK/server.err" & PIDS+=($!); SERVER=$!
 for _ in $(seq 100); do grep -q listening "$WORK/server.out" 2>/dev/null && break; sleep 0.1; done
 PORT=$(head -1 "$WORK/server.out" | awk -F: '{print $NF}')
 TOKEN=$(cat "$WORK/data/admin.token")
