@@ -20,6 +20,9 @@
         fprintf(stderr, "ok   %s\n", #x);       \
     } while (0)
 
+/* test_main.c: a blocking TCP connection to 127.0.0.1:port (CHECKs that it connects) */
+int test_tcp_to(uint16_t port);
+
 /* test_framing.c: gRPC prefix and deframer */
 void framing_tests(void);
 /* test_msgbuf.c: message buffers and pool */

@@ -266,15 +266,6 @@ static void test_deadlines(void)
 
 /* ------------------------------------------------------------ over loopback */
 
-static int tcp_to(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    CHECK(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
-    return fd;
-}
-
 /* Milliseconds until the server closes fd (EOF or reset; what it sends first is read and
  * dropped), or -1 if it is still open after max_ms. */
 static int ms_until_closed(int fd, int max_ms)
@@ -325,7 +316,7 @@ static void test_handshake_timeout(void)
     uint16_t port;
     h2_loop *l = server(&cfg, &port);
     CHECK(h2_loop_start(l) == 0);
-    int silent = tcp_to(port), preface_only = tcp_to(port), ok = tcp_to(port);
+    int silent = test_tcp_to(port), preface_only = test_tcp_to(port), ok = test_tcp_to(port);
     CHECK(send(preface_only, PREFACE, 24, MSG_NOSIGNAL) == 24);
     uint8_t b[64];
     size_t n = client_start(b);
@@ -350,13 +341,13 @@ static void test_per_address_cap(void)
     uint16_t port;
     h2_loop *l = server(&cfg, &port);
     CHECK(h2_loop_start(l) == 0);
-    int a = tcp_to(port), b = tcp_to(port), c = tcp_to(port);
+    int a = test_tcp_to(port), b = test_tcp_to(port), c = test_tcp_to(port);
     CHECK(ms_until_closed(c, 2000) >= 0); /* the third from 127.0.0.1: accepted and closed */
     CHECK(stats(l).conns_rejected == 1);
     CHECK(ms_until_closed(a, 100) == -1 && ms_until_closed(b, 100) == -1);
     close(a);
     CHECK(conns_become(l, 1));
-    int d = tcp_to(port); /* a slot is free again */
+    int d = test_tcp_to(port); /* a slot is free again */
     CHECK(ms_until_closed(d, 200) == -1);
     CHECK(stats(l).conns_rejected == 1);
     close(b);
@@ -379,9 +370,9 @@ static void test_shared_total_cap(void)
     CHECK(h2_loop_share_limits(lb, la) == 0); /* again: no change */
     CHECK(h2_loop_start(la) == 0 && h2_loop_start(lb) == 0);
     CHECK(h2_loop_share_limits(lb, la) == -EINVAL); /* started */
-    int a1 = tcp_to(pa), a2 = tcp_to(pa), b1 = tcp_to(pb);
+    int a1 = test_tcp_to(pa), a2 = test_tcp_to(pa), b1 = test_tcp_to(pb);
     CHECK(ms_until_closed(a1, 100) == -1 && ms_until_closed(a2, 100) == -1 && ms_until_closed(b1, 100) == -1);
-    int b2 = tcp_to(pb), a3 = tcp_to(pa);
+    int b2 = test_tcp_to(pb), a3 = test_tcp_to(pa);
     CHECK(ms_until_closed(b2, 2000) >= 0 && ms_until_closed(a3, 2000) >= 0);
     CHECK(stats(lb).conns_rejected == 1 && stats(la).conns_rejected == 1);
     close(a1);
@@ -391,7 +382,7 @@ static void test_shared_total_cap(void)
     close(a3);
     h2_loop_destroy(la); /* lb keeps the shared caps alive; la's connections are gone */
     CHECK(conns_become(lb, 0));
-    int b3 = tcp_to(pb);
+    int b3 = test_tcp_to(pb);
     CHECK(ms_until_closed(b3, 100) == -1);
     close(b3);
     h2_loop_destroy(lb);
@@ -491,7 +482,7 @@ static void test_fd_limit(void)
     enum { N = 150 };
     int fds[N];
     int64_t t0 = h2_now_ms();
-    for (int i = 0; i < N; i++) fds[i] = tcp_to(port); /* the listen queue holds what is not accepted */
+    for (int i = 0; i < N; i++) fds[i] = test_tcp_to(port); /* the listen queue holds what is not accepted */
     int worst = 0;
     for (int i = 0; i < N; i++) {
         int ms = ms_until_closed(fds[i], 5000);

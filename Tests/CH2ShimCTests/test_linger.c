@@ -73,15 +73,6 @@ static void release_server(void)
     pthread_mutex_unlock(&mu);
 }
 
-static int tcp_to(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    CHECK(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
-    return fd;
-}
-
 static void send_all(int fd, const uint8_t *p, size_t n)
 {
     CHECK(send(fd, p, n, MSG_NOSIGNAL) == (ssize_t)n);
@@ -92,7 +83,7 @@ static void send_all(int fd, const uint8_t *p, size_t n)
 static int doomed_connection(uint16_t port)
 {
     in_request = go = 0;
-    int fd = tcp_to(port);
+    int fd = test_tcp_to(port);
     send_all(fd, PREFACE, 24);
     send_all(fd, SETTINGS, sizeof SETTINGS);
     send_all(fd, HEADERS, sizeof HEADERS);
@@ -183,7 +174,7 @@ static void test_goaway_read_not_reset(void)
     CHECK(read_to_end(fd, &goaway) == 0);
     CHECK(goaway);
     /* 2. While it lingers it keeps its place under the per-address cap of 1. */
-    int other = tcp_to(port);
+    int other = test_tcp_to(port);
     int got_other = 0;
     CHECK(read_to_end(other, &got_other) != ETIMEDOUT && !got_other); /* closed at once */
     CHECK(stats(l).conns_rejected == 1);
@@ -193,7 +184,7 @@ static void test_goaway_read_not_reset(void)
     int64_t t0 = h2_now_ms();
     int fresh = -1;
     while (h2_now_ms() - t0 < 10000) { /* the server reads our EOF on its own time */
-        fresh = tcp_to(port);
+        fresh = test_tcp_to(port);
         send_all(fresh, PREFACE, 24);
         send_all(fresh, SETTINGS, sizeof SETTINGS);
         struct pollfd pf = {.fd = fresh, .events = POLLIN};

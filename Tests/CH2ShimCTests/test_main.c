@@ -11,12 +11,24 @@
  */
 #include "test.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* The allocator hook's counters (h2_mem.h). */
 atomic_long h2_mem_fail_at;
 atomic_long h2_mem_count;
+
+int test_tcp_to(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    return fd;
+}
 
 int main(int argc, char **argv)
 {
