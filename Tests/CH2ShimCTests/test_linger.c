@@ -156,17 +156,24 @@ static int ms_until_gone(int fd, int max_ms)
     return -1;
 }
 
-static void test_goaway_read_not_reset(void)
+/* A started server loop on 127.0.0.1 (per_addr: its per-address connection cap, 0 = none). */
+static h2_loop *start_server(uint32_t per_addr, uint16_t *port)
 {
     h2_config cfg;
     h2_config_init(&cfg);
-    cfg.max_connections_per_addr = 1;
+    if (per_addr) cfg.max_connections_per_addr = per_addr;
     h2_callbacks cb = {.on_request = on_request};
     h2_loop *l = h2_loop_create(&cfg, &cb);
     CHECK(l);
-    uint16_t port;
-    CHECK(h2_listen(l, "127.0.0.1", 0, &port) == 0);
+    CHECK(h2_listen(l, "127.0.0.1", 0, port) == 0);
     CHECK(h2_loop_start(l) == 0);
+    return l;
+}
+
+static void test_goaway_read_not_reset(void)
+{
+    uint16_t port;
+    h2_loop *l = start_server(1, &port);
 
     /* 1. The peer reads the GOAWAY and a clean EOF, not a reset. */
     int fd = doomed_connection(port);
@@ -214,14 +221,8 @@ static void test_goaway_read_not_reset(void)
 /* A loop destroyed while a socket lingers frees it (valgrind and ASan check). */
 static void test_teardown_while_lingering(void)
 {
-    h2_config cfg;
-    h2_config_init(&cfg);
-    h2_callbacks cb = {.on_request = on_request};
-    h2_loop *l = h2_loop_create(&cfg, &cb);
-    CHECK(l);
     uint16_t port;
-    CHECK(h2_listen(l, "127.0.0.1", 0, &port) == 0);
-    CHECK(h2_loop_start(l) == 0);
+    h2_loop *l = start_server(0, &port);
     int fd = doomed_connection(port);
     int goaway = 0;
     CHECK(read_to_end(fd, &goaway) == 0 && goaway);
