@@ -40,12 +40,27 @@ struct ConnectionTests {
                 print("skip localhost on ::1: this machine has no IPv6 loopback")
                 continue
             }
-            let server = try await ConfiguredServer { $0.host = host }
-            let client = try LabGalleryClient(
-                configuration: .init(host: "localhost", port: server.port, token: server.token))
-            _ = try await client.createGallery(id: "g", region: "north")
-            #expect(try await client.getGallery("g").name == "galleries/g", "via \(host)")
-            await server.stop()
+            // "localhost" also names the other loopback address, where another test's server
+            // may have the same port number (each family hands out its ports on its own): hold
+            // that address and port, so a connection there is refused and the client walks on
+            // to this server. If someone holds it already, start this server again elsewhere.
+            var attempt = 0
+            while true {
+                attempt += 1
+                let server = try await ConfiguredServer { $0.host = host }
+                guard let other = bindLoopback(v6: host == "127.0.0.1", port: UInt16(server.port)) else {
+                    await server.stop()
+                    try #require(attempt < 50, "the other loopback address at the server's port was always taken")
+                    continue
+                }
+                defer { close(other) }
+                let client = try LabGalleryClient(
+                    configuration: .init(host: "localhost", port: server.port, token: server.token))
+                _ = try await client.createGallery(id: "g", region: "north")
+                #expect(try await client.getGallery("g").name == "galleries/g", "via \(host)")
+                await server.stop()
+                break
+            }
         }
     }
 
@@ -119,17 +134,43 @@ struct ConnectionTests {
 
 /// Whether this machine can bind ::1.
 func hasIPv6Loopback() -> Bool {
-    let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    var a = sockaddr_in6()
-    a.sin6_family = sa_family_t(AF_INET6)
-    a.sin6_addr = in6addr_loopback
-    return withUnsafePointer(to: &a) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+    guard let fd = bindLoopback(v6: true, port: 0) else { return false }
+    close(fd)
+    return true
+}
+
+/// A TCP socket bound (not listening) to 127.0.0.1 or ::1 at `port` (0: any), or nil if that
+/// address and port are taken. A connection to it is refused.
+func bindLoopback(v6: Bool, port: UInt16) -> Int32? {
+    let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    let rc: Int32
+    if v6 {
+        var a = sockaddr_in6()
+        a.sin6_family = sa_family_t(AF_INET6)
+        a.sin6_addr = in6addr_loopback
+        a.sin6_port = port.bigEndian
+        rc = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+            }
         }
-    } == 0
+    } else {
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        a.sin_port = port.bigEndian
+        rc = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+    }
+    guard rc == 0 else {
+        close(fd)
+        return nil
+    }
+    return fd
 }
 
 /// A gallery server over a temp directory with a changed configuration (host, Unix socket).
